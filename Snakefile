@@ -1,0 +1,41 @@
+# temtwin: (S)TEM micrographs -> phases, strain, digital twins and their physics.
+# Run:  snakemake --cores 8 [--config dataset=PATH]      (see README.md)
+
+from temtwin.workflow.snake import make_workflow
+
+
+configfile: "config/config.yaml"
+
+
+W = make_workflow(config)
+config.update(W.config)
+R = W.results
+
+
+report: "report/workflow.rst"
+
+
+wildcard_constraints:
+    sample=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    image=r"[A-Za-z0-9][A-Za-z0-9_.+-]*",
+    chunk=r"\d+",
+
+
+include: "rules/ingest.smk"
+include: "rules/segment.smk"
+include: "rules/fft_peaks.smk"
+include: "rules/phase_id.smk"
+include: "rules/register_stack.smk"
+include: "rules/gpa.smk"
+include: "rules/fem_geometry.smk"
+include: "rules/atomic_model.smk"
+include: "rules/keating.smk"
+include: "rules/phonons.smk"
+include: "rules/tight_binding.smk"
+include: "rules/summarize.smk"
+
+
+rule all:
+    input:
+        W.all_targets(),
+    default_target: True

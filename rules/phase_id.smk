@@ -1,0 +1,28 @@
+rule phase_id:
+    """Identify each region's crystal phase, zone axis and in-plane rotation; index the spots."""
+    input:
+        image=f"{R}/{{sample}}/{{image}}/image.h5",
+        segmentation=f"{R}/{{sample}}/{{image}}/segmentation.h5",
+        peaks=f"{R}/{{sample}}/{{image}}/peaks.h5",
+        cifs=W.phase_files,
+        settings=W.sample_files,
+    output:
+        h5=f"{R}/{{sample}}/{{image}}/phases.h5",
+        figures=report(
+            directory(f"{R}/{{sample}}/{{image}}/figures/phase_id"),
+            patterns=["{name}.png"],
+            category="3 Phases and orientations",
+            subcategory="{sample}/{image}",
+        ),
+    log:
+        f"{R}/logs/{{sample}}/{{image}}/phase_id.log",
+    benchmark:
+        f"{R}/benchmarks/{{sample}}/{{image}}/phase_id.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    threads: 2
+    conda:
+        "../envs/temtwin.yaml"
+    script:
+        "../scripts/phase_id.py"

@@ -1,0 +1,25 @@
+rule segment:
+    """Segment the micrograph into regions (automatic edges, Segment Anything, or a hand-made override)."""
+    input:
+        image=f"{R}/{{sample}}/{{image}}/image.h5",
+        override=W.label_override,
+    output:
+        h5=f"{R}/{{sample}}/{{image}}/segmentation.h5",
+        figures=report(
+            directory(f"{R}/{{sample}}/{{image}}/figures/segment"),
+            patterns=["{name}.png"],
+            category="1 Segmentation",
+            subcategory="{sample}/{image}",
+        ),
+    log:
+        f"{R}/logs/{{sample}}/{{image}}/segment.log",
+    benchmark:
+        f"{R}/benchmarks/{{sample}}/{{image}}/segment.tsv"
+    resources:
+        mem_mb=4000,
+        runtime=20,
+    threads: 2
+    conda:
+        "../envs/temtwin.yaml"
+    script:
+        "../scripts/segment.py"

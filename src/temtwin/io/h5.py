@@ -1,0 +1,223 @@
+"""HDF5 results: atomic writes, provenance, units on every dataset, deterministic bytes.
+
+Conventions (see README "Outputs"):
+
+* every dataset carries a ``units`` attribute (``"1"`` for dimensionless, ``"label"`` for label
+  maps, ``"nm"``, ``"nm^-1"``, ``"deg"``, ``"eV"``, ...);
+* every file carries provenance attributes on its root group: ``temtwin_version``, ``rule``,
+  ``config_digest`` and ``input_digests`` (JSON map of input path to sha256);
+* a file is written to a temporary name beside the target and renamed into place only when
+  complete, so a killed job never leaves a half-written result;
+* no timestamps are stored, so a rerun with the same inputs gives byte-identical files;
+* a stage may attach a JSON ``summary`` attribute (a fragment merged into summary.json by the
+  ``summarize`` rule).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from .. import __version__
+
+SUMMARY_ATTR = "summary"
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def digest_json(obj: Any) -> str:
+    """sha256 of a JSON-serialisable object with sorted keys (used for config digests)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def make_provenance(rule: str, config: Mapping | None = None, inputs: Any = None) -> dict:
+    """Provenance attributes for a result file.
+
+    ``inputs`` is a path, a list of paths or a mapping name -> path(s); the digest of each
+    existing file is recorded (folders are skipped).
+    """
+    paths: list[str] = []
+
+    def _collect(obj):
+        if obj is None:
+            return
+        if isinstance(obj, (str, os.PathLike)):
+            paths.append(str(obj))
+        elif isinstance(obj, Mapping):
+            for v in obj.values():
+                _collect(v)
+        else:
+            for v in obj:
+                _collect(v)
+
+    _collect(inputs)
+    digests = {p: sha256_file(p) for p in sorted(set(paths)) if os.path.isfile(p)}
+    return {
+        "temtwin_version": __version__,
+        "rule": rule,
+        "config_digest": digest_json(config or {}),
+        "input_digests": json.dumps(digests, sort_keys=True),
+    }
+
+
+@contextlib.contextmanager
+def atomic_h5(path: str | os.PathLike, provenance: Mapping | None = None) -> Iterator[h5py.File]:
+    """Open ``path`` for writing so that it appears only when complete.
+
+    Yields an ``h5py.File`` opened on a temporary file in the same folder; on success it is
+    closed and renamed onto ``path`` (``os.replace``, atomic on POSIX); on any exception the
+    temporary file is removed and the previous ``path`` (if any) is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110")) as f:
+            for k, v in (provenance or {}).items():
+                f.attrs[k] = v
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` when the block succeeds.
+
+    For files written by other libraries (PNG, GDS, extxyz, msh): write to the yielded path.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_array(group: h5py.Group, name: str, data: Any, units: str, compress: bool = True,
+                **attrs: Any) -> h5py.Dataset:
+    """Create dataset ``name`` in ``group`` with a ``units`` attribute (required) and extra attrs.
+
+    Arrays of 1 kB and more are gzip-compressed (level 4, shuffled).  Strings are stored as
+    variable-length UTF-8.
+    """
+    arr = np.asarray(data)
+    kw: dict[str, Any] = {"track_times": False}
+    if arr.dtype.kind in "US":
+        arr = arr.astype(object)
+        kw["dtype"] = h5py.string_dtype()
+    elif arr.dtype == object:
+        kw["dtype"] = h5py.string_dtype()
+    if compress and arr.ndim > 0 and arr.nbytes >= 1024 and arr.dtype != object:
+        kw.update(compression="gzip", compression_opts=4, shuffle=True)
+    if name in group:
+        del group[name]
+    ds = group.create_dataset(name, data=arr, **kw)
+    ds.attrs["units"] = units
+    for k, v in attrs.items():
+        ds.attrs[k] = v
+    return ds
+
+
+def write_table(group: h5py.Group, name: str, columns: Mapping[str, tuple[Any, str]],
+                **attrs: Any) -> h5py.Group:
+    """Write a table as a group of equal-length column datasets, each with its units.
+
+    ``columns`` maps column name -> (values, units).  Column order is kept.
+    """
+    g = group.require_group(name)
+    n = None
+    for col, (values, units) in columns.items():
+        arr = np.asarray(values)
+        if n is None:
+            n = len(arr)
+        elif len(arr) != n:
+            raise ValueError(f"table {name}: column {col} has {len(arr)} rows, expected {n}")
+        write_array(g, col, arr, units)
+    g.attrs["n_rows"] = 0 if n is None else n
+    for k, v in attrs.items():
+        g.attrs[k] = v
+    return g
+
+
+def read_table(group: h5py.Group) -> dict[str, np.ndarray]:
+    """Read a table written by :func:`write_table` as a dict of column arrays."""
+    out = {}
+    for k, ds in group.items():
+        v = ds[()]
+        if ds.dtype.kind == "O":
+            v = np.array([x.decode() if isinstance(x, bytes) else x for x in np.ravel(v)],
+                         dtype=object).reshape(np.shape(v))
+        out[k] = v
+    return out
+
+
+def set_summary(f: h5py.File, fragment: Mapping) -> None:
+    """Attach a JSON summary fragment (merged into summary.json by the summarize rule).
+
+    For per-image stages the fragment is merged into ``images.<image>``; for per-sample stages
+    into the sample's top level.  Keys are strings; region labels are string keys.
+    """
+    f.attrs[SUMMARY_ATTR] = json.dumps(to_jsonable(fragment), sort_keys=True)
+
+
+def read_summary(path: str | os.PathLike) -> dict:
+    """The summary fragment of a result file ({} when it has none)."""
+    with h5py.File(path, "r") as f:
+        s = f.attrs.get(SUMMARY_ATTR)
+    if s is None:
+        return {}
+    return json.loads(s)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert numpy scalars/arrays (recursively) into plain JSON types; NaN becomes None."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return None if not np.isfinite(v) else v
+    if isinstance(obj, bytes):
+        return obj.decode()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def missing_units(path: str | os.PathLike) -> list[str]:
+    """Names of datasets in ``path`` that lack a ``units`` attribute (empty when conforming)."""
+    bad: list[str] = []
+    with h5py.File(path, "r") as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset) and "units" not in obj.attrs:
+                bad.append(name)
+        f.visititems(visit)
+    return bad

@@ -1,0 +1,1 @@
+"""Glue between Snakemake and the library: stage context, script adapter, dataset discovery."""

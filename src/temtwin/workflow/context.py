@@ -1,0 +1,180 @@
+"""The context a stage function receives, with or without Snakemake.
+
+Every rule's ``script:`` is a thin adapter::
+
+    from temtwin.workflow.context import run_stage
+    run_stage(snakemake, "temtwin.segment.stage:run")
+
+``run_stage`` builds a :class:`StageContext` from the ``snakemake`` object, sends log records to
+the rule's log file, and calls the stage function with it.  A :class:`~temtwin.errors.UserError`
+becomes one clear line on stderr (and in the log) and exit status 1, with no traceback; any other
+exception is logged with its traceback and re-raised.
+
+Tests build a context directly with :meth:`StageContext.create`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from ..errors import UserError
+from ..io.h5 import atomic_h5, atomic_path, make_provenance
+
+
+@dataclass
+class StageContext:
+    """Inputs, outputs and settings of one stage run.
+
+    Attributes
+    ----------
+    rule: rule name (``segment``, ``fft_peaks``, ...).
+    input, output: name -> path (or list of paths) as declared by the rule.
+    params: the rule's params (name -> value).
+    config: the whole validated configuration (defaults filled in).
+    wildcards: e.g. ``{"sample": ..., "image": ...}``.
+    threads: CPU threads the stage may use.
+    log: logger writing to the rule's log file.
+    """
+
+    rule: str
+    input: Mapping[str, Any]
+    output: Mapping[str, Any]
+    params: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    wildcards: Mapping[str, str] = field(default_factory=dict)
+    threads: int = 1
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("temtwin"))
+
+    @classmethod
+    def create(cls, rule: str, input: Mapping[str, Any], output: Mapping[str, Any],
+               config: Mapping[str, Any] | None = None, **kw: Any) -> "StageContext":
+        """A context for tests and library use (config defaults are filled in)."""
+        from ..config import load_config
+
+        cfg = load_config(dict(config or {}), require_dataset=False)
+        return cls(rule=rule, input=dict(input), output=dict(output), config=cfg, **kw)
+
+    @property
+    def seed(self) -> int:
+        """The workflow seed from config (``seed``)."""
+        return int(self.config.get("seed", 0))
+
+    @property
+    def provenance(self) -> dict:
+        """Provenance attributes for this rule's result files."""
+        return make_provenance(self.rule, self.config, self.input)
+
+    def section(self, name: str) -> dict:
+        """The config section of a stage (e.g. ``ctx.section("segmentation")``)."""
+        return dict(self.config.get(name, {}) or {})
+
+    @contextlib.contextmanager
+    def h5(self, key: str = "h5") -> Iterator[h5py.File]:
+        """Open output ``key`` for an atomic HDF5 write with provenance attributes."""
+        with atomic_h5(self.output[key], self.provenance) as f:
+            yield f
+
+    @contextlib.contextmanager
+    def file(self, key: str) -> Iterator[Path]:
+        """A temporary path for output ``key``, renamed into place on success."""
+        with atomic_path(self.output[key]) as p:
+            yield p
+
+    def progress(self, i: int, n: int, what: str = "items", every: int | None = None) -> None:
+        """Log a progress line ``what i/n (pct%)``; logs about 20 lines per loop at most."""
+        every = every or max(1, n // 20)
+        if i == n or i % every == 0:
+            self.log.info("progress: %s %d/%d (%.0f%%)", what, i, n, 100.0 * i / max(n, 1))
+
+
+def _resolve(func: Callable | str) -> Callable:
+    if callable(func):
+        return func
+    mod, _, name = func.partition(":")
+    return getattr(importlib.import_module(mod), name)
+
+
+def _named(io: Any) -> dict[str, Any]:
+    """Snakemake's Namedlist -> dict (named entries; unnamed ones as ``_0``, ``_1``...)."""
+    out: dict[str, Any] = {}
+    try:
+        names = dict(io.items())
+    except Exception:  # pragma: no cover - plain list
+        names = {}
+    out.update(names)
+    if not names:
+        for i, v in enumerate(io):
+            out[f"_{i}"] = v
+    return out
+
+
+def setup_logging(logfile: str | None) -> logging.Logger:
+    """Configure the ``temtwin`` logger to write to ``logfile`` (and stderr at WARNING)."""
+    log = logging.getLogger("temtwin")
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    if logfile:
+        Path(logfile).parent.mkdir(parents=True, exist_ok=True)
+        h = logging.FileHandler(logfile, mode="w")
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    s = logging.StreamHandler(sys.stderr)
+    s.setLevel(logging.WARNING)
+    s.setFormatter(logging.Formatter("temtwin: %(message)s"))
+    log.addHandler(s)
+    log.propagate = False
+    return log
+
+
+def run_stage(smk: Any, func: Callable[[StageContext], Any] | str) -> None:
+    """Run a stage function from a Snakemake ``script:`` (``smk`` is the ``snakemake`` object)."""
+    logfile = smk.log[0] if len(smk.log) else None
+    log = setup_logging(logfile)
+    threads = int(getattr(smk, "threads", 1) or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    ctx = StageContext(
+        rule=smk.rule, input=_named(smk.input), output=_named(smk.output),
+        params=_named(smk.params), config=dict(smk.config), wildcards=dict(smk.wildcards.items()),
+        threads=threads, log=log,
+    )
+    t0 = time.perf_counter()
+    log.info("rule %s %s: start (threads=%d)", ctx.rule, dict(ctx.wildcards), threads)
+    try:
+        _set_threads(threads)
+        _resolve(func)(ctx)
+    except UserError as err:
+        log.error("error: %s", err)
+        logging.shutdown()
+        sys.exit(1)
+    except Exception:
+        log.exception("rule %s failed", ctx.rule)
+        raise
+    log.info("rule %s: done in %.2f s", ctx.rule, time.perf_counter() - t0)
+
+
+def _set_threads(n: int) -> None:
+    """Limit numeric libraries to ``n`` threads (torch, numba, BLAS via threadpoolctl)."""
+    try:
+        import torch
+
+        torch.set_num_threads(n)
+    except Exception:  # pragma: no cover
+        pass
+    try:
+        import numba
+
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    except Exception:  # pragma: no cover
+        pass

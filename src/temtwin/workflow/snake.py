@@ -1,0 +1,105 @@
+"""What the Snakefile needs: validated config, discovered samples, input functions and targets.
+
+Kept out of the Snakefile so that ``snakemake --lint`` stays clean and the logic is testable.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ..config import REPO_ROOT, load_config
+from ..errors import UserError
+from .discovery import Sample, discover
+
+PER_IMAGE = ("segmentation", "peaks", "phases", "gpa")
+
+
+class Workflow:
+    """Dataset view for the Snakefile; paths are relative to the working directory."""
+
+    def __init__(self, config: dict):
+        self.config = load_config(config)
+        self.results = self.config["results"].rstrip("/")
+        self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
+
+    # ---------------------------------------------------------------- paths
+    def r(self, *parts: str) -> str:
+        return "/".join([self.results, *parts])
+
+    def images(self, sample: str) -> list[str]:
+        return list(self.samples[sample].images)
+
+    def image_file(self, wc) -> str:
+        return str(self.samples[wc.sample].images[wc.image])
+
+    def sample_files(self, wc) -> list[str]:
+        """sample.yaml (when present): ingest reruns when calibration settings change."""
+        p = self.samples[wc.sample].sample_yaml
+        return [str(p)] if p else []
+
+    def label_override(self, wc) -> list[str]:
+        p = self.samples[wc.sample].label_overrides.get(wc.image)
+        return [str(p)] if p else []
+
+    def phase_files(self, wc) -> list[str]:
+        """Candidate CIFs: resources/phases, config `phase_id.cif_folders`, <sample>/phases."""
+        files: list[Path] = []
+        cfg = self.config.get("phase_id", {})
+        if cfg.get("use_builtin_phases", True):
+            files += sorted((REPO_ROOT / "resources" / "phases").glob("*.cif"))
+        for folder in cfg.get("cif_folders", []) or []:
+            files += sorted(Path(folder).glob("*.cif"))
+        files += self.samples[wc.sample].phase_files
+        return [str(f) for f in files]
+
+    def eels_files(self, wc) -> list[str]:
+        return [str(p) for p in self.samples[wc.sample].eels_files]
+
+    def per_image(self, stage_file: str):
+        """Input function: ``stage_file`` (e.g. 'gpa.h5') of every image of the sample."""
+        def f(wc):
+            return [self.r(wc.sample, im, stage_file) for im in self.images(wc.sample)]
+        return f
+
+    def chunks(self) -> list[int]:
+        return list(range(int(self.config["tight_binding"]["n_chunks"])))
+
+    def enabled(self, stage: str) -> bool:
+        return bool(self.config["stages"].get(stage, True))
+
+    # ---------------------------------------------------------------- targets
+    def sample_targets(self, sample: str) -> list[str]:
+        t = []
+        for im in self.images(sample):
+            t += [self.r(sample, im, f) for f in ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")]
+        t.append(self.r(sample, "stack.h5"))
+        if self.enabled("fem_geometry"):
+            t.append(self.r(sample, "fem", "fem.h5"))
+        if self.enabled("atomic_model"):
+            t.append(self.r(sample, "model.h5"))
+            if self.enabled("keating"):
+                t.append(self.r(sample, "keating.h5"))
+            if self.enabled("phonons"):
+                t.append(self.r(sample, "phonons.h5"))
+            if self.enabled("tight_binding"):
+                t.append(self.r(sample, "tb.h5"))
+        return t
+
+    def summary_inputs(self, wc=None) -> list[str]:
+        t: list[str] = []
+        for s in self.samples:
+            t += self.sample_targets(s)
+        return t
+
+    def all_targets(self) -> list[str]:
+        return [self.r(s, "summary.json") for s in self.samples] + [self.r("summary.tsv")]
+
+
+def make_workflow(config: dict) -> Workflow:
+    """Build the Workflow or stop with one line for user errors (no traceback)."""
+    try:
+        return Workflow(config)
+    except UserError as err:
+        print(f"temtwin: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
