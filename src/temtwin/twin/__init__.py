@@ -1,0 +1,1 @@
+"""Digital twins: finite-element geometry (GDS + mesh) and 3D atomic models."""
