@@ -1,0 +1,121 @@
+"""The ``temtwin`` command line.
+
+    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [-- SNAKEMAKE ARGS...]
+    temtwin check [--config FILE] [--dataset DIR]   validate config and dataset, list what will run
+    temtwin info FILE                               read one micrograph and print its calibration
+    temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.peaks.train)
+
+User errors print one line ``temtwin: error: ...`` and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from . import __version__
+from .config import REPO_ROOT
+from .errors import UserError
+
+
+def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    from .config import load_config
+    from .workflow.discovery import discover
+
+    cfg_file = Path(args.config)
+    overrides = {}
+    if args.dataset:
+        overrides["dataset"] = args.dataset
+    import yaml
+
+    cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+    cfg.update(overrides)
+    cfg = load_config(cfg)
+    discover(cfg["dataset"], cfg.get("samples") or None)  # fail fast, one line
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
+           "--configfile", str(cfg_file), "--cores", str(args.cores)]
+    if args.dataset:
+        cmd += ["--config", f"dataset={args.dataset}"]
+    if args.profile:
+        cmd += ["--workflow-profile", args.profile]
+    cmd += extra
+    return subprocess.call(cmd)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .config import load_config
+    from .workflow.discovery import discover
+
+    cfg = yaml.safe_load(Path(args.config).read_text()) if Path(args.config).is_file() else {}
+    if args.dataset:
+        cfg["dataset"] = args.dataset
+    cfg = load_config(cfg)
+    samples = discover(cfg["dataset"], cfg.get("samples") or None)
+    for s in samples.values():
+        print(f"{s.name}: {len(s.images)} image(s): {', '.join(f.name for f in s.images.values())}"
+              f"{'; sample.yaml' if s.sample_yaml else ''}"
+              f"{'; ' + str(len(s.phase_files)) + ' CIF(s)' if s.phase_files else ''}"
+              f"{'; EELS ' + ','.join(p.stem for p in s.eels_files) if s.eels_files else ''}"
+              f"{'; label overrides ' + ','.join(s.label_overrides) if s.label_overrides else ''}")
+    print("config OK")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from .io.ingest import read_micrograph
+    from .workflow.discovery import read_sample_yaml
+
+    p = Path(args.file)
+    settings = read_sample_yaml(p.parent / "sample.yaml") if (p.parent / "sample.yaml").is_file() else {}
+    m = read_micrograph(p, settings=settings)
+    print(f"{p}: {m.shape[0]} x {m.shape[1]} px, pixel {m.pixel_size_nm[0]:.6g} x {m.pixel_size_nm[1]:.6g} nm, "
+          f"field of view {m.field_of_view_nm[0]:.4g} x {m.field_of_view_nm[1]:.4g} nm, mode {m.meta['mode']}, "
+          f"{m.meta['n_frames']} frame(s), mean {float(m.data.mean()):.4g} {m.meta['units']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra: list[str] = []
+    if "--" in argv:
+        i = argv.index("--")
+        argv, extra = argv[:i], argv[i + 1:]
+    ap = argparse.ArgumentParser(prog="temtwin", description="(S)TEM micrographs to phases, strain and digital twins")
+    ap.add_argument("--version", action="version", version=f"temtwin {__version__}")
+    sub = ap.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run the Snakemake workflow")
+    r.add_argument("--dataset", help="dataset folder (<sample>/<images>)")
+    r.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))
+    r.add_argument("--cores", default=str(os.cpu_count() or 1))
+    r.add_argument("--profile", help="workflow profile folder, e.g. profiles/slurm")
+    c = sub.add_parser("check", help="validate the config and the dataset")
+    c.add_argument("--dataset")
+    c.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))
+    i = sub.add_parser("info", help="read one micrograph and print its calibration")
+    i.add_argument("file")
+    sub.add_parser("train-unet", help="train the FFT-peak U-Net", add_help=False)
+    if argv and argv[0] == "train-unet":
+        from .peaks.train import main as train_main
+
+        return int(train_main(argv[1:]) or 0)
+    args = ap.parse_args(argv)
+    try:
+        if args.command == "run":
+            return _cmd_run(args, extra)
+        if args.command == "check":
+            return _cmd_check(args)
+        if args.command == "info":
+            return _cmd_info(args)
+    except UserError as err:
+        print(f"temtwin: error: {err}", file=sys.stderr)
+        return 1
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

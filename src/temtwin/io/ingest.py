@@ -1,0 +1,249 @@
+"""Micrograph ingest: read any supported file with rosettasciio into a calibrated :class:`Micrograph`.
+
+Formats (by extension): Gatan ``.dm3``/``.dm4``; ``.emd`` (Thermo Fisher Velox and Berkeley NCEM);
+FEI TIA ``.ser`` (with its ``.emi``); HyperSpy ``.hspy``; calibrated ``.tif``/``.tiff`` (ImageJ, FEI,
+Zeiss, OME tags); uncalibrated ``.png``/``.jpg`` only with a pixel size in ``sample.yaml``.
+
+Calibration is converted to nm (Å, pm, nm, µm, mm and m are understood); non-square pixels are kept
+as (x, y).  A file holding a series of frames (one navigation axis) is aligned (rigid, sub-pixel
+phase correlation) and averaged.  Spectra, spectrum images and diffraction patterns are refused
+with one clear line.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from .h5 import set_summary, sha256_file, write_array
+from .image import Micrograph
+
+log = logging.getLogger("temtwin")
+
+READERS = {
+    ".dm3": "rsciio.digitalmicrograph", ".dm4": "rsciio.digitalmicrograph",
+    ".emd": "rsciio.emd", ".ser": "rsciio.tia", ".hspy": "rsciio.hspy",
+    ".tif": "rsciio.tiff", ".tiff": "rsciio.tiff", ".png": "rsciio.image",
+    ".jpg": "rsciio.image", ".jpeg": "rsciio.image",
+}
+
+_TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "å": 0.1, "a": 0.1, "angstrom": 0.1,
+          "angstroms": 0.1, "ang": 0.1, "pm": 1e-3, "µm": 1e3, "um": 1e3, "μm": 1e3, "micron": 1e3,
+          "microns": 1e3, "micrometer": 1e3, "mm": 1e6, "m": 1e9, "meter": 1e9, "meters": 1e9}
+_RECIPROCAL = ("1/nm", "nm^-1", "1/å", "1/a", "1/angstrom", "1/m", "1/pm", "mrad", "rad")
+
+
+def _unit_factor(units: Any) -> float | None:
+    """nm per unit of a length unit string; None when uncalibrated/unknown."""
+    if units is None:
+        return None
+    u = str(units).strip().lower().replace(" ", "")
+    if u in ("", "<undefined>", "undefined", "pixel", "pixels", "px", "none", "t.b.d."):
+        return None
+    return _TO_NM.get(u)
+
+
+def _read_signals(path: Path) -> list[dict]:
+    import importlib
+
+    mod = READERS.get(path.suffix.lower())
+    if mod is None:
+        raise UserError(f"unsupported file type {path.suffix!r}; use one of {', '.join(sorted(READERS))}",
+                        path)
+    reader = importlib.import_module(mod).file_reader
+    kw: dict[str, Any] = {}
+    if path.suffix.lower() == ".emd":
+        kw["select_type"] = "images"
+    try:
+        signals = reader(str(path), **kw)
+    except UserError:
+        raise
+    except Exception as e:  # corrupt or truncated files raise many different exceptions
+        first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+        raise UserError(f"cannot read this {path.suffix} file ({type(e).__name__}: {first}); "
+                        "it may be corrupt or truncated: re-export it from the microscope software",
+                        path) from None
+    if isinstance(signals, dict):
+        signals = [signals]
+    if not signals:
+        raise UserError("the file holds no data; re-export it", path)
+    return signals
+
+
+def _image_signal(path: Path, signals: list[dict]) -> dict:
+    """The first 2D image signal (optionally a series of frames) among the file's signals."""
+    kinds = []
+    for s in signals:
+        axes = s.get("axes", [])
+        sig = [a for a in axes if not a.get("navigate", False)]
+        nav = [a for a in axes if a.get("navigate", False)]
+        data = np.asarray(s["data"])
+        st = str(((s.get("metadata") or {}).get("Signal") or {}).get("signal_type", "")).lower()
+        kinds.append(f"{len(nav)}|{len(sig)}")
+        if len(sig) == 2 and len(nav) <= 1 and data.ndim in (2, 3) and not data.dtype.names \
+                and not any(k in st for k in ("eels", "edx", "eds", "spectrum", "diffraction")):
+            if any(str(a.get("units", "")).strip().lower() in _RECIPROCAL for a in sig):
+                continue
+            return s
+    raise UserError("no 2D image in this file (it holds spectra, a spectrum image or a diffraction "
+                    f"pattern: navigation|signal dims {', '.join(kinds)}); ingest takes images only", path)
+
+
+def _metadata(s: dict) -> dict[str, Any]:
+    md = s.get("metadata") or {}
+    tem = (md.get("Acquisition_instrument") or {}).get("TEM") or {}
+    mode = str(tem.get("acquisition_mode", "") or "").upper()
+    st = str((md.get("Signal") or {}).get("signal_type", "") or "").upper()
+    if "STEM" in (mode, st) or mode.startswith("STEM"):
+        mode = "STEM"
+    elif mode.startswith("TEM") or mode == "HRTEM":
+        mode = "TEM"
+    else:
+        mode = "unknown"
+    det = tem.get("Detector") or {}
+    detector = ""
+    if isinstance(det, dict):
+        detector = ",".join(sorted(det.keys()))
+        for v in det.values():
+            if isinstance(v, dict) and v.get("detector_name"):
+                detector = str(v["detector_name"])
+    title = str((md.get("General") or {}).get("title", "") or "")
+    if mode == "unknown" and any(k in title.upper() for k in ("HAADF", "ADF", "BF-S", "STEM", "DF4")):
+        mode = "STEM"
+    def num(v):
+        try:
+            return float(v)
+        except (TypeError, ValueError):
+            return float("nan")
+    return {"mode": mode, "voltage_kV": num(tem.get("beam_energy")), "detector": detector or "",
+            "magnification": num(tem.get("magnification")), "title": title}
+
+
+def align_frames(frames: np.ndarray, upsample: int = 20) -> tuple[np.ndarray, np.ndarray]:
+    """Align frames (n, rows, cols) to the first by sub-pixel phase correlation and average.
+
+    Returns (mean image float32, shifts (n, 2) [dy, dx] in pixels applied to each frame).
+    Shifts are applied in Fourier space (periodic); the border affected by wrap-around is small for
+    the drifts of a series.
+    """
+    from skimage.registration import phase_cross_correlation
+
+    frames = np.asarray(frames, np.float32)
+    ref = frames[0]
+    shifts = np.zeros((len(frames), 2))
+    acc = np.zeros_like(ref, dtype=np.float64)
+    ky = np.fft.fftfreq(ref.shape[0])[:, None]
+    kx = np.fft.fftfreq(ref.shape[1])[None, :]
+    for i, fr in enumerate(frames):  # loop over frames (few), each step vectorised
+        if i:
+            shift, _, _ = phase_cross_correlation(ref, fr, upsample_factor=upsample, normalization=None)
+            shifts[i] = shift
+            F = np.fft.fft2(fr) * np.exp(-2j * np.pi * (ky * shift[0] + kx * shift[1]))
+            acc += np.fft.ifft2(F).real
+        else:
+            acc += fr
+    return (acc / len(frames)).astype(np.float32), shifts
+
+
+def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | None = None,
+                    align: bool = True, max_frames: int = 1000) -> Micrograph:
+    """Read one image file into a calibrated Micrograph (see module docstring).
+
+    ``settings`` is the sample's sample.yaml mapping: a ``pixel_size_nm`` there (per image under
+    ``images.<name>``, or for the whole sample) calibrates png/jpg/uncalibrated tif and overrides the
+    file's own calibration.
+    """
+    from ..workflow.discovery import pixel_size_from_settings
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserError("file not found", path)
+    name = path.stem
+    signals = _read_signals(path)
+    s = _image_signal(path, signals)
+    data = np.asarray(s["data"])
+    axes = s.get("axes", [])
+    sig = [a for a in axes if not a.get("navigate", False)]
+    n_frames = 1
+    if data.ndim == 3:
+        data = data[:max_frames]
+        n_frames = data.shape[0]
+        if align and n_frames > 1:
+            img, shifts = align_frames(data)
+            log.info("aligned %d frames of %s (max shift %.2f px)", n_frames, path.name,
+                     float(np.abs(shifts).max()))
+        else:
+            img = data.astype(np.float32).mean(0)
+    else:
+        img = data
+    if not np.issubdtype(np.asarray(img).dtype, np.number) or np.iscomplexobj(img):
+        raise UserError("image data is not real-valued numbers (RGB or complex?); save a grey-scale "
+                        "intensity image", path)
+    units_counts = np.issubdtype(data.dtype, np.integer)
+    img = np.asarray(img, np.float32)
+    if not np.isfinite(img).all():
+        bad = int((~np.isfinite(img)).sum())
+        raise UserError(f"image has {bad} NaN/Inf pixels; fix or crop the file", path)
+    # calibration: axes are in array order (y, x)
+    py_ax, px_ax = sig[0], sig[1]
+    fy, fx = _unit_factor(py_ax.get("units")), _unit_factor(px_ax.get("units"))
+    user = pixel_size_from_settings(settings or {}, name)
+    if user is not None:
+        px_nm = user
+        if fx is not None:
+            log.warning("%s: pixel size from sample.yaml (%s nm) overrides the file's calibration", path, user)
+    elif fx is None or fy is None or not (px_ax.get("scale") and py_ax.get("scale")):
+        sample_yaml = path.parent / "sample.yaml"
+        raise UserError(f"no spatial calibration in the file; set `pixel_size_nm` for this image in "
+                        f"{sample_yaml} (e.g. `images: {{{name}: {{pixel_size_nm: 0.02}}}}`)", path)
+    else:
+        px_nm = (abs(float(px_ax["scale"])) * fx, abs(float(py_ax["scale"])) * fy)
+    if not (px_nm[0] > 0 and px_nm[1] > 0):
+        raise UserError(f"invalid pixel size {px_nm} nm; fix `pixel_size_nm` in sample.yaml", path)
+    if img.ndim != 2 or min(img.shape) < 8:
+        raise UserError(f"image of shape {img.shape} is too small (at least 8 x 8 pixels needed)", path)
+    meta = _metadata(s)
+    per = ((settings or {}).get("images") or {}).get(name) or {}
+    if per.get("mode"):
+        meta["mode"] = per["mode"]
+    meta.update({"n_frames": n_frames, "units": "counts" if units_counts else "a.u.",
+                 "source_file": str(path), "source_sha256": sha256_file(path)})
+    return Micrograph(data=img, pixel_size_nm=(float(px_nm[0]), float(px_nm[1])), name=name,
+                      sample=sample, meta=meta)
+
+
+def write_image_h5(f, m: Micrograph) -> None:
+    """Write a Micrograph into an open result file (layout of image.h5, see DEVELOPING.md)."""
+    write_array(f, "image", m.data.astype(np.float32), m.meta.get("units", "a.u."),
+                description="micrograph, rows = y (down), columns = x (right)")
+    f.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
+    f.attrs["sample"] = m.sample
+    f.attrs["image"] = m.name
+    for k in ("source_file", "source_sha256", "mode", "detector", "title"):
+        f.attrs[k] = str(m.meta.get(k, ""))
+    for k in ("voltage_kV", "magnification"):
+        f.attrs[k] = float(m.meta.get(k, float("nan")))
+    f.attrs["n_frames"] = int(m.meta.get("n_frames", 1))
+    set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),
+                    "mode": m.meta.get("mode", "unknown"), "source_file": Path(m.meta["source_file"]).name,
+                    "field_of_view_nm": list(m.field_of_view_nm)})
+
+
+def run(ctx) -> None:
+    """Stage ``ingest``: image file -> results/<sample>/<image>/image.h5."""
+    from ..workflow.discovery import read_sample_yaml
+
+    settings = {}
+    if ctx.input.get("settings"):
+        settings = read_sample_yaml(Path(ctx.input["settings"][0]))
+    cfg = ctx.section("ingest")
+    m = read_micrograph(ctx.input["image"], sample=ctx.wildcards.get("sample", "sample"), settings=settings,
+                        align=cfg.get("align_frames", True), max_frames=cfg.get("max_frames", 1000))
+    ctx.log.info("%s: %s px, pixel size %.5g x %.5g nm, mode %s, %d frame(s)", m.name, m.shape,
+                 *m.pixel_size_nm, m.meta["mode"], m.meta["n_frames"])
+    with ctx.h5("h5") as f:
+        write_image_h5(f, m)

@@ -1,0 +1,1 @@
+"""Reporting: summary.json per sample and the cross-sample summary.tsv."""
