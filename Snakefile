@@ -1,10 +1,12 @@
 # temtwin: (S)TEM micrographs -> phases, strain, digital twins and their physics.
 # Run:  snakemake --cores 8 [--config dataset=PATH]      (see README.md)
 
+import os
+
 from temtwin.workflow.snake import make_workflow
 
 
-configfile: "config/config.yaml"
+configfile: os.path.join(workflow.basedir, "config", "config.yaml")
 
 
 W = make_workflow(config)
