@@ -96,3 +96,36 @@ def test_frame_series_aligned(tmp_path, lattice_image):
     p = write_hspy(tmp_path / "series.hspy", frames.astype(np.float32), nav=1)
     m = read_micrograph(p)
     assert m.meta["n_frames"] == 4 and m.pixel_size_nm == pytest.approx((0.02, 0.02))
+
+
+@pytest.mark.parametrize("version", [3, 4])
+def test_digitalmicrograph(tmp_path, lattice_image, version):
+    from formats import write_dm
+
+    p = write_dm(tmp_path / f"a.dm{version}", lattice_image, scale_xy=(0.5, 0.25), units="Å",
+                 version=version, mode="STEM", voltage_V=300000.0)
+    m = read_micrograph(p)
+    assert m.pixel_size_nm == pytest.approx((0.05, 0.025), rel=1e-6)
+    assert np.array_equal(m.data, lattice_image.astype(np.float32))
+    assert m.meta["mode"] == "STEM" and m.meta["voltage_kV"] == pytest.approx(300.0)
+
+
+def test_tia_ser_series(tmp_path, lattice_image):
+    from formats import write_ser
+
+    frames = np.stack([lattice_image, lattice_image])
+    p = write_ser(tmp_path / "b_1.ser", frames, pixel_size_m=(2.5e-11, 2.5e-11))
+    m = read_micrograph(p)
+    assert m.pixel_size_nm == pytest.approx((0.025, 0.025))
+    assert m.meta["n_frames"] == 2
+    assert np.allclose(m.data, lattice_image, atol=1e-3)
+
+
+def test_velox_emd(tmp_path, lattice_image):
+    from formats import write_velox_emd
+
+    p = write_velox_emd(tmp_path / "c.emd", lattice_image.astype(np.float32), pixel_size_m=(1.5e-11, 1.5e-11))
+    m = read_micrograph(p)
+    assert m.pixel_size_nm == pytest.approx((0.015, 0.015))
+    assert np.array_equal(m.data, lattice_image.astype(np.float32))
+    assert m.meta["voltage_kV"] == pytest.approx(300.0)

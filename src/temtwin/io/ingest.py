@@ -93,8 +93,33 @@ def _image_signal(path: Path, signals: list[dict]) -> dict:
                     f"pattern: navigation|signal dims {', '.join(kinds)}); ingest takes images only", path)
 
 
+def _apply_mapping(s: dict) -> dict:
+    """Apply a reader's ``mapping`` (original_metadata path -> metadata path, function) like HyperSpy."""
+    md = dict(s.get("metadata") or {})
+    om = s.get("original_metadata") or {}
+    for src, (dst, fn) in (s.get("mapping") or {}).items():
+        node: Any = om
+        for part in src.split("."):
+            if not isinstance(node, dict) or part not in node:
+                node = None
+                break
+            node = node[part]
+        if node is None:
+            continue
+        try:
+            val = fn(node) if fn is not None else node
+        except Exception:  # a vendor tag we cannot convert: skip it
+            continue
+        cur = md
+        parts = dst.split(".")
+        for part in parts[:-1]:
+            cur = cur.setdefault(part, {})
+        cur.setdefault(parts[-1], val)
+    return md
+
+
 def _metadata(s: dict) -> dict[str, Any]:
-    md = s.get("metadata") or {}
+    md = _apply_mapping(s)
     tem = (md.get("Acquisition_instrument") or {}).get("TEM") or {}
     mode = str(tem.get("acquisition_mode", "") or "").upper()
     st = str((md.get("Signal") or {}).get("signal_type", "") or "").upper()
