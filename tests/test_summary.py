@@ -1,0 +1,45 @@
+"""summarize: fragments of every stage merged into summary.json; one TSV row per region."""
+
+import csv
+import json
+
+import numpy as np
+
+from temtwin.io.h5 import atomic_h5, set_summary, write_array
+from temtwin.report.summary import deep_merge, run
+from temtwin.workflow.context import StageContext
+
+
+def _frag(path, fragment):
+    with atomic_h5(path, {"rule": "t"}) as f:
+        write_array(f, "x", np.zeros(1), "1")
+        set_summary(f, fragment)
+
+
+def test_deep_merge():
+    a = {"regions": {"1": {"area_nm2": 2.0}}, "k": 1}
+    deep_merge(a, {"regions": {"1": {"phase": "Si"}, "2": {"phase": "Ge"}}, "k": 2})
+    assert a == {"regions": {"1": {"area_nm2": 2.0, "phase": "Si"}, "2": {"phase": "Ge"}}, "k": 2}
+
+
+def test_summarize(tmp_path):
+    r = tmp_path / "results"
+    _frag(r / "s" / "im" / "image.h5", {"pixel_size_nm": [0.02, 0.02], "shape": [64, 64]})
+    _frag(r / "s" / "im" / "segmentation.h5", {"regions": {"1": {"area_nm2": 1.5, "centroid_nm": [0.5, 0.7]},
+                                                           "2": {"area_nm2": 0.1}}})
+    _frag(r / "s" / "im" / "phases.h5", {"regions": {"1": {"phase": "Si", "zone_axis": [1, 1, 0],
+                                                           "candidates": [{"phase": "Si"}]}}})
+    _frag(r / "s" / "keating.h5", {"keating": {"energy_eV_per_atom": 0.001}})
+    ctx = StageContext.create("summarize", {}, {"tsv": r / "summary.tsv"}, config={"results": str(r)},
+                              params={"samples": ["s"], "images": {"s": ["im"]}})
+    run(ctx)
+    js = json.loads((r / "s" / "summary.json").read_text())
+    assert js["sample"] == "s" and js["temtwin_version"]
+    assert js["images"]["im"]["pixel_size_nm"] == [0.02, 0.02]
+    assert js["images"]["im"]["regions"]["1"] == {"area_nm2": 1.5, "centroid_nm": [0.5, 0.7], "phase": "Si",
+                                                  "zone_axis": [1, 1, 0], "candidates": [{"phase": "Si"}]}
+    assert js["keating"]["energy_eV_per_atom"] == 0.001
+    rows = list(csv.DictReader(open(r / "summary.tsv"), delimiter="\t"))
+    assert [(x["image"], x["region"]) for x in rows] == [("im", "1"), ("im", "2")]
+    assert rows[0]["phase"] == "Si" and rows[0]["zone_axis"] == "1,1,0" and rows[0]["centroid_nm"] == "0.5,0.7"
+    assert rows[1]["phase"] == ""
