@@ -31,7 +31,7 @@ def main() -> None:
             "tif": write_tif(d / "a.tif", img),
         }
         for fmt, p in files.items():
-            t = best_time(lambda: read_micrograph(p), repeat=3)
+            t = best_time(lambda p=p: read_micrograph(p), repeat=3)
             m = read_micrograph(p)
             rows.append([fmt, "2048 x 2048", f"{t * 1000:.0f} ms", bool(np.array_equal(m.data, img))])
     body = "Read time of a 2048² uint16 image per format (best of 3), values preserved:\n\n"

@@ -1,6 +1,5 @@
 """Concatenate bench/results/*.md into bench/RESULTS.md in pipeline order."""
 
-from pathlib import Path
 
 from common import BENCH, RESULTS_DIR, machine
 

@@ -58,7 +58,8 @@ class _DM:
         if isinstance(value, np.ndarray):       # a numeric array (image data)
             _, enc = _DM_IMAGE_DTYPE[value.dtype]
             info = [20, enc, value.size]
-            return self.n(len(info)) + b"".join(self.n(i) for i in info) + value.astype(value.dtype.newbyteorder("<")).tobytes()
+            raw = value.astype(value.dtype.newbyteorder("<")).tobytes()
+            return self.n(len(info)) + b"".join(self.n(i) for i in info) + raw
         if isinstance(value, bool):
             fmt = "?"
         elif isinstance(value, int):
