@@ -1,0 +1,57 @@
+"""The script adapter: one clear line for user errors, logs, progress lines."""
+
+import logging
+from types import SimpleNamespace
+
+import pytest
+
+from temtwin.errors import UserError
+from temtwin.workflow.context import StageContext, run_stage
+
+
+class _Named(list):
+    def __init__(self, d=None):
+        super().__init__((d or {}).values())
+        self._d = d or {}
+
+    def items(self):
+        return self._d.items()
+
+
+def _smk(tmp_path, **kw):
+    return SimpleNamespace(rule="demo", input=_Named({"a": "in"}), output=_Named({"h5": str(tmp_path / "o.h5")}),
+                           params=_Named(), config={}, wildcards=_Named({"sample": "s"}), threads=1,
+                           log=[str(tmp_path / "demo.log")], **kw)
+
+
+def test_user_error_is_one_line(tmp_path, capsys):
+    def stage(ctx):
+        raise UserError("image too small; crop less", "data/s/a.tif")
+
+    with pytest.raises(SystemExit) as e:
+        run_stage(_smk(tmp_path), stage)
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["temtwin: error: data/s/a.tif: image too small; crop less"]
+    assert "image too small" in (tmp_path / "demo.log").read_text()
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_stage_runs_and_logs_progress(tmp_path):
+    def stage(ctx):
+        assert ctx.input["a"] == "in" and ctx.wildcards["sample"] == "s"
+        for i in range(1, 41):
+            ctx.progress(i, 40, "regions")
+        with ctx.h5() as f:
+            f.attrs["ok"] = 1
+
+    run_stage(_smk(tmp_path), stage)
+    log = (tmp_path / "demo.log").read_text()
+    assert "progress: regions 40/40 (100%)" in log and log.count("progress:") <= 21
+    assert (tmp_path / "o.h5").exists()
+    logging.getLogger("temtwin").handlers.clear()
+
+
+def test_create_fills_config_defaults():
+    ctx = StageContext.create("x", {}, {}, config={"seed": 5})
+    assert ctx.seed == 5 and ctx.section("ingest")["align_frames"] is True
