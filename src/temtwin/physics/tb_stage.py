@@ -1,0 +1,507 @@
+"""Stages ``tb_moments`` (KPM moments of one chunk of random vectors) and ``tb_ldos`` (gather → LDOS).
+
+Partitions
+----------
+The LDOS is computed for two partitions of the atoms (config ``tight_binding.partitions``):
+``region`` (the segmented regions, ``atoms.arrays["region"]``) and ``slab`` (slabs of
+``slab_thickness_nm`` along the growth direction, ``atoms.info["growth_direction"]``, image frame,
+default (0, −1, 0) = up the image; slab 0 is where growth starts).  H atoms belong to their host.
+
+Chunks and determinism
+----------------------
+The random vectors are the tasks ``(family, label, v)`` for v < ``vectors_per_region``, sorted;
+chunk c of n takes ``tasks[c::n]``.  Vector ``(family, label, v)`` is drawn from
+``rng(seed, "tb", sample, "family:label", v)`` whatever the chunking, its moments are computed
+column-independently (numba kernel), and the gather sums the per-vector moments in the sorted task
+order — so the gathered moments are bitwise identical for any ``n_chunks`` and any machine running
+the same backend.  Spectral bounds come from a seeded Lanczos run, padded and rounded outward to
+0.05 eV, so all chunks agree (checked by the gather).
+
+Band edges (documented estimator)
+---------------------------------
+For the LDOS ρ(E) of a region or slab (states/eV/atom, Jackson-broadened): the gap centre ``E_mid``
+is the minimum of ρ inside ``gap_window_eV``; the valence-band edge ``E_v`` is the energy below
+``E_mid`` at which ρ integrated downward from ``E_mid`` reaches ``band_edge_states_per_atom``
+(default 0.002 states/atom), the conduction-band edge ``E_c`` likewise upward.  Integrating averages
+the stochastic noise of the LDOS (a plain threshold on ρ gave a much noisier slab profile).  The
+estimate sits within about the broadening (π a / N ≈ 0.15 eV at 512 moments) of the true edge,
+with a material-dependent sign; offsets between regions are more reliable than absolute edges
+(bench/results/tight_binding.md compares the quantum-well offset with exact bulk values).
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from ..errors import NotApplicable, UserError
+from ..io.h5 import read_table, set_summary, write_array, write_table
+from ..plotting import new_figure, save_figure
+from ..workflow.seeds import rng
+from . import kpm
+from .tightbinding import TBOperator, build_hamiltonian, load_parameters, prepare_structure
+
+FAMILIES = ("region", "slab")
+
+
+# ----------------------------------------------------------------------------- helpers
+def _settings_digest(cfg: dict) -> str:
+    keys = ("structure", "passivation", "sp3_shift_eV", "min_coordination", "strain", "spin_orbit",
+            "valence_band_offset", "n_moments", "vectors_per_region", "partitions",
+            "slab_thickness_nm", "spectral_bounds_eV", "lanczos_steps", "precision")
+    return json.dumps({k: cfg.get(k) for k in keys}, sort_keys=True)
+
+
+def _read_atoms(ctx, cfg):
+    """The model (ase.Atoms, Å) with the relaxed positions when configured; raises NotApplicable."""
+    from ..twin.model_io import read_model
+
+    atoms = read_model(ctx.input["model"])
+    if not atoms.info.get("applicable", True):
+        raise NotApplicable(f"atomic model not applicable: {atoms.info.get('reason', '')}")
+    if len(atoms) == 0:
+        raise NotApplicable("the atomic model has no atoms")
+    source = "as_built"
+    if cfg["structure"] == "relaxed" and "relaxed" in ctx.input:
+        try:
+            import ase.io
+
+            rel = ase.io.read(ctx.input["relaxed"])
+            if len(rel) == len(atoms) and np.array_equal(rel.numbers, atoms.numbers):
+                atoms.set_positions(rel.get_positions())
+                source = "relaxed"
+            else:
+                ctx.log.warning("relaxed structure does not match the model; using the as-built one")
+        except Exception as err:  # not applicable keating output, empty file
+            ctx.log.warning("relaxed structure unreadable (%s); using the as-built one", err)
+    z = set(np.unique(atoms.numbers).tolist())
+    if not z <= {14, 32}:
+        from ase.data import chemical_symbols
+
+        other = ", ".join(chemical_symbols[k] for k in sorted(z - {14, 32}))
+        raise NotApplicable(f"sp3d5s* parameters exist for Si and Ge only; model contains {other}")
+    return atoms, source
+
+
+def _growth_direction(atoms) -> np.ndarray:
+    g = np.asarray(atoms.info.get("growth_direction", (0.0, -1.0, 0.0)), float).ravel()
+    if g.size == 2:
+        g = np.array([g[0], g[1], 0.0])
+    n = np.linalg.norm(g)
+    return g / n if n > 0 else np.array([0.0, -1.0, 0.0])
+
+
+def _partitions(atoms, host_index: np.ndarray, cfg) -> dict:
+    """family -> (labels (sorted str), label per host site, extra dict)."""
+    out = {}
+    want = cfg["partitions"]
+    if want in ("both", "regions"):
+        reg = np.asarray(atoms.arrays.get("region", np.zeros(len(atoms), int)))[host_index]
+        labels = [str(v) for v in np.unique(reg)]
+        out["region"] = (labels, np.array([str(v) for v in reg], dtype=object), {})
+    if want in ("both", "slabs"):
+        g = _growth_direction(atoms)
+        s_nm = atoms.get_positions()[host_index] @ g / 10.0
+        t = float(cfg["slab_thickness_nm"])
+        s0 = s_nm.min()
+        k = np.floor((s_nm - s0) / t).astype(np.int64)
+        uniq = np.unique(k)
+        labels = [str(v) for v in uniq]
+        centers = {str(v): float((v + 0.5) * t) for v in uniq}   # from the first atom along growth
+        out["slab"] = (labels, np.array([str(v) for v in k], dtype=object),
+                       {"center_nm": centers, "growth_direction": g.tolist()})
+    return out
+
+
+def _tasks(parts: dict, n_vec: int) -> list[tuple[str, str, int]]:
+    tasks = [(fam, lab, v) for fam, (labels, _, _) in parts.items() for lab in labels
+             for v in range(n_vec)]
+    return sorted(tasks, key=lambda t: (t[0], _label_key(t[1]), t[2]))
+
+
+def _label_key(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+def _write_not_applicable(ctx, reason: str, summary: bool) -> None:
+    ctx.log.info("tight binding not applicable: %s", reason)
+    with ctx.h5("h5") as f:
+        f.attrs["applicable"] = False
+        f.attrs["reason"] = reason
+        if summary:
+            set_summary(f, {"tight_binding": {"applicable": False, "reason": reason}})
+    if "figures" in ctx.output:
+        from pathlib import Path
+
+        Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
+
+
+def _model_setup(ctx, cfg):
+    """(atoms, source, params, structure, hamiltonian)."""
+    atoms, source = _read_atoms(ctx, cfg)
+    params = load_parameters(valence_band_offset=bool(cfg["valence_band_offset"]))
+    cell = np.asarray(atoms.cell[:]) if atoms.cell.rank == 3 or any(atoms.pbc) else None
+    st = prepare_structure(atoms.get_positions(), atoms.numbers, params, cell_A=cell,
+                           pbc=tuple(bool(b) for b in atoms.pbc), passivation=cfg["passivation"],
+                           min_coordination=int(cfg["min_coordination"]))
+    if st.n_host == 0:
+        raise NotApplicable("no Si/Ge atom left after removing under-coordinated atoms")
+    ham = build_hamiltonian(st, params, strain=bool(cfg["strain"]),
+                            spin_orbit=bool(cfg["spin_orbit"]), sp3_shift_eV=float(cfg["sp3_shift_eV"]),
+                            dtype=np.float32 if cfg["precision"] == "single" else np.float64)
+    return atoms, source, params, st, ham
+
+
+def _operator(ham, cfg) -> TBOperator:
+    cd = np.complex64 if cfg["precision"] == "single" else np.complex128
+    backend = cfg["backend"]
+    if backend == "cuda":
+        from .tightbinding.operator import _cuda_available
+
+        if not _cuda_available():
+            raise UserError("tight_binding.backend is 'cuda' but no GPU is visible; use 'auto'",
+                            "config")
+    return TBOperator(ham, backend=backend, complex_dtype=cd)
+
+
+def _bounds(ctx, cfg, ham, sample) -> tuple[float, float]:
+    if cfg.get("spectral_bounds_eV"):
+        lo, hi = (float(v) for v in cfg["spectral_bounds_eV"])
+        if not hi > lo:
+            raise UserError("tight_binding.spectral_bounds_eV must be [min, max] with max > min", "config")
+        return lo, hi
+    seed = int(rng(ctx.seed, "tb", sample, "lanczos").integers(2**31 - 1))
+    # Lanczos in double precision on the CPU kernel, so every chunk and backend gets the same bounds
+    op = TBOperator(ham, backend="numba", complex_dtype=np.complex128)
+    return kpm.spectral_bounds(op, n_steps=int(cfg["lanczos_steps"]), seed=seed)
+
+
+# ----------------------------------------------------------------------------- tb_moments
+def run_moments(ctx) -> None:
+    """Rule ``tb_moments``: Chebyshev moments of this chunk's random vectors (see module doc)."""
+    cfg = ctx.section("tight_binding")
+    sample = str(ctx.wildcards.get("sample", ""))
+    chunk = int(ctx.wildcards.get("chunk", 0))
+    n_chunks = int(cfg["n_chunks"])
+    if not 0 <= chunk < n_chunks:
+        raise UserError(f"chunk {chunk} outside 0..{n_chunks - 1} (tight_binding.n_chunks)", "config")
+    try:
+        atoms, source, params, st, ham = _model_setup(ctx, cfg)
+    except NotApplicable as err:
+        _write_not_applicable(ctx, str(err), summary=False)
+        return
+    ctx.log.info("tight binding: %d atoms (%d removed, %d dangling bonds, %s), %d spin-orbitals, "
+                 "nnz %d", st.n_host, st.n_removed, st.n_dangling, st.passivation,
+                 ham.n_spin_orbitals, ham.info["nnz"])
+    parts = _partitions(atoms, st.atom_index, cfg)
+    n_vec = int(cfg["vectors_per_region"])
+    tasks = _tasks(parts, n_vec)
+    mine = tasks[chunk::n_chunks]
+    op = _operator(ham, cfg)
+    bounds = _bounds(ctx, cfg, ham, sample)
+    a, b = kpm.rescaling(bounds)
+    N = int(cfg["n_moments"])
+    ctx.log.info("spectral bounds %.2f..%.2f eV, %d moments (resolution ~%.3f eV), %d of %d vectors, "
+                 "backend %s", bounds[0], bounds[1], N, kpm.jackson_sigma_eV(a, N), len(mine),
+                 len(tasks), op.backend)
+    site_of_row = st.parent[ham.orbital_site]
+    rows_of = {}
+    for fam, (labels, lab_site, _) in parts.items():
+        lab_row = lab_site[site_of_row]
+        for lab in labels:
+            rows_of[(fam, lab)] = np.nonzero(lab_row == lab)[0]
+    row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
+    rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
+    mu = kpm.stochastic_moments(
+        op, row_sets, rngs, a, b, N, block_size=int(cfg["block_size"]),
+        progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
+        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"))
+
+    with ctx.h5("h5") as f:
+        f.attrs.update({"applicable": True, "reason": "", "sample": sample, "chunk": chunk,
+                        "n_chunks": n_chunks, "seed": ctx.seed, "n_moments": N,
+                        "bounds_eV": np.asarray(bounds), "a_eV": a, "b_eV": b,
+                        "backend": op.backend, "structure_source": source,
+                        "settings": _settings_digest(cfg), "n_tasks_total": len(tasks)})
+        write_table(f, "tasks", {
+            "family": (np.array([t[0] for t in mine], dtype=object), "1"),
+            "label": (np.array([t[1] for t in mine], dtype=object), "label"),
+            "vector": (np.array([t[2] for t in mine], np.int64), "1"),
+            "n_spin_orbitals": (np.array([2 * len(r) for r in row_sets], np.int64), "1")})
+        write_array(f, "moments", mu.reshape(len(mine), N), "1",
+                    description="per-vector Chebyshev moments <v|T_n(H~)|v>, rows as /tasks")
+        g = f.create_group("sums")
+        for fam, (labels, _, _) in parts.items():
+            for lab in labels:
+                sel = [k for k, t in enumerate(mine) if t[0] == fam and t[1] == lab]
+                write_array(g, f"{fam}/{lab}", mu[sel].sum(axis=0) if sel else np.zeros(N), "1",
+                            n_vectors=len(sel))
+        pg = f.create_group("partitions")
+        for fam, (labels, lab_site, extra) in parts.items():
+            counts = np.array([int(np.sum(lab_site == lab)) for lab in labels])
+            n_so = np.array([2 * len(rows_of[(fam, lab)]) for lab in labels])
+            cols = {"label": (np.array(labels, dtype=object), "label"), "n_atoms": (counts, "1"),
+                    "n_spin_orbitals": (n_so, "1")}
+            if "center_nm" in extra:
+                cols["center_nm"] = (np.array([extra["center_nm"][lab] for lab in labels]), "nm")
+            write_table(pg, fam, cols, **({"growth_direction": extra["growth_direction"]}
+                                          if "growth_direction" in extra else {}))
+        p = f.create_group("parameters")
+        p.attrs["settings"] = _settings_digest(cfg)
+        p.attrs["sources"] = params.sources
+        p.attrs["table"] = params.extra["path"].split("/resources/")[-1]
+        p.attrs["vbo_shift_eV"] = params.vbo_shift
+        for k, v in ham.info.items():
+            p.attrs[k] = v
+        if chunk == 0:
+            s = f.create_group("structure")
+            write_array(s, "positions", atoms.get_positions()[st.atom_index] / 10.0, "nm")
+            write_array(s, "numbers", atoms.numbers[st.atom_index].astype(np.int16), "1")
+            write_array(s, "atom_index", st.atom_index, "1")
+            write_array(s, "cell", np.asarray(atoms.cell[:]) / 10.0, "nm")
+            write_array(s, "pbc", np.asarray(atoms.pbc, bool), "1")
+            for k in ("pixel_size_nm", "image"):
+                if k in atoms.info:
+                    s.attrs[k] = atoms.info[k]
+
+
+# ----------------------------------------------------------------------------- gather / LDOS
+def band_edges(energies: np.ndarray, rho: np.ndarray, window=(-0.5, 2.0), states: float = 0.002):
+    """(E_v, E_c, E_mid) eV of an LDOS per atom (see module doc); NaN where not found.
+
+    ``E_mid`` = minimum of ρ inside ``window``; ``E_v`` (``E_c``) = the energy below (above) ``E_mid``
+    where ρ integrated from ``E_mid`` reaches ``states`` states/atom.
+    """
+    E = np.asarray(energies, float)
+    rho = np.asarray(rho, float)
+    m = (E >= window[0]) & (E <= window[1])
+    if not m.any() or len(E) < 2:
+        return np.nan, np.nan, np.nan
+    im = int(np.nonzero(m)[0][np.argmin(rho[m])])
+    dE = np.diff(E)
+    # cumulative trapezoids outward from E_mid
+    seg = 0.5 * (np.clip(rho[1:], 0, None) + np.clip(rho[:-1], 0, None)) * dE
+    down = np.cumsum(seg[:im][::-1])                 # down[k]: integral from E[im-1-k] to E[im]
+    up = np.cumsum(seg[im:])                         # up[k]: integral from E[im] to E[im+1+k]
+    kd = np.nonzero(down >= states)[0]
+    ku = np.nonzero(up >= states)[0]
+    ev = E[im - 1 - kd[0]] if len(kd) else np.nan
+    ec = E[im + 1 + ku[0]] if len(ku) else np.nan
+    return float(ev), float(ec), float(E[im])
+
+
+def gather_moments(paths) -> dict:
+    """Sum the per-vector moments of all chunk files in canonical task order.
+
+    Returns ``{"moments": {(family, label): (N,)}, "n_vectors": {...}, "attrs": {...},
+    "partitions": {family: table}, "structure": dict|None}``; raises UserError on mismatches.
+    """
+    rows, attrs0, parts, structure, n_total = [], None, None, None, None
+    seen = set()
+    for p in paths:
+        with h5py.File(p, "r") as f:
+            if not f.attrs.get("applicable", True):
+                return {"applicable": False, "reason": str(f.attrs.get("reason", ""))}
+            a = {k: f.attrs[k] for k in ("n_moments", "bounds_eV", "a_eV", "b_eV", "settings",
+                                         "sample", "seed", "n_tasks_total")}
+            if attrs0 is None:
+                attrs0 = a
+                parts = {fam: read_table(f["partitions"][fam]) for fam in f["partitions"]}
+                params = dict(f["parameters"].attrs)
+            else:
+                for k in a:
+                    if not np.array_equal(np.asarray(a[k]), np.asarray(attrs0[k])):
+                        raise UserError(f"chunk files disagree on {k}; rerun all tb_moments jobs", p)
+            if "structure" in f:
+                s = f["structure"]
+                structure = {k: s[k][()] for k in s}
+                structure.update({k: s.attrs[k] for k in s.attrs})
+            t = read_table(f["tasks"])
+            mu = f["moments"][()]
+            for k in range(len(t["vector"])):
+                key = (str(t["family"][k]), str(t["label"][k]), int(t["vector"][k]))
+                if key in seen:
+                    raise UserError(f"random vector {key} appears in two chunk files", p)
+                seen.add(key)
+                rows.append((key, mu[k]))
+            n_total = int(a["n_tasks_total"])
+    if n_total is not None and len(rows) != n_total:
+        raise UserError(f"{len(rows)} of {n_total} random vectors found; a tb_moments chunk is missing",
+                        paths[0] if paths else None)
+    rows.sort(key=lambda r: (r[0][0], _label_key(r[0][1]), r[0][2]))
+    moments, nvec = {}, {}
+    for (fam, lab, _), m in rows:
+        key = (fam, lab)
+        if key in moments:
+            moments[key] = moments[key] + m
+        else:
+            moments[key] = m.copy()
+        nvec[key] = nvec.get(key, 0) + 1
+    return {"applicable": True, "moments": moments, "n_vectors": nvec, "attrs": attrs0,
+            "partitions": parts, "structure": structure, "parameters": params}
+
+
+def run_ldos(ctx) -> None:
+    """Rule ``tb_ldos``: gather moments into LDOS per region and slab, band edges, figures."""
+    from pathlib import Path
+
+    cfg = ctx.section("tight_binding")
+    paths = ctx.input["moments"]
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    g = gather_moments(paths)
+    figdir = Path(ctx.output["figures"])
+    figdir.mkdir(parents=True, exist_ok=True)
+    if not g["applicable"]:
+        _write_not_applicable(ctx, g["reason"], summary=True)
+        return
+    at = g["attrs"]
+    a, b, N = float(at["a_eV"]), float(at["b_eV"]), int(at["n_moments"])
+    e0, e1, de = float(cfg["energy_min_eV"]), float(cfg["energy_max_eV"]), float(cfg["energy_step_eV"])
+    if not e1 > e0:
+        raise UserError("tight_binding.energy_max_eV must exceed energy_min_eV", "config")
+    E = np.round(e0 + de * np.arange(int(np.floor((e1 - e0) / de + 1e-9)) + 1), 9)
+    window = tuple(float(v) for v in cfg["gap_window_eV"])
+    q = float(cfg["band_edge_states_per_atom"])
+    results = {}
+    for fam, table in g["partitions"].items():
+        for k, lab in enumerate(table["label"]):
+            lab = str(lab)
+            mu = g["moments"][(fam, lab)] / (g["n_vectors"][(fam, lab)] * int(table["n_atoms"][k]))
+            rho = kpm.density(mu, E, a, b)
+            ev, ec, emid = band_edges(E, rho, window, q)
+            results[(fam, lab)] = {"ldos": rho, "n_atoms": int(table["n_atoms"][k]), "ev": ev,
+                                   "ec": ec, "emid": emid,
+                                   "center_nm": float(table["center_nm"][k]) if "center_nm" in table
+                                   else np.nan}
+    fam_total = "region" if "region" in g["partitions"] else "slab"
+    n_all = sum(r["n_atoms"] for (f, _), r in results.items() if f == fam_total)
+    total = sum(r["ldos"] * r["n_atoms"] for (f, _), r in results.items() if f == fam_total) / n_all
+    n_random = int(sum(g["n_vectors"].values()))
+    n_so = int(g["parameters"].get("n_spin_orbitals", 0))
+    states_out = _states(ctx, cfg, g) if cfg["state_energies_eV"] else []
+
+    with ctx.h5("h5") as f:
+        f.attrs.update({"applicable": True, "reason": "", "n_moments": N, "bounds_eV": at["bounds_eV"],
+                        "a_eV": a, "b_eV": b, "broadening_eV": kpm.jackson_sigma_eV(a, N),
+                        "n_random": n_random, "kernel": "jackson",
+                        "band_edge_estimator": f"LDOS integrated outward from its minimum in "
+                                               f"{list(window)} eV reaches {q} states/atom"})
+        write_array(f, "energies", E, "eV")
+        write_array(f, "dos_total", total, "states/eV/atom")
+        for fam in g["partitions"]:
+            grp = f.require_group(f"{fam}s")
+            labels = [lab for (ff, lab) in results if ff == fam]
+            for lab in labels:
+                r = results[(fam, lab)]
+                sg = grp.require_group(lab)
+                write_array(sg, "ldos", r["ldos"], "states/eV/atom")
+                write_array(sg, "moments", g["moments"][(fam, lab)], "1",
+                            n_vectors=g["n_vectors"][(fam, lab)])
+                sg.attrs.update({"n_atoms": r["n_atoms"], "valence_band_edge_eV": r["ev"],
+                                 "conduction_band_edge_eV": r["ec"], "midgap_eV": r["emid"]})
+            write_table(f, f"band_edges_{fam}", {
+                "label": (np.array(labels, dtype=object), "label"),
+                "n_atoms": (np.array([results[(fam, lab)]["n_atoms"] for lab in labels]), "1"),
+                "center_nm": (np.array([results[(fam, lab)]["center_nm"] for lab in labels]), "nm"),
+                "valence_band_edge_eV": (np.array([results[(fam, lab)]["ev"] for lab in labels]), "eV"),
+                "conduction_band_edge_eV": (np.array([results[(fam, lab)]["ec"] for lab in labels]),
+                                            "eV")})
+        p = f.create_group("parameters")
+        for k, v in g["parameters"].items():
+            p.attrs[k] = v
+        for k, st in enumerate(states_out):
+            sg = f.create_group(f"states/{k}")
+            sg.attrs["target_eV"] = st["target_eV"]
+            sg.attrs["method"] = st["method"]
+            write_array(sg, "energies", st["energies"], "eV")
+            write_array(sg, "residuals", st["residuals"], "eV")
+            write_array(sg, "atom_weights", st["weights"], "1")
+            write_array(sg, "atom_index", st["atom_index"], "1")
+            write_array(sg, "weight_map", st["maps"], "1", pixel_size_nm=st["map_px"])
+        regions = {lab: {"valence_band_edge_eV": r["ev"], "conduction_band_edge_eV": r["ec"]}
+                   for (fam, lab), r in results.items() if fam == "region"}
+        set_summary(f, {"tight_binding": {"regions": regions, "n_orbitals": n_so, "n_moments": N,
+                                          "n_random": n_random}})
+    _figures(figdir, E, total, results, window, states_out)
+
+
+def _states(ctx, cfg, g) -> list[dict]:
+    """Eigenstates at the configured energies, from the structure stored by chunk 0."""
+    from . import tb_states
+    from .tightbinding.structure import prepare_structure as _prep
+
+    s = g["structure"]
+    if s is None:
+        raise UserError("moments_0.h5 lacks /structure; rerun tb_moments chunk 0", "tb")
+    params = load_parameters(valence_band_offset=bool(cfg["valence_band_offset"]))
+    pbc = tuple(bool(v) for v in s["pbc"])
+    st = _prep(s["positions"] * 10.0, s["numbers"], params, cell_A=s["cell"] * 10.0 if any(pbc) else None,
+               pbc=pbc, passivation=cfg["passivation"], min_coordination=int(cfg["min_coordination"]))
+    ham = build_hamiltonian(st, params, strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
+                            sp3_shift_eV=float(cfg["sp3_shift_eV"]), dtype=np.float64)
+    px = s.get("pixel_size_nm", (0.02, 0.02))
+    out = []
+    for k, e in enumerate(cfg["state_energies_eV"]):
+        ctx.progress(k, len(cfg["state_energies_eV"]), "tb eigenstates")
+        res = tb_states.states_near(ham, float(e), int(cfg["n_states"]), method=cfg["state_method"],
+                                    degree=int(cfg["state_filter_degree"]),
+                                    bounds=tuple(g["attrs"]["bounds_eV"]))
+        w = tb_states.atom_weights(ham, res.vectors)
+        maps, mpx = tb_states.weight_maps(st.positions_A[:st.n_host], w, px)
+        out.append({"target_eV": float(e), "energies": res.energies_eV, "residuals": res.residuals_eV,
+                    "method": res.method, "weights": w, "atom_index": s["atom_index"][st.atom_index],
+                    "maps": maps, "map_px": np.asarray(mpx)})
+    return out
+
+
+def _figures(figdir, E, total, results, window, states_out) -> None:
+    regs = [(lab, r) for (fam, lab), r in results.items() if fam == "region"]
+    slabs = [(lab, r) for (fam, lab), r in results.items() if fam == "slab"]
+    fig, ax = new_figure(1, 1, size=5.0)
+    ax = ax[0, 0]
+    ax.plot(E, total, color="k", lw=1.2, label="total")
+    for lab, r in regs:
+        ax.plot(E, r["ldos"], lw=0.9, label=f"region {lab}")
+    ax.set_xlabel("energy (eV)")
+    ax.set_ylabel("LDOS (states/eV/atom)")
+    ax.legend(fontsize=7)
+    save_figure(fig, figdir / "ldos_regions.png")
+
+    fig, ax = new_figure(1, 1, size=5.0)
+    ax = ax[0, 0]
+    m = (E >= window[0] - 0.5) & (E <= window[1] + 0.5)
+    for lab, r in (regs or slabs):
+        line, = ax.plot(E[m], r["ldos"][m], lw=0.9, label=f"{lab}")
+        for e in (r["ev"], r["ec"]):
+            if np.isfinite(e):
+                ax.axvline(e, color=line.get_color(), ls=":", lw=0.8)
+    ax.set_xlabel("energy (eV)")
+    ax.set_ylabel("LDOS (states/eV/atom)")
+    ax.set_title("near-gap zoom (dotted: band-edge estimates)")
+    ax.legend(fontsize=7)
+    save_figure(fig, figdir / "ldos_gap_zoom.png")
+
+    if slabs:
+        z = np.array([r["center_nm"] for _, r in slabs])
+        order = np.argsort(z)
+        fig, ax = new_figure(1, 1, size=5.0)
+        ax = ax[0, 0]
+        ax.plot(z[order], np.array([r["ev"] for _, r in slabs])[order], "o-", label="valence-band edge")
+        ax.plot(z[order], np.array([r["ec"] for _, r in slabs])[order], "s-", label="conduction-band edge")
+        ax.set_xlabel("position along growth (nm)")
+        ax.set_ylabel("energy (eV)")
+        ax.legend(fontsize=7)
+        save_figure(fig, figdir / "band_edge_profile.png")
+    for k, st in enumerate(states_out):
+        n = len(st["energies"])
+        fig, axs = new_figure(n, 1, size=3.0)
+        for i in range(n):
+            axs[0, i].imshow(st["maps"][i], cmap="magma")
+            axs[0, i].set_title(f"E = {st['energies'][i]:.3f} eV", fontsize=8)
+            axs[0, i].axis("off")
+        save_figure(fig, figdir / f"state_{k}.png")
