@@ -1,0 +1,129 @@
+"""Rule ``segment``: the micrograph's regions, from a human override, Segment Anything or the
+automatic edge-based method, written to ``segmentation.h5`` (layout in docs/DEVELOPING.md).
+
+Output ``segmentation.h5``:
+
+* ``/labels`` int32 (rows, cols), units ``label``; 0 = unassigned, regions 1..n numbered by
+  centroid, top to bottom then left to right (automatic methods; an override keeps the order of
+  the values drawn, renumbered 1..n);
+* table ``/regions``: ``label``, ``area_nm2``, ``centroid_nm`` (n, 2) [x, y], ``bbox_px`` (n, 4)
+  [row0, col0, row1, col1) exclusive end, ``mean_intensity`` (image units), ``touches_border``;
+* ``/contours/<label>`` float64 (m, 2) [x, y] nm: the closed outer polygon of the region's largest
+  piece (first point not repeated); ``/holes/<label>/<k>``: polygons of holes in it (e.g. the
+  film around particles), when there are any;
+* root attributes ``method`` (canny / sam / override), ``source`` (automatic / override) and the
+  parameters the method derived (``sigma_nm``, ``lattice_periods_nm``, ...);
+* summary fragment ``{"regions": {label: {"area_nm2", "centroid_nm"}}}``.
+
+Figure ``figures/segment/overlay.png``: contours on the image, regions numbered.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..io.h5 import set_summary, write_array, write_table
+from ..io.image import Micrograph, read_image
+from .figures import overlay_figure
+from .override import read_label_override
+from .regions import region_contours, region_table
+
+
+def _override_path(value) -> str | None:
+    """The override input (a path, or an empty / one-element list) as one path or None."""
+    if value is None:
+        return None
+    if isinstance(value, (str, Path)):
+        return str(value) or None
+    items = [str(v) for v in value]
+    return items[0] if items else None
+
+
+def check_image(m: Micrograph, path) -> None:
+    """UserError for an image that cannot be segmented: non-finite values or no contrast at all."""
+    d = m.data
+    if not np.all(np.isfinite(d)):
+        raise UserError("image has NaN/Inf pixels; re-export the micrograph", path)
+    if d.size == 0 or float(d.max()) == float(d.min()):
+        raise UserError("image is blank (every pixel has the same value, no contrast to segment); check "
+                        "the acquisition or remove the file from the dataset", path)
+
+
+def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None):
+    """(labels int32, attrs dict) for a micrograph: the override when given, else the configured
+    method.  ``model`` is passed to Segment Anything (tests use a small random model)."""
+    if override:
+        labels, values = read_label_override(override, m.shape)
+        return labels, {"method": "override", "source": "override", "override_file": str(override),
+                        "override_values": values}
+    if cfg.get("method", "canny") == "sam":
+        from .sam import segment_sam
+
+        labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
+                                   min_area_nm2=float(cfg.get("min_area_nm2", 1.0)))
+        return labels, {"method": "sam", "source": "automatic", **info}
+    from .canny import segment_auto
+
+    res = segment_auto(m.data, m.pixel_size_nm, cfg)
+    return res.labels, {"method": "canny", "source": "automatic", **res.info}
+
+
+def _attr(v):
+    if isinstance(v, (list, tuple)) and v and isinstance(v[0], str):
+        return json.dumps(list(v))
+    if isinstance(v, (list, tuple)):
+        return np.asarray(v, float) if v else np.zeros(0)
+    return v
+
+
+def write_segmentation(f, m: Micrograph, labels: np.ndarray, attrs: dict, tolerance_nm) -> dict:
+    """Write the result layout (module docstring) into an open HDF5 file; returns the summary."""
+    table = region_table(labels, m.data, m.pixel_size_nm)
+    contours, holes = region_contours(labels, m.pixel_size_nm, tolerance_nm)
+    write_array(f, "labels", labels.astype(np.int32), "label")
+    unit = str(m.meta.get("units", "a.u."))
+    write_table(f, "regions", {
+        "label": (table.label, "label"),
+        "area_nm2": (table.area_nm2, "nm^2"),
+        "centroid_nm": (table.centroid_nm, "nm"),
+        "bbox_px": (table.bbox_px, "px"),
+        "mean_intensity": (table.mean_intensity, unit),
+        "touches_border": (table.touches_border, "1"),
+    })
+    g = f.require_group("contours")
+    for lab in table.label:
+        write_array(g, str(int(lab)), contours.get(int(lab), np.zeros((0, 2))), "nm")
+    if holes:
+        h = f.require_group("holes")
+        for lab, polys in holes.items():
+            hg = h.require_group(str(lab))
+            for k, p in enumerate(polys):
+                write_array(hg, str(k), p, "nm")
+    for k, v in attrs.items():
+        f.attrs[k] = _attr(v)
+    summary = {"regions": {str(int(lab)): {"area_nm2": float(a), "centroid_nm": [float(c[0]), float(c[1])]}
+                           for lab, a, c in zip(table.label, table.area_nm2, table.centroid_nm)}}
+    set_summary(f, summary)
+    return {"table": table, "contours": contours, "summary": summary}
+
+
+def run(ctx) -> None:
+    """Stage function of rule ``segment`` (inputs ``image``, ``override``; outputs ``h5``, ``figures``)."""
+    cfg = ctx.section("segmentation")
+    m = read_image(ctx.input["image"])
+    check_image(m, ctx.input["image"])
+    override = _override_path(ctx.input.get("override"))
+    if override:
+        ctx.log.info("segment: using the hand-made label map %s", override)
+    labels, attrs = segment_image(m, cfg, override)
+    ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
+    with ctx.h5("h5") as f:
+        out = write_segmentation(f, m, labels, attrs, cfg.get("contour_tolerance_nm"))
+    figdir = Path(ctx.output["figures"])
+    figdir.mkdir(parents=True, exist_ok=True)
+    overlay_figure(m.data, labels, m.pixel_size_nm, out["contours"], out["table"], figdir / "overlay.png",
+                   title=f"{m.sample}/{m.name}: {len(out['table'])} regions ({attrs['method']})")
