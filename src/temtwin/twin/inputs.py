@@ -1,0 +1,259 @@
+"""Readers of the upstream result files the twin stages use (layouts in docs/DEVELOPING.md).
+
+Per image: ``image.h5`` (pixel size), ``segmentation.h5`` (labels), ``phases.h5`` (per-region phase,
+zone axis, orientation matrix, CIF text per phase), ``gpa.h5`` (reference g vectors, displacement,
+strain, amplitude, mask).  Per sample: ``stack.h5`` (image placement in the overview).
+Missing optional parts (no gpa.h5, GPA not applicable, a region without orientation) read as None.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+
+
+def _s(v: Any) -> Any:
+    return v.decode() if isinstance(v, bytes) else v
+
+
+@dataclass
+class RegionPhase:
+    """Phase identification of one region (phases.h5 /regions/<label>)."""
+
+    label: int
+    phase: str = ""
+    space_group: str = ""
+    zone_axis: list[int] | None = None
+    zone_axis_4: list[int] | None = None
+    rotation_deg: float | None = None
+    scale_factor: float | None = None
+    identified: bool = False
+    orientation_matrix: np.ndarray | None = None
+
+    @property
+    def crystalline(self) -> bool:
+        return bool(self.identified and self.phase and self.orientation_matrix is not None
+                    and self.zone_axis is not None)
+
+
+@dataclass
+class Gpa:
+    """The parts of gpa.h5 the twins use (None when GPA does not apply)."""
+
+    applicable: bool
+    reason: str = ""
+    reference_label: int | None = None
+    g_vectors: np.ndarray | None = None         # (2, 2) rows g1, g2 [kx, ky] nm^-1
+    displacement: np.ndarray | None = None      # (2, rows, cols) nm [ux, uy]
+    mask: np.ndarray | None = None              # (rows, cols) bool
+    strain: dict[str, np.ndarray] = field(default_factory=dict)   # exx, eyy, exy, rotation
+    amplitude: np.ndarray | None = None         # (2, rows, cols)
+
+
+@dataclass
+class ImageInputs:
+    """Everything known about one image of the sample."""
+
+    name: str
+    pixel_size_nm: tuple[float, float]
+    shape: tuple[int, int]
+    labels: np.ndarray | None = None
+    regions: dict[int, RegionPhase] = field(default_factory=dict)
+    cifs: dict[str, str] = field(default_factory=dict)
+    gpa: Gpa | None = None
+    image_path: str = ""
+    seg_path: str = ""
+    phases_path: str = ""
+    gpa_path: str = ""
+
+    @property
+    def field_of_view_nm2(self) -> float:
+        return self.shape[0] * self.pixel_size_nm[1] * self.shape[1] * self.pixel_size_nm[0]
+
+    @property
+    def pixel_size(self) -> float:
+        return float(np.sqrt(self.pixel_size_nm[0] * self.pixel_size_nm[1]))
+
+    def structure(self, phase: str):
+        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library."""
+        cif = self.cifs.get(phase)
+        if cif:
+            from pymatgen.core import Structure
+
+            try:
+                return Structure.from_str(cif, fmt="cif")
+            except Exception as e:
+                raise UserError(f"phase {phase!r}: CIF text cannot be parsed ({type(e).__name__}); "
+                                "fix the CIF in the dataset's phases/ folder", self.phases_path) from None
+        from ..synth.crystal import load_structure
+
+        try:
+            return load_structure(phase)
+        except KeyError:
+            raise UserError(f"phase {phase!r} has no CIF in phases.h5 nor in resources/phases; add "
+                            f"phases/{phase}.cif to the sample", self.phases_path) from None
+
+    def load_image(self) -> np.ndarray:
+        with h5py.File(self.image_path, "r") as f:
+            return f["image"][()].astype(np.float32)
+
+
+def read_pixel_size(image_h5: str | Path) -> tuple[tuple[float, float], tuple[int, int]]:
+    """(pixel size (x, y) nm, shape) of an image.h5."""
+    with h5py.File(image_h5, "r") as f:
+        px = np.ravel(f.attrs["pixel_size_nm"]).astype(float)
+        shape = tuple(int(v) for v in f["image"].shape)
+    return (float(px[0]), float(px[-1])), shape  # type: ignore[return-value]
+
+
+def read_labels(seg_h5: str | Path) -> np.ndarray:
+    with h5py.File(seg_h5, "r") as f:
+        if "labels" not in f:
+            raise UserError("segmentation result has no /labels; rerun the segment rule", seg_h5)
+        return f["labels"][()].astype(np.int32)
+
+
+def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str, str]]:
+    """Per-region phases and the CIF text of each phase."""
+    regions: dict[int, RegionPhase] = {}
+    cifs: dict[str, str] = {}
+    p = Path(phases_h5)
+    if not p.is_file():
+        return regions, cifs
+    with h5py.File(p, "r") as f:
+        for key, g in (f.get("regions") or {}).items():
+            try:
+                label = int(key)
+            except ValueError:
+                continue
+            a = {k: _s(v) for k, v in g.attrs.items()}
+            M = g["orientation_matrix"][()] if "orientation_matrix" in g else None
+            if M is not None and (np.shape(M) != (3, 3) or not np.all(np.isfinite(M))):
+                M = None
+            za = a.get("zone_axis")
+            za = [int(round(float(v))) for v in np.ravel(za)] if za is not None and np.size(za) == 3 else None
+            z4 = a.get("zone_axis_4")
+            z4 = [int(round(float(v))) for v in np.ravel(z4)] if z4 is not None and np.size(z4) == 4 else None
+            regions[label] = RegionPhase(
+                label, str(a.get("phase", "") or ""), str(a.get("space_group", "") or ""), za, z4,
+                _float(a.get("rotation_deg")), _float(a.get("scale_factor")), bool(a.get("identified", False)), M)
+        for name, g in (f.get("phases") or {}).items():
+            cif = _s(g.attrs.get("cif", ""))
+            if cif:
+                cifs[name] = cif
+    return regions, cifs
+
+
+def _float(v) -> float | None:
+    try:
+        x = float(np.ravel(v)[0]) if v is not None else None
+    except (TypeError, ValueError, IndexError):
+        return None
+    return x if x is not None and np.isfinite(x) else None
+
+
+def read_gpa(gpa_h5: str | Path) -> Gpa:
+    p = Path(gpa_h5)
+    if not p.is_file():
+        return Gpa(False, "no gpa.h5")
+    with h5py.File(p, "r") as f:
+        a = {k: _s(v) for k, v in f.attrs.items()}
+        if not bool(a.get("applicable", True)) or "displacement" not in f or "g_vectors" not in f:
+            return Gpa(False, str(a.get("reason", "GPA not applicable")))
+        ref = a.get("reference_label")
+        try:
+            ref = int(ref) if ref is not None and str(ref) != "" else None
+        except ValueError:
+            ref = None
+        strain = {k: f["strain"][k][()] for k in ("exx", "eyy", "exy") if "strain" in f and k in f["strain"]}
+        if "rotation" in f:
+            strain["rotation"] = f["rotation"][()]
+        return Gpa(True, "", ref, f["g_vectors"][()].astype(float), f["displacement"][()].astype(float),
+                   f["mask"][()].astype(bool) if "mask" in f else None, strain,
+                   f["amplitude"][()] if "amplitude" in f else None)
+
+
+def image_name(path: str | Path) -> str:
+    """Image name of a per-image result file results/<sample>/<image>/<stage>.h5."""
+    return Path(path).parent.name
+
+
+def read_image_inputs(image_h5, seg_h5, phases_h5, gpa_h5, with_gpa: bool = True) -> ImageInputs:
+    px, shape = read_pixel_size(image_h5)
+    labels = read_labels(seg_h5)
+    if labels.shape != tuple(shape):
+        raise UserError(f"label map shape {labels.shape} differs from the image's {shape}; rerun segment",
+                        seg_h5)
+    regions, cifs = read_phases(phases_h5)
+    gpa = read_gpa(gpa_h5) if with_gpa else None
+    if gpa is not None and gpa.applicable and gpa.displacement is not None \
+            and gpa.displacement.shape[1:] != tuple(shape):
+        raise UserError(f"GPA displacement shape {gpa.displacement.shape[1:]} differs from the image's "
+                        f"{shape}; rerun gpa", gpa_h5)
+    return ImageInputs(image_name(image_h5), px, shape, labels, regions, cifs, gpa, str(image_h5),
+                       str(seg_h5), str(phases_h5), str(gpa_h5))
+
+
+def all_images(ctx, with_gpa: bool = True) -> list[ImageInputs]:
+    """ImageInputs of every image of the sample, in the rule's input order."""
+    ins = ctx.input
+
+    def as_list(v) -> list[str]:
+        if v is None:
+            return []
+        if isinstance(v, (str, Path)):
+            return [str(v)] if str(v) else []
+        return [str(x) for x in v]
+
+    imgs = as_list(ins.get("images"))
+    segs = as_list(ins.get("segmentations"))
+    phs = as_list(ins.get("phases"))
+    gps = as_list(ins.get("gpas"))
+    if not (len(imgs) == len(segs) == len(phs)):
+        raise UserError("inputs images/segmentations/phases differ in length; rerun the workflow", "rule inputs")
+    gps = gps if len(gps) == len(imgs) else [""] * len(imgs)
+    return [read_image_inputs(i, s, p, g, with_gpa) for i, s, p, g in zip(imgs, segs, phs, gps)]
+
+
+def read_stack(stack_h5: str | Path | None) -> dict:
+    """{'overview': name, 'images': {name: {offset_nm, scale, rotation_deg, accepted, transform}},
+    'regions': {label: attrs}} ({} when the file is missing)."""
+    if not stack_h5 or not Path(stack_h5).is_file():
+        return {}
+    out: dict = {"images": {}, "regions": {}}
+    with h5py.File(stack_h5, "r") as f:
+        out["overview"] = _s(f.attrs.get("overview", ""))
+        for name, g in (f.get("images") or {}).items():
+            d = {k: _s(v) for k, v in g.attrs.items()}
+            if "transform" in g:
+                d["transform"] = g["transform"][()]
+            out["images"][name] = d
+        for name, g in (f.get("regions") or {}).items():
+            out["regions"][name] = {k: _s(v) for k, v in g.attrs.items()}
+    return out
+
+
+def sample_settings(ctx) -> dict:
+    """The sample.yaml mapping (validated) when the rule has it as input, else {}."""
+    paths = ctx.input.get("settings", []) or []
+    if isinstance(paths, str):
+        paths = [paths]
+    for p in paths:
+        if Path(p).is_file():
+            from ..workflow.discovery import read_sample_yaml
+
+            return read_sample_yaml(Path(p))
+    return {}
+
+
+def to_json(obj: Any) -> str:
+    from ..io.h5 import to_jsonable
+
+    return json.dumps(to_jsonable(obj), indent=1, sort_keys=True)
