@@ -49,6 +49,40 @@ def table() -> str:
     return "\n".join(lines)
 
 
+PURPOSE = {
+    "stages": "switch the costly per-sample stages on or off",
+    "ingest": "reading micrographs: frame alignment, calibration fallbacks",
+    "segmentation": "rule `segment`: method (canny / sam / override), scales, minimum region area, SAM checkpoint",
+    "peaks": "rule `fft_peaks`: region windows, FFT grid, detectors (gauss / unet / profile), thresholds",
+    "phase_id": "rule `phase_id`: candidate phases, zone-axis search, tolerances, scoring, Bragg filtering",
+    "stack": "rule `register_stack`: overview choice, scale/rotation search ranges, minimum confidence",
+    "gpa": "rule `gpa`: reference region, g vectors, mask resolution, tensor frame",
+    "fem": "rule `fem_geometry`: source image, contour tolerance, mesh sizes",
+    "model": "rule `atomic_model`: thickness, periodicity, displacement and composition maps, quality screen",
+    "keating": "rule `keating`: relaxation method, force tolerance, fixed slabs, map bins",
+    "phonons": "rule `phonons`: structure, regions/slabs, KPM moments and vectors, broadening",
+    "tight_binding": "rules `tb_moments`/`tb_ldos`: Hamiltonian options, KPM moments, chunks, backend, band edges",
+}
+
+
+def overview() -> str:
+    """Compact table for README.md: top-level keys, and one row per stage section."""
+    schema = yaml.safe_load((CFG / "schema.yaml").read_text())
+    lines = ["| key | default | meaning |", "|---|---|---|"]
+    for key, sub in (schema.get("properties") or {}).items():
+        if "$ref" in sub:
+            sub = _load(sub["$ref"])
+        desc = " ".join(str(sub.get("description", sub.get("title", ""))).split())
+        if sub.get("type") == "object" and sub.get("properties"):
+            n = len(_rows(sub))
+            first = PURPOSE.get(key, desc.split(". ")[0].rstrip("."))
+            lines.append(f"| `{key}.*` | | {first}. {n} keys: [reference](docs/CONFIG.md) |")
+        else:
+            d = json.dumps(sub.get("default", "")) if "default" in sub else ""
+            lines.append(f"| `{key}` | {('`' + d + '`') if d else ''} | {desc} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     t = table()
     (ROOT / "docs" / "CONFIG.md").write_text(
@@ -57,7 +91,8 @@ def main() -> None:
     readme = ROOT / "README.md"
     if readme.is_file():
         s = readme.read_text()
-        s = re.sub(r"(<!-- CONFIG:BEGIN -->\n).*?(\n<!-- CONFIG:END -->)", lambda m: m.group(1) + t + m.group(2),
+        s = re.sub(r"(<!-- CONFIG:BEGIN -->\n).*?(<!-- CONFIG:END -->)",
+                   lambda m: m.group(1) + overview() + "\n" + m.group(2),
                    s, flags=re.S)
         readme.write_text(s)
 

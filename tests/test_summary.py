@@ -43,3 +43,12 @@ def test_summarize(tmp_path):
     assert [(x["image"], x["region"]) for x in rows] == [("im", "1"), ("im", "2")]
     assert rows[0]["phase"] == "Si" and rows[0]["zone_axis"] == "1,1,0" and rows[0]["centroid_nm"] == "0.5,0.7"
     assert rows[1]["phase"] == ""
+
+
+def test_candidates_are_compact_in_the_table():
+    from temtwin.report.summary import region_rows
+    s = {"sample": "s", "images": {"a": {"regions": {"1": {"phase": "Ge", "candidates": [
+        {"phase": "Ge", "zone_axis": [0, 1, 1], "confidence": 0.9525},
+        {"phase": "Si", "zone_axis": [0, 1, 1], "confidence": 0.0475}]}}}}}
+    (row,) = region_rows([s])
+    assert row["candidates"] == "Ge[011]:0.953;Si[011]:0.0475"

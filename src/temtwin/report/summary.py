@@ -57,11 +57,15 @@ def _flatten(d: Mapping, prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         if isinstance(v, Mapping):
             flat.update(_flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)) and v and all(isinstance(x, Mapping) and "phase" in x for x in v):
+            # ranked phase candidates: "Ge[011]:0.95;Si[011]:0.05"
+            flat[key] = ";".join(f"{x['phase']}[{''.join(str(i) for i in x.get('zone_axis', []))}]:"
+                                 f"{x.get('confidence', x.get('score', 0)):.3g}" for x in v)
         elif isinstance(v, (list, tuple)):
             if len(v) <= 4 and all(isinstance(x, (int, float)) or x is None for x in v):
                 flat[key] = ",".join("" if x is None else f"{x:.6g}" if isinstance(x, float) else str(x)
                                      for x in v)
-            # longer lists (candidates, matrices) stay in summary.json only
+            # longer lists (matrices, spot lists) stay in summary.json only
         elif isinstance(v, float):
             flat[key] = f"{v:.6g}"
         elif v is None:
