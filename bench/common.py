@@ -82,3 +82,32 @@ def write_section(stage: str, title: str, body: str) -> Path:
     p = RESULTS_DIR / f"{stage}.md"
     p.write_text(f"## {title}\n\n{body.strip()}\n")
     return p
+
+
+def run_pipeline(case_dir: Path, workdir: Path, until: str, sample_yaml: str = "", config_yaml: str = "",
+                 files: tuple[str, ...] = ("hrtem.hspy", "hrtem.tif")) -> Path:
+    """Run the temtwin workflow (``snakemake --until <until>``) on a copy of a validation case's images
+    (and its ``eels/`` maps) in ``workdir``; returns ``workdir/results/<sample>``. Nothing from the truth
+    is given beyond ``sample_yaml`` (e.g. the elements) and ``config_yaml``."""
+    import shutil
+    import subprocess
+    import sys
+
+    sample = case_dir.name
+    sdir = workdir / "data" / sample
+    sdir.mkdir(parents=True, exist_ok=True)
+    for name in files:
+        if (case_dir / name).is_file():
+            shutil.copy2(case_dir / name, sdir / name)
+    if (case_dir / "eels").is_dir():
+        shutil.copytree(case_dir / "eels", sdir / "eels", dirs_exist_ok=True)
+    if sample_yaml:
+        (sdir / "sample.yaml").write_text(sample_yaml)
+    (workdir / "bench.yaml").write_text(config_yaml or "{}\n")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--cores", "2", "--until", until, "--configfile", str(workdir / "bench.yaml"),
+           "--config", f"dataset={workdir / 'data'}", f"results={workdir / 'results'}"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if r.returncode != 0:
+        raise RuntimeError(f"workflow failed on {case_dir}: {r.stderr[-3000:]}")
+    return workdir / "results" / sample
