@@ -12,8 +12,8 @@ phonons.h5:
   ``/slabs/ldos`` (S, n_E);
 * ``/species/ldos`` (T, n_E) partial DOS per element, attr ``species``;
 * root attrs ``applicable``, ``reason``, ``method`` (``kpm``), ``n_moments``, ``n_vectors``, ``probe``,
-  ``kernel``, ``operator`` (``sparse`` / ``matrix_free``), ``sigma_meV``, ``lambda_bounds`` (eV/(Å^2 amu)), ``structure``, ``slab_nm``,
-  ``region_mode``, ``growth_direction``.
+  ``kernel``, ``operator`` (``sparse`` / ``matrix_free``), ``sigma_meV``, ``lambda_bounds`` (eV/(Å^2 amu)),
+  ``structure``, ``slab_nm``, ``region_mode``, ``growth_direction``.
 """
 
 from __future__ import annotations
