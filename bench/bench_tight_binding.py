@@ -407,7 +407,7 @@ def main(argv=None):
     if "throughput" not in skip:
         sizes = [float(s) for s in args.sizes.split(",") if s]
         avail = _mem_available_gb()
-        keep = [s for s in sizes if s * 6e-6 < avail]        # ~6 GB per 10^6 atoms incl. build
+        keep = [s for s in sizes if s * 26e-6 < avail]       # peak ~24 GB per 10^6 atoms during the build
         for s in sorted(set(sizes) - set(keep)):
             say(f"(skipping {s:.0e} atoms: {avail:.0f} GB available)")
         backends = args.backends.split(",")
