@@ -102,7 +102,9 @@ def test_composition_from_eels_maps_and_determinism(tmp_path):
     Z = a.numbers
     reg = a.arrays["region"]
     inner = (a.positions[:, 0] > 1.0) & (a.positions[:, 0] < 29.0) & (a.positions[:, 1] < 29.0)
-    assert (Z[(reg == 1) & inner] == 32).mean() == pytest.approx(0.7, abs=0.04)
+    sel = (reg == 1) & inner
+    # each site is drawn from the local fraction: binomial scatter of the layer mean (4 sigma)
+    assert (Z[sel] == 32).mean() == pytest.approx(0.7, abs=4 * np.sqrt(0.7 * 0.3 / sel.sum()) + 0.01)
     assert (Z[(reg == 2) & inner] == 32).mean() > 0.93          # map blur at the interfaces only
     assert set(np.unique(Z)) <= {14, 32}
     with h5py.File(out["h5"]) as f:
