@@ -2,7 +2,8 @@
 
 Round trip (``sige_qw/qw_dev``, abTEM HRTEM image with the true atoms): upstream results are written
 from the truth (labels, phases Si/Ge/Si with the true orientation, GPA g vectors of the relaxed buffer
-lattice and the **true displacement maps ux_nm, uy_nm**, since the real GPA stage is not merged yet),
+lattice and the **true displacement maps ux_nm, uy_nm** (the oracle case: the model builder alone; the
+pipeline case below takes everything from the analysis),
 then the whole ``atomic_model`` stage runs on the noisy HRTEM image with the EELS Ge/Si maps.  The
 model is compared with truth.extxyz:
 
@@ -407,9 +408,9 @@ def main() -> None:
         rt_off = round_trip(case, register_maps=False)
         body += ("### Round trip on sige_qw/qw_dev (abTEM HRTEM, true atoms)\n\n"
                  "Inputs: truth labels, phases (Si buffer/cap, Ge QW) with the true orientation, GPA g vectors of the "
-                 "relaxed buffer and **the true displacement maps** (`truth.npz` ux_nm, uy_nm: the GPA stage is not "
-                 "merged yet; rerun with the pipeline's gpa.h5 when it is). The stage registers the lattice origin on "
-                 "the noisy HRTEM image and the EELS maps by template matching.\n\n")
+                 "relaxed buffer and **the true displacement maps** (`truth.npz` ux_nm, uy_nm): the oracle case, "
+                 "the model builder alone (the next section takes everything from the pipeline). The stage "
+                 "registers the lattice origin on the noisy HRTEM image and the EELS maps by template matching.\n\n")
         body += md_table(["figure", "measured", "target", "met"], [
             ["in-plane RMS error inside the layers, origin registered on the image (pm)", rt["rms_registered_pm"],
              "≤ 10", "yes" if rt["rms_registered_pm"] <= 10 else "NO"],
