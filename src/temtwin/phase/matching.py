@@ -1,0 +1,482 @@
+"""Orientation search: match measured FFT spots to the zone patterns of the candidate phases.
+
+Spots are complex numbers m = kx + i ky (nm^-1, image axes).  A hypothesis is a pattern p and a
+complex factor z = s e^{iθ}: pattern point G (complex, zone frame) appears at z G in the image, so θ
+is the in-plane rotation of the zone frame and s the calibration scale factor (measured |g| over
+theoretical |g|; s = 1.03 when the pixel size is 3 % too large).
+
+1. **Pairs**: the strongest measured spots (one of each Friedel pair) form ordered pairs (a, b); each
+   is compared with the library's pairs (P, Q) of low-order reflections: |a|/|P| and |b|/|Q| must
+   agree within ``d_tolerance`` and lie within ``max_scale_error`` of 1, the signed angles a->b and
+   P->Q within ``angle_tolerance_deg``.  Each accepted pair gives z by least squares; hypotheses
+   equal up to the pattern's rotation symmetry are merged.
+2. **Joint score** of every hypothesis on all spots at once (vectorised over hypotheses x spots):
+   each spot is assigned to its nearest reciprocal lattice point of the zone; it is *explained* when
+   that point is allowed (or dynamical) and within the position tolerance; z is refined by weighted
+   least squares on the explained spots (rotation and isotropic scale) and the assignment repeated.
+   ``score = E * C**β * Q * P_s`` with E the weighted fraction of measured spots explained (weights
+   min(SNR, 1000)^0.75), C the |F|-weighted fraction of the zone's allowed spots found within the radius of the
+   explained spots, Q = exp(-<(r/tol)²>/2) from the residuals and P_s = exp(-((s-1)/σ_s)²/2) a prior
+   on the calibration.
+3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates are ranked
+   by score and given a normalised confidence softmax(κ·score) across all phases and zones.
+4. **Several crystals**: spots left unexplained by the winner are offered to a new search whose E
+   counts only them (shared spots still count as found), so twins and epitaxial pairs overlapping
+   in one FFT are both reported.
+
+Measured spots beyond the library's g_max are left out (they cannot be explained by its patterns).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .diffraction import ALLOWED
+from .library import MIN_PAIR_SIN, PatternLibrary, grid_lookup
+
+CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
+SCAN_SIGMA = 0.04                 # prior width of the scan-drift shear / stretch of row-scanned images
+SNR_POWER, SNR_CAP = 0.75, 1000.0  # measured spot weight = min(SNR, cap) ** power
+
+
+@dataclass
+class MatchSettings:
+    """Tolerances and weights of the search (see the phase_id config section for descriptions)."""
+
+    d_tolerance: float = 0.05
+    angle_tolerance_deg: float = 3.0
+    position_tolerance: float = 0.02
+    position_tolerance_px: float = 1.5
+    max_scale_error: float = 0.10
+    scale_sigma: float = 0.04
+    n_seed_spots: int = 8
+    coverage_exponent: float = 0.75
+    min_score: float = 0.3
+    min_confidence: float = 0.25
+    confidence_sharpness: float = 20.0
+    max_crystals: int = 2
+    min_new_fraction: float = 0.2
+    max_hypotheses: int = 4000
+    n_candidates: int = 5
+    refine_iterations: int = 3
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "MatchSettings":
+        names = cls.__dataclass_fields__
+        return cls(**{k: cfg[k] for k in names if k in cfg})
+
+
+@dataclass
+class Spots:
+    """Measured spots: complex positions ``k`` (nm^-1), weights ``w`` (> 0), FFT sampling (nm^-1/px),
+    ``index``: row of each spot in the original peak table."""
+
+    k: np.ndarray
+    w: np.ndarray
+    sampling: float = 0.0
+    index: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.index is None:
+            self.index = np.arange(len(self.k))
+
+    def within(self, g_max: float) -> "Spots":
+        """The spots with |g| <= g_max."""
+        ok = np.abs(self.k) <= g_max
+        return Spots(self.k[ok], self.w[ok], self.sampling, self.index[ok])
+
+    @classmethod
+    def from_arrays(cls, kx, ky, snr=None, sampling: float | None = None) -> "Spots":
+        kx, ky = np.asarray(kx, float), np.asarray(ky, float)
+        k = kx + 1j * ky
+        if snr is None:
+            w = np.ones(len(k))
+        else:
+            w = np.clip(np.nan_to_num(np.asarray(snr, float), nan=1.0), 1.0, SNR_CAP) ** SNR_POWER
+        ok = np.isfinite(k) & (np.abs(k) > 0)
+        samp = float(sampling) if sampling is not None and np.isfinite(sampling) else 0.0
+        return cls(k[ok], w[ok], samp, np.flatnonzero(ok))
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+
+@dataclass
+class Evaluation:
+    """Scores of hypotheses (arrays over H) and per-spot assignments (H, N)."""
+
+    p: np.ndarray
+    z: np.ndarray
+    score: np.ndarray
+    E: np.ndarray
+    C: np.ndarray
+    Q: np.ndarray
+    explained: np.ndarray
+    n: np.ndarray
+    kind: np.ndarray
+    resid: np.ndarray
+    A: np.ndarray                 # (H, 2) scan-drift map [a, b] (A = [[1, 0], [a, b]]); [0, 1] = none
+
+    def take(self, idx) -> "Evaluation":
+        return Evaluation(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
+
+
+@dataclass
+class Crystal:
+    """One identified crystal (the winner of a search) and its ranked candidates."""
+
+    p: int
+    phase: str
+    space_group: str
+    uvw: np.ndarray
+    uvw4: np.ndarray | None
+    scale: float
+    theta_deg: float
+    rotation_deg: float
+    M: np.ndarray
+    score: float
+    confidence: float
+    E: float
+    C: float
+    spot_index: np.ndarray        # rows of the peak table (Spots.index) of the explained spots
+    hkl: np.ndarray
+    resid: np.ndarray
+    k: np.ndarray = field(default_factory=lambda: np.zeros(0, complex))   # their measured positions
+    w: np.ndarray = field(default_factory=lambda: np.zeros(0))            # and weights
+    candidates: list = field(default_factory=list)
+    identified: bool = True
+    scan_distortion: np.ndarray | None = None
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _tolerance(spots: Spots, rel: float, px: float) -> np.ndarray:
+    return np.maximum(rel * np.abs(spots.k), px * spots.sampling)
+
+
+def friedel_representatives(spots: Spots, tol: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One vector per Friedel pair (angle in [0°, 180°)): (vectors, weights, index of the spot used)."""
+    m = spots.k
+    rep = np.where(np.angle(m) >= -1e-9, m, -m)
+    rep = np.where(np.isclose(np.angle(rep), np.pi), -rep, rep)
+    order = np.argsort(-spots.w, kind="stable")
+    keep: list[int] = []
+    for i in order:
+        if all(abs(rep[i] - rep[j]) > tol[i] for j in keep):
+            keep.append(int(i))
+    keep_a = np.array(keep, int)
+    # weight of a representative: the larger of the pair (already sorted by weight)
+    return rep[keep_a], spots.w[keep_a], keep_a
+
+
+def seed_hypotheses(lib: PatternLibrary, spots: Spots, cfg: MatchSettings,
+                    priority: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Hypotheses (pattern indices, z) from pairs of measured seed spots matched to library pairs.
+
+    ``priority`` (N,) bool: spots to prefer as seeds (e.g. unexplained by an earlier crystal); each seed
+    pair then contains at least one of them.
+    """
+    tol = _tolerance(spots, cfg.d_tolerance, cfg.position_tolerance_px)
+    rep, w, idx = friedel_representatives(spots, tol)
+    if priority is not None:
+        pri = priority[idx]
+        order = np.lexsort((-w, ~pri))
+    else:
+        pri = np.ones(len(rep), bool)
+        order = np.argsort(-w, kind="stable")
+    order = order[: cfg.n_seed_spots]
+    rep, pri = rep[order], pri[order]
+    K = len(rep)
+    if K < 2:
+        return np.zeros(0, int), np.zeros(0, complex)
+    ii, jj = np.meshgrid(np.arange(K), np.arange(K), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    a, b = rep[ii], rep[jj]
+    cross = (a.conj() * b).imag
+    ok = (ii != jj) & (np.abs(cross) >= MIN_PAIR_SIN * np.abs(a) * np.abs(b)) & (pri[ii] | pri[jj])
+    a, b = a[ok], b[ok]
+    if len(a) == 0:
+        return np.zeros(0, int), np.zeros(0, complex)
+    ms, dt = cfg.max_scale_error, cfg.d_tolerance
+    lo = np.searchsorted(lib.pair_lenP, np.abs(a) / (1 + ms + dt), side="left")
+    hi = np.searchsorted(lib.pair_lenP, np.abs(a) / max(1 - ms - dt, 0.05), side="right")
+    cnt = hi - lo
+    tot = int(cnt.sum())
+    if tot == 0:
+        return np.zeros(0, int), np.zeros(0, complex)
+    q = np.repeat(np.arange(len(a)), cnt)
+    rows = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
+    A, Bv = a[q], b[q]
+    P, Q = lib.pair_P[rows], lib.pair_Q[rows]
+    sa = np.abs(A) / np.abs(P)
+    sb = np.abs(Bv) / np.abs(Q)
+    dang = np.angle((Bv / A) / (Q / P))
+    good = (np.abs(sa / sb - 1) <= dt) & (np.abs(dang) <= np.deg2rad(cfg.angle_tolerance_deg))
+    s = np.sqrt(sa * sb)
+    good &= np.abs(s - 1) <= ms
+    A, Bv, P, Q, rows = A[good], Bv[good], P[good], Q[good], rows[good]
+    z = (A * P.conj() + Bv * Q.conj()) / (np.abs(P) ** 2 + np.abs(Q) ** 2)
+    p = lib.pair_p[rows]
+    p, z, _ = _dedupe(lib, p, z)
+    return p, z
+
+
+def _dedupe(lib: PatternLibrary, p: np.ndarray, z: np.ndarray, dtheta_deg: float = 0.5,
+            dlog_s: float = 0.004) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Merge hypotheses equal up to the pattern's rotation symmetry (within 0.5° and 0.4 %).
+
+    Returns the kept (p, z with θ brought into the first symmetry sector, indices into the input)."""
+    if len(p) == 0:
+        return p, z, np.zeros(0, int)
+    sector = 2 * np.pi / lib.order[p]
+    th = np.mod(np.angle(z), sector)
+    zc = np.abs(z) * np.exp(1j * th)
+    kt = np.round(np.rad2deg(th) / dtheta_deg).astype(np.int64)
+    ks = np.round(np.log(np.abs(z)) / dlog_s).astype(np.int64)
+    key = (p.astype(np.int64) * 100000 + kt) * 1000 + (ks + 500)
+    _, first = np.unique(key, return_index=True)
+    return p[first], zc[first], first
+
+
+# ------------------------------------------------------------------------------------------ scoring
+def _assign_u(lib: PatternLibrary, u: np.ndarray, p: np.ndarray):
+    """Nearest lattice point of pattern p to pattern coords ``u`` (H, N) complex: indices n (H, N, 2)
+    and the point's complex pattern coords G (H, N)."""
+    bi = lib.binv[p]                                              # (H, 2, 2)
+    f0 = u.real[..., None] * bi[:, None, 0, :] + u.imag[..., None] * bi[:, None, 1, :]
+    n0 = np.floor(f0).astype(np.int64)                            # (H, N, 2)
+    cand = n0[:, :, None, :] + CORNERS[None, None, :, :]          # (H, N, 4, 2)
+    bs = lib.basis[p]                                             # (H, 2, 2)
+    gx = cand[..., 0] * bs[:, None, None, 0, 0] + cand[..., 1] * bs[:, None, None, 1, 0]
+    gy = cand[..., 0] * bs[:, None, None, 0, 1] + cand[..., 1] * bs[:, None, None, 1, 1]
+    G = gx + 1j * gy
+    k = np.argmin(np.abs(G - u[..., None]), axis=-1)              # (H, N)
+    n = np.take_along_axis(cand, k[..., None, None], axis=2)[:, :, 0, :]
+    Gs = np.take_along_axis(G, k[..., None], axis=2)[..., 0]
+    return n, Gs
+
+
+def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cfg: MatchSettings,
+             tol_rel: float | None = None, e_weight: np.ndarray | None = None,
+             iterations: int | None = None, scan: bool = False, A: np.ndarray | None = None) -> Evaluation:
+    """Score hypotheses (p, z) on all spots jointly, refining z by least squares (see module doc).
+
+    ``scan``: also refine the scan-drift map of a row-scanned image, spots m = A (z G) with
+    A = [[1, 0], [a, b]] (``A`` (H, 2) holds a, b; the fast axis x is undistorted), alternating with z.
+    The score is then multiplied by exp(-(a² + (b - 1)²) / (2 · 0.04²)).
+    """
+    m, w = spots.k, spots.w
+    mx, my = m.real, m.imag
+    tol_rel = cfg.position_tolerance if tol_rel is None else tol_rel
+    tol = _tolerance(spots, tol_rel, cfg.position_tolerance_px)
+    ew = w if e_weight is None else e_weight
+    iters = cfg.refine_iterations if iterations is None else iterations
+    z = z.copy()
+    H = len(p)
+    A = np.tile([0.0, 1.0], (H, 1)) if A is None else A.copy()
+    for it in range(iters + 1):
+        a_, b_ = A[:, :1], A[:, 1:]
+        mu = mx[None, :] + 1j * (my[None, :] - a_ * mx[None, :]) / b_          # A^-1 m   (H, N)
+        n, G = _assign_u(lib, mu / z[:, None], p)
+        kind, wt = grid_lookup(lib, p[:, None], n)
+        P = z[:, None] * G
+        resid = np.hypot(mx[None, :] - P.real, my[None, :] - (a_ * P.real + b_ * P.imag))
+        expl = (kind > 0) & (resid <= tol[None, :])
+        if it == iters:
+            break
+        wa = w[None, :] * expl
+        num = (wa * mu * G.conj()).sum(1)
+        den = (wa * np.abs(G) ** 2).sum(1)
+        upd = (expl.sum(1) >= 2) & (den > 0)
+        znew = np.where(upd, num / np.where(den > 0, den, 1), z)
+        # keep refinements within the scale window
+        z = np.where(np.abs(np.abs(znew) - 1) <= cfg.max_scale_error * 1.2, znew, z)
+        if not scan:
+            continue
+        # row-scanned image: general linear map T (m = T G) by weighted least squares, then its LQ
+        # decomposition T = (s A) R(θ) with A = [[1, 0], [a, b]] (fast axis x undistorted)
+        gx, gy = G.real, G.imag
+        s11, s12, s22 = (wa * gx * gx).sum(1), (wa * gx * gy).sum(1), (wa * gy * gy).sum(1)
+        det = s11 * s22 - s12 ** 2
+        good = (expl.sum(1) >= 3) & (det > 1e-9 * np.maximum(s11 * s22, 1e-300))
+        dsafe = np.where(good, det, 1.0)
+        rows = []
+        for comp in (mx, my):
+            r1, r2 = (wa * gx * comp[None, :]).sum(1), (wa * gy * comp[None, :]).sum(1)
+            rows.append(((r1 * s22 - r2 * s12) / dsafe, (s11 * r2 - s12 * r1) / dsafe))
+        (t00, t01), (t10, t11) = rows
+        th = np.arctan2(-t01, t00)
+        sc = np.hypot(t00, t01)
+        c, sn = np.cos(th), np.sin(th)
+        an = (t10 * c - t11 * sn) / np.where(sc > 0, sc, 1)        # L = T R^T; a = L10 / s, b = L11 / s
+        bn = (t10 * sn + t11 * c) / np.where(sc > 0, sc, 1)
+        ok = (good & (np.abs(sc - 1) <= cfg.max_scale_error * 1.2) & (np.abs(an) <= 0.15)
+              & (np.abs(bn - 1) <= 0.15))
+        z = np.where(ok, sc * np.exp(1j * th), z)
+        A = np.where(ok[:, None], np.c_[an, bn], A)
+    ews = ew.sum()
+    E = (ew[None, :] * expl).sum(1) / (ews if ews > 0 else 1.0)
+    # coverage: unique allowed lattice points found, over the expected weight within the explained radius
+    S = 2 * lib.NP + 1
+    code = np.where(expl & (kind == ALLOWED), (n[..., 0] + lib.NP) * S + (n[..., 1] + lib.NP), -1)
+    o = np.argsort(code, axis=1)
+    cs = np.take_along_axis(code, o, 1)
+    ws = np.take_along_axis(np.where(code >= 0, wt, 0.0), o, 1)
+    dup = np.zeros_like(cs, bool)
+    dup[:, 1:] = cs[:, 1:] == cs[:, :-1]
+    found = np.where(dup, 0.0, ws).sum(1)
+    radius = np.where(expl, np.abs(m)[None, :], 0.0).max(1) / np.abs(z) * (1 + tol_rel)
+    expected = lib.expected_weight(p, radius)
+    C = np.clip(found / np.where(expected > 0, expected, np.inf), 0.0, 1.0)
+    r2 = np.where(expl, (resid / tol[None, :]) ** 2, 0.0)
+    nexp = expl.sum(1)
+    Q = np.exp(-0.5 * r2.sum(1) / np.maximum(nexp, 1))
+    Ps = np.exp(-0.5 * ((np.abs(z) - 1) / cfg.scale_sigma) ** 2)
+    if scan:
+        Ps = Ps * np.exp(-0.5 * (A[:, 0] ** 2 + (A[:, 1] - 1) ** 2) / SCAN_SIGMA ** 2)
+    # the explained spots must span two directions
+    mm = np.where(expl, m[None, :], 0)
+    ref = mm[np.arange(H), np.argmax(np.abs(mm), axis=1)]
+    cr = np.abs((ref.conj()[:, None] * mm).imag)
+    planar = (cr >= MIN_PAIR_SIN * np.abs(ref)[:, None] * np.abs(mm)).any(1)
+    score = E * C ** cfg.coverage_exponent * Q * Ps * planar
+    return Evaluation(p, z, score, E, C, Q, expl, n, kind, resid, A)
+
+
+# ------------------------------------------------------------------------------------------ search
+def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.ndarray | None = None,
+           scan: bool = False):
+    """One search: the best Evaluation of each pattern, sorted by score (None without hypotheses).
+
+    ``previous`` (N,) bool: spots explained by crystals found before (they count as found for the
+    coverage but not in E; seed pairs contain at least one other spot).  ``scan``: refine the
+    scan-drift map of a row-scanned image (see :func:`evaluate`).
+    """
+    priority = None if previous is None else ~previous
+    p, z = seed_hypotheses(lib, spots, cfg, priority)
+    if len(p) == 0:
+        return None
+    e_weight = None if previous is None else spots.w * (~previous)
+    # coarse pass: loose tolerance (the seed pair fixes z only to a few degrees), then keep the best
+    ev = evaluate(lib, spots, p, z, cfg, tol_rel=cfg.d_tolerance, e_weight=e_weight, iterations=2)
+    if len(p) > cfg.max_hypotheses:
+        keep = _top_per_pattern(ev, cfg.max_hypotheses)
+        ev = ev.take(keep)
+    ev = evaluate(lib, spots, ev.p, ev.z, cfg, e_weight=e_weight, scan=scan)
+    # re-merge hypotheses that converged to the same refined solution
+    p2, z2, idx = _dedupe(lib, ev.p, ev.z, 0.2, 0.002)
+    if len(p2) < len(ev.p):
+        ev = evaluate(lib, spots, p2, z2, cfg, e_weight=e_weight, iterations=1, scan=scan, A=ev.A[idx])
+    best = _best_per_pattern(ev)
+    return ev.take(best)
+
+
+def _top_per_pattern(ev: Evaluation, k: int) -> np.ndarray:
+    """Indices of the k best hypotheses, always including the best of each pattern."""
+    o = np.argsort(-ev.score, kind="stable")
+    first = _best_per_pattern(ev)
+    return np.unique(np.concatenate([o[:k], first]))
+
+
+def _best_per_pattern(ev: Evaluation) -> np.ndarray:
+    o = np.lexsort((-ev.score, ev.p))
+    _, first = np.unique(ev.p[o], return_index=True)
+    best = o[first]
+    return best[np.argsort(-ev.score[best], kind="stable")]
+
+
+def confidences(scores: np.ndarray, sharpness: float) -> np.ndarray:
+    """Softmax of sharpness * score (normalised across candidates)."""
+    if len(scores) == 0:
+        return scores
+    e = np.exp(sharpness * (scores - scores.max()))
+    return e / e.sum()
+
+
+def rotation_of(pattern, z: complex) -> float:
+    """Reported in-plane rotation (deg, [0, 360)): the smallest image angle of the reference shell
+    (largest-d allowed reflections) under hypothesis z."""
+    a = np.rad2deg(np.angle(z) + pattern.ref_angles) % 360.0
+    a = np.where(a > 360.0 - 1e-9, 0.0, a)
+    return float(a.min())
+
+
+def orientation_matrix(pattern, z: complex) -> np.ndarray:
+    """M = Rz(θ) B: crystal Cartesian -> image frame (rows image x, image y, beam z)."""
+    t = np.angle(z)
+    R = np.array([[np.cos(t), -np.sin(t), 0.0], [np.sin(t), np.cos(t), 0.0], [0.0, 0.0, 1.0]])
+    return R @ pattern.B
+
+
+def make_crystal(lib: PatternLibrary, spots: Spots, ev: Evaluation, rank: int, conf: np.ndarray,
+                 cfg: MatchSettings, scan: bool = False) -> Crystal:
+    """Crystal record of candidate ``rank`` of a search (with the candidate list)."""
+    p = int(ev.p[rank])
+    pat = lib.patterns[p]
+    ph = lib.phase(p)
+    z = complex(ev.z[rank])
+    ex = np.flatnonzero(ev.explained[rank])
+    n = ev.n[rank][ex]
+    hkl = n @ pat.basis_hkl
+    cands = []
+    for r in range(min(cfg.n_candidates, len(ev.p))):
+        pr = int(ev.p[r])
+        pt = lib.patterns[pr]
+        cands.append({
+            "rank": r + 1, "phase": pt.phase, "space_group": lib.phase(pr).space_group,
+            "zone_axis": [int(v) for v in pt.uvw], "rotation_deg": rotation_of(pt, complex(ev.z[r])),
+            "scale_factor": float(abs(ev.z[r])), "score": float(ev.score[r]), "confidence": float(conf[r]),
+        })
+    score = float(ev.score[rank])
+    return Crystal(
+        p=p, phase=pat.phase, space_group=ph.space_group, uvw=pat.uvw.copy(),
+        uvw4=None if pat.uvw4 is None else pat.uvw4.copy(), scale=float(abs(z)),
+        theta_deg=float(np.rad2deg(np.angle(z))), rotation_deg=rotation_of(pat, z),
+        M=orientation_matrix(pat, z), score=score, confidence=float(conf[rank]), E=float(ev.E[rank]),
+        C=float(ev.C[rank]), spot_index=spots.index[ex], hkl=hkl, resid=ev.resid[rank][ex], k=spots.k[ex],
+        w=spots.w[ex], candidates=cands,
+        identified=bool(score >= cfg.min_score and conf[rank] >= cfg.min_confidence),
+        scan_distortion=scan_map(ev.A[rank]) if scan else None,
+    )
+
+
+def scan_map(A) -> np.ndarray:
+    """Real-space scan distortion D (x' = D x, [[1, α], [0, 1 + β]]) from the reciprocal map
+    [a, b] (m = [[1, 0], [a, b]] g, i.e. A = D^-T)."""
+    a, b = float(A[0]), float(A[1])
+    return np.array([[1.0, -a / b], [0.0, 1.0 / b]])
+
+
+def identify(lib: PatternLibrary, spots: Spots, cfg: MatchSettings | None = None,
+             scan_rows: bool = False) -> list[Crystal]:
+    """Crystals in one FFT's spots, best first (empty when no hypothesis explains two directions).
+
+    The first crystal is always returned when any hypothesis exists (``identified`` False when its
+    score or confidence is below the thresholds); further ones only when identified.  ``scan_rows``:
+    the image was scanned row by row (STEM): spots are fitted with a scan-drift map besides rotation
+    and scale, so the rotation is free of the shear that drift adds (see :func:`evaluate`).
+    """
+    cfg = cfg or MatchSettings()
+    out: list[Crystal] = []
+    spots = spots.within(lib.g_max)
+    if len(spots) < 2:
+        return out
+    previous = np.zeros(len(spots), bool)
+    for k in range(max(1, cfg.max_crystals)):
+        if k > 0:
+            left = spots.w[~previous].sum() / spots.w.sum()
+            if left < cfg.min_new_fraction or (~previous).sum() < 2:
+                break
+        ev = search(lib, spots, cfg, previous if k > 0 else None, scan=scan_rows)
+        if ev is None or len(ev.p) == 0 or ev.score[0] <= 0:
+            break
+        conf = confidences(ev.score, cfg.confidence_sharpness)
+        c = make_crystal(lib, spots, ev, 0, conf, cfg, scan=scan_rows)
+        if k > 0:
+            new = ev.explained[0] & ~previous
+            if not c.identified or spots.w[new].sum() < cfg.min_new_fraction * spots.w.sum():
+                break
+        out.append(c)
+        previous |= ev.explained[0]
+    return out

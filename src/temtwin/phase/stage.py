@@ -1,0 +1,431 @@
+"""Rule ``phase_id``: phase, zone axis and in-plane rotation of every crystalline region.
+
+Inputs: ``image`` (image.h5), ``segmentation`` (segmentation.h5), ``peaks`` (peaks.h5), ``cifs``
+(candidate CIFs: resources/phases, config ``phase_id.cif_folders``, <sample>/phases), ``settings``
+(sample.yaml when present: ``elements``, ``phases`` and ``overrides.phase_id`` apply).
+
+Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<label>``:
+
+* attrs ``phase`` (CIF stem, "" when not identified), ``space_group``, ``zone_axis`` [u, v, w]
+  ([0, 0, 0] when none), ``zone_axis_4`` ([U, V, T, W] for hexagonal phases, else empty),
+  ``rotation_deg`` (image angle of the reference reflection: the largest-d allowed reflection of the
+  zone, the one with the smallest angle in [0, 360)), ``scale_factor`` (measured |g| / theoretical |g|),
+  ``score``, ``confidence``, ``identified``, ``n_crystals``, ``explained_fraction``, ``coverage``,
+  ``reason`` (why not identified);
+* ``orientation_matrix`` (3, 3): v_image = M @ v_crystal (rows image x, image y, beam z; columns the
+  CIF's Cartesian axes); NaN when not identified;
+* tables ``candidates`` (rank, phase, space_group, zone_u, zone_v, zone_w, rotation_deg,
+  scale_factor, score, confidence) and ``spots`` (kx, ky, h, k, l, residual_nm-1, crystal, peak);
+  with several crystals also ``crystals`` (per crystal: phase, zone, rotation, scale, score,
+  confidence) and ``orientation_matrices`` (n, 3, 3);
+
+``/phases/<name>`` (every identified phase) attrs ``cif``, ``space_group``, ``lattice_abc_nm``,
+``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
+crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
+into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table.
+
+Summary fragment ``{"regions": {label: {phase, space_group, zone_axis, orientation_matrix,
+scale_factor, phase_score, confidence, identified, rotation_deg, candidates}},
+"relative_orientations": [{regions, phases, angle_deg, relation}]}``; figures
+``region_<label>.png`` and ``bragg.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+from ..io.h5 import read_table, set_summary, write_array, write_table
+from .database import load_phases, select_phases
+from .library import PatternLibrary, build_library
+from .matching import Crystal, MatchSettings, Spots, identify
+from .orientation import misorientation
+def _crystal_name(label, k: int) -> str:
+    """Region label of the first crystal of a region, ``<label>.<k+1>`` for further crystals in it."""
+    return str(label) if k == 0 else f"{label}.{k + 1}"
+
+def _as_list(v) -> list[str]:
+    if v is None:
+        return []
+    if isinstance(v, (str, Path)):
+        return [str(v)] if str(v) else []
+    return [str(x) for x in v]
+
+
+def sample_settings(ctx) -> tuple[dict, Path | None]:
+    """sample.yaml as a dict (empty when absent) and its path."""
+    from ..workflow.discovery import read_sample_yaml
+
+    files = _as_list(ctx.input.get("settings"))
+    if not files:
+        return {}, None
+    p = Path(files[0])
+    return read_sample_yaml(p), p
+
+
+def candidate_phases(cif_paths, cfg: dict, sample: dict, sample_path: Path | None, sample_name: str = "",
+                     log=None) -> list:
+    """Readable candidate phases restricted by elements / names (sample.yaml first, then config)."""
+    phases = load_phases(cif_paths, log)
+    if not phases:
+        raise UserError(f"sample {sample_name or '?'}: no candidate phases (no readable CIF among "
+                        f"{len(cif_paths)} files); set `phase_id.use_builtin_phases: true`, add CIF folders "
+                        "to `phase_id.cif_folders` or put CIFs in <sample>/phases/", sample_path)
+    if sample.get("elements"):
+        elements, esrc, epath = sample["elements"], "sample.yaml key `elements`", sample_path
+    else:
+        elements, esrc, epath = cfg.get("elements") or [], "config key `phase_id.elements`", None
+    if sample.get("phases"):
+        names, nsrc, npath = sample["phases"], "sample.yaml key `phases`", sample_path
+    else:
+        names, nsrc, npath = cfg.get("phases") or [], "config key `phase_id.phases`", None
+    phases = select_phases(phases, elements=elements, source=esrc, path=epath)
+    return select_phases(phases, names=names, source=nsrc, path=npath)
+
+
+def library_for(phases, cfg: dict, progress=None) -> PatternLibrary:
+    """The pattern library of ``phases`` with the config's pattern settings."""
+    return build_library(phases, max_index=int(cfg["max_zone_index"]), g_max=float(cfg["g_max_nm_inv"]),
+                         keep_forbidden=bool(cfg["keep_forbidden"]), forbidden_weight=float(cfg["forbidden_weight"]),
+                         debye_waller_A2=float(cfg["debye_waller_A2"]), progress=progress)
+
+
+def read_peaks(path) -> dict[int, dict]:
+    """peaks.h5 -> {label: {crystalline, kx, ky, snr, sampling, fft, extent, reason}}."""
+    out: dict[int, dict] = {}
+    with h5py.File(path, "r") as f:
+        if "regions" not in f:
+            raise UserError("peaks file has no /regions group; rerun the fft_peaks rule", path)
+        for name, g in f["regions"].items():
+            try:
+                label = int(name)
+            except ValueError:
+                continue
+            t = read_table(g["peaks"]) if "peaks" in g else {}
+            kx = np.asarray(t.get("kx", []), float)
+            ky = np.asarray(t.get("ky", []), float)
+            snr = np.asarray(t["snr"], float) if "snr" in t else None
+            fft = g["fft"][()] if "fft" in g else None
+            ext = np.asarray(g["fft"].attrs.get("k_extent_nm-1"), float) if "fft" in g else None
+            samp = float(g.attrs.get("fft_sampling_nm-1", np.nan))
+            r = g.attrs.get("reason", "")
+            out[label] = {"crystalline": bool(g.attrs.get("crystalline", len(kx) > 0)), "kx": kx, "ky": ky,
+                          "snr": snr, "sampling": samp if np.isfinite(samp) else 0.0, "fft": fft, "extent": ext,
+                          "reason": r.decode() if isinstance(r, bytes) else str(r)}
+    return out
+
+
+def analyse_region(lib: PatternLibrary, peaks: dict, mcfg: MatchSettings, min_peaks: int = 4,
+                   scan_rows: bool = False):
+    """(crystals, spots, reason) of one region's peaks (``scan_rows``: correct STEM scan shear)."""
+    spots = Spots.from_arrays(peaks["kx"], peaks["ky"], peaks.get("snr"), peaks.get("sampling"))
+    if not peaks.get("crystalline", True):
+        return [], spots, peaks.get("reason") or "no lattice in the FFT (amorphous or too small)"
+    if len(spots) < min_peaks:
+        return [], spots, f"only {len(spots)} FFT peaks (min_peaks = {min_peaks})"
+    crystals = identify(lib, spots, mcfg, scan_rows=scan_rows)
+    if not crystals:
+        return [], spots, "no candidate zone pattern explains two non-collinear spots"
+    reason = "" if crystals[0].identified else (
+        f"best candidate {crystals[0].phase} scores {crystals[0].score:.2f} with confidence "
+        f"{crystals[0].confidence:.2f} (min_score {mcfg.min_score}, min_confidence {mcfg.min_confidence})")
+    return crystals, spots, reason
+
+
+def relative_orientations(results: dict[int, list[Crystal]], phases: dict) -> list[dict]:
+    """Misorientation of every pair of identified crystals (between regions and within one FFT)."""
+    items = []
+    for label, crystals in sorted(results.items()):
+        for k, c in enumerate(crystals):
+            if c.identified:
+                items.append((label, k, c))
+    out = []
+    for i in range(len(items)):
+        for j in range(i + 1, len(items)):
+            (la, ka, a), (lb, kb, b) = items[i], items[j]
+            mo = misorientation(phases[a.phase], a.M, phases[b.phase], b.M)
+            out.append({"regions": [_crystal_name(la, ka), _crystal_name(lb, kb)], "phases": [a.phase, b.phase],
+                        "angle_deg": round(mo.angle_deg, 3), "axis_uvw": [int(v) for v in mo.axis_uvw],
+                        "relation": mo.relation})
+    return out
+
+
+def _region_summary(crystals: list[Crystal]) -> dict:
+    if not crystals:
+        return {"phase": "", "identified": False, "candidates": []}
+    c = crystals[0]
+    d = {
+        "phase": c.phase if c.identified else "", "space_group": c.space_group if c.identified else "",
+        "zone_axis": [int(v) for v in c.uvw], "orientation_matrix": np.round(c.M, 6).tolist(),
+        "scale_factor": round(c.scale, 5), "phase_score": round(c.score, 4), "confidence": round(c.confidence, 4),
+        "rotation_deg": round(c.rotation_deg, 3), "identified": c.identified,
+        "candidates": [{"phase": x["phase"], "zone_axis": x["zone_axis"], "score": round(x["score"], 4),
+                        "confidence": round(x["confidence"], 4)} for x in c.candidates[:5]],
+    }
+    if c.uvw4 is not None:
+        d["zone_axis_4"] = [int(v) for v in c.uvw4]
+    if len(crystals) > 1:
+        d["crystals"] = [{"phase": x.phase, "zone_axis": [int(v) for v in x.uvw],
+                          "rotation_deg": round(x.rotation_deg, 3), "scale_factor": round(x.scale, 5),
+                          "phase_score": round(x.score, 4)} for x in crystals]
+    return d
+
+
+def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots, reason: str) -> None:
+    """``/regions/<label>`` (layout in the module docstring)."""
+    g = f.require_group("regions").require_group(str(label))
+    c = crystals[0] if crystals else None
+    ok = bool(c is not None and c.identified)
+    g.attrs["phase"] = c.phase if ok else ""
+    g.attrs["space_group"] = c.space_group if ok else ""
+    g.attrs["zone_axis"] = np.asarray(c.uvw if c is not None else [0, 0, 0], np.int64)
+    g.attrs["zone_axis_4"] = np.asarray(c.uvw4 if c is not None and c.uvw4 is not None else [], np.int64)
+    g.attrs["rotation_deg"] = float(c.rotation_deg) if c is not None else np.nan
+    g.attrs["scale_factor"] = float(c.scale) if c is not None else np.nan
+    g.attrs["score"] = float(c.score) if c is not None else 0.0
+    g.attrs["confidence"] = float(c.confidence) if c is not None else 0.0
+    g.attrs["identified"] = ok
+    g.attrs["n_crystals"] = int(sum(x.identified for x in crystals))
+    g.attrs["explained_fraction"] = float(c.E) if c is not None else 0.0
+    g.attrs["coverage"] = float(c.C) if c is not None else 0.0
+    g.attrs["best_candidate"] = c.phase if c is not None else ""
+    g.attrs["reason"] = reason
+    if c is not None and c.scan_distortion is not None:
+        g.attrs["scan_distortion"] = np.asarray(c.scan_distortion, float)
+    write_array(g, "orientation_matrix", c.M if c is not None else np.full((3, 3), np.nan), "1",
+                description="v_image = M @ v_crystal; rows image x, image y, beam z")
+    cands = c.candidates if c is not None else []
+    write_table(g, "candidates", {
+        "rank": (np.array([x["rank"] for x in cands], np.int64), "1"),
+        "phase": (np.array([x["phase"] for x in cands], object), "1"),
+        "space_group": (np.array([x["space_group"] for x in cands], object), "1"),
+        "zone_u": (np.array([x["zone_axis"][0] for x in cands], np.int64), "1"),
+        "zone_v": (np.array([x["zone_axis"][1] for x in cands], np.int64), "1"),
+        "zone_w": (np.array([x["zone_axis"][2] for x in cands], np.int64), "1"),
+        "rotation_deg": (np.array([x["rotation_deg"] for x in cands], float), "deg"),
+        "scale_factor": (np.array([x["scale_factor"] for x in cands], float), "1"),
+        "score": (np.array([x["score"] for x in cands], float), "1"),
+        "confidence": (np.array([x["confidence"] for x in cands], float), "1"),
+    })
+    kx, ky, hkl, res, cr, pk = [], [], [], [], [], []
+    for ci, x in enumerate(crystals):
+        if ci > 0 and not x.identified:
+            continue
+        m = x.k
+        kx.append(m.real)
+        ky.append(m.imag)
+        hkl.append(x.hkl.reshape(-1, 3))
+        res.append(x.resid)
+        cr.append(np.full(len(m), ci + 1))
+        pk.append(x.spot_index)
+    def cat(a, shape=(0,), dt=float):
+        return np.concatenate(a) if a else np.zeros(shape, dt)
+
+    H = cat(hkl, (0, 3), np.int64).astype(np.int64)
+    write_table(g, "spots", {
+        "kx": (cat(kx), "nm^-1"), "ky": (cat(ky), "nm^-1"), "h": (H[:, 0], "1"), "k": (H[:, 1], "1"),
+        "l": (H[:, 2], "1"), "residual_nm-1": (cat(res), "nm^-1"),
+        "crystal": (cat(cr, dt=np.int64).astype(np.int64), "1"), "peak": (cat(pk, dt=np.int64).astype(np.int64), "1"),
+    }, description="indexed spots: measured position, hkl (3-index), residual to the refined prediction; "
+                   "crystal = 1 for the region's phase, 2.. for further crystals; peak = row of peaks.h5 table")
+    shown = [x for i, x in enumerate(crystals) if i == 0 or x.identified]
+    if len(shown) > 1:
+        write_table(g, "crystals", {
+            "phase": (np.array([x.phase for x in shown], object), "1"),
+            "space_group": (np.array([x.space_group for x in shown], object), "1"),
+            "zone_u": (np.array([x.uvw[0] for x in shown], np.int64), "1"),
+            "zone_v": (np.array([x.uvw[1] for x in shown], np.int64), "1"),
+            "zone_w": (np.array([x.uvw[2] for x in shown], np.int64), "1"),
+            "rotation_deg": (np.array([x.rotation_deg for x in shown]), "deg"),
+            "scale_factor": (np.array([x.scale for x in shown]), "1"),
+            "score": (np.array([x.score for x in shown]), "1"),
+            "confidence": (np.array([x.confidence for x in shown]), "1"),
+        })
+        write_array(g, "orientation_matrices", np.array([x.M for x in shown]), "1")
+
+
+def write_phase(f: h5py.File, ph) -> None:
+    g = f.require_group("phases").require_group(ph.name)
+    g.attrs["cif"] = ph.cif
+    g.attrs["space_group"] = ph.space_group
+    g.attrs["space_group_number"] = int(ph.space_group_number)
+    g.attrs["crystal_system"] = ph.crystal_system
+    g.attrs["lattice_abc_nm"] = ph.abc_nm
+    g.attrs["lattice_angles_deg"] = ph.angles_deg
+    g.attrs["formula"] = ph.formula
+    g.attrs["source"] = ph.path
+
+
+def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None):
+    """Normalised Bragg amplitude per identified crystal, crystal map and the crystal table."""
+    from .bragg import bragg_amplitude, crystal_map, pad_for, padded_spectrum, sigma_k_for
+
+    entries, gsets = [], []
+    for label, crystals in sorted(results.items()):
+        for k, c in enumerate(crystals):
+            if not c.identified:
+                continue
+            m, w = c.k, c.w
+            rep = np.where(np.angle(m) >= -1e-9, m, -m)
+            order = np.argsort(-w, kind="stable")
+            chosen: list[complex] = []
+            for i in order:
+                if all(abs(rep[i] - q) > 0.02 * abs(rep[i]) for q in chosen):
+                    chosen.append(rep[i])
+                if len(chosen) >= cfg["max_spots"]:
+                    break
+            g = np.array([[q.real, q.imag] for q in chosen])
+            entries.append((label, k, c))
+            gsets.append(g)
+    if not entries:
+        return [], [], None
+    sk = sigma_k_for(cfg["resolution_nm"], gsets)
+    img = np.asarray(image, np.float32)
+    pad = pad_for(sk, pixel_size_nm, img.shape)
+    F = padded_spectrum(img, pad, workers)
+    amps = [bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers) for g in gsets]
+    masks = [labels == lab for lab, _, _ in entries] if labels is not None else [None] * len(entries)
+    norm, cmap_ = crystal_map(amps, masks, cfg["threshold"])
+    return entries, norm, (cmap_, sk)
+
+
+def run(ctx) -> None:
+    """Stage ``phase_id``: peaks.h5 (+ image, segmentation, CIFs, sample.yaml) -> phases.h5, figures."""
+    t0 = time.perf_counter()
+    cfg = ctx.section("phase_id")
+    sample, spath = sample_settings(ctx)
+    ov = (sample.get("overrides") or {}).get("phase_id") if isinstance(sample.get("overrides"), dict) else None
+    if ov:
+        from ..config import load_config
+
+        cfg = load_config({"phase_id": {**cfg, **ov}}, require_dataset=False)["phase_id"]
+    sname = ctx.wildcards.get("sample", "")
+    phases = candidate_phases(_as_list(ctx.input.get("cifs")), cfg, sample, spath, sname, ctx.log)
+    ctx.log.info("phase_id: %d candidate phases: %s", len(phases), ", ".join(p.name for p in phases))
+    lib = library_for(phases, cfg)
+    ctx.log.info("phase_id: %d zone patterns (max index %d) in %.2f s", len(lib), cfg["max_zone_index"],
+                 time.perf_counter() - t0)
+    mcfg = MatchSettings.from_config(cfg)
+    peaks = read_peaks(ctx.input["peaks"])
+    mode = _image_mode(ctx.input["image"])
+    scan_rows = cfg["scan_distortion"] == "rows" or (cfg["scan_distortion"] == "auto" and mode == "STEM")
+    results: dict[int, list[Crystal]] = {}
+    spots_of: dict[int, Spots] = {}
+    reasons: dict[int, str] = {}
+    labels_sorted = sorted(peaks)
+    for i, label in enumerate(labels_sorted):
+        t1 = time.perf_counter()
+        crystals, spots, reason = analyse_region(lib, peaks[label], mcfg, int(cfg["min_peaks"]), scan_rows)
+        results[label], spots_of[label], reasons[label] = crystals, spots, reason
+        c = crystals[0] if crystals else None
+        ctx.log.info("region %d: %s in %.2f s", label,
+                     f"{c.phase} {c.uvw.tolist()} rot {c.rotation_deg:.2f} scale {c.scale:.4f} score {c.score:.3f} "
+                     f"conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}" if c else reason,
+                     time.perf_counter() - t1)
+        ctx.progress(i + 1, len(labels_sorted), "regions")
+    byname = {p.name: p for p in phases}
+    rel = relative_orientations(results, byname)
+    # Bragg maps need the image and labels
+    image = labels = px = None
+    entries, norm, extra = [], [], None
+    if cfg["bragg"]["enabled"] and any(c.identified for cs in results.values() for c in cs):
+        from ..io.image import read_image
+
+        m = read_image(ctx.input["image"])
+        image, px = m.data, m.pixel_size_nm
+        labels = _read_labels(ctx.input.get("segmentation"), m.shape)
+        entries, norm, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], ctx.threads)
+    with ctx.h5("h5") as f:
+        f.attrs["candidates"] = json.dumps([p.name for p in phases])
+        f.attrs["n_patterns"] = len(lib)
+        for label in labels_sorted:
+            write_region(f, label, results[label], spots_of[label], reasons[label])
+        for name in sorted({c.phase for cs in results.values() for c in cs if c.identified}):
+            write_phase(f, byname[name])
+        if entries:
+            bg = f.require_group("bragg")
+            bg.attrs["sigma_k_nm-1"] = float(extra[1])
+            for (label, k, c), a in zip(entries, norm):
+                write_array(bg, str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
+                            description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
+            if extra[0] is not None:
+                write_array(bg, "crystal_map", extra[0], "label",
+                            description="1-based row of /bragg/crystals with the largest normalised amplitude, "
+                                        "0 = none")
+            write_table(bg, "crystals", {
+                "region": (np.array([e[0] for e in entries], np.int64), "label"),
+                "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
+                "phase": (np.array([e[2].phase for e in entries], object), "1"),
+                "zone_u": (np.array([e[2].uvw[0] for e in entries], np.int64), "1"),
+                "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
+                "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
+            })
+        if rel:
+            write_table(f, "relative_orientations", {
+                "region_a": (np.array([r["regions"][0] for r in rel], object), "1"),
+                "region_b": (np.array([r["regions"][1] for r in rel], object), "1"),
+                "phase_a": (np.array([r["phases"][0] for r in rel], object), "1"),
+                "phase_b": (np.array([r["phases"][1] for r in rel], object), "1"),
+                "angle_deg": (np.array([r["angle_deg"] for r in rel], float), "deg"),
+                "relation": (np.array([r["relation"] for r in rel], object), "1"),
+            })
+        summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
+        if rel:
+            summary["relative_orientations"] = rel
+        set_summary(f, summary)
+    figdir = Path(ctx.output["figures"])
+    figdir.mkdir(parents=True, exist_ok=True)
+    if cfg["figures"]:
+        from .plots import bragg_figure, region_figure
+
+        for label in labels_sorted:
+            pk = peaks[label]
+            if not len(spots_of[label]) and pk["fft"] is None:
+                continue
+            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
+                          results[label], lib, reasons[label])
+        if entries:
+            names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
+            bragg_figure(figdir / "bragg.png", image, px, extra[0], norm, names)
+    n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
+    ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
+
+
+def _image_mode(path) -> str:
+    """Acquisition mode of image.h5 (``TEM``, ``STEM`` or ``unknown``)."""
+    try:
+        with h5py.File(path, "r") as f:
+            m = f.attrs.get("mode", "unknown")
+    except OSError:
+        return "unknown"
+    return m.decode() if isinstance(m, bytes) else str(m)
+
+
+def _read_labels(path, shape) -> np.ndarray | None:
+    files = _as_list(path)
+    if not files or not Path(files[0]).is_file():
+        return None
+    with h5py.File(files[0], "r") as f:
+        if "labels" not in f:
+            return None
+        lab = f["labels"][()]
+    return lab.astype(np.int32) if lab.shape == tuple(shape) else None
+
+
+def identify_peaks(kx, ky, snr=None, phases=None, sampling: float = 0.0, config: dict | None = None) -> list[Crystal]:
+    """Library use: crystals in one peak list against ``phases`` (default: the shipped database).
+
+    ``config``: a partial ``phase_id`` config section.
+    """
+    from ..config import load_config
+    from .database import load_builtin
+
+    cfg = load_config({"phase_id": dict(config or {})}, require_dataset=False)["phase_id"]
+    phases = phases if phases is not None else load_builtin()
+    lib = library_for(phases, cfg)
+    return identify(lib, Spots.from_arrays(kx, ky, snr, sampling), MatchSettings.from_config(cfg))
