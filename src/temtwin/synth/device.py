@@ -99,21 +99,34 @@ def _in_window(dev: Device, offset_nm, rotation_deg: float, shape, pixel_size_nm
     return p, dev.numbers[ok], ok
 
 
+def mass_thickness_transmission(p: np.ndarray, Z: np.ndarray, shape, pixel_size_nm: float,
+                                blur_nm: float = 0.6, kappa: float = 0.005) -> np.ndarray:
+    """Bright-field transmission exp(−κ Σ Z^1.5) of atoms ``p`` (window frame, nm) blurred by
+    ``blur_nm``: the fraction of electrons not scattered outside the objective aperture (per nm², so
+    the same κ gives the same contrast at every pixel size)."""
+    dens = _splat(p, Z.astype(float) ** 1.5, shape, (pixel_size_nm, pixel_size_nm))
+    dens = ndimage.gaussian_filter(dens, blur_nm / pixel_size_nm)
+    return np.exp(-kappa * dens / (pixel_size_nm ** 2) * 0.01)
+
+
 def render_overview(dev: Device, shape=(512, 512), pixel_size_nm: float = 0.125, dose: float = 300.0,
                     seed: int = 2, blur_nm: float = 0.6, kappa: float = 0.005) -> np.ndarray:
     """Bright-field mass-thickness overview: I = exp(−κ Σ Z^1.5 blurred), Poisson noise (counts)."""
     p, Z, _ = _in_window(dev, (0.0, 0.0), 0.0, shape, pixel_size_nm)
-    dens = _splat(p, Z.astype(float) ** 1.5, shape, (pixel_size_nm, pixel_size_nm))
-    dens = ndimage.gaussian_filter(dens, blur_nm / pixel_size_nm)
-    clean = np.exp(-kappa * dens / (pixel_size_nm ** 2) * 0.01)
+    clean = mass_thickness_transmission(p, Z, shape, pixel_size_nm, blur_nm, kappa)
     return add_noise(clean, np.random.default_rng(seed), dose)
 
 
 def render_hrtem(dev: Device, offset_nm, rotation_deg: float, shape=(512, 512), pixel_size_nm: float = 0.025,
-                 dose: float = 400.0, seed: int = 3) -> np.ndarray:
-    """HRTEM (weak-phase object, Scherzer-like CTF, 300 kV) of a window of the device (counts)."""
+                 dose: float = 400.0, seed: int = 3, kappa: float = 0.005) -> np.ndarray:
+    """HRTEM (weak-phase object, Scherzer-like CTF, 300 kV) of a window of the device (counts), times
+    the same bright-field mass-thickness transmission as the overview (amplitude contrast from the
+    objective aperture; ``kappa`` 0 = pure phase contrast), so both magnifications share the contrast of
+    heavy/light and thick/thin regions."""
     p, Z, _ = _in_window(dev, offset_nm, rotation_deg, shape, pixel_size_nm)
     clean = render_atoms(p, Z, shape, (pixel_size_nm, pixel_size_nm), mode="hrtem", sigma_nm=0.05)
+    if kappa > 0:
+        clean = clean * mass_thickness_transmission(p, Z, shape, pixel_size_nm, kappa=kappa)
     return add_noise(clean, np.random.default_rng(seed), dose)
 
 

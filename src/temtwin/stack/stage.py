@@ -1,0 +1,207 @@
+"""Stage ``register_stack``: place a sample's images in the overview frame, propagate phases/strain.
+
+Writes ``results/<sample>/stack.h5`` (layout in docs/DEVELOPING.md):
+
+* root attrs ``overview`` (image name), ``pixel_size_nm`` (overview's), ``frame``, ``n_images``,
+  ``n_accepted``;
+* ``/images/<image>``: attrs ``parent``, ``offset_nm`` [x, y] (overview-frame point of the image's pixel
+  (0, 0), nm; the frame's origin is the centre of overview pixel (0, 0)), ``scale`` (px_image /
+  px_overview as found), ``rotation_deg``, ``confidence``, ``accepted``, ``reason``, ``ncc``,
+  ``calibration_factor`` (found / calibrated pixel-size ratio), ``link`` (JSON: the registration into
+  the parent: correlations, error estimates ``precision_pct`` and ``sigma_*``), ``attempts`` (JSON);
+  datasets ``transform`` (2, 3) image px (col, row, 1) -> overview px (col, row)
+  and ``footprint`` (4, 2) the image's outline in overview px (col, row);
+* ``/phase_map`` int32 on the overview grid, index into ``/phase_names`` ("" = no phase, index 0);
+* ``/regions/<label>``: attrs ``phase``, ``phase_score``, ``covered_fraction``, ``area_nm2``,
+  ``sources`` (JSON list: image, region, phase, zone_axis, rotation_deg_overview, confidence,
+  covered_fraction, area_nm2) and ``strain`` (JSON, overview axes, or "null").
+
+A single-image sample is its own overview (identity placement); the file is still written.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..io.h5 import set_summary, to_jsonable, write_array
+from ..io.image import read_image
+from ..plotting import new_figure, save_figure
+from .chain import StackPlacement, choose_overview, place_stack
+from .inputs import read_image_results
+from .propagate import footprints, propagate
+
+FRAME = ("overview frame: x right, y down, nm; origin at the centre of overview pixel (0, 0); overview "
+         "pixel (col, row) is the point (col * px, row * py)")
+
+
+def _paths(ctx, key: str, n: int) -> list:
+    v = ctx.input.get(key)
+    if v is None:
+        return [None] * n
+    if isinstance(v, (str, Path)):
+        v = [v]
+    v = [str(p) for p in v]
+    return v + [None] * (n - len(v))
+
+
+def _placement_summary(p: StackPlacement) -> dict:
+    ok = p.accepted
+    err = p.link.info.get("precision_pct") if (ok and p.link is not None) else None
+    return {"parent": p.parent, "offset_nm": list(p.offset_nm) if ok else None,
+            "scale": p.scale if ok else None, "rotation_deg": p.rotation_deg if ok else None,
+            "confidence": p.confidence, "accepted": bool(ok), "reason": p.reason,
+            "error_estimate_pct": err}
+
+
+def run(ctx) -> None:
+    """Stage ``register_stack`` (see module docstring)."""
+    cfg = ctx.section("stack")
+    try:
+        cv2.setNumThreads(int(ctx.threads))
+    except Exception:  # pragma: no cover
+        pass
+    img_paths = _paths(ctx, "images", 0)
+    n = len(img_paths)
+    segs, phs, gpas = (_paths(ctx, k, n) for k in ("segmentations", "phases", "gpas"))
+    mics = [read_image(p) for p in img_paths]
+    for m, p in zip(mics, img_paths):   # the result folder names the image when the attribute is absent
+        if not m.name or m.name == "image":
+            m.name = Path(p).parent.name
+    overview = choose_overview(mics, cfg.get("overview") or None)
+    ctx.log.info("overview: %s (%d images)", overview, n)
+    placements = place_stack(mics, overview, cfg, log=ctx.log.info,
+                             progress=lambda i, k: ctx.progress(i, k, "image registrations"))
+    shapes = {m.name: m.shape for m in mics}
+    pxs = {m.name: m.pixel_size_nm for m in mics}
+    results = {m.name: read_image_results(m.name, s, ph, g, m.shape) for m, s, ph, g in zip(mics, segs, phs, gpas)}
+    ov = next(m for m in mics if m.name == overview)
+    regions, phase_map, phase_names = propagate(overview, results[overview].labels, ov.pixel_size_nm,
+                                                placements, results, shapes, pxs)
+    fps = footprints(placements, shapes)
+    n_acc = sum(1 for p in placements.values() if p.accepted)
+    for p in placements.values():
+        if not p.accepted:
+            ctx.log.warning("%s: placement refused (%s)", p.name, p.reason)
+
+    with ctx.h5("h5") as f:
+        f.attrs["overview"] = overview
+        f.attrs["pixel_size_nm"] = np.asarray(ov.pixel_size_nm, float)
+        f.attrs["frame"] = FRAME
+        f.attrs["n_images"] = n
+        f.attrs["n_accepted"] = n_acc
+        gi = f.create_group("images")
+        for m in mics:
+            p = placements[m.name]
+            g = gi.create_group(m.name)
+            g.attrs["parent"] = p.parent
+            g.attrs["offset_nm"] = np.asarray(p.offset_nm, float)
+            g.attrs["scale"] = float(p.scale)
+            g.attrs["rotation_deg"] = float(p.rotation_deg)
+            g.attrs["confidence"] = float(p.confidence)
+            g.attrs["accepted"] = bool(p.accepted)
+            g.attrs["reason"] = p.reason
+            g.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
+            if p.link is not None:
+                g.attrs["ncc"] = float(p.link.ncc)
+                g.attrs["link_confidence"] = float(p.link.confidence)
+                g.attrs["calibration_factor"] = float(p.link.scale_factor)
+                g.attrs["link"] = json.dumps(to_jsonable(p.link.info), sort_keys=True)
+            g.attrs["attempts"] = json.dumps(to_jsonable(p.attempts))
+            write_array(g, "transform", p.transform, "1",
+                        description="affine image pixel (col, row, 1) -> overview pixel (col, row)")
+            if m.name in fps:
+                write_array(g, "footprint", fps[m.name], "1",
+                            description="image outline (outer pixel edges) in overview pixels (col, row)")
+        write_array(f, "phase_map", phase_map, "label",
+                    description="index into /phase_names per overview pixel (0 = no phase)")
+        write_array(f, "phase_names", np.array(phase_names, dtype=object), "1")
+        gr = f.create_group("regions")
+        for lab, rp in sorted(regions.items()):
+            g = gr.create_group(str(lab))
+            g.attrs["phase"] = rp.phase
+            g.attrs["phase_score"] = float(rp.phase_score)
+            g.attrs["covered_fraction"] = float(rp.covered_fraction)
+            g.attrs["area_nm2"] = float(rp.area_nm2)
+            g.attrs["n_sources"] = len(rp.sources)
+            g.attrs["sources"] = json.dumps(to_jsonable(rp.sources))
+            g.attrs["strain"] = json.dumps(to_jsonable(rp.strain))
+        summary = {
+            "images": {m.name: {"placement": _placement_summary(placements[m.name])} for m in mics},
+            "stack": {"overview": overview, "n_images": n, "n_placed": n_acc,
+                      "regions": {str(l): {"phase": rp.phase, "covered_fraction": rp.covered_fraction,
+                                           "sources": [{k: s[k] for k in ("image", "region", "phase",
+                                                                          "covered_fraction")}
+                                                       for s in rp.sources]}
+                                  for l, rp in sorted(regions.items())}},
+        }
+        set_summary(f, summary)
+
+    fig_dir = Path(ctx.output["figures"])
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    fig = overview_figure(ov, placements, fps, phase_map, phase_names, results)
+    save_figure(fig, fig_dir / "stack_overview.png")
+
+
+def _image_phase(res) -> str:
+    """The phase of an image's largest identified region ("" if none)."""
+    if res is None or not res.regions:
+        return ""
+    best, area = "", -1
+    counts = np.bincount(res.labels.ravel()) if res.labels is not None else None
+    for lab, a in res.regions.items():
+        if a.get("identified") and a.get("phase"):
+            ar = int(counts[lab]) if counts is not None and lab < len(counts) else 0
+            if ar > area:
+                best, area = a["phase"], ar
+    return best
+
+
+def overview_figure(ov, placements, fps, phase_map, phase_names, results):
+    """Overview image with the phase map and every image's footprint, labelled and coloured by phase."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch, Polygon
+
+    from ..plotting import image_extent_nm
+
+    px, py = ov.pixel_size_nm
+    fig, axs = new_figure(1, 1, size=7.0)
+    ax = axs[0, 0]
+    lo, hi = np.percentile(ov.data, [1, 99])
+    ext = image_extent_nm(ov.shape, ov.pixel_size_nm)
+    ax.imshow(ov.data, cmap="gray", vmin=lo, vmax=hi, extent=ext)
+    cmap = plt.get_cmap("tab10")
+    colours = {name: cmap(i % 10) for i, name in enumerate(phase_names[1:])}
+    if len(phase_names) > 1:
+        rgba = np.zeros(phase_map.shape + (4,))
+        for i, name in enumerate(phase_names[1:], start=1):
+            rgba[phase_map == i] = colours[name][:3] + (0.35,)
+        ax.imshow(rgba, extent=ext, interpolation="nearest")
+    handles = [Patch(color=colours[nm], label=nm) for nm in phase_names[1:]]
+    refused = sorted(n for n, p in placements.items() if not p.accepted)
+    for name, poly in sorted(fps.items()):
+        p = placements[name]
+        if name == ov.name or not p.accepted:      # a refused placement is not drawn (it is not known)
+            continue
+        ph = _image_phase(results.get(name))
+        col = colours.get(ph, (1.0, 1.0, 1.0, 1.0))
+        xy = poly * np.array([px, py])
+        ax.add_patch(Polygon(xy, closed=True, fill=False, edgecolor=col, linewidth=1.6))
+        ax.text(xy[:, 0].min(), xy[:, 1].min(), f"{name} ({p.confidence:.2f})", color="white", fontsize=7,
+                va="bottom", ha="left", bbox={"facecolor": col, "alpha": 0.7, "pad": 1, "linewidth": 0})
+    if refused:
+        ax.text(0.01, 0.01, "refused: " + ", ".join(refused), transform=ax.transAxes, color="white",
+                fontsize=7, va="bottom", ha="left", bbox={"facecolor": (0.8, 0.1, 0.1), "alpha": 0.7, "pad": 2})
+    if handles:
+        ax.legend(handles=handles, loc="lower right", fontsize=7, framealpha=0.7)
+    ax.set_xlim(ext[0], ext[1])
+    ax.set_ylim(ext[2], ext[3])
+    ax.set_xlabel("x (nm)")
+    ax.set_ylabel("y (nm)")
+    n_other = len(placements) - 1
+    n_ok = sum(1 for n, p in placements.items() if p.accepted and n != ov.name)
+    ax.set_title(f"{ov.name} (overview): {n_ok} of {n_other} other image(s) placed; colours: phases", fontsize=9)
+    return fig
