@@ -45,9 +45,12 @@ from .database import load_phases, select_phases
 from .library import PatternLibrary, build_library
 from .matching import Crystal, MatchSettings, Spots, identify
 from .orientation import misorientation
+
+
 def _crystal_name(label, k: int) -> str:
     """Region label of the first crystal of a region, ``<label>.<k+1>`` for further crystals in it."""
     return str(label) if k == 0 else f"{label}.{k + 1}"
+
 
 def _as_list(v) -> list[str]:
     if v is None:
