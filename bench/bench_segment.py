@@ -81,7 +81,7 @@ def validation_rows(root: Path):
                 if np.mean(sel < 10) > 0.5:
                     frag += 1
             extra = (f"particles mean IoU {np.mean(pi):.3f} (min {np.min(pi):.2f}); "
-                     f"regions covering vacuum+film: {frag} (truth 2)")
+                     f"regions covering vacuum+film: {frag} (truth 2); crystals found: {r.info.get('n_crystals', 0)}")
             miou = float(np.mean(pi))
         rows.append([f"{case}/{fname}", f"{m.shape[0]}x{m.shape[1]}", int(lab.max()), len(match), miou, med,
                      dt, per, extra])

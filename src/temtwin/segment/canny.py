@@ -3,7 +3,10 @@
 1. Scale (:mod:`.scale`): the dominant lattice periodicity from the power spectrum, σ ≥ the largest
    lattice period (fringes never become edges) and ≥ ``min_sigma_px`` pixels.
 2. Features (:mod:`.features`) at scale σ on an analysis grid of at most ``max_analysis_px``
-   pixels: local mean, local texture (std) and, for crystalline images, local lattice amplitudes.
+   pixels: local mean, local texture (std) and, for crystalline images, local lattice amplitudes;
+   with a lattice, also the crystallinity (log lattice-ring energy, :mod:`.crystal`).  When it shows
+   distinct crystal / amorphous / vacuum levels (a partly crystalline image: particles on a film)
+   the lattice amplitudes are replaced by the crystallinity channel.
 3. Canny edges (:mod:`.edges`) of the feature stack, hysteresis thresholds from the gradient
    statistics (multiples of the median, noise-normalised edge strength).
 4. Closed boundaries: a watershed of the edge strength from markers = the connected areas free of
@@ -14,6 +17,12 @@
    smoothing footprint π(2σ)²) are merged into their most similar neighbour.
 6. Refinement (:mod:`.refine`): full-resolution labels, boundaries on the mid-level crossing of the
    feature transition (the true intensity edge).
+7. Partly crystalline images only (:mod:`.crystal`; at least two separate crystalline components,
+   e.g. particles on a film — one crystal beside amorphous material keeps steps 1-6): each
+   crystalline component (crystallinity above the crystal level, regrown to its half-amplitude
+   edge) becomes one region, regions mostly covered by crystals dissolve, and the boundaries
+   between the remaining (amorphous / vacuum) regions are validated again without the crystals and
+   their 2σ surroundings.
 
 Labels are numbered 1..n by region centroid: top to bottom, then left to right (rows of centroids
 closer than 1 % of the image height are ordered by x); every pixel is assigned (no 0).
@@ -27,12 +36,14 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+from skimage.filters import apply_hysteresis_threshold
 from skimage.segmentation import watershed
 
+from .crystal import crystal_levels, crystal_mask
 from .edges import canny
 from .features import compute_features
-from .merge import boundary_pairs, feature_noise, merge_regions
-from .refine import refine_boundaries
+from .merge import boundary_pairs, feature_noise, merge_regions, revalidate
+from .refine import refine_boundaries, remove_islands, upsample_feature
 from .scale import find_lattice, smoothing_scale_nm
 
 log = logging.getLogger("temtwin")
@@ -55,7 +66,68 @@ DEFAULTS: dict[str, Any] = {
     "max_lattice_period_nm": 2.0,
     "edge_scales": [0.0, 1.0],
     "boundary_factor": 1.25,
+    "crystallinity": True,
+    "crystal_log_ratio": float(np.log(4.0)),
+    "crystal_scale": 0.5,
+    "crystal_detect_sd": 3.0,
 }
+
+
+def _revalidate_background(labels, n_crystals, F, em, noise, corr_area, sigma_a, f, c, min_area_px):
+    """Re-judge the boundaries between the non-crystalline regions once the crystals are known.
+
+    The crystals (the last ``n_crystals`` labels) and a band of 2σ around them (delocalised fringes
+    and blurred crystal contrast bias the statistics of the film next to them) are left out, and the
+    validation pass of the merging (:func:`temtwin.segment.merge.revalidate`) runs on the rest at the
+    analysis grid; the merges it makes are applied to the full-resolution labels."""
+    nb = int(labels.max()) - n_crystals
+    r0 = (f - 1) // 2
+    coarse = labels[r0::f, r0::f][:F.shape[1], :F.shape[2]].astype(np.int32)
+    if coarse.shape != F.shape[1:]:
+        return labels
+    cry = coarse > nb
+    rad = int(np.ceil(2 * sigma_a))
+    near = ndi.binary_dilation(cry, iterations=rad) if rad > 0 else cry
+    work = np.where(near, 0, coarse).astype(np.int32)
+    if work.max() < 2:
+        return labels
+    merged = revalidate(work, F, em.edges, em.G, noise, corr_area, sigma_a, c["min_contrast"],
+                        c["min_significance"], c["min_jump"], c["min_edge_support"], min_area_px)
+    m = work > 0
+    lut = np.arange(int(labels.max()) + 1, dtype=np.int32)
+    lut[work[m]] = merged[m] + int(labels.max())        # shifted past all old ids: no collisions
+    out = lut[labels]
+    used = np.unique(out)
+    dense = np.zeros(int(out.max()) + 1, np.int32)
+    dense[used] = np.arange(1, len(used) + 1, dtype=np.int32)
+    return dense[out]
+
+
+def _insert_crystals(labels: np.ndarray, feats, levels, min_area_full: float):
+    """Overlay the crystalline components (one region each) on a full-resolution label map; pieces of
+    the other regions left smaller than ``min_area_full`` pixels join their main neighbour.
+    Returns (labels, number of crystals)."""
+    full = upsample_feature(feats.cryst_fine, feats.factor, labels.shape)
+    cm = crystal_mask(full, levels, min_area_full, margin_px=int(np.ceil(3 * feats.sigma_px)))
+    n = int(cm.max())
+    if n == 0:
+        return labels, 0
+    nb = int(labels.max()) + 1
+    # regions of the edge segmentation that the crystals cover mostly (their halo) dissolve: their
+    # remaining pixels go to the nearest other region
+    tot = np.bincount(labels.ravel(), minlength=nb)
+    cov = np.bincount(labels.ravel(), weights=(cm > 0).ravel().astype(float), minlength=nb)
+    gone = cov > 0.5 * np.maximum(tot, 1)
+    out = np.where(cm > 0, cm + nb, np.where(gone[labels], 0, labels)).astype(np.int32)
+    if (out == 0).any():
+        idx = ndi.distance_transform_edt(out == 0, return_distances=False, return_indices=True)
+        out = out[idx[0], idx[1]]
+    out = remove_islands(out, None, int(np.ceil(min_area_full)))
+    # drop background labels left without pixels; renumber densely (crystals stay the last labels)
+    used = np.unique(out)
+    lut = np.zeros(int(out.max()) + 1, np.int32)
+    lut[used] = np.arange(1, len(used) + 1, dtype=np.int32)
+    return lut[out], int(np.sum(used > nb))
 
 
 @dataclass
@@ -113,8 +185,36 @@ def segment_auto(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dic
     lattice = find_lattice(img, (px, py), max_period_nm=c["max_lattice_period_nm"])
     sigma_nm = smoothing_scale_nm((px, py), lattice, c["lattice_factor"], c["min_sigma_px"],
                                   c["smoothing_nm"])
+    ring_k = np.hypot(lattice.g[:, 0], lattice.g[:, 1]) if (c["crystallinity"] and lattice.found) else None
+
+    def decide(cryst_fine, factor, sigma_px):
+        lv = crystal_levels(cryst_fine, c["crystal_log_ratio"], c["crystal_detect_sd"],
+                            border=int(np.ceil(3 * sigma_px / factor)))
+        if lv is None:
+            return None
+        # the crystallinity path is for separate crystals in an amorphous matrix (particles, grains
+        # on a film): one connected crystal beside amorphous material (a device cross-section with
+        # its oxide) keeps the layer-resolving lattice amplitudes
+        m = ndi.binary_fill_holes(apply_hysteresis_threshold(cryst_fine, lv.detect, lv.core))
+        cc, n = ndi.label(m)
+        min_px = max(c["min_area_nm2"] / ((px * factor) * (py * factor)), np.pi * (sigma_px / factor) ** 2)
+        sizes = np.bincount(cc.ravel())[1:]
+        return lv if int((sizes >= min_px).sum()) >= 2 else None
+
     feats = compute_features(img, (px, py), sigma_nm, lattice.g, c["max_analysis_px"], c["texture_scale"],
-                               c["texture_denoise_px"])
+                             c["texture_denoise_px"], ring_k=ring_k, cryst_scale=c["crystal_scale"],
+                             cryst_decider=decide)
+    levels = feats.cryst_info
+    if feats.cryst_fine is not None:
+        # fully crystalline images (layers): lattice amplitudes tell the layers apart, the
+        # crystallinity channel adds nothing; partly crystalline ones: amplitudes vary with each
+        # crystal's orientation and thickness and leak into the amorphous film by delocalisation,
+        # the crystallinity channel separates crystal, film and vacuum
+        keep = [k for k, nm in enumerate(feats.names)
+                if (not nm.startswith("amp_") or levels is None) and (nm != "cryst" or levels is not None)]
+        feats.data = feats.data[keep]
+        feats.names = [feats.names[k] for k in keep]
+        feats.scales = [feats.scales[k] for k in keep]
     F = feats.data
     f = feats.factor
     lo, hi = c["hysteresis"]
@@ -147,6 +247,12 @@ def segment_auto(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dic
         from .refine import upsample_labels
 
         labels = upsample_labels(coarse, f, img.shape)
+    n_crystals = 0
+    if levels is not None:
+        labels, n_crystals = _insert_crystals(labels, feats, levels, min_area_px * f * f)
+        if n_crystals:
+            labels = _revalidate_background(labels, n_crystals, F, em, noise, corr_area, sigma_a, f, c,
+                                            min_area_px)
     labels = order_labels(labels)
     info = {
         "sigma_nm": max(sigma_nm, feats.sigma_px * min(px, py)),
@@ -157,6 +263,8 @@ def segment_auto(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dic
         "n_initial_regions": int(over.max()),
         "n_regions": int(labels.max()),
         "min_area_nm2_effective": float(min_area_px * pa_nm2),
+        "crystal_levels": [] if levels is None else [float(v) for v in levels.levels],
+        "n_crystals": n_crystals,
     }
     log.info("segment: sigma %.3g nm, lattice periods %s nm, analysis grid /%d, %d -> %d regions",
              sigma_nm, np.round(lattice.periods_nm, 3).tolist(), f, info["n_initial_regions"],

@@ -9,7 +9,9 @@ result is already decimated and alias-free (the Gaussian is ≤ 1 % at the crop 
 * ``std``: sqrt(G_τ * J² − (G_τ * J)²) at τ = ``texture_scale``·σ, J the image pre-smoothed by
   ``denoise_px`` (local texture / fringe contrast);
 * ``amp_k``: |G_σ * (I · exp(−2πi g_k·r))| for each Bragg peak g_k (the local lattice amplitude,
-  as in geometric phase analysis), high where the crystal with that reflection is.
+  as in geometric phase analysis), high where the crystal with that reflection is;
+* ``cryst`` (optional): log of G_σ * B², B the image band-passed on the lattice rings |g_k| in every
+  direction (crystallinity: crystal ≫ amorphous ≫ vacuum, whatever the crystal's orientation).
 
 Near the image border the averages are normalised convolutions, (G_σ * (M·x)) / (G_σ * M) with M
 the image support, so they stay unbiased (no mirrored lattice, no wrap-around).
@@ -42,6 +44,8 @@ class Features:
     sigma_px: float
     full_shape: tuple[int, int]
     scales: list[float] = field(default_factory=list)
+    cryst_fine: np.ndarray | None = None
+    cryst_info: object = None
 
 
 def analysis_factor(shape: tuple[int, int], sigma_px: float, max_px: int = 1024,
@@ -89,7 +93,9 @@ def _support(n_full: int, start: int, length: int, ker: np.ndarray) -> np.ndarra
 
 def compute_features(image: np.ndarray, pixel_size_nm: tuple[float, float], sigma_nm: float,
                      g_vectors: np.ndarray | None = None, max_px: int = 1024,
-                     texture_scale: float = 2.0, denoise_px: float = 0.0) -> Features:
+                     texture_scale: float = 2.0, denoise_px: float = 0.0,
+                     ring_k: np.ndarray | None = None, cryst_scale: float = 0.5,
+                     cryst_decider=None) -> Features:
     """Feature stack (see module docstring) of a full-resolution image.
 
     sigma_nm: Gaussian σ in nm (the same in x and y, converted per axis for non-square pixels);
@@ -100,6 +106,12 @@ def compute_features(image: np.ndarray, pixel_size_nm: tuple[float, float], sigm
     more averaging than the mean); 0 leaves the channel out.
     denoise_px: the texture is measured on the image pre-smoothed by a Gaussian of this σ (full-
     resolution pixels), so that white shot noise does not dilute texture contrast.
+    ring_k: lattice-ring radii |g| (nm⁻¹); when given, ``Features.cryst_fine`` holds the crystallinity
+    (see :func:`_ring_energy_spectrum`) at the finer scale ``cryst_scale``·σ (at least one analysis
+    pixel), used to delimit crystals, and a ``cryst`` channel (the same at σ) is added.
+    cryst_decider: optional ``f(cryst_fine, factor, sigma_px)``; the ``cryst`` channel is computed only
+    when it returns something other than None (stored in ``Features.cryst_info``), which saves two
+    full-resolution FFTs on images where the channel is not used.
     """
     img = np.asarray(image, np.float32)
     rows, cols = img.shape
@@ -179,7 +191,64 @@ def compute_features(image: np.ndarray, pixel_size_nm: tuple[float, float], sigm
             z = lowpass(spec, cy, cx)
             chans.append(np.abs(z))
             names.append(f"amp_{k}")
+    cryst_fine = None
+    cryst_info = None
+    if ring_k is not None and len(ring_k):
+        mult = max(cryst_scale, f / min(sx, sy))
+        e_spec = _ring_energy_spectrum(spec, (ny, nx), (px, py), mult * sigma_nm, ring_k, (pad_y, pad_x),
+                                       (rows, cols))
+        cryst_fine = _log_energy(lowpass(e_spec, mult=mult).real)
+        del e_spec
+        cryst_info = cryst_decider(cryst_fine, f, max(sx, sy)) if cryst_decider is not None else True
+        if cryst_info is not None:
+            e_spec = _ring_energy_spectrum(spec, (ny, nx), (px, py), sigma_nm, ring_k, (pad_y, pad_x),
+                                           (rows, cols))
+            chans.append(_log_energy(lowpass(e_spec).real))
+            names.append("cryst")
+            del e_spec
     data = np.stack(chans).astype(np.float32)
     scales = [texture_scale if nm == "std" else 1.0 for nm in names]
     return Features(data=data, names=names, factor=f, sigma_px=float(max(sx, sy)), full_shape=(rows, cols),
-                    scales=scales)
+                    scales=scales, cryst_fine=cryst_fine, cryst_info=cryst_info)
+
+
+def _ring_energy_spectrum(spec, full, pixel_size_nm, sigma_nm, ring_k, pad, shape) -> np.ndarray:
+    """rfft2 of the squared image band-passed on the lattice rings (support-masked).
+
+    The band-pass keeps, in every direction, spatial frequencies within a Gaussian of width
+    s = 1/(2πσ) around each ring radius |g| (so a crystal of any in-plane orientation counts, and the
+    window matches the spatial localisation σ).  Gaussian averages of the result (``lowpass``) are the
+    local lattice-band energy: crystals carry Bragg energy far above that of amorphous material, which
+    in turn is above vacuum (shot noise only); :func:`_log_energy` turns it into the crystallinity.
+    """
+    ny, nx = full
+    px, py = pixel_size_nm
+    ky = np.fft.fftfreq(ny, py)[:, None].astype(np.float32)
+    kx = np.fft.rfftfreq(nx, px)[None, :].astype(np.float32)
+    k = np.sqrt(kx * kx + ky * ky)
+    s = 1.0 / (2 * np.pi * sigma_nm)
+    # radial profile max_k exp(-(k - |g_k|)² / 2s²), tabulated finely and looked up (one pass)
+    dk = s / 16.0
+    radial = np.arange(int(np.ceil(float(k.max()) / dk)) + 2) * dk
+    prof = np.zeros(len(radial))
+    for k0 in np.asarray(ring_k, float):
+        np.maximum(prof, np.exp(-((radial - k0) ** 2) / (2 * s * s)), out=prof)
+    idx = np.rint(k * np.float32(1.0 / dk)).astype(np.int32)
+    del k
+    w = prof.astype(np.float32)[idx]
+    del idx
+    bp = sfft.irfft2(spec * w, s=(ny, nx), workers=-1).astype(np.float32, copy=False)
+    del w
+    bp *= bp
+    r0, c0 = pad
+    bp[:r0] = 0.0
+    bp[r0 + shape[0]:] = 0.0
+    bp[:, :c0] = 0.0
+    bp[:, c0 + shape[1]:] = 0.0
+    return sfft.rfft2(bp, workers=-1)
+
+
+def _log_energy(e: np.ndarray) -> np.ndarray:
+    """Natural log of a local energy map, floored at 1e-6 of its median (no log of 0)."""
+    floor = max(float(np.median(e)) * 1e-6, 1e-30)
+    return np.log(np.maximum(e, floor)).astype(np.float32)

@@ -217,9 +217,7 @@ def merge_regions(labels: np.ndarray, features: np.ndarray, edges: np.ndarray, G
     G: edge strength; min_boundary_g: threshold on the mean G of a boundary in the grow pass;
     min_area: pixels.  Returns (labels 1..n, (s_c, corr_area_c) used).
     """
-    params = np.array([1.0 / min_boundary_g, min_contrast, min_significance, min_jump, min_support,
-                       0.0, np.sqrt(2 * np.pi) * sigma_px, min_area,
-                       1.0 * np.sqrt(2 * np.pi) * sigma_px, 2.0 * sigma_px], np.float64)
+    params = _params(sigma_px, min_boundary_g, min_contrast, min_significance, min_jump, min_support, min_area)
     grown = _merge_call(labels, features, edges, G, noise, corr_area, params, "grow")
     s2, ca2 = region_noise(grown, features, sigma_px, scales, (noise, corr_area), noise_floor)
     if min(labels.shape) >= 64 * sigma_px:
@@ -227,3 +225,18 @@ def merge_regions(labels: np.ndarray, features: np.ndarray, edges: np.ndarray, G
         # texture at scales the grown regions are too fragmented to hold
         ca2 = np.maximum(ca2, corr_area)
     return _merge_call(grown, features, edges, G, s2, ca2, params, "validate"), (s2, ca2)
+
+
+def _params(sigma_px, min_boundary_g, min_contrast, min_significance, min_jump, min_support, min_area):
+    return np.array([1.0 / min_boundary_g, min_contrast, min_significance, min_jump, min_support,
+                     0.0, np.sqrt(2 * np.pi) * sigma_px, min_area,
+                     1.0 * np.sqrt(2 * np.pi) * sigma_px, 2.0 * sigma_px], np.float64)
+
+
+def revalidate(labels: np.ndarray, features: np.ndarray, edges: np.ndarray, G: np.ndarray, noise: np.ndarray,
+               corr_area: np.ndarray, sigma_px: float, min_contrast: float = 2.0, min_significance: float = 8.0,
+               min_jump: float = 0.4, min_support: float = 0.5, min_area: float = 0.0) -> np.ndarray:
+    """The validation pass of :func:`merge_regions` alone, on a given labelling (0 = excluded: those
+    pixels count for no region and their boundaries are never merged).  Returns labels 1..m (0 kept)."""
+    params = _params(sigma_px, 1.0, min_contrast, min_significance, min_jump, min_support, min_area)
+    return _merge_call(labels, features, edges, G, noise, corr_area, params, "validate")

@@ -15,6 +15,10 @@ import numpy as np
 RESOURCE_PHASES = Path(__file__).resolve().parents[3] / "resources" / "phases"
 
 
+#: tolerance (nm) of the box faces in :func:`oriented_atoms`
+EPS_NM = 1e-6
+
+
 @lru_cache(maxsize=64)
 def load_structure(phase: str):
     """A pymatgen ``Structure`` from a CIF path or a phase name in ``resources/phases``.
@@ -111,6 +115,10 @@ def oriented_atoms(structure, M: np.ndarray, box_nm, origin_nm=(0.0, 0.0, 0.0),
     allf = (g[:, None, :] + frac[None, :, :]).reshape(-1, 3)
     pos = allf @ A.T + np.asarray(origin_nm)
     nums = np.tile(Z, len(g))
-    keep = ((pos[:, 0] >= 0) & (pos[:, 0] < w) & (pos[:, 1] >= 0) & (pos[:, 1] < h)
-            & (pos[:, 2] >= 0) & (pos[:, 2] < t))
+    # half-open box [0, w) x [0, h) x [0, t), shifted by EPS_NM so that atoms lying on a face (e.g. an
+    # origin-choice-1 diamond cut at z = 0) are all in or all out, not decided by rounding errors that
+    # vary smoothly across the field (a spurious thickness gradient)
+    e = EPS_NM
+    keep = ((pos[:, 0] >= -e) & (pos[:, 0] < w - e) & (pos[:, 1] >= -e) & (pos[:, 1] < h - e)
+            & (pos[:, 2] >= -e) & (pos[:, 2] < t - e))
     return pos[keep], nums[keep]

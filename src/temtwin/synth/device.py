@@ -118,11 +118,13 @@ def render_overview(dev: Device, shape=(512, 512), pixel_size_nm: float = 0.125,
 
 
 def render_hrtem(dev: Device, offset_nm, rotation_deg: float, shape=(512, 512), pixel_size_nm: float = 0.025,
-                 dose: float = 400.0, seed: int = 3, kappa: float = 0.005) -> np.ndarray:
-    """HRTEM (weak-phase object, Scherzer-like CTF, 300 kV) of a window of the device (counts), times
-    the same bright-field mass-thickness transmission as the overview (amplitude contrast from the
-    objective aperture; ``kappa`` 0 = pure phase contrast), so both magnifications share the contrast of
-    heavy/light and thick/thin regions."""
+                 dose: float = 400.0, seed: int = 3, kappa: float = 0.0) -> np.ndarray:
+    """HRTEM (weak-phase object, Scherzer-like CTF, 300 kV) of a window of the device (counts).
+
+    ``kappa`` > 0 multiplies it by the bright-field mass-thickness transmission of the overview
+    (amplitude contrast from the objective aperture), so both magnifications share the contrast of
+    heavy/light regions; 0 (the demo) = pure phase contrast, whose mean intensity barely changes
+    between the layers and the amorphous trench."""
     p, Z, _ = _in_window(dev, offset_nm, rotation_deg, shape, pixel_size_nm)
     clean = render_atoms(p, Z, shape, (pixel_size_nm, pixel_size_nm), mode="hrtem", sigma_nm=0.05)
     if kappa > 0:
