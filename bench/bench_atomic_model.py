@@ -68,11 +68,33 @@ def fit_z(tree, tp: np.ndarray, p: np.ndarray, span_nm: float, steps: int = 200)
     return dz
 
 
-def round_trip(case: Path, register_maps: bool) -> dict:
+def _compare_setup(case: Path, model, labels: np.ndarray, px: float):
+    """Truth atoms vs model atoms of the sige_qw case: (truth, true positions nm, true region 1-based,
+    model positions nm, true atoms in the image's volume, model atoms > 0.5 nm from a truth interface,
+    model source pixels, KD-tree of the true positions)."""
     import ase.io
-    from pymatgen.core import Structure
     from scipy import ndimage
     from scipy.spatial import cKDTree
+
+    truth = ase.io.read(case / "truth.extxyz")
+    tp = truth.positions / 10.0
+    treg = truth.arrays["region"] + 1
+    p = model.positions / 10.0
+    # the same volume: true atoms whose nearest pixel is in the image (the slab is the true one)
+    j, i = np.rint(tp[:, 0] / px), np.rint(tp[:, 1] / px)
+    inside = (i >= 0) & (i < labels.shape[0]) & (j >= 0) & (j < labels.shape[1])
+    # atoms inside the layers: > 0.5 nm from an interface (distance transform of the label map)
+    edge = np.zeros(labels.shape, bool)
+    edge[:-1] |= labels[:-1] != labels[1:]
+    edge[1:] |= labels[:-1] != labels[1:]
+    dist = ndimage.distance_transform_edt(~edge) * px
+    src = model.arrays["source_pixel"].astype(int)
+    interior = dist[src[:, 0], src[:, 1]] > 0.5
+    return truth, tp, treg, p, inside, interior, src, cKDTree(tp)
+
+
+def round_trip(case: Path, register_maps: bool) -> dict:
+    from pymatgen.core import Structure
 
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
@@ -115,22 +137,8 @@ def round_trip(case: Path, register_maps: bool) -> dict:
         t_stage = time.perf_counter() - t0
         model = read_model(out["h5"])
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
-    truth = ase.io.read(case / "truth.extxyz")
-    tp = truth.positions / 10.0
-    treg = truth.arrays["region"] + 1
-    p = model.positions / 10.0
+    truth, tp, treg, p, inside, interior, src, tree = _compare_setup(case, model, labels, px)
     reg = model.arrays["region"]
-    # the same volume: true atoms whose nearest pixel is in the image (the slab is the true one)
-    j, i = np.rint(tp[:, 0] / px), np.rint(tp[:, 1] / px)
-    inside = (i >= 0) & (i < labels.shape[0]) & (j >= 0) & (j < labels.shape[1])
-    # atoms inside the layers: > 0.5 nm from an interface (distance transform of the label map)
-    edge = np.zeros(labels.shape, bool)
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[1:] |= labels[:-1] != labels[1:]
-    dist = ndimage.distance_transform_edt(~edge) * px
-    src = model.arrays["source_pixel"].astype(int)
-    interior = dist[src[:, 0], src[:, 1]] > 0.5
-    tree = cKDTree(tp)
 
     def fit(shift_xy: bool, p0):
         shift = np.array([0.0, 0.0, fit_z(tree, tp, p0, 1.0)])
@@ -168,9 +176,6 @@ def round_trip_pipeline(case: Path) -> dict:
     the slab thickness and the sample's elements. Model atoms are compared with the true atoms."""
     import shutil
 
-    import ase.io
-    from scipy import ndimage
-    from scipy.spatial import cKDTree
 
     from temtwin.twin.model_io import read_model
 
@@ -198,19 +203,7 @@ def round_trip_pipeline(case: Path) -> dict:
         if r.returncode != 0:
             raise RuntimeError(r.stderr[-3000:])
         model = read_model(d / "results" / "qw_dev" / "model.h5")
-    truth = ase.io.read(case / "truth.extxyz")
-    tp = truth.positions / 10.0
-    treg = truth.arrays["region"] + 1
-    p = model.positions / 10.0
-    j, i = np.rint(tp[:, 0] / px), np.rint(tp[:, 1] / px)
-    inside = (i >= 0) & (i < labels.shape[0]) & (j >= 0) & (j < labels.shape[1])
-    edge = np.zeros(labels.shape, bool)
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[1:] |= labels[:-1] != labels[1:]
-    dist = ndimage.distance_transform_edt(~edge) * px
-    src = model.arrays["source_pixel"].astype(int)
-    interior = dist[src[:, 0], src[:, 1]] > 0.5
-    tree = cKDTree(tp)
+    truth, tp, treg, p, inside, interior, src, tree = _compare_setup(case, model, labels, px)
     shift = np.array([0.0, 0.0, fit_z(tree, tp, p[interior], 1.0)])
     for _ in range(6):
         _, k = tree.query(p[interior] + shift)

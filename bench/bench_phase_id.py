@@ -41,24 +41,9 @@ from temtwin.phase.library import build_library  # noqa: E402
 from temtwin.phase.matching import MatchSettings, Spots, identify  # noqa: E402
 from temtwin.phase.orientation import misorientation  # noqa: E402
 from temtwin.phase.simulate import angle_set_error, held_set, indistinguishable  # noqa: E402
-from temtwin.phase.zones import same_zone  # noqa: E402
+from temtwin.phase.zones import parse_zone_symbol, same_zone  # noqa: E402
 
 warnings.filterwarnings("ignore")
-
-
-def parse_zone(s: str) -> list[int]:
-    s = s.strip("[]()")
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "-":
-            out.append(-int(s[i + 1]))
-            i += 2
-        else:
-            out.append(int(s[i]))
-            i += 1
-    if len(out) == 4:                      # [UVTW] -> [uvw]: u = U - T, v = V - T, w = W
-        out = [out[0] - out[2], out[1] - out[2], out[3]]
-    return out
 
 
 def ref_angles(lib, c) -> np.ndarray:
@@ -150,7 +135,7 @@ def zoo(root: Path, db: dict, cfg: MatchSettings):
         case_ph = load_phases(sorted((case / "phases").glob("*.cif")))
         names = {p.name for p in case_ph}
         sets = {"case phases": case_ph, "database + case": case_ph + [p for p in full if p.name not in names]}
-        zt = parse_zone(t["zone_axis"])
+        zt = parse_zone_symbol(t["zone_axis"])
         for label, phs in sets.items():
             lib = build_library(phs, 3, 18.0)
             byn = {p.name: p for p in phs}
@@ -215,7 +200,7 @@ def heterostructures(root: Path, db: dict, cfg: MatchSettings):
                 c = identify(lib, Spots.from_arrays(r.peaks.kx, r.peaks.ky, r.peaks.snr, r.spectrum.sampling), cfg)[0]
                 okp = c.phase in accepted or (label != "case phases" and any(
                     a in byn and indistinguishable(byn[c.phase], byn[a]) for a in accepted))
-                okz = same_zone(byn[c.phase], c.uvw, parse_zone(tr["zone_axis"]))
+                okz = same_zone(byn[c.phase], c.uvw, parse_zone_symbol(tr["zone_axis"]))
                 err = angle_set_error(ref_angles(lib, c), truth_ref_angles(orient)) if orient else np.nan
                 found[lab] = c
                 rows.append([case, label, f"{lab - 1} ({tr.get('name', '')})", f"{c.phase} {c.uvw.tolist()}",

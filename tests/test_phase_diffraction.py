@@ -12,8 +12,8 @@ import pytest
 from temtwin.phase.database import load_builtin
 from temtwin.phase.diffraction import (ALLOWED, DYNAMICAL, allowed_mask, classify, electron_scattering_factor,
                                        electron_wavelength_nm, structure_factors)
-from temtwin.phase.zones import (build_pattern, equivalent_zones, four_index, laue_rotations, same_zone,
-                                 zone_classes)
+from temtwin.phase.zones import (build_pattern, equivalent_zones, four_index, laue_rotations, parse_zone_symbol,
+                                 same_zone, zone_classes)
 
 DATA = Path(__file__).parent / "data" / "phase" / "validation_orientations.json"
 
@@ -94,17 +94,6 @@ def test_zone_enumeration_and_symmetry_equivalence(ph):
                       ("ZnO", (0, 0, 1)): 6, ("GaN", (1, 1, 0)): 2, ("TiO2-rutile", (0, 0, 1)): 4}
 
 
-def _zone(s: str) -> list[int]:
-    s = s.strip("[]")
-    out, i = [], 0
-    while i < len(s):
-        if s[i] == "-":
-            out.append(-int(s[i + 1]))
-            i += 2
-        else:
-            out.append(int(s[i]))
-            i += 1
-    return out
 
 
 def test_reference_reflection_convention_matches_validation_truth(ph):
@@ -116,14 +105,14 @@ def test_reference_reflection_convention_matches_validation_truth(ph):
             continue
         p = ph[t["phase"]]
         M = np.asarray(t["orientation_matrix"])
-        zone = _zone(t["zone_axis"])
+        zone = parse_zone_symbol(t["zone_axis"])
         pat = build_pattern(p, zone, 12.5)
         assert pat.order == t["projection_symmetry_order"], case
         g = (pat.ref_hkl @ p.reciprocal_nm) @ M.T
         ang = np.degrees(np.arctan2(g[:, 1], g[:, 0])) % 360
         assert ang.min() == pytest.approx(t["in_plane_rotation_deg"], abs=1e-3), case
         for row in t["g_list"]:
-            h = np.array(_zone(row["hkl"].strip("()").join("[]")))
+            h = np.array(parse_zone_symbol(row["hkl"].strip("()").join("[]")))
             gi = (h @ p.reciprocal_nm) @ M.T
             assert 1 / np.linalg.norm(gi[:2]) == pytest.approx(row["d_nm"], rel=1e-5)
             assert np.degrees(np.arctan2(gi[1], gi[0])) % 360 == pytest.approx(row["angle_deg"] % 360, abs=1e-3)

@@ -117,6 +117,26 @@ def zone_classes(phase, max_index: int) -> list[np.ndarray]:
     return reps
 
 
+def parse_zone_symbol(symbol: str) -> list[int]:
+    """Zone or reflection symbol as printed in papers and truth files -> integer 3-index form.
+
+    ``"[1-10]"`` -> [1, -1, 0]; ``"(11-1)"`` -> [1, 1, -1]; single digits, a minus sign before a
+    negative index.  A four-index hexagonal direction ``"[UVTW]"`` becomes [U - T, V - T, W].
+    """
+    s = symbol.strip().strip("[]()<>{}")
+    out, i = [], 0
+    while i < len(s):
+        if s[i] == "-":
+            out.append(-int(s[i + 1]))
+            i += 2
+        else:
+            out.append(int(s[i]))
+            i += 1
+    if len(out) == 4:
+        out = [out[0] - out[2], out[1] - out[2], out[3]]
+    return out
+
+
 def four_index(uvw) -> np.ndarray:
     """Hexagonal direction [uvw] (3-index) -> [UVTW] (4-index, smallest integers)."""
     u, v, w = (int(x) for x in uvw)
