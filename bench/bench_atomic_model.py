@@ -69,7 +69,7 @@ def fit_z(tree, tp: np.ndarray, p: np.ndarray, span_nm: float, steps: int = 200)
 
 
 def _compare_setup(case: Path, model, labels: np.ndarray, px: float):
-    """Truth atoms vs model atoms of the sige_qw case: (truth, true positions nm, true region 1-based,
+    """Truth atoms vs model atoms of a validation case: (truth, true positions nm, true region 1-based,
     model positions nm, true atoms in the image's volume, model atoms > 0.5 nm from a truth interface,
     model source pixels, KD-tree of the true positions)."""
     import ase.io
@@ -250,9 +250,7 @@ def round_trip_mismatched(case: Path) -> dict:
     registered on the HRTEM image (z fitted), species agreement with the nearest true atom (polarity),
     atom count vs the true atoms in the same volume.
     """
-    import ase.io
     from pymatgen.core import Structure
-    from scipy import ndimage
     from scipy.spatial import cKDTree
 
     from temtwin.io.ingest import read_micrograph
@@ -287,17 +285,8 @@ def round_trip_mismatched(case: Path) -> dict:
         model_stage.run(ctx)
         model = read_model(out["h5"])
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
-    truth = ase.io.read(case / "truth.extxyz")
-    tp, treg = truth.positions / 10.0, truth.arrays["region"] + 1
-    p, reg = model.positions / 10.0, model.arrays["region"]
-    j, i = np.rint(tp[:, 0] / px), np.rint(tp[:, 1] / px)
-    inside = (i >= 0) & (i < labels.shape[0]) & (j >= 0) & (j < labels.shape[1])
-    edge = np.zeros(labels.shape, bool)
-    edge[:-1] |= labels[:-1] != labels[1:]
-    edge[1:] |= labels[:-1] != labels[1:]
-    dist = ndimage.distance_transform_edt(~edge) * px
-    src = model.arrays["source_pixel"].astype(int)
-    interior = dist[src[:, 0], src[:, 1]] > 0.5
+    truth, tp, treg, p, inside, interior, src, _ = _compare_setup(case, model, labels, px)
+    reg = model.arrays["region"]
     rows = []
     for lab, name in ((1, "InP (reference)"), (2, "InSb (mismatched)")):
         sel = interior & (reg == lab)
