@@ -263,3 +263,26 @@ try:  # ASE calculator wrapper
 
 except ImportError:  # pragma: no cover - ase is a dependency
     pass
+
+
+def central_differences(fn, positions_A: np.ndarray, atoms=None, step_A: float = 1e-5) -> np.ndarray:
+    """Numerical derivative of ``fn(positions) -> array`` (or scalar) with respect to the Cartesian
+    coordinates of ``atoms`` (indices; default all) by central differences of step ``step_A`` (Å).
+
+    Returns (len(atoms), 3, *fn_shape).  A check of analytic derivatives (forces are minus the
+    derivative of the energy, force constants minus that of the forces) on small cells: it costs
+    6 evaluations per atom.
+    """
+    pos = np.asarray(positions_A, float)
+    idx = np.arange(len(pos)) if atoms is None else np.asarray(atoms)
+    out = []
+    for i in idx:                       # a numerical check over a few atoms, not a hot path
+        for a in range(3):
+            p = pos.copy()
+            p[i, a] += step_A
+            fp = np.asarray(fn(p), float)
+            p[i, a] -= 2 * step_A
+            fm = np.asarray(fn(p), float)
+            out.append((fp - fm) / (2 * step_A))
+    out = np.array(out)
+    return out.reshape(len(idx), 3, *out.shape[1:])
