@@ -345,6 +345,10 @@ def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cf
 
 
 # ------------------------------------------------------------------------------------------ search
+#: spots used by the coarse pass of :func:`search` (the strongest ones)
+COARSE_MAX_SPOTS = 64
+
+
 def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.ndarray | None = None,
            scan: bool = False):
     """One search: the best Evaluation of each pattern, sorted by score (None without hypotheses).
@@ -358,8 +362,15 @@ def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.n
     if len(p) == 0:
         return None
     e_weight = None if previous is None else spots.w * (~previous)
-    # coarse pass: loose tolerance (the seed pair fixes z only to a few degrees), then keep the best
-    ev = evaluate(lib, spots, p, z, cfg, tol_rel=cfg.d_tolerance, e_weight=e_weight, iterations=2)
+    # coarse pass: loose tolerance (the seed pair fixes z only to a few degrees), then keep the best;
+    # on the strongest COARSE_MAX_SPOTS spots only (rich FFTs have hundreds of weak high-order
+    # spots that do not change the ranking but multiply the cost); the fine pass uses them all
+    c_spots, c_weight = spots, e_weight
+    if len(spots) > COARSE_MAX_SPOTS:
+        sel = np.sort(np.argsort(-spots.w, kind="stable")[:COARSE_MAX_SPOTS])
+        c_spots = Spots(spots.k[sel], spots.w[sel], spots.sampling, spots.index[sel])
+        c_weight = None if e_weight is None else e_weight[sel]
+    ev = evaluate(lib, c_spots, p, z, cfg, tol_rel=cfg.d_tolerance, e_weight=c_weight, iterations=2)
     if len(p) > cfg.max_hypotheses:
         keep = _top_per_pattern(ev, cfg.max_hypotheses)
         ev = ev.take(keep)
