@@ -260,11 +260,7 @@ def write_image_h5(f, m: Micrograph) -> None:
 
 def run(ctx) -> None:
     """Stage ``ingest``: image file -> results/<sample>/<image>/image.h5."""
-    from ..workflow.discovery import read_sample_yaml
-
-    settings = {}
-    if ctx.input.get("settings"):
-        settings = read_sample_yaml(Path(ctx.input["settings"][0]))
+    settings = ctx.sample_settings()
     cfg = ctx.section("ingest")
     m = read_micrograph(ctx.input["image"], sample=ctx.wildcards.get("sample", "sample"), settings=settings,
                         align=cfg.get("align_frames", True), max_frames=cfg.get("max_frames", 1000))

@@ -52,25 +52,6 @@ def _crystal_name(label, k: int) -> str:
     return str(label) if k == 0 else f"{label}.{k + 1}"
 
 
-def _as_list(v) -> list[str]:
-    if v is None:
-        return []
-    if isinstance(v, (str, Path)):
-        return [str(v)] if str(v) else []
-    return [str(x) for x in v]
-
-
-def sample_settings(ctx) -> tuple[dict, Path | None]:
-    """sample.yaml as a dict (empty when absent) and its path."""
-    from ..workflow.discovery import read_sample_yaml
-
-    files = _as_list(ctx.input.get("settings"))
-    if not files:
-        return {}, None
-    p = Path(files[0])
-    return read_sample_yaml(p), p
-
-
 def candidate_phases(cif_paths, cfg: dict, sample: dict, sample_path: Path | None, sample_name: str = "",
                      log=None) -> list:
     """Readable candidate phases restricted by elements / names (sample.yaml first, then config)."""
@@ -301,14 +282,14 @@ def run(ctx) -> None:
     """Stage ``phase_id``: peaks.h5 (+ image, segmentation, CIFs, sample.yaml) -> phases.h5, figures."""
     t0 = time.perf_counter()
     cfg = ctx.section("phase_id")
-    sample, spath = sample_settings(ctx)
+    sample, spath = ctx.sample_settings(), ctx.sample_yaml()
     ov = (sample.get("overrides") or {}).get("phase_id") if isinstance(sample.get("overrides"), dict) else None
     if ov:
         from ..config import load_config
 
         cfg = load_config({"phase_id": {**cfg, **ov}}, require_dataset=False)["phase_id"]
     sname = ctx.wildcards.get("sample", "")
-    phases = candidate_phases(_as_list(ctx.input.get("cifs")), cfg, sample, spath, sname, ctx.log)
+    phases = candidate_phases(ctx.paths("cifs"), cfg, sample, spath, sname, ctx.log)
     ctx.log.info("phase_id: %d candidate phases: %s", len(phases), ", ".join(p.name for p in phases))
     lib = library_for(phases, cfg)
     ctx.log.info("phase_id: %d zone patterns (max index %d) in %.2f s", len(lib), cfg["max_zone_index"],
@@ -341,7 +322,7 @@ def run(ctx) -> None:
 
         m = read_image(ctx.input["image"])
         image, px = m.data, m.pixel_size_nm
-        labels = _read_labels(ctx.input.get("segmentation"), m.shape)
+        labels = _read_labels(ctx.paths("segmentation"), m.shape)
         entries, norm, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], ctx.threads)
     with ctx.h5("h5") as f:
         f.attrs["candidates"] = json.dumps([p.name for p in phases])
@@ -409,8 +390,7 @@ def _image_mode(path) -> str:
     return m.decode() if isinstance(m, bytes) else str(m)
 
 
-def _read_labels(path, shape) -> np.ndarray | None:
-    files = _as_list(path)
+def _read_labels(files: list[str], shape) -> np.ndarray | None:
     if not files or not Path(files[0]).is_file():
         return None
     with h5py.File(files[0], "r") as f:

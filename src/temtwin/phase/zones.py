@@ -22,6 +22,7 @@ from math import gcd
 
 import numpy as np
 
+from ..lattice_reduction import gauss_reduce
 from .diffraction import ABSENT, ALLOWED, DYNAMICAL, allowed_mask, classify, g_cartesian, structure_factors
 
 
@@ -215,17 +216,7 @@ def _zone_basis(phase, uvw) -> tuple[np.ndarray, np.ndarray]:
     amin = area[pos].min()
     ok = pos & (area < amin * (1 + 1e-6))
     i2 = int(np.flatnonzero(ok)[np.argmin(length[ok])])
-    h1, h2 = hkl[i1].copy(), hkl[i2].copy()
-    # Lagrange-Gauss reduction in the Cartesian metric
-    for _ in range(50):
-        g1, g2 = g_cartesian(R, h1), g_cartesian(R, h2)
-        if g2 @ g2 < g1 @ g1:
-            h1, h2 = h2, h1
-            g1, g2 = g2, g1
-        m = int(np.rint((g1 @ g2) / (g1 @ g1)))
-        if m == 0:
-            break
-        h2 = h2 - m * h1
+    h1, h2 = gauss_reduce(hkl[i1], hkl[i2], lambda h: g_cartesian(R, h))
     return np.array([h1, h2]), g_cartesian(R, np.array([h1, h2]))
 
 

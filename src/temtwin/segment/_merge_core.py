@@ -236,6 +236,17 @@ def _merge_small(parent, version, area, sums, inv_noise, adj, e_a, e_b, e_len, e
 
 
 @nb.njit(cache=True)
+def _compress(parent):
+    """Path compression: every id -> the root of its merge tree (in place)."""
+    for i in range(len(parent)):
+        r = i
+        while parent[r] != r:
+            r = parent[r]
+        parent[i] = r
+    return parent
+
+
+@nb.njit(cache=True)
 def _run(n, area, sums, inv_noise, e_a, e_b, e_len, e_sup, e_g, e_jump, p, ca, stages):
     parent = np.arange(n)
     version = np.zeros(n, np.int64)
@@ -250,12 +261,7 @@ def _run(n, area, sums, inv_noise, e_a, e_b, e_len, e_sup, e_g, e_jump, p, ca, s
         _merge_pass(0, parent, version, area, sums, inv_noise, adj, e_a, e_b, e_len, e_sup, e_g, e_jump,
                     alive_e, p, ca)
     if stages == 0:
-        for i in range(n):
-            r = i
-            while parent[r] != r:
-                r = parent[r]
-            parent[i] = r
-        return parent
+        return _compress(parent)
     _merge_pass(1, parent, version, area, sums, inv_noise, adj, e_a, e_b, e_len, e_sup, e_g, e_jump, alive_e, p,
                 ca)
     _merge_transitions(parent, version, area, sums, inv_noise, adj, e_a, e_b, e_len, e_sup, e_g, e_jump,
@@ -263,13 +269,7 @@ def _run(n, area, sums, inv_noise, e_a, e_b, e_len, e_sup, e_g, e_jump, p, ca, s
     if p[P_MINAREA] > 0:
         _merge_small(parent, version, area, sums, inv_noise, adj, e_a, e_b, e_len, e_sup, e_g, e_jump,
                      alive_e, p, ca)
-    # path compression: every id -> its root
-    for i in range(n):
-        r = i
-        while parent[r] != r:
-            r = parent[r]
-        parent[i] = r
-    return parent
+    return _compress(parent)
 
 
 def run_merge(n, area, sums, inv_noise, e_a, e_b, e_len, e_sup, e_g, e_jump, params, corr_area,

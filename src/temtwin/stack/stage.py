@@ -39,12 +39,8 @@ FRAME = ("overview frame: x right, y down, nm; origin at the centre of overview 
 
 
 def _paths(ctx, key: str, n: int) -> list:
-    v = ctx.input.get(key)
-    if v is None:
-        return [None] * n
-    if isinstance(v, (str, Path)):
-        v = [v]
-    v = [str(p) for p in v]
+    """Input ``key`` padded with None to one entry per image."""
+    v = ctx.paths(key)
     return v + [None] * (n - len(v))
 
 

@@ -25,18 +25,15 @@ from ..errors import UserError
 from ..io.h5 import set_summary, write_array, write_table
 from .boundaries import EXTERIOR, region_boundaries
 from .fem import region_sidecar, write_gds, write_json
-from .inputs import ImageInputs, all_images, read_stack
+from .inputs import ImageInputs, all_images, named_image, read_stack
 from .mesh import mesh_regions
 
 
 def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs:
     """The configured image, else the image with the largest field of view."""
-    if name:
-        for im in images:
-            if im.name == name:
-                return im
-        raise UserError(f"fem.image = {name!r} is not an image of this sample (images: "
-                        f"{', '.join(im.name for im in images)})", "config")
+    named = named_image(images, name, "fem.image")
+    if named is not None:
+        return named
     if not images:
         raise UserError("the sample has no images", "rule inputs")
     return max(images, key=lambda im: (im.field_of_view_nm2, im.name))

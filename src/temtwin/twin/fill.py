@@ -25,6 +25,8 @@ from itertools import product
 
 import numpy as np
 
+from ..lattice_reduction import gauss_reduce
+
 
 @dataclass
 class CrystalCell:
@@ -215,17 +217,8 @@ def zone_basis(cell: CrystalCell) -> tuple[np.ndarray, np.ndarray]:
     proj = (Q @ A.T)[:, :2]
     cost = np.linalg.norm(proj[i], axis=1) + np.linalg.norm(proj[j], axis=1)
     k = np.argmin(cost)
-    q1, q2 = Q[i[k]].copy(), Q[j[k]].copy()
-    # Gauss (Lagrange) reduction of the projected 2D basis, same integer operations on q1, q2
-    for _ in range(100):
-        u, v = (A @ q1)[:2], (A @ q2)[:2]
-        if u @ u > v @ v:
-            q1, q2 = q2, q1
-            u, v = v, u
-        m = int(np.rint((u @ v) / (u @ u)))
-        if m == 0:
-            break
-        q2 = q2 - m * q1
+    # Gauss (Lagrange) reduction of the projected 2D basis
+    q1, q2 = gauss_reduce(Q[i[k]], Q[j[k]], lambda q: (A @ q)[:2])
     Qm = np.array([q1, q2, p])
     if np.linalg.det(Qm) < 0:
         Qm[0] = -Qm[0]

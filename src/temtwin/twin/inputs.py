@@ -201,21 +201,21 @@ def read_image_inputs(image_h5, seg_h5, phases_h5, gpa_h5, with_gpa: bool = True
                        str(seg_h5), str(phases_h5), str(gpa_h5))
 
 
+def named_image(images: list[ImageInputs], name: str | None, key: str) -> ImageInputs | None:
+    """The image called ``name`` (config key ``key``, e.g. ``fem.image``); None when no name is set;
+    a UserError naming the key when no image has that name."""
+    if not name:
+        return None
+    for im in images:
+        if im.name == name:
+            return im
+    raise UserError(f"{key} = {name!r} is not an image of this sample (images: "
+                    f"{', '.join(im.name for im in images)})", "config")
+
+
 def all_images(ctx, with_gpa: bool = True) -> list[ImageInputs]:
     """ImageInputs of every image of the sample, in the rule's input order."""
-    ins = ctx.input
-
-    def as_list(v) -> list[str]:
-        if v is None:
-            return []
-        if isinstance(v, (str, Path)):
-            return [str(v)] if str(v) else []
-        return [str(x) for x in v]
-
-    imgs = as_list(ins.get("images"))
-    segs = as_list(ins.get("segmentations"))
-    phs = as_list(ins.get("phases"))
-    gps = as_list(ins.get("gpas"))
+    imgs, segs, phs, gps = (ctx.paths(k) for k in ("images", "segmentations", "phases", "gpas"))
     if not (len(imgs) == len(segs) == len(phs)):
         raise UserError("inputs images/segmentations/phases differ in length; rerun the workflow", "rule inputs")
     gps = gps if len(gps) == len(imgs) else [""] * len(imgs)
@@ -238,19 +238,6 @@ def read_stack(stack_h5: str | Path | None) -> dict:
         for name, g in (f.get("regions") or {}).items():
             out["regions"][name] = {k: _s(v) for k, v in g.attrs.items()}
     return out
-
-
-def sample_settings(ctx) -> dict:
-    """The sample.yaml mapping (validated) when the rule has it as input, else {}."""
-    paths = ctx.input.get("settings", []) or []
-    if isinstance(paths, str):
-        paths = [paths]
-    for p in paths:
-        if Path(p).is_file():
-            from ..workflow.discovery import read_sample_yaml
-
-            return read_sample_yaml(Path(p))
-    return {}
 
 
 def to_json(obj: Any) -> str:

@@ -25,7 +25,7 @@ from ..workflow.seeds import rng as seeded_rng
 from .builder import ModelResult, ModelTooLarge, build_model, growth_direction, plan_regions
 from .displace import DisplacementField
 from .extxyz import write_extxyz
-from .inputs import ImageInputs, all_images, sample_settings
+from .inputs import ImageInputs, all_images, named_image
 from .lammps import write_lammps_data
 from .model_io import atoms_from_arrays, write_model_h5
 from .quality import screen
@@ -35,12 +35,9 @@ from .register import lattice_origin
 def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs | None:
     """The configured image, else the highest-resolution image with crystalline regions and GPA
     (else with crystalline regions only); None when no image has an oriented crystal."""
-    if name:
-        for im in images:
-            if im.name == name:
-                return im
-        raise UserError(f"model.image = {name!r} is not an image of this sample (images: "
-                        f"{', '.join(im.name for im in images)})", "config")
+    named = named_image(images, name, "model.image")
+    if named is not None:
+        return named
 
     def crystalline(im):
         present = set(np.unique(im.labels).tolist()) if im.labels is not None else set()
@@ -73,7 +70,7 @@ def run(ctx) -> None:
     sample = ctx.wildcards.get("sample", "sample")
     t_start = time.perf_counter()
     images = all_images(ctx)
-    settings = sample_settings(ctx)
+    settings = ctx.sample_settings()
     img = choose_image(images, cfg.get("image"))
     if img is None:
         return _not_applicable(ctx, "no image has a region with an identified, oriented crystal phase")
@@ -162,9 +159,7 @@ def _register(image: np.ndarray, img: ImageInputs, plan, contrast: str) -> tuple
 def _composition(ctx, cfg, settings, img, res: ModelResult, sample: str) -> dict:
     from .composition import read_element_maps, register_maps
 
-    paths = ctx.input.get("eels", []) or []
-    if isinstance(paths, str):
-        paths = [paths]
+    paths = ctx.paths("eels")
     if not cfg["composition"] or not paths or len(res) == 0:
         return {"applied": False, "reason": "disabled" if not cfg["composition"] else "no composition maps"}
     t0 = time.perf_counter()

@@ -79,6 +79,26 @@ class StageContext:
         """The config section of a stage (e.g. ``ctx.section("segmentation")``)."""
         return dict(self.config.get(name, {}) or {})
 
+    def paths(self, key: str) -> list[str]:
+        """Input ``key`` as a list of paths (empty when the rule has no such input or it is empty)."""
+        v = self.input.get(key)
+        if v is None:
+            return []
+        if isinstance(v, (str, Path)):
+            return [str(v)] if str(v) else []
+        return [str(p) for p in v]
+
+    def sample_yaml(self) -> Path | None:
+        """The sample's ``sample.yaml`` when the rule has it as input (``settings``) and it exists."""
+        return next((Path(p) for p in self.paths("settings") if Path(p).is_file()), None)
+
+    def sample_settings(self) -> dict:
+        """The validated ``sample.yaml`` mapping of the rule's sample ({} without one)."""
+        from .discovery import read_sample_yaml
+
+        p = self.sample_yaml()
+        return read_sample_yaml(p) if p is not None else {}
+
     @contextlib.contextmanager
     def h5(self, key: str = "h5") -> Iterator[h5py.File]:
         """Open output ``key`` for an atomic HDF5 write with provenance attributes."""
