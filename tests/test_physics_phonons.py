@@ -84,12 +84,16 @@ def test_kpm_ldos_matches_exact_diagonalisation(case):
     assert res.ldos[0].sum(axis=1) * 0.1 == pytest.approx(np.ones(ref.shape[0]), abs=0.01)
 
 
-def test_stochastic_kpm_converges_to_exact_on_larger_cell():
+def _alloy_cell(seed: int):
+    """Random Si0.3Ge0.7 on a 3x3x3 cubic diamond cell (216 atoms) and its dynamical matrix."""
     at = bulk("Si", "diamond", 5.575, cubic=True).repeat(3)
-    rng = np.random.default_rng(1)
+    rng = np.random.default_rng(seed)
     at.numbers = np.where(rng.random(len(at)) < 0.7, 32, 14)
-    m = KeatingModel.from_atoms(at)
-    d = dynamical_matrix(m, at.positions)
+    return at, dynamical_matrix(KeatingModel.from_atoms(at), at.positions)
+
+
+def test_stochastic_kpm_converges_to_exact_on_larger_cell():
+    at, d = _alloy_cell(seed=1)
     e = np.arange(0.0, 75.0, 0.1)
     ref = exact_ldos(d, np.zeros(len(at), int), e, 1.5)
     res = kpm_ldos(d, [np.zeros(len(at), int)], e, 1.5, n_moments=512, n_vectors=16,
@@ -98,11 +102,7 @@ def test_stochastic_kpm_converges_to_exact_on_larger_cell():
 
 
 def test_alloy_shows_three_optical_bands():
-    at = bulk("Si", "diamond", 5.575, cubic=True).repeat(3)
-    rng = np.random.default_rng(2)
-    at.numbers = np.where(rng.random(len(at)) < 0.7, 32, 14)
-    m = KeatingModel.from_atoms(at)
-    d = dynamical_matrix(m, at.positions)
+    at, d = _alloy_cell(seed=2)
     e = np.arange(0.0, 75.0, 0.1)
     ldos = exact_ldos(d, np.zeros(len(at), int), e, 1.0)[0]
     peaks = find_peaks_meV(e, ldos, 30.0, prominence=0.02)

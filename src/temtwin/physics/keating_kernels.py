@@ -20,6 +20,13 @@ import numba as nb
 import numpy as np
 
 
+@nb.njit(cache=True, inline="always")
+def angle_term(vec, i, s, t, dd, dt, beta_st):  # pragma: no cover - compiled
+    """Angle term of bonds s, t of atom i: (constant 3 beta_st / (8 d_s d_t), x = r_s.r_t + d_s d_t / 3)."""
+    x = vec[i, s, 0] * vec[i, t, 0] + vec[i, s, 1] * vec[i, t, 1] + vec[i, s, 2] * vec[i, t, 2] + dd * dt / 3.0
+    return 3.0 * beta_st / (8.0 * dd * dt), x
+
+
 @nb.njit(parallel=True, cache=True, fastmath=False)
 def energy_gradient(vec, nbr, types, kb, d0, beta):  # pragma: no cover - compiled
     """Per-atom energies (N,) eV and bond gradients g (N, K, 3) eV/Å."""
@@ -48,10 +55,7 @@ def energy_gradient(vec, nbr, types, kb, d0, beta):  # pragma: no cover - compil
                 if m < 0:
                     continue
                 tm = types[m]
-                dt = d0[ti, tm]
-                bst = 0.5 * (beta[ti, tj] + beta[ti, tm])
-                cst = 3.0 * bst / (8.0 * dd * dt)
-                x = (rx * vec[i, t, 0] + ry * vec[i, t, 1] + rz * vec[i, t, 2]) + dd * dt / 3.0
+                cst, x = angle_term(vec, i, s, t, dd, d0[ti, tm], 0.5 * (beta[ti, tj] + beta[ti, tm]))
                 e += cst * x * x
                 c2 = 2.0 * cst * x
                 g[i, s, 0] += c2 * vec[i, t, 0]
@@ -132,10 +136,7 @@ def local_hessians(vec, nbr, types, kb, d0, beta):  # pragma: no cover - compile
                 if m < 0:
                     continue
                 tm = types[m]
-                dt = d0[ti, tm]
-                cst = 3.0 * 0.5 * (beta[ti, tj] + beta[ti, tm]) / (8.0 * dd * dt)
-                x = (vec[i, s, 0] * vec[i, t, 0] + vec[i, s, 1] * vec[i, t, 1]
-                     + vec[i, s, 2] * vec[i, t, 2]) + dd * dt / 3.0
+                cst, x = angle_term(vec, i, s, t, dd, d0[ti, tm], 0.5 * (beta[ti, tj] + beta[ti, tm]))
                 for a in range(3):
                     for b in range(3):
                         h[i, s, s, a, b] += 2.0 * cst * vec[i, t, a] * vec[i, t, b]
