@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .diffraction import ABSENT, ALLOWED
+from .diffraction import ALLOWED
 from .zones import ZonePattern, zone_patterns
 
 MIN_PAIR_SIN = np.sin(np.deg2rad(8.0))   # seed pairs closer to collinear than 8° are not used
@@ -141,17 +141,4 @@ def _cached_patterns(phase, max_index, g_max, keep_forbidden, forbidden_weight, 
                                             forbidden_weight=forbidden_weight, n_seeds=n_seeds,
                                             debye_waller_A2=dw)
     return _PATTERN_CACHE[key]
-
-
-def grid_lookup(lib: PatternLibrary, p: np.ndarray, n: np.ndarray):
-    """kind and weight of lattice indices ``n`` (..., 2) of patterns ``p`` (broadcast to n[..., 0])."""
-    i = n[..., 0] + lib.NP
-    j = n[..., 1] + lib.NP
-    S = 2 * lib.NP + 1
-    inside = (i >= 0) & (i < S) & (j >= 0) & (j < S)
-    ic, jc = np.clip(i, 0, S - 1), np.clip(j, 0, S - 1)
-    pp = np.broadcast_to(p, ic.shape)
-    kind = np.where(inside, lib.kind[pp, ic, jc], ABSENT)
-    w = np.where(inside, lib.weight[pp, ic, jc], 0.0)
-    return kind, w
 

@@ -33,10 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .diffraction import ALLOWED
-from .library import MIN_PAIR_SIN, PatternLibrary, grid_lookup
+from .match_kernels import match_pairs, nearest_lattice_points
+from .diffraction import ABSENT, ALLOWED
+from .library import MIN_PAIR_SIN, PatternLibrary
 
-CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1]])
 SCAN_SIGMA = 0.04                 # prior width of the scan-drift shear / stretch of row-scanned images
 SNR_POWER, SNR_CAP = 0.75, 1000.0  # measured spot weight = min(SNR, cap) ** power
 
@@ -118,6 +118,7 @@ class Evaluation:
     kind: np.ndarray
     resid: np.ndarray
     A: np.ndarray                 # (H, 2) scan-drift map [a, b] (A = [[1, 0], [a, b]]); [0, 1] = none
+    fit: np.ndarray               # (H,) score without the calibration prior (E C^β Q, planar)
 
     def take(self, idx) -> "Evaluation":
         return Evaluation(*(getattr(self, f)[idx] for f in self.__dataclass_fields__))
@@ -201,23 +202,8 @@ def seed_hypotheses(lib: PatternLibrary, spots: Spots, cfg: MatchSettings,
     ms, dt = cfg.max_scale_error, cfg.d_tolerance
     lo = np.searchsorted(lib.pair_lenP, np.abs(a) / (1 + ms + dt), side="left")
     hi = np.searchsorted(lib.pair_lenP, np.abs(a) / max(1 - ms - dt, 0.05), side="right")
-    cnt = hi - lo
-    tot = int(cnt.sum())
-    if tot == 0:
-        return np.zeros(0, int), np.zeros(0, complex)
-    q = np.repeat(np.arange(len(a)), cnt)
-    rows = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt) + np.repeat(lo, cnt)
-    A, Bv = a[q], b[q]
-    P, Q = lib.pair_P[rows], lib.pair_Q[rows]
-    sa = np.abs(A) / np.abs(P)
-    sb = np.abs(Bv) / np.abs(Q)
-    dang = np.angle((Bv / A) / (Q / P))
-    good = (np.abs(sa / sb - 1) <= dt) & (np.abs(dang) <= np.deg2rad(cfg.angle_tolerance_deg))
-    s = np.sqrt(sa * sb)
-    good &= np.abs(s - 1) <= ms
-    A, Bv, P, Q, rows = A[good], Bv[good], P[good], Q[good], rows[good]
-    z = (A * P.conj() + Bv * Q.conj()) / (np.abs(P) ** 2 + np.abs(Q) ** 2)
-    p = lib.pair_p[rows]
+    p, z = match_pairs(a, b, lo, hi, lib.pair_P, lib.pair_Q, lib.pair_p, dt, ms,
+                       float(np.deg2rad(cfg.angle_tolerance_deg)))
     p, z, _ = _dedupe(lib, p, z)
     return p, z
 
@@ -240,23 +226,6 @@ def _dedupe(lib: PatternLibrary, p: np.ndarray, z: np.ndarray, dtheta_deg: float
 
 
 # ------------------------------------------------------------------------------------------ scoring
-def _assign_u(lib: PatternLibrary, u: np.ndarray, p: np.ndarray):
-    """Nearest lattice point of pattern p to pattern coords ``u`` (H, N) complex: indices n (H, N, 2)
-    and the point's complex pattern coords G (H, N)."""
-    bi = lib.binv[p]                                              # (H, 2, 2)
-    f0 = u.real[..., None] * bi[:, None, 0, :] + u.imag[..., None] * bi[:, None, 1, :]
-    n0 = np.floor(f0).astype(np.int64)                            # (H, N, 2)
-    cand = n0[:, :, None, :] + CORNERS[None, None, :, :]          # (H, N, 4, 2)
-    bs = lib.basis[p]                                             # (H, 2, 2)
-    gx = cand[..., 0] * bs[:, None, None, 0, 0] + cand[..., 1] * bs[:, None, None, 1, 0]
-    gy = cand[..., 0] * bs[:, None, None, 0, 1] + cand[..., 1] * bs[:, None, None, 1, 1]
-    G = gx + 1j * gy
-    k = np.argmin(np.abs(G - u[..., None]), axis=-1)              # (H, N)
-    n = np.take_along_axis(cand, k[..., None, None], axis=2)[:, :, 0, :]
-    Gs = np.take_along_axis(G, k[..., None], axis=2)[..., 0]
-    return n, Gs
-
-
 def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cfg: MatchSettings,
              tol_rel: float | None = None, e_weight: np.ndarray | None = None,
              iterations: int | None = None, scan: bool = False, A: np.ndarray | None = None) -> Evaluation:
@@ -278,8 +247,8 @@ def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cf
     for it in range(iters + 1):
         a_, b_ = A[:, :1], A[:, 1:]
         mu = mx[None, :] + 1j * (my[None, :] - a_ * mx[None, :]) / b_          # A^-1 m   (H, N)
-        n, G = _assign_u(lib, mu / z[:, None], p)
-        kind, wt = grid_lookup(lib, p[:, None], n)
+        n, G, kind, wt = nearest_lattice_points(mu / z[:, None], p, lib.basis, lib.binv, lib.kind, lib.weight,
+                                                lib.NP, ABSENT)
         P = z[:, None] * G
         resid = np.hypot(mx[None, :] - P.real, my[None, :] - (a_ * P.real + b_ * P.imag))
         expl = (kind > 0) & (resid <= tol[None, :])
@@ -340,8 +309,8 @@ def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cf
     ref = mm[np.arange(H), np.argmax(np.abs(mm), axis=1)]
     cr = np.abs((ref.conj()[:, None] * mm).imag)
     planar = (cr >= MIN_PAIR_SIN * np.abs(ref)[:, None] * np.abs(mm)).any(1)
-    score = E * C ** cfg.coverage_exponent * Q * Ps * planar
-    return Evaluation(p, z, score, E, C, Q, expl, n, kind, resid, A)
+    fit = E * C ** cfg.coverage_exponent * Q * planar
+    return Evaluation(p, z, fit * Ps, E, C, Q, expl, n, kind, resid, A, fit)
 
 
 # ------------------------------------------------------------------------------------------ search
@@ -391,7 +360,13 @@ def _top_per_pattern(ev: Evaluation, k: int) -> np.ndarray:
 
 
 def _best_per_pattern(ev: Evaluation) -> np.ndarray:
-    o = np.lexsort((-ev.score, ev.p))
+    """Index of the best hypothesis of each pattern, sorted by score.
+
+    Within a pattern the hypotheses are compared on ``fit`` (no calibration prior): the prior breaks
+    ties between phases whose lattices differ by about the calibration error, but it must not pull the
+    scale of the right phase towards 1 by choosing a worse-fitting setting (e.g. the a and c axes of a
+    nearly cubic tetragonal zone exchanged).  Ranking across patterns uses the full score."""
+    o = np.lexsort((-ev.fit, ev.p))
     _, first = np.unique(ev.p[o], return_index=True)
     best = o[first]
     return best[np.argsort(-ev.score[best], kind="stable")]
