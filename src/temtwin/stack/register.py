@@ -21,8 +21,9 @@ Algorithm (correlations are Pearson / ``cv2.TM_CCOEFF_NORMED``, so gain and offs
    images: ``cv2.matchTemplate`` of the whole moving image (scaled) over the whole parent (rotated) for
    a grid of scales (± ``scale_search_pct``) and rotations (± ``rotation_search_deg``), steps such that
    the template edge moves by < 1 pixel; the best distinct peaks are candidates;
-3. each candidate is refined by Levenberg-Marquardt on the four similarity parameters (photometric
-   model: gain + plane) through a pyramid down to the parent's own pixel size; the best correlation
+3. each candidate is refined on the four similarity parameters by Gauss-Newton steps that maximise
+   the linearised correlation (enhanced correlation coefficient, plane projected out; damped least
+   squares as fallback) through a pyramid down to the parent's own pixel size; the best correlation
    wins (results stuck at the edge of the search range are refused);
 4. ``confidence`` (right place?) = correlation x distinctness against the placement shifted by a
    quarter of its footprint and the next-best distinct place (see :func:`confidence`); precision:
@@ -97,13 +98,14 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
               params: np.ndarray, iters: int = 30, bounds=None, cov_out: dict | None = None,
               sigma_l: float = 0.0, margin: int = 0, use: np.ndarray | None = None
               ) -> tuple[np.ndarray, float, float]:
-    """Refine params = (cFx, cFy, a, b) on one level by damped Gauss-Newton (Levenberg-Marquardt).
+    """Refine params = (cFx, cFy, a, b) on one level by correlation-maximising Gauss-Newton steps.
 
     T: moving image on its level grid (pixel u at nm p_l * u); F: fixed image on its level grid (pixel v
     at nm origin_F + p_l * v).  Photometric model: W(p) = g T + P(x, y), with a gain g and a plane P
-    (smooth thickness/illumination gradients).  Steps come from the linearised least squares over the
-    similarity params, g and P; a step is kept only when it raises the correlation ``ncc`` (the partial
-    correlation of W and T with the plane projected out), else the damping grows.  ``bounds`` =
+    (smooth thickness/illumination gradients).  Steps: the ECC update (:func:`_ecc_step`), halved up to
+    twice, then damped least squares over the similarity params, g and P (Levenberg-Marquardt); a step
+    is kept only when it raises the correlation ``ncc`` (the partial correlation of W and T with the
+    plane projected out).  ``bounds`` =
     (s_lo, s_hi, theta_max in rad) keeps scale and rotation inside the search range.
     Returns (params, ncc, valid fraction); ncc = -1 when less than half of T lands inside F.
     ``margin``: template pixels this close to T's edge are left out (their blur reached past the image);
@@ -168,7 +170,7 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         ddx, ddy = dx[ok], dy[ok]
         J = np.column_stack([wx, wy, (wx * ddx + wy * ddy) * r_nm, (-wx * ddy + wy * ddx) * r_nm,
                              -tt / max(float(tt.std()), 1e-12), -P])
-        return ncc, frac, (J, w)
+        return ncc, frac, (J, w, Q, tt)
 
     p = clamp(params.astype(np.float64).copy())
     ncc, frac, lin = evaluate(p, iters > 0)
@@ -176,12 +178,17 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         return p, ncc, frac
     lam = 1e-3
     for _ in range(iters):
-        J, w = lin
+        J, w = lin[:2]
         A = J.T @ J
         g = J.T @ (-w)
         improved = False
-        for _try in range(6):
-            sol = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), g)
+        ecc = _ecc_step(*lin)
+        for _try in range(9):
+            if ecc is not None and _try < 3:     # correlation-maximising step, then halved
+                sol = ecc * 0.5 ** _try
+            else:                                # fallback: damped least squares with gain and plane
+                sol = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), g)
+                lam *= 8.0
             step = sol[:4].copy()
             step[2:] *= r_nm
             lim = 0.5 * p_l   # keep steps inside the capture range of the linearisation
@@ -193,7 +200,6 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
             if v > ncc:
                 improved = True
                 break
-            lam *= 8.0
         if not improved:
             break
         moved = math.hypot(q[0] - p[0], q[1] - p[1]) + math.hypot(q[2] - p[2], q[3] - p[3]) * r_nm
@@ -202,7 +208,7 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         if moved < 1e-3 * p_l:
             break
     if cov_out is not None and lin is not None:
-        J, w = lin
+        J, w = lin[:2]
         A = J.T @ J
         try:
             sol = np.linalg.lstsq(J[:, 4:], -w, rcond=None)[0]     # photometric fit at the result
@@ -216,6 +222,32 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         except np.linalg.LinAlgError:
             pass
     return p, ncc, frac
+
+
+def _ecc_step(J: np.ndarray, w: np.ndarray, Q: np.ndarray, t: np.ndarray) -> np.ndarray | None:
+    """Gauss-Newton step of the four similarity parameters that maximises the linearised correlation
+    of the warped fixed image with the template (the enhanced-correlation-coefficient update of
+    Evangelidis & Psarakis 2008), with the plane (columns of Q) projected out of both.
+
+    J: Jacobian whose first four columns are d(warped)/d(params); w: warped fixed image values;
+    t: template values.  Returns the step in J's column units, or None when the correlation is not
+    positive (no ascent direction of this form)."""
+    G = J[:, :4]
+    Gp = G - Q @ (Q.T @ G)
+    wp = w - Q @ (Q.T @ w)
+    tp = t - Q @ (Q.T @ t)
+    H = Gp.T @ Gp
+    H = H + 1e-12 * np.trace(H) * np.eye(4)
+    Gw, Gt = Gp.T @ wp, Gp.T @ tp
+    try:
+        Hw, Ht = np.linalg.solve(H, Gw), np.linalg.solve(H, Gt)
+    except np.linalg.LinAlgError:
+        return None
+    den = float(tp @ wp - Gt @ Hw)
+    if den <= 0:
+        return None
+    lam = float(wp @ wp - Gw @ Hw) / den
+    return np.concatenate([lam * Ht - Hw, np.zeros(J.shape[1] - 4)])
 
 
 @dataclass
