@@ -21,10 +21,17 @@ import numpy as np
 
 
 @nb.njit(cache=True, inline="always")
-def angle_term(vec, i, s, t, dd, dt, beta_st):  # pragma: no cover - compiled
-    """Angle term of bonds s, t of atom i: (constant 3 beta_st / (8 d_s d_t), x = r_s.r_t + d_s d_t / 3)."""
+def angle_term(vec, nbr, types, d0, beta, i, s, t, ti, tj, dd):  # pragma: no cover - compiled
+    """Angle term of bonds s, t of atom i (bond s to type tj, length dd): (present, constant
+    3 beta_st / (8 d_s d_t), x = r_s.r_t + d_s d_t / 3); present is False for an empty slot t."""
+    m = nbr[i, t]
+    if m < 0:
+        return False, 0.0, 0.0
+    tm = types[m]
+    dt = d0[ti, tm]
+    beta_st = 0.5 * (beta[ti, tj] + beta[ti, tm])
     x = vec[i, s, 0] * vec[i, t, 0] + vec[i, s, 1] * vec[i, t, 1] + vec[i, s, 2] * vec[i, t, 2] + dd * dt / 3.0
-    return 3.0 * beta_st / (8.0 * dd * dt), x
+    return True, 3.0 * beta_st / (8.0 * dd * dt), x
 
 
 @nb.njit(parallel=True, cache=True, fastmath=False)
@@ -51,11 +58,9 @@ def energy_gradient(vec, nbr, types, kb, d0, beta):  # pragma: no cover - compil
             g[i, s, 1] += c * ry
             g[i, s, 2] += c * rz
             for t in range(s + 1, k):
-                m = nbr[i, t]
-                if m < 0:
+                present, cst, x = angle_term(vec, nbr, types, d0, beta, i, s, t, ti, tj, dd)
+                if not present:
                     continue
-                tm = types[m]
-                cst, x = angle_term(vec, i, s, t, dd, d0[ti, tm], 0.5 * (beta[ti, tj] + beta[ti, tm]))
                 e += cst * x * x
                 c2 = 2.0 * cst * x
                 g[i, s, 0] += c2 * vec[i, t, 0]
@@ -132,11 +137,9 @@ def local_hessians(vec, nbr, types, kb, d0, beta):  # pragma: no cover - compile
                 for b in range(3):
                     h[i, s, s, a, b] += 8.0 * kk * vec[i, s, a] * vec[i, s, b]
             for t in range(s + 1, k):
-                m = nbr[i, t]
-                if m < 0:
+                present, cst, x = angle_term(vec, nbr, types, d0, beta, i, s, t, ti, tj, dd)
+                if not present:
                     continue
-                tm = types[m]
-                cst, x = angle_term(vec, i, s, t, dd, d0[ti, tm], 0.5 * (beta[ti, tj] + beta[ti, tm]))
                 for a in range(3):
                     for b in range(3):
                         h[i, s, s, a, b] += 2.0 * cst * vec[i, t, a] * vec[i, t, b]
