@@ -16,8 +16,9 @@ theoretical |g|; s = 1.03 when the pixel size is 3 % too large).
    least squares on the explained spots (rotation and isotropic scale) and the assignment repeated.
    ``score = E * C**β * Q * P_s`` with E the weighted fraction of measured spots explained (weights
    min(SNR, 1000)^0.75), C the |F|-weighted fraction of the zone's allowed spots found within the radius of the
-   explained spots, Q = exp(-<(r/tol)²>/2) from the residuals and P_s = exp(-((s-1)/σ_s)²/2) a prior
-   on the calibration.
+   explained spots, Q = exp(-<(r/tol)²>/2) from the residuals and P_s = exp(-((s-s_0)/σ_s)²/2) a prior
+   on the calibration (s_0 = 1, or the image's calibration from its confident regions, see
+   :mod:`temtwin.phase.calibration`).
 3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates are ranked
    by score and given a normalised confidence softmax(κ·score) across all phases and zones.
 4. **Several crystals**: spots left unexplained by the winner are offered to a new search whose E
@@ -51,6 +52,7 @@ class MatchSettings:
     position_tolerance_px: float = 1.5
     max_scale_error: float = 0.10
     scale_sigma: float = 0.04
+    scale_centre: float = 1.0     # centre of the calibration prior (the image's calibration when known)
     n_seed_spots: int = 8
     coverage_exponent: float = 0.75
     min_score: float = 0.3
@@ -301,7 +303,7 @@ def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cf
     r2 = np.where(expl, (resid / tol[None, :]) ** 2, 0.0)
     nexp = expl.sum(1)
     Q = np.exp(-0.5 * r2.sum(1) / np.maximum(nexp, 1))
-    Ps = np.exp(-0.5 * ((np.abs(z) - 1) / cfg.scale_sigma) ** 2)
+    Ps = np.exp(-0.5 * ((np.abs(z) - cfg.scale_centre) / cfg.scale_sigma) ** 2)
     if scan:
         Ps = Ps * np.exp(-0.5 * (A[:, 0] ** 2 + (A[:, 1] - 1) ** 2) / SCAN_SIGMA ** 2)
     # the explained spots must span two directions
@@ -412,7 +414,8 @@ def make_crystal(lib: PatternLibrary, spots: Spots, ev: Evaluation, rank: int, c
         cands.append({
             "rank": r + 1, "phase": pt.phase, "space_group": lib.phase(pr).space_group,
             "zone_axis": [int(v) for v in pt.uvw], "rotation_deg": rotation_of(pt, complex(ev.z[r])),
-            "scale_factor": float(abs(ev.z[r])), "score": float(ev.score[r]), "confidence": float(conf[r]),
+            "scale_factor": float(abs(ev.z[r])), "score": float(ev.score[r]), "fit": float(ev.fit[r]),
+            "confidence": float(conf[r]),
         })
     score = float(ev.score[rank])
     return Crystal(

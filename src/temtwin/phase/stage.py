@@ -22,11 +22,14 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
 ``/phases/<name>`` (every identified phase) attrs ``cif``, ``space_group``, ``lattice_abc_nm``,
 ``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
 crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
-into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table.
+into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table; root attr
+``calibration_scale_factor`` (the image's calibration from its confident regions, when any; see
+:mod:`temtwin.phase.calibration`).
 
 Summary fragment ``{"regions": {label: {phase, space_group, zone_axis, orientation_matrix,
 scale_factor, phase_score, confidence, identified, rotation_deg, candidates}},
-"relative_orientations": [{regions, phases, angle_deg, relation}]}``; figures
+"relative_orientations": [{regions, phases, angle_deg, relation}], "calibration": {scale_factor,
+anchor_regions, anchor_scale_factors, shared}}``; figures
 ``region_<label>.png`` and ``bragg.png``.
 """
 
@@ -43,6 +46,7 @@ from ..errors import UserError
 from ..io.h5 import read_table, set_summary, write_array, write_table
 from .database import load_phases, select_phases
 from .library import PatternLibrary, build_library
+from .calibration import changed, image_calibration, shared_settings
 from .matching import Crystal, MatchSettings, Spots, identify
 from .orientation import misorientation
 
@@ -312,6 +316,21 @@ def run(ctx) -> None:
                      f"conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}" if c else reason,
                      time.perf_counter() - t1)
         ctx.progress(i + 1, len(labels_sorted), "regions")
+    n_cryst = sum(bool(cs and cs[0].identified) for cs in results.values())
+    cal = image_calibration(results, mcfg, float(cfg["shared_calibration_sigma"]))
+    if cfg["shared_calibration"] and cal is not None and n_cryst >= 2:
+        mcfg2 = shared_settings(mcfg, cal, cfg["shared_calibration_sigma"])
+        ctx.log.info("phase_id: image calibration %.4f from regions %s; identifying every region again with "
+                     "the calibration prior centred there (sigma %.3f)", cal.scale,
+                     ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
+        for i, label in enumerate(labels_sorted):
+            crystals, spots, reason = analyse_region(lib, peaks[label], mcfg2, int(cfg["min_peaks"]), scan_rows)
+            if changed(results[label], crystals):
+                c0, c1 = results[label][0], crystals[0]
+                ctx.log.info("region %d: %s %s -> %s %s (scale %.4f) with the image calibration", label,
+                             c0.phase, c0.uvw.tolist(), c1.phase, c1.uvw.tolist(), c1.scale)
+            results[label], spots_of[label], reasons[label] = crystals, spots, reason
+            ctx.progress(i + 1, len(labels_sorted), "regions (shared calibration)")
     byname = {p.name: p for p in phases}
     rel = relative_orientations(results, byname)
     # Bragg maps need the image and labels
@@ -359,6 +378,10 @@ def run(ctx) -> None:
                 "relation": (np.array([r["relation"] for r in rel], object), "1"),
             })
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
+        if cal is not None:
+            f.attrs["calibration_scale_factor"] = cal.scale
+            summary["calibration"] = {**cal.as_summary(),
+                                      "shared": bool(cfg["shared_calibration"] and n_cryst >= 2)}
         if rel:
             summary["relative_orientations"] = rel
         set_summary(f, summary)
