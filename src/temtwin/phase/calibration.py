@@ -31,8 +31,8 @@ FLOOR = 0.05
 
 @dataclass
 class ImageCalibration:
-    """scale: the image's scale factor s* (measured / calibrated reciprocal lengths; 1.03 = the pixel size
-    is 3 % too large); regions: labels of the regions that took part; scales: the scale factor of each
+    """scale: the image's scale factor s* (measured over theoretical reciprocal lengths; 1.03 = the stated
+    pixel size is 3 % too small); regions: labels of the regions that took part; scales: the scale factor of each
     region's candidate that agrees best with s*."""
 
     scale: float

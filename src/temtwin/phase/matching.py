@@ -3,7 +3,7 @@
 Spots are complex numbers m = kx + i ky (nm^-1, image axes).  A hypothesis is a pattern p and a
 complex factor z = s e^{iθ}: pattern point G (complex, zone frame) appears at z G in the image, so θ
 is the in-plane rotation of the zone frame and s the calibration scale factor (measured |g| over
-theoretical |g|; s = 1.03 when the pixel size is 3 % too large).
+theoretical |g|; s = 1.03 when the stated pixel size is 3 % too small).
 
 1. **Pairs**: the strongest measured spots (one of each Friedel pair) form ordered pairs (a, b); each
    is compared with the library's pairs (P, Q) of low-order reflections: |a|/|P| and |b|/|Q| must

@@ -55,7 +55,7 @@ def simulate_spots(phase, uvw, rotation_deg: float, rng: np.random.Generator, sc
     """A peak list of ``phase`` along ``uvw`` rotated by ``rotation_deg`` (reference direction of
     :func:`~temtwin.synth.crystal.zone_frame`).
 
-    scale: measured/true |g| (a calibration error: 1.03 for a pixel size 3 % too large).
+    scale: measured/true |g| (a calibration error: 1.03 for a stated pixel size 3 % too small).
     distortion: 2x2 real-space affine E (r' = (I + E) r); reciprocal vectors map with (I + E)^-T.
     position_noise: relative Gaussian noise on each position; abs_noise: absolute (nm^-1).
     missing: fraction of the visible reflections dropped at random (with their Friedel mates).

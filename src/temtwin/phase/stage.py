@@ -326,9 +326,10 @@ def run(ctx) -> None:
         for i, label in enumerate(labels_sorted):
             crystals, spots, reason = analyse_region(lib, peaks[label], mcfg2, int(cfg["min_peaks"]), scan_rows)
             if changed(results[label], crystals):
-                c0, c1 = results[label][0], crystals[0]
-                ctx.log.info("region %d: %s %s -> %s %s (scale %.4f) with the image calibration", label,
-                             c0.phase, c0.uvw.tolist(), c1.phase, c1.uvw.tolist(), c1.scale)
+                def name(cs):
+                    return f"{cs[0].phase} {cs[0].uvw.tolist()} (scale {cs[0].scale:.4f})" if cs else "nothing"
+                ctx.log.info("region %d: %s -> %s with the image calibration", label, name(results[label]),
+                             name(crystals))
             results[label], spots_of[label], reasons[label] = crystals, spots, reason
             ctx.progress(i + 1, len(labels_sorted), "regions (shared calibration)")
     byname = {p.name: p for p in phases}
