@@ -54,19 +54,16 @@ def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float,
         return None
     grid = np.arange(1 - mcfg.max_scale_error, 1 + mcfg.max_scale_error + step / 2, step)
     logp = -0.5 * ((grid - mcfg.scale_centre) / mcfg.scale_sigma) ** 2
-    per_region = []
-    for _, c in rows:
-        cands = [(k.get("fit", k["score"]), k["scale_factor"]) for k in c.candidates] or [(c.score, c.scale)]
-        fit = np.array([f for f, _ in cands])
-        sc = np.array([s for _, s in cands])
+    likes = []
+    for _, c in rows:     # the candidate list always holds the crystal itself (rank 1)
+        fit = np.array([k["fit"] for k in c.candidates])
+        sc = np.array([k["scale_factor"] for k in c.candidates])
         like = fit[:, None] * np.exp(-0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
-        best = like.max(axis=0)
-        logp = logp + np.log(np.maximum(best, FLOOR * max(float(fit.max()), 1e-12)))
-        per_region.append((fit, sc))
+        logp = logp + np.log(np.maximum(like.max(axis=0), FLOOR * max(float(fit.max()), 1e-12)))
+        likes.append((like, sc))
     i = int(np.argmax(logp))
-    s_star = float(grid[i])
-    chosen = [float(sc[np.argmax(fit * np.exp(-0.5 * ((sc - s_star) / sigma) ** 2))]) for fit, sc in per_region]
-    return ImageCalibration(s_star, [label for label, _ in rows], chosen)
+    chosen = [float(sc[np.argmax(like[:, i])]) for like, sc in likes]
+    return ImageCalibration(float(grid[i]), [label for label, _ in rows], chosen)
 
 
 def shared_settings(mcfg: MatchSettings, cal: ImageCalibration, sigma: float) -> MatchSettings:

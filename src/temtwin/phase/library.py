@@ -9,7 +9,7 @@ regions of an image.  Holds, per pattern p:
 * the coverage table: allowed weighted points sorted by |g| with cumulative weights, searchable for
   "total weight of expected spots within radius r" of all hypotheses at once;
 * the seed-pair table: ordered pairs (P, Q) of low-order reflections, P one of each Friedel pair and Q
-  any, sorted by |P| for range queries: |P|, |Q|, signed angle P -> Q, pattern index, P and Q as complex.
+  any, sorted by |P| for range queries: |P|, pattern index, P and Q as complex.
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ class PatternLibrary:
     cov_cum: np.ndarray           # cumulative weights aligned with cov_key (leading 0)
     cov_start: np.ndarray         # (P,) first index of pattern p in cov_key
     pair_lenP: np.ndarray
-    pair_lenQ: np.ndarray
-    pair_ang: np.ndarray
     pair_p: np.ndarray
     pair_P: np.ndarray            # complex
     pair_Q: np.ndarray            # complex
@@ -124,8 +122,7 @@ def build_library(phases, max_index: int = 3, g_max: float = 18.0, keep_forbidde
     return PatternLibrary(
         phases=list(phases), patterns=patterns, phase_of=np.array(owner), g_max=float(g_max), NP=NP,
         kind=kind, weight=weight, basis=basis, binv=binv, order=order, cov_key=cov_key, cov_cum=cov_cum,
-        cov_start=np.array(starts), pair_lenP=np.abs(pP), pair_lenQ=np.abs(pQ),
-        pair_ang=np.angle(pQ / pP), pair_p=pp, pair_P=pP, pair_Q=pQ,
+        cov_start=np.array(starts), pair_lenP=np.abs(pP), pair_p=pp, pair_P=pP, pair_Q=pQ,
     )
 
 

@@ -17,7 +17,7 @@ theoretical |g|; s = 1.03 when the stated pixel size is 3 % too small).
    ``score = E * C**β * Q * P_s`` with E the weighted fraction of measured spots explained (weights
    min(SNR, 1000)^0.75), C the |F|-weighted fraction of the zone's allowed spots found within the radius of the
    explained spots, Q = exp(-<(r/tol)²>/2) from the residuals and P_s = exp(-((s-s_0)/σ_s)²/2) a prior
-   on the calibration (s_0 = 1, or the image's calibration from its confident regions, see
+   on the calibration (s_0 = 1, or the image's calibration from its identified regions, see
    :mod:`temtwin.phase.calibration`).
 3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates are ranked
    by score and given a normalised confidence softmax(κ·score) across all phases and zones.

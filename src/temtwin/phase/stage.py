@@ -23,13 +23,13 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
 ``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
 crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
 into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table; root attr
-``calibration_scale_factor`` (the image's calibration from its confident regions, when any; see
+``calibration_scale_factor`` (the image's calibration from its identified regions, when any; see
 :mod:`temtwin.phase.calibration`).
 
 Summary fragment ``{"regions": {label: {phase, space_group, zone_axis, orientation_matrix,
 scale_factor, phase_score, confidence, identified, rotation_deg, candidates}},
 "relative_orientations": [{regions, phases, angle_deg, relation}], "calibration": {scale_factor,
-anchor_regions, anchor_scale_factors, shared}}``; figures
+regions, region_scale_factors, shared}}``; figures
 ``region_<label>.png`` and ``bragg.png``.
 """
 

@@ -178,15 +178,16 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         return p, ncc, frac
     lam = 1e-3
     for _ in range(iters):
-        J, w = lin[:2]
-        A = J.T @ J
-        g = J.T @ (-w)
+        A = g = None
         improved = False
         ecc = _ecc_step(*lin)
         for _try in range(9):
             if ecc is not None and _try < 3:     # correlation-maximising step, then halved
                 sol = ecc * 0.5 ** _try
             else:                                # fallback: damped least squares with gain and plane
+                if A is None:
+                    J, w = lin[:2]
+                    A, g = J.T @ J, J.T @ (-w)
                 sol = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), g)
                 lam *= 8.0
             step = sol[:4].copy()
