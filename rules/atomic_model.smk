@@ -18,6 +18,8 @@ rule atomic_model:
             category="7 Atomic model",
             subcategory="{sample}",
         ),
+    params:
+        settings=W.settings("model"),
     log:
         f"{R}/logs/{{sample}}/atomic_model.log",
     benchmark:

@@ -17,6 +17,8 @@ rule fem_geometry:
             category="6 FEM geometry",
             subcategory="{sample}",
         ),
+    params:
+        settings=W.settings("fem"),
     log:
         f"{R}/logs/{{sample}}/fem_geometry.log",
     benchmark:

@@ -11,6 +11,8 @@ rule fft_peaks:
             category="2 FFT peaks",
             subcategory="{sample}/{image}",
         ),
+    params:
+        settings=W.settings("peaks"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/fft_peaks.log",
     benchmark:

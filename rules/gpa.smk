@@ -13,6 +13,8 @@ rule gpa:
             category="5 Strain (GPA)",
             subcategory="{sample}/{image}",
         ),
+    params:
+        settings=W.settings("gpa"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/gpa.log",
     benchmark:

@@ -5,6 +5,8 @@ rule ingest:
         settings=W.sample_files,
     output:
         h5=f"{R}/{{sample}}/{{image}}/image.h5",
+    params:
+        settings=W.settings("ingest"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/ingest.log",
     benchmark:

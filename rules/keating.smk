@@ -11,6 +11,8 @@ rule keating:
             category="8 Keating forces",
             subcategory="{sample}",
         ),
+    params:
+        settings=W.settings("keating"),
     log:
         f"{R}/logs/{{sample}}/keating.log",
     benchmark:

@@ -14,6 +14,8 @@ rule phase_id:
             category="3 Phases and orientations",
             subcategory="{sample}/{image}",
         ),
+    params:
+        settings=W.settings("phase_id"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/phase_id.log",
     benchmark:

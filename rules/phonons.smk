@@ -12,6 +12,8 @@ rule phonons:
             category="9 Phonons",
             subcategory="{sample}",
         ),
+    params:
+        settings=W.settings("phonons"),
     log:
         f"{R}/logs/{{sample}}/phonons.log",
     benchmark:

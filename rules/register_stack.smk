@@ -13,6 +13,8 @@ rule register_stack:
             category="4 Image stack",
             subcategory="{sample}",
         ),
+    params:
+        settings=W.settings("stack"),
     log:
         f"{R}/logs/{{sample}}/register_stack.log",
     benchmark:

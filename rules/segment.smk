@@ -11,6 +11,8 @@ rule segment:
             category="1 Segmentation",
             subcategory="{sample}/{image}",
         ),
+    params:
+        settings=W.settings("segmentation"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/segment.log",
     benchmark:

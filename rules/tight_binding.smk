@@ -6,6 +6,8 @@ rule tb_moments:
         relaxed=f"{R}/{{sample}}/relaxed.extxyz",
     output:
         h5=f"{R}/{{sample}}/tb/moments_{{chunk}}.h5",
+    params:
+        settings=W.settings("tight_binding"),
     log:
         f"{R}/logs/{{sample}}/tb_moments_{{chunk}}.log",
     benchmark:
@@ -34,6 +36,8 @@ rule tb_ldos:
             category="10 Electronic LDOS",
             subcategory="{sample}",
         ),
+    params:
+        settings=W.settings("tight_binding"),
     log:
         f"{R}/logs/{{sample}}/tb_ldos.log",
     benchmark:

@@ -65,6 +65,15 @@ class Workflow:
     def chunks(self) -> list[int]:
         return list(range(int(self.config["tight_binding"]["n_chunks"])))
 
+    def settings(self, *sections: str) -> dict:
+        """A rule's ``params: settings=``: the config sections its stage reads, and the seed.
+
+        Snakemake's ``params`` rerun trigger compares these with the values recorded when the job last
+        ran, so changing one key of one section reruns exactly that stage and what depends on it.
+        Every rule declares the sections it uses this way (one section per stage, named like it).
+        """
+        return {"seed": int(self.config["seed"]), **{s: self.config.get(s, {}) for s in sections}}
+
     def enabled(self, stage: str) -> bool:
         return bool(self.config["stages"].get(stage, True))
 
