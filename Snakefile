@@ -41,3 +41,9 @@ rule all:
     input:
         W.all_targets(),
     default_target: True
+
+
+onerror:
+    # One failing sample must not hide the others: tabulate what exists (with --keep-going the other
+    # samples' summary.json files were written) and list the failed samples with their reasons.
+    W.write_partial_table()

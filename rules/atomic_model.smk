@@ -1,7 +1,6 @@
 rule atomic_model:
     """3D atomic model: phases and orientations, measured displacements and composition maps."""
     input:
-        stack=f"{R}/{{sample}}/stack.h5",
         images=W.per_image("image.h5"),
         segmentations=W.per_image("segmentation.h5"),
         phases=W.per_image("phases.h5"),

@@ -2,8 +2,7 @@ rule tb_moments:
     """Chebyshev (KPM) moments of the sp3d5s* Hamiltonian for one chunk of random vectors."""
     input:
         model=f"{R}/{{sample}}/model.h5",
-        keating=f"{R}/{{sample}}/keating.h5",
-        relaxed=f"{R}/{{sample}}/relaxed.extxyz",
+        relaxed=W.relaxed_structure("tight_binding"),
     output:
         h5=f"{R}/{{sample}}/tb/moments_{{chunk}}.h5",
     params:

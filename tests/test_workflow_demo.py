@@ -220,3 +220,22 @@ def _datasets(path):
     with h5py.File(path) as f:
         f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
     return out
+
+
+def test_a_gpa_setting_reruns_gpa_and_its_dependents_only(demo_run):
+    """Issue 15: the rules declare their config sections, so `snakemake -n` plans exactly the affected jobs."""
+    from test_workflow_ingest import _planned_jobs
+
+    work = demo_run["work"]
+    changed = work / "changed.yaml"
+    changed.write_text(yaml.safe_dump({**SMALL, "gpa": {"resolution_nm": 1.7}}))
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+           "--configfile", str(changed), "--config", f"dataset={work / 'data'}", f"results={work / 'results'}",
+           "--cores", "2", "-n"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=work)
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = _planned_jobs(r.stdout)
+    n_images = len(demo_run["summary"]["images"])
+    assert jobs.pop("gpa") == n_images
+    assert set(jobs) == {"register_stack", "fem_geometry", "atomic_model", "keating", "phonons", "tb_moments",
+                         "tb_ldos", "summarize", "summary_table"}, jobs

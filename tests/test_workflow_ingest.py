@@ -1,5 +1,7 @@
 """End to end through the Snakemake command line: ingest on a tiny dataset, errors at start."""
 
+import csv
+import json
 import subprocess
 import sys
 
@@ -55,3 +57,60 @@ def test_errors_at_start_are_one_line(tmp_path, tiny_dataset, case):
               "missing_calibration": "raw.png"}[case]
     assert expect in lines[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_one_failing_sample_hides_no_other_summary(tmp_path, tiny_dataset):
+    """--keep-going: the good sample gets its summary.json; summary.tsv lists the bad one with its reason."""
+    (tiny_dataset / "s2").mkdir()
+    (tiny_dataset / "s2" / "c.tif").write_bytes(b"II*\x00" + b"\x00" * 12)   # a truncated TIFF
+    r = snakemake(tmp_path, "--keep-going", "--configfile", _image_stages_only(tmp_path), dataset=tiny_dataset)
+    assert r.returncode != 0
+    res = tmp_path / "results"
+    good = json.loads((res / "s1" / "summary.json").read_text())
+    assert set(good["images"]) == {"a", "b"}
+    assert not (res / "s2" / "summary.json").exists()
+    rows = list(csv.DictReader(open(res / "summary.tsv"), delimiter="\t"))
+    assert {x["sample"] for x in rows} == {"s1", "s2"}
+    (bad,) = [x for x in rows if x["sample"] == "s2"]
+    assert bad["error"].startswith("ingest:") and "c.tif" in bad["error"], bad
+
+
+def test_a_config_change_reruns_its_stage_and_dependents_only(tmp_path, tiny_dataset):
+    """Snakemake's params trigger: each rule declares its config section (W.settings)."""
+    base = _image_stages_only(tmp_path)
+    r = snakemake(tmp_path, "--until", "fft_peaks", "--configfile", base, dataset=tiny_dataset)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = snakemake(tmp_path, "-n", "--until", "fft_peaks", "--configfile", base, dataset=tiny_dataset)
+    assert _planned_jobs(r.stdout) == {}
+    for change, expect in (({"peaks": {"max_figures": 3}}, {"fft_peaks": 2}),
+                           ({"segmentation": {"min_area_nm2": 0.9}}, {"segment": 2, "fft_peaks": 2})):
+        r = snakemake(tmp_path, "-n", "--until", "fft_peaks", "--configfile", _image_stages_only(tmp_path, change),
+                      dataset=tiny_dataset)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert _planned_jobs(r.stdout) == expect, r.stdout[-2000:]
+
+
+def _image_stages_only(tmp_path, extra: dict | None = None) -> str:
+    """A config file switching the per-sample physics off (plus ``extra`` keys)."""
+    import yaml
+
+    cfg = {"stages": {k: False for k in ("fem_geometry", "atomic_model", "keating", "phonons", "tight_binding")}}
+    cfg.update(extra or {})
+    p = tmp_path / f"cfg{len(list(tmp_path.glob('cfg*.yaml')))}.yaml"
+    p.write_text(yaml.safe_dump(cfg))
+    return str(p)
+
+
+def _planned_jobs(out: str) -> dict[str, int]:
+    """The 'Job stats' table of ``snakemake -n`` as {rule: count}."""
+    lines = out.splitlines()
+    if "Nothing to be done" in out:
+        return {}
+    i = next(k for k, line in enumerate(lines) if line.startswith("Job stats"))
+    jobs = {}
+    for line in lines[i + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        jobs[parts[0]] = int(parts[1])
+    return jobs

@@ -1,7 +1,7 @@
 """The ``temtwin`` command line.
 
-    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [-- SNAKEMAKE ARGS...]
-    temtwin check [--config FILE] [--dataset DIR]   validate config and dataset, list what will run
+    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [--set a.b=V ...] [-- SNAKEMAKE ARGS...]
+    temtwin check [--config FILE] [--dataset DIR] [--set a.b=V ...]   validate config and dataset
     temtwin info FILE                               read one micrograph and print its calibration
     temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.peaks.train)
 
@@ -21,24 +21,58 @@ from .config import REPO_ROOT
 from .errors import UserError
 
 
-def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
-    from .config import load_config
-    from .workflow.discovery import discover
-
-    cfg_file = Path(args.config)
-    overrides = {}
-    if args.dataset:
-        overrides["dataset"] = args.dataset
+def parse_sets(items: list[str] | None) -> dict:
+    """``--set a.b.c=VALUE`` items -> a nested mapping (VALUE parsed as YAML: 1.5, true, [Si, Ge])."""
     import yaml
 
+    out: dict = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if not sep or not all(parts):
+            raise UserError(f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. --set gpa.resolution_nm=1.5")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise UserError(f"--set {item!r}: {p} is set to a value and used as a section")
+        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def _user_config(args: argparse.Namespace) -> tuple[dict, dict]:
+    """(validated config, nested overrides) from --config FILE, --dataset and --set."""
+    import yaml
+
+    from .config import load_config
+    from .report.summary import deep_merge
+
+    cfg_file = Path(args.config)
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
-    cfg.update(overrides)
-    cfg = load_config(cfg)
+    sets = parse_sets(getattr(args, "set", None))
+    if args.dataset:
+        sets["dataset"] = args.dataset
+    deep_merge(cfg, sets)
+    return load_config(cfg), sets
+
+
+def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    import yaml
+
+    from .io.h5 import atomic_path
+    from .workflow.discovery import discover
+
+    cfg, sets = _user_config(args)
     discover(cfg["dataset"], cfg.get("samples") or None)  # fail fast, one line
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
-           "--configfile", str(cfg_file), "--cores", str(args.cores)]
-    if args.dataset:
-        cmd += ["--config", f"dataset={args.dataset}"]
+           "--configfile", str(Path(args.config))]
+    if sets:  # nested keys: Snakemake's --config sets top-level keys only, so pass a second config file
+        set_file = Path(".snakemake") / "temtwin-set.yaml"
+        set_file.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(set_file) as tmp:
+            tmp.write_text(yaml.safe_dump(sets, sort_keys=True))
+        cmd += [str(set_file)]
+    cmd += ["--cores", str(args.cores)]
     if args.profile:
         cmd += ["--workflow-profile", args.profile]
     cmd += extra
@@ -46,15 +80,9 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    import yaml
-
-    from .config import load_config
     from .workflow.discovery import discover
 
-    cfg = yaml.safe_load(Path(args.config).read_text()) if Path(args.config).is_file() else {}
-    if args.dataset:
-        cfg["dataset"] = args.dataset
-    cfg = load_config(cfg)
+    cfg, _ = _user_config(args)
     samples = discover(cfg["dataset"], cfg.get("samples") or None)
     for s in samples.values():
         print(f"{s.name}: {len(s.images)} image(s): {', '.join(f.name for f in s.images.values())}"
@@ -96,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     c = sub.add_parser("check", help="validate the config and the dataset")
     c.add_argument("--dataset")
     c.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))
+    for p in (r, c):
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="set a (nested) config key, e.g. --set gpa.resolution_nm=1.5 (repeatable)")
     i = sub.add_parser("info", help="read one micrograph and print its calibration")
     i.add_argument("file")
     sub.add_parser("train-unet", help="train the FFT-peak U-Net", add_help=False)

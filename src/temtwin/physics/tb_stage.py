@@ -64,11 +64,12 @@ def _read_atoms(ctx, cfg):
     if len(atoms) == 0:
         raise NotApplicable("the atomic model has no atoms")
     source = "as_built"
-    if cfg["structure"] == "relaxed" and "relaxed" in ctx.input:
+    relaxed = ctx.paths("relaxed")
+    if cfg["structure"] == "relaxed" and relaxed:
         try:
             import ase.io
 
-            rel = ase.io.read(ctx.input["relaxed"])
+            rel = ase.io.read(relaxed[0])
             if len(rel) == len(atoms) and np.array_equal(rel.numbers, atoms.numbers):
                 atoms.set_positions(rel.get_positions())
                 source = "relaxed"

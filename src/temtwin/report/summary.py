@@ -1,10 +1,12 @@
-"""The ``summarize`` stage: merge every stage's summary fragment into summary.json and summary.tsv.
+"""Stages ``summarize`` (per sample: summary.json) and ``summary_table`` (across samples: summary.tsv).
 
 Each result file carries a JSON fragment (``temtwin.io.h5.set_summary``).  Per-image fragments
 (image, segmentation, peaks, phases, gpa) are merged into ``images.<image>``; per-sample fragments
 (stack, fem, model, keating, phonons, tb) into the sample's top level.  ``summary.tsv`` has one row per
 sample/image/region with the region's scalar fields flattened to dotted column names (short numeric
-lists such as centroids are written as comma-separated values).
+lists such as centroids are written as comma-separated values); a sample whose jobs failed has one row
+with its one-line reason in column ``error`` (written also by the Snakefile's ``onerror`` handler, so a
+``--keep-going`` run with one bad sample still tabulates the others).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from ..io.h5 import atomic_path, read_summary, to_jsonable
 
 IMAGE_STAGES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
 SAMPLE_STAGES = ("stack.h5", "fem/fem.h5", "model.h5", "keating.h5", "phonons.h5", "tb.h5")
-LEAD_COLUMNS = ["sample", "image", "region", "area_nm2", "centroid_nm", "crystalline", "n_peaks", "phase",
+LEAD_COLUMNS = ["sample", "image", "region", "error", "area_nm2", "centroid_nm", "crystalline", "n_peaks", "phase",
                 "space_group", "zone_axis", "rotation_deg", "phase_score", "scale_factor"]
 
 
@@ -101,17 +103,49 @@ def write_tsv(rows: list[dict[str, Any]], path: Path) -> None:
                 w.writerow({c: r.get(c, "") for c in cols})
 
 
-def run(ctx) -> None:
-    """Stage ``summarize``."""
-    results = Path(ctx.config["results"])
-    summaries = []
-    samples = list(ctx.params["samples"])
-    for i, s in enumerate(samples, 1):
-        summ = sample_summary(results, s, list(ctx.params["images"][s]))
-        summaries.append(summ)
-        with atomic_path(results / s / "summary.json") as tmp:
-            tmp.write_text(json.dumps(summ, indent=1, sort_keys=False) + "\n")
-        ctx.progress(i, len(samples), "samples")
+def failure_reason(results: Path, sample: str) -> str:
+    """The first error line in the sample's job logs (``results/logs/<sample>/**.log``), or a pointer."""
+    logs = sorted((results / "logs" / sample).rglob("*.log")) if (results / "logs" / sample).is_dir() else []
+    for log in logs:
+        try:
+            for line in log.read_text(errors="replace").splitlines():
+                if " ERROR " in line:
+                    return f"{log.stem}: {line.split(' ERROR ', 1)[1].strip()}"
+        except OSError:
+            continue
+    return f"did not finish (see {results / 'logs' / sample})"
+
+
+def write_table(results: Path, samples: list[str], path: Path) -> tuple[int, list[str]]:
+    """Gather the samples' summary.json files that exist into ``path`` (summary.tsv).
+
+    A sample without summary.json (a job of it failed) gets one row with ``error`` = the first error
+    line of its logs, so one bad sample never hides the others' results. Returns (rows, failed samples).
+    """
+    summaries, failed = [], []
+    for s in samples:
+        p = results / s / "summary.json"
+        if p.is_file():
+            summaries.append(json.loads(p.read_text()))
+        else:
+            failed.append(s)
     rows = region_rows(summaries)
-    write_tsv(rows, Path(ctx.output["tsv"]))
-    ctx.log.info("summary.tsv: %d rows", len(rows))
+    rows += [{"sample": s, "image": "", "region": "", "error": failure_reason(results, s)} for s in failed]
+    write_tsv(rows, path)
+    return len(rows), failed
+
+
+def run(ctx) -> None:
+    """Stage ``summarize``: results/<sample>/summary.json of one sample."""
+    results = Path(ctx.config["results"])
+    sample = ctx.wildcards["sample"]
+    summ = sample_summary(results, sample, list(ctx.params["images"]))
+    with atomic_path(ctx.output["json"]) as tmp:
+        tmp.write_text(json.dumps(summ, indent=1, sort_keys=False) + "\n")
+    ctx.log.info("summary.json of %s: %d image(s)", sample, len(summ["images"]))
+
+
+def run_table(ctx) -> None:
+    """Stage ``summary_table``: results/summary.tsv across samples."""
+    n, failed = write_table(Path(ctx.config["results"]), list(ctx.params["samples"]), Path(ctx.output["tsv"]))
+    ctx.log.info("summary.tsv: %d rows%s", n, f"; failed samples: {', '.join(failed)}" if failed else "")

@@ -62,6 +62,17 @@ class Workflow:
             return [self.r(wc.sample, im, stage_file) for im in self.images(wc.sample)]
         return f
 
+    def relaxed_structure(self, section: str):
+        """Input function: ``relaxed.extxyz`` when config ``<section>.structure`` is ``relaxed``, else none.
+
+        The as-built structure needs only model.h5, so Keating is then not a dependency of the stage.
+        """
+        def f(wc):
+            if self.config.get(section, {}).get("structure") == "relaxed" and self.enabled("keating"):
+                return [self.r(wc.sample, "relaxed.extxyz")]
+            return []
+        return f
+
     def chunks(self) -> list[int]:
         return list(range(int(self.config["tight_binding"]["n_chunks"])))
 
@@ -95,18 +106,25 @@ class Workflow:
                 t.append(self.r(sample, "tb.h5"))
         return t
 
-    def summary_inputs(self, wc=None) -> list[str]:
-        """The last products of each sample (they depend on every earlier result of the sample).
+    def summary_inputs(self, wc) -> list[str]:
+        """Input function of ``summarize``: the last products of sample ``wc.sample``.
 
         summarize reads every stage file of the sample; declaring only the sinks keeps the DAG readable
         while any upstream change still reaches summarize through them.
         """
-        t: list[str] = []
-        for s in self.samples:
-            sinks = [f for f in self.sample_targets(s) if not f.endswith(PER_IMAGE_FILES)]
-            t += [f for f in sinks if not f.endswith("/model.h5") or not (self.enabled("keating")
-                                                                         or self.enabled("tight_binding"))]
-        return t
+        sinks = [f for f in self.sample_targets(wc.sample) if not f.endswith(PER_IMAGE_FILES)]
+        return [f for f in sinks if not f.endswith("/model.h5") or not (self.enabled("keating")
+                                                                        or self.enabled("tight_binding"))]
+
+    def write_partial_table(self) -> None:
+        """After a failed run: summary.tsv from the samples that finished, failed ones with reasons."""
+        from ..report.summary import write_table
+
+        results = Path(self.results)
+        if results.is_dir():
+            n, failed = write_table(results, list(self.samples), results / "summary.tsv")
+            print(f"temtwin: {results / 'summary.tsv'}: {n} rows; failed sample(s): {', '.join(failed) or 'none'}",
+                  file=sys.stderr)
 
     def all_targets(self) -> list[str]:
         return [self.r(s, "summary.json") for s in self.samples] + [self.r("summary.tsv")]
