@@ -55,3 +55,29 @@ def test_stage_runs_and_logs_progress(tmp_path):
 def test_create_fills_config_defaults():
     ctx = StageContext.create("x", {}, {}, config={"seed": 5})
     assert ctx.seed == 5 and ctx.section("ingest")["align_frames"] is True
+
+
+def test_sample_overrides_reach_every_stage_through_settings(tmp_path, tiny_dataset):
+    """sample.yaml `overrides.<section>` is merged into that sample's section for every rule, validated."""
+    import types
+
+    import yaml
+
+    from temtwin.errors import UserError
+    from temtwin.workflow.snake import Workflow
+
+    (tiny_dataset / "s1" / "sample.yaml").write_text(yaml.safe_dump(
+        {"overrides": {"gpa": {"resolution_nm": 1.7}, "segmentation": {"min_area_nm2": 0.5}}}))
+    w = Workflow({"dataset": str(tiny_dataset), "results": str(tmp_path / "r")})
+    wc = types.SimpleNamespace(sample="s1", image="a")
+    gpa = w.settings("gpa")(wc)
+    assert gpa["gpa"]["resolution_nm"] == 1.7 and gpa["seed"] == w.config["seed"]
+    assert set(gpa["gpa"]) == set(w.config["gpa"])
+    assert w.settings("segmentation")(wc)["segmentation"]["min_area_nm2"] == 0.5
+    assert w.settings("peaks")(wc)["peaks"] == w.config["peaks"]
+    ctx = StageContext.create("gpa", {}, {}, params={"settings": gpa})
+    assert ctx.section("gpa")["resolution_nm"] == 1.7
+    (tiny_dataset / "s1" / "sample.yaml").write_text(yaml.safe_dump({"overrides": {"gpa": {"resolution": 1.7}}}))
+    with pytest.raises(UserError) as e:
+        Workflow({"dataset": str(tiny_dataset), "results": str(tmp_path / "r")})
+    assert "sample.yaml" in str(e.value) and "resolution" in str(e.value)

@@ -2,7 +2,8 @@
 
 Inputs: ``image`` (image.h5), ``segmentation`` (segmentation.h5), ``peaks`` (peaks.h5), ``cifs``
 (candidate CIFs: resources/phases, config ``phase_id.cif_folders``, <sample>/phases), ``settings``
-(sample.yaml when present: ``elements``, ``phases`` and ``overrides.phase_id`` apply).
+(sample.yaml when present: ``elements`` and ``phases`` apply; ``overrides.phase_id`` arrives merged in
+``ctx.section``, as for every stage).
 
 Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<label>``:
 
@@ -287,11 +288,6 @@ def run(ctx) -> None:
     t0 = time.perf_counter()
     cfg = ctx.section("phase_id")
     sample, spath = ctx.sample_settings(), ctx.sample_yaml()
-    ov = (sample.get("overrides") or {}).get("phase_id") if isinstance(sample.get("overrides"), dict) else None
-    if ov:
-        from ..config import load_config
-
-        cfg = load_config({"phase_id": {**cfg, **ov}}, require_dataset=False)["phase_id"]
     sname = ctx.wildcards.get("sample", "")
     phases = candidate_phases(ctx.paths("cifs"), cfg, sample, spath, sname, ctx.log)
     ctx.log.info("phase_id: %d candidate phases: %s", len(phases), ", ".join(p.name for p in phases))

@@ -76,7 +76,15 @@ class StageContext:
         return make_provenance(self.rule, self.config, self.input)
 
     def section(self, name: str) -> dict:
-        """The config section of a stage (e.g. ``ctx.section("segmentation")``)."""
+        """The config section of a stage (e.g. ``ctx.section("segmentation")``).
+
+        Under Snakemake this is the rule's ``params.settings[name]``: the global section with the
+        sample's ``sample.yaml`` ``overrides.<name>`` merged in (``Workflow.settings``); otherwise the
+        section of ``config``.
+        """
+        settings = self.params.get("settings") if isinstance(self.params, Mapping) else None
+        if isinstance(settings, Mapping) and name in settings:
+            return dict(settings[name])
         return dict(self.config.get(name, {}) or {})
 
     def paths(self, key: str) -> list[str]:

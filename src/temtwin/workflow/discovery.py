@@ -116,6 +116,35 @@ def discover(dataset: str | Path, samples: list[str] | None = None) -> dict[str,
     return found
 
 
+def sample_overrides(sample: Sample, section: str) -> dict:
+    """The ``overrides.<section>`` mapping of a sample's sample.yaml ({} when none)."""
+    ov = (sample.settings.get("overrides") or {}).get(section)
+    return dict(ov) if isinstance(ov, dict) else {}
+
+
+def merged_section(config: dict, section: str, overrides: dict, path: Path | None = None) -> dict:
+    """Config ``section`` with ``overrides`` merged in (nested keys too), validated against its schema.
+
+    UserError naming ``path`` (the sample.yaml) when an override key or value is wrong.
+    """
+    import copy
+
+    from ..config import validate
+    from ..report.summary import deep_merge
+
+    if not overrides:
+        return dict(config.get(section, {}) or {})
+    if section not in config:
+        raise UserError(f"overrides.{section}: no such config section "
+                        f"(allowed: {', '.join(sorted(k for k, v in config.items() if isinstance(v, dict)))})",
+                        path or "sample.yaml")
+    merged = deep_merge(copy.deepcopy(dict(config[section])), overrides)
+    try:
+        return validate({section: merged})[section]
+    except UserError as err:
+        raise UserError(f"overrides: {err.message}", path or "sample.yaml") from None
+
+
 def pixel_size_from_settings(settings: dict, image: str) -> tuple[float, float] | None:
     """Pixel size (x, y) in nm set for ``image`` in sample.yaml (per image, else per sample)."""
     per = (settings.get("images") or {}).get(image) or {}

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..config import REPO_ROOT, load_config
 from ..errors import UserError
-from .discovery import Sample, discover
+from .discovery import Sample, discover, merged_section, sample_overrides
 
 PER_IMAGE_FILES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
 
@@ -22,6 +22,10 @@ class Workflow:
         self.config = load_config(config)
         self.results = self.config["results"].rstrip("/")
         self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
+        self._sections: dict[tuple[str, str | None], dict] = {}
+        for name, smp in self.samples.items():   # a wrong override stops the run at start, naming the file
+            for section in (smp.settings.get("overrides") or {}):
+                self.section_for(section, name)
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -76,14 +80,28 @@ class Workflow:
     def chunks(self) -> list[int]:
         return list(range(int(self.config["tight_binding"]["n_chunks"])))
 
-    def settings(self, *sections: str) -> dict:
+    def settings(self, *sections: str):
         """A rule's ``params: settings=``: the config sections its stage reads, and the seed.
 
-        Snakemake's ``params`` rerun trigger compares these with the values recorded when the job last
-        ran, so changing one key of one section reruns exactly that stage and what depends on it.
-        Every rule declares the sections it uses this way (one section per stage, named like it).
+        Each section is the global one with the sample's ``sample.yaml`` ``overrides.<section>`` merged in
+        (:meth:`section_for`), so per-sample overrides apply to every stage in one way.  Snakemake's
+        ``params`` rerun trigger compares these values with those recorded when the job last ran, so
+        changing one key of one section (globally or in one sample's overrides) reruns exactly that
+        stage and what depends on it.  Every rule declares the sections it uses this way.
         """
-        return {"seed": int(self.config["seed"]), **{s: self.config.get(s, {}) for s in sections}}
+        def f(wc):
+            sample = getattr(wc, "sample", None)
+            return {"seed": int(self.config["seed"]), **{s: self.section_for(s, sample) for s in sections}}
+        return f
+
+    def section_for(self, section: str, sample: str | None = None) -> dict:
+        """Config ``section`` for ``sample``: the global section with the sample's overrides, validated."""
+        key = (section, sample)
+        if key not in self._sections:
+            smp = self.samples.get(sample) if sample else None
+            ov = sample_overrides(smp, section) if smp else {}
+            self._sections[key] = merged_section(self.config, section, ov, smp.sample_yaml if smp else None)
+        return self._sections[key]
 
     def enabled(self, stage: str) -> bool:
         return bool(self.config["stages"].get(stage, True))
