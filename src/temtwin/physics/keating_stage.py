@@ -44,20 +44,13 @@ def _not_applicable(ctx, atoms, reason: str) -> None:
 
 
 def _write_extxyz(ctx, atoms, energy=None, forces=None) -> None:
-    import ase.io
-    from ase.calculators.singlepoint import SinglePointCalculator
+    """relaxed.extxyz in temtwin's one extxyz dialect (:mod:`temtwin.twin.extxyz`, Å)."""
+    from ..twin.extxyz import write_extxyz
 
-    out = atoms.copy()
-    for k in list(out.arrays):
-        if k not in ("numbers", "positions", "region", "source_pixel", "displacement_nm",
-                     "asbuilt_force"):
-            del out.arrays[k]
-    out.info = {k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool, np.number))
-                or (isinstance(v, np.ndarray) and v.ndim == 1 and v.size <= 9)}
-    if forces is not None:
-        out.calc = SinglePointCalculator(out, energy=energy, forces=forces)
+    info = {k: v for k, v in atoms.info.items() if isinstance(v, (int, float, str, bool, np.number))
+            or (isinstance(v, np.ndarray) and v.ndim == 1 and v.size <= 9)}
     with ctx.file("relaxed") as tmp:
-        ase.io.write(tmp, out, format="extxyz")
+        write_extxyz(tmp, atoms, info, forces=forces, energy=energy)
 
 
 def _binned_map(xy_nm: np.ndarray, values: np.ndarray, pixel_nm: float, max_pixels: int = 2000):
