@@ -4,6 +4,7 @@
 import os
 
 from temtwin.workflow.snake import make_workflow
+from temtwin.workflow.stages import category
 
 
 configfile: os.path.join(workflow.basedir, "config", "config.yaml")

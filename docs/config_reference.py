@@ -1,5 +1,6 @@
 """Render the configuration schema as a markdown reference: ``python docs/config_reference.py``.
 
+Also refreshes the stage-registry table of docs/DEVELOPING.md (from temtwin.workflow.stages).
 Writes docs/CONFIG.md and refreshes the table between the CONFIG markers in README.md, so the
 documentation of every key (type, default, description) comes from config/schema*.yaml.
 """
@@ -95,6 +96,13 @@ def main() -> None:
                    lambda m: m.group(1) + overview() + "\n" + m.group(2),
                    s, flags=re.S)
         readme.write_text(s)
+    dev = ROOT / "docs" / "DEVELOPING.md"
+    from temtwin.workflow.stages import markdown_table
+
+    s = dev.read_text()
+    s = re.sub(r"(<!-- STAGES-REGISTRY:BEGIN -->\n).*?(<!-- STAGES-REGISTRY:END -->)",
+               lambda m: m.group(1) + markdown_table() + "\n" + m.group(2), s, flags=re.S)
+    dev.write_text(s)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ rule atomic_model:
         figures=report(
             directory(f"{R}/{{sample}}/figures/atomic_model"),
             patterns=["{name}.png"],
-            category="7 Atomic model",
+            category=category("atomic_model"),
             subcategory="{sample}",
         ),
     params:

@@ -14,7 +14,7 @@ rule fem_geometry:
         figures=report(
             directory(f"{R}/{{sample}}/figures/fem_geometry"),
             patterns=["{name}.png"],
-            category="6 FEM geometry",
+            category=category("fem_geometry"),
             subcategory="{sample}",
         ),
     params:

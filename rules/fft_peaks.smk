@@ -8,7 +8,7 @@ rule fft_peaks:
         figures=report(
             directory(f"{R}/{{sample}}/{{image}}/figures/fft_peaks"),
             patterns=["{name}.png"],
-            category="2 FFT peaks",
+            category=category("fft_peaks"),
             subcategory="{sample}/{image}",
         ),
     params:

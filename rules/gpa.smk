@@ -10,7 +10,7 @@ rule gpa:
         figures=report(
             directory(f"{R}/{{sample}}/{{image}}/figures/gpa"),
             patterns=["{name}.png"],
-            category="5 Strain (GPA)",
+            category=category("gpa"),
             subcategory="{sample}/{image}",
         ),
     params:

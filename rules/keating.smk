@@ -8,7 +8,7 @@ rule keating:
         figures=report(
             directory(f"{R}/{{sample}}/figures/keating"),
             patterns=["{name}.png"],
-            category="8 Keating forces",
+            category=category("keating"),
             subcategory="{sample}",
         ),
     params:

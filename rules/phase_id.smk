@@ -11,7 +11,7 @@ rule phase_id:
         figures=report(
             directory(f"{R}/{{sample}}/{{image}}/figures/phase_id"),
             patterns=["{name}.png"],
-            category="3 Phases and orientations",
+            category=category("phase_id"),
             subcategory="{sample}/{image}",
         ),
     params:

@@ -9,7 +9,7 @@ rule phonons:
         figures=report(
             directory(f"{R}/{{sample}}/figures/phonons"),
             patterns=["{name}.png"],
-            category="9 Phonons",
+            category=category("phonons"),
             subcategory="{sample}",
         ),
     params:

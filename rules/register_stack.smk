@@ -10,7 +10,7 @@ rule register_stack:
         figures=report(
             directory(f"{R}/{{sample}}/figures/register_stack"),
             patterns=["{name}.png"],
-            category="4 Image stack",
+            category=category("register_stack"),
             subcategory="{sample}",
         ),
     params:

@@ -8,7 +8,7 @@ rule segment:
         figures=report(
             directory(f"{R}/{{sample}}/{{image}}/figures/segment"),
             patterns=["{name}.png"],
-            category="1 Segmentation",
+            category=category("segment"),
             subcategory="{sample}/{image}",
         ),
     params:

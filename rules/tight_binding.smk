@@ -32,7 +32,7 @@ rule tb_ldos:
         figures=report(
             directory(f"{R}/{{sample}}/figures/tb_ldos"),
             patterns=["{name}.png"],
-            category="10 Electronic LDOS",
+            category=category("tb_ldos"),
             subcategory="{sample}",
         ),
     params:

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `atomic_model` (the science is in temtwin.twin.model_stage)."""
+"""Snakemake adapter for rule `atomic_model` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.twin.model_stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

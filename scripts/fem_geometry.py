@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `fem_geometry` (the science is in temtwin.twin.fem_stage)."""
+"""Snakemake adapter for rule `fem_geometry` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.twin.fem_stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `fft_peaks` (the science is in temtwin.peaks.stage)."""
+"""Snakemake adapter for rule `fft_peaks` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.peaks.stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

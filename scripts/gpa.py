@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `gpa` (the science is in temtwin.gpa.stage)."""
+"""Snakemake adapter for rule `gpa` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.gpa.stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

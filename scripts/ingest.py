@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `ingest` (the science is in temtwin.io.ingest)."""
+"""Snakemake adapter for rule `ingest` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.io.ingest:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `keating` (the science is in temtwin.physics.keating_stage)."""
+"""Snakemake adapter for rule `keating` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.physics.keating_stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `phase_id` (the science is in temtwin.phase.stage)."""
+"""Snakemake adapter for rule `phase_id` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.phase.stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `phonons` (the science is in temtwin.physics.phonons_stage)."""
+"""Snakemake adapter for rule `phonons` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.physics.phonons_stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `register_stack` (the science is in temtwin.stack.stage)."""
+"""Snakemake adapter for rule `register_stack` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.stack.stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

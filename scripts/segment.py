@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `segment` (the science is in temtwin.segment.stage)."""
+"""Snakemake adapter for rule `segment` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.segment.stage:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `summarize` (the science is in temtwin.report.summary)."""
+"""Snakemake adapter for rule `summarize` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.report.summary:run")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

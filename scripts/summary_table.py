@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `summary_table` (the code is in temtwin.report.summary)."""
+"""Snakemake adapter for rule `summary_table` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.report.summary:run_table")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `tb_ldos` (the science is in temtwin.physics.tb_stage)."""
+"""Snakemake adapter for rule `tb_ldos` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.physics.tb_stage:run_ldos")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -1,5 +1,5 @@
-"""Snakemake adapter for rule `tb_moments` (the science is in temtwin.physics.tb_stage)."""
+"""Snakemake adapter for rule `tb_moments` (its stage function is in temtwin.workflow.stages)."""
 
 from temtwin.workflow.context import run_stage
 
-run_stage(snakemake, "temtwin.physics.tb_stage:run_moments")  # noqa: F821
+run_stage(snakemake)  # noqa: F821

@@ -3,7 +3,7 @@
 Every rule's ``script:`` is a thin adapter::
 
     from temtwin.workflow.context import run_stage
-    run_stage(snakemake, "temtwin.segment.stage:run")
+    run_stage(snakemake)          # the stage function is the rule's entry in temtwin.workflow.stages
 
 ``run_stage`` builds a :class:`StageContext` from the ``snakemake`` object, sends log records to
 the rule's log file, and calls the stage function with it.  A :class:`~temtwin.errors.UserError`
@@ -166,8 +166,15 @@ def setup_logging(logfile: str | None) -> logging.Logger:
     return log
 
 
-def run_stage(smk: Any, func: Callable[[StageContext], Any] | str) -> None:
-    """Run a stage function from a Snakemake ``script:`` (``smk`` is the ``snakemake`` object)."""
+def run_stage(smk: Any, func: Callable[[StageContext], Any] | str | None = None) -> None:
+    """Run a stage function from a Snakemake ``script:`` (``smk`` is the ``snakemake`` object).
+
+    ``func`` defaults to the rule's entry in the stage registry (:mod:`temtwin.workflow.stages`).
+    """
+    if func is None:
+        from .stages import stage
+
+        func = stage(smk.rule).entry
     logfile = smk.log[0] if len(smk.log) else None
     log = setup_logging(logfile)
     threads = int(getattr(smk, "threads", 1) or 1)

@@ -11,8 +11,9 @@ from pathlib import Path
 from ..config import REPO_ROOT, load_config
 from ..errors import UserError
 from .discovery import Sample, discover, merged_section, sample_overrides
+from .stages import STAGES
+from .stages import enabled as stage_enabled
 
-PER_IMAGE_FILES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
 
 
 class Workflow:
@@ -108,31 +109,19 @@ class Workflow:
 
     # ---------------------------------------------------------------- targets
     def sample_targets(self, sample: str) -> list[str]:
-        t = []
-        for im in self.images(sample):
-            t += [self.r(sample, im, f) for f in ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")]
-        t.append(self.r(sample, "stack.h5"))
-        if self.enabled("fem_geometry"):
-            t.append(self.r(sample, "fem", "fem.h5"))
-        if self.enabled("atomic_model"):
-            t.append(self.r(sample, "model.h5"))
-            if self.enabled("keating"):
-                t.append(self.r(sample, "keating.h5"))
-            if self.enabled("phonons"):
-                t.append(self.r(sample, "phonons.h5"))
-            if self.enabled("tight_binding"):
-                t.append(self.r(sample, "tb.h5"))
-        return t
+        """The result files of every enabled per-image and per-sample stage of ``sample`` (the registry's)."""
+        t = [self.r(sample, im, st.result) for st in STAGES if st.scope == "image" and self.stage_on(st)
+             for im in self.images(sample)]
+        return t + [self.r(sample, st.result) for st in STAGES
+                    if st.scope == "sample" and st.summary and self.stage_on(st)]
+
+    def stage_on(self, st) -> bool:
+        """Whether registry stage ``st`` runs with this config's ``stages`` switches."""
+        return stage_enabled(st, self.config["stages"])
 
     def summary_inputs(self, wc) -> list[str]:
-        """Input function of ``summarize``: the last products of sample ``wc.sample``.
-
-        summarize reads every stage file of the sample; declaring only the sinks keeps the DAG readable
-        while any upstream change still reaches summarize through them.
-        """
-        sinks = [f for f in self.sample_targets(wc.sample) if not f.endswith(PER_IMAGE_FILES)]
-        return [f for f in sinks if not f.endswith("/model.h5") or not (self.enabled("keating")
-                                                                        or self.enabled("tight_binding"))]
+        """Input function of ``summarize``: every result file of sample ``wc.sample`` (it reads them all)."""
+        return self.sample_targets(wc.sample)
 
     def write_partial_table(self) -> None:
         """After a failed run: summary.tsv from the samples that finished, failed ones with reasons."""

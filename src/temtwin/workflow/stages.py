@@ -1,0 +1,109 @@
+"""The stage registry: every stage of the pipeline, its names and its result file, in one place.
+
+This table feeds the workflow's targets (:meth:`temtwin.workflow.snake.Workflow.sample_targets`), the
+files ``summarize`` merges into ``summary.json``, the rules' report categories and the stage table of
+``docs/DEVELOPING.md`` (:func:`markdown_table`; a test keeps that page in step). A stage has one name:
+its rule, its figure folder (``figures/<rule>/``) and its report category; ``section`` is the config
+section its rule declares as ``params: settings=W.settings(section)``.
+
+Adding a stage: a row here, ``rules/<rule>.smk``, ``scripts/<rule>.py`` (``run_stage(snakemake,
+"<entry>")``), the config section's schema, and the science in ``src/temtwin/<package>/``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the pipeline.
+
+    Attributes
+    ----------
+    rule: rule name (also the figure folder and report category name).
+    section: config section the stage reads ("" for none).
+    scope: ``image`` (one job per image: ``results/<sample>/<image>/<result>``), ``sample`` (one job per
+        sample: ``results/<sample>/<result>``), ``chunk`` (several jobs per sample) or ``run`` (one job).
+    result: the result file, relative to the scope's folder.
+    entry: the stage function, ``module:function``.
+    title: what the stage gives, as the report category shows it.
+    switch: ``stages.<switch>`` config key that turns the stage on (None: always on).
+    requires: other switches that must be on too (e.g. the physics needs the atomic model).
+    summary: whether the result file carries a fragment of ``summary.json``.
+    """
+
+    rule: str
+    section: str
+    scope: str
+    result: str
+    entry: str
+    title: str
+    switch: str | None = None
+    requires: tuple[str, ...] = ()
+    summary: bool = True
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage("ingest", "ingest", "image", "image.h5", "temtwin.io.ingest:run", "Micrographs"),
+    Stage("segment", "segmentation", "image", "segmentation.h5", "temtwin.segment.stage:run", "Segmentation"),
+    Stage("fft_peaks", "peaks", "image", "peaks.h5", "temtwin.peaks.stage:run", "FFT peaks"),
+    Stage("phase_id", "phase_id", "image", "phases.h5", "temtwin.phase.stage:run", "Phases and orientations"),
+    Stage("gpa", "gpa", "image", "gpa.h5", "temtwin.gpa.stage:run", "Strain (GPA)"),
+    Stage("register_stack", "stack", "sample", "stack.h5", "temtwin.stack.stage:run", "Image stack"),
+    Stage("fem_geometry", "fem", "sample", "fem/fem.h5", "temtwin.twin.fem_stage:run", "FEM geometry",
+          switch="fem_geometry"),
+    Stage("atomic_model", "model", "sample", "model.h5", "temtwin.twin.model_stage:run", "Atomic model",
+          switch="atomic_model"),
+    Stage("keating", "keating", "sample", "keating.h5", "temtwin.physics.keating_stage:run", "Keating forces",
+          switch="keating", requires=("atomic_model",)),
+    Stage("phonons", "phonons", "sample", "phonons.h5", "temtwin.physics.phonons_stage:run", "Phonons",
+          switch="phonons", requires=("atomic_model",)),
+    Stage("tb_moments", "tight_binding", "chunk", "tb/moments_{chunk}.h5", "temtwin.physics.tb_stage:run_moments",
+          "KPM moments", switch="tight_binding", requires=("atomic_model",), summary=False),
+    Stage("tb_ldos", "tight_binding", "sample", "tb.h5", "temtwin.physics.tb_stage:run_ldos", "Electronic LDOS",
+          switch="tight_binding", requires=("atomic_model",)),
+    Stage("summarize", "", "sample", "summary.json", "temtwin.report.summary:run", "Summary", summary=False),
+    Stage("summary_table", "", "run", "summary.tsv", "temtwin.report.summary:run_table", "Summary table",
+          summary=False),
+)
+
+BY_RULE: dict[str, Stage] = {s.rule: s for s in STAGES}
+
+
+def stage(rule: str) -> Stage:
+    """The registry entry of ``rule`` (KeyError names the known rules)."""
+    try:
+        return BY_RULE[rule]
+    except KeyError:
+        raise KeyError(f"no stage {rule!r} in temtwin.workflow.stages (known: {', '.join(BY_RULE)})") from None
+
+
+def enabled(s: Stage, switches: dict) -> bool:
+    """Whether ``s`` runs with the config's ``stages`` switches (missing switches are on)."""
+    return all(bool(switches.get(k, True)) for k in ((s.switch,) if s.switch else ()) + s.requires)
+
+
+def category(rule: str) -> str:
+    """The report category of ``rule``: '<n> <title>' numbered in pipeline order (figures' stages only)."""
+    with_figures = [s for s in STAGES if s.scope in ("image", "sample") and s.summary and s.rule != "ingest"]
+    n = next(i for i, s in enumerate(with_figures, 1) if s.rule == rule)
+    return f"{n} {stage(rule).title}"
+
+
+def summary_files(scope: str) -> tuple[str, ...]:
+    """Result files of ``scope`` ('image' or 'sample') whose summary fragments summary.json merges."""
+    return tuple(s.result for s in STAGES if s.scope == scope and s.summary)
+
+
+def markdown_table() -> str:
+    """The registry as the markdown table shown in docs/DEVELOPING.md."""
+    where = {"image": "results/<sample>/<image>/", "sample": "results/<sample>/", "chunk": "results/<sample>/",
+             "run": "results/"}
+    rows = ["| rule = figures/ folder | config section | one job per | result | switch | stage function |",
+            "| --- | --- | --- | --- | --- | --- |"]
+    for s in STAGES:
+        sw = " + ".join(f"`stages.{k}`" for k in ((s.switch,) if s.switch else ()) + s.requires) or "always"
+        rows.append(f"| `{s.rule}` | {f'`{s.section}`' if s.section else '—'} | {s.scope} | "
+                    f"`{where[s.scope]}{s.result}` | {sw} | `{s.entry}` |")
+    return "\n".join(rows)
