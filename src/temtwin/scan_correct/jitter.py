@@ -1,0 +1,101 @@
+"""Row jitter: the fast-scan (x) offset of every scan row, measured against the periodic lattice.
+
+Model: row i of the recorded image sampled the specimen at x = j + o_i (pixels), so
+I(i, j) = T(i, j + o_i) with T the undistorted image. The periodic lattice reference R (the sharp Bragg
+peaks of the image, :func:`~temtwin.scan_correct.lattice.lattice_reference`) stands in for T. Linearised,
+I(i, ·) - R(i, ·) ≈ o_i ∂R/∂x, so o_i is the least-squares slope of the row residual on the row's x
+gradient: o_i = Σ_j (I - R) R_x / Σ_j R_x² — a row-by-row correlation with the lattice fringes. The
+estimate is iterated (rows shifted back, reference rebuilt) and regularised by a Wiener shrinkage with the
+per-row noise variance σ²_i = var(residual_i) / Σ_j R_x², so noise-only offsets are pulled to zero.
+Offsets varying slower than the reference's disks resolve (about rows / radius_bins rows) are not
+measurable this way and are removed (Gaussian high-pass), as are the mean and the linear trend: a uniform shift is no distortion, and the linear part
+(a shear) belongs to the linear drift (:mod:`temtwin.scan_correct.drift`), measured from the lattice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from .lattice import lattice_reference
+
+
+@dataclass
+class JitterEstimate:
+    """offset_px: (rows,) x offset o_i of each row in pixels (the specimen x sampled at column j is
+    j + o_i); sigma_px: (rows,) its standard error; rms_px: RMS of offset_px; chi2: mean of
+    (raw offset / sigma)² (≈ 1 when there is no jitter); significant: whether the jitter stands out of
+    the noise."""
+
+    offset_px: np.ndarray
+    sigma_px: np.ndarray   # inf on the edge rows, where the offsets are not measured (0)
+    rms_px: float
+    chi2: float
+    significant: bool
+
+
+def shift_rows(image: np.ndarray, offset_px: np.ndarray, order: int = 3) -> np.ndarray:
+    """Undo row offsets: C(i, j) = I(i, j - o_i) (cubic spline; edges reflected)."""
+    img = np.asarray(image, np.float64)
+    rows, cols = img.shape
+    jj, ii = np.meshgrid(np.arange(cols, dtype=float), np.arange(rows, dtype=float))
+    return ndimage.map_coordinates(img, [ii, jj - np.asarray(offset_px)[:, None]], order=order, mode="reflect")
+
+
+def _detrend(o: np.ndarray) -> np.ndarray:
+    i = np.arange(len(o), dtype=float)
+    A = np.stack([np.ones_like(i), i], 1)
+    coef, *_ = np.linalg.lstsq(A, o, rcond=None)
+    return o - A @ coef
+
+
+def _highpass(o: np.ndarray, lowpass_rows: float) -> np.ndarray:
+    """o minus its Gaussian low-pass (σ = ``lowpass_rows``) and linear trend."""
+    o = _detrend(o)
+    return _detrend(o - ndimage.gaussian_filter1d(o, lowpass_rows, mode="reflect"))
+
+
+def estimate_jitter(image: np.ndarray, mask: np.ndarray, n_iter: int = 4, margin: float = 0.05,
+                    max_offset_px: float = 3.0, min_rms_px: float = 0.05, chi2_min: float = 2.0,
+                    radius_bins: float = 4.0) -> JitterEstimate:
+    """Estimate the row offsets of ``image`` (rows = slow scan y, columns = fast scan x).
+
+    mask: FFT-ordered lattice-peak mask (:func:`~temtwin.scan_correct.lattice.find_peaks`).
+    max_offset_px: offsets are clipped to ± this (a wrong lock on a fringe cannot run away);
+    min_rms_px, chi2_min: the jitter is significant when its RMS exceeds ``min_rms_px`` and the raw
+    offsets scatter at least ``chi2_min`` times more than their noise (χ²/row).
+    """
+    img = np.asarray(image, np.float64)
+    rows, cols = img.shape
+    # offsets varying over more than rows / radius_bins rows are absorbed by the reference (its disks
+    # hold the matching spatial frequencies): only the faster part is measurable, the rest is removed
+    lowpass_rows = rows / (2 * np.pi * radius_bins)
+    c0, c1 = int(margin * cols), cols - int(margin * cols)
+    o = np.zeros(rows)
+    var = np.full(rows, np.inf)
+    for _ in range(n_iter):
+        C = shift_rows(img, o) if np.any(o) else img
+        R = lattice_reference(C, mask)
+        Rx = np.gradient(R, axis=1)[:, c0:c1]
+        res = (C - R)[:, c0:c1]
+        den = np.maximum((Rx ** 2).sum(1), 1e-30)
+        d = (res * Rx).sum(1) / den
+        o = _highpass(np.clip(o + d, -max_offset_px, max_offset_px), lowpass_rows)
+        var = (res - d[:, None] * Rx).var(1) / den
+    # the reference is least reliable within a few rows of the top and bottom edges: not measured there
+    edge = max(2, int(np.ceil(lowpass_rows)))
+    var[:edge] = var[-edge:] = np.inf
+    o[:edge] = o[-edge:] = 0.0
+    var = np.maximum(var, 1e-12)
+    inner = slice(edge, rows - edge)
+    chi2 = float(np.mean(o[inner] ** 2 / var[inner]))
+    signal = max(float(np.mean(o[inner] ** 2) - np.mean(var[inner])), 0.0)
+    shrink = signal / (signal + var)
+    o_reg = o * shrink
+    o_reg[inner] = _highpass(o_reg[inner], lowpass_rows)
+    rms = float(np.sqrt(np.mean(o_reg[inner] ** 2)))
+    significant = bool(chi2 >= chi2_min and rms >= min_rms_px)
+    return JitterEstimate(offset_px=o_reg, sigma_px=np.where(np.isfinite(var), np.sqrt(var * shrink), np.inf), rms_px=rms, chi2=chi2,
+                          significant=significant)
