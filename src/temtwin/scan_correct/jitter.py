@@ -97,5 +97,7 @@ def estimate_jitter(image: np.ndarray, mask: np.ndarray, n_iter: int = 4, margin
     o_reg[inner] = _highpass(o_reg[inner], lowpass_rows)
     rms = float(np.sqrt(np.mean(o_reg[inner] ** 2)))
     significant = bool(chi2 >= chi2_min and rms >= min_rms_px)
-    return JitterEstimate(offset_px=o_reg, sigma_px=np.where(np.isfinite(var), np.sqrt(var * shrink), np.inf), rms_px=rms, chi2=chi2,
-                          significant=significant)
+    sigma = np.full(rows, np.inf)
+    fin = np.isfinite(var)
+    sigma[fin] = np.sqrt(var[fin] * shrink[fin])
+    return JitterEstimate(offset_px=o_reg, sigma_px=sigma, rms_px=rms, chi2=chi2, significant=significant)

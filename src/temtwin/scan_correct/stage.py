@@ -1,0 +1,88 @@
+"""Stage ``scan_correct``: raw.h5 (ingest) -> image.h5, the STEM image with its scan distortion corrected.
+
+Every later stage reads image.h5 unchanged. image.h5 has ingest's layout (``/image``, root attributes)
+plus a group ``/scan_correction``: attrs ``applicable``, ``reason``, ``method``, ``changed``,
+``lattice_assumption``, ``jitter_rms_px``, ``jitter_rms_nm``; datasets ``drift`` [dx, dy] (fraction of the
+frame height per frame, x = fast scan, y = slow scan), ``drift_sigma``, ``drift_px`` and ``drift_nm``
+(the drift over the whole frame), ``jitter_px`` / ``jitter_nm`` (rows,) per-row fast-scan offsets (the
+specimen x sampled at column j of row i is j + jitter_px[i]), ``jitter_sigma_px``.
+Parallel-beam (TEM) images are copied unchanged with ``applicable = False``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..io.h5 import read_summary, set_summary, write_array
+from ..io.image import read_image
+from ..io.ingest import write_image_h5
+from .core import correct_scan
+
+
+def _summary(applicable: bool, reason: str, method: str, res, px: float, rows: int) -> dict:
+    out = {"applicable": applicable, "reason": reason, "method": method, "changed": False}
+    if res is not None:
+        d = res.drift
+        out.update({"changed": res.changed, "lattice_assumption": d.lattice if d else "",
+                    "drift": [float(v) for v in d.drift] if d else [0.0, 0.0],
+                    "drift_sigma": [float(v) for v in d.sigma] if d else [None, None],
+                    "drift_nm": [float(v) * rows * px for v in d.drift] if d else [0.0, 0.0],
+                    "jitter_rms_px": float(res.jitter.rms_px) if (res.jitter and "jitter" in method) else 0.0})
+        out["jitter_rms_nm"] = out["jitter_rms_px"] * px
+    return out
+
+
+def run(ctx) -> None:
+    """Stage ``scan_correct``."""
+    cfg = ctx.section("scan_correct")
+    m = read_image(ctx.input["raw"])
+    mode = str(m.meta.get("mode", "unknown"))
+    rows = m.data.shape[0]
+    px_x = float(m.pixel_size_nm[0])
+    res = None
+    if not cfg.get("enabled", True):
+        applicable, reason, method = False, "scan correction switched off (scan_correct.enabled: false)", "none"
+    elif mode == "TEM" or (mode != "STEM" and not cfg.get("correct_unknown_mode", False)):
+        applicable, method = False, "none"
+        reason = ("parallel-beam TEM image: no scan, nothing to correct" if mode == "TEM" else
+                  f"acquisition mode {mode!r} is not STEM: set `mode: STEM` for this image in sample.yaml "
+                  "(images.<name>.mode) or scan_correct.correct_unknown_mode: true to correct it")
+    else:
+        res = correct_scan(m.data, m.pixel_size_nm, jitter=cfg.get("jitter", True),
+                           linear_drift=cfg.get("linear_drift", True), lattice=cfg.get("lattice", "auto"),
+                           max_drift=cfg.get("max_drift", 0.05), min_drift=cfg.get("min_drift", 0.002),
+                           n_sigma=cfg.get("n_sigma", 3.0), min_jitter_px=cfg.get("min_jitter_px", 0.08))
+        applicable, reason, method = res.drift is not None, res.reason, res.method
+        ctx.log.info("%s: %s; %s", m.name, method, reason or "all parts applied")
+        m.data = res.image
+    frag = _summary(applicable, reason, method, res, px_x, rows)
+    with ctx.h5("h5") as f:
+        write_image_h5(f, m)
+        g = f.create_group("scan_correction")
+        g.attrs.update({"applicable": applicable, "reason": reason, "method": method,
+                        "changed": frag["changed"], "lattice_assumption": frag.get("lattice_assumption", ""),
+                        "jitter_rms_px": frag.get("jitter_rms_px", 0.0),
+                        "jitter_rms_nm": frag.get("jitter_rms_nm", 0.0),
+                        "convention": "x = fast scan (columns), y = slow scan (rows); drift per frame as a "
+                                      "fraction of the frame height; specimen x at (row i, column j) = "
+                                      "j + jitter_px[i] + drift[0] * i"})
+        d = res.drift if res is not None else None
+        drift = np.asarray(d.drift if d is not None else [0.0, 0.0], float)
+        write_array(g, "drift", drift, "1", description="[dx, dy] drift per frame / frame height")
+        write_array(g, "drift_sigma", np.asarray(d.sigma if d is not None else [np.nan, np.nan], float), "1")
+        write_array(g, "drift_px", drift * rows, "px", description="drift over the frame [x, y]")
+        write_array(g, "drift_nm", drift * rows * np.asarray(m.pixel_size_nm, float), "nm")
+        jit = res.jitter if (res is not None and "jitter" in method) else None
+        o = jit.offset_px if jit is not None else np.zeros(rows)
+        write_array(g, "jitter_px", o, "px", description="fast-scan offset of each row")
+        write_array(g, "jitter_nm", o * px_x, "nm")
+        write_array(g, "jitter_sigma_px", jit.sigma_px if jit is not None else np.full(rows, np.nan), "px")
+        if res is not None and res.g_px is not None:
+            write_array(g, "g_basis_px", res.g_px, "1/px", description="reduced reciprocal basis [kx, ky]")
+        summ = read_summary(ctx.input["raw"])       # ingest's fragment (pixel size, shape, mode, ...)
+        summ["scan_correction"] = frag
+        set_summary(f, summ)
+    out = ctx.output.get("figures")
+    if out:
+        from .figures import scan_correction_figures
+        scan_correction_figures(read_image(ctx.input["raw"]).data, m, frag, res, out)
