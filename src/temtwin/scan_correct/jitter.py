@@ -7,9 +7,10 @@ I(i, ·) - R(i, ·) ≈ o_i ∂R/∂x, so o_i is the least-squares slope of the 
 gradient: o_i = Σ_j (I - R) R_x / Σ_j R_x² — a row-by-row correlation with the lattice fringes. The
 estimate is iterated (rows shifted back, reference rebuilt) and regularised by a Wiener shrinkage with the
 per-row noise variance σ²_i = var(residual_i) / Σ_j R_x², so noise-only offsets are pulled to zero.
-Offsets varying slower than the reference's disks resolve (about rows / radius_bins rows) are not
-measurable this way and are removed (Gaussian high-pass), as are the mean and the linear trend: a uniform shift is no distortion, and the linear part
-(a shear) belongs to the linear drift (:mod:`temtwin.scan_correct.drift`), measured from the lattice.
+Offsets varying slower than the disks of the reference resolve (about rows / radius_bins rows) are not
+measurable this way and are removed (Gaussian high-pass), as are the mean and the linear trend: a
+uniform shift is no distortion, and the linear part (a shear) belongs to the linear drift
+(:mod:`temtwin.scan_correct.drift`), measured from the lattice.
 """
 
 from __future__ import annotations

@@ -1,0 +1,178 @@
+"""Bench of stage scan_correct (issue 17, item 1): STEM row jitter and linear drift on generated cases.
+
+Artefact model (documented in temtwin.testing.scan_distortion / temtwin.testing.lattices): a 2D crystal of
+Gaussian atomic columns (hexagonal, MoS2-like honeycomb, SrTiO3-like square, Si[110]-like centred
+rectangular; lattice parameter 7-11 px, random rotation and origin) is scanned row by row with linear
+drift dx, dy of 1-3 % of the frame height per frame (random signs) and Gaussian row jitter σ 0.2-0.5 px,
+then Poisson noise at 100-1000 counts per unit intensity. Fixed seed, 384² px at 0.02 nm.
+
+Measure: GPA (temtwin.gpa.core.gpa, refine off, g = the ideal lattice's refined basis, resolution
+4 lattice spacings) of the recorded, the corrected and an independent noisy ideal image; the artificial
+strain is the map (exx, eyy, exy) minus the one of the noise-free ideal frame, over the inner 70 % of the
+frame; removed = 1 - RMS(corrected) / RMS(recorded). Undistorted frames: the strain change
+|mean(e_corrected - e_recorded)| (target ≤ 0.02 %) and whether the image was left bit-identical.
+
+Run: ``python bench/bench_scan_correct.py [--quick]``; writes bench/results/scan_correct.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import machine, md_table, write_section  # noqa: E402
+
+from temtwin.gpa.core import gpa  # noqa: E402
+from temtwin.scan_correct import correct_scan  # noqa: E402
+from temtwin.scan_correct.lattice import find_peaks, reduced_basis, refine_g  # noqa: E402
+from temtwin.testing.lattices import scan_distorted_case  # noqa: E402
+
+PX = (0.02, 0.02)
+SHAPE = (384, 384)
+SEED = 20261205
+TARGET_REMOVED = 80.0     # % of the artificial strain RMS
+TARGET_UNCHANGED = 0.02   # % strain change on an undistorted frame
+
+
+def make_cases(quick: bool) -> list[dict]:
+    rng = np.random.default_rng(SEED)
+    cases = []
+    lattices = ["hexagonal", "honeycomb", "square"]
+    doses = [100, 300, 1000]
+    n = 6 if quick else 24
+    for k in range(n):
+        lat = lattices[k % 3]
+        drift = rng.uniform(0.01, 0.03, 2) * rng.choice([-1, 1], 2)
+        cases.append({"name": f"d{k:02d}", "lattice": lat, "a_px": float(rng.uniform(7, 11)),
+                      "rotation_deg": float(rng.uniform(0, 90)), "drift": tuple(float(v) for v in drift),
+                      "jitter_px": float(rng.uniform(0.2, 0.5)), "dose": doses[(k // 3) % 3], "kind": "distorted"})
+    for k in range(2 if quick else 6):
+        cases.append({"name": f"u{k:02d}", "lattice": lattices[k % 3], "a_px": float(rng.uniform(7, 11)),
+                      "rotation_deg": float(rng.uniform(0, 90)), "drift": (0.0, 0.0), "jitter_px": 0.0,
+                      "dose": doses[k % 3], "kind": "undistorted"})
+    for k in range(1 if quick else 3):
+        cases.append({"name": f"j{k:02d}", "lattice": lattices[k % 3], "a_px": float(rng.uniform(7, 11)),
+                      "rotation_deg": float(rng.uniform(0, 90)), "drift": (0.0, 0.0),
+                      "jitter_px": float(rng.uniform(0.2, 0.5)), "dose": 1000, "kind": "jitter only"})
+    for k in range(1 if quick else 3):
+        drift = rng.uniform(0.01, 0.03, 2) * rng.choice([-1, 1], 2)
+        cases.append({"name": f"r{k:02d}", "lattice": "rectangular", "a_px": float(rng.uniform(7, 9)),
+                      "rotation_deg": float(rng.uniform(0, 90)), "drift": tuple(float(v) for v in drift),
+                      "jitter_px": float(rng.uniform(0.2, 0.5)), "dose": 300, "kind": "rectangular"})
+    return cases
+
+
+def strain_maps(img, G_nm, res_nm):
+    r = gpa(img, PX, G_nm, res_nm, refine=False)
+    return np.stack([r.exx, r.eyy, r.exy])
+
+
+def run_case(c: dict, k: int) -> dict:
+    case = scan_distorted_case(SHAPE, c["lattice"], c["a_px"], c["rotation_deg"], drift=c["drift"],
+                               jitter_px=c["jitter_px"], dose=c["dose"], seed=SEED + k)
+    t0 = time.perf_counter()
+    res = correct_scan(case.distorted, PX)
+    t = time.perf_counter() - t0
+    p = find_peaks(case.clean_ideal)
+    G_px, _ = refine_g(case.clean_ideal, reduced_basis(p.k, p.strength))
+    G_nm = G_px / np.asarray(PX)[None, :]
+    res_nm = 4 * c["a_px"] * PX[0]
+    base = strain_maps(case.clean_ideal, G_nm, res_nm)
+    m = int(0.15 * SHAPE[0])
+    inner = np.s_[:, m:-m, m:-m]
+
+    def rms(e):
+        d = (e - base)[inner]
+        return float(np.sqrt(np.nanmean(d ** 2)))
+    e_rec = strain_maps(case.distorted, G_nm, res_nm)
+    e_cor = strain_maps(res.image, G_nm, res_nm) if res.changed else e_rec
+    e_ideal = strain_maps(case.ideal, G_nm, res_nm)
+    out = dict(c)
+    out.update({"method": res.method, "reason": res.reason, "changed": res.changed, "time_s": t,
+                "rms_rec": rms(e_rec), "rms_cor": rms(e_cor), "rms_noise": rms(e_ideal),
+                "drift_est": tuple(res.drift.drift) if res.drift else (0.0, 0.0),
+                "lattice_assumed": res.drift.lattice if res.drift else ""})
+    out["removed"] = 100.0 * (1.0 - out["rms_cor"] / out["rms_rec"]) if out["rms_rec"] > 0 else float("nan")
+    out["change_pct"] = float(np.nanmax(np.abs(np.nanmean((e_cor - e_rec)[inner], axis=(1, 2))))) * 100
+    if res.jitter is not None and c["jitter_px"] > 0:
+        o = case.truth.row_offset_px
+        i = np.arange(len(o))
+        o = o - np.polyval(np.polyfit(i, o, 1), i)
+        ok = np.isfinite(res.jitter.sigma_px)
+        est = res.jitter.offset_px if "jitter" in res.method else np.zeros(len(o))
+        out["jitter_err"] = float(np.sqrt(np.mean((est - o)[ok] ** 2)))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    cases = make_cases(args.quick)
+    results = []
+    for k, c in enumerate(cases):
+        r = run_case(c, k)
+        results.append(r)
+        print(f"{r['name']} {r['lattice']:11s} drift {r['drift'][0]:+.3f},{r['drift'][1]:+.3f} "
+              f"est {r['drift_est'][0]:+.4f},{r['drift_est'][1]:+.4f} jit {r['jitter_px']:.2f} dose {r['dose']} "
+              f"| {r['method']:26s} rms {100 * r['rms_rec']:.3f}% -> {100 * r['rms_cor']:.3f}% "
+              f"(noise {100 * r['rms_noise']:.3f}%) removed {r['removed']:.1f}% change {r['change_pct']:.4f}%",
+              flush=True)
+    rows = []
+    for r in results:
+        rows.append([r["name"], r["lattice"], f"{r['a_px']:.1f}", f"{r['rotation_deg']:.0f}", r["dose"],
+                     f"{100 * r['drift'][0]:+.2f}, {100 * r['drift'][1]:+.2f}",
+                     f"{100 * r['drift_est'][0]:+.2f}, {100 * r['drift_est'][1]:+.2f}",
+                     f"{r['jitter_px']:.2f}", f"{r['jitter_err']:.3f}" if "jitter_err" in r else "",
+                     r["method"], f"{100 * r['rms_rec']:.3f}", f"{100 * r['rms_cor']:.3f}",
+                     f"{100 * r['rms_noise']:.3f}", f"{r['removed']:.1f}" if r["kind"] != "undistorted" else "",
+                     f"{r['change_pct']:.4f}" if r["kind"] == "undistorted" else ""])
+    table = md_table(["case", "lattice", "a (px)", "rot (°)", "dose", "drift dx, dy (%)", "estimated (%)",
+                      "jitter σ (px)", "jitter error RMS (px)", "applied", "strain RMS recorded (%)",
+                      "corrected (%)", "noise floor (%)", "removed (%)", "change (%)"], rows)
+    dist = [r for r in results if r["kind"] == "distorted"]
+    und = [r for r in results if r["kind"] == "undistorted"]
+    rect = [r for r in results if r["kind"] == "rectangular"]
+    jit = [r for r in results if r["kind"] == "jitter only"]
+    rem = np.array([r["removed"] for r in dist])
+    ok_rem = int((rem >= TARGET_REMOVED).sum())
+    ok_und = sum(1 for r in und if r["change_pct"] <= TARGET_UNCHANGED)
+    j_removed = ", ".join(f"{r['removed']:.0f}" for r in jit)
+    j_err = ", ".join(f"{r.get('jitter_err', np.nan):.2f}" for r in jit)
+    j_sig = ", ".join(f"{r['jitter_px']:.2f}" for r in jit)
+    rect_removed = ", ".join(f"{r['removed']:.0f} %" for r in rect)
+    t_mean = float(np.mean([r["time_s"] for r in results]))
+    # speed at camera size
+    big = scan_distorted_case((1024, 1024), "honeycomb", 9.0, 12.0, drift=(0.02, 0.01), jitter_px=0.3,
+                              dose=300, seed=SEED)
+    t0 = time.perf_counter()
+    correct_scan(big.distorted, PX)
+    t_big = time.perf_counter() - t0
+    summary = (
+        f"Generated STEM cases ({len(results)}: {len(dist)} distorted hexagonal/honeycomb/square, "
+        f"{len(jit)} with row jitter only, {len(und)} undistorted, {len(rect)} centred-rectangular), "
+        f"{SHAPE[0]}², seed {SEED}.\n\n"
+        f"* **Artificial strain removed** (target ≥ {TARGET_REMOVED:.0f} %): {ok_rem}/{len(dist)} cases reach it; "
+        f"median {np.median(rem):.1f} %, worst {rem.min():.1f} %. The residual includes the GPA noise floor of a "
+        "noisy image (column 'noise floor': the independent noisy ideal frame).\n"
+        f"* **Undistorted frames left unchanged** (target ≤ {TARGET_UNCHANGED} % strain change): {ok_und}/{len(und)}; "
+        f"bit-identical: {sum(1 for r in und if not r['changed'])}/{len(und)}.\n"
+        f"* **Row jitter only** (no drift, dose 1000): removed {j_removed} % of the strain RMS; jitter error "
+        f"RMS {j_err} px for σ {j_sig} px.\n"
+        f"* **Centred-rectangular lattice** (one metric constraint only): linear drift not corrected and said so "
+        f"in {sum(1 for r in rect if 'not observable' in r['reason'])}/{len(rect)}; row jitter still corrected; "
+        f"removed {rect_removed} (the drift part remains, by design).\n"
+        f"* **Speed**: {t_mean:.2f} s per {SHAPE[0]}² image on average; {t_big:.1f} s for 1024² "
+        f"(1 CPU thread, {machine()}; FFT- and interpolation-bound, no accelerator used).\n\n")
+    write_section("scan_correct", "Scan-distortion correction (scan_correct)",
+                  summary + "Reproduce: `python bench/bench_scan_correct.py`\n\n" + table)
+    print(summary)
+
+
+if __name__ == "__main__":
+    main()
