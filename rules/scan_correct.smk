@@ -2,6 +2,8 @@ rule scan_correct:
     """STEM scan-distortion correction (row jitter, linear drift); TEM images are copied unchanged."""
     input:
         raw=f"{R}/{{sample}}/{{image}}/raw.h5",
+        pair=W.scan_pair_raw,
+        settings=W.sample_files,
     output:
         h5=f"{R}/{{sample}}/{{image}}/image.h5",
         figures=report(

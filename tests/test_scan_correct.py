@@ -111,3 +111,42 @@ def test_stage_stem_corrected(tmp_path):
     assert s["method"] == "row jitter + linear drift" and 0.15 < s["jitter_rms_px"] < 0.45
     assert (tmp_path / "fig" / "overview.png").is_file() and (tmp_path / "fig" / "jitter.png").is_file()
     assert missing_units(out) == []
+
+
+def test_scan_pair_recovers_drift_and_line_offsets():
+    from temtwin.scan_correct.pair import correct_pair
+    from temtwin.testing.lattices import scan_pair_case
+    c = scan_pair_case(n=160, lattice="rectangular", drift=(0.02, -0.015), jitter_px=0.3, seed=3)
+    r = correct_pair(c.a, c.b)
+    assert np.allclose(r.drift, [0.02, -0.015], atol=0.001)   # a lattice with one metric constraint: fine here
+    for est, truth in ((r.offsets_a, c.truth_a.row_offset_px), (r.offsets_b, c.truth_b.row_offset_px)):
+        i = np.arange(len(truth))
+        t = truth - np.polyval(np.polyfit(i, truth, 1), i)
+        assert np.sqrt(np.mean((est - t)[8:-8] ** 2)) < 0.35 * np.std(t)
+
+
+def test_stage_scan_pair(tmp_path):
+    import yaml
+
+    from temtwin.testing.lattices import scan_pair_case
+    c = scan_pair_case(n=128, lattice="hexagonal", drift=(-0.015, 0.02), jitter_px=0.3, seed=8)
+    (tmp_path / "sample.yaml").write_text(yaml.safe_dump({"images": {"a": {"scan_pair": "b"}}}))
+    paths = {}
+    for name, img in (("a", c.a), ("b", c.b)):
+        m = Micrograph(data=np.asarray(img, np.float32), pixel_size_nm=PX, name=name, sample="s",
+                       meta={"mode": "STEM", "source_file": f"{name}.dm4"})
+        paths[name] = tmp_path / f"{name}_raw.h5"
+        with atomic_h5(paths[name]) as f:
+            write_image_h5(f, m)
+    from temtwin.scan_correct.stage import run
+    for me, other in (("a", "b"), ("b", "a")):
+        ctx = StageContext.create("scan_correct", {"raw": str(paths[me]), "pair": [str(paths[other])],
+                                                   "settings": [str(tmp_path / "sample.yaml")]},
+                                  {"h5": str(tmp_path / f"{me}.h5")})
+        run(ctx)
+    with h5py.File(tmp_path / "a.h5") as fa, h5py.File(tmp_path / "b.h5") as fb:
+        assert fa["scan_correction"].attrs["scan_pair"] == "b" and fa["scan_correction"].attrs["changed"]
+        assert np.allclose(fa["scan_correction/drift"][()], [-0.015, 0.02], atol=0.0015)
+        assert np.allclose(fb["scan_correction/drift"][()], [0.02, 0.015], atol=0.0015)   # b's own frame
+        assert np.allclose(np.rot90(fb["image"][()], -1), fa["image"][()])               # one merged image
+    assert missing_units(tmp_path / "a.h5") == []

@@ -40,6 +40,9 @@ def run(ctx) -> None:
     rows = m.data.shape[0]
     px_x = float(m.pixel_size_nm[0])
     res = None
+    pair_paths = ctx.paths("pair")
+    if pair_paths and cfg.get("enabled", True):
+        return _run_pair(ctx, cfg, m, pair_paths[0])
     if not cfg.get("enabled", True):
         applicable, reason, method = False, "scan correction switched off (scan_correct.enabled: false)", "none"
     elif mode == "TEM" or (mode != "STEM" and not cfg.get("correct_unknown_mode", False)):
@@ -86,3 +89,63 @@ def run(ctx) -> None:
     if out:
         from .figures import scan_correction_figures
         scan_correction_figures(read_image(ctx.input["raw"]).data, m, frag, res, out)
+
+
+def _run_pair(ctx, cfg, m, partner_path) -> None:
+    """The two-scan correction of a declared scan pair (:mod:`temtwin.scan_correct.pair`)."""
+    from ..errors import UserError
+    from .pair import correct_pair, scan_partner
+
+    settings = ctx.sample_settings()
+    partner, role = scan_partner(settings, m.name) or ("", "a")
+    other = read_image(partner_path)
+    yaml_path = ctx.sample_yaml()
+    if str(m.meta.get("mode", "")) == "TEM" or str(other.meta.get("mode", "")) == "TEM":
+        raise UserError(f"images {m.name} and {partner} are declared a scan pair but one is a TEM image; "
+                        "remove `scan_pair` or fix `mode`", yaml_path)
+    if m.data.shape != other.data.shape or m.data.shape[0] != m.data.shape[1] \
+            or not np.allclose(m.pixel_size_nm, other.pixel_size_nm, rtol=1e-3):
+        raise UserError(f"scan pair {m.name}/{partner}: the two scans must be square with the same shape and "
+                        f"pixel size ({m.data.shape} vs {other.data.shape}); remove `scan_pair` or crop them",
+                        yaml_path)
+    a, b = (m.data, other.data) if role == "a" else (other.data, m.data)
+    ctx.log.info("%s: scan pair with %s (this image is the %s scan)", m.name, partner, "0°" if role == "a" else "90°")
+    res = correct_pair(a, b, max_drift=cfg.get("max_drift", 0.05))
+    rows = m.data.shape[0]
+    drift = res.drift if role == "a" else np.array([res.drift[1], -res.drift[0]])
+    offsets = res.offsets_a if role == "a" else res.offsets_b
+    jit_rms = float(np.sqrt(np.mean(offsets ** 2)))
+    significant = bool(np.max(np.abs(res.drift)) >= cfg.get("min_drift", 0.002)
+                       or jit_rms >= cfg.get("min_jitter_px", 0.08))
+    raw = m.data.copy()
+    if significant:
+        m.data = res.image if role == "a" else np.ascontiguousarray(np.rot90(res.image, 1))
+    method = "scan pair (Ophus 2016): linear drift + row offsets, mean of both scans"
+    reason = "" if significant else "scan pair: no significant drift or row offsets; image left unchanged"
+    frag = {"applicable": True, "reason": reason, "method": method if significant else "none",
+            "changed": significant, "lattice_assumption": "", "scan_pair": partner,
+            "drift": [float(v) for v in drift], "drift_sigma": [None, None],
+            "drift_nm": [float(v) * rows * m.pixel_size_nm[0] for v in drift],
+            "jitter_rms_px": jit_rms, "jitter_rms_nm": jit_rms * float(m.pixel_size_nm[0]),
+            "pair_correlation": [float(res.score_no_drift), float(res.score)]}
+    with ctx.h5("h5") as f:
+        write_image_h5(f, m)
+        g = f.create_group("scan_correction")
+        g.attrs.update({"applicable": True, "reason": reason, "method": frag["method"], "changed": significant,
+                        "lattice_assumption": "", "scan_pair": partner, "scan_role": role,
+                        "jitter_rms_px": jit_rms, "jitter_rms_nm": frag["jitter_rms_nm"],
+                        "convention": "drift and row offsets in this image's own scan frame (x = its fast scan)"})
+        write_array(g, "drift", drift, "1", description="[dx, dy] drift per frame / frame height")
+        write_array(g, "drift_sigma", np.array([np.nan, np.nan]), "1")
+        write_array(g, "drift_px", drift * rows, "px")
+        write_array(g, "drift_nm", drift * rows * np.asarray(m.pixel_size_nm, float), "nm")
+        write_array(g, "jitter_px", offsets, "px", description="fast-scan offset of each scan line")
+        write_array(g, "jitter_nm", offsets * float(m.pixel_size_nm[0]), "nm")
+        write_array(g, "jitter_sigma_px", np.full(rows, np.nan), "px")
+        summ = read_summary(ctx.input["raw"])
+        summ["scan_correction"] = frag
+        set_summary(f, summ)
+    out = ctx.output.get("figures")
+    if out:
+        from .figures import scan_correction_figures
+        scan_correction_figures(raw, m, frag, None, out)

@@ -89,3 +89,44 @@ def scan_distorted_case(shape=(256, 256), lattice: str = "hexagonal", a_px: floa
     def noisy(im):
         return rng.poisson(np.clip(im, 0, None) * dose) / dose if dose else im.copy()
     return DistortedCase(noisy(clean), noisy(dist), clean, truth, lattice, a_px)
+
+
+@dataclass
+class PairCase:
+    """a, b: noisy recorded scans of the same area, ``a`` with the fast scan along x (0°), ``b`` with the
+    scan rotated by +90° (as recorded: ``np.rot90(b, -1)`` is in a's orientation); clean_ideal: the
+    noise-free undistorted frame in a's orientation; truth_a, truth_b: their ScanDistortion (b's in
+    its own scan frame, drift (dy, -dx))."""
+
+    a: np.ndarray
+    b: np.ndarray
+    clean_ideal: np.ndarray
+    truth_a: ScanDistortion
+    truth_b: ScanDistortion
+    lattice: str
+
+
+def scan_pair_case(n: int = 192, lattice: str = "rectangular", a_px: float = 8.0, rotation_deg: float = 20.0,
+                   sigma_px: float = 1.2, drift=(0.02, -0.015), jitter_px: float = 0.3,
+                   dose: float | None = 500.0, seed: int = 0) -> PairCase:
+    """A generated orthogonal scan pair (n x n) of one lattice with the same specimen drift ``drift``
+    (dx, dy; fraction of the frame height per frame, in a's frame) and independent row jitter."""
+    rng = np.random.default_rng(seed)
+    a1, a2, sites = LATTICES[lattice]
+    th = np.deg2rad(rotation_deg)
+    Rm = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    m = int(np.ceil(max(abs(drift[0]), abs(drift[1])) * 2 * n + 6 * jitter_px + 8))
+    N = n + 2 * m
+    canvas = lattice_image((N, N), a_px * Rm @ a1, a_px * Rm @ a2, sites, sigma_px,
+                           origin_px=tuple(rng.uniform(0, a_px, 2)))
+    A, ta = distort_scan(canvas, drift_x=drift[0], drift_y=drift[1], jitter_px=jitter_px, rng=rng)
+    B, tb = distort_scan(np.rot90(canvas, 1), drift_x=drift[1], drift_y=-drift[0], jitter_px=jitter_px, rng=rng)
+    A = A[m:m + n, m:m + n]
+    B = B[N - m - n:N - m, m:m + n]
+    ta = ScanDistortion(drift[0], drift[1], jitter_px, ta.row_offset_px[m:m + n], ta.row_y_px[m:m + n])
+    tb = ScanDistortion(drift[1], -drift[0], jitter_px, tb.row_offset_px[N - m - n:N - m],
+                        tb.row_y_px[N - m - n:N - m])
+
+    def noisy(im):
+        return rng.poisson(np.clip(im, 0, None) * dose) / dose if dose else im.copy()
+    return PairCase(noisy(A), noisy(B), canvas[m:m + n, m:m + n], ta, tb, lattice)

@@ -22,6 +22,9 @@ class Workflow:
         self.config = load_config(config)
         self.results = self.config["results"].rstrip("/")
         self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
+        for s in self.samples.values():                      # scan pairs name existing images
+            for im in s.images:
+                self.scan_pair_raw(type("wc", (), {"sample": s.name, "image": im}))
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -37,6 +40,20 @@ class Workflow:
         """sample.yaml (when present): ingest reruns when calibration settings change."""
         p = self.samples[wc.sample].sample_yaml
         return [str(p)] if p else []
+
+    def scan_pair_raw(self, wc) -> list[str]:
+        """raw.h5 of the image's scan-pair partner (sample.yaml ``images.<a>.scan_pair: <b>``), or []."""
+        from ..scan_correct.pair import scan_partner
+
+        s = self.samples[wc.sample]
+        pair = scan_partner(s.settings, wc.image)
+        if pair is None:
+            return []
+        if pair[0] not in s.images:
+            raise UserError(f"images.{wc.image if pair[1] == 'a' else pair[0]}.scan_pair names {pair[0]!r}, "
+                            f"which is no image of this sample; use one of {', '.join(sorted(s.images))}",
+                            s.sample_yaml)
+        return [self.r(wc.sample, pair[0], "raw.h5")]
 
     def label_override(self, wc) -> list[str]:
         p = self.samples[wc.sample].label_overrides.get(wc.image)
