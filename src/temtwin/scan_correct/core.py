@@ -55,6 +55,21 @@ def resample_scan(image: np.ndarray, drift=(0.0, 0.0), offset_px: np.ndarray | N
     return ndimage.map_coordinates(img, [ii, jj], order=order, mode="reflect")
 
 
+def valid_region(shape, drift=(0.0, 0.0), offset_px: np.ndarray | None = None) -> list[int]:
+    """[row0, col0, row1, col1) of the corrected image whose pixels were all recorded (outside it
+    :func:`resample_scan` extrapolates by reflection)."""
+    rows, cols = shape
+    dx, dy = float(drift[0]), float(drift[1])
+    row1 = int(min(rows, np.floor((rows - 1) * (1.0 + dy)) + 1))
+    y = np.arange(row1, dtype=float)
+    i = y / (1.0 + dy)
+    o = np.zeros(rows) if offset_px is None else np.asarray(offset_px, float)
+    s = dx * i + np.interp(i, np.arange(rows, dtype=float), o)
+    col0 = int(np.clip(np.ceil(s.max()), 0, cols))
+    col1 = int(np.clip(np.floor(cols - 1 + s.min()) + 1, col0, cols))
+    return [0, col0, row1, col1]
+
+
 def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linear_drift: bool = True,
                  lattice: str = "auto", max_drift: float = 0.05, min_drift: float = 0.002,
                  n_sigma: float = 3.0, min_jitter_px: float = 0.08, peak_threshold: float = 25.0,
@@ -78,14 +93,15 @@ def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linea
                               "non-collinear Bragg peaks): nothing to measure the scan distortion on",
                               info={"n_peaks": int(len(peaks.k))})
     reasons = []
-    jit = estimate_jitter(img, peaks.mask, n_iter=n_iter, min_rms_px=min_jitter_px) if jitter else None
+    G0, _ = refine_g(img, G)
+    jit = estimate_jitter(img, G0, n_iter=n_iter, min_rms_px=min_jitter_px) if jitter else None
     use_jit = bool(jit is not None and jit.significant)
     if jit is None:
         reasons.append("row jitter correction switched off")
     elif not use_jit:
         reasons.append(f"row jitter not significant (RMS {jit.rms_px:.3f} px, chi2/row {jit.chi2:.2f})")
     base = shift_rows(img, jit.offset_px) if use_jit else np.asarray(img, np.float64)
-    Gr, sig = refine_g(base, G)
+    Gr, sig = refine_g(base, G0)
     if linear_drift:
         dr = estimate_drift(Gr, sig, pixel_size_nm, lattice, max_drift=max_drift, min_drift=min_drift,
                             n_sigma=n_sigma)
@@ -98,4 +114,5 @@ def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linea
     if not parts:
         return ScanCorrection(img.astype(np.float32), False, "none", "; ".join(reasons), dr, jit, Gr, info)
     out = resample_scan(img, dr.drift, jit.offset_px if use_jit else None)
+    info["valid_region_px"] = valid_region(img.shape, dr.drift, jit.offset_px if use_jit else None)
     return ScanCorrection(out.astype(np.float32), True, " + ".join(parts), "; ".join(reasons), dr, jit, Gr, info)

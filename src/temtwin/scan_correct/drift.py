@@ -55,6 +55,11 @@ def solve_drift(G_obs_px: np.ndarray, pixel_size_nm, lattice: str) -> np.ndarray
     return r.x if np.max(np.abs(r.fun)) < 1e-6 else np.full(2, np.nan)
 
 
+#: systematic standard error added in quadrature to the statistical one (fraction of the frame height):
+#: interpolation and the jitter left in the image bias the measured lattice by a few 1e-4
+SYSTEMATIC_SIGMA = 5e-4
+
+
 def estimate_drift(G_obs_px: np.ndarray, sigma_px: np.ndarray, pixel_size_nm, assume: str = "auto",
                    max_drift: float = 0.05, min_drift: float = 0.002, n_sigma: float = 3.0) -> DriftEstimate:
     """Linear drift from a reduced reciprocal basis (2, 2) cycles/px and its standard errors (2, 2).
@@ -62,7 +67,8 @@ def estimate_drift(G_obs_px: np.ndarray, sigma_px: np.ndarray, pixel_size_nm, as
     assume: "auto" (the hexagonal or square lattice reachable with a drift ≤ ``max_drift``; none when
     neither or both are), "hexagonal", "square", or "none" (never correct the drift).
     The drift is corrected only when it is significant: |d| > ``n_sigma`` σ for dx or dy, and
-    max(|dx|, |dy|) ≥ ``min_drift`` (below, the image is left unchanged).
+    max(|dx|, |dy|) ≥ ``min_drift`` (below, the image is left unchanged). σ is the propagated statistical
+    error of the g vectors plus :data:`SYSTEMATIC_SIGMA` in quadrature.
     """
     zero = np.zeros(2)
     if assume == "none":
@@ -88,7 +94,7 @@ def estimate_drift(G_obs_px: np.ndarray, sigma_px: np.ndarray, pixel_size_nm, as
         h = max(float(sigma_px.ravel()[n]), 1e-7)
         Gp[n] += h
         J[:, n] = (solve_drift(Gp.reshape(2, 2), pixel_size_nm, t) - d) / h * sigma_px.ravel()[n]
-    sig = np.sqrt((J ** 2).sum(1))
+    sig = np.sqrt((J ** 2).sum(1) + SYSTEMATIC_SIGMA ** 2)
     sig = np.where(np.isfinite(sig), sig, np.inf)
     if not (np.any(np.abs(d) > n_sigma * sig) and np.max(np.abs(d)) >= min_drift):
         return DriftEstimate(zero, sig, t, False,

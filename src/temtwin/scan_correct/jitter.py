@@ -1,14 +1,14 @@
 """Row jitter: the fast-scan (x) offset of every scan row, measured against the periodic lattice.
 
 Model: row i of the recorded image sampled the specimen at x = j + o_i (pixels), so
-I(i, j) = T(i, j + o_i) with T the undistorted image. The periodic lattice reference R (the sharp Bragg
-peaks of the image, :func:`~temtwin.scan_correct.lattice.lattice_reference`) stands in for T. Linearised,
+I(i, j) = T(i, j + o_i) with T the undistorted image. The strictly periodic lattice fitted to the image
+(:func:`~temtwin.scan_correct.lattice.periodic_reference`) stands in for T. Linearised,
 I(i, ·) - R(i, ·) ≈ o_i ∂R/∂x, so o_i is the least-squares slope of the row residual on the row's x
 gradient: o_i = Σ_j (I - R) R_x / Σ_j R_x² — a row-by-row correlation with the lattice fringes. The
 estimate is iterated (rows shifted back, reference rebuilt) and regularised by a Wiener shrinkage with the
 per-row noise variance σ²_i = var(residual_i) / Σ_j R_x², so noise-only offsets are pulled to zero.
-Offsets varying slower than the disks of the reference resolve (about rows / radius_bins rows) are not
-measurable this way and are removed (Gaussian high-pass), as are the mean and the linear trend: a
+Offsets varying slower than about rows / 4π rows cannot be told apart from a real displacement field
+of the crystal in one scan and are left alone (Gaussian high-pass), as are the mean and the linear trend: a
 uniform shift is no distortion, and the linear part (a shear) belongs to the linear drift
 (:mod:`temtwin.scan_correct.drift`), measured from the lattice.
 """
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from .lattice import lattice_reference
+from .lattice import periodic_reference
 
 
 @dataclass
@@ -58,27 +58,29 @@ def _highpass(o: np.ndarray, lowpass_rows: float) -> np.ndarray:
     return _detrend(o - ndimage.gaussian_filter1d(o, lowpass_rows, mode="reflect"))
 
 
-def estimate_jitter(image: np.ndarray, mask: np.ndarray, n_iter: int = 4, margin: float = 0.05,
+def estimate_jitter(image: np.ndarray, G_px: np.ndarray, n_iter: int = 4, margin: float = 0.05,
                     max_offset_px: float = 3.0, min_rms_px: float = 0.05, chi2_min: float = 2.0,
-                    radius_bins: float = 4.0) -> JitterEstimate:
+                    slowest_rows: float | None = None) -> JitterEstimate:
     """Estimate the row offsets of ``image`` (rows = slow scan y, columns = fast scan x).
 
-    mask: FFT-ordered lattice-peak mask (:func:`~temtwin.scan_correct.lattice.find_peaks`).
+    G_px: reciprocal basis (2, 2) [g1; g2] cycles/px of the image's lattice (the reference is
+    :func:`~temtwin.scan_correct.lattice.periodic_reference`).
     max_offset_px: offsets are clipped to ± this (a wrong lock on a fringe cannot run away);
     min_rms_px, chi2_min: the jitter is significant when its RMS exceeds ``min_rms_px`` and the raw
-    offsets scatter at least ``chi2_min`` times more than their noise (χ²/row).
+    offsets scatter at least ``chi2_min`` times more than their noise (χ²/row); slowest_rows: σ (rows) of
+    the Gaussian high-pass applied to the offsets (default rows / 4π): slower variations are left to the
+    lattice (real displacement fields cannot be told from them in one scan). The first and last
+    rows / 8π rows are not measured (offset 0, σ = inf): the row fits are least reliable at the edges.
     """
     img = np.asarray(image, np.float64)
     rows, cols = img.shape
-    # offsets varying over more than rows / radius_bins rows are absorbed by the reference (its disks
-    # hold the matching spatial frequencies): only the faster part is measurable, the rest is removed
-    lowpass_rows = rows / (2 * np.pi * radius_bins)
+    lowpass_rows = rows / (4 * np.pi) if slowest_rows is None else float(slowest_rows)
     c0, c1 = int(margin * cols), cols - int(margin * cols)
     o = np.zeros(rows)
     var = np.full(rows, np.inf)
     for _ in range(n_iter):
         C = shift_rows(img, o) if np.any(o) else img
-        R = lattice_reference(C, mask)
+        R = periodic_reference(C, G_px)
         Rx = np.gradient(R, axis=1)[:, c0:c1]
         res = (C - R)[:, c0:c1]
         den = np.maximum((Rx ** 2).sum(1), 1e-30)
@@ -86,7 +88,7 @@ def estimate_jitter(image: np.ndarray, mask: np.ndarray, n_iter: int = 4, margin
         o = _highpass(np.clip(o + d, -max_offset_px, max_offset_px), lowpass_rows)
         var = (res - d[:, None] * Rx).var(1) / den
     # the reference is least reliable within a few rows of the top and bottom edges: not measured there
-    edge = max(2, int(np.ceil(lowpass_rows)))
+    edge = max(2, int(np.ceil(rows / (8 * np.pi))))
     var[:edge] = var[-edge:] = np.inf
     o[:edge] = o[-edge:] = 0.0
     var = np.maximum(var, 1e-12)

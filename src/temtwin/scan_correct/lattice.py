@@ -37,10 +37,10 @@ def _kgrid(shape):
     return kx, ky
 
 
-def find_peaks(image: np.ndarray, threshold: float = 25.0, radius_bins: float = 4.0,
+def find_peaks(image: np.ndarray, threshold: float = 25.0, radius_bins: float = 2.0,
                dc_bins: float = 3.0, max_peaks: int = 40) -> LatticePeaks:
-    """Bragg peaks of ``image``: local maxima of the smoothed power spectrum ``threshold`` times above
-    the radial median background (the noise and diffuse level at the same |k|).
+    """Bragg peaks of ``image``: compact local maxima of the smoothed power spectrum ``threshold`` times
+    above the radial median background (the noise and diffuse level at the same |k|).
 
     radius_bins: radius of the reference disks, in FFT bins; dc_bins: frequencies below this many bins
     are kept in the reference mask (mean level, slow intensity variations) but are not peaks.
@@ -60,7 +60,13 @@ def find_peaks(image: np.ndarray, threshold: float = 25.0, radius_bins: float = 
     ratio = Ps / bg[rbin]
     locmax = (Ps == ndimage.maximum_filter(Ps, size=5, mode="wrap")) & (ratio > threshold) & (rb > dc_bins + 1)
     half = (yy > cy) | ((yy == cy) & (xx > cx))
-    sel = np.flatnonzero((locmax & half).ravel())
+    # Bragg peaks are compact; the maxima along a row-jitter streak (elongated along ky) or an edge
+    # streak are not: the power 2 bins away along ky and along kx must fall below half the peak's
+    compact = np.ones_like(locmax)
+    for ax in (0, 1):
+        for sh in (2, -2):
+            compact &= np.roll(Ps, sh, axis=ax) < 0.5 * Ps
+    sel = np.flatnonzero((locmax & half & compact).ravel())
     sel = sel[np.argsort(-ratio.ravel()[sel])][:max_peaks]
     py_, px_ = np.unravel_index(sel, P.shape)
     # sub-bin centroid of the power over 3x3
@@ -94,36 +100,61 @@ def lattice_reference(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return rest + np.fft.ifft2(np.fft.fft2(p) * mask).real
 
 
-def reduced_basis(k: np.ndarray, strength: np.ndarray, min_strength_frac: float = 0.02) -> np.ndarray | None:
-    """A Gauss-reduced reciprocal basis (2, 2) [g1; g2] (cycles/px) of the peaks, or None.
-
-    g1 is the shortest peak among the strong ones, g2 the shortest not collinear with it; the pair is then
-    Lagrange-Gauss reduced (|g1| <= |g2|, |g1·g2| <= |g1|²/2) so that its angle lies in [60°, 120°].
-    """
-    if len(k) < 2:
-        return None
-    ok = strength >= min_strength_frac * strength.max()
-    kk = k[ok]
-    order = np.argsort(np.hypot(*kk.T))
-    kk = kk[order]
-    g1 = kk[0]
-    g2 = None
-    for c in kk[1:]:
-        sin = abs(g1[0] * c[1] - g1[1] * c[0]) / (np.hypot(*g1) * np.hypot(*c))
-        if sin > 0.2:
-            g2 = c
-            break
-    if g2 is None:
-        return None
-    a, b = g1.astype(float), g2.astype(float)
-    for _ in range(20):
+def _gauss_reduce(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Lagrange-Gauss reduction of a 2D basis: |g1| <= |g2|, |g1·g2| <= |g1|²/2 (angle in [60°, 120°])."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    for _ in range(50):
         if np.dot(b, b) < np.dot(a, a):
             a, b = b, a
         m = np.round(np.dot(a, b) / np.dot(a, a))
         if m == 0:
             break
         b = b - m * a
+    if np.dot(b, b) < np.dot(a, a):
+        a, b = b, a
     return np.array([a, b])
+
+
+def index_fraction(G: np.ndarray, k: np.ndarray, tol: float = 0.1) -> float:
+    """Fraction of the peaks ``k`` (n, 2) whose (h, k) indices on the basis ``G`` are integers within ``tol``."""
+    hk = np.linalg.solve(np.asarray(G, float).T, np.asarray(k, float).T).T
+    return float(np.mean(np.all(np.abs(hk - np.round(hk)) <= tol, axis=1)))
+
+
+def reduced_basis(k: np.ndarray, strength: np.ndarray, n_short: int = 12, n_strong: int = 8,
+                  tol: float = 0.1) -> np.ndarray | None:
+    """The reduced reciprocal basis (2, 2) [g1; g2] (cycles/px) of the lattice the peaks belong to, or None.
+
+    Candidates are the Gauss-reduced pairs of the ``n_short`` shortest and ``n_strong`` strongest peaks.
+    A spurious peak (noise, a jitter streak) lies within ``tol`` of a node of any candidate lattice with
+    the same probability (2 tol)², so the number of indexed peaks separates the lattices that index the
+    real reflections from those that miss some; among those within max(2, 5 %) of the best count the
+    coarsest reciprocal lattice (the smallest real-space cell) is chosen. Every peak counts the same, so
+    weak reflections (the (100) of a centred cell with two species) are not lost to strong ones.
+    """
+    k = np.asarray(k, float).reshape(-1, 2)
+    if len(k) < 2:
+        return None
+    idx = set(np.argsort(np.hypot(*k.T))[:n_short].tolist())
+    idx |= set(np.argsort(-np.asarray(strength))[:n_strong].tolist())
+    cand = k[sorted(idx)]
+    bases = []
+    for i in range(len(cand)):
+        for j in range(i + 1, len(cand)):
+            g1, g2 = cand[i], cand[j]
+            if abs(g1[0] * g2[1] - g1[1] * g2[0]) < 0.2 * np.hypot(*g1) * np.hypot(*g2):
+                continue
+            G = _gauss_reduce(g1, g2)
+            hk = np.linalg.solve(G.T, k.T).T
+            count = int(np.all(np.abs(hk - np.round(hk)) <= tol, axis=1).sum())
+            bases.append((count, abs(G[0, 0] * G[1, 1] - G[0, 1] * G[1, 0]), G))
+    if not bases:
+        return None
+    top = max(b[0] for b in bases)
+    ok = [b for b in bases if b[0] >= top - max(2, 0.05 * len(k)) and b[0] >= 3]
+    if not ok:
+        return None
+    return max(ok, key=lambda b: (round(b[1], 9), b[0]))[2]
 
 
 def refine_g(image: np.ndarray, g: np.ndarray, sigma_bins: float = 3.0, tiles: int = 4,
@@ -169,3 +200,39 @@ def refine_g(image: np.ndarray, g: np.ndarray, sigma_bins: float = 3.0, tiles: i
         out[n] = gc
         sig[n] = means.std(0, ddof=1) / np.sqrt(len(means))
     return out, sig
+
+
+def harmonics(G_px: np.ndarray, kmax: float = 0.45) -> np.ndarray:
+    """All lattice vectors h g1 + k g2 (one of each ± pair, not 0) with |g| ≤ ``kmax`` cycles/px, (n, 2)."""
+    G = np.asarray(G_px, float).reshape(2, 2)
+    gmin = min(np.hypot(*G[0]), np.hypot(*G[1]))
+    sin = abs(G[0, 0] * G[1, 1] - G[0, 1] * G[1, 0]) / (np.hypot(*G[0]) * np.hypot(*G[1]))
+    m = int(np.ceil(kmax / (gmin * max(sin, 0.2)))) + 1
+    h, k = np.meshgrid(np.arange(-m, m + 1), np.arange(-m, m + 1))
+    h, k = h.ravel(), k.ravel()
+    half = (h > 0) | ((h == 0) & (k > 0))
+    g = h[half, None] * G[0] + k[half, None] * G[1]
+    return g[np.hypot(*g.T) <= kmax]
+
+
+def periodic_reference(image: np.ndarray, G_px: np.ndarray, kmax: float = 0.45, max_harmonics: int = 200) -> np.ndarray:
+    """The strictly periodic lattice of ``image``: mean + Σ 2 Re(c_g exp(2πi g·r)) over the harmonics g of the
+    reciprocal basis ``G_px`` (2, 2) cycles/px, with c_g the Hann-windowed mean of I(r) exp(-2πi g·r).
+
+    Unlike a mask on the FFT grid, this has no leakage (the g are off-grid, exact) and no bandwidth: any
+    departure from the periodic lattice (row jitter, noise) stays out of it. float64 (rows, cols)."""
+    img = np.asarray(image, np.float64)
+    rows, cols = img.shape
+    g = harmonics(G_px, kmax)
+    wy, wx = np.hanning(rows + 2)[1:-1], np.hanning(cols + 2)[1:-1]
+    mean = float((wy[:, None] * img * wx[None, :]).sum() / (wy.sum() * wx.sum()))
+    WI = (img - mean) * wy[:, None] * wx[None, :]
+    y, x = np.arange(rows, dtype=float), np.arange(cols, dtype=float)
+    ey = np.exp(-2j * np.pi * np.outer(g[:, 1], y))          # (n, rows)
+    ex = np.exp(-2j * np.pi * np.outer(g[:, 0], x))          # (n, cols)
+    c = np.einsum("nr,rc,nc->n", ey, WI, ex, optimize=True) / (wy.sum() * wx.sum())
+    if len(c) > max_harmonics:
+        keep = np.argsort(-np.abs(c))[:max_harmonics]
+        g, c, ey, ex = g[keep], c[keep], ey[keep], ex[keep]
+    R = 2.0 * np.einsum("n,nr,nc->rc", c, np.conj(ey), np.conj(ex), optimize=True).real
+    return R + mean

@@ -16,7 +16,7 @@ import numpy as np
 from ..io.h5 import read_summary, set_summary, write_array
 from ..io.image import read_image
 from ..io.ingest import write_image_h5
-from .core import correct_scan
+from .core import correct_scan, valid_region
 
 
 def _summary(applicable: bool, reason: str, method: str, res, px: float, rows: int) -> dict:
@@ -69,6 +69,8 @@ def run(ctx) -> None:
                         "convention": "x = fast scan (columns), y = slow scan (rows); drift per frame as a "
                                       "fraction of the frame height; specimen x at (row i, column j) = "
                                       "j + jitter_px[i] + drift[0] * i"})
+        g.attrs["valid_region_px"] = np.asarray((res.info if res is not None else {}).get(
+            "valid_region_px", [0, 0, rows, m.data.shape[1]]), np.int64)
         d = res.drift if res is not None else None
         drift = np.asarray(d.drift if d is not None else [0.0, 0.0], float)
         write_array(g, "drift", drift, "1", description="[dx, dy] drift per frame / frame height")
@@ -135,6 +137,8 @@ def _run_pair(ctx, cfg, m, partner_path) -> None:
                         "lattice_assumption": "", "scan_pair": partner, "scan_role": role,
                         "jitter_rms_px": jit_rms, "jitter_rms_nm": frag["jitter_rms_nm"],
                         "convention": "drift and row offsets in this image's own scan frame (x = its fast scan)"})
+        g.attrs["valid_region_px"] = np.asarray(valid_region(m.data.shape, drift, offsets) if significant
+                                                else [0, 0, rows, m.data.shape[1]], np.int64)
         write_array(g, "drift", drift, "1", description="[dx, dy] drift per frame / frame height")
         write_array(g, "drift_sigma", np.array([np.nan, np.nan]), "1")
         write_array(g, "drift_px", drift * rows, "px")
