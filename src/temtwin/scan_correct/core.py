@@ -73,7 +73,7 @@ def valid_region(shape, drift=(0.0, 0.0), offset_px: np.ndarray | None = None) -
 def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linear_drift: bool = True,
                  lattice: str = "auto", max_drift: float = 0.05, min_drift: float = 0.002,
                  n_sigma: float = 3.0, min_jitter_px: float = 0.08, peak_threshold: float = 25.0,
-                 n_iter: int = 4) -> ScanCorrection:
+                 n_iter: int = 4, jitter_max_period: float = 1.0) -> ScanCorrection:
     """Correct the row jitter and linear drift of a STEM image (rows = slow scan, columns = fast scan).
 
     Steps: (1) Bragg peaks of the spectrum and the periodic lattice reference; (2) row offsets by
@@ -94,7 +94,8 @@ def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linea
                               info={"n_peaks": int(len(peaks.k))})
     reasons = []
     G0, _ = refine_g(img, G)
-    jit = estimate_jitter(img, G0, n_iter=n_iter, min_rms_px=min_jitter_px) if jitter else None
+    jit = estimate_jitter(img, G0, n_iter=n_iter, min_rms_px=min_jitter_px,
+                          max_period=jitter_max_period) if jitter else None
     use_jit = bool(jit is not None and jit.significant)
     if jit is None:
         reasons.append("row jitter correction switched off")

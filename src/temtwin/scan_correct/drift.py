@@ -57,7 +57,7 @@ def solve_drift(G_obs_px: np.ndarray, pixel_size_nm, lattice: str) -> np.ndarray
 
 #: systematic standard error added in quadrature to the statistical one (fraction of the frame height):
 #: interpolation and the jitter left in the image bias the measured lattice by a few 1e-4
-SYSTEMATIC_SIGMA = 5e-4
+SYSTEMATIC_SIGMA = 2.5e-4
 
 
 def estimate_drift(G_obs_px: np.ndarray, sigma_px: np.ndarray, pixel_size_nm, assume: str = "auto",

@@ -6,9 +6,11 @@ I(i, j) = T(i, j + o_i) with T the undistorted image. The strictly periodic latt
 I(i, ·) - R(i, ·) ≈ o_i ∂R/∂x, so o_i is the least-squares slope of the row residual on the row's x
 gradient: o_i = Σ_j (I - R) R_x / Σ_j R_x² — a row-by-row correlation with the lattice fringes. The
 estimate is iterated (rows shifted back, reference rebuilt) and regularised by a Wiener shrinkage with the
-per-row noise variance σ²_i = var(residual_i) / Σ_j R_x², so noise-only offsets are pulled to zero.
-Offsets varying slower than about rows / 4π rows cannot be told apart from a real displacement field
-of the crystal in one scan and are left alone (Gaussian high-pass), as are the mean and the linear trend: a
+per-row noise variance σ²_i = var(residual_i) / Σ_j R_x² (scaled up when the left and right halves of
+the rows disagree by more than that), so noise-only offsets are pulled to zero.
+Offsets varying over more than about the frame height (``max_period``) cannot be told apart from a real
+displacement field of the crystal in one scan and are left alone (Gaussian high-pass), as are the mean
+and the linear trend: a
 uniform shift is no distortion, and the linear part (a shear) belongs to the linear drift
 (:mod:`temtwin.scan_correct.drift`), measured from the lattice.
 """
@@ -60,21 +62,22 @@ def _highpass(o: np.ndarray, lowpass_rows: float) -> np.ndarray:
 
 def estimate_jitter(image: np.ndarray, G_px: np.ndarray, n_iter: int = 4, margin: float = 0.05,
                     max_offset_px: float = 3.0, min_rms_px: float = 0.05, chi2_min: float = 2.0,
-                    slowest_rows: float | None = None) -> JitterEstimate:
+                    max_period: float = 1.0) -> JitterEstimate:
     """Estimate the row offsets of ``image`` (rows = slow scan y, columns = fast scan x).
 
     G_px: reciprocal basis (2, 2) [g1; g2] cycles/px of the image's lattice (the reference is
     :func:`~temtwin.scan_correct.lattice.periodic_reference`).
     max_offset_px: offsets are clipped to ± this (a wrong lock on a fringe cannot run away);
     min_rms_px, chi2_min: the jitter is significant when its RMS exceeds ``min_rms_px`` and the raw
-    offsets scatter at least ``chi2_min`` times more than their noise (χ²/row); slowest_rows: σ (rows) of
-    the Gaussian high-pass applied to the offsets (default rows / 4π): slower variations are left to the
-    lattice (real displacement fields cannot be told from them in one scan). The first and last
+    offsets scatter at least ``chi2_min`` times more than their noise (χ²/row); max_period: offset
+    variations with periods longer than about this fraction of the frame height are left to the lattice
+    (a Gaussian high-pass of σ = max_period · rows / 2π): from one scan they cannot be told apart from a
+    real displacement field of the crystal (bending, shear). The first and last
     rows / 8π rows are not measured (offset 0, σ = inf): the row fits are least reliable at the edges.
     """
     img = np.asarray(image, np.float64)
     rows, cols = img.shape
-    lowpass_rows = rows / (4 * np.pi) if slowest_rows is None else float(slowest_rows)
+    lowpass_rows = max(float(max_period) * rows / (2 * np.pi), 1.0)
     c0, c1 = int(margin * cols), cols - int(margin * cols)
     o = np.zeros(rows)
     var = np.full(rows, np.inf)
@@ -87,12 +90,23 @@ def estimate_jitter(image: np.ndarray, G_px: np.ndarray, n_iter: int = 4, margin
         d = (res * Rx).sum(1) / den
         o = _highpass(np.clip(o + d, -max_offset_px, max_offset_px), lowpass_rows)
         var = (res - d[:, None] * Rx).var(1) / den
+    # error scale from the two halves of every row (left/right columns fitted separately): their
+    # scatter includes what the residual variance misses (misfit of the reference, correlated noise)
+    h = (c1 - c0) // 2
+    dh, vh = [], []
+    for sl in (slice(0, h), slice(h, None)):
+        dn = np.maximum((Rx[:, sl] ** 2).sum(1), 1e-30)
+        dd = (res[:, sl] * Rx[:, sl]).sum(1) / dn
+        dh.append(dd)
+        vh.append((res[:, sl] - dd[:, None] * Rx[:, sl]).var(1) / dn)
     # the reference is least reliable within a few rows of the top and bottom edges: not measured there
     edge = max(2, int(np.ceil(rows / (8 * np.pi))))
     var[:edge] = var[-edge:] = np.inf
     o[:edge] = o[-edge:] = 0.0
     var = np.maximum(var, 1e-12)
     inner = slice(edge, rows - edge)
+    scale2 = float(np.mean((dh[0] - dh[1])[inner] ** 2) / max(np.mean((vh[0] + vh[1])[inner]), 1e-30))
+    var = var * max(1.0, scale2)
     chi2 = float(np.mean(o[inner] ** 2 / var[inner]))
     signal = max(float(np.mean(o[inner] ** 2) - np.mean(var[inner])), 0.0)
     shrink = signal / (signal + var)

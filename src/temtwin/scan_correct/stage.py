@@ -54,7 +54,8 @@ def run(ctx) -> None:
         res = correct_scan(m.data, m.pixel_size_nm, jitter=cfg.get("jitter", True),
                            linear_drift=cfg.get("linear_drift", True), lattice=cfg.get("lattice", "auto"),
                            max_drift=cfg.get("max_drift", 0.05), min_drift=cfg.get("min_drift", 0.002),
-                           n_sigma=cfg.get("n_sigma", 3.0), min_jitter_px=cfg.get("min_jitter_px", 0.08))
+                           n_sigma=cfg.get("n_sigma", 3.0), min_jitter_px=cfg.get("min_jitter_px", 0.08),
+                           jitter_max_period=cfg.get("jitter_max_period", 1.0))
         applicable, reason, method = res.drift is not None, res.reason, res.method
         ctx.log.info("%s: %s; %s", m.name, method, reason or "all parts applied")
         m.data = res.image
