@@ -150,3 +150,12 @@ def test_stage_scan_pair(tmp_path):
         assert np.allclose(fb["scan_correction/drift"][()], [0.02, 0.015], atol=0.0015)   # b's own frame
         assert np.allclose(np.rot90(fb["image"][()], -1), fa["image"][()])               # one merged image
     assert missing_units(tmp_path / "a.h5") == []
+
+
+def test_no_lattice_left_unchanged():
+    rng = np.random.default_rng(0)
+    from scipy import ndimage
+    img = ndimage.gaussian_filter(rng.normal(size=(192, 192)), 2.0) + 5.0      # amorphous-like speckle
+    r = correct_scan(img, PX)
+    assert not r.changed and r.drift is None and "no crystal lattice" in r.reason
+    assert np.array_equal(r.image, img.astype(np.float32))

@@ -81,15 +81,28 @@ def estimate_jitter(image: np.ndarray, G_px: np.ndarray, n_iter: int = 4, margin
     c0, c1 = int(margin * cols), cols - int(margin * cols)
     o = np.zeros(rows)
     var = np.full(rows, np.inf)
-    for _ in range(n_iter):
+    edge = max(2, int(np.ceil(rows / (8 * np.pi))))
+    inner = slice(edge, rows - edge)
+    # Gauss-Newton on the row offsets; every step must lower the misfit to the periodic lattice, else
+    # the previous offsets are kept (a fit that locks onto the wrong fringe cannot run away)
+    best = None
+    for _ in range(n_iter + 1):
         C = shift_rows(img, o) if np.any(o) else img
         R = periodic_reference(C, G_px)
         Rx = np.gradient(R, axis=1)[:, c0:c1]
         res = (C - R)[:, c0:c1]
+        misfit = float((res[inner] ** 2).sum())
+        if best is not None and misfit >= best[0]:
+            o, Rx, res, den, d = best[1:]
+            break
         den = np.maximum((Rx ** 2).sum(1), 1e-30)
         d = (res * Rx).sum(1) / den
+        best = (misfit, o, Rx, res, den, d)
         o = _highpass(np.clip(o + d, -max_offset_px, max_offset_px), lowpass_rows)
-        var = (res - d[:, None] * Rx).var(1) / den
+    else:
+        o = best[1]
+        Rx, res, den, d = best[2:]
+    var = (res - d[:, None] * Rx).var(1) / den
     # error scale from the two halves of every row (left/right columns fitted separately): their
     # scatter includes what the residual variance misses (misfit of the reference, correlated noise)
     h = (c1 - c0) // 2
@@ -100,11 +113,10 @@ def estimate_jitter(image: np.ndarray, G_px: np.ndarray, n_iter: int = 4, margin
         dh.append(dd)
         vh.append((res[:, sl] - dd[:, None] * Rx[:, sl]).var(1) / dn)
     # the reference is least reliable within a few rows of the top and bottom edges: not measured there
-    edge = max(2, int(np.ceil(rows / (8 * np.pi))))
+    o = o.copy()
     var[:edge] = var[-edge:] = np.inf
     o[:edge] = o[-edge:] = 0.0
     var = np.maximum(var, 1e-12)
-    inner = slice(edge, rows - edge)
     scale2 = float(np.mean((dh[0] - dh[1])[inner] ** 2) / max(np.mean((vh[0] + vh[1])[inner]), 1e-30))
     var = var * max(1.0, scale2)
     chi2 = float(np.mean(o[inner] ** 2 / var[inner]))

@@ -127,10 +127,11 @@ def reduced_basis(k: np.ndarray, strength: np.ndarray, n_short: int = 12, n_stro
 
     Candidates are the Gauss-reduced pairs of the ``n_short`` shortest and ``n_strong`` strongest peaks.
     A spurious peak (noise, a jitter streak) lies within ``tol`` of a node of any candidate lattice with
-    the same probability (2 tol)², so the number of indexed peaks separates the lattices that index the
-    real reflections from those that miss some; among those within max(2, 5 %) of the best count the
-    coarsest reciprocal lattice (the smallest real-space cell) is chosen. Every peak counts the same, so
-    weak reflections (the (100) of a centred cell with two species) are not lost to strong ones.
+    the same probability (2 tol)², so the indexed peaks separate the lattices that index the real
+    reflections from those that miss some; each peak is weighted by 1 + ln(strength / weakest strength)
+    (a marginal peak counts little, a weak real reflection such as the (100) of a centred cell with two
+    species still counts), and among the lattices within 5 % of the best indexed weight the coarsest
+    reciprocal lattice (the smallest real-space cell) is chosen.
     """
     k = np.asarray(k, float).reshape(-1, 2)
     if len(k) < 2:
@@ -138,6 +139,8 @@ def reduced_basis(k: np.ndarray, strength: np.ndarray, n_short: int = 12, n_stro
     idx = set(np.argsort(np.hypot(*k.T))[:n_short].tolist())
     idx |= set(np.argsort(-np.asarray(strength))[:n_strong].tolist())
     cand = k[sorted(idx)]
+    st = np.maximum(np.asarray(strength, float), 1e-30)
+    w = np.log(st / st.min()) + 1.0          # a strong reflection outweighs a marginal (possibly spurious) one
     bases = []
     for i in range(len(cand)):
         for j in range(i + 1, len(cand)):
@@ -146,12 +149,12 @@ def reduced_basis(k: np.ndarray, strength: np.ndarray, n_short: int = 12, n_stro
                 continue
             G = _gauss_reduce(g1, g2)
             hk = np.linalg.solve(G.T, k.T).T
-            count = int(np.all(np.abs(hk - np.round(hk)) <= tol, axis=1).sum())
+            count = float(w[np.all(np.abs(hk - np.round(hk)) <= tol, axis=1)].sum())
             bases.append((count, abs(G[0, 0] * G[1, 1] - G[0, 1] * G[1, 0]), G))
     if not bases:
         return None
     top = max(b[0] for b in bases)
-    ok = [b for b in bases if b[0] >= top - max(2, 0.05 * len(k)) and b[0] >= 3]
+    ok = [b for b in bases if b[0] >= top - 0.05 * w.sum()]
     if not ok:
         return None
     return max(ok, key=lambda b: (round(b[1], 9), b[0]))[2]
