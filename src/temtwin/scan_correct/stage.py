@@ -2,8 +2,9 @@
 
 Every later stage reads image.h5 unchanged. image.h5 has ingest's layout (``/image``, root attributes)
 plus a group ``/scan_correction``: attrs ``applicable``, ``reason``, ``method``, ``changed``,
-``lattice_assumption``, ``jitter_rms_px``, ``jitter_rms_nm``; datasets ``drift`` [dx, dy] (fraction of the
-frame height per frame, x = fast scan, y = slow scan), ``drift_sigma``, ``drift_px`` and ``drift_nm``
+``lattice_assumption``, ``jitter_rms_px``, ``jitter_rms_nm``, ``valid_region_px``; datasets ``drift`` [dx, dy]
+(fraction of the frame height per frame, x = fast scan, y = slow scan; 0 when not applied),
+``drift_sigma``, ``drift_measured`` (the estimate, also when not significant), ``drift_px`` and ``drift_nm``
 (the drift over the whole frame), ``jitter_px`` / ``jitter_nm`` (rows,) per-row fast-scan offsets (the
 specimen x sampled at column j of row i is j + jitter_px[i]), ``jitter_sigma_px``.
 Parallel-beam (TEM) images are copied unchanged with ``applicable = False``.
@@ -26,6 +27,7 @@ def _summary(applicable: bool, reason: str, method: str, res, px: float, rows: i
         out.update({"changed": res.changed, "lattice_assumption": d.lattice if d else "",
                     "drift": [float(v) for v in d.drift] if d else [0.0, 0.0],
                     "drift_sigma": [float(v) for v in d.sigma] if d else [None, None],
+                    "drift_measured": [float(v) for v in d.measured] if d else [None, None],
                     "drift_nm": [float(v) * rows * px for v in d.drift] if d else [0.0, 0.0],
                     "jitter_rms_px": float(res.jitter.rms_px) if (res.jitter and "jitter" in method) else 0.0})
         out["jitter_rms_nm"] = out["jitter_rms_px"] * px
@@ -76,6 +78,8 @@ def run(ctx) -> None:
         drift = np.asarray(d.drift if d is not None else [0.0, 0.0], float)
         write_array(g, "drift", drift, "1", description="[dx, dy] drift per frame / frame height")
         write_array(g, "drift_sigma", np.asarray(d.sigma if d is not None else [np.nan, np.nan], float), "1")
+        write_array(g, "drift_measured", np.asarray(d.measured if d is not None else [np.nan, np.nan], float), "1",
+                    description="drift that would restore the assumed lattice (applied only when significant)")
         write_array(g, "drift_px", drift * rows, "px", description="drift over the frame [x, y]")
         write_array(g, "drift_nm", drift * rows * np.asarray(m.pixel_size_nm, float), "nm")
         jit = res.jitter if (res is not None and "jitter" in method) else None
