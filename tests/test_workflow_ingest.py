@@ -32,13 +32,13 @@ def test_ingest_through_snakemake(tmp_path, tiny_dataset, lattice_image):
         assert np.array_equal(f["image"][()], lattice_image[:100, :120].astype(np.float32))
     assert missing_units(a) == [] and missing_units(b) == []
     assert (tmp_path / "results" / "logs" / "s1" / "a" / "ingest.log").read_text().count("done") == 1
-    # scan_correct turns raw.h5 into image.h5; an image of unknown mode (png) is copied unchanged
+    # scan_correct turns raw.h5 into image.h5; a TEM (or unknown-mode) image is copied unchanged
     r = snakemake(tmp_path, "--until", "scan_correct", dataset=tiny_dataset)
     assert r.returncode == 0, r.stderr[-3000:]
     with h5py.File(tmp_path / "results" / "s1" / "a" / "image.h5") as f:
         assert np.array_equal(f["image"][()], lattice_image.astype(np.float32))
         assert f.attrs["rule"] == "scan_correct" and not f["scan_correction"].attrs["applicable"]
-        assert "not STEM" in f["scan_correction"].attrs["reason"]
+        assert "TEM" in f["scan_correction"].attrs["reason"]
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "empty_dataset", "missing_calibration"])
