@@ -3,8 +3,8 @@
 All reciprocal vectors here are in cycles per pixel, [kx, ky] (kx along columns = x, ky along rows = y),
 the FFT convention of :func:`numpy.fft.fftfreq`. A lattice image is a sum of sharp Bragg peaks; scan
 row jitter moves part of their power into diffuse streaks along ky, while linear drift only moves the
-peaks. The *lattice reference* keeps only small disks around the peaks (and the lowest frequencies),
-so it is the periodic average lattice, nearly free of noise and of jitter.
+peaks. The *periodic reference* (:func:`periodic_reference`) is the strictly periodic lattice fitted to
+the image on the harmonics of its refined reciprocal basis: free of noise and of jitter.
 """
 
 from __future__ import annotations
@@ -22,13 +22,11 @@ class LatticePeaks:
     """Bragg peaks of an image spectrum.
 
     k: (n, 2) peak positions [kx, ky] in cycles/px (one of each ±k pair, ky > 0 or ky = 0, kx > 0);
-    strength: (n,) peak power over the local (radial median) background;
-    mask: (rows, cols) bool FFT-ordered mask of the disks around ±peaks and the lowest frequencies.
+    strength: (n,) peak power over the local (radial median) background.
     """
 
     k: np.ndarray
     strength: np.ndarray
-    mask: np.ndarray
 
 
 def _kgrid(shape):
@@ -37,13 +35,12 @@ def _kgrid(shape):
     return kx, ky
 
 
-def find_peaks(image: np.ndarray, threshold: float = 25.0, radius_bins: float = 2.0,
-               dc_bins: float = 3.0, max_peaks: int = 40) -> LatticePeaks:
+def find_peaks(image: np.ndarray, threshold: float = 25.0, dc_bins: float = 3.0,
+               max_peaks: int = 40) -> LatticePeaks:
     """Bragg peaks of ``image``: compact local maxima of the smoothed power spectrum ``threshold`` times
     above the radial median background (the noise and diffuse level at the same |k|).
 
-    radius_bins: radius of the reference disks, in FFT bins; dc_bins: frequencies below this many bins
-    are kept in the reference mask (mean level, slow intensity variations) but are not peaks.
+    dc_bins: frequencies below this many FFT bins (mean level, slow intensity variations) are no peaks.
     """
     img = np.asarray(image, np.float32)
     rows, cols = img.shape
@@ -80,24 +77,7 @@ def find_peaks(image: np.ndarray, threshold: float = 25.0, radius_bins: float = 
         k.append([(x0 - cx + dx) / cols, (y0 - cy + dy) / rows])
     k = np.array(k, float).reshape(-1, 2)
     strength = ratio.ravel()[sel]
-    kx, ky = _kgrid(img.shape)
-    mask = np.hypot(kx * cols, ky * rows * cols / rows) <= dc_bins
-    r2 = radius_bins ** 2
-    for kk in k:   # few peaks
-        for s in (1, -1):
-            dxb = (kx - s * kk[0] + 0.5) % 1.0 - 0.5
-            dyb = (ky - s * kk[1] + 0.5) % 1.0 - 0.5
-            mask |= (dxb * cols) ** 2 + (dyb * rows) ** 2 <= r2
-    return LatticePeaks(k=k, strength=strength, mask=mask)
-
-
-def lattice_reference(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The periodic lattice part of ``image``: its periodic component filtered to ``mask`` (FFT order),
-    plus the smooth (edge) component and the mean. float64 (rows, cols)."""
-    img = np.asarray(image, np.float64)
-    p = periodic_component(img).astype(np.float64)
-    rest = img - p                                   # mean + smooth component
-    return rest + np.fft.ifft2(np.fft.fft2(p) * mask).real
+    return LatticePeaks(k=k, strength=strength)
 
 
 def _gauss_reduce(a: np.ndarray, b: np.ndarray) -> np.ndarray:
