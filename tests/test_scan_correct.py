@@ -159,3 +159,20 @@ def test_no_lattice_left_unchanged():
     r = correct_scan(img, PX)
     assert not r.changed and r.drift is None and "no crystal lattice" in r.reason
     assert np.array_equal(r.image, img.astype(np.float32))
+
+
+def test_weak_superstructure_does_not_hide_the_hexagonal_metric():
+    """A hexagonal lattice whose orthogonal supercell carries a weak ordering (superstructure reflections,
+    as from a tiled simulation cell or chemical order): the drift is still read from the hexagonal lattice."""
+    from temtwin.testing.lattices import lattice_image
+    from temtwin.testing.scan_distortion import distort_scan
+    a = 9.0
+    th = np.deg2rad(14.0)
+    R = np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    sites = [(0.0, 0.0, 1.0), (0.5, 0.5, 0.8)]                    # 20 % ordering on the centred cell
+    canvas = lattice_image((300, 300), R @ [a, 0.0], R @ [0.0, a * np.sqrt(3)], sites, 1.2)
+    rng = np.random.default_rng(7)
+    dist, _ = distort_scan(canvas, drift_x=0.02, drift_y=-0.01, jitter_px=0.3, rng=rng)
+    img = rng.poisson(np.clip(dist[:256, 10:266], 0, None) * 500) / 500
+    r = correct_scan(img, PX)
+    assert r.drift.lattice == "hexagonal" and np.allclose(r.drift.drift, [0.02, -0.01], atol=0.0015)

@@ -73,14 +73,17 @@ def valid_region(shape, drift=(0.0, 0.0), offset_px: np.ndarray | None = None) -
 def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linear_drift: bool = True,
                  lattice: str = "auto", max_drift: float = 0.05, min_drift: float = 0.002,
                  n_sigma: float = 3.0, min_jitter_px: float = 0.08, peak_threshold: float = 25.0,
-                 n_iter: int = 4, jitter_max_period: float = 1.0) -> ScanCorrection:
+                 n_iter: int = 4, jitter_max_period: float = 1.0,
+                 strong_fraction: float = 0.05) -> ScanCorrection:
     """Correct the row jitter and linear drift of a STEM image (rows = slow scan, columns = fast scan).
 
-    Steps: (1) Bragg peaks of the spectrum and the periodic lattice reference; (2) row offsets by
-    correlation of each row with the reference (:func:`~temtwin.scan_correct.jitter.estimate_jitter`),
-    applied only when they stand out of the noise; (3) the reduced reciprocal basis refined on the
-    de-jittered image; (4) the linear drift that makes that basis hexagonal or square
-    (:func:`~temtwin.scan_correct.drift.estimate_drift`; ``lattice`` = auto/hexagonal/square/none),
+    Steps: (1) Bragg peaks of the spectrum, the lattice that indexes them and its periodic reference;
+    (2) row offsets by a fit of each row to the reference
+    (:func:`~temtwin.scan_correct.jitter.estimate_jitter`), applied only when they stand out of the noise;
+    (3) the reduced basis of the strong reflections (power ≥ ``strong_fraction`` of the strongest: weak
+    superstructure reflections left out) refined on the de-jittered image; (4) the linear drift that
+    makes that basis hexagonal or square (:func:`~temtwin.scan_correct.drift.estimate_drift`;
+    ``lattice`` = auto/hexagonal/square/none),
     applied only when significant; (5) one cubic resampling of the recorded image. An image with no
     significant distortion is returned unchanged (the same values).
     """
@@ -102,7 +105,12 @@ def correct_scan(image: np.ndarray, pixel_size_nm, *, jitter: bool = True, linea
     elif not use_jit:
         reasons.append(f"row jitter not significant (RMS {jit.rms_px:.3f} px, chi2/row {jit.chi2:.2f})")
     base = shift_rows(img, jit.offset_px) if use_jit else np.asarray(img, np.float64)
-    Gr, sig = refine_g(base, G0)
+    # the metric (drift) is read from the lattice of the strong reflections: weak superstructure
+    # reflections (ordering, a simulation supercell) make the full lattice a supercell whose metric says
+    # nothing about the scan; every strong reflection is also a node of the full lattice
+    strong = peaks.strength >= strong_fraction * peaks.strength.max()
+    Gm = reduced_basis(peaks.k[strong], peaks.strength[strong]) if strong.sum() >= 2 else None
+    Gr, sig = refine_g(base, G0 if Gm is None else Gm)
     if linear_drift:
         dr = estimate_drift(Gr, sig, pixel_size_nm, lattice, max_drift=max_drift, min_drift=min_drift,
                             n_sigma=n_sigma)
