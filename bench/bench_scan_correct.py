@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, md_table, write_section  # noqa: E402
+from common import machine, md_table, validation_root, write_section  # noqa: E402
 
 from temtwin.gpa.core import gpa  # noqa: E402
 from temtwin.scan_correct import correct_scan  # noqa: E402
@@ -194,6 +194,35 @@ def run_pair_case(k: int, rng) -> dict:
             "removed": 100 * (1 - cor / rec), "time_s": t}
 
 
+def validation_check() -> str:
+    """Independent check on the abTEM STEM-HAADF image of ../shared/validation (zoo/z02_ZnO: row drift and
+    sinusoidal jitter from its own scan model), when present. Check only: nothing is tuned on it."""
+    root = validation_root()
+    case = root / "zoo" / "z02_ZnO" if root else None
+    if case is None or not (case / "image.hspy").is_file():
+        return "Validation image zoo/z02_ZnO not present: independent check skipped.\n"
+    from temtwin.io.ingest import read_micrograph
+    from temtwin.scan_correct.jitter import _highpass
+    m = read_micrograph(case / "image.hspy")
+    t = np.load(case / "truth.npz")
+    px, py = m.pixel_size_nm
+    i = np.arange(m.shape[0], dtype=float)
+    ox = t["distortion_dx_nm"] / px
+    true_drift = np.array([np.polyfit(i, ox, 1)[0], np.polyfit(i, t["distortion_dy_nm"] / py, 1)[0]])
+    res = correct_scan(m.data, m.pixel_size_nm)
+    ok = np.isfinite(res.jitter.sigma_px)
+    oh = _highpass(ox[ok], m.shape[0] / (2 * np.pi))
+    est = res.jitter.offset_px[ok] if "jitter" in res.method else np.zeros(ok.sum())
+    err = float(np.sqrt(np.mean((est - oh) ** 2)))
+    d, s = res.drift.drift, res.drift.sigma
+    return (f"Independent check on the abTEM STEM-HAADF image `zoo/z02_ZnO` ({m.shape[0]}², mode {m.meta['mode']}; "
+            "scan model of the validation set: linear row drift + sinusoidal jitter of period 37 rows): "
+            f"applied '{res.method}' ({res.drift.lattice or 'no'} lattice assumed); drift dx, dy "
+            f"{100 * d[0]:+.3f} %, {100 * d[1]:+.3f} % (± {100 * s[0]:.3f}, {100 * s[1]:.3f}) vs truth "
+            f"{100 * true_drift[0]:+.3f} %, {100 * true_drift[1]:+.3f} %; row jitter RMS {np.std(oh):.3f} px, "
+            f"estimated with an RMS error of {err:.3f} px.\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
@@ -281,8 +310,10 @@ def main() -> None:
         f"removed {pair_removed} % of the strain RMS of scan a.\n"
         f"* **Speed**: {t_mean:.2f} s per {SHAPE[0]}² image on average; {t_big:.1f} s for 1024² "
         f"(1 CPU thread, {machine()}; FFT- and interpolation-bound, no accelerator used).\n\n")
+    val = validation_check()
+    print(val)
     write_section("scan_correct", "Scan-distortion correction (scan_correct)",
-                  summary + "Reproduce: `python bench/bench_scan_correct.py`\n\n" + table
+                  summary + val + "\n" + "Reproduce: `python bench/bench_scan_correct.py`\n\n" + table
                   + "\n\nScan pairs (temtwin.testing.lattices.scan_pair_case):\n\n" + pair_table)
     print(summary)
 
