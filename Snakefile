@@ -25,6 +25,7 @@ wildcard_constraints:
 
 
 include: "rules/ingest.smk"
+include: "rules/scan_correct.smk"
 include: "rules/segment.smk"
 include: "rules/fft_peaks.smk"
 include: "rules/phase_id.smk"

@@ -37,7 +37,8 @@ def main() -> None:
                 rss[rule] = max(rss[rule], float(row["max_rss"]))
             except (KeyError, ValueError):
                 pass
-    order = ["ingest", "segment", "fft_peaks", "phase_id", "gpa", "register_stack", "fem_geometry", "atomic_model",
+    order = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "gpa", "register_stack", "fem_geometry",
+             "atomic_model",
              "keating", "phonons", "tb_moments", "tb_ldos", "summarize"]
     rows = [[r, len(per_rule[r]), f"{sum(per_rule[r]):.1f}", f"{max(per_rule[r]):.1f}", f"{rss[r]:.0f}"]
             for r in order if r in per_rule]

@@ -4,7 +4,7 @@ rule ingest:
         image=W.image_file,
         settings=W.sample_files,
     output:
-        h5=f"{R}/{{sample}}/{{image}}/image.h5",
+        h5=f"{R}/{{sample}}/{{image}}/raw.h5",
     params:
         settings=W.settings("ingest"),
     log:

@@ -23,8 +23,8 @@ def snakemake(tmp_path, *args, dataset=None):
 def test_ingest_through_snakemake(tmp_path, tiny_dataset, lattice_image):
     r = snakemake(tmp_path, "--until", "ingest", dataset=tiny_dataset)
     assert r.returncode == 0, r.stderr[-3000:]
-    a = tmp_path / "results" / "s1" / "a" / "image.h5"
-    b = tmp_path / "results" / "s1" / "b" / "image.h5"
+    a = tmp_path / "results" / "s1" / "a" / "raw.h5"
+    b = tmp_path / "results" / "s1" / "b" / "raw.h5"
     with h5py.File(a) as f:
         assert np.array_equal(f["image"][()], lattice_image.astype(np.float32))
         assert np.allclose(f.attrs["pixel_size_nm"], [0.02, 0.02])
@@ -34,6 +34,13 @@ def test_ingest_through_snakemake(tmp_path, tiny_dataset, lattice_image):
         assert np.array_equal(f["image"][()], lattice_image[:100, :120].astype(np.float32))
     assert missing_units(a) == [] and missing_units(b) == []
     assert (tmp_path / "results" / "logs" / "s1" / "a" / "ingest.log").read_text().count("done") == 1
+    # scan_correct turns raw.h5 into image.h5; a TEM (or unknown-mode) image is copied unchanged
+    r = snakemake(tmp_path, "--until", "scan_correct", dataset=tiny_dataset)
+    assert r.returncode == 0, r.stderr[-3000:]
+    with h5py.File(tmp_path / "results" / "s1" / "a" / "image.h5") as f:
+        assert np.array_equal(f["image"][()], lattice_image.astype(np.float32))
+        assert f.attrs["rule"] == "scan_correct" and not f["scan_correction"].attrs["applicable"]
+        assert "TEM" in f["scan_correction"].attrs["reason"]
 
 
 @pytest.mark.parametrize("case", ["unknown_key", "empty_dataset", "missing_calibration"])

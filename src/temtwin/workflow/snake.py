@@ -6,6 +6,7 @@ Kept out of the Snakefile so that ``snakemake --lint`` stays clean and the logic
 from __future__ import annotations
 
 import sys
+from types import SimpleNamespace
 from pathlib import Path
 
 from ..config import REPO_ROOT, load_config
@@ -27,6 +28,9 @@ class Workflow:
         for name, smp in self.samples.items():   # a wrong override stops the run at start, naming the file
             for section in (smp.settings.get("overrides") or {}):
                 self.section_for(section, name)
+        for s in self.samples.values():                      # scan pairs name existing images
+            for im in s.images:
+                self.scan_pair_raw(SimpleNamespace(sample=s.name, image=im))
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -42,6 +46,20 @@ class Workflow:
         """sample.yaml (when present): ingest reruns when calibration settings change."""
         p = self.samples[wc.sample].sample_yaml
         return [str(p)] if p else []
+
+    def scan_pair_raw(self, wc) -> list[str]:
+        """raw.h5 of the image's scan-pair partner (sample.yaml ``images.<a>.scan_pair: <b>``), or []."""
+        from ..scan_correct.pair import scan_partner
+
+        s = self.samples[wc.sample]
+        pair = scan_partner(s.settings, wc.image)
+        if pair is None:
+            return []
+        if pair[0] not in s.images:
+            raise UserError(f"images.{wc.image if pair[1] == 'a' else pair[0]}.scan_pair names {pair[0]!r}, "
+                            f"which is no image of this sample; use one of {', '.join(sorted(s.images))}",
+                            s.sample_yaml)
+        return [self.r(wc.sample, pair[0], "raw.h5")]
 
     def label_override(self, wc) -> list[str]:
         p = self.samples[wc.sample].label_overrides.get(wc.image)

@@ -45,7 +45,9 @@ class Stage:
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("ingest", "ingest", "image", "image.h5", "temtwin.io.ingest:run", "Micrographs"),
+    Stage("ingest", "ingest", "image", "raw.h5", "temtwin.io.ingest:run", "Micrographs", summary=False),
+    Stage("scan_correct", "scan_correct", "image", "image.h5", "temtwin.scan_correct.stage:run",
+          "Scan correction"),
     Stage("segment", "segmentation", "image", "segmentation.h5", "temtwin.segment.stage:run", "Segmentation"),
     Stage("fft_peaks", "peaks", "image", "peaks.h5", "temtwin.peaks.stage:run", "FFT peaks"),
     Stage("phase_id", "phase_id", "image", "phases.h5", "temtwin.phase.stage:run", "Phases and orientations"),
@@ -86,7 +88,7 @@ def enabled(s: Stage, switches: dict) -> bool:
 
 def category(rule: str) -> str:
     """The report category of ``rule``: '<n> <title>' numbered in pipeline order (figures' stages only)."""
-    with_figures = [s for s in STAGES if s.scope in ("image", "sample") and s.summary and s.rule != "ingest"]
+    with_figures = [s for s in STAGES if s.scope in ("image", "sample") and s.summary]
     n = next(i for i, s in enumerate(with_figures, 1) if s.rule == rule)
     return f"{n} {stage(rule).title}"
 
