@@ -82,6 +82,9 @@ class Analysis:
     flags: dict = field(default_factory=dict)
 
 
+#: a strain step larger than this between neighbouring regions flags a likely composition change
+MISMATCH_FLAG = 0.01
+
 #: codes of /invalid_reason (0 = valid)
 INVALID_CODES = {1: "low Bragg amplitude (vacuum, amorphous, weak lattice fringes)",
                  2: "outside a crystal showing the g reflections (amorphous region, other orientation, "
@@ -220,19 +223,21 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     else:
         g, info = pick_g_pair(ref_spots, others)
         matched, g_rule = info["matched"], info["reason"]
-    centres, spread = mask_centres(g, matched)
     # separate g vectors: a crystalline region without spots matching both g gets its own pair (its
     # reflections of the same planes), refined in that region; strain stays relative to the reference
     separate: dict[int, dict] = {}
-    if cfg.get("separate_g", True):
+    sep_mode = cfg.get("separate_g", "auto")
+    if sep_mode != "never":
         for j, lab in enumerate(other_labels):
-            if matched[0][j] is not None and matched[1][j] is not None:
+            if sep_mode == "auto" and matched[0][j] is not None and matched[1][j] is not None:
                 continue
             found = corresponding_pair(g, spots[lab])
             if found is not None:
                 separate[lab] = {"g": found[0], **found[1]}
+                matched[0][j] = matched[1][j] = None     # no shared mask spans this region's spots
         if separate:
             log.info("gpa: separate g vectors for regions %s (no spots matching the shared g)", sorted(separate))
+    centres, spread = mask_centres(g, matched)
     # region-adaptive masks: set 0 spans all phases (midpoints); the reference region and every
     # region whose spots match both g get masks centred on their own spots
     sets, index = [centres], np.zeros(shape, np.int32)
@@ -442,8 +447,8 @@ def artefact_flags(an: Analysis, phase_of: dict, px) -> dict[int, list[dict]]:
     """Per region, the artefacts a user must know about (code + message):
 
     * ``composition_interface``: the region borders another crystalline region of a different
-      identified phase, or one whose lattice or Bragg amplitude differs (separate g vectors,
-      amplitude ratio outside 0.67-1.5): across such an interface GPA shows false strain from the
+      identified phase, or one whose lattice or Bragg amplitude differs (separate g vectors, mean
+      strain step > 1 %, amplitude ratio outside 0.67-1.5): across such an interface GPA shows false strain from the
       change of mean inner potential and projected structure (phase of the lattice fringes), over
       about the mask resolution; values there are masked (code 3), but thin layers are affected;
     * ``separate_g``: measured with its own g vectors (no spot pair shared with the reference);
@@ -472,6 +477,12 @@ def artefact_flags(an: Analysis, phase_of: dict, px) -> dict[int, list[dict]]:
                 why.append(f"phases {pa} / {pb}")
             if (lab in an.separate) != (nb in an.separate):
                 why.append("different lattices (separate g vectors)")
+            else:
+                d = [abs(an.regions[lab][k][0] - an.regions[nb][k][0]) for k in ("exx", "eyy")
+                     if nb in an.regions]
+                d = [v for v in d if np.isfinite(v)]
+                if d and max(d) > MISMATCH_FLAG:
+                    why.append(f"lattice mismatch {100 * max(d):.1f} %")
             if np.isfinite(med.get(lab, math.nan)) and np.isfinite(med.get(nb, math.nan)) and med[nb] > 0:
                 ratio = med[lab] / med[nb]
                 if not 0.67 <= ratio <= 1.5:
