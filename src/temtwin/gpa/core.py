@@ -558,7 +558,10 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
     disp[:, ~valid] = np.nan
     sig, nm = {}, None
     if uncertainty:
-        nm = noise_model(spectrum, fields, G, ref_c, grid, (px, py), sigma_k)
+        count_like = float(img.min()) >= 0.0 and float(img.mean()) > 0.0
+        nspec = spectrum if spectrum.padded_shape == spectrum.shape else prepare_spectrum(img, (0, 0), workers)
+        nm = noise_model(spectrum, fields, G, ref_c, grid, (px, py), sigma_k,
+                         float(img.mean()) if count_like else None, workers, nspec)
         for k, arr in zip(("exx", "eyy", "exy", "rotation"), nm.sigma):
             m = grid.upsample(arr[fill] if fill is not None else arr, wrap=False)
             m[~valid] = np.nan
@@ -652,10 +655,12 @@ class NoiseModel:
     decomposition.  The refined reference g (an amplitude²-weighted mean over the reference region)
     is a linear functional of the same noise; its covariance is added.
 
-    Limits: the noise is taken as stationary and circular.  Poisson noise on a peaked (HAADF-like)
-    lattice image is neither: its variance follows the atom columns, in phase with the fringes, so
-    it changes the Bragg amplitude more than the phase, and the σ maps then over-estimate the phase
-    noise (bench: z-score SD ≈ 0.4-0.7 for synthetic HAADF, 0.85-0.95 for HRTEM).  Region means are linear
+    Shot noise on a lattice image is not circular: its variance follows the atom columns, in phase
+    with the fringes, so it moves the Bragg amplitude more than the phase.  For a non-negative
+    image the per-pixel σ takes this into account (:func:`shot_noise_pseudo_variance`, noise
+    variance ∝ intensity); region standard errors keep the circular model (an upper bound).
+    Read noise or a dark offset make the shot-noise gain s²/mean too large (σ then too small where
+    the lattice contrast is strong).  Region means are linear
     functionals too: their variance is an exact k-space integral (:meth:`mean_std`), which accounts
     for the correlation of neighbouring pixels (the phase-gradient noise averages out faster than
     1/√n over a region).
@@ -734,12 +739,44 @@ class NoiseModel:
         return out
 
 
+def shot_noise_pseudo_variance(spectrum: Spectrum, field_: BraggField, grid: CoarseGrid, pixel_size_nm,
+                               sigma_k: float, c: float, workers: int = 1) -> np.ndarray:
+    """E[n²] (complex, coarse grid, in the field's demodulated frame) of Poisson-like noise.
+
+    With a noise variance proportional to the intensity, v(r) = c I(r), the filtered noise is not
+    circular: ``E[n(r)²] = px py ∫ K(r - r')² v(r') dr'`` (K: the complex filter kernel) picks the
+    intensity's Fourier component at twice the mask centre, through the Gaussian mask of std
+    σ_k √2 and weight π σ_k².  Where the atom columns are bright in phase with the fringes, the
+    noise then moves the fringes' amplitude more than their phase.
+    """
+    px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
+    c2 = 2.0 * np.asarray(field_.mask_center, float)
+    f2 = bragg_field(spectrum.data, spectrum.padded_shape, (px, py), c2, sigma_k * math.sqrt(2.0), grid.shape,
+                     workers, half_width_sigma=4.5 / math.sqrt(2.0))
+    # padded-image coordinates (nm) of the coarse points: the demodulation origin
+    xs = (grid.cols + grid.offset[1]) * px
+    ys = (grid.rows + grid.offset[0]) * py
+    dk = f2.k_demod - 2.0 * field_.k_demod
+    phase = np.exp(2j * np.pi * (dk[0] * xs[None, :] + dk[1] * ys[:, None]))
+    return px * py * c * math.pi * sigma_k ** 2 * f2.h.astype(complex) * phase
+
+
 def noise_model(spectrum: Spectrum, fields: list[BraggField], G: np.ndarray, ref_sel: np.ndarray,
-                grid: CoarseGrid, pixel_size_nm, sigma_k: float) -> NoiseModel:
-    """The :class:`NoiseModel` of a GPA (fields on the coarse grid, refined G, refinement pixels)."""
+                grid: CoarseGrid, pixel_size_nm, sigma_k: float, image_mean: float | None = None,
+                workers: int = 1, noise_spectrum: Spectrum | None = None) -> NoiseModel:
+    """The :class:`NoiseModel` of a GPA (fields on the coarse grid, refined G, refinement pixels).
+
+    image_mean: mean intensity of a non-negative, count-like image: the noise is then taken as
+    shot noise (variance ∝ intensity, gain s²/mean) and its non-circular part is accounted for in
+    the per-pixel σ (:func:`shot_noise_pseudo_variance`); None: stationary circular noise.
+    Region-mean standard errors use the circular model (conservative).  noise_spectrum: the
+    *unpadded* spectrum for the noise level (zero padding cuts the lattice at the image border and
+    spreads every Bragg spot's power over the ring; default ``spectrum``).
+    """
     px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
     excl = np.vstack([G] + [f.mask_center[None] for f in fields])
-    s2 = np.array([noise_density(spectrum, (px, py), f.mask_center, sigma_k, excl) for f in fields])
+    nspec = noise_spectrum if noise_spectrum is not None else spectrum
+    s2 = np.array([noise_density(nspec, (px, py), f.mask_center, sigma_k, excl) for f in fields])
     V = s2 * px * py * math.pi * sigma_k ** 2
     Vd = V * (2 * math.pi) ** 2 * sigma_k ** 2 / 2.0
     shape = fields[0].amplitude.shape
@@ -757,6 +794,13 @@ def noise_model(spectrum: Spectrum, fields: list[BraggField], G: np.ndarray, ref
         covg[i, 0] = 0.5 * (np.abs(a[i, 0]) ** 2 * V[i] + np.abs(b[i]) ** 2 * Vd[i])
         covg[i, 1] = 0.5 * (np.abs(a[i, 1]) ** 2 * V[i] + np.abs(b[i]) ** 2 * Vd[i])
         covg[i, 2] = 0.5 * (a[i, 0] * np.conj(a[i, 1])).real * V[i]
+        if image_mean is not None and image_mean > 0:
+            P2 = shot_noise_pseudo_variance(spectrum, f, grid, (px, py), sigma_k, s2[i] / image_mean, workers)
+            k2 = (2 * math.pi) ** 2 * sigma_k ** 2 / 2.0
+            for c in range(2):
+                pseudo = 0.5 * (a[i, c] ** 2 * P2 + b[i] ** 2 * P2 * k2).real
+                covg[i, c] = np.maximum(covg[i, c] - pseudo, 0.1 * covg[i, c])
+            covg[i, 2] -= 0.5 * (a[i, 0] * a[i, 1] * P2).real
     gl = np.stack([f.g_local for f in fields])
     J, JG = _jacobians(gl, G)
     # reference-g weights (as in refine_g) and its covariance
