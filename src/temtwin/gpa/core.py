@@ -559,7 +559,7 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
     sig, nm = {}, None
     if uncertainty:
         count_like = float(img.min()) >= 0.0 and float(img.mean()) > 0.0
-        nspec = spectrum if spectrum.padded_shape == spectrum.shape else prepare_spectrum(img, (0, 0), workers)
+        nspec = windowed_spectrum(img, workers)
         nm = noise_model(spectrum, fields, G, ref_c, grid, (px, py), sigma_k,
                          float(img.mean()) if count_like else None, workers, nspec)
         for k, arr in zip(("exx", "eyy", "exy", "rotation"), nm.sigma):
@@ -579,6 +579,19 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
 
 #: quantile of the ring power used for the noise level (robust to the Bragg spots on the ring)
 QUANTILE = 0.25
+
+
+def windowed_spectrum(image: np.ndarray, workers: int = 1) -> Spectrum:
+    """rfft2 of ``image`` minus its mean times a 2-D Hann window, scaled by 1/rms(window) so that
+    white noise keeps E|S|² = M N s².  The window suppresses the streaks that the lattice's cut at
+    the image border puts through every Bragg spot (power that is not noise), which would otherwise
+    inflate the noise level read on the ring around g."""
+    u = np.asarray(image, np.float32)
+    M, N = u.shape
+    w = (np.hanning(M)[:, None] * np.hanning(N)[None, :]).astype(np.float32)
+    scale = np.float32(1.0 / math.sqrt(float((w.astype(np.float64) ** 2).mean())))
+    data = sfft.rfft2((u - np.float32(u.mean())) * w * scale, workers=workers)
+    return Spectrum(data, (M, N), (M, N), (0, 0))
 
 
 def noise_density(spectrum: Spectrum, pixel_size_nm, g: np.ndarray, sigma_k: float,
@@ -770,8 +783,9 @@ def noise_model(spectrum: Spectrum, fields: list[BraggField], G: np.ndarray, ref
     shot noise (variance ∝ intensity, gain s²/mean) and its non-circular part is accounted for in
     the per-pixel σ (:func:`shot_noise_pseudo_variance`); None: stationary circular noise.
     Region-mean standard errors use the circular model (conservative).  noise_spectrum: the
-    *unpadded* spectrum for the noise level (zero padding cuts the lattice at the image border and
-    spreads every Bragg spot's power over the ring; default ``spectrum``).
+    spectrum for the noise level (:func:`windowed_spectrum`: the cut of the lattice at the image
+    border or the zero padding would spread every Bragg spot's power over the ring; default
+    ``spectrum``).
     """
     px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
     excl = np.vstack([G] + [f.mask_center[None] for f in fields])
