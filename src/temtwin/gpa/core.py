@@ -577,7 +577,7 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
 # ----------------------------------------------------------------------------------- uncertainty
 
 
-#: quantile of the ring power used for the noise level (robust to the Bragg spots on the ring)
+#: quantile of the ring sectors' noise levels used (robust to the Bragg spots and streaks on the ring)
 QUANTILE = 0.25
 
 
@@ -600,8 +600,10 @@ def noise_density(spectrum: Spectrum, pixel_size_nm, g: np.ndarray, sigma_k: flo
 
     Estimated from the power ``|S(k)|²`` of the (padded) periodic-component spectrum on the ring
     ``| |k| - |g| | ≤ max(4.5 σ_k, 3 Δk)``, leaving out discs of 4.5 σ_k around the ``exclude`` points
-    (±g1, ±g2, mask centres): the mean of an exponential distribution from the ring power's 25 %
-    quantile (/ 0.2877), robust to the other Bragg spots lying on the ring.  For white noise of variance
+    (±g1, ±g2, mask centres): the ring is cut into up to 24 angular sectors, each sector's median
+    power / ln 2 estimates the mean of its (exponential) noise power, and the 25 % quantile of the
+    sectors is taken (minimum statistics: the other Bragg spots, the streaks of interfaces and the
+    strain sidebands cover part of the ring, the sectors between them hold noise only).  For white noise of variance
     s² per pixel, E|S(k)|² = M N s² (M N: the image's pixels, the zero padding adds none), so
     s² = mean |S|² / (M N).  Noise that is not white (amorphous film, camera MTF) is taken at the
     ring's |k|, where the Bragg filter sees it.
@@ -631,7 +633,15 @@ def noise_density(spectrum: Spectrum, pixel_size_nm, g: np.ndarray, sigma_k: flo
         ring = np.abs(kk - gn) <= w
     vals = spectrum.data[rows[:, None], np.arange(nc)[None, :]][ring]
     p2 = vals.real.astype(np.float64) ** 2 + vals.imag.astype(np.float64) ** 2
-    q = float(np.quantile(p2, QUANTILE)) / -math.log(1.0 - QUANTILE)
+    # minimum statistics over angular sectors: the streaks and sidebands of the lattices (interfaces,
+    # strain) cover part of the ring; sectors between them hold noise only
+    ang = np.arctan2(KY[ring], KX[ring])                  # (-90°, 90°] on the half plane
+    n_sec = int(np.clip(len(p2) // 64, 1, 24))
+    sec = np.minimum(((ang + 0.5 * np.pi) / np.pi * n_sec).astype(int), n_sec - 1)
+    med = np.array([np.median(p2[sec == i]) for i in range(n_sec) if (sec == i).sum() >= 16])
+    if med.size == 0:
+        med = np.array([np.median(p2)])
+    q = float(np.quantile(med, QUANTILE)) / math.log(2.0)
     return q / float(M * N)
 
 

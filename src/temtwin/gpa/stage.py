@@ -459,7 +459,7 @@ def artefact_flags(an: Analysis, phase_of: dict, px) -> dict[int, list[dict]]:
     res = an.result
     labels = an.labels
     flags: dict[int, list[dict]] = {}
-    amp = np.sqrt(res.amplitude[0] * res.amplitude[1])
+    amp = np.sqrt(np.clip(res.amplitude[0] * res.amplitude[1], 0, None))
     med = {}
     for lab in an.regions:
         sel = (labels == lab) & res.mask
