@@ -97,7 +97,8 @@ def measure(case: dict, mode: str, resolution_nm: float | None = None) -> dict:
     sig = sig[np.isfinite(sig)]
     return {"err": err, "se": se, "mismatch_err": float(np.nanmax(np.abs(list(err.values())))),
             "rms": float(np.sqrt(np.mean(d ** 2))) if d.size else np.nan,
-            "rms_sigma": float(np.sqrt(np.mean(sig ** 2))) if sig.size else np.nan, "reason": st.get("reason", "no region"),
+            "rms_sigma": float(np.sqrt(np.mean(sig ** 2))) if sig.size else np.nan,
+            "reason": st.get("reason", "no region"),
             "g_rule": an.g_rule, "separate": sorted(an.separate), "truth": tr,
             "flags": sorted({f["code"] for f in an.flags.get(2, [])}), "resolution": res.resolution_nm,
             "valid_fraction": float(res.mask.mean())}
