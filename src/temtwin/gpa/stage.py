@@ -30,10 +30,23 @@ Output ``gpa.h5`` (layout in docs/DEVELOPING.md):
   ``angle_deg``) when ``frame`` is not ``image``;
 * table ``/regions``: label, n_pixels, mean/std/median of exx, eyy, exy, rotation (rad) (and of
   the relaxed strain) over the region's interior (eroded by the resolution, inside the edge margin,
-  valid pixels).
+  valid pixels), ``<component>_se`` the standard error of the mean (propagated image noise),
+  ``valid_fraction``; NaN for a region with too few valid pixels (``min_valid_cells``);
+* ``/strain_sigma/{exx,eyy,exy}`` (1) and ``/rotation_sigma`` (rad): per-pixel standard deviations
+  propagated from the image noise (:class:`temtwin.gpa.core.NoiseModel`);
+* ``/invalid_reason`` (uint8): 0 valid, 1 low Bragg amplitude, 2 outside a crystal showing the g
+  reflections, 3 within ``interface_margin`` x resolution of an interface (maps NaN there);
+* ``/separate_g/<label>``: own g vectors of the regions measured without a shared pair
+  (``separate_g``: each crystal's reflections of the same planes, refined in that crystal; strain
+  still relative to the reference lattice).
+
+Artefact flags per region (:func:`artefact_flags`): ``composition_interface``, ``separate_g``,
+``large_strain``, ``no_mean`` with a message each, in the summary (``gpa_flags``,
+``gpa_flag_notes``).
 
 Summary fragment: ``{"gpa": {"applicable", "reference_label", "g_vectors_nm-1", "resolution_nm", ...},
-"regions": {label: {"strain": {"exx": {"mean", "std"}, "eyy", "exy", "rotation_deg"}}}}``.
+"regions": {label: {"strain": {"exx": {"mean", "std", "se"}, "eyy", "exy", "rotation_deg"}} or
+{"strain_absent": reason}, "gpa_valid_fraction", "gpa_flags", "gpa_flag_notes"}}``.
 """
 
 from __future__ import annotations

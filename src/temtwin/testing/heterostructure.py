@@ -66,6 +66,20 @@ def heterostructure(system: str = "InSb/InP", shape=(384, 384), pixel_size_nm=(0
 
     Returns ``(image float32, noise-free image, labels int32, truth dict)``.
     """
+    pos, Z, labels, truth, _ = heterostructure_atoms(system, shape, pixel_size_nm, rotation_deg, thickness_nm,
+                                                     seed=seed)
+    clean = render_atoms(pos, Z, shape, pixel_size_nm, mode=mode, defocus_nm=defocus_nm,
+                         background=0.05 if mode == "haadf" else 0.0)
+    rng = np.random.default_rng([seed, 1])
+    img = add_noise(clean, rng, dose) if dose else clean.copy()
+    truth.update({"defocus_nm": defocus_nm, "dose": dose, "mode": mode})
+    return img, clean, labels, truth
+
+
+def heterostructure_atoms(system: str = "InSb/InP", shape=(384, 384), pixel_size_nm=(0.02, 0.02),
+                          rotation_deg: float = 0.0, thickness_nm: float = 5.0, seed: int = 0):
+    """The atoms of :func:`heterostructure`: positions (N, 3) nm in the image frame (z along the
+    beam, 0..thickness), atomic numbers, labels, truth and the box (width, height, thickness) nm."""
     spec = SYSTEMS[system]
     px, py = pixel_size_nm
     rows, cols = shape
@@ -101,15 +115,11 @@ def heterostructure(system: str = "InSb/InP", shape=(384, 384), pixel_size_nm=(0
         out_Z.append(Z)
     pos = np.vstack(out_pos)
     Z = np.concatenate(out_Z)
-    clean = render_atoms(pos, Z, shape, pixel_size_nm, mode=mode, defocus_nm=defocus_nm,
-                         background=0.05 if mode == "haadf" else 0.0)
-    img = add_noise(clean, rng, dose) if dose else clean.copy()
     yy, xx = np.mgrid[0:rows, 0:cols]
     side = (xx * px - centre[0]) * normal[0] + (yy * py - centre[1]) * normal[1]
     labels = np.where(side > 0, 2, 1).astype(np.int32)
-    truth = {"system": system, "rotation_deg": rotation_deg, "thickness_nm": thickness_nm,
-             "defocus_nm": defocus_nm, "dose": dose, "mode": mode, "F": F.tolist(),
+    truth = {"system": system, "rotation_deg": rotation_deg, "thickness_nm": thickness_nm, "F": F.tolist(),
              1: {"exx": 0.0, "eyy": 0.0, "exy": 0.0, "rotation": 0.0},
              2: {"exx": float(exx), "eyy": float(eyy), "exy": float(exy), "rotation": float(om)},
              "interface_normal": normal.tolist(), "orientation_matrix": M.tolist()}
-    return img, clean, labels, truth
+    return pos, Z, labels, truth, (W, H, thickness_nm)
