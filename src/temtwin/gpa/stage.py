@@ -277,10 +277,28 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
         log.warning("gpa: field of view %.1f nm is less than 3 x the resolution %.2f nm", fov, resolution)
     r_px = int(round(resolution / min(px)))
     ref_used = _erode_to(ref_mask, r_px)
-    res = gpa(img, px, g, resolution, reference_mask=ref_used, mask_centers=np.array(sets),
-              center_index=index if len(sets) > 1 else None,
-              refine=bool(cfg["refine_g"]), amplitude_threshold=float(cfg["amplitude_threshold"]),
-              workers=max(1, int(threads)), edge_margin_nm=cfg["edge_margin_nm"])
+
+    def run_gpa(r_nm):
+        return gpa(img, px, g, r_nm, reference_mask=_erode_to(ref_mask, int(round(r_nm / min(px)))),
+                   mask_centers=np.array(sets), center_index=index if len(sets) > 1 else None,
+                   refine=bool(cfg["refine_g"]), amplitude_threshold=float(cfg["amplitude_threshold"]),
+                   workers=max(1, int(threads)), edge_margin_nm=cfg["edge_margin_nm"])
+
+    res = run_gpa(resolution)
+    target = cfg.get("target_sigma")
+    if target is not None and cfg["resolution_nm"] is None and res.sigma:
+        # noise-adaptive resolution: σ of the strain scales as 1/resolution²
+        sig = np.nanmedian(np.stack([res.sigma[k][ref_used] for k in ("exx", "eyy", "exy")]))
+        if np.isfinite(sig) and sig > float(target):
+            r_new = min(resolution * math.sqrt(sig / float(target)), 4.0, fov / 3.0)
+            if r_new > resolution * 1.05:
+                log.info("gpa: median sigma %.2g > target %.2g: resolution %.2f -> %.2f nm", sig, target,
+                         resolution, r_new)
+                res_rule += f"; raised to {r_new:.2f} nm for target_sigma {float(target):g} (median σ {sig:.2g})"
+                resolution = r_new
+                r_px = int(round(resolution / min(px)))
+                ref_used = _erode_to(ref_mask, r_px)
+                res = run_gpa(resolution)
     # regions judged amorphous, or crystalline without both reflections (another orientation or
     # phase), carry no GPA signal: masked even where noise passes the amplitude threshold
     excluded = [l for l, c in crystalline.items() if not c]
