@@ -349,8 +349,8 @@ class CoarseGrid:
         out[np.ix_(okr, okc)] = np.asarray(full)[np.ix_(ri[okr], ci[okc])]
         return out
 
-    def upsample(self, coarse: np.ndarray, wrap: bool = True) -> np.ndarray:
-        """Bicubic interpolation of a coarse map onto the image grid (float32)."""
+    def upsample(self, coarse: np.ndarray, wrap: bool = True, cubic: bool = True) -> np.ndarray:
+        """Bicubic (or bilinear) interpolation of a coarse map onto the image grid (float32)."""
         c = np.ascontiguousarray(coarse, dtype=np.float32)
         M, N = self.image_shape
         sy, sx = self.step_px
@@ -359,8 +359,8 @@ class CoarseGrid:
             return c.copy()
         A = np.array([[1.0 / sx, 0.0, ox / sx], [0.0, 1.0 / sy, oy / sy]], np.float64)
         border = cv2.BORDER_WRAP if wrap else cv2.BORDER_REPLICATE
-        return cv2.warpAffine(c, A, (N, M), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                              borderMode=border)
+        flags = (cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+        return cv2.warpAffine(c, A, (N, M), flags=flags, borderMode=border)
 
 
 @dataclass
@@ -563,9 +563,9 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
         nm = noise_model(spectrum, fields, G, ref_c, grid, (px, py), sigma_k,
                          float(img.mean()) if count_like else None, workers, nspec)
         for k, arr in zip(("exx", "eyy", "exy", "rotation"), nm.sigma):
-            m = grid.upsample(arr[fill] if fill is not None else arr, wrap=False)
+            m = grid.upsample(arr[fill] if fill is not None else arr, wrap=False, cubic=False)
             m[~valid] = np.nan
-            sig[k] = np.abs(m)
+            sig[k] = m
     return GpaResult(exx=maps["exx"], eyy=maps["eyy"], exy=maps["exy"], rotation=maps["rotation"],
                      displacement=disp, amplitude=amp, mask=valid, g_vectors=G, g_input=G0,
                      mask_centers=C[0] if K == 1 else C, sigma_k=sigma_k, resolution_nm=float(resolution_nm),
@@ -647,21 +647,21 @@ def noise_density(spectrum: Spectrum, pixel_size_nm, g: np.ndarray, sigma_k: flo
 
 def _jacobians(gl: np.ndarray, G: np.ndarray):
     """∂(exx, eyy, exy, ω)/∂(g1x, g1y, g2x, g2y) of the local g (J) and of the reference g (JG),
-    by central differences; each (4 outputs, 4 inputs, ny, nx)."""
+    by forward differences; each (4 outputs, 4 inputs, ny, nx)."""
     h = 1e-6 * float(np.abs(G).max())
     J = np.zeros((4, 4) + gl.shape[2:])
     JG = np.zeros_like(J)
-    for j in range(4):
+    e0 = polar_strain(*distortion(gl, G))
+    for j in range(4):                                   # forward differences (float64: ~1e-6 rel.)
         i, c = divmod(j, 2)
-        for sgn in (1.0, -1.0):
-            d = gl.copy()
-            d[i, c] = d[i, c] + sgn * h
-            J[:, j] += sgn * np.stack(polar_strain(*distortion(d, G)))
-            Gd = np.array(G, float).copy()
-            Gd[i, c] += sgn * h
-            JG[:, j] += sgn * np.stack(polar_strain(*distortion(gl, Gd)))
-        J[:, j] /= 2 * h
-        JG[:, j] /= 2 * h
+        d = gl.copy()
+        d[i, c] = d[i, c] + h
+        for o, (e1, e) in enumerate(zip(polar_strain(*distortion(d, G)), e0)):
+            J[o, j] = (e1 - e) / h
+        Gd = np.array(G, float).copy()
+        Gd[i, c] += h
+        for o, (e1, e) in enumerate(zip(polar_strain(*distortion(gl, Gd)), e0)):
+            JG[o, j] = (e1 - e) / h
     return J, JG
 
 
