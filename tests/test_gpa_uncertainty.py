@@ -145,3 +145,17 @@ def test_reported_mean_is_supported_by_the_maps(clean_stack):
         assert st["n_pixels"] <= vals.size
         assert min(vals) - 1e-9 <= st["eyy"][0] <= max(vals) + 1e-9
     assert an.regions[2]["eyy"][0] == pytest.approx(0.02, abs=1e-3)
+
+
+def test_target_sigma_coarsens_the_resolution_of_a_noisy_image(clean_stack):
+    """target_sigma: the automatic resolution grows until the median σ in the reference meets it."""
+    img = add_noise(clean_stack.noisefree, np.random.default_rng(8), 60.0)
+    m = Micrograph(img, PX, name="x", sample="s", meta={})
+    base = analyse(m, clean_stack.labels, {}, {}, dict(CFG))
+    cfg = dict(CFG)
+    cfg["target_sigma"] = 1e-3
+    an = analyse(m, clean_stack.labels, {}, {}, cfg)
+    med = lambda a: float(np.nanmedian(np.stack([a.result.sigma[k][a.reference_mask] for k in ("exx", "eyy")])))  # noqa: E731
+    assert med(base) > 1e-3
+    assert an.result.resolution_nm > 1.2 * base.result.resolution_nm and "target_sigma" in an.resolution_rule
+    assert med(an) < 0.6 * med(base)
