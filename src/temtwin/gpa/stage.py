@@ -35,7 +35,8 @@ Output ``gpa.h5`` (layout in docs/DEVELOPING.md):
 * ``/strain_sigma/{exx,eyy,exy}`` (1) and ``/rotation_sigma`` (rad): per-pixel standard deviations
   propagated from the image noise (:class:`temtwin.gpa.core.NoiseModel`);
 * ``/invalid_reason`` (uint8): 0 valid, 1 low Bragg amplitude, 2 outside a crystal showing the g
-  reflections, 3 within ``interface_margin`` x resolution of an interface (maps NaN there);
+  reflections, 3 within ``interface_margin`` x resolution of an interface (strain, rotation and σ
+  maps NaN there; the displacement, an integral continuous across the interface, is kept for code 3);
 * ``/separate_g/<label>``: own g vectors of the regions measured without a shared pair
   (``separate_g``: each crystal's reflections of the same planes, refined in that crystal; strain
   still relative to the reference lattice).
@@ -320,7 +321,9 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
         getattr(res, k)[bad] = np.nan
         if k in res.sigma:
             res.sigma[k][bad] = np.nan
-    res.displacement[:, bad] = np.nan
+    # the displacement (a least-squares integral, continuous across interfaces) stays defined within
+    # the interface band (code 3): the atomic model displaces the atoms there
+    res.displacement[:, bad & (reason != 3)] = np.nan
     an = Analysis(result=res, labels=labels, reference_label=ref_label, reference_mask=ref_used,
                   reference_rule=ref_rule, g_rule=g_rule, resolution_rule=res_rule, crystalline=crystalline,
                   spots=spots, invalid_reason=reason, separate=separate)
