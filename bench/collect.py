@@ -1,14 +1,26 @@
-"""Concatenate bench/results/*.md into bench/RESULTS.md in pipeline order."""
+"""Concatenate bench/results/*.md into bench/RESULTS.md in pipeline order.
+
+A section ``<name>.md`` goes with the first stage of the registry (temtwin.workflow.stages) whose rule or
+config section its name starts with (``gpa_hetero`` after ``gpa``); the others (startup, workflow) close.
+"""
 
 
 from common import BENCH, RESULTS_DIR, machine
 
-ORDER = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "register_stack", "gpa", "fem_geometry",
-         "atomic_model", "keating", "phonons", "tight_binding", "workflow"]
+from temtwin.workflow.stages import STAGES
+
+TAIL = ["startup", "workflow"]
+
+
+def _key(stem: str) -> tuple[int, int, str]:
+    for i, st in enumerate(STAGES):
+        if any(stem == n or stem.startswith(n + "_") for n in (st.rule, st.section) if n):
+            return (i, stem not in (st.rule, st.section), stem)
+    return (len(STAGES) + (TAIL.index(stem) if stem in TAIL else -1) + 1, 0, stem)
 
 
 def main() -> None:
-    parts = sorted(RESULTS_DIR.glob("*.md"), key=lambda p: (ORDER.index(p.stem) if p.stem in ORDER else 99, p.stem))
+    parts = sorted(RESULTS_DIR.glob("*.md"), key=lambda p: _key(p.stem))
     head = ("# temtwin benchmark results\n\nWritten by `make bench` (bench/*.py). Machine: "
             f"{machine()}. Accuracy is measured against ground truth: the abTEM-simulated images of "
             "../shared/validation (when present) and temtwin.synth scenes.\n\n")

@@ -128,7 +128,11 @@ def test_layered_stack_with_peaks_and_phases(tmp_path, stack):
         assert f["rotation"].attrs["units"] == "rad"
         assert f["displacement"].shape == (2, *s.image.shape) and f["displacement"].attrs["units"] == "nm"
         assert f["amplitude"].shape == (2, *s.image.shape)
-        assert f["mask"].dtype == bool and f["mask"][()][50:-50, 50:-50].all()
+        code = f["invalid_reason"][()]
+        # valid inside, except within half a resolution of the interfaces (reason code 3)
+        assert f["mask"].dtype == bool and (f["mask"][()] | (code == 3))[50:-50, 50:-50].all()
+        assert (code == 3).any() and not f["mask"][()][code == 3].any()
+        assert f["strain_sigma"]["eyy"].attrs["units"] == "1" and f["rotation_sigma"].attrs["units"] == "rad"
         t = read_table(f["regions"])
         lat = f["lattice"]
         assert lat.attrs["reference_phase"] == "Si"
@@ -162,11 +166,13 @@ def test_layered_stack_with_peaks_and_phases(tmp_path, stack):
     # summary fragment
     assert set(summ["gpa"]) >= {"reference_label", "g_vectors_nm-1", "resolution_nm"}
     st = summ["regions"]["2"]["strain"]
-    assert set(st) == {"exx", "eyy", "exy", "rotation_deg"} and set(st["eyy"]) == {"mean", "std"}
+    assert set(st) == {"exx", "eyy", "exy", "rotation_deg"} and set(st["eyy"]) == {"mean", "std", "se"}
+    assert 0 < st["eyy"]["se"] < 1e-3
     assert st["eyy"]["mean"] == pytest.approx(0.02, abs=1.5e-3)
     json.dumps(summ)
     figs = sorted(p.name for p in (tmp_path / "figs").iterdir())
-    assert {"strain.png", "rotation.png", "displacement.png", "choices.png", "strain_interface.png"} <= set(figs)
+    assert {"strain.png", "strain_sigma.png", "rotation.png", "displacement.png", "choices.png",
+            "strain_interface.png"} <= set(figs)
 
 
 def test_own_spot_finding_and_a_rotated_grain(tmp_path):

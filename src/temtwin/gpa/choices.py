@@ -369,3 +369,50 @@ def choose_reference(labels: np.ndarray, crystalline: dict | None = None, phase_
     best = max(same, key=lambda l: (area[l], -l))
     name = phase if not phase.startswith("#") else "unidentified"
     return best, f"largest region of the substrate-like phase ({name}) touching the {substrate_side} edge"
+
+
+# ------------------------------------------------------------------------- separate g per crystal
+
+
+def corresponding_pair(g: np.ndarray, spots: Spots, max_scale_dev: float = 0.25, max_rot_deg: float = 12.0,
+                       max_anisotropy: float = 0.08, strength_fraction: float = 0.02) -> tuple[np.ndarray, dict] | None:
+    """The two spots of a crystal that correspond to the reference reflections ``g`` (2, 2) nm⁻¹.
+
+    A crystal whose spots do not match g within :func:`match_spot`'s tolerance (large mismatch, or
+    a rotated/strained crystal) still shows the same planes if a pair (p1, p2) of its spots (±) is
+    the image of (g1, g2) under a near-similarity: the 2x2 map T with rows ``p_i = g_i T`` has its
+    singular values within ``1 ± max_scale_dev`` of 1, their relative difference (anisotropic
+    mismatch or strain) ≤ ``max_anisotropy``, and rotation ≤ ``max_rot_deg``.  Among these the pair
+    closest to a pure scaling (smallest |ln s| + anisotropy + rotation) wins.
+    Returns (pair (2, 2) nm⁻¹, info with ``scale``, ``anisotropy``, ``rotation_deg``) or None.
+    """
+    if len(spots) < 2:
+        return None
+    st = spots.strength / max(float(spots.strength.max()), 1e-30)
+    k = spots.k[st >= strength_fraction]
+    cand = np.vstack([k, -k])
+    G = np.asarray(g, float)
+    Gi = np.linalg.inv(G)
+    best, best_score = None, np.inf
+    for i, p1 in enumerate(cand):
+        if abs(np.hypot(*p1) / np.hypot(*G[0]) - 1) > max_scale_dev:
+            continue
+        for j, p2 in enumerate(cand):
+            if i == j or abs(np.hypot(*p2) / np.hypot(*G[1]) - 1) > max_scale_dev:
+                continue
+            T = Gi @ np.array([p1, p2])
+            if np.linalg.det(T) <= 0:
+                continue
+            sv = np.linalg.svd(T, compute_uv=False)
+            U, _, Vt = np.linalg.svd(T)
+            R = U @ Vt
+            rot = abs(math.degrees(math.atan2(R[1, 0], R[0, 0])))
+            aniso = (sv[0] - sv[1]) / sv.mean()
+            scale = float(sv.mean())
+            if abs(scale - 1) > max_scale_dev or aniso > max_anisotropy or rot > max_rot_deg:
+                continue
+            score = abs(math.log(scale)) + aniso + math.radians(rot)
+            if score < best_score:
+                best, best_score = (np.array([p1, p2]), {"scale": scale, "anisotropy": float(aniso),
+                                                          "rotation_deg": rot}), score
+    return best

@@ -140,6 +140,7 @@ class BraggField:
     k_demod: np.ndarray
     mask_center: np.ndarray
     sigma_k: float
+    h_grad: np.ndarray | None = None    # (2, ny, nx) complex64 [∂h/∂x, ∂h/∂y] per nm
 
 
 def coarse_shape(shape, pixel_size_nm, half_width_k: float, oversample: float = 2.0) -> tuple[int, int]:
@@ -202,7 +203,7 @@ def bragg_field(spectrum: np.ndarray, shape, pixel_size_nm, mask_center, sigma_k
     gy = mcy * dky + (np.conj(h) * hy).imag * inv
     return BraggField(h=h, g_local=np.stack([gx, gy]), amplitude=np.abs(h).astype(np.float32),
                       k_demod=np.array([mcx * dkx, mcy * dky]), mask_center=np.array([cx, cy]),
-                      sigma_k=float(sigma_k))
+                      sigma_k=float(sigma_k), h_grad=np.stack([hx, hy]))
 
 
 # ----------------------------------------------------------------------------- lattice mechanics
@@ -348,8 +349,8 @@ class CoarseGrid:
         out[np.ix_(okr, okc)] = np.asarray(full)[np.ix_(ri[okr], ci[okc])]
         return out
 
-    def upsample(self, coarse: np.ndarray, wrap: bool = True) -> np.ndarray:
-        """Bicubic interpolation of a coarse map onto the image grid (float32)."""
+    def upsample(self, coarse: np.ndarray, wrap: bool = True, cubic: bool = True) -> np.ndarray:
+        """Bicubic (or bilinear) interpolation of a coarse map onto the image grid (float32)."""
         c = np.ascontiguousarray(coarse, dtype=np.float32)
         M, N = self.image_shape
         sy, sx = self.step_px
@@ -358,8 +359,8 @@ class CoarseGrid:
             return c.copy()
         A = np.array([[1.0 / sx, 0.0, ox / sx], [0.0, 1.0 / sy, oy / sy]], np.float64)
         border = cv2.BORDER_WRAP if wrap else cv2.BORDER_REPLICATE
-        return cv2.warpAffine(c, A, (N, M), flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP,
-                              borderMode=border)
+        flags = (cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR) | cv2.WARP_INVERSE_MAP
+        return cv2.warpAffine(c, A, (N, M), flags=flags, borderMode=border)
 
 
 @dataclass
@@ -391,6 +392,26 @@ class GpaResult:
     coarse_shape: tuple[int, int]
     reference_level: np.ndarray
     info: dict = field(default_factory=dict)
+    sigma: dict = field(default_factory=dict)
+    noise: "NoiseModel | None" = None
+    grid: "CoarseGrid | None" = None
+    valid_coarse: np.ndarray | None = None
+
+    def mean_std(self, sel: np.ndarray) -> dict:
+        """Standard errors of the means of exx, eyy, exy, rotation over the image pixels ``sel``
+        (propagated noise, see :class:`NoiseModel`; NaN without a noise model)."""
+        keys = ("exx", "eyy", "exy", "rotation")
+        if self.noise is None or self.grid is None:
+            return dict.fromkeys(keys, math.nan)
+        sc = self.grid.sample(np.asarray(sel, bool))
+        if self.valid_coarse is not None:
+            sc &= self.valid_coarse
+        if not sc.any():                    # region smaller than the coarse spacing: nearest point
+            r, c = np.nonzero(sel)
+            i = int(np.argmin(np.abs(self.grid.rows - r.mean())))
+            j = int(np.argmin(np.abs(self.grid.cols - c.mean())))
+            sc[i, j] = True
+        return dict(zip(keys, (float(v) for v in self.noise.mean_std(sc))))
 
 
 def refine_g(fields: list[BraggField], ref_coarse: np.ndarray) -> np.ndarray:
@@ -417,13 +438,17 @@ def _combine(fieldsets: list[list[BraggField]], idx_c: np.ndarray | None) -> lis
     for i in range(2):
         gl = fieldsets[0][i].g_local.copy()
         amp = fieldsets[0][i].amplitude.copy()
+        h = fieldsets[0][i].h.copy()
+        hg = fieldsets[0][i].h_grad.copy()
         for k in range(1, len(fieldsets)):
             sel = idx_c == k
             gl[:, sel] = fieldsets[k][i].g_local[:, sel]
             amp[sel] = fieldsets[k][i].amplitude[sel]
+            h[sel] = fieldsets[k][i].h[sel]
+            hg[:, sel] = fieldsets[k][i].h_grad[:, sel]
         f0 = fieldsets[0][i]
-        out.append(BraggField(h=None, g_local=gl, amplitude=amp, k_demod=f0.k_demod,
-                              mask_center=f0.mask_center, sigma_k=f0.sigma_k))
+        out.append(BraggField(h=h, g_local=gl, amplitude=amp, k_demod=f0.k_demod,
+                              mask_center=f0.mask_center, sigma_k=f0.sigma_k, h_grad=hg))
     return out
 
 
@@ -431,7 +456,7 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
         reference_mask: np.ndarray | None = None, mask_centers=None, center_index: np.ndarray | None = None,
         refine: bool = True, amplitude_threshold: float = 0.2, oversample: float = 2.0, workers: int = 1,
         spectrum: Spectrum | None = None, half_width_sigma: float = 4.5,
-        edge_margin_nm: float | None = None, pad: bool = True) -> GpaResult:
+        edge_margin_nm: float | None = None, pad: bool = True, uncertainty: bool = True) -> GpaResult:
     """Two-g GPA of ``image`` (rows = y) for reference g vectors ``g_vectors`` (2, 2) nm⁻¹.
 
     resolution_nm: FWHM of the strain point-spread function (sets σ_k, see
@@ -445,7 +470,8 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
     medians; edge_margin_nm: pixels closer than this to the image border are left out of the
     refinement (default: the resolution); pad: zero-pad the image by the kernel reach (3.5 σ_x) so
     that the filters do not wrap around the image edges; spectrum: a :func:`prepare_spectrum`
-    result to reuse.
+    result to reuse; uncertainty: propagate the image noise to per-pixel standard deviations
+    (``sigma`` maps, :class:`NoiseModel`) and keep the model for region standard errors.
     """
     img = np.asarray(image, np.float32)
     px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
@@ -530,8 +556,305 @@ def gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,
         maps[name] = m
     disp = np.stack([grid.upsample(ux, wrap=False), grid.upsample(uy, wrap=False)])
     disp[:, ~valid] = np.nan
+    sig, nm = {}, None
+    if uncertainty:
+        count_like = float(img.min()) >= 0.0 and float(img.mean()) > 0.0
+        nspec = windowed_spectrum(img, workers)
+        nm = noise_model(spectrum, fields, G, ref_c, grid, (px, py), sigma_k,
+                         float(img.mean()) if count_like else None, workers, nspec)
+        for k, arr in zip(("exx", "eyy", "exy", "rotation"), nm.sigma):
+            m = grid.upsample(arr[fill] if fill is not None else arr, wrap=False, cubic=False)
+            m[~valid] = np.nan
+            sig[k] = m
     return GpaResult(exx=maps["exx"], eyy=maps["eyy"], exy=maps["exy"], rotation=maps["rotation"],
                      displacement=disp, amplitude=amp, mask=valid, g_vectors=G, g_input=G0,
                      mask_centers=C[0] if K == 1 else C, sigma_k=sigma_k, resolution_nm=float(resolution_nm),
                      coarse_shape=cshape, reference_level=levels,
-                     info={"padded_shape": P, "coarse_step_nm": grid.step_nm})
+                     info={"padded_shape": P, "coarse_step_nm": grid.step_nm},
+                     sigma=sig, noise=nm, grid=grid, valid_coarse=valid_c)
+
+
+# ----------------------------------------------------------------------------------- uncertainty
+
+
+#: quantile of the ring sectors' noise levels used (robust to the Bragg spots and streaks on the ring)
+QUANTILE = 0.25
+
+
+def windowed_spectrum(image: np.ndarray, workers: int = 1) -> Spectrum:
+    """rfft2 of ``image`` minus its mean times a 2-D Hann window, scaled by 1/rms(window) so that
+    white noise keeps E|S|² = M N s².  The window suppresses the streaks that the lattice's cut at
+    the image border puts through every Bragg spot (power that is not noise), which would otherwise
+    inflate the noise level read on the ring around g."""
+    u = np.asarray(image, np.float32)
+    M, N = u.shape
+    w = (np.hanning(M)[:, None] * np.hanning(N)[None, :]).astype(np.float32)
+    scale = np.float32(1.0 / math.sqrt(float((w.astype(np.float64) ** 2).mean())))
+    data = sfft.rfft2((u - np.float32(u.mean())) * w * scale, workers=workers)
+    return Spectrum(data, (M, N), (M, N), (0, 0))
+
+
+def noise_density(spectrum: Spectrum, pixel_size_nm, g: np.ndarray, sigma_k: float,
+                  exclude: np.ndarray | None = None) -> float:
+    """Noise variance per image pixel (image units²) near the reflection ``g`` (nm⁻¹).
+
+    Estimated from the power ``|S(k)|²`` of the (padded) periodic-component spectrum on the ring
+    ``| |k| - |g| | ≤ max(4.5 σ_k, 3 Δk)``, leaving out discs of 4.5 σ_k around the ``exclude`` points
+    (±g1, ±g2, mask centres): the ring is cut into up to 24 angular sectors, each sector's median
+    power / ln 2 estimates the mean of its (exponential) noise power, and the 25 % quantile of the
+    sectors is taken (minimum statistics: the other Bragg spots, the streaks of interfaces and the
+    strain sidebands cover part of the ring, the sectors between them hold noise only).  For white noise of variance
+    s² per pixel, E|S(k)|² = M N s² (M N: the image's pixels, the zero padding adds none), so
+    s² = mean |S|² / (M N).  Noise that is not white (amorphous film, camera MTF) is taken at the
+    ring's |k|, where the Bragg filter sees it.
+    """
+    Mp, Np = spectrum.padded_shape
+    M, N = spectrum.shape
+    px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
+    dkx, dky = 1.0 / (Np * px), 1.0 / (Mp * py)
+    gn = float(np.hypot(*g))
+    w = max(4.5 * sigma_k, 3.0 * max(dkx, dky))
+    # rows / cols of the rfft half plane that can hold the ring
+    kmax = gn + w
+    nr = min(int(math.ceil(kmax / dky)) + 1, Mp // 2)
+    nc = min(int(math.ceil(kmax / dkx)) + 1, Np // 2 + 1)
+    rows = np.r_[0:nr + 1, Mp - nr:Mp] if 2 * nr + 1 < Mp else np.arange(Mp)
+    rows = np.unique(rows)
+    ky = np.where(rows <= Mp // 2, rows, rows - Mp) * dky
+    kx = np.arange(nc) * dkx
+    KX, KY = np.meshgrid(kx, ky)
+    kk = np.hypot(KX, KY)
+    ring = np.abs(kk - gn) <= w
+    pts = [] if exclude is None else np.asarray(exclude, float).reshape(-1, 2)
+    for p in pts:
+        for sgn in (1.0, -1.0):
+            ring &= np.hypot(KX - sgn * p[0], KY - sgn * p[1]) > 4.5 * sigma_k
+    if ring.sum() < 16:
+        ring = np.abs(kk - gn) <= w
+    vals = spectrum.data[rows[:, None], np.arange(nc)[None, :]][ring]
+    p2 = vals.real.astype(np.float64) ** 2 + vals.imag.astype(np.float64) ** 2
+    # minimum statistics over angular sectors: the streaks and sidebands of the lattices (interfaces,
+    # strain) cover part of the ring; sectors between them hold noise only
+    ang = np.arctan2(KY[ring], KX[ring])                  # (-90°, 90°] on the half plane
+    n_sec = int(np.clip(len(p2) // 64, 1, 24))
+    sec = np.minimum(((ang + 0.5 * np.pi) / np.pi * n_sec).astype(int), n_sec - 1)
+    med = np.array([np.median(p2[sec == i]) for i in range(n_sec) if (sec == i).sum() >= 16])
+    if med.size == 0:
+        med = np.array([np.median(p2)])
+    q = float(np.quantile(med, QUANTILE)) / math.log(2.0)
+    return q / float(M * N)
+
+
+def _jacobians(gl: np.ndarray, G: np.ndarray):
+    """∂(exx, eyy, exy, ω)/∂(g1x, g1y, g2x, g2y) of the local g (J) and of the reference g (JG),
+    by forward differences; each (4 outputs, 4 inputs, ny, nx)."""
+    h = 1e-6 * float(np.abs(G).max())
+    J = np.zeros((4, 4) + gl.shape[2:])
+    JG = np.zeros_like(J)
+    e0 = polar_strain(*distortion(gl, G))
+    for j in range(4):                                   # forward differences (float64: ~1e-6 rel.)
+        i, c = divmod(j, 2)
+        d = gl.copy()
+        d[i, c] = d[i, c] + h
+        for o, (e1, e) in enumerate(zip(polar_strain(*distortion(d, G)), e0)):
+            J[o, j] = (e1 - e) / h
+        Gd = np.array(G, float).copy()
+        Gd[i, c] += h
+        for o, (e1, e) in enumerate(zip(polar_strain(*distortion(gl, Gd)), e0)):
+            JG[o, j] = (e1 - e) / h
+    return J, JG
+
+
+@dataclass
+class NoiseModel:
+    """First-order propagation of additive noise through the Bragg filter to the maps.
+
+    Each Bragg-filtered field is ``h + n`` with n the filtered noise (circular complex Gaussian,
+    spectral density ``s² px py M(k)²``, M the Gaussian mask).  The local g is
+    ``Im(conj h ∂h)/(2π|h|²)``, so its first-order error is ``δg_c = Im(a_c n + b ∂_c n)`` with
+    ``b = conj(h)/(2π|h|²)`` and ``a_c = -conj(∂_c h)/(2π|h|²) - 2i g'_c conj(h)/|h|²``.  With
+    ``V = E|n|² = s² px py π σ_k²`` and ``E|∂_c n|² = V (2π)² σ_k²/2`` this gives the per-pixel
+    covariance of the local g, then the strain covariance through the Jacobian of the polar
+    decomposition.  The refined reference g (an amplitude²-weighted mean over the reference region)
+    is a linear functional of the same noise; its covariance is added.
+
+    Shot noise on a lattice image is not circular: its variance follows the atom columns, in phase
+    with the fringes, so it moves the Bragg amplitude more than the phase.  For a non-negative
+    image the per-pixel σ takes this into account (:func:`shot_noise_pseudo_variance`, noise
+    variance ∝ intensity); region standard errors keep the circular model (an upper bound).
+    Read noise or a dark offset make the shot-noise gain s²/mean too large (σ then too small where
+    the lattice contrast is strong).  Region means are linear
+    functionals too: their variance is an exact k-space integral (:meth:`mean_std`), which accounts
+    for the correlation of neighbouring pixels (the phase-gradient noise averages out faster than
+    1/√n over a region).
+
+    s2: noise variance per image pixel for g1, g2; a: (2 g, 2 comp, ny, nx), b: (2, ny, nx) complex;
+    J, JG: Jacobians (4, 4, ny, nx) of (exx, eyy, exy, ω) w.r.t. the local and reference g;
+    ref_w: (2, ny, nx) weights of each g's refinement (each sums to 1); cov_G: (4, 4) covariance of the refined g;
+    sigma: (4, ny, nx) per-pixel std of (exx, eyy, exy, ω) on the coarse grid.
+    """
+
+    s2: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    J: np.ndarray
+    JG: np.ndarray
+    ref_w: np.ndarray
+    cov_G: np.ndarray
+    sigma: np.ndarray
+    sigma_k: float
+    step_nm: tuple[float, float]
+    pixel_area_nm2: float
+
+    def _functional_var(self, alpha: np.ndarray, beta: np.ndarray) -> float:
+        """Var of ``Σ_f Im(Σ_r α_f(r) n_f(r) + Σ_c β_fc(r) ∂_c n_f(r))`` (α (2, ny, nx), β (2, 2, ny, nx))."""
+        ny, nx = alpha.shape[1:]
+        dx, dy = self.step_nm
+        kx = np.fft.fftfreq(nx, dx)[None, :]
+        ky = np.fft.fftfreq(ny, dy)[:, None]
+        S = np.exp(-(kx * kx + ky * ky) / self.sigma_k ** 2)        # M(k)² (mask centred on demod)
+        dk = 1.0 / (nx * dx * ny * dy)
+        total = 0.0
+        for f in range(2):
+            # Σ_r α(r) e^{+2πi k·r} = conj(FFT(conj α)) ; scaled by nx ny for ifft normalisation
+            A = np.fft.ifft2(alpha[f]) * (nx * ny)
+            A = A + 2j * np.pi * kx * np.fft.ifft2(beta[f, 0]) * (nx * ny)
+            A = A + 2j * np.pi * ky * np.fft.ifft2(beta[f, 1]) * (nx * ny)
+            total += 0.5 * self.s2[f] * self.pixel_area_nm2 * float((np.abs(A) ** 2 * S).sum() * dk)
+        return total
+
+    def functional_of(self, f: int, c: int, weights: np.ndarray):
+        """α, β of the functional Σ_r w(r) δg_fc(r) (one component of one local g)."""
+        alpha = np.zeros((2,) + weights.shape, complex)
+        beta = np.zeros((2, 2) + weights.shape, complex)
+        alpha[f] = weights * self.a[f, c]
+        beta[f, c] = weights * self.b[f]
+        return alpha, beta
+
+    def _coeffs(self, weights: np.ndarray, Jsel: np.ndarray):
+        """α, β of the functional Σ_r w(r) Σ_j Jsel_j(r) δg_j(r) (Jsel (4, ny, nx) over inputs;
+        weights (ny, nx), or (2, ny, nx) one per g)."""
+        shape = weights.shape[-2:]
+        alpha = np.zeros((2,) + shape, complex)
+        beta = np.zeros((2, 2) + shape, complex)
+        for j in range(4):
+            f, c = divmod(j, 2)
+            wj = (weights[f] if weights.ndim == 3 else weights) * Jsel[j]
+            alpha[f] += wj * self.a[f, c]
+            beta[f, c] += wj * self.b[f]
+        return alpha, beta
+
+    def mean_std(self, sel: np.ndarray) -> np.ndarray:
+        """Standard error (4,) of the plain means of (exx, eyy, exy, ω) over the coarse points
+        ``sel``, including the error of the refined reference g (one functional, so that the
+        reference region's own mean is not double-counted)."""
+        sel = np.asarray(sel, bool)
+        n = int(sel.sum())
+        out = np.full(4, np.nan)
+        if n == 0:
+            return out
+        w = sel / n
+        for o in range(4):
+            alpha, beta = self._coeffs(w, self.J[o])
+            KG = (self.JG[o] * w).sum(axis=(1, 2))                 # d(mean)/dG (4,)
+            a2, b2 = self._coeffs(self.ref_w, np.broadcast_to(KG[:, None, None], (4,) + w.shape))
+            out[o] = math.sqrt(max(self._functional_var(alpha + a2, beta + b2), 0.0))
+        return out
+
+
+def shot_noise_pseudo_variance(spectrum: Spectrum, field_: BraggField, grid: CoarseGrid, pixel_size_nm,
+                               sigma_k: float, c: float, workers: int = 1) -> np.ndarray:
+    """E[n²] (complex, coarse grid, in the field's demodulated frame) of Poisson-like noise.
+
+    With a noise variance proportional to the intensity, v(r) = c I(r), the filtered noise is not
+    circular: ``E[n(r)²] = px py ∫ K(r - r')² v(r') dr'`` (K: the complex filter kernel) picks the
+    intensity's Fourier component at twice the mask centre, through the Gaussian mask of std
+    σ_k √2 and weight π σ_k².  Where the atom columns are bright in phase with the fringes, the
+    noise then moves the fringes' amplitude more than their phase.
+    """
+    px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
+    c2 = 2.0 * np.asarray(field_.mask_center, float)
+    f2 = bragg_field(spectrum.data, spectrum.padded_shape, (px, py), c2, sigma_k * math.sqrt(2.0), grid.shape,
+                     workers, half_width_sigma=4.5 / math.sqrt(2.0))
+    # padded-image coordinates (nm) of the coarse points: the demodulation origin
+    xs = (grid.cols + grid.offset[1]) * px
+    ys = (grid.rows + grid.offset[0]) * py
+    dk = f2.k_demod - 2.0 * field_.k_demod
+    phase = np.exp(2j * np.pi * (dk[0] * xs[None, :] + dk[1] * ys[:, None]))
+    return px * py * c * math.pi * sigma_k ** 2 * f2.h.astype(complex) * phase
+
+
+def noise_model(spectrum: Spectrum, fields: list[BraggField], G: np.ndarray, ref_sel: np.ndarray,
+                grid: CoarseGrid, pixel_size_nm, sigma_k: float, image_mean: float | None = None,
+                workers: int = 1, noise_spectrum: Spectrum | None = None) -> NoiseModel:
+    """The :class:`NoiseModel` of a GPA (fields on the coarse grid, refined G, refinement pixels).
+
+    image_mean: mean intensity of a non-negative, count-like image: the noise is then taken as
+    shot noise (variance ∝ intensity, gain s²/mean) and its non-circular part is accounted for in
+    the per-pixel σ (:func:`shot_noise_pseudo_variance`); None: stationary circular noise.
+    Region-mean standard errors use the circular model (conservative).  noise_spectrum: the
+    spectrum for the noise level (:func:`windowed_spectrum`: the cut of the lattice at the image
+    border or the zero padding would spread every Bragg spot's power over the ring; default
+    ``spectrum``).
+    """
+    px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
+    excl = np.vstack([G] + [f.mask_center[None] for f in fields])
+    nspec = noise_spectrum if noise_spectrum is not None else spectrum
+    s2 = np.array([noise_density(nspec, (px, py), f.mask_center, sigma_k, excl) for f in fields])
+    V = s2 * px * py * math.pi * sigma_k ** 2
+    Vd = V * (2 * math.pi) ** 2 * sigma_k ** 2 / 2.0
+    shape = fields[0].amplitude.shape
+    a = np.zeros((2, 2) + shape, complex)
+    b = np.zeros((2,) + shape, complex)
+    covg = np.zeros((2, 3) + shape)                       # per g: var x, var y, cov xy
+    for i, f in enumerate(fields):
+        h = f.h.astype(complex)
+        p2 = np.abs(h) ** 2
+        p2 = np.maximum(p2, 1e-12 * float(p2.max()) + 1e-30)
+        b[i] = np.conj(h) / (2 * math.pi * p2)
+        for c in range(2):
+            gprime = (np.conj(h) * f.h_grad[c]).imag / (2 * math.pi * p2)
+            a[i, c] = -np.conj(f.h_grad[c]) / (2 * math.pi * p2) - 2j * gprime * np.conj(h) / p2
+        covg[i, 0] = 0.5 * (np.abs(a[i, 0]) ** 2 * V[i] + np.abs(b[i]) ** 2 * Vd[i])
+        covg[i, 1] = 0.5 * (np.abs(a[i, 1]) ** 2 * V[i] + np.abs(b[i]) ** 2 * Vd[i])
+        covg[i, 2] = 0.5 * (a[i, 0] * np.conj(a[i, 1])).real * V[i]
+        if image_mean is not None and image_mean > 0:
+            P2 = shot_noise_pseudo_variance(spectrum, f, grid, (px, py), sigma_k, s2[i] / image_mean, workers)
+            k2 = (2 * math.pi) ** 2 * sigma_k ** 2 / 2.0
+            for c in range(2):
+                pseudo = 0.5 * (a[i, c] ** 2 * P2 + b[i] ** 2 * P2 * k2).real
+                covg[i, c] = np.maximum(covg[i, c] - pseudo, 0.1 * covg[i, c])
+            covg[i, 2] -= 0.5 * (a[i, 0] * a[i, 1] * P2).real
+    gl = np.stack([f.g_local for f in fields])
+    J, JG = _jacobians(gl, G)
+    # reference-g weights (as in refine_g) and its covariance
+    ref_w = np.zeros((2,) + shape)
+    for i, f in enumerate(fields):
+        amp = f.amplitude
+        sel = ref_sel & (amp >= 0.5 * np.median(amp[ref_sel])) if ref_sel.any() else amp > 0
+        w = np.where(sel, amp.astype(float) ** 2, 0.0)
+        ref_w[i] = w / max(w.sum(), 1e-300)
+    nm = NoiseModel(s2=s2, a=a, b=b, J=J, JG=JG, ref_w=np.zeros(shape), cov_G=np.zeros((4, 4)),
+                    sigma=np.zeros((4,) + shape), sigma_k=float(sigma_k), step_nm=grid.step_nm,
+                    pixel_area_nm2=px * py)
+    nm.ref_w = ref_w
+    cov_G = np.zeros((4, 4))
+    for i in range(2):
+        one = [nm.functional_of(i, c, ref_w[i]) for c in range(2)]
+        vx, vy = (nm._functional_var(*ab) for ab in one)
+        vxy = nm._functional_var(one[0][0] + one[1][0], one[0][1] + one[1][1])
+        cov_G[2 * i, 2 * i], cov_G[2 * i + 1, 2 * i + 1] = vx, vy
+        cov_G[2 * i, 2 * i + 1] = cov_G[2 * i + 1, 2 * i] = 0.5 * (vxy - vx - vy)
+    nm.cov_G = cov_G
+    # per-pixel covariance of the inputs (block diagonal) -> outputs
+    var = np.zeros((4,) + shape)
+    for o in range(4):
+        acc = np.zeros(shape)
+        for i in range(2):
+            jx, jy = J[o, 2 * i], J[o, 2 * i + 1]
+            acc += jx * jx * covg[i, 0] + jy * jy * covg[i, 1] + 2 * jx * jy * covg[i, 2]
+        jg = JG[o]
+        acc += np.einsum("i...,ij,j...->...", jg, cov_G, jg)
+        var[o] = acc
+    nm.sigma = np.sqrt(np.maximum(var, 0.0))
+    return nm

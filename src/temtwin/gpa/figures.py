@@ -39,6 +39,36 @@ def strain_figure(maps: dict, pixel_size_nm, path: Path, title: str = "") -> Pat
     return save_figure(fig, path)
 
 
+def strain_sigma_figure(maps: dict, sigma: dict, pixel_size_nm, path: Path, title: str = "") -> Path:
+    """Strain (top row, %, shared symmetric scale) and its propagated standard deviation σ (bottom
+    row, %, shared scale from 0 to the 99th percentile) for exx, eyy, exy; NaN (invalid) grey."""
+    import matplotlib as mpl
+
+    s = _stride(maps["exx"].shape)
+    comps = ("exx", "eyy", "exy")
+    arrs = [100.0 * maps[k][::s, ::s] for k in comps]
+    sigs = [100.0 * sigma[k][::s, ::s] for k in comps]
+    lim = _sym_limit(arrs)
+    slim = _sym_limit(sigs)
+    ext = image_extent_nm(maps["exx"].shape, pixel_size_nm)
+    fig, ax = new_figure(3, 2, size=3.4)
+    cm = mpl.colormaps["RdBu_r"].with_extremes(bad="0.6")
+    cs = mpl.colormaps["magma"].with_extremes(bad="0.6")
+    for j, name in enumerate(comps):
+        im = ax[0][j].imshow(arrs[j], cmap=cm, vmin=-lim, vmax=lim, extent=ext, interpolation="nearest")
+        ax[0][j].set_title(f"{name} (%)")
+        ims = ax[1][j].imshow(sigs[j], cmap=cs, vmin=0, vmax=slim, extent=ext, interpolation="nearest")
+        ax[1][j].set_title(f"σ({name}) (%)")
+        ax[1][j].set_xlabel("x (nm)")
+    ax[0][0].set_ylabel("y (nm)")
+    ax[1][0].set_ylabel("y (nm)")
+    fig.colorbar(im, ax=ax[0].tolist(), shrink=0.8, label="strain (%)")
+    fig.colorbar(ims, ax=ax[1].tolist(), shrink=0.8, label="σ (%)")
+    if title:
+        fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 def rotation_figure(rotation: np.ndarray, pixel_size_nm, path: Path) -> Path:
     """Rigid rotation map in degrees (symmetric scale)."""
     s = _stride(rotation.shape)

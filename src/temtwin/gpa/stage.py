@@ -30,10 +30,24 @@ Output ``gpa.h5`` (layout in docs/DEVELOPING.md):
   ``angle_deg``) when ``frame`` is not ``image``;
 * table ``/regions``: label, n_pixels, mean/std/median of exx, eyy, exy, rotation (rad) (and of
   the relaxed strain) over the region's interior (eroded by the resolution, inside the edge margin,
-  valid pixels).
+  valid pixels), ``<component>_se`` the standard error of the mean (propagated image noise),
+  ``valid_fraction``; NaN for a region with too few valid pixels (``min_valid_cells``);
+* ``/strain_sigma/{exx,eyy,exy}`` (1) and ``/rotation_sigma`` (rad): per-pixel standard deviations
+  propagated from the image noise (:class:`temtwin.gpa.core.NoiseModel`);
+* ``/invalid_reason`` (uint8): 0 valid, 1 low Bragg amplitude, 2 outside a crystal showing the g
+  reflections, 3 within ``interface_margin`` x resolution of an interface (strain, rotation and σ
+  maps NaN there; the displacement, an integral continuous across the interface, is kept for code 3);
+* ``/separate_g/<label>``: own g vectors of the regions measured without a shared pair
+  (``separate_g``: each crystal's reflections of the same planes, refined in that crystal; strain
+  still relative to the reference lattice).
+
+Artefact flags per region (:func:`artefact_flags`): ``composition_interface``, ``separate_g``,
+``large_strain``, ``no_mean`` with a message each, in the summary (``gpa_flags``,
+``gpa_flag_notes``).
 
 Summary fragment: ``{"gpa": {"applicable", "reference_label", "g_vectors_nm-1", "resolution_nm", ...},
-"regions": {label: {"strain": {"exx": {"mean", "std"}, "eyy", "exy", "rotation_deg"}}}}``.
+"regions": {label: {"strain": {"exx": {"mean", "std", "se"}, "eyy", "exy", "rotation_deg"}} or
+{"strain_absent": reason}, "gpa_valid_fraction", "gpa_flags", "gpa_flag_notes"}}``.
 """
 
 from __future__ import annotations
@@ -50,10 +64,11 @@ from ..errors import NotApplicable, UserError
 from ..io.h5 import set_summary, write_array, write_table
 from ..io.image import Micrograph, read_image
 from . import absolute as ab
-from .choices import (Spots, auto_resolution, choose_reference, mask_centres, match_spot, pick_g_pair,
-                      region_spots, spots_from_table)
+from .choices import (Spots, auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
+                      pick_g_pair, region_spots, spots_from_table)
 from .core import GpaResult, gpa
-from .figures import choices_figure, displacement_figure, message_figure, rotation_figure, strain_figure
+from .figures import (choices_figure, displacement_figure, message_figure, rotation_figure, strain_figure,
+                      strain_sigma_figure)
 from .inputs import read_labels, read_peaks, read_phases
 
 COMPONENTS = ("exx", "eyy", "exy", "rotation")
@@ -76,6 +91,19 @@ class Analysis:
     relaxed: dict | None = None
     frame: dict | None = None
     regions: dict = field(default_factory=dict)
+    invalid_reason: np.ndarray | None = None
+    separate: dict = field(default_factory=dict)
+    flags: dict = field(default_factory=dict)
+
+
+#: a strain step larger than this between neighbouring regions flags a likely composition change
+MISMATCH_FLAG = 0.01
+
+#: codes of /invalid_reason (0 = valid)
+INVALID_CODES = {1: "low Bragg amplitude (vacuum, amorphous, weak lattice fringes)",
+                 2: "outside a crystal showing the g reflections (amorphous region, other orientation, "
+                    "or no region)",
+                 3: "within the mask resolution of an interface between regions"}
 
 
 # ------------------------------------------------------------------------------------ choices
@@ -209,17 +237,34 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     else:
         g, info = pick_g_pair(ref_spots, others)
         matched, g_rule = info["matched"], info["reason"]
+    # separate g vectors: a crystalline region without spots matching both g gets its own pair (its
+    # reflections of the same planes), refined in that region; strain stays relative to the reference
+    separate: dict[int, dict] = {}
+    sep_mode = cfg.get("separate_g", "auto")
+    if sep_mode != "never":
+        for j, lab in enumerate(other_labels):
+            if sep_mode == "auto" and matched[0][j] is not None and matched[1][j] is not None:
+                continue
+            found = corresponding_pair(g, spots[lab])
+            if found is not None:
+                separate[lab] = {"g": found[0], **found[1]}
+                matched[0][j] = matched[1][j] = None     # no shared mask spans this region's spots
+        if separate:
+            log.info("gpa: separate g vectors for regions %s (no spots matching the shared g)", sorted(separate))
     centres, spread = mask_centres(g, matched)
     # region-adaptive masks: set 0 spans all phases (midpoints); the reference region and every
     # region whose spots match both g get masks centred on their own spots
     sets, index = [centres], np.zeros(shape, np.int32)
-    if spread.max() > 0:
+    if spread.max() > 0 or separate:
         sets.append(g.copy())
         index[labels == spot_label] = 1
         for j, lab in enumerate(other_labels):
             m1, m2 = matched[0][j], matched[1][j]
             if m1 is not None and m2 is not None:
                 sets.append(np.array([m1, m2], float))
+                index[labels == lab] = len(sets) - 1
+            elif lab in separate:
+                sets.append(np.asarray(separate[lab]["g"], float))
                 index[labels == lab] = len(sets) - 1
     if cfg["resolution_nm"] is not None:
         resolution, res_rule = float(cfg["resolution_nm"]), "config"
@@ -233,31 +278,80 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
         log.warning("gpa: field of view %.1f nm is less than 3 x the resolution %.2f nm", fov, resolution)
     r_px = int(round(resolution / min(px)))
     ref_used = _erode_to(ref_mask, r_px)
-    res = gpa(img, px, g, resolution, reference_mask=ref_used, mask_centers=np.array(sets),
-              center_index=index if len(sets) > 1 else None,
-              refine=bool(cfg["refine_g"]), amplitude_threshold=float(cfg["amplitude_threshold"]),
-              workers=max(1, int(threads)), edge_margin_nm=cfg["edge_margin_nm"])
+
+    def run_gpa(r_nm):
+        return gpa(img, px, g, r_nm, reference_mask=_erode_to(ref_mask, int(round(r_nm / min(px)))),
+                   mask_centers=np.array(sets), center_index=index if len(sets) > 1 else None,
+                   refine=bool(cfg["refine_g"]), amplitude_threshold=float(cfg["amplitude_threshold"]),
+                   workers=max(1, int(threads)), edge_margin_nm=cfg["edge_margin_nm"])
+
+    res = run_gpa(resolution)
+    target = cfg.get("target_sigma")
+    if target is not None and cfg["resolution_nm"] is None and res.sigma:
+        # noise-adaptive resolution: σ of the strain scales as 1/resolution²
+        sig = np.nanmedian(np.stack([res.sigma[k][ref_used] for k in ("exx", "eyy", "exy")]))
+        if np.isfinite(sig) and sig > float(target):
+            r_new = min(resolution * math.sqrt(sig / float(target)), 4.0, fov / 3.0)
+            if r_new > resolution * 1.05:
+                log.info("gpa: median sigma %.2g > target %.2g: resolution %.2f -> %.2f nm", sig, target,
+                         resolution, r_new)
+                res_rule += f"; raised to {r_new:.2f} nm for target_sigma {float(target):g} (median σ {sig:.2g})"
+                resolution = r_new
+                r_px = int(round(resolution / min(px)))
+                ref_used = _erode_to(ref_mask, r_px)
+                res = run_gpa(resolution)
     # regions judged amorphous, or crystalline without both reflections (another orientation or
     # phase), carry no GPA signal: masked even where noise passes the amplitude threshold
     excluded = [l for l, c in crystalline.items() if not c]
-    excluded += [l for j, l in enumerate(other_labels) if matched[0][j] is None or matched[1][j] is None]
+    excluded += [l for j, l in enumerate(other_labels)
+                 if (matched[0][j] is None or matched[1][j] is None) and l not in separate]
+    reason = np.where(res.mask, 0, 1).astype(np.uint8)
+    drop = np.isin(labels, excluded) & res.mask
+    reason[drop] = 2
     if excluded:
-        drop = np.isin(labels, excluded)
-        res.mask &= ~drop
-        for k in COMPONENTS:
-            getattr(res, k)[drop] = np.nan
-        res.displacement[:, drop] = np.nan
         log.info("gpa: regions %s masked (amorphous, or without both g reflections)", sorted(excluded))
+    # within the mask resolution of an interface: the Fourier mask mixes both sides
+    margin_if = float(cfg.get("interface_margin", 0.5)) * resolution
+    if margin_if > 0 and len(ids) > 1:
+        near = _near_interface(labels, margin_if, px)
+        reason[near & (reason == 0)] = 3
+    bad = reason > 0
+    res.mask &= ~bad
+    for k in COMPONENTS:
+        getattr(res, k)[bad] = np.nan
+        if k in res.sigma:
+            res.sigma[k][bad] = np.nan
+    # the displacement (a least-squares integral, continuous across interfaces) stays defined within
+    # the interface band (code 3): the atomic model displaces the atoms there
+    res.displacement[:, bad & (reason != 3)] = np.nan
     an = Analysis(result=res, labels=labels, reference_label=ref_label, reference_mask=ref_used,
                   reference_rule=ref_rule, g_rule=g_rule, resolution_rule=res_rule, crystalline=crystalline,
-                  spots=spots)
+                  spots=spots, invalid_reason=reason, separate=separate)
     if cfg["absolute"]:
         _absolute(an, phases, spot_label, log)
     if cfg["frame"] != "image":
         _frame(an, cfg["frame"], phases, spot_label, log)
     margin = resolution if cfg["edge_margin_nm"] is None else float(cfg["edge_margin_nm"])
-    an.regions = region_statistics(an, margin, px)
+    an.regions = region_statistics(an, margin, px, float(cfg.get("min_valid_cells", 0.25)))
+    an.flags = artefact_flags(an, phase_of, px)
     return an
+
+
+def _near_interface(labels: np.ndarray, margin_nm: float, px) -> np.ndarray:
+    """Pixels closer than ``margin_nm`` to a boundary between two different labels (not the image
+    border)."""
+    lab = np.asarray(labels)
+    edge = np.zeros(lab.shape, bool)
+    dx = lab[:, 1:] != lab[:, :-1]
+    dy = lab[1:, :] != lab[:-1, :]
+    edge[:, 1:] |= dx
+    edge[:, :-1] |= dx
+    edge[1:, :] |= dy
+    edge[:-1, :] |= dy
+    if not edge.any():
+        return edge
+    dist = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, 5) * float(min(px))
+    return dist < margin_nm
 
 
 def _absolute(an: Analysis, phases: dict, spot_label: int, log) -> None:
@@ -331,9 +425,15 @@ def _frame(an: Analysis, frame: str, phases: dict, spot_label: int, log) -> None
                 "exx": xx.astype(np.float32), "eyy": yy.astype(np.float32), "exy": xy.astype(np.float32)}
 
 
-def region_statistics(an: Analysis, margin_nm: float, px) -> dict[int, dict]:
-    """Per-region mean/std/median of each component over the region's interior (eroded by the
-    resolution), inside the edge margin, over valid pixels."""
+def region_statistics(an: Analysis, margin_nm: float, px, min_valid_cells: float = 0.25) -> dict[int, dict]:
+    """Per-region statistics over the region's interior (eroded by the resolution, inside the edge
+    margin), over valid pixels: mean/std/median of each component and the standard error ``se`` of
+    the mean (propagated noise, :meth:`temtwin.gpa.core.GpaResult.mean_std`).
+
+    A region whose interior holds fewer valid pixels than ``min_valid_cells`` resolution cells
+    (resolution² / pixel area) gets no statistics (NaN) and a ``reason``: the maps do not support a
+    mean there.
+    """
     res = an.result
     shape = an.labels.shape
     inner = np.zeros(shape, bool)
@@ -343,24 +443,102 @@ def region_statistics(an: Analysis, margin_nm: float, px) -> dict[int, dict]:
     else:
         inner[:] = True
     r_px = int(round(res.resolution_nm / min(px)))
+    need = max(16, int(math.ceil(min_valid_cells * res.resolution_nm ** 2 / (px[0] * px[1]))))
     comps = {"exx": res.exx, "eyy": res.eyy, "exy": res.exy, "rotation": res.rotation}
     if an.relaxed:
         for k, v in an.relaxed["maps"].items():
             comps[f"{k}_relaxed"] = v
+    codes = an.invalid_reason if an.invalid_reason is not None else np.where(res.mask, 0, 1)
     out = {}
     for lab in np.unique(an.labels[an.labels > 0]):
         region = an.labels == lab
         sel = _erode_to(region, r_px) & inner & res.mask
-        if sel.sum() < 4:
-            sel = region & res.mask
-        st = {"n_pixels": int(sel.sum())}
+        n_region = int(region.sum())
+        st = {"n_pixels": int(sel.sum()), "valid_fraction": float((region & res.mask).sum() / max(n_region, 1)),
+              "reason": ""}
+        if st["n_pixels"] < need:
+            c, n = np.unique(codes[region], return_counts=True)
+            parts = [f"{100.0 * k / n_region:.0f} % {INVALID_CODES[int(v)]}" for v, k in zip(c, n) if v > 0]
+            st["reason"] = (f"{st['n_pixels']} valid pixels in the region's interior, fewer than "
+                            f"{min_valid_cells:g} resolution cell(s) ({need} px) needed for a mean"
+                            + (f"; invalid: {', '.join(parts)}" if parts else ""))
+            for k in comps:
+                st[k] = (math.nan, math.nan, math.nan)
+            st["se"] = dict.fromkeys(COMPONENTS, math.nan)
+            out[int(lab)] = st
+            continue
         for k, v in comps.items():
             vals = v[sel]
             vals = vals[np.isfinite(vals)]
             st[k] = (float(vals.mean()), float(vals.std()), float(np.median(vals))) if vals.size else (
                 math.nan, math.nan, math.nan)
+        st["se"] = res.mean_std(sel)
         out[int(lab)] = st
     return out
+
+
+def artefact_flags(an: Analysis, phase_of: dict, px) -> dict[int, list[dict]]:
+    """Per region, the artefacts a user must know about (code + message):
+
+    * ``composition_interface``: the region borders another crystalline region of a different
+      identified phase, or one whose lattice or Bragg amplitude differs (separate g vectors, mean
+      strain step > 1 %, amplitude ratio outside 0.67-1.5): across such an interface GPA shows false strain from the
+      change of mean inner potential and projected structure (phase of the lattice fringes), over
+      about the mask resolution; values there are masked (code 3), but thin layers are affected;
+    * ``separate_g``: measured with its own g vectors (no spot pair shared with the reference);
+    * ``large_strain``: |mean strain| > 3 %: the lattice-parameter (finite) strain is reported,
+      not the small-strain tensor;
+    * ``no_mean``: no mean (too few valid pixels).
+    """
+    res = an.result
+    labels = an.labels
+    flags: dict[int, list[dict]] = {}
+    amp = np.sqrt(np.clip(res.amplitude[0] * res.amplitude[1], 0, None))
+    med = {}
+    for lab in an.regions:
+        sel = (labels == lab) & res.mask
+        med[lab] = float(np.median(amp[sel])) if sel.sum() >= 16 else math.nan
+    grow = max(1, int(round(res.resolution_nm / min(px))))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1))
+    for lab, st in an.regions.items():
+        fl = []
+        ring = cv2.dilate((labels == lab).astype(np.uint8), kernel).astype(bool) & (labels != lab) & (labels > 0)
+        neigh = [int(v) for v in np.unique(labels[ring]) if an.crystalline.get(int(v))]
+        for nb in neigh:
+            why = []
+            pa, pb = phase_of.get(lab) or "", phase_of.get(nb) or ""
+            if pa and pb and pa != pb:
+                why.append(f"phases {pa} / {pb}")
+            if (lab in an.separate) != (nb in an.separate):
+                why.append("different lattices (separate g vectors)")
+            else:
+                d = [abs(an.regions[lab][k][0] - an.regions[nb][k][0]) for k in ("exx", "eyy")
+                     if nb in an.regions]
+                d = [v for v in d if np.isfinite(v)]
+                if d and max(d) > MISMATCH_FLAG:
+                    why.append(f"lattice mismatch {100 * max(d):.1f} %")
+            if np.isfinite(med.get(lab, math.nan)) and np.isfinite(med.get(nb, math.nan)) and med[nb] > 0:
+                ratio = med[lab] / med[nb]
+                if not 0.67 <= ratio <= 1.5:
+                    why.append(f"Bragg amplitude ratio {ratio:.2f}")
+            if why:
+                fl.append({"code": "composition_interface", "neighbour": nb,
+                           "message": f"interface with region {nb} ({'; '.join(why)}): a change of composition "
+                                      "shows up in GPA as false strain (mean inner potential, projected "
+                                      f"structure) within ~{res.resolution_nm:.1f} nm of it"})
+        if lab in an.separate:
+            sp = an.separate[lab]
+            fl.append({"code": "separate_g", "message": "own g vectors (no spot pair shared with the reference; "
+                       f"lattice scale {sp['scale']:.3f}, rotation {sp['rotation_deg']:.1f} deg): strain "
+                       "relative to the reference lattice"})
+        means = [st[k][0] for k in ("exx", "eyy", "exy")]
+        if any(np.isfinite(m) and abs(m) > 0.03 for m in means):
+            fl.append({"code": "large_strain", "message": "|mean strain| > 3 %: lattice-parameter (finite) "
+                                                          "strain, e = V - I of F = V R"})
+        if st.get("reason"):
+            fl.append({"code": "no_mean", "message": st["reason"]})
+        flags[int(lab)] = fl
+    return flags
 
 
 # -------------------------------------------------------------------------------------- output
@@ -370,15 +548,29 @@ def _summary(an: Analysis) -> dict:
     res = an.result
     regions = {}
     for lab, st in an.regions.items():
-        s = {k: {"mean": st[k][0], "std": st[k][1]} for k in ("exx", "eyy", "exy")}
-        s["rotation_deg"] = {"mean": math.degrees(st["rotation"][0]), "std": math.degrees(st["rotation"][1])}
-        entry = {"strain": s}
-        if "exx_relaxed" in st and np.isfinite(st["exx_relaxed"][0]):
-            entry["strain_relaxed"] = {k: {"mean": st[f"{k}_relaxed"][0], "std": st[f"{k}_relaxed"][1]}
-                                       for k in ("exx", "eyy", "exy")}
+        se = st.get("se", {})
+        entry: dict = {"gpa_valid_fraction": st.get("valid_fraction", math.nan)}
+        if st.get("reason"):
+            entry["strain_absent"] = st["reason"]
+        else:
+            s = {k: {"mean": st[k][0], "std": st[k][1], "se": se.get(k, math.nan)} for k in ("exx", "eyy", "exy")}
+            s["rotation_deg"] = {"mean": math.degrees(st["rotation"][0]), "std": math.degrees(st["rotation"][1]),
+                                 "se": math.degrees(se.get("rotation", math.nan))}
+            entry["strain"] = s
+            if "exx_relaxed" in st and np.isfinite(st["exx_relaxed"][0]):
+                entry["strain_relaxed"] = {k: {"mean": st[f"{k}_relaxed"][0], "std": st[f"{k}_relaxed"][1],
+                                               "se": se.get(k, math.nan)} for k in ("exx", "eyy", "exy")}
+        fl = an.flags.get(lab, [])
+        if fl:
+            entry["gpa_flags"] = ";".join(sorted({f["code"] for f in fl}))
+            entry["gpa_flag_notes"] = [f["message"] for f in fl]
         regions[str(lab)] = entry
     gpa_s = {"applicable": True, "reference_label": an.reference_label, "reference_rule": an.reference_rule,
-             "g_vectors_nm-1": res.g_vectors.tolist(), "resolution_nm": res.resolution_nm}
+             "g_vectors_nm-1": res.g_vectors.tolist(), "resolution_nm": res.resolution_nm, "g_rule": an.g_rule,
+             "se_note": "se: standard error of the mean from the image noise propagated through GPA "
+                        "(statistical only; excludes calibration and the flagged artefacts)"}
+    if an.separate:
+        gpa_s["separate_g_regions"] = sorted(int(k) for k in an.separate)
     if an.lattice:
         gpa_s["reference_phase"] = an.lattice["reference_phase"]
         gpa_s["hkl"] = an.lattice["hkl"].tolist()
@@ -409,6 +601,20 @@ def write_output(f, an: Analysis) -> None:
     write_array(f, "displacement", res.displacement, "nm", components="ux, uy")
     write_array(f, "amplitude", res.amplitude, "a.u.")
     write_array(f, "mask", res.mask, "1")
+    if res.sigma:
+        sg = f.create_group("strain_sigma")
+        for k in ("exx", "eyy", "exy"):
+            write_array(sg, k, res.sigma[k], "1", description="standard deviation propagated from the image noise")
+        write_array(f, "rotation_sigma", res.sigma["rotation"], "rad",
+                    description="standard deviation propagated from the image noise")
+    if an.invalid_reason is not None:
+        write_array(f, "invalid_reason", an.invalid_reason, "1",
+                    codes="; ".join(f"{k}: {v}" for k, v in INVALID_CODES.items()) + "; 0: valid")
+    if an.separate:
+        sep = f.create_group("separate_g")
+        for lab, sp in an.separate.items():
+            write_array(sep, str(lab), np.asarray(sp["g"], float), "nm^-1",
+                        description="the region's own g vectors (corresponding to g1, g2) before refinement")
     write_array(f, "reference", an.reference_mask, "1")
     if an.lattice:
         lg = f.create_group("lattice")
@@ -435,11 +641,15 @@ def write_output(f, an: Analysis) -> None:
     labs = sorted(an.regions)
     cols = {"label": (np.array(labs, np.int32), "label"),
             "n_pixels": (np.array([an.regions[l]["n_pixels"] for l in labs], np.int64), "1")}
-    names = [k for k in (next(iter(an.regions.values())) if labs else {}) if k != "n_pixels"]
+    names = [k for k, v in (next(iter(an.regions.values())) if labs else {}).items() if isinstance(v, tuple)]
     for k in names:
         unit = "rad" if k == "rotation" else "1"
         for j, stat in enumerate(("mean", "std", "median")):
             cols[f"{k}_{stat}"] = (np.array([an.regions[l][k][j] for l in labs], float), unit)
+        if k in COMPONENTS:
+            cols[f"{k}_se"] = (np.array([an.regions[l]["se"][k] for l in labs], float), unit)
+    if labs:
+        cols["valid_fraction"] = (np.array([an.regions[l]["valid_fraction"] for l in labs], float), "1")
     write_table(f, "regions", cols, description="statistics over each region's interior (valid pixels)")
     set_summary(f, _summary(an))
 
@@ -479,6 +689,10 @@ def run(ctx) -> None:
     res = an.result
     strain_figure({"exx": res.exx, "eyy": res.eyy, "exy": res.exy}, m.pixel_size_nm, figdir / "strain.png",
                   title=f"{m.sample}/{m.name}: strain relative to region {an.reference_label}")
+    if res.sigma:
+        strain_sigma_figure({"exx": res.exx, "eyy": res.eyy, "exy": res.exy}, res.sigma, m.pixel_size_nm,
+                            figdir / "strain_sigma.png",
+                            title=f"{m.sample}/{m.name}: strain and its standard deviation (image noise)")
     rotation_figure(res.rotation, m.pixel_size_nm, figdir / "rotation.png")
     displacement_figure(res.displacement, m.pixel_size_nm, figdir / "displacement.png")
     centres = res.mask_centers if res.mask_centers.ndim == 2 else res.mask_centers[0]
