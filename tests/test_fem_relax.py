@@ -1,0 +1,72 @@
+"""fem_relax: analytic pseudomorphic strain, mesh convergence of the lamella, materials table errors."""
+
+import numpy as np
+import pytest
+from skfem import MeshTri
+
+from temtwin.errors import UserError
+from temtwin.fem_relax.materials import MaterialTable, eigenstrain, rotate_stiffness, strain_voigt
+from temtwin.fem_relax.solver import extrude, solve_device, solve_lamella
+
+R110 = np.array([[1, -1, 0], [0, 0, np.sqrt(2)], [1, 1, 0]]) / np.sqrt(2)   # x=[1-10], y=[001], beam [110]
+
+
+def layer_problem(n=20, R=None, layer="Ge", substrate="Si0.3Ge0.7"):
+    R = np.eye(3) if R is None else R
+    tab = MaterialTable()
+    lay, sub = tab.get(layer), tab.get(substrate)
+    m = MeshTri.init_tensor(np.linspace(0, 40, 2 * n + 1), np.linspace(0, 30, int(1.5 * n) + 1))
+    nodes, tri = m.p.T, m.t.T
+    inl = nodes[tri].mean(1)[:, 1] > 20
+    C = np.where(inl[:, None, None], rotate_stiffness(lay.C, R), rotate_stiffness(sub.C, R))
+    e0 = eigenstrain(lay, sub, R)
+    E0 = np.zeros((len(tri), 6))
+    E0[inl] = strain_voigt(e0)
+    return nodes, tri, C, E0, inl, e0, lay
+
+
+@pytest.mark.parametrize("R", [np.eye(3), R110], ids=["001", "110-section"])
+def test_pseudomorphic_layer_matches_analytic_ratio(R):
+    nodes, tri, C, E0, inl, e0, lay = layer_problem(10, R)
+    s = solve_device(nodes, tri, C, E0[None]).strain[0][inl]
+    eps_par = 0.0 - e0[0, 0]                         # elastic in-plane strain: locked to the substrate
+    eps_perp = s[:, 1].mean() - e0[1, 1]             # elastic strain along growth
+    expect = -2 * lay.C[0, 1] / lay.C[0, 0]
+    assert eps_perp / eps_par == pytest.approx(expect, rel=0.01)
+    assert abs(s[:, 0]).max() < 1e-9                  # pseudomorphic: no in-plane strain vs the substrate
+    assert expect == pytest.approx(-0.752, abs=1e-3)  # table check (Ge)
+
+
+def test_lamella_relaxes_and_converges_with_mesh():
+    vals = []
+    for n, layers in ((3, 2), (6, 4), (12, 8)):
+        nodes, tri, C, E0, inl, _, _ = layer_problem(n)
+        dev = solve_device(nodes, tri, C, E0[None]).strain[0][inl, 1].mean()
+        lam = solve_lamella(nodes, tri, C, E0[None], 40.0, layers).strain[0][inl, 1].mean()
+        vals.append(1 - lam / dev)
+    # relaxation of the growth strain of a 10 nm layer in a 40 nm lamella: between 0 and fully relaxed,
+    # and converging (successive differences shrink)
+    assert 0.05 < vals[-1] < 0.5
+    assert abs(vals[2] - vals[1]) < 0.5 * abs(vals[1] - vals[0]) + 1e-4
+
+
+def test_extrusion_is_conforming():
+    m = MeshTri.init_tensor(np.linspace(0, 1, 4), np.linspace(0, 1, 4))
+    nodes, tets, src = extrude(m.p.T, m.t.T, 1.0, 3)
+    from skfem import MeshTet
+    mt = MeshTet(np.ascontiguousarray(nodes.T), np.ascontiguousarray(tets.T))
+    # every interior face shared by exactly two tets: boundary faces = 2 * 2 * 18 (top/bottom) + 4 * 3 * 3 * 2
+    assert mt.boundary_facets().size == 2 * 18 + 4 * 3 * 3 * 2
+    vol = np.abs(np.linalg.det(nodes[tets[:, 1:]] - nodes[tets[:, :1]])).sum() / 6
+    assert vol == pytest.approx(1.0)
+
+
+def test_unknown_phase_is_a_user_error():
+    tab = MaterialTable()
+    with pytest.raises(UserError, match="'Al2O3-corundum' has no elastic constants.*fem_relax.materials"):
+        tab.get("Al2O3-corundum")
+    with pytest.raises(UserError):
+        tab.get("Si0.3Sn0.7")
+    alloy = tab.get("Si0.25Ge0.75")
+    assert alloy.lattice_nm[0] == pytest.approx(0.25 * 0.54310 + 0.75 * 0.56579)
+    assert alloy.C[0, 0] == pytest.approx(0.25 * 165.8 + 0.75 * 128.5)
