@@ -70,3 +70,46 @@ def test_unknown_phase_is_a_user_error():
     alloy = tab.get("Si0.25Ge0.75")
     assert alloy.lattice_nm[0] == pytest.approx(0.25 * 0.54310 + 0.75 * 0.56579)
     assert alloy.C[0, 0] == pytest.approx(0.25 * 165.8 + 0.75 * 128.5)
+
+
+def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
+    """Synthetic SiGe/Ge/SiGe stack with exact GPA (Ge layer eyy = 0.0231 vs the bottom SiGe): the fitted
+    mismatch of the Ge layer reproduces the measured strain, with an uncertainty; VTU and figures written."""
+    import json
+
+    import meshio
+
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.twin import fem_stage
+    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.workflow.context import StageContext
+    from temtwin.fem_relax import stage
+
+    sc, p = write_layered_inputs(tmp_path / "s" / "im", shape=(120, 120), pixel_size_nm=0.04)
+    d = tmp_path / "s"
+    out = {"h5": d / "fem/fem.h5", "gds": d / "fem/geometry.gds", "mesh": d / "fem/mesh.msh",
+           "regions": d / "fem/regions.json", "figures": d / "figures/fem_geometry"}
+    inputs = {"stack": "", "images": [p["image"]], "segmentations": [p["segmentation"]], "phases": [p["phases"]],
+              "gpas": [p["gpa"]]}
+    fem_stage.run(StageContext.create("fem_geometry", inputs, out, {"fem": {"mesh_size_nm": 0.4}},
+                                      wildcards={"sample": "s"}))
+    ro = {"h5": d / "fem/relax.h5", "vtu": d / "fem/device.vtu", "figures": d / "figures/fem_relax"}
+    cfg = {"fem_relax": {"thickness_nm": 40.0, "n_layers": 3, "composition": {"1": "Si0.3Ge0.7", "3": "Si0.3Ge0.7"}}}
+    stage.run(StageContext.create("fem_relax", {"fem": out["h5"], "regions": out["regions"], **inputs}, ro, cfg,
+                                  wildcards={"sample": "s"}))
+    s = read_summary(ro["h5"])["fem_relax"]
+    ge = s["regions"]["2"]
+    assert s["reference_label"] == 1 and ge["phase"] == "Ge"
+    # table mismatch Ge / Si0.3Ge0.7
+    a_sige = 0.7 * 0.56579 + 0.3 * 0.54310
+    assert ge["delta_table"] == pytest.approx(0.56579 / a_sige - 1, rel=1e-6)
+    # the fitted lamella matches the measured 0.0231 in the Ge layer (field of view 4.8 nm << t: no edge
+    # relaxation beyond the lateral rollers), with a finite uncertainty, and is better than the table
+    assert ge["lamella_fit"]["eyy"] == pytest.approx(0.0231, abs=1.5e-3)
+    assert ge["delta_sigma"] is not None and 0 < ge["delta_sigma"] < 0.005
+    assert ge["rms_lamella_fit_minus_gpa"]["eyy"] < ge["rms_lamella_minus_gpa"]["eyy"]
+    assert missing_units(ro["h5"]) == []
+    m = meshio.read(ro["vtu"])
+    assert "device_fit_eyy" in m.cell_data and len(m.cells[0].data) == s["n_triangles"]
+    assert sorted(x.name for x in ro["figures"].iterdir()) == ["gpa_comparison.png", "lamella_vs_device.png"]
+    assert json.loads(json.dumps(s))  # summary is JSON-serialisable

@@ -85,6 +85,10 @@ class Workflow:
         t.append(self.r(sample, "stack.h5"))
         if self.enabled("fem_geometry"):
             t.append(self.r(sample, "fem", "fem.h5"))
+            if self.enabled("fem_relax"):
+                t.append(self.r(sample, "fem", "relax.h5"))
+                if self.enabled("spin_orbit"):
+                    t.append(self.r(sample, "spin_orbit.h5"))
         if self.enabled("atomic_model"):
             t.append(self.r(sample, "model.h5"))
             if self.enabled("keating"):
