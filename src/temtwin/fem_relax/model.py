@@ -119,7 +119,7 @@ def build_regions(doc: dict, table: MaterialTable, reference: int, composition: 
     if reference not in regions:
         raise ValueError(f"reference region {reference} has no material")
     ref = regions[reference]
-    for lab, rm in regions.items():
+    for rm in regions.values():
         e0 = eigenstrain(rm.material, ref.material, rm.R)
         amp = float(np.max(np.abs(e0)))
         if amp < 1e-12 or np.allclose(e0, e0[0, 0] * np.eye(3), atol=1e-9 * max(amp, 1e-12)):

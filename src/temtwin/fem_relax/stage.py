@@ -284,7 +284,8 @@ def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labe
         g = f.require_group("device_fit").require_group("strain_sigma")
         for k, a in voigt_to_components(dev_sigma).items():
             write_array(g, k, np.abs(a), "1")
-        write_array(f["device"], "displacement", np.einsum("m,mnj->nj", d_table, model.device.displacement[:len(d_table)])
+        write_array(f["device"], "displacement",
+                    np.einsum("m,mnj->nj", d_table, model.device.displacement[:len(d_table)])
                     if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
         write_array(f["lamella"], "displacement_midplane",
                     np.einsum("m,mnj->nj", d_table, model.lamella.displacement[:len(d_table)])
