@@ -113,3 +113,15 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
     assert "device_fit_eyy" in m.cell_data and len(m.cells[0].data) == s["n_triangles"]
     assert sorted(x.name for x in ro["figures"].iterdir()) == ["gpa_comparison.png", "lamella_vs_device.png"]
     assert json.loads(json.dumps(s))  # summary is JSON-serialisable
+
+
+def test_thin_foil_relaxation_matches_keating_slab():
+    """Two independent methods on the same SiGe/Ge/SiGe lamella (4.7 nm thick along [110], free surfaces):
+    atomistic Keating relaxation and the 3D FEM with the Keating model's constants agree on the mean
+    growth strain of the well within 5 %, and both show the thin-foil relaxation against the device."""
+    from temtwin.fem_relax.validation import keating_vs_fem_slab
+
+    r = keating_vs_fem_slab(n_x=2, n_buffer=4, n_well=6, n_cap=2, n_beam=12, n_layers=6)
+    assert r["converged"]
+    assert r["eps_yy_fem_lamella"] == pytest.approx(r["eps_yy_keating"], rel=0.05)
+    assert r["eps_yy_keating"] < 0.92 * r["eps_yy_fem_device"]
