@@ -226,9 +226,10 @@ def main():
         + "\n\n(first 8 cases shown)")
     if not QUICK:
         kv = []
-        for kw in (dict(), dict(seed=2), dict(n_beam=12), dict(n_well=10, n_beam=8)):
+        for kw in (dict(n_x=4), dict(n_x=4, seed=2), dict(n_x=4, seed=3), dict(n_x=4, n_beam=12),
+                   dict(n_x=4, n_well=10, n_beam=8)):
             r = keating_vs_fem_slab(**kw)
-            kv.append([str(kw or "default"), r["n_atoms"], r["thickness_nm"], r["well_nm"], r["eps_yy_keating"],
+            kv.append([str(kw), r["n_atoms"], r["thickness_nm"], r["well_nm"], r["eps_yy_keating"],
                        r["eps_yy_fem_lamella"], f"{100 * (r['eps_yy_fem_lamella'] / r['eps_yy_keating'] - 1):+.1f} %",
                        r["eps_yy_fem_device"]])
         parts.append(
