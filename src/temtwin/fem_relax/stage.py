@@ -195,6 +195,13 @@ def run(ctx) -> None:
                 fit = fit_deltas(np.array(A), np.array(data), np.array(sig), d_table)
                 fit.labels = labels_fit
             grid["gpa"] = {k: np.where(gpa["mask"], gpa["strain"][k], np.nan) for k in ("exx", "eyy", "exy")}
+    fit_source = "gpa of the geometry image" if fit is not None else None
+    if fit is None and labels_fit and cfg["fit"]:
+        fit = _fit_region_means(model, doc, labels_fit, d_table, float(cfg["sigma_floor"]))
+        if fit is not None:
+            fit_source = "regions.json mean strain (all registered GPA maps; sigma = fem_relax.sigma_floor)"
+            notes.append("fit to the regions.json mean strains: the geometry image has no GPA; the model means "
+                         "are over whole regions, the measured ones over the GPA-covered parts")
 
     d_fit = fit.delta if fit is not None else d_table
     cov = fit.cov if fit is not None else np.zeros((len(labels_fit), len(labels_fit)))
@@ -240,11 +247,38 @@ def run(ctx) -> None:
         rows_out.append(rec)
 
     _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, thickness,
-           notes, t_solve, px)
+           notes, t_solve, px, fit_source)
     from .figures import relax_figures
 
     relax_figures(ctx.output["figures"], grid, px, summary_regions, thickness, model, strains)
     ctx.log.info("fem_relax done in %.1f s", time.perf_counter() - t0)
+
+
+def _fit_region_means(model, doc, labels_fit, d_table, sigma_floor):
+    """Fit to the per-region mean strains of regions.json (model axes), when the geometry image has no GPA.
+
+    Model means are area-weighted over whole regions; the uncertainty is ``sigma_floor`` per component,
+    inflated by the reduced χ² of the fit."""
+    tri_area = np.abs(np.cross(model.nodes[model.tri[:, 1]] - model.nodes[model.tri[:, 0]],
+                               model.nodes[model.tri[:, 2]] - model.nodes[model.tri[:, 0]])) / 2
+    A, data = [], []
+    for lab in sorted(model.regions):
+        ms = (doc.get("regions", {}).get(str(lab)) or {}).get("mean_strain")
+        if not ms:
+            continue
+        sel = model.tri_region == lab
+        for j, k, fac in ((0, "exx", 1.0), (1, "eyy", 1.0), (5, "exy", 0.5)):
+            v = ms.get(k)
+            if v is None or not np.isfinite(v):
+                continue
+            data.append(float(v))
+            A.append([float(np.average(model.lamella.strain[m][sel, j], weights=tri_area[sel])) * fac
+                      for m in range(len(labels_fit))])
+    if not data:
+        return None
+    fit = fit_deltas(np.array(A), np.array(data), np.full(len(data), sigma_floor), d_table)
+    fit.labels = labels_fit
+    return fit
 
 
 def _not_applicable(ctx, reason: str) -> None:
@@ -261,7 +295,7 @@ def _not_applicable(ctx, reason: str) -> None:
 
 
 def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, thickness, notes,
-           t_solve, px):
+           t_solve, px, fit_source=None):
     import meshio
 
     with ctx.h5("h5") as f:
@@ -321,7 +355,7 @@ def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labe
             "applicable": True, "thickness_nm": thickness, "reference_label": ref,
             "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
             "solve_s": round(t_solve, 2),
-            "fit": None if fit is None else {"chi2_red": fit.chi2_red, "n_data": fit.n_data},
+            "fit": None if fit is None else {"chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source},
             "files": {"h5": str(ctx.output["h5"]), "vtu": str(ctx.output["vtu"])},
             "regions": regs, "notes": notes}})
     pts = np.column_stack([model.nodes, np.zeros(len(model.nodes))])
