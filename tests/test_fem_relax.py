@@ -113,6 +113,16 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
     assert "device_fit_eyy" in m.cell_data and len(m.cells[0].data) == s["n_triangles"]
     assert sorted(x.name for x in ro["figures"].iterdir()) == ["gpa_comparison.png", "lamella_vs_device.png"]
     assert json.loads(json.dumps(s))  # summary is JSON-serialisable
+    # a region whose phase has no elastic constants: one clear error naming the file and the fix, no output
+    doc = json.loads(out["regions"].read_text())
+    doc["regions"]["3"]["phase"] = "Al2O3-corundum"
+    out["regions"].write_text(json.dumps(doc))
+    ro2 = {"h5": d / "fem/relax2.h5", "vtu": d / "fem/device2.vtu", "figures": d / "figures/fem_relax2"}
+    cfg2 = {"fem_relax": {"composition": {"1": "Si0.3Ge0.7"}}}
+    with pytest.raises(UserError, match=r"regions.json: phase 'Al2O3-corundum' has no elastic constants"):
+        stage.run(StageContext.create("fem_relax", {"fem": out["h5"], "regions": out["regions"], **inputs}, ro2, cfg2,
+                                      wildcards={"sample": "s"}))
+    assert not ro2["h5"].exists()
 
 
 def test_thin_foil_relaxation_matches_keating_slab():
