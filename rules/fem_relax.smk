@@ -6,6 +6,8 @@ rule fem_relax:
         images=W.per_image("image.h5"),
         segmentations=W.per_image("segmentation.h5"),
         gpas=W.per_image("gpa.h5"),
+        eels=W.eels_files,
+        settings=W.sample_files,
     output:
         h5=f"{R}/{{sample}}/fem/relax.h5",
         vtu=f"{R}/{{sample}}/fem/device.vtu",

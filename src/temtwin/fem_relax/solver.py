@@ -171,9 +171,12 @@ def boundary_dofs(nodes: np.ndarray, clamp_bottom: bool = True, lateral: str = "
     return fixed.ravel()
 
 
-def extrude(nodes2: np.ndarray, tri: np.ndarray, thickness: float, n_layers: int) -> tuple[np.ndarray, np.ndarray,
-                                                                                         np.ndarray]:
+def extrude(nodes2: np.ndarray, tri: np.ndarray, thickness: float, n_layers: int,
+            graded: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Extrude a triangle mesh along z over [−t/2, t/2] in ``n_layers`` layers of tetrahedra.
+
+    ``graded``: layer boundaries at z = −(t/2) cos(π i / L) (thinner layers at the free surfaces, where the
+    strain relaxes); else uniform.
 
     Returns nodes (n·(L+1), 3), tets (3·nel·L, 4) and the source triangle of each tet.  Each prism's
     triangle is sorted by global node index (a < b < c) and split into (a0 b0 c0 c1), (a0 b0 b1 c1),
@@ -182,7 +185,10 @@ def extrude(nodes2: np.ndarray, tri: np.ndarray, thickness: float, n_layers: int
     """
     nodes2 = np.asarray(nodes2, float)
     n = len(nodes2)
-    z = np.linspace(-thickness / 2, thickness / 2, n_layers + 1)
+    if graded:
+        z = -0.5 * thickness * np.cos(np.pi * np.arange(n_layers + 1) / n_layers)
+    else:
+        z = np.linspace(-thickness / 2, thickness / 2, n_layers + 1)
     nodes = np.column_stack([np.tile(nodes2, (n_layers + 1, 1)), np.repeat(z, n)])
     t = np.sort(np.asarray(tri, np.int64), axis=1)
     a, b, c = t[:, 0], t[:, 1], t[:, 2]

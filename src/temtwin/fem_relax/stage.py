@@ -109,6 +109,44 @@ def read_gpa_maps(path) -> dict:
     return out
 
 
+def eels_compositions(ctx, doc: dict, seg_labels: np.ndarray | None, px, img_name: str,
+                      skip: set[str]) -> tuple[dict[str, str], dict[str, dict]]:
+    """Si(1−x)Ge(x) material per diamond-phase region (phase Si or Ge) from the sample's EELS/EDS maps of Si
+    and Ge, when they were acquired on the geometry image (sample.yaml ``eels.image`` and ``offset_nm``).
+
+    x = mean over the region's pixels of Ge/(Ge+Si), rounded to 0.01; returns ({label: material},
+    {label: {ge_fraction, n_pixels}})."""
+    paths = ctx.paths("eels") if "eels" in ctx.input else []
+    if not paths or seg_labels is None:
+        return {}, {}
+    eels = (ctx.sample_settings() or {}).get("eels", {}) or {}
+    if eels.get("image") not in (None, img_name) or eels.get("offset_nm") is None:
+        ctx.log.info("composition maps are not on the geometry image %s (or have no offset): not used", img_name)
+        return {}, {}
+    from ..twin.composition import read_element_maps, sample_maps
+
+    maps = read_element_maps(paths, eels.get("pixel_size_nm"))
+    if not {"Si", "Ge"} <= set(maps):
+        return {}, {}
+    out, info = {}, {}
+    for key, rec in doc.get("regions", {}).items():
+        if key in skip or rec.get("phase") not in ("Si", "Ge"):
+            continue
+        r, c = np.nonzero(seg_labels == int(key))
+        step = max(1, len(r) // 20000)
+        r, c = r[::step], c[::step]
+        vals, inside = sample_maps(maps, eels["offset_nm"], np.column_stack([c * px[0], r * px[1]]))
+        tot = vals["Ge"] + vals["Si"]
+        ok = inside & (tot > 0)
+        if ok.sum() < 20:
+            continue
+        x = float(np.clip(np.mean(vals["Ge"][ok] / tot[ok]), 0, 1))
+        xr = round(x, 2)
+        out[key] = "Ge" if xr >= 1.0 else "Si" if xr <= 0.0 else f"Si{1 - xr:.2f}Ge{xr:.2f}"
+        info[key] = {"ge_fraction": x, "n_pixels": int(ok.sum() * step), "material": out[key]}
+    return out, info
+
+
 def run(ctx) -> None:
     cfg = ctx.section("fem_relax")
     t0 = time.perf_counter()
@@ -137,7 +175,16 @@ def run(ctx) -> None:
     if ref not in candidates:
         raise UserError(f"fem_relax.reference_label = {ref} is not a region with a phase "
                         f"(regions: {sorted(candidates)})", "config")
-    regions, notes = build_regions(doc, table, ref, cfg.get("composition"), where=str(ctx.input["regions"]))
+    seg_labels = None
+    if paths:
+        with h5py.File(paths[1], "r") as f:
+            seg_labels = f["labels"][()]
+    comp = {str(k): v for k, v in (cfg.get("composition") or {}).items()}
+    eels_comp, eels_info = eels_compositions(ctx, doc, seg_labels, px, img_name, set(comp))
+    regions, notes = build_regions(doc, table, ref, {**eels_comp, **comp}, where=str(ctx.input["regions"]))
+    for key, inf in eels_info.items():
+        notes.append(f"region {key}: {inf['material']} from the composition maps "
+                     f"(Ge fraction {inf['ge_fraction']:.3f})")
     for n in notes:
         ctx.log.info(n)
     keep = np.isin(tri_region, list(regions))
@@ -152,14 +199,10 @@ def run(ctx) -> None:
     d_table = model.deltas_table()
 
     # ---- image grid and comparison with GPA
-    shape = None
-    if paths:
-        with h5py.File(paths[1], "r") as f:
-            seg_labels = f["labels"][()]
-        shape = seg_labels.shape
+    shape = None if seg_labels is None else seg_labels.shape
     grid = {}
     rows_out = []
-    fit = None
+    do_fit, fit_source = None, None
     if shape is not None:
         tpix = pixel_triangles(nodes, tri, shape, px)
         inside = tpix >= 0
@@ -171,9 +214,8 @@ def run(ctx) -> None:
             return {k: np.where(inside, c[k][np.maximum(tpix, 0)], np.nan) for k in ("exx", "eyy", "exy")}
 
         if gpa.get("applicable"):
-            data, sig, A, where = [], [], [], []
+            data, sig, sels = [], [], []
             n_res = max(gpa["resolution_nm"], px[0]) ** 2 / (px[0] * px[1])   # pixels per independent sample
-            unit = [on_grid(model.lamella.strain[m]) for m in range(len(labels_fit))]
             for lab in sorted(regions):
                 sel = gpa["mask"] & inside & (pix_region == lab) & (seg_labels == lab)
                 sel &= np.all([np.isfinite(gpa["strain"][k]) for k in ("exx", "eyy", "exy")], axis=0)
@@ -189,19 +231,41 @@ def run(ctx) -> None:
                         s = float(np.std(v) / np.sqrt(n_eff))
                     data.append(float(v.mean()))
                     sig.append(max(s, float(cfg["sigma_floor"])))
-                    A.append([float(u[k][sel].mean()) for u in unit])
-                    where.append((lab, k, n))
+                    sels.append((k, sel))
+
+            def fit_gpa(lam_strain):
+                unit = [on_grid(lam_strain[m]) for m in range(len(labels_fit))]
+                A = [[float(u[k][sel].mean()) for u in unit] for k, sel in sels]
+                f = fit_deltas(np.array(A), np.array(data), np.array(sig), d_table)
+                f.labels = labels_fit
+                return f
+
             if data and labels_fit and cfg["fit"]:
-                fit = fit_deltas(np.array(A), np.array(data), np.array(sig), d_table)
-                fit.labels = labels_fit
+                do_fit = fit_gpa
+                fit_source = "gpa of the geometry image"
             grid["gpa"] = {k: np.where(gpa["mask"], gpa["strain"][k], np.nan) for k in ("exx", "eyy", "exy")}
-    fit_source = "gpa of the geometry image" if fit is not None else None
-    if fit is None and labels_fit and cfg["fit"]:
-        fit = _fit_region_means(model, doc, labels_fit, d_table, float(cfg["sigma_floor"]))
-        if fit is not None:
-            fit_source = "regions.json mean strain (all registered GPA maps; sigma = fem_relax.sigma_floor)"
-            notes.append("fit to the regions.json mean strains: the geometry image has no GPA; the model means "
-                         "are over whole regions, the measured ones over the GPA-covered parts")
+    if do_fit is None and labels_fit and cfg["fit"] and any((r or {}).get("mean_strain")
+                                                             for r in doc.get("regions", {}).values()):
+        def do_fit(lam_strain):
+            return _fit_region_means(model, doc, labels_fit, d_table, float(cfg["sigma_floor"]), lam_strain)
+        fit_source = "regions.json mean strain (all registered GPA maps; sigma = fem_relax.sigma_floor)"
+        notes.append("fit to the regions.json mean strains: the geometry image has no GPA; the model means "
+                     "are over whole regions, the measured ones over the GPA-covered parts")
+    fit = do_fit(model.lamella.strain) if do_fit is not None else None
+    if fit is not None and fit.fitted.any():
+        # lamella thickness uncertainty: refit with the lamella at t + σ_t, add the shift as a covariance term
+        st = cfg.get("thickness_sigma_nm")
+        st = 0.2 * thickness if st is None else float(st)
+        if st > 0:
+            from .solver import solve_lamella
+
+            lam2 = solve_lamella(nodes, tri, model.stiffness(), model.load_cases(), thickness + st,
+                                 int(cfg["n_layers"]), cfg["lateral"]).strain
+            f2 = do_fit(lam2)
+            dd = np.where(fit.fitted, f2.delta - fit.delta, 0.0)
+            fit.cov = fit.cov + np.outer(dd, dd)
+            fit.sigma = np.where(fit.fitted, np.sqrt(np.diag(fit.cov)), np.nan)
+            notes.append(f"delta_sigma includes the lamella thickness uncertainty ±{st:.1f} nm")
 
     d_fit = fit.delta if fit is not None else d_table
     cov = fit.cov if fit is not None else np.zeros((len(labels_fit), len(labels_fit)))
@@ -224,6 +288,8 @@ def run(ctx) -> None:
         sel_t = tri_region == lab
         w = model.device.system.vol[sel_t] if model.device.system.dim == 2 else None
         rec = {"phase": rm.phase, "reference": lab == ref, "oriented": rm.oriented}
+        if str(lab) in eels_info:
+            rec["composition_maps"] = eels_info[str(lab)]
         if lab in labels_fit:
             i = labels_fit.index(lab)
             rec["delta_table"] = float(d_table[i])
@@ -254,7 +320,7 @@ def run(ctx) -> None:
     ctx.log.info("fem_relax done in %.1f s", time.perf_counter() - t0)
 
 
-def _fit_region_means(model, doc, labels_fit, d_table, sigma_floor):
+def _fit_region_means(model, doc, labels_fit, d_table, sigma_floor, lam_strain):
     """Fit to the per-region mean strains of regions.json (model axes), when the geometry image has no GPA.
 
     Model means are area-weighted over whole regions; the uncertainty is ``sigma_floor`` per component,
@@ -272,7 +338,7 @@ def _fit_region_means(model, doc, labels_fit, d_table, sigma_floor):
             if v is None or not np.isfinite(v):
                 continue
             data.append(float(v))
-            A.append([float(np.average(model.lamella.strain[m][sel, j], weights=tri_area[sel])) * fac
+            A.append([float(np.average(lam_strain[m][sel, j], weights=tri_area[sel])) * fac
                       for m in range(len(labels_fit))])
     if not data:
         return None
