@@ -313,7 +313,7 @@ def run(ctx) -> None:
         rows_out.append(rec)
 
     _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, thickness,
-           notes, t_solve, px, fit_source)
+           notes, t_solve, px, fit_source, float(cfg["max_chi2_red"]))
     from .figures import relax_figures
 
     relax_figures(ctx.output["figures"], grid, px, summary_regions, thickness, model, strains)
@@ -361,7 +361,7 @@ def _not_applicable(ctx, reason: str) -> None:
 
 
 def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, thickness, notes,
-           t_solve, px, fit_source=None):
+           t_solve, px, fit_source=None, max_chi2=25.0):
     import meshio
 
     with ctx.h5("h5") as f:
@@ -421,7 +421,13 @@ def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labe
             "applicable": True, "thickness_nm": thickness, "reference_label": ref,
             "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
             "solve_s": round(t_solve, 2),
-            "fit": None if fit is None else {"chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source},
+            "fit": None if fit is None else {
+                "chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source,
+                "consistent": bool(np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2),
+                "warning": None if np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2 else
+                f"reduced chi2 {fit.chi2_red:.3g} > {max_chi2:g}: a coherent linear-elastic model does not explain "
+                "the measured strain (relaxed/incoherent interface, wrong phase or composition?); the implied "
+                "device strain is not supported"},
             "files": {"h5": str(ctx.output["h5"]), "vtu": str(ctx.output["vtu"])},
             "regions": regs, "notes": notes}})
     pts = np.column_stack([model.nodes, np.zeros(len(model.nodes))])
