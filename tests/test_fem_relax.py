@@ -100,6 +100,7 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
     s = read_summary(ro["h5"])["fem_relax"]
     ge = s["regions"]["2"]
     assert s["reference_label"] == 1 and ge["phase"] == "Ge"
+    assert s["fit"]["consistent"] and s["fit"]["warning"] is None
     # table mismatch Ge / Si0.3Ge0.7
     a_sige = 0.7 * 0.56579 + 0.3 * 0.54310
     assert ge["delta_table"] == pytest.approx(0.56579 / a_sige - 1, rel=1e-6)
