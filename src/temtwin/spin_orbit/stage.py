@@ -1,7 +1,8 @@
 """Rule ``spin_orbit``: linear-in-k hole spin–orbit along the quantum well from the fem_relax strain.
 
 Input ``fem/relax.h5``: strain maps on the geometry image's pixel grid (image axes) and the region map.
-The well is every pixel of a region whose phase is ``spin_orbit.well_phase``; growth is image −y
+The well is every pixel of the Ge-richest Si/Ge regions (``spin_orbit.well_phase: auto``) or of the
+regions of the named phase; growth is image −y
 (crystal [001]), image x is the crystal direction ``inplane_direction``.  At ``n_positions`` columns
 along the well the growth profile (well ± ``barrier_nm``) of the elastic strain (relative to each
 layer's own lattice) and the Ge fraction of each layer are resampled on a ``dz_nm`` grid and the
@@ -127,10 +128,16 @@ def run(ctx) -> None:
         for k in ("exx", "eyy"):
             eps[k] = eps[k] - d
         eps["ezz"] = np.where(region > 0, -d, np.nan)
-    well_labels = [lab for lab, ph in phases.items() if ph == cfg["well_phase"]]
+    if cfg["well_phase"] == "auto":                      # the Ge-richest Si/Ge layer confines the holes
+        if len(set(xge_of.values())) < 2:
+            return _not_applicable(ctx, "no Si/Ge heterostructure: fewer than two Si(1-x)Ge(x) compositions")
+        xmax = max(xge_of.values())
+        well_labels = [lab for lab, x in xge_of.items() if x == xmax]
+    else:
+        well_labels = [lab for lab, ph in phases.items() if ph == cfg["well_phase"]]
     well = np.isin(region, well_labels)
     if not well.any():
-        return _not_applicable(ctx, f"no region of phase {cfg['well_phase']} (spin_orbit.well_phase)")
+        return _not_applicable(ctx, f"no quantum-well region (spin_orbit.well_phase = {cfg['well_phase']})")
     cols = np.flatnonzero(well.any(axis=0))
     pick = cols[np.unique(np.linspace(0, len(cols) - 1, min(int(cfg["n_positions"]), len(cols))).round().astype(int))]
     R = section_rotation(np.asarray(cfg["inplane_direction"], float))
