@@ -244,7 +244,7 @@ def main():
         parts.append("### Speed (2 cores shared with other jobs" + load() + ")\n\n"
                      + md_table(["problem", "elements", "dofs", "time (s)", "target"], sp)
                      + "\n\nSolver: sparse LU below 2·10⁴ dofs, else conjugate gradients with smoothed-aggregation "
-                       "AMG (pyamg, rigid-body near-null space), relative tolerance 10⁻¹⁰; time includes assembly. "
+                       "AMG (pyamg, rigid-body near-null space), relative tolerance 10⁻⁸; time includes assembly. "
                        "The limit is memory bandwidth of the sparse matrix–vector products (single thread).")
     parts.append(f"Total bench time {time.perf_counter() - t_all:.0f} s, peak memory {peak_rss_mb():.0f} MB.")
     write_section("fem_relax", "fem_relax: device vs lamella elasticity, fit to GPA", "\n\n".join(parts))

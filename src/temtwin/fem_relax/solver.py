@@ -54,7 +54,7 @@ class FemSystem:
         dofs = _element_dofs(self.cells)
         return np.bincount(dofs.ravel(), weights=fe.ravel(), minlength=3 * len(self.nodes))
 
-    def solve(self, f: np.ndarray, direct_max_dofs: int = 20000, rtol: float = 1e-10) -> np.ndarray:
+    def solve(self, f: np.ndarray, direct_max_dofs: int = 20000, rtol: float = 1e-8) -> np.ndarray:
         """Displacements (n, 3) nm for nodal loads f (3n,), or (m, n, 3) for f (3n, m).
 
         Small systems: sparse LU (factorised once).  Larger ones: conjugate gradients preconditioned
