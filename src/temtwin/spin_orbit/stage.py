@@ -8,7 +8,9 @@ along the well the growth profile (well ± ``barrier_nm``) of the elastic strain
 layer's own lattice) and the Ge fraction of each layer are resampled on a ``dz_nm`` grid and the
 4×4 Luttinger–Kohn + Bir–Pikus subbands are solved (:mod:`.kp`).  Strain sources: ``device_fit``
 (the device strain implied by the GPA fit; elastic strain as written by fem_relax), ``lamella_fit`` and
-``gpa`` (total strain minus the fitted eigenstrain of the region; beam strain ε_zz taken as 0).
+``device`` (the a-priori device strain from the table lattices), ``gpa`` (total strain minus the fitted
+eigenstrain of the region; beam strain ε_zz taken as 0); ``auto`` = ``device_fit`` when fem_relax's fit
+is consistent (χ² check), else ``device`` with a note in the summary.  ``device`` has no σ.
 
 The in-plane wave vector is along the **beam** (the well's in-plane direction perpendicular to the
 image): the measured in-plane shear ε_xy(image) is ε_x'z (x' = image x, z = growth), and the linear
@@ -102,10 +104,23 @@ def column_profile(col, region, xge_of, eps, well_mask, py, barrier_nm, dz):
 def run(ctx) -> None:
     cfg = ctx.section("spin_orbit")
     src = cfg["strain_source"]
+    note = ""
     with h5py.File(ctx.input["relax"], "r") as f:
         if not bool(f.attrs.get("applicable", True)) or "image_grid" not in f:
             return _not_applicable(ctx, "fem_relax has no strain on an image grid ("
                                    + str(f.attrs.get("reason", "no GPA image")) + ")")
+        import json
+
+        fit = (json.loads(f.attrs.get("summary", "{}")).get("fem_relax") or {}).get("fit")
+        if src == "auto":
+            if fit and fit.get("consistent"):
+                src = "device_fit"
+            else:
+                src = "device"
+                note = ("device strain from the table lattices (a priori): " +
+                        ("no fit to GPA" if not fit else "the fit to GPA is inconsistent (" + str(fit.get("warning"))
+                         + ")"))
+                ctx.log.warning("spin_orbit: %s", note)
         ig = f["image_grid"]
         px = tuple(float(v) for v in ig.attrs["pixel_size_nm"])
         region = ig["region"][()]
@@ -115,15 +130,15 @@ def run(ctx) -> None:
         else:
             eps = {k: ig[src][k][()].astype(float) for k in ("exx", "eyy", "exy")} if src in ig else None
         sig = ({k: ig["device_fit_sigma"][k][()].astype(float) for k in ("exx", "eyy", "exy")}
-               if src != "gpa" and "device_fit_sigma" in ig else None)
+               if src in ("device_fit", "lamella_fit") and "device_fit_sigma" in ig else None)
     if eps is None:
         return _not_applicable(ctx, f"relax.h5 has no {src} strain (no GPA for the geometry image)")
     phases = {int(lab): (ph.decode() if isinstance(ph, bytes) else str(ph))
               for lab, ph in zip(regs["label"], regs["phase"])}
     xge_of = {lab: ge_fraction(ph) for lab, ph in phases.items()}
     xge_of = {k: v for k, v in xge_of.items() if v is not None}
-    if src != "device_fit":                              # elastic = total − fitted isotropic eigenstrain
-        dfit = dict(zip(regs["label"].astype(int), regs["delta_fit"]))
+    if src != "device_fit":                              # elastic = total − isotropic eigenstrain
+        dfit = dict(zip(regs["label"].astype(int), regs["delta_table" if src == "device" else "delta_fit"]))
         d = np.vectorize(lambda r: dfit.get(int(r), 0.0))(region)
         for k in ("exx", "eyy"):
             eps[k] = eps[k] - d
@@ -181,7 +196,7 @@ def run(ctx) -> None:
     ok = np.isfinite(arr[:, 4])
     for c in cols:                                       # linear interpolation between solved positions
         smap[well[:, c], c] = np.interp(c, arr[ok, 1], arr[ok, 4]) if ok.any() else np.nan
-    summary = {"applicable": True, "strain_source": src, "n_positions": int(len(arr)),
+    summary = {"applicable": True, "strain_source": src, "note": note or None, "n_positions": int(len(arr)),
                "well_labels": [int(x) for x in well_labels],
                "inv_lso_per_um": {"mean": float(np.nanmean(arr[:, 4])), "max": float(np.nanmax(arr[:, 4])),
                                   "sigma_mean": None if not np.isfinite(arr[:, 5]).any()
