@@ -22,15 +22,15 @@ def relax_figures(folder, grid: dict, px, regions: dict, thickness: float, model
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     x, y = model.nodes[:, 0], model.nodes[:, 1]
-    dev = 0.5 * strains["device_fit"][:, 1] * 2
-    lam = strains["lamella_fit"][:, 1]
+    dev = strains["device"][:, 1]                       # maps: a priori (table lattices)
+    lam = strains["lamella"][:, 1]
     lim = _lim(dev, lam)
     fig, axs = new_figure(3, 1, size=4.2)
     for ax, v, title in ((axs[0, 0], dev, "device (plane strain)"),
                          (axs[0, 1], lam, f"lamella t = {thickness:g} nm (thickness average)")):
         im = ax.tripcolor(x, y, model.tri, facecolors=v, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_aspect("equal")
-        ax.set_title(f"ε_yy {title}", fontsize=9)
+        ax.set_title(f"ε_yy {title}, table lattices", fontsize=8)
         ax.set_xlabel("x (nm)")
         ax.set_ylabel("y (nm, growth up)")
         fig.colorbar(im, ax=ax, shrink=0.7)
@@ -39,8 +39,9 @@ def relax_figures(folder, grid: dict, px, regions: dict, thickness: float, model
     cent = model.nodes[model.tri].mean(axis=1)
     band = np.abs(cent[:, 0] - cx) < 0.05 * np.ptp(x) + 1e-9
     order = np.argsort(cent[band, 1])
-    for v, lab, st in ((dev, "device (fit)", "-"), (lam, "lamella (fit)", "--"),
-                       (strains["device"][:, 1], "device (table)", ":")):
+    for v, lab, st in ((strains["device_fit"][:, 1], "device (fit)", "-"),
+                       (strains["lamella_fit"][:, 1], "lamella (fit)", "--"), (dev, "device (table)", ":"),
+                       (lam, "lamella (table)", "-.")):
         ax.plot(cent[band, 1][order], v[band][order], st, label=lab)
     if "gpa" in grid:
         g = grid["gpa"]["eyy"]
