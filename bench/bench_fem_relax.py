@@ -101,7 +101,7 @@ def fit_family(n_cases: int = 24, seed: int = 20261205):
     unit[in_w] = strain_voigt(np.eye(3))
     cases = []
     lam_cache = {}
-    for t in (30.0, 40.0, 50.0):
+    for t in (30.0, 40.0, 48.0, 50.0):
         lam_cache[t] = solve_lamella(nodes, tri, C, unit[None], t, 6).strain[0]
     dev_unit = solve_device(nodes, tri, C, unit[None]).strain[0]
     # pixel grid 0.5 nm: triangle of every pixel
@@ -127,17 +127,43 @@ def fit_family(n_cases: int = 24, seed: int = 20261205):
         meas -= meas[b_pix].mean()                                   # GPA: strain relative to the reference
         A, y, s = [], [], []
         model_U = lam_cache[40.0][:, 1][np.maximum(tp, 0)]            # fitted with the nominal 40 nm
+        model_U2 = lam_cache[48.0][:, 1][np.maximum(tp, 0)]           # ... and at 40 + σ_t (σ_t = 20 %)
+        A2 = []
         for sel in (w_pix, b_pix):
             n_eff = sel.sum() / n_res
             A.append([model_U[sel].mean()])
+            A2.append([model_U2[sel].mean()])
             y.append(meas[sel].mean())
             s.append(max(sigma_pix / np.sqrt(n_eff), 1e-4))
         f = fit_deltas(np.array(A), np.array(y), np.array(s), np.array([0.012]))
+        f2 = fit_deltas(np.array(A2), np.array(y), np.array(s), np.array([0.012]))
+        sig_noise = f.sigma[0]
+        f.sigma = np.sqrt(f.sigma**2 + (f2.delta - f.delta) ** 2)      # as the stage does
         dev_true = d_true * float(np.average(dev_unit[in_w, 1], weights=area[in_w]))
         dev_fit = f.delta[0] * float(np.average(dev_unit[in_w, 1], weights=area[in_w]))
-        cases.append([i, t_true, d_true, f.delta[0], f.sigma[0], abs(f.delta[0] - d_true) / f.sigma[0],
-                      100 * (dev_fit / dev_true - 1)])
+        cases.append([i, t_true, d_true, f.delta[0], sig_noise, f.sigma[0], abs(f.delta[0] - d_true) / sig_noise,
+                      abs(f.delta[0] - d_true) / f.sigma[0], 100 * (dev_fit / dev_true - 1)])
     return cases
+
+
+def fit_section() -> str:
+    fam = fit_family()
+    z0 = np.array([c[6] for c in fam])
+    z = np.array([c[7] for c in fam])
+    devr = np.array([c[8] for c in fam])
+    return (
+        "### Eigenstrain fit on a family of synthetic measurements\n\n"
+        f"{len(fam)} cases (seed 20261205): true Ge/SiGe mismatch uniform in [0.008, 0.016]; true lamella 30 or "
+        "50 nm while the fit assumes 40 nm (thickness error); GPA-like noise (Gaussian-correlated over a 2 nm "
+        "resolution, σ per pixel 2·10⁻⁴–1.5·10⁻³); calibration error 1 % (scale and offset, removed by "
+        "referencing to the substrate as GPA does). Fit of the region means, σ_noise from the noise with n_eff = "
+        "area/resolution² (inflated by χ²); σ adds the lamella-thickness term of the stage (refit at t + σ_t, "
+        "σ_t = 20 % of t = 8 nm).\n\n"
+        f"Fraction of cases with |δ_fit − δ_true| < 2σ: {np.mean(z < 2):.2f} with σ (noise only: "
+        f"{np.mean(z0 < 2):.2f}); implied device strain error: median {np.median(np.abs(devr)):.1f} %, max "
+        f"{np.max(np.abs(devr)):.1f} % (the ±10 nm thickness error dominates).\n\n"
+        + md_table(["case", "t true", "δ true", "δ fit", "σ_noise", "σ", "|Δ|/σ_noise", "|Δ|/σ", "device ε error %"],
+                   fam[:8]) + "\n\n(first 8 cases shown)")
 
 
 def speed():
@@ -212,6 +238,14 @@ def main():
         txt = re.sub(r"### Speed.*?(?=\n\nTotal bench time)", lambda m: speed_section(), p.read_text(), flags=re.S)
         p.write_text(txt)
         return
+    if "--fit-only" in sys.argv:                         # refresh the fit-family table of an existing section
+        import re
+
+        p = Path(__file__).resolve().parent / "results" / "fem_relax.md"
+        txt = re.sub(r"### Eigenstrain fit.*?\(first 8 cases shown\)", lambda m: fit_section(), p.read_text(),
+                     flags=re.S)
+        p.write_text(txt)
+        return
     t_all = time.perf_counter()
     parts = ["Machine: " + machine() + load() + ".\n"]
     parts.append("### Pseudomorphic layer (analytic ε⊥/ε∥ = −2 C12/C11 of the layer, target within 1 %)\n\n"
@@ -228,21 +262,7 @@ def main():
         + md_table(["t (nm)", "layers", "eyy total", "eyy el", "ezz el (beam)", "exx el", "lamella eyy total"], rows))
     parts.append("### Mesh convergence (100 nm wide device, t = 40 nm, relaxation of eyy total in %)\n\n"
                  + md_table(["h in the well (nm)", "layers", "triangles", "tetrahedra", "relaxation %"], convergence()))
-    fam = fit_family()
-    z = np.array([c[5] for c in fam])
-    devr = np.array([c[6] for c in fam])
-    parts.append(
-        "### Eigenstrain fit on a family of synthetic measurements\n\n"
-        f"{len(fam)} cases (seed 20261205): true Ge/SiGe mismatch uniform in [0.008, 0.016]; true lamella 30 or "
-        "50 nm while the fit assumes 40 nm (thickness error); GPA-like noise (Gaussian-correlated over a 2 nm "
-        "resolution, σ per pixel 2·10⁻⁴–1.5·10⁻³); calibration error 1 % (scale and offset, removed by "
-        "referencing to the substrate as GPA does). Fit of the region means, σ from the noise with n_eff = "
-        "area/resolution², inflated by χ².\n\n"
-        f"|δ_fit − δ_true|/σ: median {np.median(z):.2f}, fraction within 2σ {np.mean(z < 2):.2f}; implied device "
-        f"strain error: median |{np.median(np.abs(devr)):.1f}| %, max {np.max(np.abs(devr)):.1f} % (dominated by the "
-        "±10 nm thickness error, which the σ does not include; the thickness must be known to a few nm).\n\n"
-        + md_table(["case", "t true", "δ true", "δ fit", "σ", "|Δ|/σ", "device ε error %"], fam[:8])
-        + "\n\n(first 8 cases shown)")
+    parts.append(fit_section())
     if not QUICK:
         kv = []
         for kw in (dict(n_x=4), dict(n_x=4, seed=2), dict(n_x=4, seed=3), dict(n_x=4, n_beam=12),

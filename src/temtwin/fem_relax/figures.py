@@ -37,12 +37,16 @@ def relax_figures(folder, grid: dict, px, regions: dict, thickness: float, model
     ax = axs[0, 2]
     cx = 0.5 * (x.min() + x.max())
     cent = model.nodes[model.tri].mean(axis=1)
-    band = np.abs(cent[:, 0] - cx) < 0.05 * np.ptp(x) + 1e-9
-    order = np.argsort(cent[band, 1])
+    band = np.abs(cent[:, 0] - cx) < 0.1 * np.ptp(x) + 1e-9
+    edges = np.linspace(y.min(), y.max(), 61)
+    yb = 0.5 * (edges[1:] + edges[:-1])
+    idx = np.clip(np.digitize(cent[band, 1], edges) - 1, 0, 59)
+    cnt = np.bincount(idx, minlength=60)
     for v, lab, st in ((strains["device_fit"][:, 1], "device (fit)", "-"),
                        (strains["lamella_fit"][:, 1], "lamella (fit)", "--"), (dev, "device (table)", ":"),
                        (lam, "lamella (table)", "-.")):
-        ax.plot(cent[band, 1][order], v[band][order], st, label=lab)
+        mean = np.bincount(idx, weights=v[band], minlength=60) / np.maximum(cnt, 1)
+        ax.plot(yb[cnt > 0], mean[cnt > 0], st, label=lab)
     if "gpa" in grid:
         g = grid["gpa"]["eyy"]
         col = int(round(cx / px[0]))
@@ -50,7 +54,7 @@ def relax_figures(folder, grid: dict, px, regions: dict, thickness: float, model
             ax.plot(-np.arange(g.shape[0]) * px[1], g[:, col], ".", ms=2, alpha=0.5, label="GPA")
     ax.set_xlabel("y (nm, growth up)")
     ax.set_ylabel("ε_yy vs reference lattice")
-    ax.set_title(f"profile at x = {cx:.0f} nm", fontsize=9)
+    ax.set_title(f"profile at x = {cx:.0f} nm (band ±10 % of the width)", fontsize=9)
     ax.legend(fontsize=7)
     out.append(save_figure(fig, folder / "lamella_vs_device.png"))
     if "gpa" in grid and "lamella_fit" in grid:

@@ -308,7 +308,7 @@ def run(ctx) -> None:
                                                                                - grid["gpa"][k][sel]) ** 2)))
                                                     for k in ("exx", "eyy", "exy")}
         dev, lam = rec["device"]["eyy"], rec["lamella"]["eyy"]
-        rec["lamella_relaxation_eyy"] = None if abs(dev) < 1e-9 else float(1 - lam / dev)
+        rec["lamella_relaxation_eyy"] = None if abs(dev) < 1e-4 else float(1 - lam / dev)
         summary_regions[str(lab)] = rec
         rows_out.append(rec)
 
