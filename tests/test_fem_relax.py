@@ -114,6 +114,23 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
     assert "device_fit_eyy" in m.cell_data and len(m.cells[0].data) == s["n_triangles"]
     assert sorted(x.name for x in ro["figures"].iterdir()) == ["gpa_comparison.png", "lamella_vs_device.png"]
     assert json.loads(json.dumps(s))  # summary is JSON-serialisable
+    # GPA σ maps (/strain_sigma/*), when gpa writes them, set the fit's uncertainty: larger σ, larger delta_sigma
+    import h5py
+
+    from temtwin.io.h5 import write_array
+
+    with h5py.File(p["gpa"], "r+") as f:
+        shape = f["strain/exx"].shape
+        g = f.require_group("strain_sigma")
+        for k in ("exx", "eyy", "exy"):
+            write_array(g, k, np.full(shape, 0.02, np.float32), "1")
+    ro3 = {"h5": d / "fem/relax3.h5", "vtu": d / "fem/device3.vtu", "figures": d / "figures/fem_relax3"}
+    cfg3 = {"fem_relax": {**cfg["fem_relax"], "thickness_sigma_nm": 0.0}}
+    stage.run(StageContext.create("fem_relax", {"fem": out["h5"], "regions": out["regions"], **inputs}, ro3, cfg3,
+                                  wildcards={"sample": "s"}))
+    ge3 = read_summary(ro3["h5"])["fem_relax"]["regions"]["2"]
+    assert ge3["delta_fit"] == pytest.approx(ge["delta_fit"], abs=3e-4)
+    assert ge3["delta_sigma"] > 2 * ge["delta_sigma"]
     # a region whose phase has no elastic constants: one clear error naming the file and the fix, no output
     doc = json.loads(out["regions"].read_text())
     doc["regions"]["3"]["phase"] = "Al2O3-corundum"
