@@ -59,6 +59,10 @@ PURPOSE = {
     "stack": "rule `register_stack`: overview choice, scale/rotation search ranges, minimum confidence",
     "gpa": "rule `gpa`: reference region, g vectors, mask resolution, tensor frame",
     "fem": "rule `fem_geometry`: source image, contour tolerance, mesh sizes",
+    "fem_relax": "rule `fem_relax`: lamella thickness and layers, lateral boundary, reference region, compositions, "
+                 "extra materials, fit",
+    "spin_orbit": "rule `spin_orbit`: strain source, well phase, section direction, profile grid, positions, "
+                  "Monte-Carlo samples",
     "model": "rule `atomic_model`: thickness, periodicity, displacement and composition maps, quality screen",
     "keating": "rule `keating`: relaxation method, force tolerance, fixed slabs, map bins",
     "phonons": "rule `phonons`: structure, regions/slabs, KPM moments and vectors, broadening",

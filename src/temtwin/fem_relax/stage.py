@@ -1,0 +1,441 @@
+"""Rule ``fem_relax``: device (plane strain) and lamella (3D slab) elasticity on the fem_geometry mesh,
+comparison with GPA, eigenstrain fit and the device strain it implies.
+
+Inputs: ``fem/fem.h5`` (mesh in model axes: x right, y up, nm), ``fem/regions.json`` (phase and
+orientation matrix per region, the geometry's image), and the per-image ``image.h5``,
+``segmentation.h5``, ``gpa.h5`` (only the geometry image's are read).
+
+Output ``fem/relax.h5``:
+
+* ``/mesh/{nodes, triangles, triangle_region}``; table ``/regions`` (label, phase, reference,
+  delta_table, delta_fit, delta_sigma, fitted, rms differences lamella − GPA before/after the fit);
+* ``/device``, ``/lamella``, ``/device_fit``, ``/lamella_fit``: ``strain/{exx, eyy, ezz, eyz, exz, exy}``
+  per triangle (model axes, tensor components, total strain relative to the reference lattice);
+  ``/device_fit/strain_sigma/*``; ``/device/displacement``, ``/lamella/displacement_midplane`` (n, 3) nm;
+* ``/image_grid/<problem>/{exx, eyy, exy}`` on the geometry image's pixel grid, **image axes** (x right,
+  y down; exy and the rotation change sign from the model axes), NaN outside the mesh;
+  ``/image_grid/gpa/*``, ``/image_grid/region`` (label per pixel, 0 outside),
+  ``/image_grid/device_fit_elastic/{exx, eyy, ezz, exy}`` (strain relative to each region's own lattice,
+  for k·p) and ``/image_grid/device_fit_sigma/*``.
+  Root attrs ``thickness_nm``, ``reference_label``, ``applicable``, ``reason``.
+
+``fem/device.vtu``: the 2D mesh with the device strain (table and fit), its σ, the lamella strain and
+the region per cell (ParaView).  Summary fragment ``fem_relax``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from ..errors import UserError
+from ..io.h5 import set_summary, write_array, write_table
+from .materials import MaterialTable
+from .model import RelaxModel, build_regions, fit_deltas
+
+COMPS = ("exx", "eyy", "ezz", "eyz", "exz", "exy")
+
+
+def voigt_to_components(v: np.ndarray) -> dict[str, np.ndarray]:
+    """Voigt (…, 6) engineering → tensor components."""
+    return {"exx": v[..., 0], "eyy": v[..., 1], "ezz": v[..., 2], "eyz": 0.5 * v[..., 3],
+            "exz": 0.5 * v[..., 4], "exy": 0.5 * v[..., 5]}
+
+
+def to_image_axes(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Model axes (x, y up, z) → image axes (x, y down, −z): xy and xz change sign."""
+    out = dict(c)
+    for k in ("exy", "exz"):
+        if k in out:
+            out[k] = -out[k]
+    return out
+
+
+def pixel_triangles(nodes, tri, shape, pixel_size_nm) -> np.ndarray:
+    """Triangle index of every image pixel centre (rows, cols), −1 outside the mesh."""
+    from matplotlib.tri import Triangulation
+
+    T = Triangulation(nodes[:, 0], nodes[:, 1], tri)
+    rows, cols = shape
+    jj, ii = np.meshgrid(np.arange(cols), np.arange(rows))
+    x = jj * pixel_size_nm[0]
+    y = -(ii * pixel_size_nm[1])
+    return T.get_trifinder()(x.ravel(), y.ravel()).reshape(shape)
+
+
+def read_inputs(ctx):
+    fem_h5 = ctx.input["fem"]
+    with h5py.File(fem_h5, "r") as f:
+        if "mesh" not in f or "nodes" not in f["mesh"]:
+            raise UserError("no mesh in fem.h5; rerun fem_geometry", fem_h5)
+        nodes = f["mesh/nodes"][()]
+        tri = f["mesh/triangles"][()].astype(np.int64)
+        tri_region = f["mesh/triangle_region"][()].astype(np.int64)
+    doc = json.loads(Path(ctx.input["regions"]).read_text())
+    return nodes, tri, tri_region, doc
+
+
+def geometry_image(ctx, name: str):
+    """(image.h5, segmentation.h5, gpa.h5) paths of the geometry image."""
+    for i, s, g in zip(ctx.paths("images"), ctx.paths("segmentations"), ctx.paths("gpas")):
+        if Path(i).parent.name == name:
+            return i, s, g
+    return None
+
+
+def read_gpa_maps(path) -> dict:
+    """GPA strain (image axes), σ maps when present, mask, reference label, resolution."""
+    out: dict = {"applicable": False}
+    if not path or not Path(path).is_file():
+        return out
+    with h5py.File(path, "r") as f:
+        if not bool(f.attrs.get("applicable", True)) or "strain" not in f:
+            return out
+        out["applicable"] = True
+        out["strain"] = {k: f["strain"][k][()].astype(float) for k in ("exx", "eyy", "exy") if k in f["strain"]}
+        out["sigma"] = ({k: f["strain_sigma"][k][()].astype(float) for k in ("exx", "eyy", "exy")
+                         if k in f["strain_sigma"]} if "strain_sigma" in f else {})
+        out["mask"] = f["mask"][()].astype(bool) if "mask" in f else np.ones(out["strain"]["exx"].shape, bool)
+        ref = f.attrs.get("reference_label")
+        try:
+            out["reference_label"] = int(ref)
+        except (TypeError, ValueError):
+            out["reference_label"] = None
+        out["resolution_nm"] = float(f.attrs.get("resolution_nm", 0) or 0)
+    return out
+
+
+def eels_compositions(ctx, doc: dict, seg_labels: np.ndarray | None, px, img_name: str,
+                      skip: set[str]) -> tuple[dict[str, str], dict[str, dict]]:
+    """Si(1−x)Ge(x) material per diamond-phase region (phase Si or Ge) from the sample's EELS/EDS maps of Si
+    and Ge, when they were acquired on the geometry image (sample.yaml ``eels.image`` and ``offset_nm``).
+
+    x = mean over the region's pixels of Ge/(Ge+Si), rounded to 0.01; returns ({label: material},
+    {label: {ge_fraction, n_pixels}})."""
+    paths = ctx.paths("eels") if "eels" in ctx.input else []
+    if not paths or seg_labels is None:
+        return {}, {}
+    eels = (ctx.sample_settings() or {}).get("eels", {}) or {}
+    if eels.get("image") not in (None, img_name) or eels.get("offset_nm") is None:
+        ctx.log.info("composition maps are not on the geometry image %s (or have no offset): not used", img_name)
+        return {}, {}
+    from ..twin.composition import read_element_maps, sample_maps
+
+    maps = read_element_maps(paths, eels.get("pixel_size_nm"))
+    if not {"Si", "Ge"} <= set(maps):
+        return {}, {}
+    out, info = {}, {}
+    for key, rec in doc.get("regions", {}).items():
+        if key in skip or rec.get("phase") not in ("Si", "Ge"):
+            continue
+        r, c = np.nonzero(seg_labels == int(key))
+        step = max(1, len(r) // 20000)
+        r, c = r[::step], c[::step]
+        vals, inside = sample_maps(maps, eels["offset_nm"], np.column_stack([c * px[0], r * px[1]]))
+        tot = vals["Ge"] + vals["Si"]
+        ok = inside & (tot > 0)
+        if ok.sum() < 20:
+            continue
+        x = float(np.clip(np.mean(vals["Ge"][ok] / tot[ok]), 0, 1))
+        xr = round(x, 2)
+        out[key] = "Ge" if xr >= 1.0 else "Si" if xr <= 0.0 else f"Si{1 - xr:.2f}Ge{xr:.2f}"
+        info[key] = {"ge_fraction": x, "n_pixels": int(ok.sum() * step), "material": out[key]}
+    return out, info
+
+
+def run(ctx) -> None:
+    cfg = ctx.section("fem_relax")
+    t0 = time.perf_counter()
+    nodes, tri, tri_region, doc = read_inputs(ctx)
+    table = MaterialTable(extra=cfg.get("materials") or {})
+    img_name = doc.get("image", "")
+    paths = geometry_image(ctx, img_name)
+    gpa = read_gpa_maps(paths[2]) if paths else {"applicable": False}
+    px = tuple(doc.get("pixel_size_nm") or (1.0, 1.0))
+
+    if len(tri) == 0:
+        return _not_applicable(ctx, "the geometry has no mesh (no regions)")
+    # regions with a phase; the reference: config, else GPA's, else the largest
+    areas = {int(k): float(r.get("area_nm2") or 0) for k, r in doc.get("regions", {}).items()}
+    candidates = {int(k) for k, r in doc.get("regions", {}).items()
+                  if (cfg.get("composition") or {}).get(k) or (cfg.get("composition") or {}).get(int(k))
+                  or r.get("phase")}
+    if not candidates:
+        return _not_applicable(ctx, "no region has an identified phase")
+    ref = cfg.get("reference_label")
+    if ref is None:
+        ref = gpa.get("reference_label") if gpa.get("reference_label") in candidates else None
+    if ref is None:
+        ref = max(candidates, key=lambda k: (areas.get(k, 0), -k))
+    ref = int(ref)
+    if ref not in candidates:
+        raise UserError(f"fem_relax.reference_label = {ref} is not a region with a phase "
+                        f"(regions: {sorted(candidates)})", "config")
+    seg_labels = None
+    if paths:
+        with h5py.File(paths[1], "r") as f:
+            seg_labels = f["labels"][()]
+    comp = {str(k): v for k, v in (cfg.get("composition") or {}).items()}
+    eels_comp, eels_info = eels_compositions(ctx, doc, seg_labels, px, img_name, set(comp))
+    regions, notes = build_regions(doc, table, ref, {**eels_comp, **comp}, where=str(ctx.input["regions"]))
+    for key, inf in eels_info.items():
+        notes.append(f"region {key}: {inf['material']} from the composition maps "
+                     f"(Ge fraction {inf['ge_fraction']:.3f})")
+    for n in notes:
+        ctx.log.info(n)
+    keep = np.isin(tri_region, list(regions))
+    tri, tri_region = tri[keep], tri_region[keep]
+    thickness = float(cfg["thickness_nm"])
+    model = RelaxModel(nodes, tri, tri_region, regions, ref, thickness)
+    ctx.log.info("fem_relax: %d regions, %d triangles, reference %d, lamella %.1f nm in %d layers",
+                 len(regions), len(tri), ref, thickness, int(cfg["n_layers"]))
+    model.solve(int(cfg["n_layers"]), cfg["lateral"], progress=lambda i, n, w: ctx.progress(i, n, w))
+    t_solve = time.perf_counter() - t0
+    labels_fit = model.fitted_labels
+    d_table = model.deltas_table()
+
+    # ---- image grid and comparison with GPA
+    shape = None if seg_labels is None else seg_labels.shape
+    grid = {}
+    rows_out = []
+    do_fit, fit_source = None, None
+    if shape is not None:
+        tpix = pixel_triangles(nodes, tri, shape, px)
+        inside = tpix >= 0
+        pix_region = np.where(inside, tri_region[np.maximum(tpix, 0)], 0)
+        grid["region"] = pix_region
+
+        def on_grid(v):
+            c = to_image_axes(voigt_to_components(v))
+            return {k: np.where(inside, c[k][np.maximum(tpix, 0)], np.nan) for k in ("exx", "eyy", "exy")}
+
+        if gpa.get("applicable"):
+            data, sig, sels = [], [], []
+            n_res = max(gpa["resolution_nm"], px[0]) ** 2 / (px[0] * px[1])   # pixels per independent sample
+            for lab in sorted(regions):
+                sel = gpa["mask"] & inside & (pix_region == lab) & (seg_labels == lab)
+                sel &= np.all([np.isfinite(gpa["strain"][k]) for k in ("exx", "eyy", "exy")], axis=0)
+                n = int(sel.sum())
+                if n < 4:
+                    continue
+                n_eff = max(n / n_res, 1.0)
+                for k in ("exx", "eyy", "exy"):
+                    v = gpa["strain"][k][sel]
+                    if k in gpa["sigma"]:
+                        s = float(np.sqrt(np.nanmean(gpa["sigma"][k][sel] ** 2) / n_eff))
+                    else:
+                        s = float(np.std(v) / np.sqrt(n_eff))
+                    data.append(float(v.mean()))
+                    sig.append(max(s, float(cfg["sigma_floor"])))
+                    sels.append((k, sel))
+
+            def fit_gpa(lam_strain):
+                unit = [on_grid(lam_strain[m]) for m in range(len(labels_fit))]
+                A = [[float(u[k][sel].mean()) for u in unit] for k, sel in sels]
+                f = fit_deltas(np.array(A), np.array(data), np.array(sig), d_table)
+                f.labels = labels_fit
+                return f
+
+            if data and labels_fit and cfg["fit"]:
+                do_fit = fit_gpa
+                fit_source = "gpa of the geometry image"
+            grid["gpa"] = {k: np.where(gpa["mask"], gpa["strain"][k], np.nan) for k in ("exx", "eyy", "exy")}
+    if do_fit is None and labels_fit and cfg["fit"] and any((r or {}).get("mean_strain")
+                                                             for r in doc.get("regions", {}).values()):
+        def do_fit(lam_strain):
+            return _fit_region_means(model, doc, labels_fit, d_table, float(cfg["sigma_floor"]), lam_strain)
+        fit_source = "regions.json mean strain (all registered GPA maps; sigma = fem_relax.sigma_floor)"
+        notes.append("fit to the regions.json mean strains: the geometry image has no GPA; the model means "
+                     "are over whole regions, the measured ones over the GPA-covered parts")
+    fit = do_fit(model.lamella.strain) if do_fit is not None else None
+    if fit is not None and fit.fitted.any():
+        # lamella thickness uncertainty: refit with the lamella at t + σ_t, add the shift as a covariance term
+        st = cfg.get("thickness_sigma_nm")
+        st = 0.2 * thickness if st is None else float(st)
+        if st > 0:
+            from .solver import solve_lamella
+
+            lam2 = solve_lamella(nodes, tri, model.stiffness(), model.load_cases(), thickness + st,
+                                 int(cfg["n_layers"]), cfg["lateral"]).strain
+            f2 = do_fit(lam2)
+            dd = np.where(fit.fitted, f2.delta - fit.delta, 0.0)
+            fit.cov = fit.cov + np.outer(dd, dd)
+            fit.sigma = np.where(fit.fitted, np.sqrt(np.diag(fit.cov)), np.nan)
+            notes.append(f"delta_sigma includes the lamella thickness uncertainty ±{st:.1f} nm")
+
+    d_fit = fit.delta if fit is not None else d_table
+    cov = fit.cov if fit is not None else np.zeros((len(labels_fit), len(labels_fit)))
+    strains = {"device": model.strain("device", d_table), "lamella": model.strain("lamella", d_table),
+               "device_fit": model.strain("device", d_fit), "lamella_fit": model.strain("lamella", d_fit)}
+    dev_sigma = model.strain_sigma("device", cov)
+    elastic = strains["device_fit"] - model.eigenstrain_voigt(d_fit)
+    if shape is not None:
+        for k, v in strains.items():
+            grid[k] = on_grid(v)
+        grid["device_fit_sigma"] = {k: np.abs(v) for k, v in on_grid(dev_sigma).items()}
+        el = to_image_axes(voigt_to_components(elastic))
+        grid["device_fit_elastic"] = {k: np.where(inside, el[k][np.maximum(tpix, 0)], np.nan)
+                                      for k in ("exx", "eyy", "ezz", "exy")}
+
+    # ---- per-region records
+    summary_regions = {}
+    for lab in sorted(regions):
+        rm = regions[lab]
+        sel_t = tri_region == lab
+        w = model.device.system.vol[sel_t] if model.device.system.dim == 2 else None
+        rec = {"phase": rm.phase, "reference": lab == ref, "oriented": rm.oriented}
+        if str(lab) in eels_info:
+            rec["composition_maps"] = eels_info[str(lab)]
+        if lab in labels_fit:
+            i = labels_fit.index(lab)
+            rec["delta_table"] = float(d_table[i])
+            rec["delta_fit"] = float(d_fit[i])
+            rec["delta_sigma"] = None if fit is None or not fit.fitted[i] else float(fit.sigma[i])
+        for name in ("device", "lamella", "device_fit", "lamella_fit"):
+            c = voigt_to_components(strains[name][sel_t])
+            rec[name] = {k: float(np.average(c[k], weights=w)) for k in ("exx", "eyy", "ezz", "exy")}
+        cs = voigt_to_components(dev_sigma[sel_t])
+        rec["device_fit_sigma"] = {k: float(np.average(cs[k], weights=w)) for k in ("exx", "eyy", "exy")}
+        if "gpa" in grid:
+            sel = (grid["region"] == lab) & np.isfinite(grid["gpa"]["exx"])
+            if sel.sum() >= 4:
+                for name in ("lamella", "lamella_fit"):
+                    rec[f"rms_{name}_minus_gpa"] = {k: float(np.sqrt(np.nanmean((grid[name][k][sel]
+                                                                               - grid["gpa"][k][sel]) ** 2)))
+                                                    for k in ("exx", "eyy", "exy")}
+        dev, lam = rec["device"]["eyy"], rec["lamella"]["eyy"]
+        rec["lamella_relaxation_eyy"] = None if abs(dev) < 1e-4 else float(1 - lam / dev)
+        summary_regions[str(lab)] = rec
+        rows_out.append(rec)
+
+    _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, thickness,
+           notes, t_solve, px, fit_source, float(cfg["max_chi2_red"]))
+    from .figures import relax_figures
+
+    relax_figures(ctx.output["figures"], grid, px, summary_regions, thickness, model, strains)
+    ctx.log.info("fem_relax done in %.1f s", time.perf_counter() - t0)
+
+
+def _fit_region_means(model, doc, labels_fit, d_table, sigma_floor, lam_strain):
+    """Fit to the per-region mean strains of regions.json (model axes), when the geometry image has no GPA.
+
+    Model means are area-weighted over whole regions; the uncertainty is ``sigma_floor`` per component,
+    inflated by the reduced χ² of the fit."""
+    tri_area = np.abs(np.cross(model.nodes[model.tri[:, 1]] - model.nodes[model.tri[:, 0]],
+                               model.nodes[model.tri[:, 2]] - model.nodes[model.tri[:, 0]])) / 2
+    A, data = [], []
+    for lab in sorted(model.regions):
+        ms = (doc.get("regions", {}).get(str(lab)) or {}).get("mean_strain")
+        if not ms:
+            continue
+        sel = model.tri_region == lab
+        for j, k, fac in ((0, "exx", 1.0), (1, "eyy", 1.0), (5, "exy", 0.5)):
+            v = ms.get(k)
+            if v is None or not np.isfinite(v):
+                continue
+            data.append(float(v))
+            A.append([float(np.average(lam_strain[m][sel, j], weights=tri_area[sel])) * fac
+                      for m in range(len(labels_fit))])
+    if not data:
+        return None
+    fit = fit_deltas(np.array(A), np.array(data), np.full(len(data), sigma_floor), d_table)
+    fit.labels = labels_fit
+    return fit
+
+
+def _not_applicable(ctx, reason: str) -> None:
+    ctx.log.info("fem_relax not applicable: %s", reason)
+    with ctx.h5("h5") as f:
+        f.attrs["applicable"] = False
+        f.attrs["reason"] = reason
+        set_summary(f, {"fem_relax": {"applicable": False, "reason": reason}})
+    with ctx.file("vtu") as p:
+        import meshio
+
+        meshio.write(p, meshio.Mesh(np.zeros((0, 3)), [("triangle", np.zeros((0, 3), int))]), file_format="vtu")
+    Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
+
+
+def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, thickness, notes,
+           t_solve, px, fit_source=None, max_chi2=25.0):
+    import meshio
+
+    with ctx.h5("h5") as f:
+        f.attrs["applicable"] = True
+        f.attrs["reason"] = ""
+        f.attrs["thickness_nm"] = thickness
+        f.attrs["reference_label"] = ref
+        f.attrs["frame"] = ("per-triangle strain: model axes (x right, y up = growth, z = beam towards the viewer); "
+                            "image_grid: image axes (x right, y down)")
+        f.attrs["strain"] = "total strain relative to the reference region's stress-free lattice (what GPA measures)"
+        f.attrs["notes"] = json.dumps(notes)
+        m = f.require_group("mesh")
+        write_array(m, "nodes", model.nodes, "nm", frame="model axes: x right, y up")
+        write_array(m, "triangles", model.tri, "1")
+        write_array(m, "triangle_region", model.tri_region.astype(np.int32), "label")
+        for name, v in strains.items():
+            g = f.require_group(name).require_group("strain")
+            for k, a in voigt_to_components(v).items():
+                write_array(g, k, a, "1")
+        g = f.require_group("device_fit").require_group("strain_sigma")
+        for k, a in voigt_to_components(dev_sigma).items():
+            write_array(g, k, np.abs(a), "1")
+        write_array(f["device"], "displacement",
+                    np.einsum("m,mnj->nj", d_table, model.device.displacement[:len(d_table)])
+                    if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
+        write_array(f["lamella"], "displacement_midplane",
+                    np.einsum("m,mnj->nj", d_table, model.lamella.displacement[:len(d_table)])
+                    if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
+        if grid:
+            ig = f.require_group("image_grid")
+            ig.attrs["pixel_size_nm"] = list(px)
+            write_array(ig, "region", grid["region"].astype(np.int32), "label")
+            for name, comps in grid.items():
+                if name == "region":
+                    continue
+                g = ig.require_group(name)
+                for k, a in comps.items():
+                    write_array(g, k, a.astype(np.float32), "1")
+        labs = sorted(regs)
+        idx = {lab: labels_fit.index(lab) if lab in labels_fit else None for lab in map(int, labs)}
+
+        def col(fn):
+            return np.array([fn(int(lab), idx[int(lab)]) for lab in labs], float)
+
+        write_table(f, "regions", {
+            "label": (np.array([int(x) for x in labs], np.int32), "label"),
+            "phase": (np.array([regs[lab]["phase"] for lab in labs], object), "1"),
+            "reference": (np.array([regs[lab]["reference"] for lab in labs], bool), "1"),
+            "delta_table": (col(lambda lab, i: 0.0 if i is None else d_table[i]), "1"),
+            "delta_fit": (col(lambda lab, i: 0.0 if i is None else d_fit[i]), "1"),
+            "delta_sigma": (col(lambda lab, i: np.nan if i is None or fit is None or not fit.fitted[i]
+                                else fit.sigma[i]), "1"),
+            "device_fit_eyy": (np.array([regs[lab]["device_fit"]["eyy"] for lab in labs]), "1"),
+            "lamella_fit_eyy": (np.array([regs[lab]["lamella_fit"]["eyy"] for lab in labs]), "1"),
+        }, description="delta: isotropic (cubic) eigenstrain amplitude relative to the reference lattice")
+        set_summary(f, {"fem_relax": {
+            "applicable": True, "thickness_nm": thickness, "reference_label": ref,
+            "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
+            "solve_s": round(t_solve, 2),
+            "fit": None if fit is None else {
+                "chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source,
+                "consistent": bool(np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2),
+                "warning": None if np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2 else
+                f"reduced chi2 {fit.chi2_red:.3g} > {max_chi2:g}: a coherent linear-elastic model does not explain "
+                "the measured strain (relaxed/incoherent interface, wrong phase or composition?); the implied "
+                "device strain is not supported"},
+            "files": {"h5": str(ctx.output["h5"]), "vtu": str(ctx.output["vtu"])},
+            "regions": regs, "notes": notes}})
+    pts = np.column_stack([model.nodes, np.zeros(len(model.nodes))])
+    cell_data = {"region": [model.tri_region.astype(np.int32)]}
+    for name in ("device", "device_fit", "lamella_fit"):
+        for k, a in voigt_to_components(strains[name]).items():
+            cell_data[f"{name}_{k}"] = [a]
+    for k, a in voigt_to_components(dev_sigma).items():
+        cell_data[f"device_fit_sigma_{k}"] = [np.abs(a)]
+    with ctx.file("vtu") as p:
+        meshio.write(p, meshio.Mesh(pts, [("triangle", model.tri)], cell_data=cell_data), file_format="vtu")

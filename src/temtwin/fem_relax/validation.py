@@ -1,0 +1,112 @@
+"""Validation cases of fem_relax with independent references (used by tests and bench/bench_fem_relax.py).
+
+* :func:`keating_vs_fem_slab`: a SiGe/Ge/SiGe quantum-well lamella ([1−10] × [001] × [110], thin along
+  the [110] beam, free surfaces) relaxed atomistically with temtwin's Keating model and with the
+  3D lamella FEM using the Keating model's own elastic constants and lattice constants; returns the mean
+  growth strain of the well from both.
+* :func:`layered_device`: the rectangular well/barrier/substrate geometry of the relaxation-versus-
+  thickness curve.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skfem import MeshTri
+
+from .materials import cubic_voigt, rotate_stiffness, strain_voigt
+from .solver import solve_device, solve_lamella
+
+#: crystal → model rotation of a [110] cross-section: x = [1−10], y = [001] (growth), z = [110] (beam)
+R110 = np.array([[1, -1, 0], [0, 0, np.sqrt(2)], [1, 1, 0]]) / np.sqrt(2)
+
+
+def keating_vs_fem_slab(n_x: int = 2, n_buffer: int = 5, n_well: int = 6, n_cap: int = 3, n_beam: int = 6,
+                        x_ge: float = 0.7, seed: int = 1, n_layers: int = 8) -> dict:
+    """Mean growth strain ε_yy of the Ge well (relative to the buffer lattice) in a thin lamella.
+
+    Cells of the [1−10]/[001]/[110] diamond lattice (a/√2 × a × a/√2, 4 atoms): ``n_x`` along x
+    (periodic), ``n_buffer`` + ``n_well`` + ``n_cap`` along growth (random Si(1−x)Ge(x) buffer and cap,
+    pure Ge well; the bottom buffer cell is fixed, the top is free), ``n_beam`` along the beam with free
+    surfaces.  Keating: relaxed to 1e-5 eV/Å; well strain from the mean heights of its first and last
+    (004) planes.  FEM: the same geometry (clamped at the top of the fixed cell, periodic = roller sides),
+    lamella thickness = n_beam·a/√2, constants of the Keating model (analytic for Ge, alloy: Vegard of
+    the analytic Si/Ge constants, lattice constant from the relaxed random-alloy cell).
+    """
+    from ase.build import bulk
+    from ase.lattice.cubic import Diamond
+
+    from ..physics.elastic import equilibrium_scale
+    from ..physics.keating import KeatingModel, analytic_constants, default_parameters
+    from ..physics.relax import relax
+
+    rng = np.random.default_rng(seed)
+    cell = bulk("Si", "diamond", 5.59, cubic=True).repeat(3)
+    cell.numbers = np.where(rng.random(len(cell)) < x_ge, 32, 14)
+    a_buf = 5.59 * equilibrium_scale(cell)                        # Å
+    ny = n_buffer + n_well + n_cap
+    at = Diamond(directions=[[1, -1, 0], [0, 0, 1], [1, 1, 0]], size=(n_x, ny, n_beam), symbol="Si",
+                 latticeconstant=a_buf, pbc=(True, False, False))
+    y = at.positions[:, 1].copy()
+    y0, y1 = n_buffer * a_buf, (n_buffer + n_well) * a_buf
+    well = (y >= y0 - 1e-6) & (y < y1 - 1e-6)
+    at.numbers = np.where(well, 32, np.where(rng.random(len(at)) < x_ge, 32, 14))
+    m = KeatingModel.from_atoms(at)
+    fixed = y < a_buf - 1e-6
+    r = relax(m, at.positions, at.cell[:], fixed=fixed, fmax=1e-5, max_steps=40000, method="lbfgs")
+    plane = np.round(y / (a_buf / 4)).astype(int)
+    p_first, p_last = plane[well].min(), plane[well].max()
+    ideal = (p_last - p_first) * a_buf / 4
+    relaxed = r.positions[plane == p_last, 1].mean() - r.positions[plane == p_first, 1].mean()
+    eps_keating = relaxed / ideal - 1
+
+    # FEM on the same geometry (nm)
+    p = default_parameters()
+    a_ge = float(p.lattice_A[p.numbers.index(32)]) / 10
+    cge, csi = analytic_constants("Ge"), analytic_constants("Si")
+    C_ge = cubic_voigt(cge["C11"], cge["C12"], cge["C44"])
+    C_al = cubic_voigt(*[x_ge * cge[k] + (1 - x_ge) * csi[k] for k in ("C11", "C12", "C44")])
+    a_nm = a_buf / 10
+    Lx = n_x * a_nm / np.sqrt(2)
+    ys = np.arange(1, ny + 1e-9, 0.25) * a_nm                       # from the top of the fixed cell
+    xs = np.linspace(0, Lx, 5)
+    mesh = MeshTri.init_tensor(xs, ys)
+    nodes, tri = mesh.p.T, mesh.t.T
+    cy = nodes[tri].mean(1)[:, 1]
+    in_well = (cy > y0 / 10) & (cy < y1 / 10)
+    C = np.where(in_well[:, None, None], rotate_stiffness(C_ge, R110), rotate_stiffness(C_al, R110))
+    E0 = np.zeros((len(tri), 6))
+    E0[in_well] = strain_voigt((a_ge / a_nm - 1) * np.eye(3))
+    t = n_beam * a_nm / np.sqrt(2)
+    lam = solve_lamella(nodes, tri, C, E0[None], t, n_layers).strain[0]
+    dev = solve_device(nodes, tri, C, E0[None]).strain[0]
+    area = np.abs(np.cross(nodes[tri[:, 1]] - nodes[tri[:, 0]], nodes[tri[:, 2]] - nodes[tri[:, 0]])) / 2
+    eps_fem = float(np.average(lam[in_well, 1], weights=area[in_well]))
+    eps_dev = float(np.average(dev[in_well, 1], weights=area[in_well]))
+    return {"eps_yy_keating": float(eps_keating), "eps_yy_fem_lamella": eps_fem, "eps_yy_fem_device": eps_dev,
+            "thickness_nm": float(t), "well_nm": n_well * a_nm, "n_atoms": len(at), "converged": bool(r.converged),
+            "a_buffer_nm": a_nm}
+
+
+def layered_device(well_nm: float = 16.0, cap_nm: float = 30.0, substrate_nm: float = 60.0, width_nm: float = 200.0,
+                   h_nm: float = 2.0, well: str = "Ge", barrier: str = "Si0.3Ge0.7", table=None):
+    """Rectangular Ge well in SiGe on a (relaxed) SiGe substrate, (001) growth, [110] cross-section.
+
+    Returns (nodes, tri, C (ntri, 6, 6), eigenstrain (ntri, 6), well mask (ntri,), element areas)."""
+    from .materials import MaterialTable, eigenstrain
+
+    tab = table or MaterialTable()
+    mw, mb = tab.get(well), tab.get(barrier)
+    H = substrate_nm + well_nm + cap_nm
+    xs = np.linspace(0, width_nm, int(round(width_nm / (4 * h_nm))) + 1)
+    ys = np.unique(np.concatenate([np.linspace(0, substrate_nm, int(substrate_nm / (2 * h_nm)) + 1),
+                                   np.linspace(substrate_nm, substrate_nm + well_nm, int(well_nm / h_nm) + 1),
+                                   np.linspace(substrate_nm + well_nm, H, int(cap_nm / (2 * h_nm)) + 1)]))
+    m = MeshTri.init_tensor(xs, ys)
+    nodes, tri = m.p.T, m.t.T
+    cy = nodes[tri].mean(1)[:, 1]
+    in_w = (cy > substrate_nm) & (cy < substrate_nm + well_nm)
+    C = np.where(in_w[:, None, None], rotate_stiffness(mw.C, R110), rotate_stiffness(mb.C, R110))
+    E0 = np.zeros((len(tri), 6))
+    E0[in_w] = strain_voigt(eigenstrain(mw, mb, R110))
+    area = np.abs(np.cross(nodes[tri[:, 1]] - nodes[tri[:, 0]], nodes[tri[:, 2]] - nodes[tri[:, 0]])) / 2
+    return nodes, tri, C, E0, in_w, area
