@@ -6,6 +6,7 @@ rule phase_id:
         peaks=f"{R}/{{sample}}/{{image}}/peaks.h5",
         cifs=W.phase_files,
         settings=W.sample_files,
+        overrides=W.overrides_input("phase_id"),
     output:
         h5=f"{R}/{{sample}}/{{image}}/phases.h5",
         figures=report(
@@ -16,6 +17,7 @@ rule phase_id:
         ),
     params:
         settings=W.settings("phase_id"),
+        overrides=W.overrides_params("phase_id"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/phase_id.log",
     benchmark:

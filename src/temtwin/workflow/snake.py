@@ -22,6 +22,10 @@ class Workflow:
         self.config = load_config(config)
         self.results = self.config["results"].rstrip("/")
         self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
+        from .overrides import FILENAME, read_overrides
+
+        self.overrides = {s: read_overrides(p, s) for s, smp in self.samples.items()
+                          if (p := smp.path / FILENAME).is_file()}
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -74,6 +78,44 @@ class Workflow:
         """
         return {"seed": int(self.config["seed"]), **{s: self.config.get(s, {}) for s in sections}}
 
+    def overrides_input(self, stage: str):
+        """Input function: the sample's overrides.yaml for a ``stage`` job that has corrections to honour.
+
+        Marked ``ancient`` so that editing the file reruns only the jobs whose own slice changed (the
+        slice is the rule's ``params: overrides=``, see :meth:`overrides_params`); adding or removing a
+        job's first correction changes its input list, which reruns it too.
+        """
+        def f(wc):
+            from snakemake.io import ancient
+
+            from .overrides import FILENAME, stage_actions
+
+            if not stage_actions(self.overrides.get(wc.sample), wc.image, stage):
+                return []
+            return [ancient(str(self.samples[wc.sample].path / FILENAME))]
+        return f
+
+    def overrides_params(self, stage: str):
+        """Params function: the corrections one ``stage`` job honours ({} when none)."""
+        def f(wc):
+            from .overrides import stage_actions
+
+            return stage_actions(self.overrides.get(wc.sample), wc.image, stage)
+        return f
+
+    def overrides_file(self, wc) -> list[str]:
+        """The sample's overrides.yaml when present (the viewer shows the corrections already made)."""
+        from .overrides import FILENAME
+
+        p = self.samples[wc.sample].path / FILENAME
+        return [str(p)] if p.is_file() else []
+
+    def viewer_inputs(self, wc) -> list[str]:
+        """Every result file the viewer page of a sample reads (per-image files and the stage sinks)."""
+        t = [self.r(wc.sample, im, f) for im in self.images(wc.sample) for f in PER_IMAGE_FILES]
+        t += [f for f in self.sample_targets(wc.sample) if not f.endswith(PER_IMAGE_FILES)]
+        return t + [self.r(wc.sample, "summary.json")]
+
     def enabled(self, stage: str) -> bool:
         return bool(self.config["stages"].get(stage, True))
 
@@ -109,7 +151,10 @@ class Workflow:
         return t
 
     def all_targets(self) -> list[str]:
-        return [self.r(s, "summary.json") for s in self.samples] + [self.r("summary.tsv")]
+        t = [self.r(s, "summary.json") for s in self.samples] + [self.r("summary.tsv")]
+        if self.enabled("viewer"):
+            t += [self.r(s, "viewer.html") for s in self.samples] + [self.r("index.html")]
+        return t
 
 
 def make_workflow(config: dict) -> Workflow:

@@ -1,0 +1,5 @@
+"""Snakemake adapter for rule `viewer_assets` (the code is in temtwin.viewer.stage)."""
+
+from temtwin.workflow.context import run_stage
+
+run_stage(snakemake, "temtwin.viewer.stage:run_assets")  # noqa: F821
