@@ -16,8 +16,7 @@ rule phase_id:
             subcategory="{sample}/{image}",
         ),
     params:
-        settings=W.settings("phase_id"),
-        overrides=W.overrides_params("phase_id"),
+        settings=W.settings("phase_id", overrides="phase_id"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/phase_id.log",
     benchmark:

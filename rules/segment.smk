@@ -13,8 +13,7 @@ rule segment:
             subcategory="{sample}/{image}",
         ),
     params:
-        settings=W.settings("segmentation"),
-        overrides=W.overrides_params("segment"),
+        settings=W.settings("segmentation", overrides="segment"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/segment.log",
     benchmark:

@@ -69,14 +69,28 @@ class Workflow:
     def chunks(self) -> list[int]:
         return list(range(int(self.config["tight_binding"]["n_chunks"])))
 
-    def settings(self, *sections: str) -> dict:
+    def settings(self, *sections: str, overrides: str | None = None):
         """A rule's ``params: settings=``: the config sections its stage reads, and the seed.
 
         Snakemake's ``params`` rerun trigger compares these with the values recorded when the job last
         ran, so changing one key of one section reruns exactly that stage and what depends on it.
         Every rule declares the sections it uses this way (one section per stage, named like it).
+
+        With ``overrides=<rule>`` (segment, phase_id) it is a params function: the settings plus, when
+        the job's image has corrections in overrides.yaml, their slice (``overrides``), so editing the
+        file reruns exactly the jobs whose corrections changed; without corrections the params are
+        the plain settings.
         """
-        return {"seed": int(self.config["seed"]), **{s: self.config.get(s, {}) for s in sections}}
+        plain = {"seed": int(self.config["seed"]), **{s: self.config.get(s, {}) for s in sections}}
+        if overrides is None:
+            return plain
+
+        def f(wc):
+            from .overrides import stage_actions
+
+            acts = stage_actions(self.overrides.get(wc.sample), wc.image, overrides)
+            return {**plain, "overrides": acts} if acts else plain
+        return f
 
     def overrides_input(self, stage: str):
         """Input function: the sample's overrides.yaml for a ``stage`` job that has corrections to honour.
@@ -93,14 +107,6 @@ class Workflow:
             if not stage_actions(self.overrides.get(wc.sample), wc.image, stage):
                 return []
             return [ancient(str(self.samples[wc.sample].path / FILENAME))]
-        return f
-
-    def overrides_params(self, stage: str):
-        """Params function: the corrections one ``stage`` job honours ({} when none)."""
-        def f(wc):
-            from .overrides import stage_actions
-
-            return stage_actions(self.overrides.get(wc.sample), wc.image, stage)
         return f
 
     def overrides_file(self, wc) -> list[str]:
