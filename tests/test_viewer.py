@@ -201,7 +201,6 @@ def test_override_reruns_only_affected_jobs_and_changes_summary(run):
     doc = yaml.safe_load(dl.read_text()) if dl.is_file() else {
         "sample": "tiny", "images": {"img": {"regions": {"1": {"action": "pick", "phase": phase, "zone_axis": zone}}}}}
     ov = work / "data" / "tiny" / "overrides.yaml"
-    assert planned_jobs(work) == {}
     ov.write_text(yaml.safe_dump(doc))
     jobs = planned_jobs(work)
     assert {"phase_id", "gpa", "summarize", "viewer"} <= set(jobs) and jobs["phase_id"] == 1
@@ -213,10 +212,11 @@ def test_override_reruns_only_affected_jobs_and_changes_summary(run):
     assert reg["automatic_phase"] == run["call"]
     assert f"{phase} [{' '.join(map(str, zone))}]" in (res / "tiny" / "viewer.html").read_text() or \
         '"override":"pick"' in (res / "tiny" / "viewer.html").read_text()
-    # same corrections for this image, new mtime, an unrelated image added: nothing reruns
+    # same corrections for this image, new mtime, an unrelated image added: no stage reruns, only the
+    # page that shows the saved corrections
     doc["images"]["not_here"] = {"regions": {"3": {"action": "amorphous"}}}
     ov.write_text(yaml.safe_dump(doc))
-    assert planned_jobs(work) == {}
+    assert set(planned_jobs(work)) <= {"viewer", "all"}
     # an exclusion is segment's business
     doc["images"]["img"]["regions"]["1"] = {"action": "exclude"}
     ov.write_text(yaml.safe_dump(doc))

@@ -127,7 +127,7 @@ def _read_peaks(path: Path, regions: dict, fft_px: int) -> None:
                 r["peaks"] = {"kx": np.round(t["kx"], 4).tolist(), "ky": np.round(t["ky"], 4).tolist()}
             if "fft" in g:
                 fft = g["fft"][()]
-                r["fft"] = {**encode.gray_png(fft, fft_px),
+                r["fft"] = {**encode.gray_webp(fft, fft_px),
                             "extent": [float(v) for v in g["fft"].attrs.get("k_extent_nm-1", [-1, 1, -1, 1])]}
 
 
@@ -159,16 +159,16 @@ def _read_gpa(path: Path, map_px: int) -> dict:
         mask = f["mask"][()].astype(bool) if "mask" in f else None
         for c in STRAIN:
             if c in f["strain"]:
-                res["maps"].append({"name": c, "units": "1", **encode.map_png(f["strain"][c][()], map_px, mask)})
+                res["maps"].append({"name": c, "units": "1", **encode.map_image(f["strain"][c][()], map_px, mask)})
         if "rotation" in f:
             res["maps"].append({"name": "rotation", "units": "rad",
-                                **encode.map_png(f["rotation"][()], map_px, mask)})
+                                **encode.map_image(f["rotation"][()], map_px, mask)})
         sg = f.get("strain_sigma")
         if sg is not None:
             for c, ds in sg.items():
                 if isinstance(ds, h5py.Dataset) and ds.ndim == 2:
                     res["sigma"].append({"name": f"σ {c}", "units": _s(ds.attrs.get("units", "1")),
-                                         **encode.map_png(ds[()], map_px, mask, cmap="magma", symmetric=False,
+                                         **encode.map_image(ds[()], map_px, mask, cmap="magma", symmetric=False,
                                                           vmin=0.0, vmax=None)})
     return res
 
@@ -184,7 +184,7 @@ def _read_maps(path: Path, map_px: int) -> dict:
                 d = obj[()].astype(float)
                 sym = "resid" in name.lower() or "diff" in name.lower()
                 maps.append({"name": name, "units": _s(obj.attrs.get("units", "")),
-                             **encode.map_png(d, map_px, cmap="RdBu_r" if sym else "gray", symmetric=sym)})
+                             **encode.map_image(d, map_px, cmap="RdBu_r" if sym else "gray", symmetric=sym)})
         f.visititems(visit)
     return {"attrs": {k: v for k, v in a.items() if isinstance(v, (int, float, str, bool))}, "maps": maps}
 
@@ -234,7 +234,7 @@ def _model_projection(path: Path, map_px: int) -> dict:
     ny = max(8, int(n * (ext[3] - ext[2]) / span))
     h, _, _ = np.histogram2d(y, x, bins=(ny, nx), range=[[ext[2], ext[3]], [ext[0], ext[1]]])
     return {"n_atoms": int(len(pos)), "extent": ext, "image": _s(a.get("image", "")),
-            **encode.map_png(h, max(nx, ny), cmap="viridis", symmetric=False, vmin=0.0, vmax=float(h.max() or 1))}
+            **encode.map_image(h, max(nx, ny), cmap="viridis", symmetric=False, vmin=0.0, vmax=float(h.max() or 1))}
 
 
 def sample_payload(results: Path, sample: str, images: list[str], cfg: dict, sample_dir: str = "",

@@ -1,7 +1,7 @@
 """Arrays and figure files -> small ``data:`` URIs embedded in the viewer pages.
 
-Micrographs become 8-bit JPEG (display contrast: 0.5-99.5 percentile), maps become colour-mapped PNG
-with transparent invalid pixels; every image is downsampled (area averaging) to a longest side in px
+Micrographs become 8-bit JPEG (display contrast: 0.5-99.5 percentile), maps and FFTs colour-mapped
+WebP (lossy colour, lossless alpha: invalid pixels transparent); every image is downsampled (area averaging) to a longest side in px
 set by config ``viewer`` so that a page stays small (a few MB for 2048² images).
 """
 
@@ -29,8 +29,11 @@ def downsample(a: np.ndarray, max_px: int) -> np.ndarray:
         return np.asarray(a, float)
     r, c = (a.shape[0] // f) * f, (a.shape[1] // f) * f
     b = np.asarray(a[:r, :c], float).reshape(r // f, f, c // f, f, *a.shape[2:])
-    with np.errstate(invalid="ignore"):
-        return np.nanmean(b, axis=(1, 3)) if np.isnan(b).any() else b.mean(axis=(1, 3))
+    if not np.isnan(b).any():
+        return b.mean(axis=(1, 3))
+    n = np.sum(~np.isnan(b), axis=(1, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(n > 0, np.nansum(b, axis=(1, 3)) / np.maximum(n, 1), np.nan)
 
 
 def to_uint8(a: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.ndarray:
@@ -52,16 +55,18 @@ def gray_jpeg(a: np.ndarray, max_px: int, quality: int = 85) -> dict:
     return {"src": _uri(buf.getvalue(), "image/jpeg"), "shape": list(d.shape)}
 
 
-def gray_png(a: np.ndarray, max_px: int) -> dict:
+def gray_webp(a: np.ndarray, max_px: int, quality: int = 80) -> dict:
+    """A grey-level map (e.g. an FFT log-magnitude, 1-99.8 percentile contrast) as lossy WebP."""
     d = to_uint8(downsample(a, max_px), 1.0, 99.8)
     buf = io.BytesIO()
-    Image.fromarray(d, "L").save(buf, "PNG", optimize=True)
-    return {"src": _uri(buf.getvalue(), "image/png"), "shape": list(d.shape)}
+    Image.fromarray(d, "L").save(buf, "WEBP", quality=quality)
+    return {"src": _uri(buf.getvalue(), "image/webp"), "shape": list(d.shape)}
 
 
-def map_png(a: np.ndarray, max_px: int, mask: np.ndarray | None = None, cmap: str = "RdBu_r",
-            symmetric: bool = True, vmin: float | None = None, vmax: float | None = None) -> dict:
-    """A scalar map as colour PNG (invalid pixels transparent) with its colour range.
+def map_image(a: np.ndarray, max_px: int, mask: np.ndarray | None = None, cmap: str = "RdBu_r",
+              symmetric: bool = True, vmin: float | None = None, vmax: float | None = None,
+              quality: int = 80) -> dict:
+    """A scalar map as colour WebP (invalid pixels transparent) with its colour range.
 
     Returns ``{"src", "shape", "vmin", "vmax", "cmap"}``; the range is symmetric about 0 at the 99th
     percentile of |value| when ``symmetric`` (strain, rotation), else the 1-99 percentiles.
@@ -86,24 +91,24 @@ def map_png(a: np.ndarray, max_px: int, mask: np.ndarray | None = None, cmap: st
     rgba = colormaps[cmap]((np.where(fin, d, vmin) - vmin) / (vmax - vmin), bytes=True)
     rgba[..., 3] = np.where(fin, 255, 0)
     buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, "PNG", optimize=True)
-    return {"src": _uri(buf.getvalue(), "image/png"), "shape": list(d.shape), "vmin": float(vmin),
+    Image.fromarray(rgba, "RGBA").save(buf, "WEBP", quality=quality, alpha_quality=100)
+    return {"src": _uri(buf.getvalue(), "image/webp"), "shape": list(d.shape), "vmin": float(vmin),
             "vmax": float(vmax), "cmap": cmap}
 
 
-def figure_file(path: str | Path, max_px: int) -> dict:
-    """A PNG figure file, shrunk to a longest side of ``max_px`` (as PNG, or JPEG when much smaller)."""
+def figure_file(path: str | Path, max_px: int, keep_bytes: int = 300_000) -> dict:
+    """A PNG figure file: embedded as is when small (<= ``keep_bytes`` and ``max_px``), else shrunk to
+    a longest side of ``max_px`` and re-encoded as WebP (quality 88)."""
+    path = Path(path)
     im = Image.open(path)
+    if path.stat().st_size <= keep_bytes and max(im.size) <= max_px:
+        return {"src": _uri(path.read_bytes(), "image/png"), "size": list(im.size)}
     im.load()
-    if im.mode not in ("RGB", "RGBA", "L"):
+    if im.mode not in ("RGB", "RGBA"):
         im = im.convert("RGBA")
     if max(im.size) > max_px:
         s = max_px / max(im.size)
         im = im.resize((max(1, round(im.size[0] * s)), max(1, round(im.size[1] * s))), Image.LANCZOS)
-    png = io.BytesIO()
-    im.save(png, "PNG", optimize=True)
-    jpg = io.BytesIO()
-    im.convert("RGB").save(jpg, "JPEG", quality=88)
-    if jpg.tell() < 0.5 * png.tell():
-        return {"src": _uri(jpg.getvalue(), "image/jpeg"), "size": list(im.size)}
-    return {"src": _uri(png.getvalue(), "image/png"), "size": list(im.size)}
+    buf = io.BytesIO()
+    im.save(buf, "WEBP", quality=88)
+    return {"src": _uri(buf.getvalue(), "image/webp"), "size": list(im.size)}

@@ -41,12 +41,12 @@ def index_payload(tsv: str | Path, samples_with_page: list[str] | None = None) -
             if "zone" in k and r.get(k) is not None:
                 r[k] = str(r[k])
     strain = []
-    for c in ("exx", "eyy", "exy", "rotation_deg"):
+    for c in ("exx", "eyy", "exy"):
         mean = f"strain.{c}.mean"
         if mean in cols:
             err = next((e for e in (f"strain.{c}.sigma", f"strain_sigma.{c}.mean", f"strain.{c}.std") if e in cols), None)
             strain.append({"name": c, "mean": mean, "err": err})
-    lattice = [c for c in cols if re.search(r"(lattice|a_nm|_abc|d_spacing|a_from_g)", c) and
+    lattice = [c for c in cols if re.search(r"(^|[._])(lattice|a_nm|abc_nm|d_spacing|a_from_g)", c) and
                any(isinstance(r.get(c), float) for r in rows)]
     layer = next((c for c in ("layer", "layer_name", "gpa.layer") if c in cols), "image")
     numeric = [c for c in cols if any(isinstance(r.get(c), float) for r in rows)]

@@ -17,8 +17,10 @@
     sel("filter-phase", "phase", uniq("phase"), "phase"),
     sel("filter-layer", "layer (" + data.layer + ")", uniq(data.layer), "layer"),
     sel("filter-sample", "sample", uniq("sample"), "sample"),
+    el("label", {}, "distribution of ", el("select", {id: "dist-column", onchange: () => update()},
+      data.numeric.filter((c) => !["region"].includes(c)).map((c) => el("option", {value: c, text: c, selected: c === (data.numeric.includes("scale_factor") ? "scale_factor" : data.numeric[0])})))),
     el("span", {id: "count"}));
-  const show = ["sample", "image", "region", "phase", "zone_axis", "identified", "confidence", "phase_score",
+  const show = ["sample", "image", "region", "phase", "zone_axis", "identified", "ambiguous", "state", "override", "confidence", "phase_score",
     ...data.strain.flatMap((s) => [s.mean, s.err]).filter((x) => x), ...data.lattice, "area_nm2"]
     .filter((c, i, a) => c && a.indexOf(c) === i && data.columns.includes(c));
   if (data.layer !== "image" && !show.includes(data.layer)) show.splice(3, 0, data.layer);
@@ -67,6 +69,16 @@
       const d = plotDiv("plot-strain", "Strain per region (mean with error bars)");
       Plotly.react(d, traces, layout("strain (1; rotation in deg)"), plotCfg).then(() => clickable(d));
     }
+    {
+      const c = document.getElementById("dist-column").value;
+      const traces = Object.entries(byPhase).map(([ph, rs]) => { const ok = rs.filter((r) => typeof r[c] === "number");
+        return {type: "scatter", mode: "markers", name: ph, marker: {color: phaseColour(ph), size: 9},
+          x: ok.map(keyOf), y: ok.map((r) => r[c]), customdata: ok.map(link)}; });
+      const d = plotDiv("plot-column", "Any column per region");
+      Plotly.react(d, traces, layout(c), plotCfg).then(() => clickable(d));
+    }
+    if (!data.lattice.length) plotDiv("plot-lattice", "Lattice parameters").replaceChildren(
+      el("p", {class: "hint", text: "summary.tsv has no lattice-parameter columns (lattice*, a_nm, d_spacing, a_from_g)"}));
     if (data.lattice.length) {
       const traces = data.lattice.map((c) => { const rs = sel.filter((r) => typeof r[c] === "number");
         return {type: "scatter", mode: "markers", name: c, x: rs.map(keyOf), y: rs.map((r) => r[c]), customdata: rs.map(link)}; });

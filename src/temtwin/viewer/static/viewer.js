@@ -203,7 +203,8 @@
     const cand = r.candidates;
     if (!cand || !cand.rows.length) return el("p", {class: "hint", text: "no ranked candidates (no lattice found in the FFT)"});
     const cols = cand.columns, ix = Object.fromEntries(cols.map((c, i) => [c, i]));
-    const shown = cols.filter((c) => !["zone_u", "zone_v", "zone_w", "space_group"].includes(c));
+    const first = ["rank", "phase"].filter((c) => cols.includes(c));
+    const shown = first.concat(cols.filter((c) => !first.includes(c) && !["zone_u", "zone_v", "zone_w", "space_group"].includes(c)));
     const head = el("tr", {}, shown.map((c) => el("th", {text: c === "scale_factor" ? "scale factor (implied calibration)" : c.replace(/_/g, " ")})));
     head.insertBefore(el("th", {text: "zone axis"}), head.children[Math.min(2, head.children.length)]);
     head.append(el("th", {text: ""}));
