@@ -168,7 +168,8 @@ def test_sample_page_click_region_and_pick(run, browser):
     shutil.copy(path, run["work"] / "downloaded_overrides.yaml")
     # the other corrections: amorphous replaces the pick, undo clears it
     page.click("#mark-amorphous")
-    assert yaml.safe_load(page.inner_text("#overrides-yaml"))["images"]["img"]["regions"]["1"] == {"action": "amorphous"}
+    doc = yaml.safe_load(page.inner_text("#overrides-yaml"))
+    assert doc["images"]["img"]["regions"]["1"] == {"action": "amorphous"}
     page.screenshot(path=str(run["art"] / "viewer_corrected.png"))
     page.click("#overrides-list button")
     assert yaml.safe_load(page.inner_text("#overrides-yaml"))["images"] == {}

@@ -64,7 +64,7 @@ def _table(g) -> dict:
         row = []
         for c in cols:
             v = _s(t[c][i])
-            row.append(round(v, 5) if isinstance(v, float) else v)
+            row.append(float(f"{v:.5g}") if isinstance(v, float) else v)
         rows.append(row)
     return {"columns": cols, "rows": rows}
 

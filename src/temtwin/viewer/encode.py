@@ -1,8 +1,9 @@
 """Arrays and figure files -> small ``data:`` URIs embedded in the viewer pages.
 
 Micrographs become 8-bit JPEG (display contrast: 0.5-99.5 percentile), maps and FFTs colour-mapped
-WebP (lossy colour, lossless alpha: invalid pixels transparent); every image is downsampled (area averaging) to a longest side in px
-set by config ``viewer`` so that a page stays small (a few MB for 2048² images).
+WebP (lossy colour, lossless alpha: invalid pixels transparent); every image is downsampled (area
+averaging) to a longest side in px set by config ``viewer`` so that a page stays small (a few MB for
+2048² images).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def index_payload(tsv: str | Path, samples_with_page: list[str] | None = None) -
     for c in ("exx", "eyy", "exy"):
         mean = f"strain.{c}.mean"
         if mean in cols:
-            err = next((e for e in (f"strain.{c}.sigma", f"strain_sigma.{c}.mean", f"strain.{c}.std") if e in cols), None)
+            errs = (f"strain.{c}.sigma", f"strain_sigma.{c}.mean", f"strain.{c}.std")
+            err = next((e for e in errs if e in cols), None)
             strain.append({"name": c, "mean": mean, "err": err})
     lattice = [c for c in cols if re.search(r"(^|[._])(lattice|a_nm|abc_nm|d_spacing|a_from_g)", c) and
                any(isinstance(r.get(c), float) for r in rows)]
