@@ -304,6 +304,9 @@
       const p = data.stack.images[imName];
       card.append(el("h3", {text: "Placement in the overview"}), kvTable({overview: data.stack.overview, parent: p.parent, offset_nm: p.offset_nm,
         scale: p.scale, rotation_deg: p.rotation_deg, confidence: p.confidence, accepted: p.accepted}));
+      if (data.stack.overview !== imName) card.append(el("p", {class: "hint", text: p.accepted
+        ? "the region's outline is drawn in green on the overview image"
+        : "placement not accepted by register_stack: the region is not drawn on the overview"}));
     }
     if (im.simulation && im.simulation.maps.length) {
       card.append(el("h3", {text: "Simulated image and residual"}));
@@ -312,7 +315,7 @@
     }
     card.append(el("details", {}, el("summary", {text: "all region fields (summary.json)"}), kvTable(flatten(s))));
     panel.append(card);
-    if (hasPlotly) { fftPlot(fft, r); after.forEach((f) => f()); }
+    if (hasPlotly) { fftPlot(fft, r); after.forEach((f) => f()); showInOverview(imName, r); }
     if (hasPlotly) {
       const plot = document.getElementById("plot-" + imName);
       if (plot && plot.data) {
@@ -322,6 +325,22 @@
         Plotly.restyle(plot, {"line.width": widths}, idx);
       }
     }
+  }
+  function showInOverview(imName, r) {
+    // the selected region's outline mapped into the overview through stack.h5's affine transform
+    const st = data.stack;
+    if (!hasPlotly || !st || !st.images || st.overview === imName || !st.images[imName] || !st.images[imName].accepted) return;
+    const ov = imagesByName[st.overview], plot = document.getElementById("plot-" + st.overview);
+    const T = st.images[imName].transform, im = imagesByName[imName];
+    if (!ov || !plot || !plot.data || !T || !r.contour) return;
+    const pts = r.contour.concat([r.contour[0]]).map(([x, y]) => {
+      const c = x / im.pixel_size_nm[0], rr = y / im.pixel_size_nm[1];
+      return [(T[0][0] * c + T[0][1] * rr + T[0][2]) * ov.pixel_size_nm[0], (T[1][0] * c + T[1][1] * rr + T[1][2]) * ov.pixel_size_nm[1]];
+    });
+    const idx = plot.data.findIndex((d) => d.name === "selected region");
+    if (idx >= 0) Plotly.deleteTraces(plot, idx);
+    Plotly.addTraces(plot, {type: "scatter", mode: "lines", name: "selected region", x: pts.map((p) => p[0]), y: pts.map((p) => p[1]),
+      line: {color: "#00e676", width: 3}, hoverinfo: "text", text: `${imName} region ${r.label}`, showlegend: false});
   }
   // ---------------------------------------------------------------- sample-level content
   function renderSampleExtra() {
