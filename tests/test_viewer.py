@@ -31,6 +31,7 @@ import h5py
 import numpy as np
 import pytest
 import yaml
+from browser import launch, need_browser, open_page
 from conftest import REPO, write_hspy
 
 from temtwin.io.h5 import read_table
@@ -41,31 +42,10 @@ CFG = {"stages": {"fem_geometry": False, "atomic_model": False, "keating": False
                   "tight_binding": False}}
 
 
-def chromium() -> str | None:
-    for c in (os.environ.get("TEMTWIN_CHROMIUM"), "chromium", "chromium-browser", "google-chrome"):
-        if c and shutil.which(c):
-            return shutil.which(c)
-    return None
-
-
-def _need_browser():
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        reason = "playwright is not installed (pip install playwright)"
-    else:
-        if chromium():
-            return
-        reason = "no Chromium found (Debian: apt-get install chromium; or set TEMTWIN_CHROMIUM)"
-    if os.environ.get("TEMTWIN_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"browser tests required (TEMTWIN_REQUIRE_BROWSER=1) but {reason}")
-    pytest.skip(f"browser tests skipped: {reason}")
-
-
 def snakemake(work: Path, *args):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "cfg.yaml"), "--cores", "2",
-           "--config", f"dataset={work / 'data'}", f"results={work / 'results'}", *args]
+           "--configfile", str(work / "cfg.yaml"), "--cores", "2", *args,
+           "--config", f"dataset={work / 'data'}", f"results={work / 'results'}"]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=work)
 
 
@@ -111,23 +91,13 @@ def test_pages_built_offline(run):
 
 @pytest.fixture(scope="module")
 def browser():
-    _need_browser()
+    need_browser()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium(), args=["--no-sandbox"])
+        b = launch(p)
         yield b
         b.close()
-
-
-def _open(browser, url):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    errors = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url)
-    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length > 0")
-    return page, errors
 
 
 def _runner_up(cand, call):
@@ -137,7 +107,7 @@ def _runner_up(cand, call):
 
 
 def test_sample_page_click_region_and_pick(run, browser):
-    page, errors = _open(browser, (run["results"] / "tiny" / "viewer.html").as_uri())
+    page, errors = open_page(browser, (run["results"] / "tiny" / "viewer.html").as_uri())
     # click the region's label marker on the image plot (a real mouse click at its data position)
     xy = page.evaluate("""() => { const gd = document.getElementById('plot-img');
         const t = gd.data.find((d) => d.name === 'labels'); const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
@@ -182,7 +152,7 @@ def test_index_lists_every_region(run, browser):
 
     with open(run["results"] / "summary.tsv") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
-    page, errors = _open(browser, (run["results"] / "index.html").as_uri())
+    page, errors = open_page(browser, (run["results"] / "index.html").as_uri())
     keys = page.eval_on_selector_all("#regions-table tr[data-key]", "els => els.map((e) => e.dataset.key)")
     assert sorted(keys) == sorted(f"{r['sample']}/{r['image']}/{r['region']}" for r in rows)
     href = page.get_attribute("#regions-table tr[data-key] a", "href")

@@ -220,3 +220,26 @@ def _datasets(path):
     with h5py.File(path) as f:
         f.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
     return out
+
+
+def test_demo_viewer_pages_load_in_a_browser(demo_run):
+    """The demo's viewer.html and index.html load from file:// without console errors (screenshots
+    go to $TEMTWIN_ARTEFACTS when set)."""
+    from browser import launch, need_browser, open_page
+
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
+    res = demo_run["results"]
+    art = Path(os.environ.get("TEMTWIN_ARTEFACTS") or demo_run["work"] / "screenshots")
+    art.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = launch(p)
+        page, errors = open_page(b, (res / "sige_qw_device" / "viewer.html").as_uri())
+        page.click('button[data-region="hrtem/1"]')
+        assert page.inner_text("#region-phase").startswith(_hrtem_regions(demo_run["summary"])["1"]["phase"])
+        page.screenshot(path=str(art / "demo_viewer.png"))
+        page2, errors2 = open_page(b, (res / "index.html").as_uri())
+        page2.screenshot(path=str(art / "demo_index.png"))
+        b.close()
+    assert errors == [] and errors2 == []
