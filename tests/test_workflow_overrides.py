@@ -153,3 +153,30 @@ def test_phase_id_honours_pick_and_amorphous(peaks_scene, tmp_path):
                                                                  "zone_axis": [9, 7, 5]}}}}})
     with pytest.raises(UserError, match="not among its candidates"):
         run_phase(_phase_ctx(peaks_scene, tmp_path / "bad", [bad]))
+
+
+def test_segment_stage_honours_exclude_and_merge(tmp_path):
+    """Rule segment with a hand-drawn label map (4 horizontal bands) and overrides: band 4 excluded,
+    band 3 merged into band 2; the other labels keep their numbers."""
+    from temtwin.segment.stage import run as run_segment
+
+    img = np.random.default_rng(0).normal(100, 5, (64, 48)).astype(np.float32)
+    m = Micrograph(img, (0.05, 0.05), name="img", sample="s",
+                   meta={"units": "counts", "source_file": "img.tif", "source_sha256": "0", "mode": "TEM"})
+    with atomic_h5(tmp_path / "image.h5") as f:
+        write_image_h5(f, m)
+    bands = np.repeat(np.arange(1, 5, dtype=np.int32), 16)[:, None].repeat(48, 1)
+    np.save(tmp_path / "img.npy", bands)
+    ov = _write(tmp_path, {"images": {"img": {"regions": {"4": {"action": "exclude"}}, "merge": [[3, 2]]}}})
+    ctx = StageContext.create("segment", {"image": str(tmp_path / "image.h5"), "override": [str(tmp_path / "img.npy")],
+                                          "overrides": [ov]},
+                              {"h5": str(tmp_path / "segmentation.h5"), "figures": str(tmp_path / "figs")},
+                              wildcards={"sample": "s", "image": "img"})
+    run_segment(ctx)
+    with h5py.File(tmp_path / "segmentation.h5", "r") as f:
+        labels = f["labels"][()]
+        assert f.attrs["source"] == "override+overrides" and json.loads(f.attrs["overrides"])["exclude"] == [4]
+        assert sorted(f["contours"]) == ["1", "2"]
+        assert read_table(f["regions"])["area_nm2"].tolist() == pytest.approx([16 * 48 * 0.0025, 32 * 48 * 0.0025])
+    assert np.array_equal(labels, np.vectorize({1: 1, 2: 2, 3: 2, 4: 0}.get)(bands))
+    assert set(read_summary(tmp_path / "segmentation.h5")["regions"]) == {"1", "2"}
