@@ -13,6 +13,7 @@ folder (e.g. the demo's).
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -121,7 +122,8 @@ def main() -> None:
              "Interactive pages (`viewer.html` per sample, `index.html`): size and build time. Targets: ≤ 5 MB "
              "per sample page for a 2048² image, ≤ 10 s per sample. plotly.js (4.8 MB) is shipped once per "
              "results folder (`viewer_assets/plotly.min.js`), not counted in a page.", "",
-             f"Machine: {machine()}; single process, best of 2 builds; `python bench/bench_viewer.py`.", "",
+             f"Machine: {machine()}; load average {os.getloadavg()[0]:.1f} during the run (shared machine: "
+             "times are upper bounds); single process, best of 2 builds; `python bench/bench_viewer.py`.", "",
              "| sample | build time (s) | page size (MB) | target |", "| --- | --- | --- | --- |"]
     for name, t, mb in rows + extra:
         lines.append(f"| {name} | {t:.2f} | {mb:.2f} | ≤ 10 s, ≤ 5 MB: "

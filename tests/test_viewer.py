@@ -207,4 +207,4 @@ def test_override_reruns_only_affected_jobs_and_changes_summary(run):
     # a broken file: one line naming it
     ov.write_text("images: {img: {regions: {'1': {action: pick}}}}\n")
     r = snakemake(work, "-n")
-    assert r.returncode != 0 and "overrides.yaml" in r.stderr and "zone_axis" in r.stderr
+    assert r.returncode != 0 and "overrides.yaml" in r.stderr and "required property" in r.stderr
