@@ -100,6 +100,9 @@ def image_payload(folder: Path, name: str, summary: dict, cfg: dict) -> dict:
             out["segmentation"] = {k: v for k, v in _attrs(f).items() if k in ("method", "source", "overrides")}
             for lab, ds in (f.get("contours") or {}).items():
                 regions.setdefault(lab, {"label": lab, "summary": {}})["contour"] = _poly(ds[()])
+            if "regions" in f and max(img.shape) > int(cfg["display_px"]):
+                _optional("full-resolution details", notes, _details, img, px, read_table(f["regions"]), regions,
+                          int(cfg["detail_px"]), int(cfg["jpeg_quality"]))
     pk = folder / "peaks.h5"
     if pk.is_file():
         _optional("FFTs and peaks", notes, _read_peaks, pk, regions, int(cfg["fft_px"]))
@@ -115,6 +118,20 @@ def image_payload(folder: Path, name: str, summary: dict, cfg: dict) -> dict:
                                           int(cfg["map_px"]))
     out["figures"] = _figures(folder / "figures", IMAGE_FIGURE_STAGES, int(cfg["figure_px"]), notes)
     return out
+
+
+def _details(img, px, table, regions: dict, size: int, quality: int) -> None:
+    """Full-resolution crops (``size`` px square, centred on each region's bounding box) for images
+    shown downsampled: the lattice at native sampling where the user looks, not everywhere."""
+    for lab, bb in zip(table["label"], table["bbox_px"]):
+        r0, c0, r1, c1 = (int(v) for v in bb)
+        cr, cc = (r0 + r1) // 2, (c0 + c1) // 2
+        h, w = min(size, img.shape[0]), min(size, img.shape[1])
+        top = int(np.clip(cr - h // 2, 0, img.shape[0] - h))
+        left = int(np.clip(cc - w // 2, 0, img.shape[1] - w))
+        crop = img[top:top + h, left:left + w]
+        regions.setdefault(str(int(lab)), {"label": str(int(lab)), "summary": {}})["detail"] = {
+            **encode.gray_jpeg(crop, size, quality), "origin_nm": [left * px[0], top * px[1]]}
 
 
 def _read_peaks(path: Path, regions: dict, fft_px: int) -> None:

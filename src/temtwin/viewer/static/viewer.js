@@ -211,9 +211,11 @@
     const t = el("table", {class: "candidates", id: "candidates"}, head);
     const call = regionCall(r);
     const ov = ((OV.images[im.name] || {}).regions || {})[r.label];
+    let seen = false;
     for (const row of cand.rows) {
       const zone = [row[ix.zone_u], row[ix.zone_v], row[ix.zone_w]];
-      const cur = row[ix.phase] === call.phase && zone.join() === call.zone.join();
+      const cur = !seen && row[ix.phase] === call.phase && zone.join() === call.zone.join();
+      seen = seen || cur;
       const picked = ov && ov.action === "pick" && ov.phase === row[ix.phase] && ov.zone_axis.join() === zone.join();
       const tr = el("tr", {class: picked ? "picked" : cur ? "current" : null, "data-phase": row[ix.phase], "data-zone": zone.join(" ")},
         shown.map((c) => el("td", {text: fmt(row[ix[c]])})));
@@ -287,6 +289,11 @@
       el("button", {id: "mark-excluded", text: "exclude region", onclick: () => setAction(imName, label, {action: "exclude"})}), " ",
       "merge with ", sel, el("button", {id: "merge", text: "merge", onclick: () => addMerge(imName, label, sel.value)})));
     card.append(el("h3", {text: "Ranked candidates"}), candidateTable(im, r));
+    let detail = null;
+    if (r.detail) {
+      detail = el("div", {class: "plot fft", id: "detail-plot"});
+      card.append(el("h3", {text: `Full resolution (${r.detail.shape[1]}×${r.detail.shape[0]} px around the region)`}), detail);
+    }
     const fft = el("div", {class: "plot fft", id: "fft-plot"});
     card.append(el("h3", {text: "FFT: detected peaks and indexed spots"}), fft);
     // strain
@@ -315,6 +322,14 @@
     }
     card.append(el("details", {}, el("summary", {text: "all region fields (summary.json)"}), kvTable(flatten(s))));
     panel.append(card);
+    if (hasPlotly && detail) {
+      const [ox, oy] = r.detail.origin_nm, [px, py] = im.pixel_size_nm;
+      const tr = [imageTrace(r.detail, ox + px / 2, oy + py / 2, px, py)];
+      if (r.contour) tr.push({type: "scatter", mode: "lines", x: [...r.contour.map((p) => p[0]), r.contour[0][0]],
+        y: [...r.contour.map((p) => p[1]), r.contour[0][1]], line: {color: phaseColour(call.phase), width: 2}, hoverinfo: "skip", showlegend: false});
+      Plotly.newPlot(detail, tr, {margin: {l: 45, r: 5, t: 10, b: 35}, xaxis: {title: "x (nm)", constrain: "domain",
+        range: [ox, ox + r.detail.shape[1] * px]}, yaxis: {title: "y (nm)", scaleanchor: "x", range: [oy + r.detail.shape[0] * py, oy]}}, plotCfg);
+    }
     if (hasPlotly) { fftPlot(fft, r); after.forEach((f) => f()); showInOverview(imName, r); }
     if (hasPlotly) {
       const plot = document.getElementById("plot-" + imName);
