@@ -117,7 +117,7 @@ def main() -> None:
         for sj in sorted(res.glob("*/summary.json")):
             ims = [p.parent.name for p in sorted((sj.parent).glob("*/image.h5"))]
             t2, mb2 = measure(res, sj.parent.name, ims, cfg)
-            extra.append((f"{sj.parent.name} ({len(ims)} images, {res})", t2, mb2))
+            extra.append((f"demo {sj.parent.name} ({len(ims)} image(s), `make demo` results)", t2, mb2))
     lines = ["## viewer", "",
              "Interactive pages (`viewer.html` per sample, `index.html`): size and build time. Targets: ≤ 5 MB "
              "per sample page for a 2048² image, ≤ 10 s per sample. plotly.js (4.8 MB) is shipped once per "
