@@ -39,6 +39,7 @@ include: "rules/keating.smk"
 include: "rules/phonons.smk"
 include: "rules/tight_binding.smk"
 include: "rules/summarize.smk"
+include: "rules/viewer.smk"
 
 
 rule all:

@@ -6,6 +6,7 @@ rule phase_id:
         peaks=f"{R}/{{sample}}/{{image}}/peaks.h5",
         cifs=W.phase_files,
         settings=W.sample_files,
+        overrides=W.overrides_input("phase_id"),
     output:
         h5=f"{R}/{{sample}}/{{image}}/phases.h5",
         figures=report(
@@ -15,7 +16,7 @@ rule phase_id:
             subcategory="{sample}/{image}",
         ),
     params:
-        settings=W.settings("phase_id"),
+        settings=W.settings("phase_id", overrides="phase_id"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/phase_id.log",
     benchmark:

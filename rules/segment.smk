@@ -3,6 +3,7 @@ rule segment:
     input:
         image=f"{R}/{{sample}}/{{image}}/image.h5",
         override=W.label_override,
+        overrides=W.overrides_input("segment"),
     output:
         h5=f"{R}/{{sample}}/{{image}}/segmentation.h5",
         figures=report(
@@ -12,7 +13,7 @@ rule segment:
             subcategory="{sample}/{image}",
         ),
     params:
-        settings=W.settings("segmentation"),
+        settings=W.settings("segmentation", overrides="segment"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/segment.log",
     benchmark:

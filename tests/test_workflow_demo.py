@@ -238,5 +238,29 @@ def test_a_gpa_setting_reruns_gpa_and_its_dependents_only(demo_run):
     jobs.pop("all", None)      # the target rule
     n_images = len(demo_run["summary"]["images"])
     assert jobs.pop("gpa") == n_images
-    assert set(jobs) == {"register_stack", "fem_geometry", "atomic_model", "keating", "phonons", "tb_moments",
-                         "tb_ldos", "summarize", "summary_table"}, jobs
+    assert set(jobs) == {"register_stack", "fem_geometry", "fem_relax", "spin_orbit", "atomic_model", "keating",
+                         "phonons", "tb_moments", "tb_ldos", "summarize", "summary_table", "viewer",
+                         "viewer_index"}, jobs
+
+
+def test_demo_viewer_pages_load_in_a_browser(demo_run):
+    """The demo's viewer.html and index.html load from file:// without console errors (screenshots
+    go to $TEMTWIN_ARTEFACTS when set)."""
+    from browser import launch, need_browser, open_page
+
+    need_browser()
+    from playwright.sync_api import sync_playwright
+
+    res = demo_run["results"]
+    art = Path(os.environ.get("TEMTWIN_ARTEFACTS") or demo_run["work"] / "screenshots")
+    art.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = launch(p)
+        page, errors = open_page(b, (res / "sige_qw_device" / "viewer.html").as_uri())
+        page.click('button[data-region="hrtem/1"]')
+        assert page.inner_text("#region-phase").startswith(_hrtem_regions(demo_run["summary"])["1"]["phase"])
+        page.screenshot(path=str(art / "demo_viewer.png"))
+        page2, errors2 = open_page(b, (res / "index.html").as_uri())
+        page2.screenshot(path=str(art / "demo_index.png"))
+        b.close()
+    assert errors == [] and errors2 == []

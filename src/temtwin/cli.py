@@ -3,6 +3,7 @@
     temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [--set a.b=V ...] [-- SNAKEMAKE ARGS...]
     temtwin check [--config FILE] [--dataset DIR] [--set a.b=V ...]   validate config and dataset
     temtwin info FILE                               read one micrograph and print its calibration
+    temtwin view RESULTS                            (re)build the interactive pages viewer.html, index.html
     temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.peaks.train)
 
 User errors print one line ``temtwin: error: ...`` and exit with status 1.
@@ -107,6 +108,19 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_view(args: argparse.Namespace) -> int:
+    from .viewer.stage import view
+
+    cfg = {}
+    if args.config:
+        import yaml
+
+        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
+    for p in view(args.results, {"viewer": cfg.get("viewer", {})}):
+        print(p)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     extra: list[str] = []
@@ -129,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                        help="set a (nested) config key, e.g. --set gpa.resolution_nm=1.5 (repeatable)")
     i = sub.add_parser("info", help="read one micrograph and print its calibration")
     i.add_argument("file")
+    v = sub.add_parser("view", help="(re)build the interactive pages (viewer.html per sample, index.html)")
+    v.add_argument("results", help="the workflow's results folder")
+    v.add_argument("--config", help="config file whose `viewer:` section to use")
     sub.add_parser("train-unet", help="train the FFT-peak U-Net", add_help=False)
     if argv and argv[0] == "train-unet":
         from .peaks.train import main as train_main
@@ -142,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_check(args)
         if args.command == "info":
             return _cmd_info(args)
+        if args.command == "view":
+            return _cmd_view(args)
     except UserError as err:
         print(f"temtwin: error: {err}", file=sys.stderr)
         return 1

@@ -314,8 +314,9 @@ def run(ctx) -> None:
         ctx.progress(i + 1, len(labels_sorted), "regions")
     n_cryst = sum(bool(cs and cs[0].identified) for cs in results.values())
     cal = image_calibration(results, mcfg, float(cfg["shared_calibration_sigma"]))
+    mcfg_used = mcfg
     if cfg["shared_calibration"] and cal is not None and n_cryst >= 2:
-        mcfg2 = shared_settings(mcfg, cal, cfg["shared_calibration_sigma"])
+        mcfg2 = mcfg_used = shared_settings(mcfg, cal, cfg["shared_calibration_sigma"])
         ctx.log.info("phase_id: image calibration %.4f from regions %s; identifying every region again with "
                      "the calibration prior centred there (sigma %.3f)", cal.scale,
                      ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
@@ -328,6 +329,12 @@ def run(ctx) -> None:
                              name(crystals))
             results[label], spots_of[label], reasons[label] = crystals, spots, reason
             ctx.progress(i + 1, len(labels_sorted), "regions (shared calibration)")
+    overridden = {}
+    for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
+        from ..workflow.overrides import apply_phase, read_overrides, stage_actions
+
+        acts = stage_actions(read_overrides(ov), ctx.wildcards.get("image", ""), "phase_id")
+        overridden = apply_phase(acts, results, reasons, spots_of, lib, mcfg_used, scan_rows, ov, ctx.log)
     byname = {p.name: p for p in phases}
     rel = relative_orientations(results, byname)
     # Bragg maps need the image and labels
@@ -381,6 +388,10 @@ def run(ctx) -> None:
                                       "shared": bool(cfg["shared_calibration"] and n_cryst >= 2)}
         if rel:
             summary["relative_orientations"] = rel
+        if overridden:
+            from ..workflow.overrides import annotate_phase
+
+            annotate_phase(f, summary, overridden)
         set_summary(f, summary)
     figdir = Path(ctx.output["figures"])
     figdir.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,13 @@ def run(ctx) -> None:
     if override:
         ctx.log.info("segment: using the hand-made label map %s", override)
     labels, attrs = segment_image(m, cfg, override)
+    for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
+        from ..workflow.overrides import apply_segment, read_overrides, stage_actions
+
+        acts = stage_actions(read_overrides(ov), ctx.wildcards.get("image", ""), "segment")
+        labels, extra = apply_segment(labels, acts, ov)
+        attrs.update(extra, source=f"{attrs['source']}+overrides")
+        ctx.log.info("segment: overrides %s applied from %s", extra["overrides"], ov)
     ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
     with ctx.h5("h5") as f:
         out = write_segmentation(f, m, labels, attrs, cfg.get("contour_tolerance_nm"))

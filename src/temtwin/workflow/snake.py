@@ -24,6 +24,10 @@ class Workflow:
         self.config = load_config(config)
         self.results = self.config["results"].rstrip("/")
         self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
+        from .overrides import FILENAME, read_overrides
+
+        self.overrides = {s: read_overrides(p, s) for s, smp in self.samples.items()
+                          if (p := smp.path / FILENAME).is_file()}
         self._sections: dict[tuple[str, str | None], dict] = {}
         for name, smp in self.samples.items():   # a wrong override stops the run at start, naming the file
             for section in (smp.settings.get("overrides") or {}):
@@ -99,7 +103,7 @@ class Workflow:
     def chunks(self) -> list[int]:
         return list(range(int(self.config["tight_binding"]["n_chunks"])))
 
-    def settings(self, *sections: str):
+    def settings(self, *sections: str, overrides: str | None = None):
         """A rule's ``params: settings=``: the config sections its stage reads, and the seed.
 
         Each section is the global one with the sample's ``sample.yaml`` ``overrides.<section>`` merged in
@@ -107,10 +111,21 @@ class Workflow:
         ``params`` rerun trigger compares these values with those recorded when the job last ran, so
         changing one key of one section (globally or in one sample's overrides) reruns exactly that
         stage and what depends on it.  Every rule declares the sections it uses this way.
+
+        With ``overrides=<rule>`` (segment, phase_id) the settings also carry, when the job's image has
+        corrections in the sample's overrides.yaml (written by the viewer), their slice (``overrides``), so
+        editing that file reruns exactly the jobs whose corrections changed.
         """
         def f(wc):
             sample = getattr(wc, "sample", None)
-            return {"seed": int(self.config["seed"]), **{s: self.section_for(s, sample) for s in sections}}
+            out = {"seed": int(self.config["seed"]), **{s: self.section_for(s, sample) for s in sections}}
+            if overrides is not None:
+                from .overrides import stage_actions
+
+                acts = stage_actions(self.overrides.get(sample), getattr(wc, "image", None), overrides)
+                if acts:
+                    out["overrides"] = acts
+            return out
         return f
 
     def section_for(self, section: str, sample: str | None = None) -> dict:
@@ -121,6 +136,34 @@ class Workflow:
             ov = sample_overrides(smp, section) if smp else {}
             self._sections[key] = merged_section(self.config, section, ov, smp.sample_yaml if smp else None)
         return self._sections[key]
+
+    def overrides_input(self, stage: str):
+        """Input function: the sample's overrides.yaml for a ``stage`` job that has corrections to honour.
+
+        Marked ``ancient`` so that editing the file reruns only the jobs whose own slice changed (the
+        slice is the rule's ``params: overrides=``, see :meth:`overrides_params`); adding or removing a
+        job's first correction changes its input list, which reruns it too.
+        """
+        def f(wc):
+            from snakemake.io import ancient
+
+            from .overrides import FILENAME, stage_actions
+
+            if not stage_actions(self.overrides.get(wc.sample), wc.image, stage):
+                return []
+            return [ancient(str(self.samples[wc.sample].path / FILENAME))]
+        return f
+
+    def overrides_file(self, wc) -> list[str]:
+        """The sample's overrides.yaml when present (the viewer shows the corrections already made)."""
+        from .overrides import FILENAME
+
+        p = self.samples[wc.sample].path / FILENAME
+        return [str(p)] if p.is_file() else []
+
+    def viewer_inputs(self, wc) -> list[str]:
+        """Every result file the viewer page of a sample reads (per-image files and the stage sinks)."""
+        return self.sample_targets(wc.sample) + [self.r(wc.sample, "summary.json")]
 
     def enabled(self, stage: str) -> bool:
         return bool(self.config["stages"].get(stage, True))
@@ -152,7 +195,10 @@ class Workflow:
                   file=sys.stderr)
 
     def all_targets(self) -> list[str]:
-        return [self.r(s, "summary.json") for s in self.samples] + [self.r("summary.tsv")]
+        t = [self.r(s, "summary.json") for s in self.samples] + [self.r("summary.tsv")]
+        if self.enabled("viewer"):
+            t += [self.r(s, "viewer.html") for s in self.samples] + [self.r("index.html")]
+        return t
 
 
 def make_workflow(config: dict) -> Workflow:

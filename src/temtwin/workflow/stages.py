@@ -69,9 +69,15 @@ STAGES: tuple[Stage, ...] = (
           "KPM moments", switch="tight_binding", requires=("atomic_model",), summary=False),
     Stage("tb_ldos", "tight_binding", "sample", "tb.h5", "temtwin.physics.tb_stage:run_ldos", "Electronic LDOS",
           switch="tight_binding", requires=("atomic_model",)),
+    Stage("viewer_assets", "viewer", "run", "viewer_assets/plotly.min.js", "temtwin.viewer.stage:run_assets",
+          "Viewer assets", switch="viewer", summary=False),
     Stage("summarize", "", "sample", "summary.json", "temtwin.report.summary:run", "Summary", summary=False),
     Stage("summary_table", "", "run", "summary.tsv", "temtwin.report.summary:run_table", "Summary table",
           summary=False),
+    Stage("viewer", "viewer", "sample", "viewer.html", "temtwin.viewer.stage:run", "Viewer page", switch="viewer",
+          summary=False),
+    Stage("viewer_index", "viewer", "run", "index.html", "temtwin.viewer.stage:run_index", "Viewer index",
+          switch="viewer", summary=False),
 )
 
 BY_RULE: dict[str, Stage] = {s.rule: s for s in STAGES}

@@ -1,0 +1,109 @@
+"""Rules ``viewer_assets``, ``viewer`` and ``viewer_index``, and ``temtwin view RESULTS``.
+
+* ``results/viewer_assets/plotly.min.js``: plotly.js from the installed plotly package, once;
+* ``results/<sample>/viewer.html``: the sample page (:mod:`temtwin.viewer.data`, :mod:`.page`);
+* ``results/index.html``: the index over ``results/summary.tsv`` (:mod:`temtwin.viewer.index`).
+
+The pages read result files only; nothing is recomputed.  They are written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from ..config import load_config
+from ..errors import UserError
+from ..io.h5 import atomic_path
+from .data import sample_payload
+from .index import index_payload
+from .page import PLOTLY_REL, index_page, sample_page, write_plotly
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def build_sample_page(results: Path, sample: str, images: list[str], cfg: dict, out: Path | None = None,
+                      sample_dir: str = "", overrides_file: str | None = None, progress=None) -> Path:
+    """Write ``results/<sample>/viewer.html`` (or ``out``); returns its path."""
+    ov = None
+    if overrides_file:
+        from ..workflow.overrides import read_overrides
+
+        ov = read_overrides(overrides_file, sample)
+    payload = sample_payload(Path(results), sample, images, cfg, sample_dir, ov, progress)
+    out = Path(out or Path(results) / sample / "viewer.html")
+    _write(out, sample_page(payload))
+    return out
+
+
+def build_index(results: Path, cfg: dict | None = None, out: Path | None = None) -> Path:
+    results = Path(results)
+    pages = sorted(p.parent.name for p in results.glob("*/summary.json"))
+    out = Path(out or results / "index.html")
+    _write(out, index_page(index_payload(results / "summary.tsv", pages)))
+    return out
+
+
+def run_assets(ctx) -> None:
+    """Rule ``viewer_assets``."""
+    with ctx.file("js") as tmp:
+        write_plotly(tmp)
+
+
+def run(ctx) -> None:
+    """Rule ``viewer``: one sample's page."""
+    t0 = time.perf_counter()
+    out = Path(ctx.output["html"])
+    results = out.parent.parent
+    sample = ctx.wildcards["sample"]
+    ov = ctx.paths("overrides")
+    build_sample_page(results, sample, list(ctx.params["images"]), ctx.section("viewer"), out,
+                      str(ctx.params.get("sample_dir", "")), ov[0] if ov else None, ctx.progress)
+    ctx.log.info("viewer: %s (%.2f MB) in %.2f s", out, out.stat().st_size / 1e6, time.perf_counter() - t0)
+
+
+def run_index(ctx) -> None:
+    """Rule ``viewer_index``."""
+    out = Path(ctx.output["html"])
+    build_index(out.parent, ctx.section("viewer"), out)
+    ctx.log.info("viewer_index: %s", out)
+
+
+def view(results: str | Path, config: dict | None = None) -> list[Path]:
+    """``temtwin view RESULTS``: (re)build every sample page, the index and plotly.js in RESULTS.
+
+    Samples are the folders of RESULTS with a summary.json; their images the sub-folders with an
+    image.h5.  The overrides.yaml already saved for a sample is found beside its source images.
+    """
+    results = Path(results)
+    if not (results / "summary.tsv").is_file():
+        raise UserError("no summary.tsv here; pass the workflow's results folder (after a run)", results)
+    cfg = load_config(dict(config or {}), require_dataset=False)["viewer"]
+    write_plotly(results / PLOTLY_REL)
+    written = []
+    for sj in sorted(results.glob("*/summary.json")):
+        sdir = sj.parent
+        summ = json.loads(sj.read_text())
+        images = [im for im in (summ.get("images") or {}) if (sdir / im / "image.h5").is_file()]
+        src = _source_dir(sdir, images)
+        ov = src / "overrides.yaml" if src is not None and (src / "overrides.yaml").is_file() else None
+        written.append(build_sample_page(results, sdir.name, images, cfg, None, str(src or ""),
+                                         str(ov) if ov else None))
+    written.append(build_index(results, cfg))
+    return written
+
+
+def _source_dir(sdir: Path, images: list[str]) -> Path | None:
+    import h5py
+
+    for im in images:
+        with h5py.File(sdir / im / "image.h5", "r") as f:
+            s = f.attrs.get("source_file", "")
+        s = s.decode() if isinstance(s, bytes) else str(s)
+        if s:
+            return Path(s).resolve().parent
+    return None
