@@ -1,26 +1,32 @@
-"""The image's calibration, shared by all its regions.
+"""The image's calibration: a measured quantity, shared by all its regions.
 
-The scale factor s of a region (measured |g| over the identified phase's |g|) is the image's
-calibration error times the region's own lattice deviation from its CIF (strain, alloy composition:
-usually within 1-2 %).  One region alone cannot tell a phase seen with a 3 % calibration error from an
-isostructural phase whose lattice is 3 % different (InP seen 3 % small is GaAs seen 0.8 % large); the
-calibration prior then prefers the phase nearer s = 1.  Several regions of one image share the
+The scale factor s of a region (measured |g| over the identified phase's |g|; 1.03 = the stored pixel
+size is 3 % too small) is the image's calibration error times the region's own lattice deviation from
+its CIF (strain, alloy composition: usually within 1-2 %).  One region alone cannot tell a phase seen
+with a calibration error from an isostructural phase whose lattice differs by that much (fcc with
+a = 0.370 nm is Cu at s = 1.00 or Au at s = 1.10).  Several regions of one image share the
 calibration, which resolves this: the image's scale s* maximises
 
-    log P(s) = sum_regions log max(max_k fit_k N(s_k; s, sigma), floor_r) + log N(s; 1, sigma_cal)
+    log P(s) = sum_regions log max(max_k fit_k N(s_k; s, sigma), floor_r) + log prior(s)
 
-over the candidates k of every region (fit: the score without the calibration prior, s_k: the
-candidate's scale factor; ``floor_r`` = 5 % of the region's best fit, so one region with an unusual
-lattice cannot veto the others).  Every region is then identified again with the calibration prior
-centred on s* and of width ``sigma`` (:func:`shared_settings`).  With a single region this is the
-ordinary choice, so it is only applied to images with two or more crystalline regions.
+over the candidates k of every region whose best fit passes ``min_score`` (fit: the score without
+the calibration prior, s_k: the candidate's scale factor; ``floor_r`` = 5 % of the region's best fit,
+so one region with an unusual lattice cannot veto the others).  The prior is flat over the search
+range 1 ± max_scale_error when the calibration is unknown, or N(1, uncertainty) with a known
+instrument uncertainty.  Its uncertainty is the half width of P(s) at exp(-1/2) of its maximum; when
+another calibration at least ``ambiguity_ratio`` as probable exists (more than 2 sigma away) the
+calibration is ``ambiguous`` and reported with both values.  Every region is then identified again
+with the calibration prior centred on s* and of width ``sigma`` (:func:`shared_settings`).
+
+A reference phase (``calibration.reference_phase``, e.g. the Si substrate of a device) pins the
+calibration: the same estimate from that phase's candidates alone (:func:`reference_calibration`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,43 +38,115 @@ FLOOR = 0.05
 @dataclass
 class ImageCalibration:
     """scale: the image's scale factor s* (measured over theoretical reciprocal lengths; 1.03 = the stated
-    pixel size is 3 % too small); regions: labels of the regions that took part; scales: the scale factor of each
-    region's candidate that agrees best with s*."""
+    pixel size is 3 % too small); uncertainty: its standard uncertainty; regions: labels of the regions that
+    took part; scales: the scale factor of each region's candidate that agrees best with s*; phases: that
+    candidate's phase; n_spots: the reflections it rests on; status: ``recovered`` (measured from the
+    regions), ``reference`` (pinned to a reference phase), ``ambiguous`` (two calibrations fit: see
+    ``alternatives``) or ``assumed`` (nothing to measure it on: the stored calibration is kept)."""
 
     scale: float
     regions: list
     scales: list
+    uncertainty: float = float("nan")
+    phases: list = field(default_factory=list)
+    n_spots: int = 0
+    status: str = "recovered"
+    alternatives: list = field(default_factory=list)
+    reference_phase: str = ""
 
     def as_summary(self) -> dict:
-        return {"scale_factor": round(self.scale, 5), "regions": [str(a) for a in self.regions],
-                "region_scale_factors": [round(s, 5) for s in self.scales]}
+        d = {"scale_factor": round(self.scale, 5), "uncertainty": round(float(self.uncertainty), 5),
+             "status": self.status, "recovered": self.status in ("recovered", "reference"),
+             "regions": [str(a) for a in self.regions],
+             "region_scale_factors": [round(s, 5) for s in self.scales],
+             "region_phases": list(self.phases), "n_reflections": int(self.n_spots)}
+        if self.alternatives:
+            d["alternatives"] = [{"scale_factor": round(a["scale_factor"], 5),
+                                  "relative_probability": round(a["relative_probability"], 4)}
+                                 for a in self.alternatives]
+        if self.reference_phase:
+            d["reference_phase"] = self.reference_phase
+        return d
 
 
-def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float,
-                      step: float = 2e-4) -> ImageCalibration | None:
-    """Joint estimate of the image's scale factor from the candidates of every identified region
-    (see the module docstring); None when no region is identified.  ``mcfg`` gives the prior
-    (centre ``scale_centre``, width ``scale_sigma``) and the search range (``max_scale_error``)."""
-    rows = [(label, cs[0]) for label, cs in sorted(results.items()) if cs and cs[0].identified]
+def assumed_calibration(mcfg: MatchSettings) -> ImageCalibration:
+    """The stored calibration kept: scale 1 with the instrument uncertainty (or the std of a uniform
+    distribution over the search range when it is unknown)."""
+    u = mcfg.calibration_sigma if mcfg.calibration_sigma > 0 else mcfg.max_scale_error / np.sqrt(3.0)
+    return ImageCalibration(1.0, [], [], float(u), status="assumed")
+
+
+def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step: float = 2e-4,
+                      phase: str | None = None, ambiguity_ratio: float | None = None) -> ImageCalibration | None:
+    """Joint estimate of the image's scale factor from the candidates of every region whose best fit
+    passes ``min_score`` (see the module docstring); None when there is none.  ``phase``: use only
+    that phase's candidates (a reference phase).  ``mcfg`` gives the prior (flat when
+    ``calibration_sigma`` is 0, else N(``scale_centre``, ``calibration_sigma``)) and the search range
+    (``max_scale_error``)."""
+    rows = []
+    for label, cs in sorted(results.items()):
+        if not cs:
+            continue
+        c = cs[0]
+        cands = [k for k in c.candidates if phase is None or k["phase"] == phase]
+        if cands and max(k["fit"] for k in cands) >= mcfg.min_score:
+            rows.append((label, cands))
     if not rows:
         return None
     grid = np.arange(1 - mcfg.max_scale_error, 1 + mcfg.max_scale_error + step / 2, step)
-    logp = -0.5 * ((grid - mcfg.scale_centre) / mcfg.scale_sigma) ** 2
+    if mcfg.calibration_sigma > 0:
+        logp = -0.5 * ((grid - mcfg.scale_centre) / mcfg.calibration_sigma) ** 2
+    else:
+        logp = np.zeros_like(grid)
     likes = []
-    for _, c in rows:     # the candidate list always holds the crystal itself (rank 1)
-        fit = np.array([k["fit"] for k in c.candidates])
-        sc = np.array([k["scale_factor"] for k in c.candidates])
+    for _, cands in rows:
+        fit = np.array([k["fit"] for k in cands])
+        sc = np.array([k["scale_factor"] for k in cands])
         like = fit[:, None] * np.exp(-0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
         logp = logp + np.log(np.maximum(like.max(axis=0), FLOOR * max(float(fit.max()), 1e-12)))
-        likes.append((like, sc))
-    i = int(np.argmax(logp))
-    chosen = [float(sc[np.argmax(like[:, i])]) for like, sc in likes]
-    return ImageCalibration(float(grid[i]), [label for label, _ in rows], chosen)
+        likes.append((like, sc, cands))
+    # ties on a flat top (e.g. one region): the middle of the maximal plateau
+    top = np.flatnonzero(logp >= logp.max() - 1e-9)
+    i = int(top[len(top) // 2])
+    within = np.flatnonzero(logp >= logp[i] - 0.5)
+    # the connected interval around i
+    lo, hi = i, i
+    while lo - 1 >= 0 and logp[lo - 1] >= logp[i] - 0.5:
+        lo -= 1
+    while hi + 1 < len(grid) and logp[hi + 1] >= logp[i] - 0.5:
+        hi += 1
+    del within
+    unc = max(0.5 * (grid[hi] - grid[lo]), step)
+    chosen = [int(np.argmax(like[:, i])) for like, _, _ in likes]
+    scales = [float(sc[j]) for (_, sc, _), j in zip(likes, chosen)]
+    phases = [cands[j]["phase"] for (_, _, cands), j in zip(likes, chosen)]
+    n_spots = int(sum(cands[j].get("n_spots", 0) for (_, _, cands), j in zip(likes, chosen)))
+    # other local maxima of comparable probability, away from this one
+    ratio = mcfg.ambiguity_ratio if ambiguity_ratio is None else ambiguity_ratio
+    alts = []
+    far = np.abs(grid - grid[i]) > max(2 * unc, 2 * sigma)
+    peak = np.r_[False, (logp[1:-1] >= logp[:-2]) & (logp[1:-1] >= logp[2:]), False]
+    for j in np.flatnonzero(far & peak & (logp >= logp[i] + np.log(ratio))):
+        if all(abs(grid[j] - a["scale_factor"]) > 2 * sigma for a in alts):
+            alts.append({"scale_factor": float(grid[j]), "relative_probability": float(np.exp(logp[j] - logp[i]))})
+    status = "ambiguous" if alts else ("reference" if phase else "recovered")
+    return ImageCalibration(float(grid[i]), [label for label, _ in rows], scales, float(unc), phases, n_spots,
+                            status, alts, phase or "")
 
 
 def shared_settings(mcfg: MatchSettings, cal: ImageCalibration, sigma: float) -> MatchSettings:
-    """Match settings whose calibration prior is centred on the image's calibration, width ``sigma``."""
-    return dataclasses.replace(mcfg, scale_centre=cal.scale, scale_sigma=float(sigma))
+    """Match settings whose calibration prior (ranking and confidence) is centred on the image's
+    calibration, width ``sigma`` (the spread of the regions' lattices around it)."""
+    w = float(sigma)
+    return dataclasses.replace(mcfg, scale_centre=cal.scale, scale_sigma=w, calibration_sigma=w)
+
+
+def instrument_settings(mcfg: MatchSettings, uncertainty: float | None) -> MatchSettings:
+    """Match settings for a known instrument calibration uncertainty (relative, e.g. 0.02)."""
+    if not uncertainty:
+        return mcfg
+    u = float(uncertainty)
+    return dataclasses.replace(mcfg, scale_sigma=u, calibration_sigma=u)
 
 
 def changed(before: list[Crystal], after: list[Crystal]) -> bool:
