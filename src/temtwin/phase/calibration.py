@@ -7,10 +7,10 @@ with a calibration error from an isostructural phase whose lattice differs by th
 a = 0.370 nm is Cu at s = 1.00 or Au at s = 1.10).  Several regions of one image share the
 calibration, which resolves this: the image's scale s* maximises
 
-    log P(s) = sum_regions log max(max_k fit_k N(s_k; s, sigma), floor_r) + log prior(s)
+    log P(s) = sum_regions log max(max_k exp(κ (fit_k - fit_best)) N(s_k; s, sigma), floor) + log prior(s)
 
 over the candidates k of every region whose best fit passes ``min_score`` (fit: the score without
-the calibration prior, s_k: the candidate's scale factor; ``floor_r`` = 5 % of the region's best fit,
+the calibration prior, κ: ``confidence_sharpness``, s_k: the candidate's scale factor; floor = 0.05,
 so one region with an unusual lattice cannot veto the others).  The prior is flat over the search
 range 1 ± max_scale_error when the calibration is unknown, or N(1, uncertainty) with a known
 instrument uncertainty.  Its uncertainty is the half width of P(s) at exp(-1/2) of its maximum; when
@@ -76,21 +76,27 @@ def assumed_calibration(mcfg: MatchSettings) -> ImageCalibration:
     return ImageCalibration(1.0, [], [], float(u), status="assumed")
 
 
-def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step: float = 2e-4,
-                      phase: str | None = None, ambiguity_ratio: float | None = None) -> ImageCalibration | None:
-    """Joint estimate of the image's scale factor from the candidates of every region whose best fit
-    passes ``min_score`` (see the module docstring); None when there is none.  ``phase``: use only
-    that phase's candidates (a reference phase).  ``mcfg`` gives the prior (flat when
-    ``calibration_sigma`` is 0, else N(``scale_centre``, ``calibration_sigma``)) and the search range
-    (``max_scale_error``)."""
+def _rows(results: Mapping, min_score: float) -> list:
     rows = []
     for label, cs in sorted(results.items()):
         if not cs:
             continue
-        c = cs[0]
-        cands = [k for k in c.candidates if phase is None or k["phase"] == phase]
-        if cands and max(k["fit"] for k in cands) >= mcfg.min_score:
+        cands = list(cs[0].pool or cs[0].candidates)
+        if cands and max(k["fit"] for k in cands) >= min_score:
             rows.append((label, cands))
+    return rows
+
+
+def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step: float = 2e-4,
+                      reference: Mapping | None = None, ambiguity_ratio: float | None = None,
+                      phase: str = "") -> ImageCalibration | None:
+    """Joint estimate of the image's scale factor from the candidates of every region whose best fit
+    passes ``min_score`` (see the module docstring); None when there is none.  ``reference``: the
+    regions matched against a reference phase alone (``phase``): the calibration must also let that
+    phase explain at least one region (the term log max_regions like_ref(s) is added).  ``mcfg`` gives
+    the prior (flat when ``calibration_sigma`` is 0, else N(``scale_centre``, ``calibration_sigma``))
+    and the search range (``max_scale_error``)."""
+    rows = _rows(results, mcfg.min_score)
     if not rows:
         return None
     grid = np.arange(1 - mcfg.max_scale_error, 1 + mcfg.max_scale_error + step / 2, step)
@@ -102,9 +108,23 @@ def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step:
     for _, cands in rows:
         fit = np.array([k["fit"] for k in cands])
         sc = np.array([k["scale_factor"] for k in cands])
-        like = fit[:, None] * np.exp(-0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
-        logp = logp + np.log(np.maximum(like.max(axis=0), FLOOR * max(float(fit.max()), 1e-12)))
+        # likelihood of the region's candidates on the scale of their confidence, exp(κ fit)
+        like = (mcfg.confidence_sharpness * (fit[:, None] - fit.max())
+                - 0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
+        logp = logp + np.maximum(like.max(axis=0), np.log(FLOOR))
         likes.append((like, sc, cands))
+    if reference is not None:
+        rrows = _rows(reference, mcfg.min_score)
+        if not rrows:
+            return None
+        best = np.full(len(grid), -np.inf)
+        for _, cands in rrows:
+            fit = np.array([k["fit"] for k in cands])
+            sc = np.array([k["scale_factor"] for k in cands])
+            like = (mcfg.confidence_sharpness * (fit[:, None] - fit.max())
+                    - 0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
+            best = np.maximum(best, like.max(axis=0))
+        logp = logp + np.maximum(best, np.log(1e-6))
     # ties on a flat top (e.g. one region): the middle of the maximal plateau
     top = np.flatnonzero(logp >= logp.max() - 1e-9)
     i = int(top[len(top) // 2])
@@ -129,7 +149,7 @@ def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step:
     for j in np.flatnonzero(far & peak & (logp >= logp[i] + np.log(ratio))):
         if all(abs(grid[j] - a["scale_factor"]) > 2 * sigma for a in alts):
             alts.append({"scale_factor": float(grid[j]), "relative_probability": float(np.exp(logp[j] - logp[i]))})
-    status = "ambiguous" if alts else ("reference" if phase else "recovered")
+    status = "ambiguous" if alts else ("reference" if reference is not None else "recovered")
     return ImageCalibration(float(grid[i]), [label for label, _ in rows], scales, float(unc), phases, n_spots,
                             status, alts, phase or "")
 

@@ -44,6 +44,7 @@ from .library import MIN_PAIR_SIN, PatternLibrary
 
 SCAN_SIGMA = 0.04                 # prior width of the scan-drift shear / stretch of row-scanned images
 SNR_POWER, SNR_CAP = 0.75, 1000.0  # measured spot weight = min(SNR, cap) ** power
+POOL_SIZE, POOL_FRACTION = 40, 0.3  # candidates kept for the image calibration (fit >= fraction x best)
 
 
 @dataclass
@@ -162,6 +163,7 @@ class Crystal:
     state: str = "identified"     # identified | ambiguous | not_identified
     alternatives: list = field(default_factory=list)   # other candidates the data do not rule out
     group_confidence: float = 0.0  # confidence of the crystal and its lattice-identical alternatives
+    pool: list = field(default_factory=list)  # best candidates by fit (phase, zone, scale, fit, n_spots)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -469,6 +471,16 @@ def make_crystal(lib: PatternLibrary, spots: Spots, ev: Evaluation, rank: int, c
             "scale_factor": float(abs(ev.z[r])), "score": float(ev.score[r]), "fit": float(ev.fit[r]),
             "confidence": float(conf[r]), "n_spots": int(ev.explained[r].sum()),
         })
+    # the wider pool of candidates the image calibration is estimated from (ranked by fit, not score:
+    # with an unknown calibration the right phase may be far from the stored scale)
+    pool = []
+    for r in np.argsort(-ev.fit, kind="stable")[:POOL_SIZE]:
+        if ev.fit[r] < POOL_FRACTION * ev.fit.max():
+            break
+        pool.append({"phase": lib.patterns[int(ev.p[r])].phase,
+                     "zone_axis": [int(v) for v in lib.patterns[int(ev.p[r])].uvw],
+                     "scale_factor": float(abs(ev.z[r])), "fit": float(ev.fit[r]),
+                     "n_spots": int(ev.explained[r].sum())})
     score = float(ev.score[rank])
     fit = float(ev.fit[rank])
     state, alts, group = ambiguity(lib, ev, conf, rank, cfg)
@@ -483,7 +495,7 @@ def make_crystal(lib: PatternLibrary, spots: Spots, ev: Evaluation, rank: int, c
         C=float(ev.C[rank]), spot_index=spots.index[ex], hkl=hkl, resid=ev.resid[rank][ex], k=spots.k[ex],
         w=spots.w[ex], candidates=cands,
         identified=ok, scan_distortion=scan_map(ev.A[rank]) if scan else None, fit=fit, state=state,
-        alternatives=alts, group_confidence=group,
+        alternatives=alts, group_confidence=group, pool=pool,
     )
 
 

@@ -373,7 +373,7 @@ def run(ctx) -> None:
     cal, shared, ref_note = None, False, ""
     if ref:
         cal, ref_note = _reference_calibration(ref, all_phases, phases, cfg, mcfg, peaks, labels_sorted, scan_rows,
-                                               sigma, ctx.log)
+                                               sigma, ctx.log, results)
     if cal is None:
         cal = image_calibration(results, mcfg, sigma)
     apply = cal is not None and cal.status != "ambiguous" and (
@@ -477,9 +477,11 @@ def run(ctx) -> None:
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
 
 
-def _reference_calibration(ref: str, all_phases, phases, cfg, mcfg, peaks, labels, scan_rows, sigma, log):
+def _reference_calibration(ref: str, all_phases, phases, cfg, mcfg, peaks, labels, scan_rows, sigma, log,
+                           results):
     """(ImageCalibration pinned to the reference phase or None, note): every region is matched against
-    the reference phase alone; the joint scale factor of the regions it fits is the calibration."""
+    the reference phase alone; the calibration is the joint estimate over all regions restricted to
+    scale factors at which the reference phase explains at least one region."""
     byname = {p.name: p for p in list(all_phases) + list(phases)}
     if ref not in byname:
         raise UserError(f"calibration.reference_phase {ref!r} is not among the phases "
@@ -489,7 +491,7 @@ def _reference_calibration(ref: str, all_phases, phases, cfg, mcfg, peaks, label
     for label in labels:
         crystals, _, _ = analyse_region(rlib, peaks[label], mcfg, int(cfg["min_peaks"]), scan_rows)
         rres[label] = crystals
-    cal = image_calibration(rres, mcfg, sigma)
+    cal = image_calibration(results, mcfg, sigma, reference=rres, phase=ref)
     if cal is None:
         note = f"reference phase {ref} fits no region (min_score {mcfg.min_score}); calibration not pinned"
         log.warning("phase_id: %s", note)
