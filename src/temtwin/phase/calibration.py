@@ -33,6 +33,10 @@ import numpy as np
 from .matching import Crystal, MatchSettings
 
 FLOOR = 0.05
+#: the regions' candidates enter the joint calibration as exp(CAL_SHARPNESS κ fit): softer than their
+#: confidence, because fits of isostructural phases differ by structure-factor weights that a real
+#: image (dynamical scattering, thickness, optics) does not reproduce reliably
+CAL_SHARPNESS = 0.5
 
 
 @dataclass
@@ -109,7 +113,7 @@ def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step:
         fit = np.array([k["fit"] for k in cands])
         sc = np.array([k["scale_factor"] for k in cands])
         # likelihood of the region's candidates on the scale of their confidence, exp(κ fit)
-        like = (mcfg.confidence_sharpness * (fit[:, None] - fit.max())
+        like = (CAL_SHARPNESS * mcfg.confidence_sharpness * (fit[:, None] - fit.max())
                 - 0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
         logp = logp + np.maximum(like.max(axis=0), np.log(FLOOR))
         likes.append((like, sc, cands))
@@ -121,7 +125,7 @@ def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step:
         for _, cands in rrows:
             fit = np.array([k["fit"] for k in cands])
             sc = np.array([k["scale_factor"] for k in cands])
-            like = (mcfg.confidence_sharpness * (fit[:, None] - fit.max())
+            like = (CAL_SHARPNESS * mcfg.confidence_sharpness * (fit[:, None] - fit.max())
                     - 0.5 * ((sc[:, None] - grid[None, :]) / sigma) ** 2)
             best = np.maximum(best, like.max(axis=0))
         logp = logp + np.maximum(best, np.log(1e-6))
