@@ -3,7 +3,7 @@
 
 from common import BENCH, RESULTS_DIR, machine
 
-ORDER = ["ingest", "segment", "fft_peaks", "phase_id", "register_stack", "gpa", "fem_geometry",
+ORDER = ["ingest", "segment", "fft_peaks", "phase_id", "phase_robustness", "register_stack", "gpa", "fem_geometry",
          "atomic_model", "keating", "phonons", "tight_binding", "workflow"]
 
 

@@ -215,8 +215,9 @@ def seed_hypotheses(lib: PatternLibrary, spots: Spots, cfg: MatchSettings,
     if len(a) == 0:
         return np.zeros(0, int), np.zeros(0, complex)
     ms, dt = cfg.max_scale_error, cfg.d_tolerance
-    lo = np.searchsorted(lib.pair_lenP, np.abs(a) / (1 + ms + dt), side="left")
-    hi = np.searchsorted(lib.pair_lenP, np.abs(a) / max(1 - ms - dt, 0.05), side="right")
+    # the library pairs of the same length ratio (bins of log |Q|/|P|) and |P| in the scale window
+    idx, lo, hi = lib.pair_ranges(a, b, max(1 - ms - dt, 0.05), 1 + ms + dt, 1.5 * dt)
+    a, b = a[idx], b[idx]
     p, z = match_pairs(a, b, lo, hi, lib.pair_P, lib.pair_Q, lib.pair_p, dt, ms,
                        float(np.deg2rad(cfg.angle_tolerance_deg)))
     p, z, _ = _dedupe(lib, p, z)
@@ -332,6 +333,8 @@ def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cf
 # ------------------------------------------------------------------------------------------ search
 #: spots used by the coarse pass of :func:`search` (the strongest ones)
 COARSE_MAX_SPOTS = 64
+#: hypotheses refined on all spots after the coarse pass (see :func:`search`)
+FINE_KEEP, FINE_FRACTION = 256, 0.25
 
 
 def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.ndarray | None = None,
@@ -359,6 +362,10 @@ def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.n
     if len(p) > cfg.max_hypotheses:
         keep = _top_per_pattern(ev, cfg.max_hypotheses)
         ev = ev.take(keep)
+    # the fine pass (all spots, refinement) only for the hypotheses that can still matter: the
+    # FINE_KEEP best by fit and the best of every pattern whose coarse fit is at least FINE_FRACTION
+    # of the best one (the candidates, alternatives and calibration pool come from these)
+    ev = ev.take(_prune(ev, FINE_KEEP, FINE_FRACTION))
     ev = evaluate(lib, spots, ev.p, ev.z, cfg, e_weight=e_weight, scan=scan)
     # re-merge hypotheses that converged to the same refined solution
     p2, z2, idx = _dedupe(lib, ev.p, ev.z, 0.2, 0.002)
@@ -366,6 +373,16 @@ def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.n
         ev = evaluate(lib, spots, p2, z2, cfg, e_weight=e_weight, iterations=1, scan=scan, A=ev.A[idx])
     best = _best_per_pattern(ev)
     return ev.take(best)
+
+
+def _prune(ev: Evaluation, k: int, fraction: float) -> np.ndarray:
+    """Indices of the k best hypotheses by fit and of each pattern's best with fit >= fraction x max."""
+    if len(ev.p) <= k:
+        return np.arange(len(ev.p))
+    o = np.argsort(-ev.fit, kind="stable")[:k]
+    best = _best_per_pattern(ev)
+    best = best[ev.fit[best] >= fraction * ev.fit.max()]
+    return np.unique(np.concatenate([o, best]))
 
 
 def _top_per_pattern(ev: Evaluation, k: int) -> np.ndarray:

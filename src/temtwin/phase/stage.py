@@ -12,6 +12,9 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
   zone, the one with the smallest angle in [0, 360)), ``scale_factor`` (measured |g| / theoretical |g|),
   ``score``, ``confidence``, ``identified``, ``n_crystals``, ``explained_fraction``, ``coverage``,
   ``reason`` (why not identified);
+* attrs ``state`` (``identified``, ``ambiguous``: other candidates fit about as well, see table
+  ``alternatives``; ``not_identified``) and ``group_confidence`` (the crystal's confidence plus that of
+  its lattice-identical alternatives);
 * ``orientation_matrix`` (3, 3): v_image = M @ v_crystal (rows image x, image y, beam z; columns the
   CIF's Cartesian axes); NaN when not identified;
 * tables ``candidates`` (rank, phase, space_group, zone_u, zone_v, zone_w, rotation_deg,
@@ -23,13 +26,16 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
 ``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
 crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
 into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table; root attr
-``calibration_scale_factor`` (the image's calibration from its identified regions, when any; see
-:mod:`temtwin.phase.calibration`).
+``calibration_scale_factor`` (the image's calibration from its regions, when any; see
+:mod:`temtwin.phase.calibration`), ``calibration_uncertainty``, ``calibration_status``, ``elements``
+(JSON) and ``elements_source`` (sample.yaml, config, element maps, file metadata or "").
 
 Summary fragment ``{"regions": {label: {phase, space_group, zone_axis, orientation_matrix,
 scale_factor, phase_score, confidence, identified, rotation_deg, candidates}},
 "relative_orientations": [{regions, phases, angle_deg, relation}], "calibration": {scale_factor,
-regions, region_scale_factors, shared}}``; figures
+uncertainty, status, recovered, regions, region_scale_factors, region_phases, n_reflections,
+alternatives, reference_phase, shared, instrument_uncertainty}, "elements": {elements, source}}``,
+per region also ``state``, ``group_confidence``, ``alternatives``; figures
 ``region_<label>.png`` and ``bragg.png``.
 """
 
