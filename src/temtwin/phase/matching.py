@@ -21,10 +21,11 @@ theoretical |g|; s = 1.03 when the stated pixel size is 3 % too small).
    ``score = fit * P_s`` adds a preference for the stored calibration,
    P_s = exp(-((s-s_0)/σ_s)²/2) (s_0 = 1, or the image's calibration from its identified regions, see
    :mod:`temtwin.phase.calibration`), which only breaks near-ties: a region is identified on its fit.
-3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates are ranked
-   by score; their confidence is the posterior softmax(κ·fit) times what is known of the calibration
-   (:func:`posterior`); candidates the data do not rule out are listed as alternatives and make the
-   region ``ambiguous`` (:func:`ambiguity`).
+3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates that fit
+   about as well as the best (:func:`ranking`) are ranked by score, above the others; their
+   confidence is the posterior softmax(κ·fit) times what is known of the calibration
+   (:func:`posterior`); candidates the data do not rule out are listed as alternatives and make
+   the region ``ambiguous`` (:func:`ambiguity`).
 4. **Several crystals**: spots left unexplained by the winner are offered to a new search whose E
    counts only them (shared spots still count as found), so twins and epitaxial pairs overlapping
    in one FFT are both reported.
@@ -44,6 +45,7 @@ from .library import MIN_PAIR_SIN, PatternLibrary
 
 SCAN_SIGMA = 0.04                 # prior width of the scan-drift shear / stretch of row-scanned images
 SNR_POWER, SNR_CAP = 0.75, 1000.0  # measured spot weight = min(SNR, cap) ** power
+COMPETE = 0.75                    # hypotheses within this fraction of the best fit compete on the ranking score
 POOL_SIZE, POOL_FRACTION = 40, 0.3  # candidates kept for the image calibration (fit >= fraction x best)
 
 
@@ -387,7 +389,7 @@ def _prune(ev: Evaluation, k: int, fraction: float) -> np.ndarray:
 
 def _top_per_pattern(ev: Evaluation, k: int) -> np.ndarray:
     """Indices of the k best hypotheses, always including the best of each pattern."""
-    o = np.argsort(-ev.score, kind="stable")
+    o = np.argsort(-ranking(ev), kind="stable")
     first = _best_per_pattern(ev)
     return np.unique(np.concatenate([o[:k], first]))
 
@@ -402,7 +404,16 @@ def _best_per_pattern(ev: Evaluation) -> np.ndarray:
     o = np.lexsort((-ev.fit, ev.p))
     _, first = np.unique(ev.p[o], return_index=True)
     best = o[first]
-    return best[np.argsort(-ev.score[best], kind="stable")]
+    return best[np.argsort(-ranking(ev)[best], kind="stable")]
+
+
+def ranking(ev: Evaluation) -> np.ndarray:
+    """Ranking key of hypotheses: the calibration preference (``score`` = fit x P_s) decides only among
+    hypotheses that fit about as well as the best one (fit >= COMPETE x max fit), which all rank above
+    the others: a zone pattern that fits well at s = 1.09 is not passed over for a poor fit at s = 1."""
+    if len(ev.fit) == 0:
+        return ev.score
+    return np.where(ev.fit >= COMPETE * ev.fit.max(), 1.0, 0.0) + ev.score
 
 
 def confidences(scores: np.ndarray, sharpness: float) -> np.ndarray:
