@@ -209,3 +209,17 @@ def test_two_dimensional_crystals_stay_on_0001(db):
         assert c.phase == name and list(c.uvw) == [0, 0, 1] and c.identified
         assert c.scale == pytest.approx(0.95, abs=0.02)
         assert c.scan_distortion[1, 1] == pytest.approx(1.04, abs=0.01)
+
+
+@pytest.mark.parametrize("truth, zone, wrong", [("Si", (0, 0, 1), "SrTiO3"), ("Ge", (0, 0, 1), "BaTiO3"),
+                                                ("CdTe", (0, 0, 1), "TiO2-rutile"), ("Al", (0, 0, 1), "AlAs")])
+def test_lattice_coincidences_of_the_issue_are_penalised_and_never_confident(db, full, truth, zone, wrong):
+    """The independent-code failures of the issue (Si [001] → SrTiO3 [001], Ge → BaTiO3, CdTe → rutile at
+    confidence 0.90, Al → AlAs): the wrong candidate predicts strong reflections that are absent (SrTiO3
+    {100}, {110}) or misses present ones, so its fit is lower than the truth's; without elements no
+    candidate is confident (the calibration is unknown: the coincidence lies within its range)."""
+    for seed in range(2):
+        c = identify(full, _spots(db, truth, zone, 1.0, 30 + seed), MatchSettings())[0]
+        fit = {k["phase"]: k["fit"] for k in c.pool}
+        assert fit[truth] > fit.get(wrong, 0.0)
+        assert c.confidence < 0.9
