@@ -15,7 +15,8 @@ so one region with an unusual lattice cannot veto the others).  The prior is fla
 range 1 ± max_scale_error when the calibration is unknown, or N(1, uncertainty) with a known
 instrument uncertainty.  Its uncertainty is the half width of P(s) at exp(-1/2) of its maximum; when
 another calibration at least ``ambiguity_ratio`` as probable exists (more than 2 sigma away) the
-calibration is ``ambiguous`` and reported with both values.  Every region is then identified again
+calibration is ``ambiguous`` and reported with both values (the one nearest the stored calibration
+first).  Every region is then identified again
 with the calibration prior centred on s* and of width ``sigma`` (:func:`shared_settings`).
 
 A reference phase (``calibration.reference_phase``, e.g. the Si substrate of a device) pins the
@@ -132,30 +133,39 @@ def image_calibration(results: Mapping, mcfg: MatchSettings, sigma: float, step:
     # ties on a flat top (e.g. one region): the middle of the maximal plateau
     top = np.flatnonzero(logp >= logp.max() - 1e-9)
     i = int(top[len(top) // 2])
-    within = np.flatnonzero(logp >= logp[i] - 0.5)
-    # the connected interval around i
+    unc = _half_width(logp, i, grid, step)
+    # other local maxima of comparable probability, away from this one
+    ratio = mcfg.ambiguity_ratio if ambiguity_ratio is None else ambiguity_ratio
+    far = np.abs(grid - grid[i]) > max(2 * unc, 2 * sigma)
+    peak = np.r_[False, (logp[1:-1] >= logp[:-2]) & (logp[1:-1] >= logp[2:]), False]
+    maxima = [i]
+    for j in np.flatnonzero(far & peak & (logp >= logp[i] + np.log(ratio))):
+        if all(abs(grid[j] - grid[m]) > 2 * sigma for m in maxima):
+            maxima.append(int(j))
+    if len(maxima) > 1:
+        # ambiguous: report first the calibration nearest the prior's centre (the stored one), which is
+        # also the one the regions' rankings prefer on a tie; the others as alternatives
+        i = min(maxima, key=lambda m: abs(grid[m] - mcfg.scale_centre))
+        unc = _half_width(logp, i, grid, step)
+    alts = [{"scale_factor": float(grid[m]), "relative_probability": float(np.exp(logp[m] - logp[i]))}
+            for m in maxima if m != i]
+    chosen = [int(np.argmax(like[:, i])) for like, _, _ in likes]
+    scales = [float(sc[j]) for (_, sc, _), j in zip(likes, chosen)]
+    phases = [cands[j]["phase"] for (_, _, cands), j in zip(likes, chosen)]
+    n_spots = int(sum(cands[j].get("n_spots", 0) for (_, _, cands), j in zip(likes, chosen)))
+    status = "ambiguous" if alts else ("reference" if reference is not None else "recovered")
+    return ImageCalibration(float(grid[i]), [label for label, _ in rows], scales, float(unc), phases, n_spots,
+                            status, alts, phase or "")
+
+
+def _half_width(logp: np.ndarray, i: int, grid: np.ndarray, step: float) -> float:
+    """Half width of the connected interval around grid[i] where log P >= log P[i] - 1/2."""
     lo, hi = i, i
     while lo - 1 >= 0 and logp[lo - 1] >= logp[i] - 0.5:
         lo -= 1
     while hi + 1 < len(grid) and logp[hi + 1] >= logp[i] - 0.5:
         hi += 1
-    del within
-    unc = max(0.5 * (grid[hi] - grid[lo]), step)
-    chosen = [int(np.argmax(like[:, i])) for like, _, _ in likes]
-    scales = [float(sc[j]) for (_, sc, _), j in zip(likes, chosen)]
-    phases = [cands[j]["phase"] for (_, _, cands), j in zip(likes, chosen)]
-    n_spots = int(sum(cands[j].get("n_spots", 0) for (_, _, cands), j in zip(likes, chosen)))
-    # other local maxima of comparable probability, away from this one
-    ratio = mcfg.ambiguity_ratio if ambiguity_ratio is None else ambiguity_ratio
-    alts = []
-    far = np.abs(grid - grid[i]) > max(2 * unc, 2 * sigma)
-    peak = np.r_[False, (logp[1:-1] >= logp[:-2]) & (logp[1:-1] >= logp[2:]), False]
-    for j in np.flatnonzero(far & peak & (logp >= logp[i] + np.log(ratio))):
-        if all(abs(grid[j] - a["scale_factor"]) > 2 * sigma for a in alts):
-            alts.append({"scale_factor": float(grid[j]), "relative_probability": float(np.exp(logp[j] - logp[i]))})
-    status = "ambiguous" if alts else ("reference" if reference is not None else "recovered")
-    return ImageCalibration(float(grid[i]), [label for label, _ in rows], scales, float(unc), phases, n_spots,
-                            status, alts, phase or "")
+    return float(max(0.5 * (grid[hi] - grid[lo]), step))
 
 
 def shared_settings(mcfg: MatchSettings, cal: ImageCalibration, sigma: float) -> MatchSettings:
