@@ -373,8 +373,13 @@ def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.n
     p2, z2, idx = _dedupe(lib, ev.p, ev.z, 0.2, 0.002)
     if len(p2) < len(ev.p):
         ev = evaluate(lib, spots, p2, z2, cfg, e_weight=e_weight, iterations=1, scan=scan, A=ev.A[idx])
-    best = _best_per_pattern(ev)
-    return ev.take(best)
+    ev = ev.take(_best_per_pattern(ev))
+    # reported scores follow the ranking: a candidate outside the competitive set (see ranking) scores at
+    # most the lowest competitive one
+    if len(ev.fit):
+        comp = ev.fit >= COMPETE * ev.fit.max()
+        ev.score = np.where(comp, ev.score, np.minimum(ev.score, ev.score[comp].min()))
+    return ev
 
 
 def _prune(ev: Evaluation, k: int, fraction: float) -> np.ndarray:
