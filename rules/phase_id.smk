@@ -17,6 +17,7 @@ rule phase_id:
         ),
     params:
         settings=W.settings("phase_id", overrides="phase_id"),
+        map_elements=W.map_elements,
     log:
         f"{R}/logs/{{sample}}/{{image}}/phase_id.log",
     benchmark:

@@ -114,7 +114,8 @@ def _phase_ctx(tmp, out, overrides=()):
                      "peaks": str(tmp / "peaks.h5"), "cifs": [str(p) for p in builtin_phase_files()],
                      "settings": [], "overrides": [str(p) for p in overrides]},
         {"h5": str(out / "phases.h5"), "figures": str(out / "figs")},
-        {"phase_id": {"bragg": {"enabled": False}, "figures": False, "shared_calibration": False}},
+        {"phase_id": {"bragg": {"enabled": False}, "figures": False, "shared_calibration": False,
+                      "elements": ["In", "P", "Ga", "As"], "calibration": {"uncertainty": 0.005}}},
         wildcards={"sample": "s", "image": "img"})
 
 

@@ -46,6 +46,8 @@ def wz(u):
     return [[1 / 3, 2 / 3, 0.0], [1 / 3, 2 / 3, u]]
 
 
+VACUUM_C = 20.0   # Å: c of the monolayer cells of 2D crystals (a layer < 4 Å thick, the rest vacuum)
+
 # name: (space group, lattice, species, fractional coords, expected sg number, atoms per cell)
 PHASES = {
     # group IV (diamond, Fd-3m origin choice 1: 8a at 0,0,0)
@@ -95,6 +97,14 @@ PHASES = {
                        [[0.0, 0.0, 0.35216], [0.30624, 0.0, 0.25]], 167, 30),
     "HfO2-monoclinic": ("P2_1/c", Lattice.monoclinic(5.1170, 5.1754, 5.2915, 99.216), ["Hf", "O", "O"],
                         [[0.2759, 0.0412, 0.2078], [0.0730, 0.3420, 0.3360], [0.4480, 0.7588, 0.4795]], 14, 12),
+    # 2D crystals: one monolayer in a hexagonal cell with c = VACUUM_C of vacuum (temtwin.phase.layers
+    # recognises the gap: only the [0001] zone is searched); S heights from the bulk 2H compounds
+    "graphene": ("P6/mmm", hexa(2.4640, VACUUM_C), ["C"], [[1 / 3, 2 / 3, 0.0]], 191, 2),
+    "hBN": ("P-6m2", hexa(2.5040, VACUUM_C), ["B", "N"], [[1 / 3, 2 / 3, 0.0], [2 / 3, 1 / 3, 0.0]], 187, 2),
+    "MoS2": ("P-6m2", hexa(3.1604, VACUUM_C), ["Mo", "S"], [[0.0, 0.0, 0.0], [1 / 3, 2 / 3, 1.586 / VACUUM_C]],
+             187, 3),
+    "WS2": ("P-6m2", hexa(3.1532, VACUUM_C), ["W", "S"], [[0.0, 0.0, 0.0], [1 / 3, 2 / 3, 1.571 / VACUUM_C]],
+            187, 3),
 }
 
 
@@ -113,8 +123,8 @@ def build(name: str) -> Structure:
     return st
 
 
-def main() -> None:
-    for name in PHASES:
+def main(names=None) -> None:
+    for name in names or PHASES:
         st = build(name)
         text = str(CifWriter(st, symprec=0.01))
         back = Structure.from_str(text, fmt="cif")
@@ -126,4 +136,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:] or None)

@@ -12,6 +12,8 @@ with one clear line.
 
 from __future__ import annotations
 
+import json
+
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ READERS = {
 
 _TO_NM = {"nm": 1.0, "nanometer": 1.0, "nanometers": 1.0, "å": 0.1, "a": 0.1, "angstrom": 0.1,
           "angstroms": 0.1, "ang": 0.1, "pm": 1e-3, "µm": 1e3, "um": 1e3, "μm": 1e3, "micron": 1e3,
-          "microns": 1e3, "micrometer": 1e3, "mm": 1e6, "m": 1e9, "meter": 1e9, "meters": 1e9}
+          "microns": 1e3, "micrometer": 1e3, "mm": 1e6, "m": 1e9, "meter": 1e9, "meters": 1e9,
+          "n_m": 1.0}   # n_m: the Berkeley EMD (py4DSTEM / ncempy) spelling of nm
 _RECIPROCAL = ("1/nm", "nm^-1", "1/å", "1/a", "1/angstrom", "1/m", "1/pm", "mrad", "rad")
 
 
@@ -145,7 +148,18 @@ def _metadata(s: dict) -> dict[str, Any]:
         except (TypeError, ValueError):
             return float("nan")
     return {"mode": mode, "voltage_kV": num(tem.get("beam_energy")), "detector": detector or "",
-            "magnification": num(tem.get("magnification")), "title": title}
+            "magnification": num(tem.get("magnification")), "title": title, "elements": _elements(md)}
+
+
+def _elements(md: dict) -> list[str]:
+    """Element symbols the vendor metadata lists (HyperSpy ``Sample.elements``: EDS/EELS set-ups)."""
+    els = (md.get("Sample") or {}).get("elements") if isinstance(md.get("Sample"), dict) else None
+    if els is None:
+        return []
+    if isinstance(els, str):
+        els = els.replace(";", ",").split(",")
+    out = {str(e).strip() for e in np.atleast_1d(els)}
+    return sorted(e for e in out if len(e) <= 2 and e[:1].isupper() and e.isalpha())
 
 
 def align_frames(frames: np.ndarray, upsample: int = 20) -> tuple[np.ndarray, np.ndarray]:
@@ -253,6 +267,11 @@ def write_image_h5(f, m: Micrograph) -> None:
     for k in ("voltage_kV", "magnification"):
         f.attrs[k] = float(m.meta.get(k, float("nan")))
     f.attrs["n_frames"] = int(m.meta.get("n_frames", 1))
+    els = m.meta.get("elements")
+    if isinstance(els, str):          # read back from an earlier result file (JSON text)
+        els = json.loads(els)
+    if els:
+        f.attrs["elements"] = json.dumps(list(els))   # listed by the file's metadata
     set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),
                     "mode": m.meta.get("mode", "unknown"), "source_file": Path(m.meta["source_file"]).name,
                     "field_of_view_nm": list(m.field_of_view_nm)})

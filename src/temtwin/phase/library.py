@@ -43,8 +43,11 @@ class PatternLibrary:
     pair_p: np.ndarray
     pair_P: np.ndarray            # complex
     pair_Q: np.ndarray            # complex
+    pair_key: np.ndarray = None   # sorted (ratio bin - RATIO_OFFSET) * KEY + |P|
 
     KEY = 1.0e4
+    RATIO_BIN = 0.05              # width of the log(|Q| / |P|) bins of the seed-pair table
+    RATIO_OFFSET = -200           # keys stay positive for ratios down to exp(-10)
 
     def __len__(self) -> int:
         return len(self.patterns)
@@ -54,6 +57,25 @@ class PatternLibrary:
 
     def phase(self, p: int):
         return self.phases[int(self.phase_of[p])]
+
+    def pair_ranges(self, a: np.ndarray, b: np.ndarray, lo_scale: float, hi_scale: float, d_tol: float):
+        """Library seed-pair rows that measured pairs (a, b) may match: |P| within |a| / [hi_scale,
+        lo_scale] and log(|Q| / |P|) within the bins around log(|b| / |a|) ± d_tol.
+
+        Returns (index of the measured pair, lo, hi) per visited bin (rows lo..hi-1)."""
+        la = np.abs(a)
+        r = np.log(np.abs(b) / la)
+        k0 = np.floor((r - d_tol) / self.RATIO_BIN).astype(np.int64)
+        k1 = np.floor((r + d_tol) / self.RATIO_BIN).astype(np.int64)
+        nb = int((k1 - k0).max()) + 1 if len(a) else 0
+        idx = np.repeat(np.arange(len(a)), nb)
+        kk = (k0[:, None] + np.arange(nb)[None, :]).ravel()
+        ok = kk <= np.repeat(k1, nb)
+        idx, kk = idx[ok], kk[ok]
+        base = (kk - self.RATIO_OFFSET) * self.KEY
+        lo = np.searchsorted(self.pair_key, base + la[idx] / hi_scale, side="left")
+        hi = np.searchsorted(self.pair_key, base + la[idx] / lo_scale, side="right")
+        return idx, lo, hi
 
     def expected_weight(self, p: np.ndarray, radius: np.ndarray) -> np.ndarray:
         """Total weight of allowed spots of patterns ``p`` with |g| <= radius (pattern units)."""
@@ -117,12 +139,16 @@ def build_library(phases, max_index: int = 3, g_max: float = 18.0, keep_forbidde
     pP = np.concatenate([r[0] for r in rows])
     pQ = np.concatenate([r[1] for r in rows])
     pp = np.concatenate([r[2] for r in rows])
-    o = np.argsort(np.abs(pP), kind="stable")
-    pP, pQ, pp = pP[o], pQ[o], pp[o]
+    # sorted by (bin of log |Q|/|P|, |P|): a measured pair only visits the library pairs of its own
+    # length-ratio bins (see pair_ranges)
+    rbin = np.floor(np.log(np.abs(pQ) / np.abs(pP)) / PatternLibrary.RATIO_BIN).astype(np.int64)
+    o = np.lexsort((np.abs(pP), rbin))
+    pP, pQ, pp, rbin = pP[o], pQ[o], pp[o], rbin[o]
     return PatternLibrary(
         phases=list(phases), patterns=patterns, phase_of=np.array(owner), g_max=float(g_max), NP=NP,
         kind=kind, weight=weight, basis=basis, binv=binv, order=order, cov_key=cov_key, cov_cum=cov_cum,
         cov_start=np.array(starts), pair_lenP=np.abs(pP), pair_p=pp, pair_P=pP, pair_Q=pQ,
+        pair_key=(rbin - PatternLibrary.RATIO_OFFSET) * PatternLibrary.KEY + np.abs(pP),
     )
 
 

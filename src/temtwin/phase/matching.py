@@ -16,11 +16,16 @@ theoretical |g|; s = 1.03 when the stated pixel size is 3 % too small).
    least squares on the explained spots (rotation and isotropic scale) and the assignment repeated.
    ``score = E * C**β * Q * P_s`` with E the weighted fraction of measured spots explained (weights
    min(SNR, 1000)^0.75), C the |F|-weighted fraction of the zone's allowed spots found within the radius of the
-   explained spots, Q = exp(-<(r/tol)²>/2) from the residuals and P_s = exp(-((s-s_0)/σ_s)²/2) a prior
-   on the calibration (s_0 = 1, or the image's calibration from its identified regions, see
-   :mod:`temtwin.phase.calibration`).
-3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates are ranked
-   by score and given a normalised confidence softmax(κ·score) across all phases and zones.
+   explained spots, Q = exp(-<(r/tol)²>/2) from the residuals: ``fit = E * C**β * Q``.  E penalises
+   spots present but unexplained, C reflections predicted strong but absent.  The ranking
+   ``score = fit * P_s`` adds a preference for the stored calibration,
+   P_s = exp(-((s-s_0)/σ_s)²/2) (s_0 = 1, or the image's calibration from its identified regions, see
+   :mod:`temtwin.phase.calibration`), which only breaks near-ties: a region is identified on its fit.
+3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates that fit
+   about as well as the best (:func:`ranking`) are ranked by score, above the others; their
+   confidence is the posterior softmax(κ·fit) times what is known of the calibration
+   (:func:`posterior`); candidates the data do not rule out are listed as alternatives and make
+   the region ``ambiguous`` (:func:`ambiguity`).
 4. **Several crystals**: spots left unexplained by the winner are offered to a new search whose E
    counts only them (shared spots still count as found), so twins and epitaxial pairs overlapping
    in one FFT are both reported.
@@ -40,6 +45,8 @@ from .library import MIN_PAIR_SIN, PatternLibrary
 
 SCAN_SIGMA = 0.04                 # prior width of the scan-drift shear / stretch of row-scanned images
 SNR_POWER, SNR_CAP = 0.75, 1000.0  # measured spot weight = min(SNR, cap) ** power
+COMPETE = 0.75                    # hypotheses within this fraction of the best fit compete on the ranking score
+POOL_SIZE, POOL_FRACTION = 40, 0.3  # candidates kept for the image calibration (fit >= fraction x best)
 
 
 @dataclass
@@ -50,9 +57,12 @@ class MatchSettings:
     angle_tolerance_deg: float = 3.0
     position_tolerance: float = 0.02
     position_tolerance_px: float = 1.5
-    max_scale_error: float = 0.10
+    max_scale_error: float = 0.12
     scale_sigma: float = 0.04
     scale_centre: float = 1.0     # centre of the calibration prior (the image's calibration when known)
+    calibration_sigma: float = 0.0  # known calibration uncertainty (0: unknown, flat over the search range)
+    ambiguity_ratio: float = 0.2
+    identical_scale: float = 0.015
     n_seed_spots: int = 8
     coverage_exponent: float = 0.75
     min_score: float = 0.3
@@ -151,6 +161,11 @@ class Crystal:
     candidates: list = field(default_factory=list)
     identified: bool = True
     scan_distortion: np.ndarray | None = None
+    fit: float = 0.0              # score without the calibration prior (the identification threshold)
+    state: str = "identified"     # identified | ambiguous | not_identified
+    alternatives: list = field(default_factory=list)   # other candidates the data do not rule out
+    group_confidence: float = 0.0  # confidence of the crystal and its lattice-identical alternatives
+    pool: list = field(default_factory=list)  # best candidates by fit (phase, zone, scale, fit, n_spots)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -202,8 +217,9 @@ def seed_hypotheses(lib: PatternLibrary, spots: Spots, cfg: MatchSettings,
     if len(a) == 0:
         return np.zeros(0, int), np.zeros(0, complex)
     ms, dt = cfg.max_scale_error, cfg.d_tolerance
-    lo = np.searchsorted(lib.pair_lenP, np.abs(a) / (1 + ms + dt), side="left")
-    hi = np.searchsorted(lib.pair_lenP, np.abs(a) / max(1 - ms - dt, 0.05), side="right")
+    # the library pairs of the same length ratio (bins of log |Q|/|P|) and |P| in the scale window
+    idx, lo, hi = lib.pair_ranges(a, b, max(1 - ms - dt, 0.05), 1 + ms + dt, 1.5 * dt)
+    a, b = a[idx], b[idx]
     p, z = match_pairs(a, b, lo, hi, lib.pair_P, lib.pair_Q, lib.pair_p, dt, ms,
                        float(np.deg2rad(cfg.angle_tolerance_deg)))
     p, z, _ = _dedupe(lib, p, z)
@@ -303,21 +319,24 @@ def evaluate(lib: PatternLibrary, spots: Spots, p: np.ndarray, z: np.ndarray, cf
     r2 = np.where(expl, (resid / tol[None, :]) ** 2, 0.0)
     nexp = expl.sum(1)
     Q = np.exp(-0.5 * r2.sum(1) / np.maximum(nexp, 1))
-    Ps = np.exp(-0.5 * ((np.abs(z) - cfg.scale_centre) / cfg.scale_sigma) ** 2)
+    logPs = -0.5 * ((np.abs(z) - cfg.scale_centre) / cfg.scale_sigma) ** 2
     if scan:
-        Ps = Ps * np.exp(-0.5 * (A[:, 0] ** 2 + (A[:, 1] - 1) ** 2) / SCAN_SIGMA ** 2)
+        logPs = logPs - 0.5 * (A[:, 0] ** 2 + (A[:, 1] - 1) ** 2) / SCAN_SIGMA ** 2
     # the explained spots must span two directions
     mm = np.where(expl, m[None, :], 0)
     ref = mm[np.arange(H), np.argmax(np.abs(mm), axis=1)]
     cr = np.abs((ref.conj()[:, None] * mm).imag)
     planar = (cr >= MIN_PAIR_SIN * np.abs(ref)[:, None] * np.abs(mm)).any(1)
     fit = E * C ** cfg.coverage_exponent * Q * planar
-    return Evaluation(p, z, fit * Ps, E, C, Q, expl, n, kind, resid, A, fit)
+    score = fit * np.exp(logPs)      # ranking score: the fit weighted by the calibration preference
+    return Evaluation(p, z, score, E, C, Q, expl, n, kind, resid, A, fit)
 
 
 # ------------------------------------------------------------------------------------------ search
 #: spots used by the coarse pass of :func:`search` (the strongest ones)
 COARSE_MAX_SPOTS = 64
+#: hypotheses refined on all spots after the coarse pass (see :func:`search`)
+FINE_KEEP, FINE_FRACTION = 256, 0.25
 
 
 def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.ndarray | None = None,
@@ -345,18 +364,37 @@ def search(lib: PatternLibrary, spots: Spots, cfg: MatchSettings, previous: np.n
     if len(p) > cfg.max_hypotheses:
         keep = _top_per_pattern(ev, cfg.max_hypotheses)
         ev = ev.take(keep)
+    # the fine pass (all spots, refinement) only for the hypotheses that can still matter: the
+    # FINE_KEEP best by fit and the best of every pattern whose coarse fit is at least FINE_FRACTION
+    # of the best one (the candidates, alternatives and calibration pool come from these)
+    ev = ev.take(_prune(ev, FINE_KEEP, FINE_FRACTION))
     ev = evaluate(lib, spots, ev.p, ev.z, cfg, e_weight=e_weight, scan=scan)
     # re-merge hypotheses that converged to the same refined solution
     p2, z2, idx = _dedupe(lib, ev.p, ev.z, 0.2, 0.002)
     if len(p2) < len(ev.p):
         ev = evaluate(lib, spots, p2, z2, cfg, e_weight=e_weight, iterations=1, scan=scan, A=ev.A[idx])
+    ev = ev.take(_best_per_pattern(ev))
+    # reported scores follow the ranking: a candidate outside the competitive set (see ranking) scores at
+    # most the lowest competitive one
+    if len(ev.fit):
+        comp = ev.fit >= COMPETE * ev.fit.max()
+        ev.score = np.where(comp, ev.score, np.minimum(ev.score, ev.score[comp].min()))
+    return ev
+
+
+def _prune(ev: Evaluation, k: int, fraction: float) -> np.ndarray:
+    """Indices of the k best hypotheses by fit and of each pattern's best with fit >= fraction x max."""
+    if len(ev.p) <= k:
+        return np.arange(len(ev.p))
+    o = np.argsort(-ev.fit, kind="stable")[:k]
     best = _best_per_pattern(ev)
-    return ev.take(best)
+    best = best[ev.fit[best] >= fraction * ev.fit.max()]
+    return np.unique(np.concatenate([o, best]))
 
 
 def _top_per_pattern(ev: Evaluation, k: int) -> np.ndarray:
     """Indices of the k best hypotheses, always including the best of each pattern."""
-    o = np.argsort(-ev.score, kind="stable")
+    o = np.argsort(-ranking(ev), kind="stable")
     first = _best_per_pattern(ev)
     return np.unique(np.concatenate([o[:k], first]))
 
@@ -371,7 +409,16 @@ def _best_per_pattern(ev: Evaluation) -> np.ndarray:
     o = np.lexsort((-ev.fit, ev.p))
     _, first = np.unique(ev.p[o], return_index=True)
     best = o[first]
-    return best[np.argsort(-ev.score[best], kind="stable")]
+    return best[np.argsort(-ranking(ev)[best], kind="stable")]
+
+
+def ranking(ev: Evaluation) -> np.ndarray:
+    """Ranking key of hypotheses: the calibration preference (``score`` = fit x P_s) decides only among
+    hypotheses that fit about as well as the best one (fit >= COMPETE x max fit), which all rank above
+    the others: a zone pattern that fits well at s = 1.09 is not passed over for a poor fit at s = 1."""
+    if len(ev.fit) == 0:
+        return ev.score
+    return np.where(ev.fit >= COMPETE * ev.fit.max(), 1.0, 0.0) + ev.score
 
 
 def confidences(scores: np.ndarray, sharpness: float) -> np.ndarray:
@@ -380,6 +427,46 @@ def confidences(scores: np.ndarray, sharpness: float) -> np.ndarray:
         return scores
     e = np.exp(sharpness * (scores - scores.max()))
     return e / e.sum()
+
+
+def posterior(fit: np.ndarray, scale: np.ndarray, cfg: MatchSettings) -> np.ndarray:
+    """Confidence of each candidate (phase, zone): exp(κ fit) times the calibration prior, normalised.
+
+    The prior is what is known of the calibration: flat over the search range 1 ± max_scale_error when
+    ``calibration_sigma`` is 0 (unknown: the stored pixel size may be off by several %), else
+    N(scale_centre, calibration_sigma) (an instrument uncertainty, the image's joint calibration or a
+    reference phase).  Candidates that fit equally at different scale factors then share the
+    confidence instead of the one nearer the stored calibration taking it."""
+    if len(fit) == 0:
+        return np.asarray(fit, float)
+    logp = cfg.confidence_sharpness * np.asarray(fit, float)
+    if cfg.calibration_sigma > 0:
+        logp = logp - 0.5 * ((np.asarray(scale, float) - cfg.scale_centre) / cfg.calibration_sigma) ** 2
+    e = np.exp(logp - logp.max())
+    return e / e.sum()
+
+
+def ambiguity(lib: PatternLibrary, ev: Evaluation, conf: np.ndarray, rank: int, cfg: MatchSettings):
+    """(state, alternatives, group confidence) of candidate ``rank`` of a search.
+
+    Alternatives: the other candidates (phase, zone) with a confidence at least ``ambiguity_ratio`` of
+    this one's, each with the scale factor (calibration) it implies; ``lattice_identical`` when its
+    scale factor is within ``identical_scale`` of this one's (the same spots at the same calibration:
+    e.g. GaAs / Ge / AlAs, InSb / CdTe; only elements tell them apart)."""
+    s0 = abs(ev.z[rank])
+    alts, group = [], float(conf[rank])
+    for r in np.flatnonzero(conf >= cfg.ambiguity_ratio * conf[rank]):
+        if r == rank:
+            continue
+        pt = lib.patterns[int(ev.p[r])]
+        s = float(abs(ev.z[r]))
+        ident = abs(s / s0 - 1) <= cfg.identical_scale
+        if ident:
+            group += float(conf[r])
+        alts.append({"phase": pt.phase, "zone_axis": [int(v) for v in pt.uvw], "scale_factor": s,
+                     "fit": float(ev.fit[r]), "confidence": float(conf[r]), "lattice_identical": bool(ident)})
+    alts.sort(key=lambda a: -a["confidence"])
+    return ("ambiguous" if alts else "identified"), alts, group
 
 
 def rotation_of(pattern, z: complex) -> float:
@@ -415,9 +502,24 @@ def make_crystal(lib: PatternLibrary, spots: Spots, ev: Evaluation, rank: int, c
             "rank": r + 1, "phase": pt.phase, "space_group": lib.phase(pr).space_group,
             "zone_axis": [int(v) for v in pt.uvw], "rotation_deg": rotation_of(pt, complex(ev.z[r])),
             "scale_factor": float(abs(ev.z[r])), "score": float(ev.score[r]), "fit": float(ev.fit[r]),
-            "confidence": float(conf[r]),
+            "confidence": float(conf[r]), "n_spots": int(ev.explained[r].sum()),
         })
+    # the wider pool of candidates the image calibration is estimated from (ranked by fit, not score:
+    # with an unknown calibration the right phase may be far from the stored scale)
+    pool = []
+    for r in np.argsort(-ev.fit, kind="stable")[:POOL_SIZE]:
+        if ev.fit[r] < POOL_FRACTION * ev.fit.max():
+            break
+        pool.append({"phase": lib.patterns[int(ev.p[r])].phase,
+                     "zone_axis": [int(v) for v in lib.patterns[int(ev.p[r])].uvw],
+                     "scale_factor": float(abs(ev.z[r])), "fit": float(ev.fit[r]),
+                     "n_spots": int(ev.explained[r].sum())})
     score = float(ev.score[rank])
+    fit = float(ev.fit[rank])
+    state, alts, group = ambiguity(lib, ev, conf, rank, cfg)
+    ok = bool(fit >= cfg.min_score and group >= cfg.min_confidence)
+    if fit < cfg.min_score:
+        state = "not_identified"
     return Crystal(
         p=p, phase=pat.phase, space_group=ph.space_group, uvw=pat.uvw.copy(),
         uvw4=None if pat.uvw4 is None else pat.uvw4.copy(), scale=float(abs(z)),
@@ -425,8 +527,8 @@ def make_crystal(lib: PatternLibrary, spots: Spots, ev: Evaluation, rank: int, c
         M=orientation_matrix(pat, z), score=score, confidence=float(conf[rank]), E=float(ev.E[rank]),
         C=float(ev.C[rank]), spot_index=spots.index[ex], hkl=hkl, resid=ev.resid[rank][ex], k=spots.k[ex],
         w=spots.w[ex], candidates=cands,
-        identified=bool(score >= cfg.min_score and conf[rank] >= cfg.min_confidence),
-        scan_distortion=scan_map(ev.A[rank]) if scan else None,
+        identified=ok, scan_distortion=scan_map(ev.A[rank]) if scan else None, fit=fit, state=state,
+        alternatives=alts, group_confidence=group, pool=pool,
     )
 
 
@@ -460,7 +562,7 @@ def identify(lib: PatternLibrary, spots: Spots, cfg: MatchSettings | None = None
         ev = search(lib, spots, cfg, previous if k > 0 else None, scan=scan_rows)
         if ev is None or len(ev.p) == 0 or ev.score[0] <= 0:
             break
-        conf = confidences(ev.score, cfg.confidence_sharpness)
+        conf = posterior(ev.fit, np.abs(ev.z), cfg)
         c = make_crystal(lib, spots, ev, 0, conf, cfg, scan=scan_rows)
         if k > 0:
             new = ev.explained[0] & ~previous

@@ -137,7 +137,12 @@ LOW_INDEX_ZONES = {
 
 
 def low_index_zones(phase) -> list[tuple[int, int, int]]:
-    """The validation set's zone list for the phase's crystal system (hexagonal axes for trigonal)."""
+    """The validation set's zone list for the phase's crystal system (hexagonal axes for trigonal);
+    [001] only for a 2D crystal (:mod:`temtwin.phase.layers`)."""
+    from .layers import is_two_dimensional
+
+    if is_two_dimensional(phase):
+        return [(0, 0, 1)]
     if phase.is_hexagonal:
         return LOW_INDEX_ZONES["hexagonal"]
     return LOW_INDEX_ZONES.get(phase.crystal_system, LOW_INDEX_ZONES["other"])

@@ -13,6 +13,9 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
   zone, the one with the smallest angle in [0, 360)), ``scale_factor`` (measured |g| / theoretical |g|),
   ``score``, ``confidence``, ``identified``, ``n_crystals``, ``explained_fraction``, ``coverage``,
   ``reason`` (why not identified);
+* attrs ``state`` (``identified``, ``ambiguous``: other candidates fit about as well, see table
+  ``alternatives``; ``not_identified``) and ``group_confidence`` (the crystal's confidence plus that of
+  its lattice-identical alternatives);
 * ``orientation_matrix`` (3, 3): v_image = M @ v_crystal (rows image x, image y, beam z; columns the
   CIF's Cartesian axes); NaN when not identified;
 * tables ``candidates`` (rank, phase, space_group, zone_u, zone_v, zone_w, rotation_deg,
@@ -24,13 +27,16 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
 ``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
 crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
 into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table; root attr
-``calibration_scale_factor`` (the image's calibration from its identified regions, when any; see
-:mod:`temtwin.phase.calibration`).
+``calibration_scale_factor`` (the image's calibration from its regions, when any; see
+:mod:`temtwin.phase.calibration`), ``calibration_uncertainty``, ``calibration_status``, ``elements``
+(JSON) and ``elements_source`` (sample.yaml, config, element maps, file metadata or "").
 
 Summary fragment ``{"regions": {label: {phase, space_group, zone_axis, orientation_matrix,
 scale_factor, phase_score, confidence, identified, rotation_deg, candidates}},
 "relative_orientations": [{regions, phases, angle_deg, relation}], "calibration": {scale_factor,
-regions, region_scale_factors, shared}}``; figures
+uncertainty, status, recovered, regions, region_scale_factors, region_phases, n_reflections,
+alternatives, reference_phase, shared, instrument_uncertainty}, "elements": {elements, source}}``,
+per region also ``state``, ``group_confidence``, ``alternatives``; figures
 ``region_<label>.png`` and ``bragg.png``.
 """
 
@@ -47,7 +53,8 @@ from ..errors import UserError
 from ..io.h5 import read_table, set_summary, write_array, write_table
 from .database import load_phases, select_phases
 from .library import PatternLibrary, build_library
-from .calibration import changed, image_calibration, shared_settings
+from .calibration import (assumed_calibration, changed, image_calibration, instrument_settings,
+                          shared_settings)
 from .matching import Crystal, MatchSettings, Spots, identify
 from .orientation import misorientation
 
@@ -57,23 +64,46 @@ def _crystal_name(label, k: int) -> str:
     return str(label) if k == 0 else f"{label}.{k + 1}"
 
 
+def element_source(cfg: dict, sample: dict, map_elements=(), metadata_elements=()) -> tuple[list, str]:
+    """(elements, where they come from): sample.yaml ``elements``, else config ``phase_id.elements``,
+    else the element maps of the sample (``eels/<El>.*``), else the image file's metadata; ([], "")
+    when none gives any (every phase is a candidate)."""
+    for els, src in ((sample.get("elements"), "sample.yaml"), (cfg.get("elements"), "config"),
+                     (map_elements, "element maps"), (metadata_elements, "file metadata")):
+        if els:
+            return sorted({str(e) for e in els}), src
+    return [], ""
+
+
 def candidate_phases(cif_paths, cfg: dict, sample: dict, sample_path: Path | None, sample_name: str = "",
-                     log=None) -> list:
-    """Readable candidate phases restricted by elements / names (sample.yaml first, then config)."""
+                     log=None, map_elements=(), metadata_elements=()) -> list:
+    """Readable candidate phases restricted by elements / names (sample.yaml first, then config, then
+    the sample's element maps and the image file's metadata, see :func:`element_source`)."""
     phases = load_phases(cif_paths, log)
     if not phases:
         raise UserError(f"sample {sample_name or '?'}: no candidate phases (no readable CIF among "
                         f"{len(cif_paths)} files); set `phase_id.use_builtin_phases: true`, add CIF folders "
                         "to `phase_id.cif_folders` or put CIFs in <sample>/phases/", sample_path)
-    if sample.get("elements"):
-        elements, esrc, epath = sample["elements"], "sample.yaml key `elements`", sample_path
-    else:
-        elements, esrc, epath = cfg.get("elements") or [], "config key `phase_id.elements`", None
+    elements, src = element_source(cfg, sample, map_elements, metadata_elements)
+    esrc, epath = {"sample.yaml": ("sample.yaml key `elements`", sample_path),
+                   "config": ("config key `phase_id.elements`", None),
+                   "element maps": ("the element maps eels/<El>.* (set `elements` in sample.yaml to change)",
+                                    sample_path),
+                   "file metadata": ("the elements listed in the image file's metadata (set `elements` in "
+                                     "sample.yaml to change)", sample_path), "": ("", None)}[src]
     if sample.get("phases"):
         names, nsrc, npath = sample["phases"], "sample.yaml key `phases`", sample_path
     else:
         names, nsrc, npath = cfg.get("phases") or [], "config key `phase_id.phases`", None
-    phases = select_phases(phases, elements=elements, source=esrc, path=epath)
+    if src in ("element maps", "file metadata"):
+        try:
+            phases = select_phases(phases, elements=elements, source=esrc, path=epath)
+        except UserError:      # maps of a few elements only (O, C...): no restriction rather than none
+            if log:
+                log.warning("phase_id: no candidate phase made of the elements %s (%s); all phases kept",
+                            elements, src)
+    else:
+        phases = select_phases(phases, elements=elements, source=esrc, path=epath)
     return select_phases(phases, names=names, source=nsrc, path=npath)
 
 
@@ -156,6 +186,12 @@ def _region_summary(crystals: list[Crystal]) -> dict:
         "candidates": [{"phase": x["phase"], "zone_axis": x["zone_axis"], "score": round(x["score"], 4),
                         "confidence": round(x["confidence"], 4)} for x in c.candidates[:5]],
     }
+    d["state"] = c.state if c.identified or c.state != "identified" else "not_identified"
+    d["group_confidence"] = round(c.group_confidence, 4)
+    if c.alternatives:
+        d["alternatives"] = [{"phase": a["phase"], "zone_axis": a["zone_axis"],
+                              "scale_factor": round(a["scale_factor"], 5), "confidence": round(a["confidence"], 4),
+                              "lattice_identical": a["lattice_identical"]} for a in c.alternatives[:8]]
     if c.uvw4 is not None:
         d["zone_axis_4"] = [int(v) for v in c.uvw4]
     if len(crystals) > 1:
@@ -184,6 +220,22 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
     g.attrs["coverage"] = float(c.C) if c is not None else 0.0
     g.attrs["best_candidate"] = c.phase if c is not None else ""
     g.attrs["reason"] = reason
+    g.attrs["state"] = ("not_identified" if c is None or (not ok and c.state == "identified") else c.state)
+    g.attrs["group_confidence"] = float(c.group_confidence) if c is not None else 0.0
+    alts = c.alternatives if c is not None else []
+    if alts:
+        write_table(g, "alternatives", {
+            "phase": (np.array([a["phase"] for a in alts], object), "1"),
+            "zone_u": (np.array([a["zone_axis"][0] for a in alts], np.int64), "1"),
+            "zone_v": (np.array([a["zone_axis"][1] for a in alts], np.int64), "1"),
+            "zone_w": (np.array([a["zone_axis"][2] for a in alts], np.int64), "1"),
+            "scale_factor": (np.array([a["scale_factor"] for a in alts], float), "1"),
+            "fit": (np.array([a["fit"] for a in alts], float), "1"),
+            "confidence": (np.array([a["confidence"] for a in alts], float), "1"),
+            "lattice_identical": (np.array([a["lattice_identical"] for a in alts], bool), "1"),
+        }, description="candidates the data do not rule out (confidence >= ambiguity_ratio x the best's), with "
+                       "the calibration (scale factor) each implies; lattice_identical: same lattice at the same "
+                       "calibration, only elements tell them apart")
     if c is not None and c.scan_distortion is not None:
         g.attrs["scan_distortion"] = np.asarray(c.scan_distortion, float)
     write_array(g, "orientation_matrix", c.M if c is not None else np.full((3, 3), np.nan), "1",
@@ -289,12 +341,18 @@ def run(ctx) -> None:
     cfg = ctx.section("phase_id")
     sample, spath = ctx.sample_settings(), ctx.sample_yaml()
     sname = ctx.wildcards.get("sample", "")
-    phases = candidate_phases(ctx.paths("cifs"), cfg, sample, spath, sname, ctx.log)
+    map_elements = list(ctx.params.get("map_elements") or [])
+    meta_elements = _image_elements(ctx.input["image"])
+    elements, el_src = element_source(cfg, sample, map_elements, meta_elements)
+    if el_src in ("element maps", "file metadata"):
+        ctx.log.info("phase_id: no `elements` given; using %s from the %s", elements, el_src)
+    all_phases = load_phases(ctx.paths("cifs"), ctx.log)
+    phases = candidate_phases(ctx.paths("cifs"), cfg, sample, spath, sname, ctx.log, map_elements, meta_elements)
     ctx.log.info("phase_id: %d candidate phases: %s", len(phases), ", ".join(p.name for p in phases))
     lib = library_for(phases, cfg)
     ctx.log.info("phase_id: %d zone patterns (max index %d) in %.2f s", len(lib), cfg["max_zone_index"],
                  time.perf_counter() - t0)
-    mcfg = MatchSettings.from_config(cfg)
+    mcfg = instrument_settings(MatchSettings.from_config(cfg), cfg["calibration"]["uncertainty"])
     peaks = read_peaks(ctx.input["peaks"])
     mode = _image_mode(ctx.input["image"])
     scan_rows = cfg["scan_distortion"] == "rows" or (cfg["scan_distortion"] == "auto" and mode == "STEM")
@@ -312,14 +370,27 @@ def run(ctx) -> None:
                      f"conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}" if c else reason,
                      time.perf_counter() - t1)
         ctx.progress(i + 1, len(labels_sorted), "regions")
-    n_cryst = sum(bool(cs and cs[0].identified) for cs in results.values())
-    cal = image_calibration(results, mcfg, float(cfg["shared_calibration_sigma"]))
+    sigma = float(cfg["shared_calibration_sigma"])
     mcfg_used = mcfg
-    if cfg["shared_calibration"] and cal is not None and n_cryst >= 2:
-        mcfg2 = mcfg_used = shared_settings(mcfg, cal, cfg["shared_calibration_sigma"])
-        ctx.log.info("phase_id: image calibration %.4f from regions %s; identifying every region again with "
-                     "the calibration prior centred there (sigma %.3f)", cal.scale,
-                     ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
+    ref = cfg["calibration"]["reference_phase"]
+    cal, shared, ref_note = None, False, ""
+    if ref:
+        cal, ref_note = _reference_calibration(ref, all_phases, phases, cfg, mcfg, peaks, labels_sorted, scan_rows,
+                                               sigma, ctx.log, results)
+    if cal is None:
+        cal = image_calibration(results, mcfg, sigma)
+    apply = cal is not None and cal.status != "ambiguous" and (
+        cal.status == "reference" or (cfg["shared_calibration"] and len(cal.regions) >= 2))
+    if cal is not None and cal.status == "ambiguous":
+        ctx.log.info("phase_id: the image calibration is ambiguous: %.4f or %s; regions keep their own "
+                     "alternatives (give `elements`, `calibration.uncertainty` or `calibration.reference_phase`)",
+                     cal.scale, ", ".join(f"{a['scale_factor']:.4f}" for a in cal.alternatives))
+    if apply:
+        shared = True
+        mcfg2 = mcfg_used = shared_settings(mcfg, cal, sigma)
+        ctx.log.info("phase_id: image calibration %.4f ± %.4f (%s) from regions %s; identifying every region "
+                     "again with the calibration prior centred there (sigma %.3f)", cal.scale, cal.uncertainty,
+                     cal.status, ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
         for i, label in enumerate(labels_sorted):
             crystals, spots, reason = analyse_region(lib, peaks[label], mcfg2, int(cfg["min_peaks"]), scan_rows)
             if changed(results[label], crystals):
@@ -382,10 +453,18 @@ def run(ctx) -> None:
                 "relation": (np.array([r["relation"] for r in rel], object), "1"),
             })
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
+        calib = cal if cal is not None else assumed_calibration(mcfg)
         if cal is not None:
             f.attrs["calibration_scale_factor"] = cal.scale
-            summary["calibration"] = {**cal.as_summary(),
-                                      "shared": bool(cfg["shared_calibration"] and n_cryst >= 2)}
+        f.attrs["calibration_uncertainty"] = float(calib.uncertainty)
+        f.attrs["calibration_status"] = calib.status
+        f.attrs["elements"] = json.dumps(elements)
+        f.attrs["elements_source"] = el_src
+        summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
+                                  "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
+        if ref_note:
+            summary["calibration"]["note"] = ref_note
+        summary["elements"] = {"elements": elements, "source": el_src or "none (every phase is a candidate)"}
         if rel:
             summary["relative_orientations"] = rel
         if overridden:
@@ -409,6 +488,52 @@ def run(ctx) -> None:
             bragg_figure(figdir / "bragg.png", image, px, extra[0], norm, names)
     n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
+
+
+def _reference_calibration(ref: str, all_phases, phases, cfg, mcfg, peaks, labels, scan_rows, sigma, log,
+                           results):
+    """(ImageCalibration pinned to the reference phase or None, note): every region is matched against
+    the reference phase alone; the calibration is the joint estimate over all regions restricted to
+    scale factors at which the reference phase explains at least one region."""
+    byname = {p.name: p for p in list(all_phases) + list(phases)}
+    if ref not in byname:
+        raise UserError(f"calibration.reference_phase {ref!r} is not among the phases "
+                        f"({', '.join(sorted(byname))}); use a CIF stem or add its CIF to <sample>/phases/", None)
+    rlib = library_for([byname[ref]], cfg)
+    rres = {}
+    for label in labels:
+        crystals, _, _ = analyse_region(rlib, peaks[label], mcfg, int(cfg["min_peaks"]), scan_rows)
+        rres[label] = crystals
+    cal = image_calibration(results, mcfg, sigma, reference=rres, phase=ref)
+    if cal is None:
+        note = f"reference phase {ref} fits no region (min_score {mcfg.min_score}); calibration not pinned"
+        log.warning("phase_id: %s", note)
+        return None, note
+    note = ""
+    if cal.status == "ambiguous":
+        alts = ", ".join(f"{a['scale_factor']:.4f}" for a in cal.alternatives)
+        note = (f"reference phase {ref} fits the regions at several calibrations ({cal.scale:.4f}, {alts}); "
+                "the most probable is used")
+    cal.status, cal.reference_phase = "reference", ref
+    log.info("phase_id: calibration pinned to %s: scale %.4f ± %.4f from regions %s", ref, cal.scale,
+             cal.uncertainty, ", ".join(map(str, cal.regions)))
+    return cal, note
+
+
+def _image_elements(path) -> list[str]:
+    """Elements the image file's metadata lists (image.h5 root attr ``elements``, JSON list), if any."""
+    try:
+        with h5py.File(path, "r") as f:
+            v = f.attrs.get("elements", "")
+    except OSError:
+        return []
+    v = v.decode() if isinstance(v, bytes) else v
+    if isinstance(v, str):
+        try:
+            v = json.loads(v) if v else []
+        except ValueError:
+            v = [x.strip() for x in v.split(",") if x.strip()]
+    return [str(x) for x in np.atleast_1d(v) if str(x)]
 
 
 def _image_mode(path) -> str:

@@ -318,9 +318,13 @@ def build_pattern(phase, uvw, g_max: float, keep_forbidden: bool = True, forbidd
 
 
 def zone_patterns(phase, max_index: int, g_max: float, **kw) -> list[ZonePattern]:
-    """Patterns of every zone class of ``phase`` with |indices| <= max_index (observable ones only)."""
+    """Patterns of every zone class of ``phase`` with |indices| <= max_index (observable ones only);
+    a 2D crystal (:mod:`temtwin.phase.layers`) only along its normal [001]."""
+    from .layers import is_two_dimensional, layer_zones
+
     out = []
-    for uvw in zone_classes(phase, max_index):
+    zones = layer_zones(phase) if is_two_dimensional(phase) else zone_classes(phase, max_index)
+    for uvw in zones:
         p = build_pattern(phase, uvw, g_max, **kw)
         if p is not None:
             out.append(p)

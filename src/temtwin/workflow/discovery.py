@@ -46,9 +46,22 @@ class Sample:
     label_overrides: dict[str, Path] = field(default_factory=dict)
 
     @property
+    def map_elements(self) -> list[str]:
+        """Element symbols of the composition maps ``eels/<El>.*`` (file stems that are element symbols)."""
+        return element_names(self.eels_files)
+
+    @property
     def sample_yaml(self) -> Path | None:
         p = self.path / "sample.yaml"
         return p if p.is_file() else None
+
+
+ELEMENT_RE = re.compile(r"^[A-Z][a-z]?$")
+
+
+def element_names(files) -> list[str]:
+    """Sorted element symbols among the stems of ``files`` (``eels/Si.tif`` -> ``Si``; others ignored)."""
+    return sorted({Path(f).stem for f in files if ELEMENT_RE.match(Path(f).stem)})
 
 
 def read_sample_yaml(path: Path) -> dict:

@@ -83,6 +83,10 @@ class Workflow:
     def eels_files(self, wc) -> list[str]:
         return [str(p) for p in self.samples[wc.sample].eels_files]
 
+    def map_elements(self, wc) -> list[str]:
+        """Element symbols of the sample's composition maps (eels/<El>.*), for phase_id's candidates."""
+        return self.samples[wc.sample].map_elements
+
     def per_image(self, stage_file: str):
         """Input function: ``stage_file`` (e.g. 'gpa.h5') of every image of the sample."""
         def f(wc):
