@@ -1,6 +1,6 @@
 """The ``temtwin`` command line.
 
-    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [-- SNAKEMAKE ARGS...]
+    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [--keep-lock] [-- SNAKEMAKE ARGS...]
     temtwin check [--config FILE] [--dataset DIR]   validate config and dataset, list what will run
     temtwin info FILE                               read one micrograph and print its calibration
     temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.peaks.train)
@@ -42,7 +42,32 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.profile:
         cmd += ["--workflow-profile", args.profile]
     cmd += extra
+    workdir = _workdir(extra)
+    from .workflow.locks import stale_lock
+
+    stale = stale_lock(workdir)
+    if stale:
+        if args.keep_lock:
+            print(f"temtwin: error: {workdir}: the working directory is locked by a run that no longer lives "
+                  f"({', '.join(p.name for p in stale)}); rerun without --keep-lock, or with `-- --unlock`",
+                  file=sys.stderr)
+            return 1
+        print(f"temtwin: removing the stale Snakemake lock of {workdir} (left by a killed run; "
+              "no Snakemake process runs there)", file=sys.stderr)
+        rc = subprocess.call([*cmd, "--unlock"])
+        if rc:
+            return rc
     return subprocess.call(cmd)
+
+
+def _workdir(extra: list[str]) -> Path:
+    """Snakemake's working directory: ``--directory``/``-d`` among the extra arguments, else here."""
+    for i, a in enumerate(extra):
+        if a in ("--directory", "-d") and i + 1 < len(extra):
+            return Path(extra[i + 1])
+        if a.startswith("--directory="):
+            return Path(a.split("=", 1)[1])
+    return Path.cwd()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -93,6 +118,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))
     r.add_argument("--cores", default=str(os.cpu_count() or 1))
     r.add_argument("--profile", help="workflow profile folder, e.g. profiles/slurm")
+    r.add_argument("--keep-lock", action="store_true",
+                   help="stop with an error instead of removing a stale lock left by a killed run")
     c = sub.add_parser("check", help="validate the config and the dataset")
     c.add_argument("--dataset")
     c.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))

@@ -185,16 +185,22 @@ def run_stage(smk: Any, func: Callable[[StageContext], Any] | str) -> None:
 
 
 def _set_threads(n: int) -> None:
-    """Limit numeric libraries to ``n`` threads (torch, numba, BLAS via threadpoolctl)."""
-    try:
-        import torch
+    """Limit numeric libraries to ``n`` threads without importing them.
 
-        torch.set_num_threads(n)
-    except Exception:  # pragma: no cover
-        pass
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # pragma: no cover
-        pass
+    torch and numba take about 2 s to import, so they are imported only by the stages that use them.
+    Their thread counts come from the environment (``OMP_NUM_THREADS`` for torch and BLAS,
+    ``NUMBA_NUM_THREADS`` for numba), which both read when first imported; a library that is
+    already imported in this process is set directly.
+    """
+    n = max(1, int(n))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(min(n, os.cpu_count() or n)))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            torch.set_num_threads(n)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        with contextlib.suppress(Exception):
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
