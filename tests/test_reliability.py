@@ -67,3 +67,45 @@ def test_temtwin_run_removes_a_stale_lock_but_not_a_live_one(tmp_path, monkeypat
         live.kill()
         live.wait()
     assert stale_lock(tmp_path / "work") == [locks / "0.output.lock"]
+
+
+# ------------------------------------------------------------------ defect 8: byte-identical reruns
+def _gds_bgnlib(path):
+    """The 12 int16 of the GDS BGNLIB record (modification and access year, month, day, h, min, s)."""
+    b = Path(path).read_bytes()
+    n = int.from_bytes(b[0:2], "big")  # HEADER record
+    assert b[n + 2:n + 4] == b"\x01\x02"  # BGNLIB, int16 data
+    return np.frombuffer(b[n + 4:n + 28], ">i2").tolist()
+
+
+def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
+    """GDS files carry a fixed timestamp, and the atomic model's summary no wall-clock timings."""
+    from temtwin.twin.boundaries import region_boundaries
+    from temtwin.twin.fem import write_gds
+    from temtwin.twin.model_stage import run
+    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.workflow.context import StageContext
+    from temtwin.io.h5 import read_summary
+
+    lab = np.ones((40, 50), np.int32)
+    lab[20:] = 2
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    write_gds(tmp_path / "a.gds", region_boundaries(lab, (1.0, 1.0), 1.0), {1: "Si"}, {"Si": 1})
+    assert _gds_bgnlib(tmp_path / "a.gds") == [100, 1, 1, 0, 0, 0] * 2  # GDSII years count from 1900
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # 2023-11-14 22:13:20 UTC
+    write_gds(tmp_path / "b.gds", region_boundaries(lab, (1.0, 1.0), 1.0), {1: "Si"}, {"Si": 1})
+    assert _gds_bgnlib(tmp_path / "b.gds") == [123, 11, 14, 22, 13, 20] * 2
+
+    _, paths = write_layered_inputs(tmp_path / "s" / "im", shape=(64, 64), thickness_nm=1.0)
+    summaries, extxyz = [], []
+    d = tmp_path / "run"
+    for _ in range(2):  # a rerun into the same folder
+        ctx = StageContext.create("atomic_model", {
+            "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
+            "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
+            {"h5": d / "model.h5", "extxyz": d / "model.extxyz", "lammps": d / "model.lmp",
+             "figures": d / "figures"}, {"model": {"thickness_nm": 1.0}}, wildcards={"sample": "s"})
+        run(ctx)
+        summaries.append(read_summary(d / "model.h5"))
+        extxyz.append((d / "model.extxyz").read_bytes())
+    assert summaries[0] == summaries[1] and extxyz[0] == extxyz[1]
