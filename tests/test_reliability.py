@@ -109,3 +109,25 @@ def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
         summaries.append(read_summary(d / "model.h5"))
         extxyz.append((d / "model.extxyz").read_bytes())
     assert summaries[0] == summaries[1] and extxyz[0] == extxyz[1]
+
+
+# ------------------------------------------------------------------ defect 9: orphan temporary files
+def test_stale_temporaries_are_removed_at_the_next_run(tmp_path):
+    from temtwin.io.h5 import atomic_h5, atomic_path
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid that no longer runs: the writer was killed
+    out = tmp_path / "r" / "gpa.h5"
+    out.parent.mkdir()
+    orphan_h5 = out.with_name(f".gpa.h5.tmp-{dead.pid}")
+    orphan_png = out.with_name(f".overlay.tmp-{dead.pid}.png")
+    live = out.with_name(f".gpa.h5.tmp-{os.getppid()}")  # a live writer's file is kept
+    other = out.with_name(f".gpa2.h5.tmp-{dead.pid}")    # another output's file is not touched
+    for p in (orphan_h5, orphan_png, live, other):
+        p.write_bytes(b"half")
+    with atomic_h5(out) as f:
+        f.attrs["x"] = 1
+    with atomic_path(out.with_name("overlay.png")) as p:
+        p.write_bytes(b"png")
+    assert not orphan_h5.exists() and not orphan_png.exists()
+    assert live.exists() and other.exists() and out.is_file()

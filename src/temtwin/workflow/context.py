@@ -29,7 +29,7 @@ from typing import Any
 import h5py
 
 from ..errors import UserError
-from ..io.h5 import atomic_h5, atomic_path, make_provenance
+from ..io.h5 import atomic_h5, atomic_path, make_provenance, remove_stale_temporaries
 
 
 @dataclass
@@ -171,6 +171,10 @@ def run_stage(smk: Any, func: Callable[[StageContext], Any] | str) -> None:
     )
     t0 = time.perf_counter()
     log.info("rule %s %s: start (threads=%d)", ctx.rule, dict(ctx.wildcards), threads)
+    for p in ctx.output.values():  # temporaries a killed run of this rule left beside its outputs
+        for q in ([p] if isinstance(p, (str, os.PathLike)) else list(p)):
+            for r in remove_stale_temporaries(q):
+                log.info("removed %s, left by a killed run", r)
     try:
         _set_threads(threads)
         _resolve(func)(ctx)
