@@ -5,10 +5,10 @@ Each test failed before its fix.  Big inputs are generated lazily and kept small
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +62,10 @@ def test_temtwin_run_removes_a_stale_lock_but_not_a_live_one(tmp_path, monkeypat
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "snakemake"],
                             cwd=tmp_path / "work")
     try:
+        for _ in range(100):  # until the child's /proc/<pid>/cmdline is filled in (right after exec)
+            if stale_lock(tmp_path / "work") == []:
+                break
+            time.sleep(0.05)
         assert stale_lock(tmp_path / "work") == []
     finally:
         live.kill()
@@ -131,3 +135,69 @@ def test_stale_temporaries_are_removed_at_the_next_run(tmp_path):
         p.write_bytes(b"png")
     assert not orphan_h5.exists() and not orphan_png.exists()
     assert live.exists() and other.exists() and out.is_file()
+
+
+# ------------------------------------------------------------------ defect 10: one line, not a traceback
+def _smk(tmp_path, rule="demo"):
+    from types import SimpleNamespace
+
+    class N(list):
+        def __init__(self, d):
+            super().__init__(d.values())
+            self._d = d
+
+        def items(self):
+            return self._d.items()
+
+    return SimpleNamespace(rule=rule, input=N({}), output=N({"figures": str(tmp_path / "figs")}), params=N({}),
+                           config={}, wildcards=N({"sample": "s"}), threads=1, log=[str(tmp_path / "l.log")])
+
+
+def test_disk_full_while_saving_a_figure_is_one_line(tmp_path, capsys, monkeypatch):
+    import matplotlib.figure
+
+    from temtwin.plotting import new_figure, save_figure
+    from temtwin.workflow.context import run_stage
+
+    def savefig_on_full_disk(self, fname, **kw):
+        with open("/dev/full", "wb") as fh:  # the kernel's always-full device: a real ENOSPC
+            fh.write(b"x" * 65536)
+            fh.flush()
+
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full")
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", savefig_on_full_disk)
+
+    def stage(ctx):
+        fig, ax = new_figure()
+        save_figure(fig, Path(ctx.output["figures"]) / "overlay.png")
+
+    with pytest.raises(SystemExit) as e:
+        run_stage(_smk(tmp_path), stage)
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "overlay.png: cannot write: no space left" in err[0]
+    assert not list((tmp_path / "figs").iterdir())  # nothing half-written
+
+
+def test_unreadable_eels_npy_is_one_line(tmp_path):
+    from temtwin.errors import UserError
+    from temtwin.twin.composition import read_element_map
+
+    bad = tmp_path / "Ge.npy"
+    bad.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(UserError, match=r"Ge\.npy: cannot read this \.npy map"):
+        read_element_map(bad, pixel_size_nm=0.1)
+    np.save(tmp_path / "Si.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match=r"Si\.npy: cannot read this \.npy map"):  # never unpickled
+        read_element_map(tmp_path / "Si.npy", pixel_size_nm=0.1)
+
+
+def test_dotted_config_key_is_one_line(tiny_dataset, capsys, monkeypatch):
+    from temtwin import cli
+
+    monkeypatch.setattr(cli.subprocess, "call", lambda cmd: pytest.fail("snakemake must not start"))
+    rc = cli.main(["run", "--dataset", str(tiny_dataset), "--", "--config", "segmentation.min_area_nm2=5"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1
+    assert "put `segmentation: {min_area_nm2: 5}` in a YAML file" in err[0]

@@ -21,7 +21,35 @@ from .config import REPO_ROOT
 from .errors import UserError
 
 
+def check_config_args(extra: list[str]) -> None:
+    """Snakemake's ``--config KEY=VALUE`` takes top-level keys only; a dotted key gets one clear line.
+
+    (Snakemake itself answers ``a.b=c`` with a traceback, before the workflow can say anything.)
+    """
+    entries, inside = [], False
+    for a in extra:
+        if a in ("--config", "-C"):
+            inside = True
+            continue
+        if a.startswith("--config="):
+            entries.append(a.split("=", 1)[1])
+            continue
+        if a.startswith("-"):
+            inside = False
+        elif inside:
+            entries.append(a)
+    for e in entries:
+        key, _, value = e.partition("=")
+        if "." in key:
+            parts = key.split(".")
+            flow = parts[0] + ": " + "".join("{" + p + ": " for p in parts[1:]) + value + "}" * (len(parts) - 1)
+            raise UserError(f"`--config {e}`: Snakemake's --config takes top-level keys only, not dotted "
+                            f"ones; put `{flow}` in a YAML file and pass it with `temtwin run --config FILE`",
+                            "command line")
+
+
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    check_config_args(extra)
     from .config import load_config
     from .workflow.discovery import discover
 

@@ -17,6 +17,7 @@ Conventions (see README "Outputs"):
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -111,6 +112,38 @@ def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     return removed
 
 
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn "no space left" / quota / read-only / permission errors while writing ``path`` into one line.
+
+    Raises :class:`~temtwin.errors.UserError` naming the file and the fix; other errors pass unchanged.
+    """
+    from ..errors import UserError
+
+    try:
+        yield
+    except OSError as e:
+        code = e.errno
+        text = str(e)
+        if code is None:  # h5py and some writers wrap the OS error in their own message
+            code = next((c for c in (*_NO_SPACE, errno.EROFS, errno.EACCES)
+                         if os.strerror(c).lower() in text.lower()), None)
+        where = Path(path).parent
+        if code in _NO_SPACE:
+            raise UserError(f"cannot write: no space left on the disk (or quota exceeded) in {where}; free "
+                            "space or set `results:` to a larger disk, then rerun", path) from None
+        if code == errno.EROFS:
+            raise UserError(f"cannot write: {where} is on a read-only file system; set `results:` to a "
+                            "writable folder", path) from None
+        if code == errno.EACCES:
+            raise UserError(f"cannot write: permission denied in {where}; make it writable or set "
+                            "`results:` to a folder you own", path) from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike, provenance: Mapping | None = None) -> Iterator[h5py.File]:
     """Open ``path`` for writing so that it appears only when complete.
@@ -124,11 +157,12 @@ def atomic_h5(path: str | os.PathLike, provenance: Mapping | None = None) -> Ite
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110")) as f:
-            for k, v in (provenance or {}).items():
-                f.attrs[k] = v
-            yield f
-        os.replace(tmp, path)
+        with disk_errors(path):
+            with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110")) as f:
+                for k, v in (provenance or {}).items():
+                    f.attrs[k] = v
+                yield f
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -145,8 +179,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with disk_errors(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
