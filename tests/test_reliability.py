@@ -201,3 +201,57 @@ def test_dotted_config_key_is_one_line(tiny_dataset, capsys, monkeypatch):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
     assert "put `segmentation: {min_area_nm2: 5}` in a YAML file" in err[0]
+
+
+# ------------------------------------------------------------------ defect 7: RGB images
+def test_rgb_png_is_read_as_grey(tmp_path, lattice_image):
+    import imageio.v3 as iio
+
+    from temtwin.io.ingest import read_micrograph
+
+    grey = (lattice_image.astype(float) / lattice_image.max() * 255).astype(np.uint8)
+    iio.imwrite(tmp_path / "g.png", np.dstack([grey] * 3))                      # grey saved as RGB
+    colour = np.dstack([grey, 255 - grey, grey // 2])
+    iio.imwrite(tmp_path / "c.png", np.dstack([colour, np.full_like(grey, 255)]))  # colour RGBA
+    settings = {"pixel_size_nm": 0.02}
+    g = read_micrograph(tmp_path / "g.png", settings=settings)
+    assert np.array_equal(g.data, grey.astype(np.float32))
+    c = read_micrograph(tmp_path / "c.png", settings=settings)
+    want = 0.2125 * grey + 0.7154 * (255.0 - grey) + 0.0721 * (grey // 2)
+    np.testing.assert_allclose(c.data, want, atol=1e-3)
+    assert c.meta["rgb"] and c.pixel_size_nm == (0.02, 0.02)
+
+
+# ------------------------------------------------------------------ defect 5: overflow, silent empty result
+def test_huge_intensities_are_normalised_and_an_empty_segmentation_fails(tmp_path, lattice_image):
+    from conftest import write_hspy
+    from temtwin.errors import UserError
+    from temtwin.io.h5 import atomic_h5
+    from temtwin.io.image import Micrograph
+    from temtwin.io.ingest import read_micrograph, write_image_h5
+    from temtwin.segment import stage as seg
+    from temtwin.workflow.context import StageContext
+
+    base = lattice_image.astype(np.int64)
+    cases = {"offset": base + 10 ** 18, "scaled": base.astype(np.float64) * 1e16}
+    for name, data in cases.items():
+        m = read_micrograph(write_hspy(tmp_path / f"{name}.hspy", data), settings={})
+        f = base.astype(np.float64)
+        # the image is an exact affine copy of the file's values: nothing lost to float32
+        sc, off = m.meta["intensity_scale"], m.meta["intensity_offset"]
+        if name == "offset":  # integers: the minimum is subtracted exactly
+            np.testing.assert_allclose(m.data / sc, (data - data.min()).astype(float), atol=1e-3)
+        else:
+            np.testing.assert_allclose(m.data / sc + off, data, rtol=1e-6)
+        assert np.corrcoef(m.data.ravel(), f.ravel())[0, 1] > 0.999999
+        assert 100 < np.abs(m.data).max() < 1e4 and m.meta["units"] == "a.u."
+    # an image.h5 that bypassed ingest's normalisation: segmentation finds nothing -> one clear error
+    raw = Micrograph(data=(base * 1e16).astype(np.float32), pixel_size_nm=(0.02, 0.02), name="a", sample="s",
+                     meta={"source_file": "a.hspy", "units": "a.u."})
+    with atomic_h5(tmp_path / "image.h5") as fh:
+        write_image_h5(fh, raw)
+    ctx = StageContext.create("segment", {"image": str(tmp_path / "image.h5"), "override": []},
+                              {"h5": tmp_path / "segmentation.h5", "figures": tmp_path / "figs"})
+    with pytest.raises(UserError, match="image.h5: segmentation found no region"):
+        seg.run(ctx)
+    assert not (tmp_path / "segmentation.h5").exists()

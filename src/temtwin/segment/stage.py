@@ -121,6 +121,10 @@ def run(ctx) -> None:
         ctx.log.info("segment: using the hand-made label map %s", override)
     labels, attrs = segment_image(m, cfg, override)
     ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
+    if not np.any(labels > 0):
+        src = override or ctx.input["image"]
+        raise UserError("segmentation found no region (every pixel unassigned); check the image's intensities "
+                        "(`temtwin info FILE`) or give a hand-made label map <sample>/labels/<image>.tif", src)
     with ctx.h5("h5") as f:
         out = write_segmentation(f, m, labels, attrs, cfg.get("contour_tolerance_nm"))
     figdir = Path(ctx.output["figures"])
