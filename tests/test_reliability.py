@@ -255,3 +255,23 @@ def test_huge_intensities_are_normalised_and_an_empty_segmentation_fails(tmp_pat
     with pytest.raises(UserError, match="image.h5: segmentation found no region"):
         seg.run(ctx)
     assert not (tmp_path / "segmentation.h5").exists()
+
+
+# ------------------------------------------------------------------ defect 6: sample.yaml checked at the start
+def test_sample_yaml_elements_and_phase_names_checked_at_start(tiny_dataset):
+    from temtwin.errors import UserError
+    from temtwin.workflow.snake import Workflow
+
+    sy = tiny_dataset / "s1" / "sample.yaml"
+    sy.write_text("elements: [Si, Xx]\n")
+    with pytest.raises(UserError, match=r"sample\.yaml: elements: 'Xx' is not a chemical element symbol"):
+        Workflow({"dataset": str(tiny_dataset)})
+    sy.write_text("elements: [Si]\nphases: [Si, Sii]\n")
+    with pytest.raises(UserError, match=r"sample\.yaml: phases: unknown phase\(s\) Sii for sample s1"):
+        Workflow({"dataset": str(tiny_dataset)})
+    (tiny_dataset / "s1" / "phases").mkdir()
+    (tiny_dataset / "s1" / "phases" / "Sii.cif").write_text((REPO / "resources" / "phases" / "Si.cif").read_text())
+    assert list(Workflow({"dataset": str(tiny_dataset)}).samples) == ["s1"]   # the sample's own CIF counts
+    sy.write_text("description: no restriction\n")
+    with pytest.raises(UserError, match=r"config: phase_id\.elements: 'Qq' is not a chemical element"):
+        Workflow({"dataset": str(tiny_dataset), "phase_id": {"elements": ["Qq"]}})

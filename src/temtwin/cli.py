@@ -62,7 +62,9 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
     cfg.update(overrides)
     cfg = load_config(cfg)
-    discover(cfg["dataset"], cfg.get("samples") or None)  # fail fast, one line
+    from .workflow.snake import check_phase_names
+
+    check_phase_names(cfg, discover(cfg["dataset"], cfg.get("samples") or None))  # fail fast, one line
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
            "--configfile", str(cfg_file), "--cores", str(args.cores)]
     if args.dataset:
@@ -109,6 +111,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         cfg["dataset"] = args.dataset
     cfg = load_config(cfg)
     samples = discover(cfg["dataset"], cfg.get("samples") or None)
+    from .workflow.snake import check_phase_names
+
+    check_phase_names(cfg, samples)
     for s in samples.values():
         print(f"{s.name}: {len(s.images)} image(s): {', '.join(f.name for f in s.images.values())}"
               f"{'; sample.yaml' if s.sample_yaml else ''}"

@@ -15,6 +15,36 @@ from .discovery import Sample, discover
 PER_IMAGE_FILES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
 
 
+def candidate_cifs(config: dict, sample: Sample) -> list[Path]:
+    """A sample's candidate CIFs: resources/phases, config `phase_id.cif_folders`, <sample>/phases."""
+    files: list[Path] = []
+    cfg = config.get("phase_id", {}) or {}
+    if cfg.get("use_builtin_phases", True):
+        files += sorted((REPO_ROOT / "resources" / "phases").glob("*.cif"))
+    for folder in cfg.get("cif_folders", []) or []:
+        files += sorted(Path(folder).glob("*.cif"))
+    files += sample.phase_files
+    return files
+
+
+def check_phase_names(config: dict, samples: dict[str, Sample]) -> None:
+    """At the start of a run: every phase named in sample.yaml `phases` (else config `phase_id.phases`)
+    is the stem of one of the sample's candidate CIFs; UserError naming the file and the names otherwise."""
+    for s in samples.values():
+        if s.settings.get("phases"):
+            names, where, key = s.settings["phases"], s.sample_yaml, "phases"
+        else:
+            names, where, key = (config.get("phase_id") or {}).get("phases") or [], "config", "phase_id.phases"
+        if not names:
+            continue
+        have = sorted({f.stem for f in candidate_cifs(config, s)})
+        unknown = [n for n in names if n not in have]
+        if unknown:
+            raise UserError(f"{key}: unknown phase(s) {', '.join(unknown)} for sample {s.name} (no such CIF); "
+                            f"use CIF stems among {', '.join(have) or 'none'}, or add the CIF to "
+                            f"{s.path / 'phases'}/", where)
+
+
 class Workflow:
     """Dataset view for the Snakefile; paths are relative to the working directory."""
 
@@ -22,6 +52,7 @@ class Workflow:
         self.config = load_config(config)
         self.results = self.config["results"].rstrip("/")
         self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
+        check_phase_names(self.config, self.samples)
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -44,14 +75,7 @@ class Workflow:
 
     def phase_files(self, wc) -> list[str]:
         """Candidate CIFs: resources/phases, config `phase_id.cif_folders`, <sample>/phases."""
-        files: list[Path] = []
-        cfg = self.config.get("phase_id", {})
-        if cfg.get("use_builtin_phases", True):
-            files += sorted((REPO_ROOT / "resources" / "phases").glob("*.cif"))
-        for folder in cfg.get("cif_folders", []) or []:
-            files += sorted(Path(folder).glob("*.cif"))
-        files += self.samples[wc.sample].phase_files
-        return [str(f) for f in files]
+        return [str(f) for f in candidate_cifs(self.config, self.samples[wc.sample])]
 
     def eels_files(self, wc) -> list[str]:
         return [str(p) for p in self.samples[wc.sample].eels_files]
