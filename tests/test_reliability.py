@@ -275,3 +275,35 @@ def test_sample_yaml_elements_and_phase_names_checked_at_start(tiny_dataset):
     sy.write_text("description: no restriction\n")
     with pytest.raises(UserError, match=r"config: phase_id\.elements: 'Qq' is not a chemical element"):
         Workflow({"dataset": str(tiny_dataset), "phase_id": {"elements": ["Qq"]}})
+
+
+# ------------------------------------------------------------------ defect 2: duplicate CIFs split the confidence
+def test_duplicate_cifs_are_pooled_with_a_warning(tmp_path, caplog):
+    from temtwin.phase.database import load_phases
+    from temtwin.phase.library import build_library
+    from temtwin.phase.matching import MatchSettings, Spots, identify
+    from temtwin.phase.simulate import simulate_spots
+
+    phases_dir = REPO / "resources" / "phases"
+    base = [phases_dir / f"{n}.cif" for n in ("InSb", "InP", "GaSb", "InAs")]
+    copies = []
+    for k in range(3):  # three extra copies of a shipped CIF, as a user may drop into <sample>/phases/
+        copies.append(tmp_path / f"InSb_copy{k}.cif")
+        copies[-1].write_text((phases_dir / "InSb.cif").read_text())
+    strained = tmp_path / "InSb_strained.cif"  # 2 % larger lattice: a different candidate, kept
+    strained.write_text((phases_dir / "InSb.cif").read_text().replace("6.47940000", "6.60900000"))
+    with caplog.at_level("WARNING", logger="temtwin"):
+        pooled = load_phases(base + copies + [strained])
+    assert [p.name for p in pooled] == ["InSb", "InP", "GaSb", "InAs", "InSb_strained"]
+    pooled = pooled[:4]
+    msg = " ".join(r.getMessage() for r in caplog.records)
+    assert "pooled as phase 'InSb'" in msg and all(c.name in msg for c in copies)
+
+    # the confidence of a correctly matched InSb pattern no longer depends on the copies
+    rng = np.random.default_rng(7)
+    sim = simulate_spots(pooled[0], (1, 1, 0), 17.0, rng)
+    sp = Spots.from_arrays(sim.kx, sim.ky, sim.snr, sampling=0.05)
+    ref = identify(build_library(load_phases(base), 3, 18.0), sp, MatchSettings())[0]
+    got = identify(build_library(pooled, 3, 18.0), sp, MatchSettings())[0]
+    assert ref.phase == got.phase == "InSb" and ref.identified and got.identified
+    assert got.confidence == pytest.approx(ref.confidence, abs=1e-9)
