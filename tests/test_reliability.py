@@ -307,3 +307,48 @@ def test_duplicate_cifs_are_pooled_with_a_warning(tmp_path, caplog):
     got = identify(build_library(pooled, 3, 18.0), sp, MatchSettings())[0]
     assert ref.phase == got.phase == "InSb" and ref.identified and got.identified
     assert got.confidence == pytest.approx(ref.confidence, abs=1e-9)
+
+
+# ------------------------------------------------------------------ defect 1: amorphous speckle gets strain maps
+def _speckle(n, px, seed, kind, k0=4.0):
+    """Noise-free amorphous speckle: random phases (``phase``) or Gaussian noise (``gauss``) band-passed
+    to a narrow ring |k| = k0 (nm^-1) of the power spectrum."""
+    rng = np.random.default_rng(seed)
+    k = np.hypot(np.fft.fftfreq(n, px)[None, :], np.fft.fftfreq(n, px)[:, None])
+    if kind == "phase":
+        F = np.exp(2j * np.pi * rng.random((n, n))) * (np.abs(k - k0) <= 0.6)
+    else:
+        F = np.fft.fft2(rng.standard_normal((n, n))) * np.exp(-0.5 * ((k - k0) / 0.15) ** 2)
+    img = np.fft.ifft2(F).real
+    return ((img - img.min()) / np.ptp(img)).astype(np.float32)
+
+
+def test_speckle_rings_are_not_crystals_and_get_no_strain_maps(tmp_path):
+    import h5py
+    from test_gpa_stage import image_h5, peaks_h5, phases_h5, seg_h5
+
+    from temtwin.gpa.stage import run as gpa_run
+    from temtwin.peaks.stage import analyse_region
+    from temtwin.synth import crystal_scene
+    from temtwin.workflow.context import StageContext
+
+    # a family of speckle rings that the spot detectors alone call crystalline (issue 22, defect 1)
+    for n, px, seed, kind in [(1024, 0.01, 1, "phase"), (1024, 0.03, 1, "phase"), (1024, 0.03, 1, "gauss")]:
+        res = analyse_region(_speckle(n, px, seed, kind), (px, px))
+        assert not res.crystalline, (n, px, seed, kind, res.peaks.info["lattice_order"])
+    # a real lattice stays crystalline
+    sc = crystal_scene("Si", (1, 1, 0), 10.0, shape=(256, 256), pixel_size_nm=(0.02, 0.02), dose=500, seed=3)
+    assert analyse_region(sc.image, (0.02, 0.02)).crystalline
+
+    # GPA on a region with spots whose phase phase_id could not identify: not applicable, no strain maps
+    lab = np.ones((256, 256), np.int32)
+    spots = [(3.0, 0.5, 1.0), (-3.0, -0.5, 1.0), (0.7, 3.2, 1.0), (-0.7, -3.2, 1.0)]
+    inputs = {"image": str(image_h5(tmp_path / "image.h5", sc.image)),
+              "segmentation": str(seg_h5(tmp_path / "s.h5", lab)),
+              "peaks": str(peaks_h5(tmp_path / "p.h5", {1: (True, spots)})),
+              "phases": str(phases_h5(tmp_path / "ph.h5", {1: ("", 0.0, [(3.0, 0.5, 1, 1, 1)])}, {}))}
+    ctx = StageContext.create("gpa", inputs, {"h5": str(tmp_path / "gpa.h5"), "figures": str(tmp_path / "f")})
+    gpa_run(ctx)
+    with h5py.File(tmp_path / "gpa.h5") as f:
+        assert not f.attrs["applicable"] and "identified phase" in f.attrs["reason"]
+        assert "strain" not in f
