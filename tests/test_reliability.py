@@ -352,3 +352,41 @@ def test_speckle_rings_are_not_crystals_and_get_no_strain_maps(tmp_path):
     with h5py.File(tmp_path / "gpa.h5") as f:
         assert not f.attrs["applicable"] and "identified phase" in f.attrs["reason"]
         assert "strain" not in f
+
+
+# ------------------------------------------------------------------ defect 3: size guard, memory, region cap
+def test_size_guard_scaled_memory_and_region_cap(tmp_path, caplog, tiny_dataset):
+    from conftest import write_hspy
+    from temtwin.errors import UserError
+    from temtwin.io.ingest import check_size, image_pixels
+    from temtwin.segment.stage import cap_regions
+    from temtwin.workflow.snake import Workflow, mem_mb_for
+
+    # the pixel count comes from the header (all frames), without reading the data
+    f = write_hspy(tmp_path / "series.hspy", np.zeros((3, 200, 300), np.uint16), nav=1)
+    assert image_pixels(f) == 3 * 200 * 300
+    with caplog.at_level("WARNING", logger="temtwin"):
+        assert check_size(f, 100_000, "warn") == 180_000
+    assert "exceeds ingest.max_pixels" in caplog.text
+    with pytest.raises(UserError, match=r"series\.hspy: image of 0\.18 Mpx exceeds ingest\.max_pixels"):
+        check_size(f, 100_000, "refuse")
+    # memory declared to Snakemake/SLURM grows with the pixel count (former fixed values are the floor)
+    assert mem_mb_for("gpa", 256 ** 2) == 6000 and mem_mb_for("ingest", 256 ** 2) == 2000
+    assert mem_mb_for("gpa", 12_000 ** 2) > 7800           # measured 7.8 GB (issue 22)
+    assert mem_mb_for("ingest", 30_000 ** 2) > 7000         # measured 7 GB (issue 22)
+    W = Workflow({"dataset": str(tiny_dataset)})
+    wc = type("WC", (), {"sample": "s1", "image": "a"})()
+    assert W.mem_mb("segment")(wc) == mem_mb_for("segment", 128 * 128)
+    # the region count is capped: the largest regions are kept, the rest unassigned
+    lab = np.zeros((40, 60), np.int32)
+    sizes = {}
+    for k in range(1, 13):
+        r0, c0 = divmod(k - 1, 4)
+        h = 2 + k % 5
+        lab[r0 * 12: r0 * 12 + h, c0 * 15: c0 * 15 + 10] = k
+        sizes[k] = int((lab == k).sum())
+    capped, dropped = cap_regions(lab, 5)
+    assert dropped == 7 and capped.max() == 5
+    kept = sorted(sizes, key=lambda k: -sizes[k])[:5]
+    assert sorted(int((capped == i).sum()) for i in range(1, 6)) == sorted(sizes[k] for k in kept)
+    assert np.array_equal(capped > 0, np.isin(lab, kept))

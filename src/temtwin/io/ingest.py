@@ -313,6 +313,49 @@ def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | N
                       sample=sample, meta=meta)
 
 
+def image_pixels(path: str | Path) -> int | None:
+    """Pixel count of an image file (all frames) from its header, without reading the data (None when
+    the reader cannot tell lazily)."""
+    path = Path(path)
+    mod = READERS.get(path.suffix.lower())
+    if mod is None:
+        return None
+    import importlib
+
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:  # reads the header only
+                return int(im.size[0] * im.size[1] * getattr(im, "n_frames", 1))
+        except Exception:  # noqa: BLE001
+            return None
+    try:
+        reader = importlib.import_module(mod).file_reader
+        kw: dict[str, Any] = {"lazy": True}
+        if path.suffix.lower() == ".emd":
+            kw["select_type"] = "images"
+        sigs = reader(str(path), **kw)
+    except Exception:  # noqa: BLE001 - the full read reports problems with one line
+        return None
+    sigs = [sigs] if isinstance(sigs, dict) else sigs
+    sizes = [int(np.prod(getattr(s.get("data"), "shape", ()) or (0,))) for s in sigs or []]
+    return max(sizes) if sizes else None
+
+
+def check_size(path: str | Path, max_pixels: int, action: str = "warn") -> int | None:
+    """Size guard: warn about (or refuse, ``action="refuse"``) an image of more than ``max_pixels``."""
+    n = image_pixels(path)
+    if n is None or n <= max_pixels:
+        return n
+    msg = (f"image of {n / 1e6:.3g} Mpx exceeds ingest.max_pixels ({max_pixels / 1e6:.3g} Mpx): every stage's "
+           "time and memory grow with the pixel count; crop or bin the image, or raise ingest.max_pixels")
+    if action == "refuse":
+        raise UserError(msg, path)
+    log.warning("%s: %s", path, msg)
+    return n
+
+
 def write_image_h5(f, m: Micrograph) -> None:
     """Write a Micrograph into an open result file (layout of image.h5, see DEVELOPING.md)."""
     write_array(f, "image", m.data.astype(np.float32), m.meta.get("units", "a.u."),
@@ -336,6 +379,7 @@ def run(ctx) -> None:
     """Stage ``ingest``: image file -> results/<sample>/<image>/image.h5."""
     settings = ctx.sample_settings()
     cfg = ctx.section("ingest")
+    check_size(ctx.input["image"], int(cfg.get("max_pixels", 50_000_000)), cfg.get("large_images", "warn"))
     m = read_micrograph(ctx.input["image"], sample=ctx.wildcards.get("sample", "sample"), settings=settings,
                         align=cfg.get("align_frames", True), max_frames=cfg.get("max_frames", 1000))
     ctx.log.info("%s: %s px, pixel size %.5g x %.5g nm, mode %s, %d frame(s)", m.name, m.shape,

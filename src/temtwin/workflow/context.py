@@ -32,6 +32,10 @@ from ..errors import UserError
 from ..io.h5 import atomic_h5, atomic_path, make_provenance, remove_stale_temporaries
 
 
+#: seconds between progress lines on stderr
+PROGRESS_STDERR_S = 30.0
+
+
 @dataclass
 class StageContext:
     """Inputs, outputs and settings of one stage run.
@@ -112,10 +116,21 @@ class StageContext:
             yield p
 
     def progress(self, i: int, n: int, what: str = "items", every: int | None = None) -> None:
-        """Log a progress line ``what i/n (pct%)``; logs about 20 lines per loop at most."""
+        """Log a progress line ``what i/n (pct%)``; logs about 20 lines per loop at most.
+
+        Long stages also show a progress line on stderr at most every ``PROGRESS_STDERR_S`` seconds (the
+        log file has them all), so a long job never looks hung.
+        """
         every = every or max(1, n // 20)
         if i == n or i % every == 0:
             self.log.info("progress: %s %d/%d (%.0f%%)", what, i, n, 100.0 * i / max(n, 1))
+        now = time.monotonic()
+        last = self.__dict__.setdefault("_progress_t", now)
+        if now - last >= PROGRESS_STDERR_S and i < n:
+            self.__dict__["_progress_t"] = now
+            where = "/".join(str(v) for v in self.wildcards.values())
+            print(f"temtwin: {self.rule} {where}: {what} {i}/{n} ({100.0 * i / max(n, 1):.0f}%)", file=sys.stderr,
+                  flush=True)
 
 
 def _resolve(func: Callable | str) -> Callable:

@@ -14,6 +14,17 @@ from .discovery import Sample, discover
 
 PER_IMAGE_FILES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
 
+#: memory model of the per-image rules: (floor MB = the former fixed value, base MB, bytes per pixel),
+#: fitted to the peak RSS measured by bench/bench_startup.py (4096² and 12 000² images) with margin
+MEM_MODEL = {"ingest": (2000, 400, 24), "segment": (4000, 800, 60), "fft_peaks": (4000, 800, 24),
+             "phase_id": (4000, 1200, 24), "gpa": (6000, 800, 80)}
+
+
+def mem_mb_for(rule: str, pixels: int) -> int:
+    """Memory (MB) a per-image rule declares for an image of ``pixels`` pixels (all frames)."""
+    floor, base, bpp = MEM_MODEL[rule]
+    return int(max(floor, base + bpp * pixels / 2 ** 20))
+
 
 def candidate_cifs(config: dict, sample: Sample) -> list[Path]:
     """A sample's candidate CIFs: resources/phases, config `phase_id.cif_folders`, <sample>/phases."""
@@ -53,6 +64,7 @@ class Workflow:
         self.results = self.config["results"].rstrip("/")
         self.samples: dict[str, Sample] = discover(self.config["dataset"], self.config.get("samples") or None)
         check_phase_names(self.config, self.samples)
+        self._pixels: dict[tuple[str, str], int] = {}
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -79,6 +91,17 @@ class Workflow:
 
     def eels_files(self, wc) -> list[str]:
         return [str(p) for p in self.samples[wc.sample].eels_files]
+
+    def mem_mb(self, rule: str):
+        """A rule's ``resources: mem_mb=``: scaled to the image's pixel count (read from the file's header)."""
+        def f(wildcards, attempt=1):
+            from ..io.ingest import image_pixels
+
+            key = (wildcards.sample, wildcards.image)
+            if key not in self._pixels:
+                self._pixels[key] = image_pixels(self.samples[wildcards.sample].images[wildcards.image]) or 0
+            return mem_mb_for(rule, self._pixels[key]) * attempt
+        return f
 
     def per_image(self, stage_file: str):
         """Input function: ``stage_file`` (e.g. 'gpa.h5') of every image of the sample."""
