@@ -111,7 +111,7 @@ def startup(tmp: Path, repeats: int = 5) -> dict:
     return res
 
 
-def memory(tmp: Path, n: int) -> dict:
+def memory(tmp: Path, n: int, rules=RULES) -> dict:
     from temtwin.workflow.snake import MEM_MODEL, mem_mb_for
 
     d = tmp / f"n{n}"
@@ -120,7 +120,9 @@ def memory(tmp: Path, n: int) -> dict:
     img = write_tif(d / "big.tif", lattice_image(n))
     gen_s = time.perf_counter() - t0
     cifs = [str(REPO / "resources" / "phases" / f"{p}.cif") for p in ("Si", "Ge", "GaAs", "InP")]
-    cfg = {"ingest": {"max_pixels": 10 ** 9}}
+    from temtwin.config import load_config
+
+    cfg = load_config({"ingest": {"max_pixels": 10 ** 9}}, require_dataset=False)  # as the Snakefile passes it
     files = {r: str(d / f"{r}.h5") for r in RULES}
     inputs = {
         "ingest": {"image": str(img), "settings": []},
@@ -132,7 +134,7 @@ def memory(tmp: Path, n: int) -> dict:
                 "phases": files["phase_id"]},
     }
     out = {"_generate_s": gen_s}
-    for r in RULES:
+    for r in rules:
         o = {"h5": files[r]}
         if r != "ingest":
             o["figures"] = str(d / "figures" / r)
@@ -150,16 +152,18 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="*", default=[4096])
     ap.add_argument("--keep", help="folder for the generated files (default a temporary folder)")
+    ap.add_argument("--rules", nargs="*", default=RULES, help="the first rules of the chain to run (default all)")
+    ap.add_argument("--no-startup", action="store_true")
     a = ap.parse_args()
     tmp = Path(a.keep or tempfile.mkdtemp(prefix="temtwin-bench-startup-"))
     tmp.mkdir(parents=True, exist_ok=True)
-    st = startup(tmp)
-    print("startup", st, flush=True)
-    mem = {n: memory(tmp, n) for n in a.sizes}
     prev = RESULTS_DIR / "startup.json"
     old = json.loads(prev.read_text()) if prev.is_file() else {}
-    old.setdefault("memory", {}).update({str(k): v for k, v in mem.items()})
-    old["startup"] = st
+    if not a.no_startup:
+        old["startup"] = startup(tmp)
+        print("startup", old["startup"], flush=True)
+    for n in a.sizes:
+        old.setdefault("memory", {}).setdefault(str(n), {}).update(memory(tmp, n, a.rules))
     prev.write_text(json.dumps(old, indent=1, default=str))
     write_md(old)
 
