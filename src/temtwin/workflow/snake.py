@@ -14,10 +14,11 @@ from .discovery import Sample, discover
 
 PER_IMAGE_FILES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
 
-#: memory model of the per-image rules: (floor MB = the former fixed value, base MB, bytes per pixel),
-#: fitted to the peak RSS measured by bench/bench_startup.py (4096² and 12 000² images) with margin
-MEM_MODEL = {"ingest": (2000, 400, 24), "segment": (4000, 800, 60), "fft_peaks": (4000, 800, 24),
-             "phase_id": (4000, 1200, 24), "gpa": (6000, 800, 80)}
+#: memory model of the per-image rules: (floor MB = the former fixed value, base MB, bytes per pixel):
+#: about twice the growth of the peak RSS measured by bench/bench_startup.py between 2048² and 4096²
+#: images (gpa: above the 54 B/px measured on a 12 000² image in issue 22)
+MEM_MODEL = {"ingest": (2000, 400, 14), "segment": (4000, 800, 40), "fft_peaks": (4000, 1200, 40),
+             "phase_id": (4000, 1500, 40), "gpa": (6000, 800, 80)}
 
 
 def mem_mb_for(rule: str, pixels: int) -> int:
