@@ -16,9 +16,9 @@ PER_IMAGE_FILES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.
 
 #: memory model of the per-image rules: (floor MB = the former fixed value, base MB, bytes per pixel):
 #: about twice the growth of the peak RSS measured by bench/bench_startup.py between 2048² and 4096²
-#: images (gpa: above the 54 B/px measured on a 12 000² image in issue 22)
+#: images; phase_id (845 B/px measured) and gpa (136 B/px) about 1.2 times (bench/results/startup.md)
 MEM_MODEL = {"ingest": (2000, 400, 14), "segment": (4000, 800, 40), "fft_peaks": (4000, 1200, 40),
-             "phase_id": (4000, 1500, 40), "gpa": (6000, 800, 80)}
+             "phase_id": (4000, 1200, 1000), "gpa": (6000, 1000, 100)}
 
 
 def mem_mb_for(rule: str, pixels: int) -> int:
