@@ -176,7 +176,8 @@ def write_md(res: dict) -> None:
     from temtwin.workflow.snake import mem_mb_for
 
     lines = ["## startup", "",
-             f"Per-job start-up and peak memory per rule (`python bench/bench_startup.py --sizes 4096 12000`; "
+             f"Per-job start-up and peak memory per rule (`python bench/bench_startup.py --sizes 2048 4096`, then "
+             "`--sizes 12000 --rules ingest segment --no-startup`, start-up alone: `--sizes`; "
              f"machine: {machine()}; timings under load from other jobs on a shared 2-core machine).", "",
              "Start-up: fresh interpreter running the `ingest` stage through `run_stage` on a 256² image "
              "(median of 5; target ≤ 0.8 s):", "", "| thread set-up | start-up + ingest (s) |", "| --- | --- |"]
