@@ -18,7 +18,7 @@ rule fft_peaks:
     benchmark:
         f"{R}/benchmarks/{{sample}}/{{image}}/fft_peaks.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=W.mem_mb("fft_peaks"),
         runtime=20,
     threads: 2
     conda:

@@ -20,7 +20,7 @@ rule gpa:
     benchmark:
         f"{R}/benchmarks/{{sample}}/{{image}}/gpa.tsv"
     resources:
-        mem_mb=6000,
+        mem_mb=W.mem_mb("gpa"),
         runtime=20,
     threads: 2
     conda:

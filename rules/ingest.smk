@@ -12,7 +12,7 @@ rule ingest:
     benchmark:
         f"{R}/benchmarks/{{sample}}/{{image}}/ingest.tsv"
     resources:
-        mem_mb=2000,
+        mem_mb=W.mem_mb("ingest"),
         runtime=10,
     threads: 1
     conda:

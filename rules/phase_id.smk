@@ -23,7 +23,7 @@ rule phase_id:
     benchmark:
         f"{R}/benchmarks/{{sample}}/{{image}}/phase_id.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=W.mem_mb("phase_id"),
         runtime=20,
     threads: 2
     conda:

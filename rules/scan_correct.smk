@@ -19,7 +19,7 @@ rule scan_correct:
     benchmark:
         f"{R}/benchmarks/{{sample}}/{{image}}/scan_correct.tsv"
     resources:
-        mem_mb=3000,
+        mem_mb=W.mem_mb("scan_correct"),
         runtime=10,
     threads: 1
     conda:

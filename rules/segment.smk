@@ -19,7 +19,7 @@ rule segment:
     benchmark:
         f"{R}/benchmarks/{{sample}}/{{image}}/segment.tsv"
     resources:
-        mem_mb=4000,
+        mem_mb=W.mem_mb("segment"),
         runtime=20,
     threads: 2
     conda:

@@ -1,6 +1,7 @@
 """The ``temtwin`` command line.
 
-    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [--set a.b=V ...] [-- SNAKEMAKE ARGS...]
+    temtwin run [--dataset DIR] [--cores N] [--profile profiles/slurm] [--set a.b=V ...] [--keep-lock]
+                [-- SNAKEMAKE ARGS...]
     temtwin check [--config FILE] [--dataset DIR] [--set a.b=V ...]   validate config and dataset
     temtwin info FILE                               read one micrograph and print its calibration
     temtwin view RESULTS                            (re)build the interactive pages viewer.html, index.html
@@ -20,6 +21,33 @@ from pathlib import Path
 from . import __version__
 from .config import REPO_ROOT
 from .errors import UserError
+
+
+def check_config_args(extra: list[str]) -> None:
+    """Snakemake's ``--config KEY=VALUE`` takes top-level keys only; a dotted key gets one clear line.
+
+    (Snakemake itself answers ``a.b=c`` with a traceback, before the workflow can say anything.)
+    """
+    entries, inside = [], False
+    for a in extra:
+        if a in ("--config", "-C"):
+            inside = True
+            continue
+        if a.startswith("--config="):
+            entries.append(a.split("=", 1)[1])
+            continue
+        if a.startswith("-"):
+            inside = False
+        elif inside:
+            entries.append(a)
+    for e in entries:
+        key, _, value = e.partition("=")
+        if "." in key:
+            parts = key.split(".")
+            flow = parts[0] + ": " + "".join("{" + p + ": " for p in parts[1:]) + value + "}" * (len(parts) - 1)
+            raise UserError(f"`--config {e}`: Snakemake's --config takes top-level keys only, not dotted "
+                            f"ones; use `temtwin run --set {key}={value}` (or put `{flow}` in a YAML file)",
+                            "command line")
 
 
 def parse_sets(items: list[str] | None) -> dict:
@@ -63,8 +91,11 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     from .io.h5 import atomic_path
     from .workflow.discovery import discover
 
+    check_config_args(extra)
     cfg, sets = _user_config(args)
-    discover(cfg["dataset"], cfg.get("samples") or None)  # fail fast, one line
+    from .workflow.snake import check_phase_names
+
+    check_phase_names(cfg, discover(cfg["dataset"], cfg.get("samples") or None))  # fail fast, one line
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO_ROOT / "Snakefile"),
            "--configfile", str(Path(args.config))]
     if sets:  # nested keys: Snakemake's --config sets top-level keys only, so pass a second config file
@@ -77,7 +108,32 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     if args.profile:
         cmd += ["--workflow-profile", args.profile]
     cmd += extra
+    workdir = _workdir(extra)
+    from .workflow.locks import stale_lock
+
+    stale = stale_lock(workdir)
+    if stale:
+        if args.keep_lock:
+            print(f"temtwin: error: {workdir}: the working directory is locked by a run that no longer lives "
+                  f"({', '.join(p.name for p in stale)}); rerun without --keep-lock, or with `-- --unlock`",
+                  file=sys.stderr)
+            return 1
+        print(f"temtwin: removing the stale Snakemake lock of {workdir} (left by a killed run; "
+              "no Snakemake process runs there)", file=sys.stderr)
+        rc = subprocess.call([*cmd, "--unlock"])
+        if rc:
+            return rc
     return subprocess.call(cmd)
+
+
+def _workdir(extra: list[str]) -> Path:
+    """Snakemake's working directory: ``--directory``/``-d`` among the extra arguments, else here."""
+    for i, a in enumerate(extra):
+        if a in ("--directory", "-d") and i + 1 < len(extra):
+            return Path(extra[i + 1])
+        if a.startswith("--directory="):
+            return Path(a.split("=", 1)[1])
+    return Path.cwd()
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
@@ -85,6 +141,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
     cfg, _ = _user_config(args)
     samples = discover(cfg["dataset"], cfg.get("samples") or None)
+    from .workflow.snake import check_phase_names
+
+    check_phase_names(cfg, samples)
     for s in samples.values():
         print(f"{s.name}: {len(s.images)} image(s): {', '.join(f.name for f in s.images.values())}"
               f"{'; sample.yaml' if s.sample_yaml else ''}"
@@ -135,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))
     r.add_argument("--cores", default=str(os.cpu_count() or 1))
     r.add_argument("--profile", help="workflow profile folder, e.g. profiles/slurm")
+    r.add_argument("--keep-lock", action="store_true",
+                   help="stop with an error instead of removing a stale lock left by a killed run")
     c = sub.add_parser("check", help="validate the config and the dataset")
     c.add_argument("--dataset")
     c.add_argument("--config", default=str(REPO_ROOT / "config" / "config.yaml"))

@@ -107,7 +107,18 @@ def validate(config: Mapping[str, Any], folder: Path | None = None) -> dict:
                     key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
     if errors:
         raise UserError(_error_line(errors[0]), "config")
+    _check_elements((cfg.get("phase_id") or {}).get("elements"), "phase_id.elements", "config")
     return cfg
+
+
+def _check_elements(symbols, key: str, path) -> None:
+    """UserError when an ``elements`` list holds something that is not an element symbol."""
+    from .elements import unknown_elements
+
+    bad = unknown_elements(symbols)
+    if bad:
+        raise UserError(f"{key}: {', '.join(repr(b) for b in bad)} is not a chemical element symbol; write "
+                        "symbols like Si, Ge, In, Sb", path)
 
 
 def load_config(config: Mapping[str, Any] | str | os.PathLike | None = None,
@@ -147,4 +158,5 @@ def validate_sample(doc: Mapping[str, Any], path: Path | str = "sample.yaml") ->
                     key=lambda e: len(list(e.absolute_path)))
     if errors:
         raise UserError(_error_line(errors[0]), path)
+    _check_elements(doc.get("elements"), "elements", path)
     return dict(doc)

@@ -19,12 +19,17 @@ def new_figure(ncols: int = 1, nrows: int = 1, size: float = 4.0, **kw):
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 110) -> Path:
-    """Save a figure as PNG atomically, without timestamps (byte-identical reruns), and close it."""
+    """Save a figure as PNG atomically, without timestamps (byte-identical reruns), and close it.
+
+    A full disk (or a read-only / forbidden folder) raises one-line :class:`~temtwin.errors.UserError`.
+    """
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight",
-                    metadata={"Software": None})
-    plt.close(fig)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight",
+                        metadata={"Software": None})
+    finally:
+        plt.close(fig)
     return path
 
 

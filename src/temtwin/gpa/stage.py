@@ -192,6 +192,13 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     phase_of = {lab: (r["phase"] if r.get("identified") else "") for lab, r in phases.get("regions", {}).items()}
     # reference region
     ref_cfg = cfg["reference"]
+    user_reference = isinstance(ref_cfg, list) or (isinstance(ref_cfg, int) and not isinstance(ref_cfg, bool)) \
+        or cfg["g_vectors"] is not None
+    if phase_of and not user_reference and not any(phase_of.get(lab) for lab in crystalline if crystalline[lab]):
+        # phase_id ran and identified none of the crystalline regions: their spots may be the speckle of
+        # an amorphous film, so no strain from them (without phase_id results GPA finds its own spots)
+        raise NotApplicable("no crystalline region with an identified phase (phase_id); set gpa.reference "
+                            "(a region label or a box) or gpa.g_vectors to analyse an unidentified crystal")
     if isinstance(ref_cfg, list):
         ref_mask = box_mask(ref_cfg, shape, px)
         vals, cnt = np.unique(labels[ref_mask], return_counts=True)

@@ -6,8 +6,9 @@ Conventions (see README "Outputs"):
   maps, ``"nm"``, ``"nm^-1"``, ``"deg"``, ``"eV"``, ...);
 * every file carries provenance attributes on its root group: ``temtwin_version``, ``rule``,
   ``config_digest`` and ``input_digests`` (JSON map of input path to sha256);
-* a file is written to a temporary name beside the target and renamed into place only when
-  complete, so a killed job never leaves a half-written result;
+* a file is written to a temporary name beside the target (``.<name>.tmp-<pid>``) and renamed into
+  place only when complete, so a killed job never leaves a half-written result; the temporary files a
+  killed job left are removed when that file is next written (:func:`remove_stale_temporaries`);
 * no timestamps are stored, so a rerun with the same inputs gives byte-identical files;
 * a stage may attach a JSON ``summary`` attribute (a fragment merged into summary.json by the
   ``summarize`` rule).
@@ -16,9 +17,11 @@ Conventions (see README "Outputs"):
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,72 @@ def make_provenance(rule: str, config: Mapping | None = None, inputs: Any = None
     }
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of ``path`` left by killed writers; returns those removed.
+
+    Temporary names are ``.<name>.tmp-<pid>`` (HDF5) and ``.<stem>.tmp-<pid><suffix>`` (other files);
+    one whose writing process no longer runs is stale.  The current process's own are kept.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pats = [re.compile(re.escape(f".{path.name}.tmp-") + r"(\d+)$"),
+            re.compile(re.escape(f".{path.stem}.tmp-") + r"(\d+)" + re.escape(path.suffix) + "$")]
+    removed = []
+    for p in path.parent.glob(f".{path.stem}*.tmp-*"):
+        m = next((m for m in (q.match(p.name) for q in pats) if m), None)
+        if m is None:
+            continue
+        pid = int(m.group(1))
+        if pid != os.getpid() and not _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def disk_errors(path: str | os.PathLike) -> Iterator[None]:
+    """Turn "no space left" / quota / read-only / permission errors while writing ``path`` into one line.
+
+    Raises :class:`~temtwin.errors.UserError` naming the file and the fix; other errors pass unchanged.
+    """
+    from ..errors import UserError
+
+    try:
+        yield
+    except OSError as e:
+        code = e.errno
+        text = str(e)
+        if code is None:  # h5py and some writers wrap the OS error in their own message
+            code = next((c for c in (*_NO_SPACE, errno.EROFS, errno.EACCES)
+                         if os.strerror(c).lower() in text.lower()), None)
+        where = Path(path).parent
+        if code in _NO_SPACE:
+            raise UserError(f"cannot write: no space left on the disk (or quota exceeded) in {where}; free "
+                            "space or set `results:` to a larger disk, then rerun", path) from None
+        if code == errno.EROFS:
+            raise UserError(f"cannot write: {where} is on a read-only file system; set `results:` to a "
+                            "writable folder", path) from None
+        if code == errno.EACCES:
+            raise UserError(f"cannot write: permission denied in {where}; make it writable or set "
+                            "`results:` to a folder you own", path) from None
+        raise
+
+
 @contextlib.contextmanager
 def atomic_h5(path: str | os.PathLike, provenance: Mapping | None = None) -> Iterator[h5py.File]:
     """Open ``path`` for writing so that it appears only when complete.
@@ -85,13 +154,15 @@ def atomic_h5(path: str | os.PathLike, provenance: Mapping | None = None) -> Ite
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110")) as f:
-            for k, v in (provenance or {}).items():
-                f.attrs[k] = v
-            yield f
-        os.replace(tmp, path)
+        with disk_errors(path):
+            with h5py.File(tmp, "w", track_order=True, libver=("earliest", "v110")) as f:
+                for k, v in (provenance or {}).items():
+                    f.attrs[k] = v
+                yield f
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -105,10 +176,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{path.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with disk_errors(path):
+            yield tmp
+            os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -87,13 +87,78 @@ def _image_signal(path: Path, signals: list[dict]) -> dict:
         data = np.asarray(s["data"])
         st = str(((s.get("metadata") or {}).get("Signal") or {}).get("signal_type", "")).lower()
         kinds.append(f"{len(nav)}|{len(sig)}")
-        if len(sig) == 2 and len(nav) <= 1 and data.ndim in (2, 3) and not data.dtype.names \
+        if len(sig) == 2 and len(nav) <= 1 and data.ndim in (2, 3) and (not data.dtype.names or _is_rgb(data)) \
                 and not any(k in st for k in ("eels", "edx", "eds", "spectrum", "diffraction")):
             if any(str(a.get("units", "")).strip().lower() in _RECIPROCAL for a in sig):
                 continue
             return s
     raise UserError("no 2D image in this file (it holds spectra, a spectrum image or a diffraction "
                     f"pattern: navigation|signal dims {', '.join(kinds)}); ingest takes images only", path)
+
+
+def _is_rgb(data: np.ndarray) -> bool:
+    """An RGB(A) image as rosettasciio returns it: a structured array with fields R, G, B (and A)."""
+    names = data.dtype.names or ()
+    return {"R", "G", "B"} <= set(names) <= {"R", "G", "B", "A"}
+
+
+# ITU-R BT.709 luminance weights (as skimage.color.rgb2gray)
+_LUMA = (0.2125, 0.7154, 0.0721)
+
+
+def rgb_to_grey(data: np.ndarray, path: Path) -> np.ndarray:
+    """Grey-scale intensity of an RGB(A) image (structured array with R, G, B fields), float32.
+
+    A grey image saved as RGB (R = G = B) keeps its values exactly; a colour image becomes its BT.709
+    luminance, with a warning, since the luminance of a false-colour rendering is not the intensity.
+    Alpha is ignored.
+    """
+    r, g, b = (np.asarray(data[c], np.float32) for c in ("R", "G", "B"))
+    if np.array_equal(r, g) and np.array_equal(g, b):
+        log.warning("%s: RGB file with equal channels, read as a grey-scale image", path)
+        return r
+    log.warning("%s: colour RGB image converted to grey scale (BT.709 luminance); if it is a false-colour "
+                "rendering, export the grey-scale intensity from the microscope software instead", path)
+    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).astype(np.float32)
+
+
+# float32 holds integers exactly up to 2^24; beyond, small variations on a large offset are lost, and
+# squares (variances, power spectra) overflow float32 above ~1e19
+_SAFE_MAX = float(2 ** 24)
+_SAFE_MIN = 2.0 ** -10
+
+
+def to_float32(data: np.ndarray, path: Path) -> tuple[np.ndarray, float, float]:
+    """``data`` as float32 that later float32 arithmetic cannot overflow or flush.
+
+    Returns (image, offset, scale) with image = (data - offset) * scale; offset 0 and scale 1 for values
+    in the safe range [2^-10, 2^24] of |value|.  Otherwise the minimum is subtracted when the values
+    exceed 2^24, and the result is scaled by a power of two to a maximum near 1000 (a warning says so).
+    Converted in row blocks, so no float64 copy of a large image is made.
+    """
+    lo_n, hi_n = np.min(data), np.max(data)
+    lo, hi = float(lo_n), float(hi_n)
+    amp = max(abs(lo), abs(hi))
+    if amp <= _SAFE_MAX and (amp >= _SAFE_MIN or amp == 0.0):
+        return np.asarray(data, np.float32), 0.0, 1.0
+    offset = lo if amp > _SAFE_MAX else 0.0
+    # integers: subtract the minimum exactly in the integer type (float64 loses counts above 2^53)
+    exact = data.dtype.kind in "iu" and offset != 0.0 and int(hi_n) - int(lo_n) < 2 ** 63
+    top = max(abs(hi - offset), abs(lo - offset))
+    scale = 1.0 if top == 0 else float(2.0 ** np.round(np.log2(1000.0 / top)))
+    out = np.empty(data.shape, np.float32)
+    flat_in = data.reshape(-1, data.shape[-1])
+    flat_out = out.reshape(-1, data.shape[-1])
+    step = max(1, (1 << 22) // max(1, data.shape[-1]))
+    for i in range(0, flat_in.shape[0], step):  # row blocks of ~4 M pixels, each vectorised
+        if exact:
+            blk = (flat_in[i:i + step] - lo_n).astype(np.float64)
+            flat_out[i:i + step] = blk * scale
+        else:
+            flat_out[i:i + step] = (flat_in[i:i + step].astype(np.float64) - offset) * scale
+    log.warning("%s: intensities %.6g to %.6g are outside float32's safe range; stored as (value - %.6g) x "
+                "%.6g (attributes intensity_offset, intensity_scale of image.h5)", path, lo, hi, offset, scale)
+    return out, offset, scale
 
 
 def _apply_mapping(s: dict) -> dict:
@@ -207,26 +272,32 @@ def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | N
     data = np.asarray(s["data"])
     axes = s.get("axes", [])
     sig = [a for a in axes if not a.get("navigate", False)]
-    n_frames = 1
+    rgb = _is_rgb(data)
+    if rgb:
+        data = rgb_to_grey(data, path)
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise UserError("image data is not real-valued numbers (complex?); save a grey-scale "
+                        "intensity image", path)
+    if data.dtype.kind == "f" and not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise UserError(f"image has {bad} NaN/Inf pixels; fix or crop the file", path)
+    units_counts = np.issubdtype(data.dtype, np.integer)
     if data.ndim == 3:
         data = data[:max_frames]
+    data, offset, scale = to_float32(data, path)
+    if offset != 0.0 or scale != 1.0:
+        units_counts = False
+    n_frames = 1
+    if data.ndim == 3:
         n_frames = data.shape[0]
         if align and n_frames > 1:
             img, shifts = align_frames(data)
             log.info("aligned %d frames of %s (max shift %.2f px)", n_frames, path.name,
                      float(np.abs(shifts).max()))
         else:
-            img = data.astype(np.float32).mean(0)
+            img = data.mean(0, dtype=np.float32)
     else:
         img = data
-    if not np.issubdtype(np.asarray(img).dtype, np.number) or np.iscomplexobj(img):
-        raise UserError("image data is not real-valued numbers (RGB or complex?); save a grey-scale "
-                        "intensity image", path)
-    units_counts = np.issubdtype(data.dtype, np.integer)
-    img = np.asarray(img, np.float32)
-    if not np.isfinite(img).all():
-        bad = int((~np.isfinite(img)).sum())
-        raise UserError(f"image has {bad} NaN/Inf pixels; fix or crop the file", path)
     # calibration: axes are in array order (y, x)
     py_ax, px_ax = sig[0], sig[1]
     fy, fx = _unit_factor(py_ax.get("units")), _unit_factor(px_ax.get("units"))
@@ -250,9 +321,53 @@ def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | N
     if per.get("mode"):
         meta["mode"] = per["mode"]
     meta.update({"n_frames": n_frames, "units": "counts" if units_counts else "a.u.",
+                 "intensity_offset": offset, "intensity_scale": scale, "rgb": rgb,
                  "source_file": str(path), "source_sha256": sha256_file(path)})
     return Micrograph(data=img, pixel_size_nm=(float(px_nm[0]), float(px_nm[1])), name=name,
                       sample=sample, meta=meta)
+
+
+def image_pixels(path: str | Path) -> int | None:
+    """Pixel count of an image file (all frames) from its header, without reading the data (None when
+    the reader cannot tell lazily)."""
+    path = Path(path)
+    mod = READERS.get(path.suffix.lower())
+    if mod is None:
+        return None
+    import importlib
+
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg"):
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:  # reads the header only
+                return int(im.size[0] * im.size[1] * getattr(im, "n_frames", 1))
+        except Exception:  # noqa: BLE001
+            return None
+    try:
+        reader = importlib.import_module(mod).file_reader
+        kw: dict[str, Any] = {"lazy": True}
+        if path.suffix.lower() == ".emd":
+            kw["select_type"] = "images"
+        sigs = reader(str(path), **kw)
+    except Exception:  # noqa: BLE001 - the full read reports problems with one line
+        return None
+    sigs = [sigs] if isinstance(sigs, dict) else sigs
+    sizes = [int(np.prod(getattr(s.get("data"), "shape", ()) or (0,))) for s in sigs or []]
+    return max(sizes) if sizes else None
+
+
+def check_size(path: str | Path, max_pixels: int, action: str = "warn") -> int | None:
+    """Size guard: warn about (or refuse, ``action="refuse"``) an image of more than ``max_pixels``."""
+    n = image_pixels(path)
+    if n is None or n <= max_pixels:
+        return n
+    msg = (f"image of {n / 1e6:.3g} Mpx exceeds ingest.max_pixels ({max_pixels / 1e6:.3g} Mpx): every stage's "
+           "time and memory grow with the pixel count; crop or bin the image, or raise ingest.max_pixels")
+    if action == "refuse":
+        raise UserError(msg, path)
+    log.warning("%s: %s", path, msg)
+    return n
 
 
 def write_image_h5(f, m: Micrograph) -> None:
@@ -272,6 +387,8 @@ def write_image_h5(f, m: Micrograph) -> None:
         els = json.loads(els)
     if els:
         f.attrs["elements"] = json.dumps(list(els))   # listed by the file's metadata
+    f.attrs["intensity_offset"] = float(m.meta.get("intensity_offset", 0.0))  # file value = image / scale + offset
+    f.attrs["intensity_scale"] = float(m.meta.get("intensity_scale", 1.0))
     set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),
                     "mode": m.meta.get("mode", "unknown"), "source_file": Path(m.meta["source_file"]).name,
                     "field_of_view_nm": list(m.field_of_view_nm)})
@@ -281,6 +398,7 @@ def run(ctx) -> None:
     """Stage ``ingest``: image file -> results/<sample>/<image>/image.h5."""
     settings = ctx.sample_settings()
     cfg = ctx.section("ingest")
+    check_size(ctx.input["image"], int(cfg.get("max_pixels", 50_000_000)), cfg.get("large_images", "warn"))
     m = read_micrograph(ctx.input["image"], sample=ctx.wildcards.get("sample", "sample"), settings=settings,
                         align=cfg.get("align_frames", True), max_frames=cfg.get("max_frames", 1000))
     ctx.log.info("%s: %s px, pixel size %.5g x %.5g nm, mode %s, %d frame(s)", m.name, m.shape,

@@ -22,7 +22,9 @@ peaks carry detector bit 8.
 
 Crystalline: a region is crystalline when at least one Friedel pair reaches the significance that
 leaves ``crystalline_false_alarms`` expected noise peaks per spectrum, or when two non-collinear
-pairs reach the detection threshold.
+pairs reach the detection threshold; and, when five or more significant pairs were detected, only
+if they form a lattice (:func:`lattice_order`): an isotropic ring or a random scatter of spots (an
+amorphous speckle pattern) is not a crystal however significant its spots.
 
 Detector bits: 1 = gaussian (blob + 2D Gaussian fit), 2 = unet, 4 = profile, 8 = lattice completion.
 """
@@ -366,9 +368,68 @@ def find_peaks(sp: Spectrum, detectors=("gaussian", "unet", "profile"), false_al
     kx, ky = sp.to_k(fr, fc)
     paired = partner >= 0
     crystalline = _decide(sp, fr, fc, snr, partner, t_det, t_cry)
+    detected = (bits & (BITS["gaussian"] | BITS["unet"] | BITS["profile"])) > 0
+    order_info = lattice_order(sp, fr, fc, (partner >= 0) & (snr >= t_det) & detected)
+    if crystalline and not order_info["lattice"]:
+        crystalline = False
     info = {"threshold_detect": t_det, "threshold_crystalline": t_cry, "raw": raw,
-            "lattice_bases_px": [b.tolist() for b in bases]}
+            "lattice_bases_px": [b.tolist() for b in bases], "lattice_order": order_info}
     return PeakSet(fr, fc, kx, ky, snr, intensity, bits.astype(np.uint8), paired, crystalline, info)
+
+
+def lattice_order(sp: Spectrum, rows, cols, sel, tol_px: float = 1.5, false_alarms: float = 0.01,
+                  min_pairs: int = 3) -> dict:
+    """Whether the selected spots form a 2D lattice rather than a ring or a random scatter.
+
+    The best lattice of :func:`fit_lattice` indexes ``k`` of the ``n`` selected Friedel pairs within
+    ``tol_px``.  Two pairs span the basis and are indexed whatever they are; each other pair falls
+    within ``tol_px`` of a lattice point of a cell of area ``A`` px^2 by chance with probability
+    ``p = pi tol^2 / A``.  With five or more pairs, the binomial tail ``P(X >= k - 2 | n - 2, p)``,
+    times the number of candidate bases tried (276), is the false-alarm probability of the order found,
+    and the spots form a lattice when it is below ``false_alarms`` or when at least half the pairs are
+    indexed (by one of up to two lattices: a second grain).  With three or four pairs, three
+    must be indexed (a third pair is a sum or difference of the first two in a lattice, but at a
+    random angle on a ring).  With fewer than ``min_pairs`` (3) pairs the test has no power and the
+    spots are accepted (``tested`` False).
+
+    Returns a dict: ``lattice`` (bool), ``tested``, ``n_pairs``, ``indexed_pairs``, ``p_false``.
+    """
+    from scipy.stats import binom
+
+    c = sp.center
+    v = np.c_[np.asarray(rows)[sel] - c, np.asarray(cols)[sel] - c]
+    # one vector per Friedel pair (the half-plane with drow > 0, or drow = 0 and dcol > 0)
+    half = (v[:, 0] > 1e-9) | ((np.abs(v[:, 0]) <= 1e-9) & (v[:, 1] > 0))
+    n = int(half.sum())
+    out = {"lattice": True, "tested": False, "n_pairs": n, "indexed_pairs": 0, "p_false": None}
+    if n < min_pairs:
+        return out
+    out["tested"] = True
+    remaining = np.ones(len(v), bool)
+    best_k, best_p = 0, 1.0
+    for _ in range(2):  # a second lattice for a second grain
+        B, inl = fit_lattice(v[remaining], tol_px=tol_px)
+        if B is None:
+            break
+        idx = np.nonzero(remaining)[0]
+        hit = np.zeros(len(v), bool)
+        hit[idx[inl]] = True
+        k, m = int((hit & half).sum()), int((remaining & half).sum())
+        if m < 5:  # three or four pairs: three must be indexed
+            p_false = 0.0 if k >= 3 and k >= m - 1 else 1.0
+        else:
+            p = min(1.0, np.pi * tol_px ** 2 / max(abs(float(np.linalg.det(B))), 1e-9))
+            p_false = 1.0 if k <= 2 else min(1.0, float(binom.sf(k - 3, m - 2, p)) * 2 * 276.0)
+        if p_false < best_p or k > best_k:
+            best_k, best_p = max(best_k, k), min(best_p, p_false)
+        remaining &= ~hit
+        if int((remaining & half).sum()) < 3:
+            break
+    # order: significant, or at least half the pairs on one lattice (fit_lattice may miss the best
+    # basis of a sparse low-symmetry pattern; a ring's or a scatter's best lattice holds far fewer)
+    lattice = best_p < false_alarms or (n >= 5 and best_k >= 0.5 * n)
+    out.update(lattice=bool(lattice), indexed_pairs=best_k, p_false=best_p)
+    return out
 
 
 def _decide(sp: Spectrum, rows, cols, snr, partner, t_det: float, t_cry: float) -> bool:

@@ -144,7 +144,8 @@ def load_phases(paths, logger: logging.Logger | None = None) -> list[Phase]:
     """Read every CIF of ``paths``; a broken one is skipped with one warning line.
 
     When two files share a stem, the later one wins (the order of the phase_id rule's inputs is
-    resources/phases, config folders, the sample's own phases/), with an info line.
+    resources/phases, config folders, the sample's own phases/), with an info line.  Identical
+    structures under different names are pooled (:func:`pool_duplicate_phases`).
     """
     lg = logger or log
     out: dict[str, Phase] = {}
@@ -157,7 +158,42 @@ def load_phases(paths, logger: logging.Logger | None = None) -> list[Phase]:
         if ph.name in out:
             lg.info("phase_id: %s replaces %s for phase %r", ph.path, out[ph.name].path, ph.name)
         out[ph.name] = ph
-    return list(out.values())
+    return pool_duplicate_phases(list(out.values()), lg)
+
+
+def pool_duplicate_phases(phases: list[Phase], logger: logging.Logger | None = None,
+                          length_tol: float = 0.005, angle_tol_deg: float = 0.5) -> list[Phase]:
+    """Keep one candidate per structure: identical structures in several CIFs are pooled, with a warning.
+
+    Two phases are the same structure when they have the same reduced formula and space group and
+    pymatgen's StructureMatcher maps one onto the other without rescaling (lattice lengths within
+    ``length_tol`` (fraction), angles within ``angle_tol_deg``, sites within 0.1 of the mean bond); the
+    first one (in the order resources/phases, config folders, the sample's phases/) is kept under its
+    name.  Duplicates would otherwise split the confidence, which is normalised across candidates.
+    """
+    lg = logger or log
+    groups: dict[tuple[str, int], list[Phase]] = {}
+    for ph in phases:
+        groups.setdefault((ph.formula, ph.space_group_number), []).append(ph)
+    if all(len(g) == 1 for g in groups.values()):
+        return list(phases)
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    sm = StructureMatcher(ltol=length_tol, stol=0.1, angle_tol=angle_tol_deg, scale=False,
+                          primitive_cell=True, attempt_supercell=False)
+    dropped: set[int] = set()
+    for group in groups.values():
+        for i, keep in enumerate(group):
+            if id(keep) in dropped:
+                continue
+            same = [other for other in group[i + 1:] if id(other) not in dropped
+                    and sm.fit(keep.structure, other.structure)]
+            if same:
+                dropped.update(id(o) for o in same)
+                lg.warning("phase_id: identical structures (%s, %s, same lattice) pooled as phase %r: %s; "
+                           "remove the duplicate CIF(s)", keep.formula, keep.space_group, keep.name,
+                           ", ".join(str(p.path or p.name) for p in [keep, *same]))
+    return [ph for ph in phases if id(ph) not in dropped]
 
 
 def builtin_phase_files() -> list[Path]:

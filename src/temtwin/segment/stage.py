@@ -53,6 +53,18 @@ def check_image(m: Micrograph, path) -> None:
                         "the acquisition or remove the file from the dataset", path)
 
 
+def cap_regions(labels: np.ndarray, max_regions: int) -> tuple[np.ndarray, int]:
+    """Keep the ``max_regions`` largest regions (renumbered 1..n in their previous order); the others
+    become 0 (unassigned).  Returns (labels, number of regions dropped)."""
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    if len(ids) <= max_regions:
+        return labels, 0
+    keep = np.sort(ids[np.argsort(-counts, kind="stable")[:max_regions]])
+    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
+    return lut[labels], int(len(ids) - len(keep))
+
+
 def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None):
     """(labels int32, attrs dict) for a micrograph: the override when given, else the configured
     method.  ``model`` is passed to Segment Anything (tests use a small random model)."""
@@ -119,6 +131,9 @@ def run(ctx) -> None:
     override = _override_path(ctx.input.get("override"))
     if override:
         ctx.log.info("segment: using the hand-made label map %s", override)
+    ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "canny"),
+                 m.shape[1], m.shape[0])
+    ctx.progress(0, 3, "steps (segment, region table, contours)")
     labels, attrs = segment_image(m, cfg, override)
     for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
         from ..workflow.overrides import apply_segment, read_overrides, stage_actions
@@ -128,8 +143,20 @@ def run(ctx) -> None:
         attrs.update(extra, source=f"{attrs['source']}+overrides")
         ctx.log.info("segment: overrides %s applied from %s", extra["overrides"], ov)
     ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
+    labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)))
+    if dropped:
+        msg = (f"{dropped} regions beyond segmentation.max_regions ({cfg.get('max_regions', 300)}) left unassigned "
+               "(the smallest); raise segmentation.min_area_nm2 or max_regions")
+        ctx.log.warning("%s: %s", ctx.input["image"], msg)
+        attrs["regions_capped"] = msg
+    ctx.progress(1, 3, "steps (segment, region table, contours)")
+    if not np.any(labels > 0):
+        src = override or ctx.input["image"]
+        raise UserError("segmentation found no region (every pixel unassigned); check the image's intensities "
+                        "(`temtwin info FILE`) or give a hand-made label map <sample>/labels/<image>.tif", src)
     with ctx.h5("h5") as f:
         out = write_segmentation(f, m, labels, attrs, cfg.get("contour_tolerance_nm"))
+    ctx.progress(3, 3, "steps (segment, region table, contours)")
     figdir = Path(ctx.output["figures"])
     figdir.mkdir(parents=True, exist_ok=True)
     overlay_figure(m.data, labels, m.pixel_size_nm, out["contours"], out["table"], figdir / "overlay.png",

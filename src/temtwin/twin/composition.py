@@ -67,7 +67,15 @@ def read_element_map(path: str | Path, pixel_size_nm=None) -> ElementMap:
     element = _element_from_name(path)
     px = None
     if path.suffix.lower() == ".npy":
-        data = np.load(path)
+        try:
+            data = np.load(path, allow_pickle=False)
+        except Exception as e:  # noqa: BLE001 - any read failure is the user's file
+            first = (str(e).splitlines() or [type(e).__name__])[0][:160]
+            raise UserError(f"cannot read this .npy map ({type(e).__name__}: {first}); save it with "
+                            "numpy.save as a plain 2D numeric array", path) from None
+        if data.dtype.kind not in "biuf":
+            raise UserError(f"the .npy map holds {data.dtype} values, not numbers; save a 2D numeric array",
+                            path)
     else:
         sigs = _read_signals(path)
         sig = None

@@ -55,7 +55,11 @@ def interior_point(outer: np.ndarray, holes: list[np.ndarray]) -> np.ndarray:
 
 def write_gds(path, bnd: Boundaries, phases: dict[int, str], phase_index: dict[str, int],
               cell_name: str = "TEMTWIN") -> dict[int, dict]:
-    """Write the region polygons to GDS; returns per label {layer, datatype, n_polygons, label_xy}."""
+    """Write the region polygons to GDS; returns per label {layer, datatype, n_polygons, label_xy}.
+
+    The file's modification/access timestamp is fixed (:func:`gds_timestamp`), so a rerun writes the same
+    bytes.
+    """
     import gdstk
 
     lib = gdstk.Library("temtwin", unit=1e-9, precision=1e-12)
@@ -83,8 +87,22 @@ def write_gds(path, bnd: Boundaries, phases: dict[int, str], phase_index: dict[s
                                  layer=label, texttype=dt))
         info[label] = {"layer": int(label), "datatype": int(dt), "n_polygons": n,
                        "label_xy_nm": None if text_at is None else [float(text_at[0]), float(text_at[1])]}
-    lib.write_gds(str(path))
+    lib.write_gds(str(path), timestamp=gds_timestamp())
     return info
+
+
+def gds_timestamp():
+    """The timestamp stored in GDS files: ``SOURCE_DATE_EPOCH`` (UTC) when set, else 2000-01-01 00:00.
+
+    GDSII requires one; a fixed value keeps reruns byte-identical (reproducible-builds convention).
+    """
+    import datetime as dt
+    import os
+
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch and epoch.strip().isdigit():
+        return dt.datetime.fromtimestamp(int(epoch), dt.timezone.utc).replace(tzinfo=None)
+    return dt.datetime(2000, 1, 1)
 
 
 def read_gds_polygons(path) -> dict[int, list[np.ndarray]]:

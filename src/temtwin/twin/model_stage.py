@@ -224,7 +224,6 @@ def _summary(res: ModelResult, plans, pinfo, q, comp, files, img, reg_info) -> d
                     "nn_min_nm": q["nn_min_nm"], "thresholds": q["thresholds"],
                     "regions": {k: {kk: v[kk] for kk in ("nn_mean_nm", "nn_std_nm", "ideal_nn_nm", "rms_deviation",
                                                          "flagged_fraction")} for k, v in q["regions"].items()}},
-        "timing_s": {k: round(v, 3) for k, v in res.info["timing"].items()},
     }
 
 

@@ -29,7 +29,11 @@ from typing import Any
 import h5py
 
 from ..errors import UserError
-from ..io.h5 import atomic_h5, atomic_path, make_provenance
+from ..io.h5 import atomic_h5, atomic_path, make_provenance, remove_stale_temporaries
+
+
+#: seconds between progress lines on stderr
+PROGRESS_STDERR_S = 30.0
 
 
 @dataclass
@@ -120,10 +124,21 @@ class StageContext:
             yield p
 
     def progress(self, i: int, n: int, what: str = "items", every: int | None = None) -> None:
-        """Log a progress line ``what i/n (pct%)``; logs about 20 lines per loop at most."""
+        """Log a progress line ``what i/n (pct%)``; logs about 20 lines per loop at most.
+
+        Long stages also show a progress line on stderr at most every ``PROGRESS_STDERR_S`` seconds (the
+        log file has them all), so a long job never looks hung.
+        """
         every = every or max(1, n // 20)
         if i == n or i % every == 0:
             self.log.info("progress: %s %d/%d (%.0f%%)", what, i, n, 100.0 * i / max(n, 1))
+        now = time.monotonic()
+        last = self.__dict__.setdefault("_progress_t", now)
+        if now - last >= PROGRESS_STDERR_S and i < n:
+            self.__dict__["_progress_t"] = now
+            where = "/".join(str(v) for v in self.wildcards.values())
+            print(f"temtwin: {self.rule} {where}: {what} {i}/{n} ({100.0 * i / max(n, 1):.0f}%)", file=sys.stderr,
+                  flush=True)
 
 
 def _resolve(func: Callable | str) -> Callable:
@@ -186,6 +201,10 @@ def run_stage(smk: Any, func: Callable[[StageContext], Any] | str | None = None)
     )
     t0 = time.perf_counter()
     log.info("rule %s %s: start (threads=%d)", ctx.rule, dict(ctx.wildcards), threads)
+    for p in ctx.output.values():  # temporaries a killed run of this rule left beside its outputs
+        for q in ([p] if isinstance(p, (str, os.PathLike)) else list(p)):
+            for r in remove_stale_temporaries(q):
+                log.info("removed %s, left by a killed run", r)
     try:
         _set_threads(threads)
         _resolve(func)(ctx)
@@ -200,16 +219,22 @@ def run_stage(smk: Any, func: Callable[[StageContext], Any] | str | None = None)
 
 
 def _set_threads(n: int) -> None:
-    """Limit numeric libraries to ``n`` threads (torch, numba, BLAS via threadpoolctl)."""
-    try:
-        import torch
+    """Limit numeric libraries to ``n`` threads without importing them.
 
-        torch.set_num_threads(n)
-    except Exception:  # pragma: no cover
-        pass
-    try:
-        import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # pragma: no cover
-        pass
+    torch and numba take about 2 s to import, so they are imported only by the stages that use them.
+    Their thread counts come from the environment (``OMP_NUM_THREADS`` for torch and BLAS,
+    ``NUMBA_NUM_THREADS`` for numba), which both read when first imported; a library that is
+    already imported in this process is set directly.
+    """
+    n = max(1, int(n))
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(n))
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(min(n, os.cpu_count() or n)))
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        with contextlib.suppress(Exception):
+            torch.set_num_threads(n)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        with contextlib.suppress(Exception):
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))

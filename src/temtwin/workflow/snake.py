@@ -16,6 +16,49 @@ from .stages import STAGES
 from .stages import enabled as stage_enabled
 
 
+#: memory model of the per-image rules: (floor MB = the former fixed value, base MB, bytes per pixel):
+#: about twice the growth of the peak RSS measured by bench/bench_startup.py between 2048² and 4096²
+#: images; segment 1.35 times the 44 B/px measured up to 12 000²; phase_id (845 B/px measured) and gpa
+#: (136 B/px) about 1.2 times (bench/results/startup.md)
+MEM_MODEL = {"ingest": (2000, 400, 14), "segment": (4000, 800, 60), "fft_peaks": (4000, 1200, 40),
+             "phase_id": (4000, 1200, 1000), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80)}
+
+
+def mem_mb_for(rule: str, pixels: int) -> int:
+    """Memory (MB) a per-image rule declares for an image of ``pixels`` pixels (all frames)."""
+    floor, base, bpp = MEM_MODEL[rule]
+    return int(max(floor, base + bpp * pixels / 2 ** 20))
+
+
+def candidate_cifs(config: dict, sample: Sample) -> list[Path]:
+    """A sample's candidate CIFs: resources/phases, config `phase_id.cif_folders`, <sample>/phases."""
+    files: list[Path] = []
+    cfg = config.get("phase_id", {}) or {}
+    if cfg.get("use_builtin_phases", True):
+        files += sorted((REPO_ROOT / "resources" / "phases").glob("*.cif"))
+    for folder in cfg.get("cif_folders", []) or []:
+        files += sorted(Path(folder).glob("*.cif"))
+    files += sample.phase_files
+    return files
+
+
+def check_phase_names(config: dict, samples: dict[str, Sample]) -> None:
+    """At the start of a run: every phase named in sample.yaml `phases` (else config `phase_id.phases`)
+    is the stem of one of the sample's candidate CIFs; UserError naming the file and the names otherwise."""
+    for s in samples.values():
+        if s.settings.get("phases"):
+            names, where, key = s.settings["phases"], s.sample_yaml, "phases"
+        else:
+            names, where, key = (config.get("phase_id") or {}).get("phases") or [], "config", "phase_id.phases"
+        if not names:
+            continue
+        have = sorted({f.stem for f in candidate_cifs(config, s)})
+        unknown = [n for n in names if n not in have]
+        if unknown:
+            raise UserError(f"{key}: unknown phase(s) {', '.join(unknown)} for sample {s.name} (no such CIF); "
+                            f"use CIF stems among {', '.join(have) or 'none'}, or add the CIF to "
+                            f"{s.path / 'phases'}/", where)
+
 
 class Workflow:
     """Dataset view for the Snakefile; paths are relative to the working directory."""
@@ -35,6 +78,8 @@ class Workflow:
         for s in self.samples.values():                      # scan pairs name existing images
             for im in s.images:
                 self.scan_pair_raw(SimpleNamespace(sample=s.name, image=im))
+        check_phase_names(self.config, self.samples)
+        self._pixels: dict[tuple[str, str], int] = {}
 
     # ---------------------------------------------------------------- paths
     def r(self, *parts: str) -> str:
@@ -71,14 +116,7 @@ class Workflow:
 
     def phase_files(self, wc) -> list[str]:
         """Candidate CIFs: resources/phases, config `phase_id.cif_folders`, <sample>/phases."""
-        files: list[Path] = []
-        cfg = self.config.get("phase_id", {})
-        if cfg.get("use_builtin_phases", True):
-            files += sorted((REPO_ROOT / "resources" / "phases").glob("*.cif"))
-        for folder in cfg.get("cif_folders", []) or []:
-            files += sorted(Path(folder).glob("*.cif"))
-        files += self.samples[wc.sample].phase_files
-        return [str(f) for f in files]
+        return [str(f) for f in candidate_cifs(self.config, self.samples[wc.sample])]
 
     def eels_files(self, wc) -> list[str]:
         return [str(p) for p in self.samples[wc.sample].eels_files]
@@ -86,6 +124,17 @@ class Workflow:
     def map_elements(self, wc) -> list[str]:
         """Element symbols of the sample's composition maps (eels/<El>.*), for phase_id's candidates."""
         return self.samples[wc.sample].map_elements
+
+    def mem_mb(self, rule: str):
+        """A rule's ``resources: mem_mb=``: scaled to the image's pixel count (read from the file's header)."""
+        def f(wildcards, attempt=1):
+            from ..io.ingest import image_pixels
+
+            key = (wildcards.sample, wildcards.image)
+            if key not in self._pixels:
+                self._pixels[key] = image_pixels(self.samples[wildcards.sample].images[wildcards.image]) or 0
+            return mem_mb_for(rule, self._pixels[key]) * attempt
+        return f
 
     def per_image(self, stage_file: str):
         """Input function: ``stage_file`` (e.g. 'gpa.h5') of every image of the sample."""
