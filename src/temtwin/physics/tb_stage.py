@@ -218,10 +218,12 @@ def run_moments(ctx) -> None:
             rows_of[(fam, lab)] = np.nonzero(lab_row == lab)[0]
     row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
     rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
+    ckpt = _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op)
     mu = kpm.stochastic_moments(
         op, row_sets, rngs, a, b, N, block_size=int(cfg["block_size"]),
         progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
-        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"))
+        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
+        checkpoint=ckpt)
 
     with ctx.h5("h5") as f:
         f.attrs.update({"applicable": True, "reason": "", "sample": sample, "chunk": chunk,
@@ -234,6 +236,7 @@ def run_moments(ctx) -> None:
             "label": (np.array([t[1] for t in mine], dtype=object), "label"),
             "vector": (np.array([t[2] for t in mine], np.int64), "1"),
             "n_spin_orbitals": (np.array([2 * len(r) for r in row_sets], np.int64), "1")})
+        f.attrs["checkpoints_written"] = ckpt.n_saved if ckpt is not None else 0
         write_array(f, "moments", mu.reshape(len(mine), N), "1",
                     description="per-vector Chebyshev moments <v|T_n(H~)|v>, rows as /tasks")
         g = f.create_group("sums")
@@ -269,6 +272,25 @@ def run_moments(ctx) -> None:
             for k in ("pixel_size_nm", "image"):
                 if k in atoms.info:
                     s.attrs[k] = atoms.info[k]
+    if ckpt is not None:
+        ckpt.clear()
+
+
+def checkpoint_path(output_h5) -> str:
+    """The moment checkpoint beside a ``tb_moments`` output (``moments_<chunk>.h5.ckpt.npz``)."""
+    return f"{output_h5}.ckpt.npz"
+
+
+def _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op):
+    """The job's :class:`kpm.MomentCheckpoint`, or None when ``checkpoint_every_moments`` is 0."""
+    every = int(cfg.get("checkpoint_every_moments", 0))
+    if every <= 0:
+        return None
+    key = json.dumps({"settings": _settings_digest(cfg), "sample": sample, "chunk": chunk,
+                      "n_chunks": int(cfg["n_chunks"]), "seed": ctx.seed, "tasks": mine,
+                      "bounds": list(bounds), "backend": op.backend, "n_rows": op.n_rows,
+                      "block_size": int(cfg["block_size"]), "dtype": str(op.cdtype)}, sort_keys=True)
+    return kpm.MomentCheckpoint(checkpoint_path(ctx.output["h5"]), key, every, log=ctx.log)
 
 
 # ----------------------------------------------------------------------------- gather / LDOS

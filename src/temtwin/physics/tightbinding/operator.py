@@ -80,6 +80,20 @@ def _kernel(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_b
             partial[ib, v, 1] = pyx[v]
 
 
+@numba.njit(cache=True)
+def sq_norm_partials(X, block, m):
+    """Per row block (nblk, m) float64 sums of ``|X[r, q]|²`` (column ``q % m``), fixed order."""
+    n, w = X.shape
+    nblk = (n + block - 1) // block
+    out = np.zeros((nblk, m))
+    for ib in range(nblk):
+        for r in range(ib * block, min(n, (ib + 1) * block)):
+            for q in range(w):
+                x = X[r, q]
+                out[ib, q % m] += np.float64(x.real) ** 2 + np.float64(x.imag) ** 2
+    return out
+
+
 class TBOperator:
     """``H`` acting on vector blocks, for a :class:`TBHamiltonian` or any Hermitian matrix.
 
@@ -156,6 +170,14 @@ class TBOperator:
         if self.is_torch:
             return X.detach().cpu().numpy()
         return X
+
+    def sq_norms(self, X) -> np.ndarray:
+        """``<x_t|x_t>`` (m,) float64 summed in fixed row blocks (same on any number of ranks)."""
+        if self.is_torch:
+            x = X.detach()
+            return (x.real.double() ** 2 + x.imag.double() ** 2).sum(dim=(0, 1)).cpu().numpy()
+        n, ns, m = X.shape
+        return sq_norm_partials(X.reshape(n, ns * m), ROW_BLOCK, m).sum(axis=0)
 
     # ------------------------------------------------------------------ products
     def matmat(self, X):
