@@ -42,6 +42,7 @@ from ..plotting import new_figure, save_figure
 from ..workflow.seeds import rng
 from . import kpm
 from .tightbinding import TBOperator, build_hamiltonian, load_parameters, prepare_structure
+from .tightbinding.matrix_free import MatrixFreeOperator, build_matrix_free
 
 FAMILIES = ("region", "slab")
 
@@ -152,15 +153,18 @@ def _model_setup(ctx, cfg):
                            min_coordination=int(cfg["min_coordination"]))
     if st.n_host == 0:
         raise NotApplicable("no Si/Ge atom left after removing under-coordinated atoms")
-    ham = build_hamiltonian(st, params, strain=bool(cfg["strain"]),
-                            spin_orbit=bool(cfg["spin_orbit"]), sp3_shift_eV=float(cfg["sp3_shift_eV"]),
-                            dtype=np.float32 if cfg["precision"] == "single" else np.float64)
+    build = build_matrix_free if cfg["backend"] == "matrix_free" else build_hamiltonian
+    ham = build(st, params, strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
+                sp3_shift_eV=float(cfg["sp3_shift_eV"]),
+                dtype=np.float32 if cfg["precision"] == "single" else np.float64)
     return atoms, source, params, st, ham
 
 
 def _operator(ham, cfg) -> TBOperator:
     cd = np.complex64 if cfg["precision"] == "single" else np.complex128
     backend = cfg["backend"]
+    if backend == "matrix_free":
+        return MatrixFreeOperator(ham, complex_dtype=cd)
     if backend == "cuda":
         from .tightbinding.operator import _cuda_available
 
@@ -178,7 +182,10 @@ def _bounds(ctx, cfg, ham, sample) -> tuple[float, float]:
         return lo, hi
     seed = int(rng(ctx.seed, "tb", sample, "lanczos").integers(2**31 - 1))
     # Lanczos in double precision on the CPU kernel, so every chunk and backend gets the same bounds
-    op = TBOperator(ham, backend="numba", complex_dtype=np.complex128)
+    if cfg["backend"] == "matrix_free":
+        op = MatrixFreeOperator(ham, complex_dtype=np.complex128)
+    else:
+        op = TBOperator(ham, backend="numba", complex_dtype=np.complex128)
     return kpm.spectral_bounds(op, n_steps=int(cfg["lanczos_steps"]), seed=seed)
 
 
