@@ -42,7 +42,7 @@ def rescaling(bounds: Sequence[float], epsilon: float = 0.01) -> tuple[float, fl
     return (hi - lo) / (2.0 - epsilon), (hi + lo) / 2.0
 
 
-def _vdot(x, y) -> complex:
+def _vdot_plain(x, y) -> complex:
     return complex((x.conj() * y).sum())
 
 
@@ -54,8 +54,12 @@ def lanczos_extremes(op, n_steps: int = 100, seed: int = 0) -> tuple[float, floa
     spectrum lies inside ``[θ_min − r_min, θ_max + r_max]``.
     """
     rng = np.random.default_rng(seed)
-    v = np.exp(2j * np.pi * rng.random((op.n_rows, op.n_spin, 1)))
-    v /= np.linalg.norm(v)
+    _vdot = getattr(op, "vdot", _vdot_plain)          # distributed operators sum over ranks
+    if hasattr(op, "local_random_vector"):
+        v = op.local_random_vector(rng)
+    else:
+        v = np.exp(2j * np.pi * rng.random((op.n_rows, op.n_spin, 1)))
+    v = v / np.sqrt(_vdot(v, v).real)
     v = op.to_backend(v)
     v_old = None
     alphas, betas = [], []
@@ -247,7 +251,10 @@ def stochastic_moments(op, row_sets: Sequence[np.ndarray], rngs: Sequence[np.ran
                      "prev": op.to_backend(state["prev"])}
             Xb = None
         else:
-            X = random_phase_block(op.n_rows, op.n_spin, row_sets[s:e], rngs[s:e], op.cdtype)
+            if hasattr(op, "local_phase_block"):            # distributed: this rank's rows
+                X = op.local_phase_block(row_sets[s:e], rngs[s:e])
+            else:
+                X = random_phase_block(op.n_rows, op.n_spin, row_sets[s:e], rngs[s:e], op.cdtype)
             Xb = op.to_backend(X)
             del X
         state = None

@@ -33,27 +33,33 @@ BACKENDS = ("auto", "numba", "scipy", "torch", "cuda")
 
 @numba.njit(parallel=True, cache=True)
 def _kernel(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_base, so_comp, M,
-            partial, block, m):
-    """Flattened blocks: X[row, s*m + v].  See :meth:`TBOperator.step` for the modes."""
-    n, w = X.shape
+            partial, block, m, row0):
+    """Flattened blocks: X[row, s*m + v].  See :meth:`TBOperator.step` for the modes.
+
+    Matrix row ``i`` (``len(indptr) − 1`` rows) is vector row ``row0 + i`` (``row0`` > 0 for the
+    halo layout of :mod:`.distributed`); ``so_lam``/``so_base``/``so_comp`` are per matrix row.
+    """
+    n = indptr.shape[0] - 1
+    w = X.shape[1]
     nblk = (n + block - 1) // block
     for ib in numba.prange(nblk):
         acc = np.empty(w, dtype=X.dtype)
         pyy = np.zeros(m)
         pyx = np.zeros(m)
         r1 = min(n, (ib + 1) * block)
-        for r in range(ib * block, r1):
+        for i in range(ib * block, r1):
+            r = row0 + i
             for q in range(w):
                 acc[q] = 0.0
-            for k in range(indptr[r], indptr[r + 1]):
+            for k in range(indptr[i], indptr[i + 1]):
                 c = indices[k]
                 h = data[k]
                 for q in range(w):
                     acc[q] += h * X[c, q]
-            lam = so_lam[r]
+            lam = so_lam[i]
             if lam != 0.0:
-                a = so_comp[r]
-                base = so_base[r]
+                a = so_comp[i]
+                base = so_base[i]
                 for s in range(2):
                     for b in range(3):
                         if b == a:
@@ -206,7 +212,7 @@ class TBOperator:
         Xp = X if Xprev is None else Xprev
         _kernel(H.indptr, H.indices, H.data, X.reshape(n, ns * m), Xp.reshape(n, ns * m),
                 Y.reshape(n, ns * m), rd(scale), rd(shift), int(mode), self._so_lam, self._so_base,
-                self._so_comp, self._M, partial, ROW_BLOCK, m)
+                self._so_comp, self._M, partial, ROW_BLOCK, m, 0)
         return Y, partial.sum(axis=0)
 
     def _so_numpy(self, X, Y):
