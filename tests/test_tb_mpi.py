@@ -82,3 +82,29 @@ def test_two_ranks_equal_single_process(tmp_path):
     bounds = kpm.spectral_bounds(TBOperator(build_hamiltonian(st, P), complex_dtype=np.complex128),
                                  n_steps=40, seed=5)
     assert tuple(got["bounds"]) == bounds
+
+
+@pytest.mark.skipif(bool(REASON), reason=REASON or "mpi")
+def test_stage_with_two_ranks_writes_same_moments(tmp_path):
+    import h5py
+
+    from temtwin.physics import tb_stage
+    from temtwin.workflow.context import StageContext
+
+    from test_tb_checkpoint import _write_model
+
+    _write_model(tmp_path / "model.h5")
+    out = {}
+    for ranks in (1, 2):
+        cfg = {"tight_binding": {"n_chunks": 1, "n_moments": 64, "vectors_per_region": 2,
+                                 "structure": "as_built", "partitions": "regions", "mpi_ranks": ranks,
+                                 "mpi_launcher": "mpirun", "checkpoint_every_moments": 32}}
+        out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
+        ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
+                                  config=cfg, wildcards={"sample": "s1", "chunk": "0"})
+        tb_stage.run_moments(ctx)
+    with h5py.File(out[1]) as a, h5py.File(out[2]) as b:
+        assert b["parameters"].attrs["mpi_ranks"] == 2
+        np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])
+        np.testing.assert_array_equal(a["moments"][()], b["moments"][()])
+    assert not list((tmp_path / "r2").glob("*.ckpt*")) and not list((tmp_path / "r2").glob(".*json"))

@@ -235,6 +235,10 @@ def stochastic_moments(op, row_sets: Sequence[np.ndarray], rngs: Sequence[np.ran
     bs = max(1, int(block_size))
     out = np.zeros((n, int(n_moments)))
     state = checkpoint.load() if checkpoint is not None else None
+    if hasattr(op, "comm") and checkpoint is not None:       # MPI: resume only if all ranks agree
+        where = op.comm.allgather(None if state is None else (state["block"], state["k"]))
+        if any(w != where[0] for w in where) or where[0] is None:
+            state = None
     first = 0
     if state is not None:
         out = state["out"].copy()
