@@ -279,8 +279,12 @@ def run_moments(ctx, comm=None) -> None:
         step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
         checkpoint=ckpt)
     if comm is not None:
-        ctx.log.info("MPI: communication %.1f s, products %.1f s on rank 0 (%.0f %% communication)",
-                     op.comm_s, op.step_s, 100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12))
+        import resource
+
+        ctx.log.info("MPI: communication %.2f s, products %.2f s on rank 0 (%.1f %% communication), "
+                     "peak RSS rank 0 %.0f MB", op.comm_s, op.step_s,
+                     100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12),
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         if not rank0:
             comm.Barrier()                       # rank 0 has written the output
             if ckpt is not None:

@@ -121,7 +121,11 @@ class TBOperator:
             self.n_spin = 2
             self.so_rows = np.asarray(ham.so_rows, np.int64)
             self.so_lambda = np.asarray(ham.so_lambda, np.float64)
-            H = H.astype(rdtype)
+            # numba: a float32 matrix serves complex128 vectors as is (exact upcast in the kernel,
+            # same results), so double-precision Lanczos does not copy the matrix
+            resolved = ("cuda" if _cuda_available() else "numba") if backend == "auto" else backend
+            if not (resolved == "numba" and H.dtype == np.float32):
+                H = H.astype(rdtype)
         else:
             H = sp.csr_matrix(matrix)
             self.n_spin = 1
