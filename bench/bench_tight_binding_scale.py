@@ -198,11 +198,15 @@ def part_footprint(n_atoms: float):
         f"{build_peak / 1e3:.3f} GB = **{build_peak * 1e6 / mat:.2f}x the matrix** (target <= 1.5x).  "
         f"Matrix-free set-up {t_mf:.1f} s.\n")
     say(md_table(["backend", "bytes/atom", "GB", "s/step (m = 16)", "vector-products/s"], rows))
-    say(f"\nProjected to 4·10^6 atoms (linear): CSR {rows[0][1]} B/atom -> "
-        f"{float(rows[0][1]) * 4e6 / 1e9:.1f} GB, matrix-free {float(rows[1][1]) * 4e6 / 1e9:.1f} GB "
-        f"+ vectors 3 x 16 x 80 B/atom x 4·10^6 = {3 * 16 * 80 * 4e6 / 1e9:.1f} GB (m = 16) or "
-        f"{3 * 4 * 80 * 4e6 / 1e9:.1f} GB (m = 4) + structure (~0.5 kB/atom, {0.5e3 * 4e6 / 1e9:.1f} GB); "
-        f"s/step scales linearly: {float(rows[1][3]) * 4e6 / n:.1f} s/step matrix-free at m = 16.\n")
+    struct = sum(getattr(st, k).nbytes for k in ("positions_A", "species", "parent", "atom_index", "bond_i",
+                                                  "bond_j", "bond_vec", "env"))
+    vec = 3 * ham.n_orbitals * 2 * 8 / n                      # X, X_prev, Y per column (complex64)
+    say(f"\nPrepared structure (positions, bonds, environment sums): {struct / n:.0f} B/atom; vector block: "
+        f"{vec:.0f} B/atom per column (X, X_prev and Y).  Projected to 4·10^6 atoms (linear): CSR "
+        f"{float(rows[0][1]) * 4e6 / 1e9:.1f} GB, matrix-free {float(rows[1][1]) * 4e6 / 1e9:.1f} GB; "
+        f"+ vectors {vec * 4 * 4e6 / 1e9:.1f} GB (m = 4) or {vec * 16 * 4e6 / 1e9:.1f} GB (m = 16); + structure "
+        f"{struct / n * 4e6 / 1e9:.1f} GB; matrix-free s/step at m = 16: {float(rows[1][3]) * 4e6 / n:.0f} s "
+        f"(CSR {float(rows[0][3]) * 4e6 / n:.0f} s).\n")
 
 
 def _rss_now_mb() -> float:
