@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .hamiltonian import assemble_rows
-from .operator import ROW_BLOCK, _kernel, sq_norm_partials
+from .operator import ROW_BLOCK, _kernel_real, sq_norm_partials
 from .slater_koster import spin_orbit_matrix
 
 DRAW_CHUNK = 1 << 20
@@ -92,7 +92,6 @@ class DistributedOperator:
         H, _ = assemble_rows(st, params, site_start, s0, s1, strain, sp3_shift_eV, dtype)
         off = r0 - int(site_start[s0])
         H = H[off:off + (r1 - r0)]
-        H = H.astype(rdtype)
         cols = H.indices.astype(np.int64)
         lo = np.unique(cols[cols < r0])
         hi = np.unique(cols[cols >= r1])
@@ -104,7 +103,8 @@ class DistributedOperator:
         self.data = np.ascontiguousarray(H.data)
         del H, cols, local
         # spin–orbit per own row (base row in local numbering)
-        self._M = spin_orbit_matrix().astype(self.cdtype)
+        M = spin_orbit_matrix().astype(self.cdtype)
+        self._Mr, self._Mi = np.ascontiguousarray(M.real), np.ascontiguousarray(M.imag)
         lam_site = params.lambda_so[st.species[:st.n_host]] if spin_orbit else np.zeros(st.n_host)
         rows = np.arange(r0, r1)
         site = np.searchsorted(site_start, rows, side="right") - 1
@@ -215,9 +215,11 @@ class DistributedOperator:
         partial = np.zeros((nblk, m, 2))
         rd = self._so_lam.dtype.type
         Xp = X if Xprev is None else Xprev
-        _kernel(self.indptr, self.indices, self.data, X.reshape(n, ns * m), Xp.reshape(n, ns * m),
-                Y.reshape(n, ns * m), rd(scale), rd(shift), int(mode), self._so_lam, self._so_base,
-                self._so_comp, self._M, partial, ROW_BLOCK, m, self.row0)
+        rv = X.real.dtype
+        _kernel_real(self.indptr, self.indices, self.data, X.reshape(n, ns * m).view(rv),
+                     Xp.reshape(n, ns * m).view(rv), Y.reshape(n, ns * m).view(rv), rd(scale), rd(shift),
+                     int(mode), self._so_lam, self._so_base, self._so_comp, self._Mr, self._Mi, partial,
+                     ROW_BLOCK, m, self.row0)
         self.step_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         d = self._gather_sum(partial)

@@ -123,12 +123,15 @@ def build_matrix_free(structure: TBStructure, params: TBParameters, strain: bool
 @numba.njit(parallel=True, cache=True)
 def _mf_kernel(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, env, n_host,
                onsite, alpha, beta, V0, nexp, d0, strain, shift, blk_proto,
-               X, Xprev, Y, scale, shift_e, mode, so_lam, M, partial, first_site, block, m):
+               X, Xprev, Y, scale, shift_e, mode, so_lam, Mr, Mi, partial, first_site, block, m):
     """One product over row blocks of ``block`` rows (``first_site[ib]`` = site holding its first row).
 
-    Row order, entry order and the partial dot products follow the CSR kernel exactly.
+    Complex blocks are seen as reals (``X[row, 2q + re/im]``); row order, entry order, spin–orbit,
+    recursion and partial dot products follow :func:`.operator._kernel_real` exactly.
     """
     n, w = X.shape
+    wc = w // 2
+    two_scale = 2.0 * scale
     nblk = (n + block - 1) // block
     for ib in numba.prange(nblk):
         r0 = ib * block
@@ -187,22 +190,31 @@ def _mf_kernel(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, env,
                             if b == ac:
                                 continue
                             for t in range(2):
-                                coef = lam * M[2 * ac + s, 2 * b + t]
-                                if coef != 0.0:
+                                cr = lam * Mr[2 * ac + s, 2 * b + t]
+                                ci = lam * Mi[2 * ac + s, 2 * b + t]
+                                if cr != 0.0 or ci != 0.0:
                                     for v in range(m):
-                                        acc[s * m + v] += coef * X[base + b, t * m + v]
-                for q in range(w):
-                    x = X[r, q]
+                                        xr = X[base + b, 2 * (t * m + v)]
+                                        xi = X[base + b, 2 * (t * m + v) + 1]
+                                        acc[2 * (s * m + v)] += cr * xr - ci * xi
+                                        acc[2 * (s * m + v) + 1] += cr * xi + ci * xr
+                for q in range(wc):
+                    xr = X[r, 2 * q]
+                    xi = X[r, 2 * q + 1]
                     if mode == 0:
-                        Y[r, q] = acc[q]
+                        Y[r, 2 * q] = acc[2 * q]
+                        Y[r, 2 * q + 1] = acc[2 * q + 1]
                     elif mode == 1:
-                        Y[r, q] = (acc[q] - shift_e * x) * scale
+                        Y[r, 2 * q] = (acc[2 * q] - shift_e * xr) * scale
+                        Y[r, 2 * q + 1] = (acc[2 * q + 1] - shift_e * xi) * scale
                     else:
-                        Y[r, q] = 2.0 * scale * (acc[q] - shift_e * x) - Xprev[r, q]
-                    y = Y[r, q]
+                        Y[r, 2 * q] = two_scale * (acc[2 * q] - shift_e * xr) - Xprev[r, 2 * q]
+                        Y[r, 2 * q + 1] = two_scale * (acc[2 * q + 1] - shift_e * xi) - Xprev[r, 2 * q + 1]
+                    yr = Y[r, 2 * q]
+                    yi = Y[r, 2 * q + 1]
                     v = q % m
-                    pyy[v] += y.real * y.real + y.imag * y.imag
-                    pyx[v] += y.real * x.real + y.imag * x.imag
+                    pyy[v] += yr * yr + yi * yi
+                    pyx[v] += yr * xr + yi * xi
             i += 1
         for v in range(m):
             partial[ib, v, 0] = pyy[v]
@@ -227,7 +239,8 @@ class MatrixFreeOperator:
         self.cdtype = np.dtype(complex_dtype)
         rdtype = np.float32 if self.cdtype == np.complex64 else np.float64
         self.n_rows = ham.n_orbitals
-        self._M = spin_orbit_matrix().astype(self.cdtype)
+        M = spin_orbit_matrix().astype(self.cdtype)
+        self._Mr, self._Mi = np.ascontiguousarray(M.real), np.ascontiguousarray(M.imag)
         self._so_lam = np.zeros(len(ham.species), rdtype)      # per site, 0 for H
         self._so_lam[:len(ham.so_lambda)] = ham.so_lambda
         p = ham.params
@@ -269,10 +282,12 @@ class MatrixFreeOperator:
         partial = np.zeros((nblk, m, 2))
         h = self.ham
         rd = self._so_lam.dtype.type
+        rv = X.real.dtype
         norb_of, onsite, alpha, beta, V0, nexp, d0 = self._par
         Xp = X if Xprev is None else Xprev
         _mf_kernel(h.site_start, h.species, norb_of, h.entry_ptr, h.entry_j, h.entry_vec, h.env,
                    len(h.so_lambda), onsite, alpha, beta, V0, nexp, d0, h.strain, h.shift, self._proto,
-                   X.reshape(n, ns * m), Xp.reshape(n, ns * m), Y.reshape(n, ns * m), rd(scale),
-                   rd(shift), int(mode), self._so_lam, self._M, partial, self._first_site, ROW_BLOCK, m)
+                   X.reshape(n, ns * m).view(rv), Xp.reshape(n, ns * m).view(rv),
+                   Y.reshape(n, ns * m).view(rv), rd(scale), rd(shift), int(mode), self._so_lam,
+                   self._Mr, self._Mi, partial, self._first_site, ROW_BLOCK, m)
         return Y, partial.sum(axis=0)

@@ -86,6 +86,73 @@ def _kernel(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_b
             partial[ib, v, 1] = pyx[v]
 
 
+@numba.njit(parallel=True, cache=True)
+def _kernel_real(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_base, so_comp,
+                 Mr, Mi, partial, block, m, row0):
+    """:func:`_kernel` for a real matrix on complex blocks seen as reals (``X[row, 2q + re/im]``).
+
+    The hopping sum is a plain real multiply-add over contiguous reals (vectorised by LLVM), half
+    the arithmetic of the complex form; spin–orbit and the recursion repeat the complex kernel's
+    operations component by component, so the values are identical (up to the sign of zeros).
+    """
+    n = indptr.shape[0] - 1
+    w2 = X.shape[1]
+    w = w2 // 2
+    nblk = (n + block - 1) // block
+    for ib in numba.prange(nblk):
+        acc = np.empty(w2, dtype=X.dtype)
+        pyy = np.zeros(m)
+        pyx = np.zeros(m)
+        r1 = min(n, (ib + 1) * block)
+        for i in range(ib * block, r1):
+            r = row0 + i
+            for q in range(w2):
+                acc[q] = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                c = indices[k]
+                h = data[k]
+                for q in range(w2):
+                    acc[q] += h * X[c, q]
+            lam = so_lam[i]
+            if lam != 0.0:
+                a = so_comp[i]
+                base = so_base[i]
+                for s in range(2):
+                    for b in range(3):
+                        if b == a:
+                            continue
+                        for t in range(2):
+                            cr = lam * Mr[2 * a + s, 2 * b + t]
+                            ci = lam * Mi[2 * a + s, 2 * b + t]
+                            if cr != 0.0 or ci != 0.0:
+                                for v in range(m):
+                                    xr = X[base + b, 2 * (t * m + v)]
+                                    xi = X[base + b, 2 * (t * m + v) + 1]
+                                    acc[2 * (s * m + v)] += cr * xr - ci * xi
+                                    acc[2 * (s * m + v) + 1] += cr * xi + ci * xr
+            two_scale = 2.0 * scale
+            for q in range(w):
+                xr = X[r, 2 * q]
+                xi = X[r, 2 * q + 1]
+                if mode == 0:
+                    Y[r, 2 * q] = acc[2 * q]
+                    Y[r, 2 * q + 1] = acc[2 * q + 1]
+                elif mode == 1:
+                    Y[r, 2 * q] = (acc[2 * q] - shift * xr) * scale
+                    Y[r, 2 * q + 1] = (acc[2 * q + 1] - shift * xi) * scale
+                else:
+                    Y[r, 2 * q] = two_scale * (acc[2 * q] - shift * xr) - Xprev[r, 2 * q]
+                    Y[r, 2 * q + 1] = two_scale * (acc[2 * q + 1] - shift * xi) - Xprev[r, 2 * q + 1]
+                yr = Y[r, 2 * q]
+                yi = Y[r, 2 * q + 1]
+                v = q % m
+                pyy[v] += yr * yr + yi * yi
+                pyx[v] += yr * xr + yi * xi
+        for v in range(m):
+            partial[ib, v, 0] = pyy[v]
+            partial[ib, v, 1] = pyx[v]
+
+
 @numba.njit(cache=True)
 def sq_norm_partials(X, block, m):
     """Per row block (nblk, m) float64 sums of ``|X[r, q]|²`` (column ``q % m``), fixed order."""
@@ -214,9 +281,17 @@ class TBOperator:
         H = self.H
         rd = self._so_lam.dtype.type
         Xp = X if Xprev is None else Xprev
-        _kernel(H.indptr, H.indices, H.data, X.reshape(n, ns * m), Xp.reshape(n, ns * m),
-                Y.reshape(n, ns * m), rd(scale), rd(shift), int(mode), self._so_lam, self._so_base,
-                self._so_comp, self._M, partial, ROW_BLOCK, m, 0)
+        if np.iscomplexobj(H.data):
+            _kernel(H.indptr, H.indices, H.data, X.reshape(n, ns * m), Xp.reshape(n, ns * m),
+                    Y.reshape(n, ns * m), rd(scale), rd(shift), int(mode), self._so_lam, self._so_base,
+                    self._so_comp, self._M, partial, ROW_BLOCK, m, 0)
+        else:
+            rv = X.real.dtype
+            _kernel_real(H.indptr, H.indices, H.data, X.reshape(n, ns * m).view(rv),
+                         Xp.reshape(n, ns * m).view(rv), Y.reshape(n, ns * m).view(rv), rd(scale),
+                         rd(shift), int(mode), self._so_lam, self._so_base, self._so_comp,
+                         np.ascontiguousarray(self._M.real), np.ascontiguousarray(self._M.imag),
+                         partial, ROW_BLOCK, m, 0)
         return Y, partial.sum(axis=0)
 
     def _so_numpy(self, X, Y):
