@@ -15,8 +15,13 @@ Each measured job runs in its own process (peak RSS = that process's ``ru_maxrss
   random vectors, with ``kwant.kpm.SpectralDensity`` run by ``--kwant-python`` (a separate
   environment: kwant does not build against NumPy 2) — time ratio and density agreement.
 
-Usage: ``python bench/bench_tight_binding_scale.py [--atoms 2.5e5] [--parts stage,footprint,mpi,roofline,kwant]``.
-Writes bench/results/tight_binding_scale.md.  No data files needed.
+Usage (as run for bench/RESULTS.md, two sections)::
+
+    python bench/bench_tight_binding_scale.py --parts footprint,roofline,kwant --section tight_binding_kernels \
+        --kwant-python /path/to/venv-with-kwant/bin/python
+    python bench/bench_tight_binding_scale.py --parts stage,mpi --atoms 2.5e5
+
+Writes bench/results/<section>.md.  No data files needed.
 """
 
 from __future__ import annotations
@@ -403,6 +408,8 @@ def main(argv=None):
     ap.add_argument("--kwant-python", default="")
     ap.add_argument("--moments", type=int, default=64)
     ap.add_argument("--parts", default="footprint,roofline,stage,mpi,kwant")
+    ap.add_argument("--section", default="tight_binding_scale",
+                    help="results section (bench/results/<section>.md); split long runs in two")
     args = ap.parse_args(argv)
     if args.child:
         kind, d, rule, backend, moments, *rest = args.child
@@ -424,8 +431,9 @@ def main(argv=None):
             part_mpi(d, args.mpi_atoms, args.moments)
         if "kwant" in parts:
             part_kwant(args.kwant_atoms, args.kwant_python, d)
-    write_section("tight_binding_scale", "Tight binding at scale (memory, matrix-free, MPI, roofline, kwant)",
-                  "\n".join(LINES))
+    titles = {"tight_binding_scale": "Tight binding at scale (stage memory end to end, MPI)",
+              "tight_binding_kernels": "Tight-binding kernels (footprint, roofline, kwant side by side)"}
+    write_section(args.section, titles.get(args.section, args.section), "\n".join(LINES))
 
 
 if __name__ == "__main__":
