@@ -4,7 +4,8 @@
 from common import BENCH, RESULTS_DIR, machine
 
 ORDER = ["ingest", "segment", "fft_peaks", "phase_id", "register_stack", "gpa", "fem_geometry",
-         "atomic_model", "keating", "phonons", "tight_binding", "tight_binding_kernels", "tight_binding_scale", "workflow"]
+         "atomic_model", "keating", "phonons", "tight_binding", "tight_binding_kernels", "tight_binding_scale",
+         "workflow"]
 
 
 def main() -> None:
