@@ -108,3 +108,29 @@ def test_stage_with_two_ranks_writes_same_moments(tmp_path):
         np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])
         np.testing.assert_array_equal(a["moments"][()], b["moments"][()])
     assert not list((tmp_path / "r2").glob("*.ckpt*")) and not list((tmp_path / "r2").glob(".*json"))
+
+
+def test_launcher_uses_srun_inside_slurm(monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("SLURM_JOB_ID", "42")
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    assert launcher(4)[:3] == ["srun", "--ntasks", "4"]
+    monkeypatch.delenv("SLURM_JOB_ID")
+    cmd = launcher(2)
+    assert cmd[0] == "mpirun" and cmd[cmd.index("-n") + 1] == "2"
+
+
+def test_mpi_ranks_without_mpi_is_one_clear_error(tmp_path, monkeypatch):
+    from temtwin.errors import UserError
+    from temtwin.physics import tb_stage
+    from temtwin.physics.tightbinding import distributed
+    from temtwin.workflow.context import StageContext
+
+    monkeypatch.setattr(distributed, "mpi_available", lambda: "no mpirun/srun on PATH")
+    ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": tmp_path / "m.h5"},
+                              config={"tight_binding": {"n_chunks": 1, "mpi_ranks": 2}},
+                              wildcards={"sample": "s", "chunk": "0"})
+    with pytest.raises(UserError, match="mpi_ranks"):
+        tb_stage.run_moments(ctx)
+    assert not (tmp_path / "m.h5").exists()
