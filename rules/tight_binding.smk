@@ -15,6 +15,7 @@ rule tb_moments:
         mem_mb=config["tight_binding"]["mem_mb"],
         runtime=config["tight_binding"]["runtime_min"],
         gpu=config["tight_binding"]["gpus"],
+        tasks=config["tight_binding"]["mpi_ranks"],
     threads: config["tight_binding"]["threads"]
     conda:
         "../envs/temtwin.yaml"

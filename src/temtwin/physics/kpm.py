@@ -42,7 +42,7 @@ def rescaling(bounds: Sequence[float], epsilon: float = 0.01) -> tuple[float, fl
     return (hi - lo) / (2.0 - epsilon), (hi + lo) / 2.0
 
 
-def _vdot(x, y) -> complex:
+def _vdot_plain(x, y) -> complex:
     return complex((x.conj() * y).sum())
 
 
@@ -54,8 +54,12 @@ def lanczos_extremes(op, n_steps: int = 100, seed: int = 0) -> tuple[float, floa
     spectrum lies inside ``[θ_min − r_min, θ_max + r_max]``.
     """
     rng = np.random.default_rng(seed)
-    v = np.exp(2j * np.pi * rng.random((op.n_rows, op.n_spin, 1)))
-    v /= np.linalg.norm(v)
+    _vdot = getattr(op, "vdot", _vdot_plain)          # distributed operators sum over ranks
+    if hasattr(op, "local_random_vector"):
+        v = op.local_random_vector(rng)
+    else:
+        v = np.exp(2j * np.pi * rng.random((op.n_rows, op.n_spin, 1)))
+    v = v / np.sqrt(_vdot(v, v).real)
     v = op.to_backend(v)
     v_old = None
     alphas, betas = [], []
@@ -108,53 +112,162 @@ def random_phase_block(n_rows: int, n_spin: int, row_sets: Sequence[np.ndarray],
     return X
 
 
+def _sq_norms(op, X) -> np.ndarray:
+    """``<x_t|x_t>`` (m,) float64; the operator's blocked sum when it has one (MPI-exact)."""
+    if hasattr(op, "sq_norms"):
+        return op.sq_norms(X)
+    x0 = np.asarray(op.to_numpy(X))
+    return (x0.real.astype(np.float64) ** 2 + x0.imag.astype(np.float64) ** 2).sum(axis=(0, 1))
+
+
 def chebyshev_moments(op, X, a: float, b: float, n_moments: int,
-                      progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                      progress: Callable[[int, int], None] | None = None,
+                      state: dict | None = None,
+                      on_step: Callable[[int, np.ndarray, object, object], None] | None = None
+                      ) -> np.ndarray:
     """Moments ``<x_t|T_n(H̃)|x_t>`` (m, N) float64 of the columns of block ``X`` (backend array).
 
-    ``progress(k, K)`` is called after each of the K = N/2 products.
+    ``progress(k, K)`` is called after each of the K = N/2 products.  ``on_step(k, mu, cur, prev)``
+    (checkpointing) is called after product k with the recursion state; ``state`` = a dict with
+    ``k``, ``mu``, ``cur``, ``prev`` (backend arrays) resumes from it (``X`` is then unused), giving
+    bit-identical moments since every product is deterministic.
     """
     N = int(n_moments)
     K = (N + 1) // 2
-    m = X.shape[2]
-    mu = np.zeros((m, 2 * K + 2))
-    x0 = np.asarray(op.to_numpy(X))
-    mu[:, 0] = (x0.real.astype(np.float64) ** 2 + x0.imag.astype(np.float64) ** 2).sum(axis=(0, 1))
     scale = 1.0 / a
-    cur, d = op.step(X, None, scale, b, mode=1)
-    mu[:, 1] = d[:, 1]
-    mu[:, 2] = 2 * d[:, 0] - mu[:, 0]
-    prev = X
-    for k in range(2, K + 1):
+    if state is None:
+        m = X.shape[2]
+        mu = np.zeros((m, 2 * K + 2))
+        mu[:, 0] = _sq_norms(op, X)
+        cur, d = op.step(X, None, scale, b, mode=1)
+        mu[:, 1] = d[:, 1]
+        mu[:, 2] = 2 * d[:, 0] - mu[:, 0]
+        prev = X
+        k0 = 2
+        if on_step is not None:
+            on_step(1, mu, cur, prev)
+    else:
+        mu, cur, prev, k0 = state["mu"].copy(), state["cur"], state["prev"], int(state["k"]) + 1
+    for k in range(k0, K + 1):
         nxt, d = op.step(cur, prev, scale, b, mode=2)
         mu[:, 2 * k - 1] = 2 * d[:, 1] - mu[:, 1]
         mu[:, 2 * k] = 2 * d[:, 0] - mu[:, 0]
         prev, cur = cur, nxt
+        if on_step is not None:
+            on_step(k, mu, cur, prev)
         if progress is not None:
             progress(k, K)
     return mu[:, :N]
 
 
+class MomentCheckpoint:
+    """Atomic on-disk state of a :func:`stochastic_moments` run, written every ``every`` moments.
+
+    The file (NumPy ``.npz``, written to a temporary name and renamed) holds the finished vectors'
+    moments, the current block's index, product count, moments and the two recursion vectors.  It
+    is used only when its ``key`` (a digest of everything that determines the result: settings,
+    vectors, bounds, backend, precision) equals the running job's, and removed after success.
+    Memory on disk ≈ 2 × block (``2 · n_spin_orbitals · m · 8`` bytes in single precision).
+    """
+
+    def __init__(self, path, key: str, every_moments: int, log=None):
+        from pathlib import Path
+
+        self.path = Path(path)
+        self.key = str(key)
+        self.every = max(1, int(every_moments) // 2)       # products (two moments each)
+        self.log = log
+        self.n_saved = 0
+
+    def load(self) -> dict | None:
+        """The saved state, or None (absent, unreadable or written for other settings)."""
+        if not self.path.exists():
+            return None
+        try:
+            with np.load(self.path, allow_pickle=False) as z:
+                if str(z["key"]) != self.key:
+                    if self.log is not None:
+                        self.log.warning("checkpoint %s is for other settings; starting over", self.path)
+                    return None
+                st = {k: z[k] for k in z.files if k != "key"}
+        except Exception as err:          # truncated by a kill during a write of an older version
+            if self.log is not None:
+                self.log.warning("checkpoint %s unreadable (%s); starting over", self.path, err)
+            return None
+        st["block"] = int(st["block"])
+        st["k"] = int(st["k"])
+        if self.log is not None:
+            self.log.info("resuming from checkpoint %s (vector %d, product %d)", self.path,
+                          st["block"], st["k"])
+        return st
+
+    def save(self, block: int, k: int, out: np.ndarray, mu=None, cur=None, prev=None) -> None:
+        from ..io.h5 import atomic_path
+
+        arrays = {"key": np.array(self.key), "block": np.array(block), "k": np.array(k), "out": out}
+        if mu is not None:
+            arrays.update(mu=mu, cur=cur, prev=prev)
+        with atomic_path(self.path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, **arrays)
+                fh.flush()
+                import os
+
+                os.fsync(fh.fileno())
+        self.n_saved += 1
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 def stochastic_moments(op, row_sets: Sequence[np.ndarray], rngs: Sequence[np.random.Generator],
                        a: float, b: float, n_moments: int, block_size: int = 16,
                        progress: Callable[[int, int], None] | None = None,
-                       step_progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                       step_progress: Callable[[int, int], None] | None = None,
+                       checkpoint: MomentCheckpoint | None = None) -> np.ndarray:
     """Moments (n_vectors, N) of one random-phase vector per ``(row_set, rng)``, in blocks.
 
-    ``progress(done, n)`` after each block; ``step_progress(k, K)`` after each product.
+    ``progress(done, n)`` after each block; ``step_progress(k, K)`` after each product.  With a
+    ``checkpoint``, the state is saved every ``checkpoint.every`` products and at each block's end,
+    and a saved state is resumed (bit-identical result); the caller clears it after success.
     """
     n = len(row_sets)
+    bs = max(1, int(block_size))
     out = np.zeros((n, int(n_moments)))
-    done = 0
-    for s in range(0, n, max(1, int(block_size))):
-        e = min(n, s + max(1, int(block_size)))
-        X = random_phase_block(op.n_rows, op.n_spin, row_sets[s:e], rngs[s:e], op.cdtype)
-        Xb = op.to_backend(X)
-        del X
-        out[s:e] = chebyshev_moments(op, Xb, a, b, n_moments, step_progress)
-        done = e
+    state = checkpoint.load() if checkpoint is not None else None
+    if hasattr(op, "comm") and checkpoint is not None:       # MPI: resume only if all ranks agree
+        where = op.comm.allgather(None if state is None else (state["block"], state["k"]))
+        if any(w != where[0] for w in where) or where[0] is None:
+            state = None
+    first = 0
+    if state is not None:
+        out = state["out"].copy()
+        first = state["block"]
+    for s in range(first, n, bs):
+        e = min(n, s + bs)
+        inner, on_step = None, None
+        if checkpoint is not None:
+            def on_step(k, mu, cur, prev, s=s):
+                if k % checkpoint.every == 0:
+                    checkpoint.save(s, k, out, mu, op.to_numpy(cur), op.to_numpy(prev))
+        if state is not None and state["block"] == s and state["k"] > 0:
+            inner = {"k": state["k"], "mu": state["mu"], "cur": op.to_backend(state["cur"]),
+                     "prev": op.to_backend(state["prev"])}
+            Xb = None
+        else:
+            if hasattr(op, "local_phase_block"):            # distributed: this rank's rows
+                X = op.local_phase_block(row_sets[s:e], rngs[s:e])
+            else:
+                X = random_phase_block(op.n_rows, op.n_spin, row_sets[s:e], rngs[s:e], op.cdtype)
+            Xb = op.to_backend(X)
+            del X
+        state = None
+        out[s:e] = chebyshev_moments(op, Xb, a, b, n_moments, step_progress, state=inner,
+                                     on_step=on_step)
+        if checkpoint is not None:
+            checkpoint.save(e, 0, out)
         if progress is not None:
-            progress(done, n)
+            progress(e, n)
     return out
 
 

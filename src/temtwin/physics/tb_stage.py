@@ -42,6 +42,7 @@ from ..plotting import new_figure, save_figure
 from ..workflow.seeds import rng
 from . import kpm
 from .tightbinding import TBOperator, build_hamiltonian, load_parameters, prepare_structure
+from .tightbinding.matrix_free import MatrixFreeOperator, build_matrix_free
 
 FAMILIES = ("region", "slab")
 
@@ -142,8 +143,8 @@ def _write_not_applicable(ctx, reason: str, summary: bool) -> None:
         Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
 
 
-def _model_setup(ctx, cfg):
-    """(atoms, source, params, structure, hamiltonian)."""
+def _model_setup(ctx, cfg, build_matrix: bool = True):
+    """(atoms, source, params, structure, hamiltonian); hamiltonian None without ``build_matrix``."""
     atoms, source = _read_atoms(ctx, cfg)
     params = load_parameters(valence_band_offset=bool(cfg["valence_band_offset"]))
     cell = np.asarray(atoms.cell[:]) if atoms.cell.rank == 3 or any(atoms.pbc) else None
@@ -152,15 +153,20 @@ def _model_setup(ctx, cfg):
                            min_coordination=int(cfg["min_coordination"]))
     if st.n_host == 0:
         raise NotApplicable("no Si/Ge atom left after removing under-coordinated atoms")
-    ham = build_hamiltonian(st, params, strain=bool(cfg["strain"]),
-                            spin_orbit=bool(cfg["spin_orbit"]), sp3_shift_eV=float(cfg["sp3_shift_eV"]),
-                            dtype=np.float32 if cfg["precision"] == "single" else np.float64)
+    if not build_matrix:
+        return atoms, source, params, st, None
+    build = build_matrix_free if cfg["backend"] == "matrix_free" else build_hamiltonian
+    ham = build(st, params, strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
+                sp3_shift_eV=float(cfg["sp3_shift_eV"]),
+                dtype=np.float32 if cfg["precision"] == "single" else np.float64)
     return atoms, source, params, st, ham
 
 
 def _operator(ham, cfg) -> TBOperator:
     cd = np.complex64 if cfg["precision"] == "single" else np.complex128
     backend = cfg["backend"]
+    if backend == "matrix_free":
+        return MatrixFreeOperator(ham, complex_dtype=cd)
     if backend == "cuda":
         from .tightbinding.operator import _cuda_available
 
@@ -177,40 +183,88 @@ def _bounds(ctx, cfg, ham, sample) -> tuple[float, float]:
             raise UserError("tight_binding.spectral_bounds_eV must be [min, max] with max > min", "config")
         return lo, hi
     seed = int(rng(ctx.seed, "tb", sample, "lanczos").integers(2**31 - 1))
+    if hasattr(ham, "comm"):                      # a complex128 DistributedOperator
+        return kpm.spectral_bounds(ham, n_steps=int(cfg["lanczos_steps"]), seed=seed)
     # Lanczos in double precision on the CPU kernel, so every chunk and backend gets the same bounds
-    op = TBOperator(ham, backend="numba", complex_dtype=np.complex128)
+    if cfg["backend"] == "matrix_free":
+        op = MatrixFreeOperator(ham, complex_dtype=np.complex128)
+    else:
+        op = TBOperator(ham, backend="numba", complex_dtype=np.complex128)
     return kpm.spectral_bounds(op, n_steps=int(cfg["lanczos_steps"]), seed=seed)
 
 
 # ----------------------------------------------------------------------------- tb_moments
-def run_moments(ctx) -> None:
-    """Rule ``tb_moments``: Chebyshev moments of this chunk's random vectors (see module doc)."""
+def run_moments(ctx, comm=None) -> None:
+    """Rule ``tb_moments``: Chebyshev moments of this chunk's random vectors (see module doc).
+
+    With ``tight_binding.mpi_ranks`` > 1 the job starts that many MPI processes (``srun`` inside a
+    SLURM allocation, else ``mpirun``; :mod:`.tb_mpi`) which call this function with their
+    communicator ``comm``: each holds one domain of the Hamiltonian (:mod:`.tightbinding.distributed`)
+    and rank 0 writes the output.
+    """
     cfg = ctx.section("tight_binding")
     sample = str(ctx.wildcards.get("sample", ""))
     chunk = int(ctx.wildcards.get("chunk", 0))
     n_chunks = int(cfg["n_chunks"])
     if not 0 <= chunk < n_chunks:
         raise UserError(f"chunk {chunk} outside 0..{n_chunks - 1} (tight_binding.n_chunks)", "config")
-    try:
-        atoms, source, params, st, ham = _model_setup(ctx, cfg)
-    except NotApplicable as err:
-        _write_not_applicable(ctx, str(err), summary=False)
+    if comm is None and int(cfg.get("mpi_ranks", 1)) > 1:
+        from .tb_mpi import launch
+
+        launch(ctx, int(cfg["mpi_ranks"]), cfg.get("mpi_launcher", "auto"))
         return
-    ctx.log.info("tight binding: %d atoms (%d removed, %d dangling bonds, %s), %d spin-orbitals, "
-                 "nnz %d", st.n_host, st.n_removed, st.n_dangling, st.passivation,
-                 ham.n_spin_orbitals, ham.info["nnz"])
+    rank0 = comm is None or comm.Get_rank() == 0
+    try:
+        atoms, source, params, st, ham = _model_setup(ctx, cfg, build_matrix=comm is None)
+    except NotApplicable as err:
+        if rank0:
+            _write_not_applicable(ctx, str(err), summary=False)
+        return
+    if comm is not None:
+        from .tightbinding.distributed import DistributedOperator
+
+        if cfg["backend"] not in ("auto", "numba"):
+            raise UserError("tight_binding.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
+                            "config")
+        mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
+                  sp3_shift_eV=float(cfg["sp3_shift_eV"]),
+                  dtype=np.float32 if cfg["precision"] == "single" else np.float64)
+        if cfg.get("spectral_bounds_eV"):
+            bounds = _bounds(ctx, cfg, None, sample)
+        else:                                   # Lanczos in double precision, as one process
+            lop = DistributedOperator(comm, st, params, complex_dtype=np.complex128, **mk)
+            bounds = _bounds(ctx, cfg, lop, sample)
+            del lop
+        op = DistributedOperator(comm, st, params, complex_dtype=np.complex64 if cfg["precision"] ==
+                                 "single" else np.complex128, **mk)
+        norb = np.diff(op.site_start)
+        orbital_site = np.repeat(np.arange(st.n_sites), norb)
+        info = {"n_sites": st.n_sites, "n_host": st.n_host, "n_orbitals": op.n_rows,
+                "n_spin_orbitals": 2 * op.n_rows, "strain": mk["strain"], "spin_orbit": mk["spin_orbit"],
+                "passivation": st.passivation, "mpi_ranks": op.size,
+                "nnz": int(comm.allreduce(len(op.data)))}
+        ctx.log.info("tight binding (MPI, %d ranks): %d atoms, %d spin-orbitals, nnz %d; rank 0 holds "
+                     "%d rows + %d ghost rows, %.2f GB matrix", op.size, st.n_host, 2 * op.n_rows,
+                     info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9)
+    else:
+        ctx.log.info("tight binding: %d atoms (%d removed, %d dangling bonds, %s), %d spin-orbitals, "
+                     "nnz %d", st.n_host, st.n_removed, st.n_dangling, st.passivation,
+                     ham.n_spin_orbitals, ham.info["nnz"])
+        orbital_site = ham.orbital_site
+        info = ham.info
     parts = _partitions(atoms, st.atom_index, cfg)
     n_vec = int(cfg["vectors_per_region"])
     tasks = _tasks(parts, n_vec)
     mine = tasks[chunk::n_chunks]
-    op = _operator(ham, cfg)
-    bounds = _bounds(ctx, cfg, ham, sample)
+    if comm is None:
+        op = _operator(ham, cfg)
+        bounds = _bounds(ctx, cfg, ham, sample)
     a, b = kpm.rescaling(bounds)
     N = int(cfg["n_moments"])
     ctx.log.info("spectral bounds %.2f..%.2f eV, %d moments (resolution ~%.3f eV), %d of %d vectors, "
                  "backend %s", bounds[0], bounds[1], N, kpm.jackson_sigma_eV(a, N), len(mine),
                  len(tasks), op.backend)
-    site_of_row = st.parent[ham.orbital_site]
+    site_of_row = st.parent[orbital_site]
     rows_of = {}
     for fam, (labels, lab_site, _) in parts.items():
         lab_row = lab_site[site_of_row]
@@ -218,10 +272,24 @@ def run_moments(ctx) -> None:
             rows_of[(fam, lab)] = np.nonzero(lab_row == lab)[0]
     row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
     rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
+    ckpt = _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op)
     mu = kpm.stochastic_moments(
         op, row_sets, rngs, a, b, N, block_size=int(cfg["block_size"]),
         progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
-        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"))
+        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
+        checkpoint=ckpt)
+    if comm is not None:
+        import resource
+
+        ctx.log.info("MPI: communication %.2f s, products %.2f s on rank 0 (%.1f %% communication), "
+                     "peak RSS rank 0 %.0f MB", op.comm_s, op.step_s,
+                     100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12),
+                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        if not rank0:
+            comm.Barrier()                       # rank 0 has written the output
+            if ckpt is not None:
+                ckpt.clear()
+            return
 
     with ctx.h5("h5") as f:
         f.attrs.update({"applicable": True, "reason": "", "sample": sample, "chunk": chunk,
@@ -234,6 +302,7 @@ def run_moments(ctx) -> None:
             "label": (np.array([t[1] for t in mine], dtype=object), "label"),
             "vector": (np.array([t[2] for t in mine], np.int64), "1"),
             "n_spin_orbitals": (np.array([2 * len(r) for r in row_sets], np.int64), "1")})
+        f.attrs["checkpoints_written"] = ckpt.n_saved if ckpt is not None else 0
         write_array(f, "moments", mu.reshape(len(mine), N), "1",
                     description="per-vector Chebyshev moments <v|T_n(H~)|v>, rows as /tasks")
         g = f.create_group("sums")
@@ -257,7 +326,7 @@ def run_moments(ctx) -> None:
         p.attrs["sources"] = params.sources
         p.attrs["table"] = params.extra["path"].split("/resources/")[-1]
         p.attrs["vbo_shift_eV"] = params.vbo_shift
-        for k, v in ham.info.items():
+        for k, v in info.items():
             p.attrs[k] = v
         if chunk == 0:
             s = f.create_group("structure")
@@ -269,6 +338,30 @@ def run_moments(ctx) -> None:
             for k in ("pixel_size_nm", "image"):
                 if k in atoms.info:
                     s.attrs[k] = atoms.info[k]
+    if comm is not None:
+        comm.Barrier()
+    if ckpt is not None:
+        ckpt.clear()
+
+
+def checkpoint_path(output_h5) -> str:
+    """The moment checkpoint beside a ``tb_moments`` output (``moments_<chunk>.h5.ckpt.npz``)."""
+    return f"{output_h5}.ckpt.npz"
+
+
+def _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op):
+    """The job's :class:`kpm.MomentCheckpoint`, or None when ``checkpoint_every_moments`` is 0."""
+    every = int(cfg.get("checkpoint_every_moments", 0))
+    if every <= 0:
+        return None
+    key = json.dumps({"settings": _settings_digest(cfg), "sample": sample, "chunk": chunk,
+                      "n_chunks": int(cfg["n_chunks"]), "seed": ctx.seed, "tasks": mine,
+                      "bounds": list(bounds), "backend": op.backend, "n_rows": op.n_rows,
+                      "block_size": int(cfg["block_size"]), "dtype": str(op.cdtype)}, sort_keys=True)
+    path = checkpoint_path(ctx.output["h5"])
+    if hasattr(op, "comm"):
+        path = path.replace(".ckpt.npz", f".ckpt.rank{op.rank}of{op.size}.npz")
+    return kpm.MomentCheckpoint(path, key, every, log=ctx.log)
 
 
 # ----------------------------------------------------------------------------- gather / LDOS

@@ -93,9 +93,11 @@ def spin_orbit_csr(so_rows: np.ndarray, so_lambda: np.ndarray, n_orb: int) -> sp
 
 @numba.njit(parallel=True, cache=True)
 def _fill(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, entry_off, indptr,
-          onsite, alpha, beta, V0, nexp, d0, env, strain, shift, n_host, indices, data):
-    n_sites = species.shape[0]
-    for i in numba.prange(n_sites):
+          onsite, alpha, beta, V0, nexp, d0, env, strain, shift, n_host, indices, data, s0, s1):
+    """Rows of sites ``s0 ≤ i < s1`` (``indptr`` counts from the first row of site ``s0``)."""
+    row_base = site_start[s0]
+    for ii in numba.prange(s1 - s0):
+        i = s0 + ii
         si = species[i]
         ni = norb_of[si]
         blk = np.zeros((N_ORB, N_ORB))
@@ -117,7 +119,7 @@ def _fill(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, entry_off
                 scaled_integrals_into(V0[si, sj], nexp[si, sj], d0[si, sj], d, vv)
                 sk_block_into(c, vv, blk)
             for a in range(ni):
-                base = indptr[site_start[i] + a] + entry_off[k]
+                base = indptr[site_start[i] + a - row_base] + entry_off[k]
                 for b in range(nj):
                     indices[base + b] = site_start[j] + b
                     data[base + b] = blk[a, b]
@@ -143,40 +145,63 @@ def build_hamiltonian(structure: TBStructure, params: TBParameters, strain: bool
     site_start = np.zeros(ns + 1, np.int64)
     np.cumsum(norb, out=site_start[1:])
     n_orb = int(site_start[-1])
+    H, nnz = assemble_rows(st, params, site_start, 0, ns, strain, sp3_shift_eV, dtype)
+    orbital_site = np.repeat(np.arange(ns), norb)
+    so_rows = site_start[:st.n_host, None] + np.arange(1, 4)[None, :]
+    lam = params.lambda_so[st.species[:st.n_host]] if spin_orbit else np.zeros(st.n_host)
+    shift = float(sp3_shift_eV) if st.passivation == "sp3_shift" else 0.0
+    info = {"n_sites": ns, "n_host": st.n_host, "n_orbitals": n_orb, "n_spin_orbitals": 2 * n_orb,
+            "nnz": nnz, "strain": bool(strain), "spin_orbit": bool(spin_orbit),
+            "passivation": st.passivation, "sp3_shift_eV": shift}
+    return TBHamiltonian(H=H, site_start=site_start, orbital_site=orbital_site, so_rows=so_rows,
+                         so_lambda=np.asarray(lam, np.float64), structure=st, info=info)
+
+
+def assemble_rows(structure: TBStructure, params: TBParameters, site_start: np.ndarray, s0: int, s1: int,
+                  strain: bool = True, sp3_shift_eV: float = 10.0, dtype=np.float32):
+    """CSR rows of sites ``s0 ≤ i < s1``: ``(H, nnz)`` with H of shape (rows, n_orb), global columns.
+
+    The whole matrix for ``(0, n_sites)``; a row slice for a domain of :mod:`.distributed`, built
+    without the rest of the matrix.  Values, column order and duplicates handling as the whole.
+    """
+    st = structure
+    ns = st.n_sites
+    norb_of = np.asarray(params.n_orb, np.int64)
+    norb = norb_of[st.species]
+    n_orb = int(site_start[-1])
     # neighbour entries per site, self included, sorted by (i, j)
-    ei = np.concatenate([np.arange(ns), st.bond_i])
-    ej = np.concatenate([np.arange(ns), st.bond_j])
-    ev = np.concatenate([np.zeros((ns, 3)), st.bond_vec])
+    if s0 == 0 and s1 == ns:
+        bi, bj, bv = st.bond_i, st.bond_j, st.bond_vec
+    else:
+        sel = (st.bond_i >= s0) & (st.bond_i < s1)
+        bi, bj, bv = st.bond_i[sel], st.bond_j[sel], st.bond_vec[sel]
+    ei = np.concatenate([np.arange(s0, s1), bi])
+    ej = np.concatenate([np.arange(s0, s1), bj])
+    ev = np.concatenate([np.zeros((s1 - s0, 3)), bv])
     order = np.lexsort((ej, ei))
     ei, ej, ev = ei[order], ej[order], np.ascontiguousarray(ev[order])
     entry_ptr = np.zeros(ns + 1, np.int64)
     np.cumsum(np.bincount(ei, minlength=ns), out=entry_ptr[1:])
     width = norb[ej]
     csum = np.cumsum(width) - width
-    entry_off = csum - csum[entry_ptr[:-1]][ei]         # column offset of the entry within its rows
-    row_len_site = np.bincount(ei, weights=width, minlength=ns).astype(np.int64)
-    row_len = np.repeat(row_len_site, norb)
-    indptr = np.zeros(n_orb + 1, np.int64)
+    entry_off = csum - csum[entry_ptr[ei]]              # column offset of the entry within its rows
+    row_len_site = np.bincount(ei, weights=width, minlength=ns).astype(np.int64)[s0:s1]
+    row_len = np.repeat(row_len_site, norb[s0:s1])
+    n_rows = int(site_start[s1] - site_start[s0])
+    indptr = np.zeros(n_rows + 1, np.int64)
     np.cumsum(row_len, out=indptr[1:])
     nnz = int(indptr[-1])
-    itype = np.int32 if nnz < np.iinfo(np.int32).max else np.int64
+    itype = np.int32 if max(nnz, n_orb) < np.iinfo(np.int32).max else np.int64
     indices = np.empty(nnz, itype)
     data = np.empty(nnz, dtype)
     shift = float(sp3_shift_eV) if st.passivation == "sp3_shift" else 0.0
     env = st.env if len(st.env) else np.zeros((0, 38))
     _fill(site_start, st.species, norb_of, entry_ptr, ej, ev, entry_off, indptr,
           params.onsite, params.alpha, params.beta, params.V0, params.n, params.d0,
-          np.ascontiguousarray(env), bool(strain), shift, st.n_host, indices, data)
-    H = sp.csr_matrix((data, indices, indptr.astype(itype)), shape=(n_orb, n_orb))
+          np.ascontiguousarray(env), bool(strain), shift, st.n_host, indices, data, s0, s1)
+    H = sp.csr_matrix((data, indices, indptr.astype(itype)), shape=(n_rows, n_orb))
     if np.any((ei[1:] == ei[:-1]) & (ej[1:] == ej[:-1])):
         H.sum_duplicates()          # tiny periodic cells: several images of the same neighbour
     else:
         H.has_sorted_indices = True
-    orbital_site = np.repeat(np.arange(ns), norb)
-    so_rows = site_start[:st.n_host, None] + np.arange(1, 4)[None, :]
-    lam = params.lambda_so[st.species[:st.n_host]] if spin_orbit else np.zeros(st.n_host)
-    info = {"n_sites": ns, "n_host": st.n_host, "n_orbitals": n_orb, "n_spin_orbitals": 2 * n_orb,
-            "nnz": nnz, "strain": bool(strain), "spin_orbit": bool(spin_orbit),
-            "passivation": st.passivation, "sp3_shift_eV": shift}
-    return TBHamiltonian(H=H, site_start=site_start, orbital_site=orbital_site, so_rows=so_rows,
-                         so_lambda=np.asarray(lam, np.float64), structure=st, info=info)
+    return H, nnz

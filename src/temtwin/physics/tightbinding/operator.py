@@ -33,27 +33,33 @@ BACKENDS = ("auto", "numba", "scipy", "torch", "cuda")
 
 @numba.njit(parallel=True, cache=True)
 def _kernel(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_base, so_comp, M,
-            partial, block, m):
-    """Flattened blocks: X[row, s*m + v].  See :meth:`TBOperator.step` for the modes."""
-    n, w = X.shape
+            partial, block, m, row0):
+    """Flattened blocks: X[row, s*m + v].  See :meth:`TBOperator.step` for the modes.
+
+    Matrix row ``i`` (``len(indptr) − 1`` rows) is vector row ``row0 + i`` (``row0`` > 0 for the
+    halo layout of :mod:`.distributed`); ``so_lam``/``so_base``/``so_comp`` are per matrix row.
+    """
+    n = indptr.shape[0] - 1
+    w = X.shape[1]
     nblk = (n + block - 1) // block
     for ib in numba.prange(nblk):
         acc = np.empty(w, dtype=X.dtype)
         pyy = np.zeros(m)
         pyx = np.zeros(m)
         r1 = min(n, (ib + 1) * block)
-        for r in range(ib * block, r1):
+        for i in range(ib * block, r1):
+            r = row0 + i
             for q in range(w):
                 acc[q] = 0.0
-            for k in range(indptr[r], indptr[r + 1]):
+            for k in range(indptr[i], indptr[i + 1]):
                 c = indices[k]
                 h = data[k]
                 for q in range(w):
                     acc[q] += h * X[c, q]
-            lam = so_lam[r]
+            lam = so_lam[i]
             if lam != 0.0:
-                a = so_comp[r]
-                base = so_base[r]
+                a = so_comp[i]
+                base = so_base[i]
                 for s in range(2):
                     for b in range(3):
                         if b == a:
@@ -80,6 +86,87 @@ def _kernel(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_b
             partial[ib, v, 1] = pyx[v]
 
 
+@numba.njit(parallel=True, cache=True)
+def _kernel_real(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_base, so_comp,
+                 Mr, Mi, partial, block, m, row0):
+    """:func:`_kernel` for a real matrix on complex blocks seen as reals (``X[row, 2q + re/im]``).
+
+    The hopping sum is a plain real multiply-add over contiguous reals (vectorised by LLVM), half
+    the arithmetic of the complex form; spin–orbit and the recursion repeat the complex kernel's
+    operations component by component, so the values are identical (up to the sign of zeros).
+    """
+    n = indptr.shape[0] - 1
+    w2 = X.shape[1]
+    w = w2 // 2
+    nblk = (n + block - 1) // block
+    for ib in numba.prange(nblk):
+        acc = np.empty(w2, dtype=X.dtype)
+        pyy = np.zeros(m)
+        pyx = np.zeros(m)
+        r1 = min(n, (ib + 1) * block)
+        for i in range(ib * block, r1):
+            r = row0 + i
+            for q in range(w2):
+                acc[q] = 0.0
+            for k in range(indptr[i], indptr[i + 1]):
+                c = indices[k]
+                h = data[k]
+                for q in range(w2):
+                    acc[q] += h * X[c, q]
+            lam = so_lam[i]
+            if lam != 0.0:
+                a = so_comp[i]
+                base = so_base[i]
+                for s in range(2):
+                    for b in range(3):
+                        if b == a:
+                            continue
+                        for t in range(2):
+                            cr = lam * Mr[2 * a + s, 2 * b + t]
+                            ci = lam * Mi[2 * a + s, 2 * b + t]
+                            if cr != 0.0 or ci != 0.0:
+                                for v in range(m):
+                                    xr = X[base + b, 2 * (t * m + v)]
+                                    xi = X[base + b, 2 * (t * m + v) + 1]
+                                    acc[2 * (s * m + v)] += cr * xr - ci * xi
+                                    acc[2 * (s * m + v) + 1] += cr * xi + ci * xr
+            two_scale = 2.0 * scale
+            for q in range(w):
+                xr = X[r, 2 * q]
+                xi = X[r, 2 * q + 1]
+                if mode == 0:
+                    Y[r, 2 * q] = acc[2 * q]
+                    Y[r, 2 * q + 1] = acc[2 * q + 1]
+                elif mode == 1:
+                    Y[r, 2 * q] = (acc[2 * q] - shift * xr) * scale
+                    Y[r, 2 * q + 1] = (acc[2 * q + 1] - shift * xi) * scale
+                else:
+                    Y[r, 2 * q] = two_scale * (acc[2 * q] - shift * xr) - Xprev[r, 2 * q]
+                    Y[r, 2 * q + 1] = two_scale * (acc[2 * q + 1] - shift * xi) - Xprev[r, 2 * q + 1]
+                yr = Y[r, 2 * q]
+                yi = Y[r, 2 * q + 1]
+                v = q % m
+                pyy[v] += yr * yr + yi * yi
+                pyx[v] += yr * xr + yi * xi
+        for v in range(m):
+            partial[ib, v, 0] = pyy[v]
+            partial[ib, v, 1] = pyx[v]
+
+
+@numba.njit(cache=True)
+def sq_norm_partials(X, block, m):
+    """Per row block (nblk, m) float64 sums of ``|X[r, q]|²`` (column ``q % m``), fixed order."""
+    n, w = X.shape
+    nblk = (n + block - 1) // block
+    out = np.zeros((nblk, m))
+    for ib in range(nblk):
+        for r in range(ib * block, min(n, (ib + 1) * block)):
+            for q in range(w):
+                x = X[r, q]
+                out[ib, q % m] += np.float64(x.real) ** 2 + np.float64(x.imag) ** 2
+    return out
+
+
 class TBOperator:
     """``H`` acting on vector blocks, for a :class:`TBHamiltonian` or any Hermitian matrix.
 
@@ -101,7 +188,11 @@ class TBOperator:
             self.n_spin = 2
             self.so_rows = np.asarray(ham.so_rows, np.int64)
             self.so_lambda = np.asarray(ham.so_lambda, np.float64)
-            H = H.astype(rdtype)
+            # numba: a float32 matrix serves complex128 vectors as is (exact upcast in the kernel,
+            # same results), so double-precision Lanczos does not copy the matrix
+            resolved = ("cuda" if _cuda_available() else "numba") if backend == "auto" else backend
+            if not (resolved == "numba" and H.dtype == np.float32):
+                H = H.astype(rdtype)
         else:
             H = sp.csr_matrix(matrix)
             self.n_spin = 1
@@ -157,6 +248,14 @@ class TBOperator:
             return X.detach().cpu().numpy()
         return X
 
+    def sq_norms(self, X) -> np.ndarray:
+        """``<x_t|x_t>`` (m,) float64 summed in fixed row blocks (same on any number of ranks)."""
+        if self.is_torch:
+            x = X.detach()
+            return (x.real.double() ** 2 + x.imag.double() ** 2).sum(dim=(0, 1)).cpu().numpy()
+        n, ns, m = X.shape
+        return sq_norm_partials(X.reshape(n, ns * m), ROW_BLOCK, m).sum(axis=0)
+
     # ------------------------------------------------------------------ products
     def matmat(self, X):
         """``H X`` for a block ``(n_rows, n_spin, m)``."""
@@ -182,9 +281,17 @@ class TBOperator:
         H = self.H
         rd = self._so_lam.dtype.type
         Xp = X if Xprev is None else Xprev
-        _kernel(H.indptr, H.indices, H.data, X.reshape(n, ns * m), Xp.reshape(n, ns * m),
-                Y.reshape(n, ns * m), rd(scale), rd(shift), int(mode), self._so_lam, self._so_base,
-                self._so_comp, self._M, partial, ROW_BLOCK, m)
+        if np.iscomplexobj(H.data):
+            _kernel(H.indptr, H.indices, H.data, X.reshape(n, ns * m), Xp.reshape(n, ns * m),
+                    Y.reshape(n, ns * m), rd(scale), rd(shift), int(mode), self._so_lam, self._so_base,
+                    self._so_comp, self._M, partial, ROW_BLOCK, m, 0)
+        else:
+            rv = X.real.dtype
+            _kernel_real(H.indptr, H.indices, H.data, X.reshape(n, ns * m).view(rv),
+                         Xp.reshape(n, ns * m).view(rv), Y.reshape(n, ns * m).view(rv), rd(scale),
+                         rd(shift), int(mode), self._so_lam, self._so_base, self._so_comp,
+                         np.ascontiguousarray(self._M.real), np.ascontiguousarray(self._M.imag),
+                         partial, ROW_BLOCK, m, 0)
         return Y, partial.sum(axis=0)
 
     def _so_numpy(self, X, Y):

@@ -1,0 +1,440 @@
+"""Bench of tight binding at scale (issue 23): stage memory end to end, matrix-free footprint, MPI
+communication share, CPU kernel roofline, and a side-by-side with kwant's KPM.
+
+Each measured job runs in its own process (peak RSS = that process's ``ru_maxrss``):
+
+* ``stage``: the ``tb_moments`` stage function end to end (read model.h5, structure, build, operator,
+  Lanczos bounds, moments) for each backend, then ``tb_ldos``, on a random Si0.3Ge0.7 cube of
+  ``--atoms`` atoms with 4 regions (1 vector per region, ``--moments`` moments, block of 4).
+  Phases from the stage's own log lines, each with the peak RSS reached by then.
+* ``footprint``: CSR build peak vs the matrix, matrix-free bytes per atom, s/step of both kernels.
+* ``mpi``: the stage with ``mpi_ranks: 2`` (``mpirun -n 2``) and the communication share it logs.
+* ``roofline``: copy bandwidth and fp32 peak (SGEMM) measured in the same run, the kernels' bytes and
+  flops per step at m = 16 and 32, achieved fractions.
+* ``kwant``: the same spinful complex CSR Hamiltonian (exported to .npz), same bounds, moments and
+  random vectors, with ``kwant.kpm.SpectralDensity`` run by ``--kwant-python`` (a separate
+  environment: kwant does not build against NumPy 2) — time ratio and density agreement.
+
+Usage (as run for bench/RESULTS.md, two sections)::
+
+    python bench/bench_tight_binding_scale.py --parts footprint,roofline,kwant --section tight_binding_kernels \
+        --kwant-python /path/to/venv-with-kwant/bin/python
+    python bench/bench_tight_binding_scale.py --parts stage,mpi --atoms 2.5e5
+
+Writes bench/results/<section>.md.  No data files needed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import machine, md_table, write_section  # noqa: E402
+
+LINES: list[str] = []
+
+
+def say(s=""):
+    print(s, flush=True)
+    LINES.append(s)
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def mem_available_gb() -> float:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemAvailable"):
+            return int(line.split()[1]) / 2**20
+    return 8.0
+
+
+# ----------------------------------------------------------------------------- model
+def cube(n_atoms: float, seed=0, x_ge=0.7):
+    from temtwin.physics.tightbinding import diamond_cubic
+
+    r = int(round((n_atoms / 8) ** (1 / 3)))
+    rng = np.random.default_rng(seed)
+    pos, _, z = diamond_cubic(5.6, (r, r, r), lambda p: np.where(rng.random(len(p)) < x_ge, 32, 14))
+    return pos, z
+
+
+def write_model(path: Path, n_atoms: float, n_regions=4):
+    from temtwin.io.h5 import atomic_h5
+    from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+
+    pos, z = cube(n_atoms)
+    edges = np.quantile(pos[:, 2], np.linspace(0, 1, n_regions + 1))
+    reg = np.clip(np.searchsorted(edges, pos[:, 2], side="right") - 1, 0, n_regions - 1)
+    atoms = atoms_from_arrays(pos / 10, z, region=reg, info={"image": "bench", "pixel_size_nm": [0.05, 0.05]})
+    with atomic_h5(path) as f:
+        write_model_h5(f, atoms)
+    return len(z)
+
+
+# ----------------------------------------------------------------------------- children
+class PhaseLog(logging.Handler):
+    """Records (seconds since start, peak RSS MB, message) of each log record."""
+
+    def __init__(self):
+        super().__init__()
+        self.t0 = time.perf_counter()
+        self.rows = []
+
+    def emit(self, record):
+        self.rows.append((time.perf_counter() - self.t0, rss_mb(), record.getMessage()))
+
+
+def child_stage(d: Path, rule: str, backend: str, moments: int, ranks: int = 1) -> dict:
+    from temtwin.physics import tb_stage
+    from temtwin.workflow.context import StageContext
+
+    cfg = {"tight_binding": {"n_chunks": 1, "n_moments": moments, "vectors_per_region": 1,
+                             "structure": "as_built", "partitions": "regions", "block_size": 4,
+                             "backend": backend, "checkpoint_every_moments": 0, "mpi_ranks": ranks,
+                             "mpi_launcher": "mpirun", "energy_step_eV": 0.01}}
+    log = logging.getLogger(f"bench.{rule}.{backend}")
+    h = PhaseLog()
+    log.addHandler(h)
+    log.setLevel(logging.INFO)
+    out = d / f"{backend}_r{ranks}" / "moments_0.h5"
+    if rule == "tb_moments":
+        ctx = StageContext.create(rule, {"model": d / "model.h5"}, {"h5": out}, config=cfg,
+                                  wildcards={"sample": "b", "chunk": "0"}, log=log)
+        tb_stage.run_moments(ctx)
+    else:
+        ctx = StageContext.create(rule, {"model": d / "model.h5", "moments": [out]},
+                                  {"h5": out.parent / "tb.h5", "figures": out.parent / "fig"},
+                                  config=cfg, wildcards={"sample": "b"}, log=log)
+        tb_stage.run_ldos(ctx)
+    return {"total_s": time.perf_counter() - h.t0, "peak_mb": rss_mb(), "log": h.rows}
+
+
+def run_child(args: list[str], env=None) -> dict:
+    r = subprocess.run([sys.executable, __file__, "--child"] + args, capture_output=True, text=True,
+                       env={**os.environ, **(env or {})})
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def phases(rows) -> str:
+    """Phase summary from the stage log: setup (read + structure + build), bounds, moments."""
+    out = []
+    for t, mb, msg in rows:
+        if msg.startswith("tight binding"):
+            out.append(f"model+structure+build {t:.0f} s ({mb:.0f} MB)")
+        elif msg.startswith("spectral bounds"):
+            out.append(f"+Lanczos {t:.0f} s ({mb:.0f} MB)")
+        elif msg.startswith("MPI: communication"):
+            out.append(msg.split("MPI: ")[1])
+    return "; ".join(out)
+
+
+# ----------------------------------------------------------------------------- parts
+def part_stage(d: Path, n_atoms: float, moments: int):
+    nat = write_model(d / "model.h5", n_atoms)
+    rows = []
+    for backend in ("numba", "matrix_free"):
+        r = run_child(["stage", str(d), "tb_moments", backend, str(moments)])
+        rows.append([nat, f"tb_moments ({backend})", f"{r['total_s']:.0f}", f"{r['peak_mb'] / 1024:.2f}",
+                     phases(r["log"])])
+    r = run_child(["stage", str(d), "tb_ldos", "numba", str(moments)])
+    rows.append([nat, "tb_ldos", f"{r['total_s']:.0f}", f"{r['peak_mb'] / 1024:.2f}", "gather + LDOS + figures"])
+    say(f"### Stages end to end ({nat} atoms, each job in its own process)\n")
+    say(f"Random Si0.3Ge0.7 cube, open surfaces, sp3 passivation, 4 regions x 1 vector, {moments} moments "
+        "(block of 4 vectors; the moment count changes only the time, not the memory).  Peak RSS = the "
+        "job process's maximum resident set.\n")
+    say(md_table(["atoms", "job", "time (s)", "peak RSS (GB)", "phases (time since start, peak RSS then)"], rows))
+    say()
+
+
+def part_footprint(n_atoms: float):
+    import gc
+
+    from temtwin.physics.tightbinding import (
+        MatrixFreeOperator, TBOperator, build_hamiltonian, build_matrix_free, load_parameters,
+        prepare_structure,
+    )
+
+    P = load_parameters()
+    pos, z = cube(n_atoms, seed=2)
+    st = prepare_structure(pos, z, P)
+    del pos
+    gc.collect()
+    build_hamiltonian(prepare_structure(*cube(500), P), P)        # compile outside the measurement
+    gc.collect()
+    base = _rss_now_mb()
+    with RSSSampler() as smp:
+        t0 = time.perf_counter()
+        ham = build_hamiltonian(st, P)
+        t_build = time.perf_counter() - t0
+    mat = ham.H.data.nbytes + ham.H.indices.nbytes + ham.H.indptr.nbytes
+    build_peak = smp.peak - base          # resident-set growth at its highest during the build (MB)
+    csr = TBOperator(ham, backend="numba")
+    t0 = time.perf_counter()
+    mf = MatrixFreeOperator(build_matrix_free(st, P))
+    t_mf = time.perf_counter() - t0
+    n = st.n_host
+    rows = []
+    for name, op in (("CSR (numba)", csr), ("matrix-free", mf)):
+        X = np.exp(2j * np.pi * np.random.default_rng(0).random((op.n_rows, 2, 16))).astype(np.complex64)
+        op.step(X, X, 0.05, 10.0, 2)
+        t = time.perf_counter()
+        for _ in range(2):
+            op.step(X, X, 0.05, 10.0, 2)
+        dt = (time.perf_counter() - t) / 2
+        rows.append([name, f"{op.memory_bytes() / n:.0f}", f"{op.memory_bytes() / 1e9:.3f}", f"{dt:.3f}",
+                     f"{16 / dt:.1f}"])
+    say(f"### Model footprint and build memory ({n} atoms)\n")
+    say(f"CSR build: {t_build:.1f} s, matrix {mat / 1e9:.3f} GB; peak resident-set growth during the build "
+        f"(sampled every 5 ms from /proc) {build_peak / 1e3:.3f} GB = **{build_peak * 1.048576e6 / mat:.2f}x "
+        f"the matrix** (target <= 1.5x).  "
+        f"Matrix-free set-up {t_mf:.1f} s.\n")
+    say(md_table(["backend", "bytes/atom", "GB", "s/step (m = 16)", "vector-products/s"], rows))
+    struct = sum(getattr(st, k).nbytes for k in ("positions_A", "species", "parent", "atom_index", "bond_i",
+                                                  "bond_j", "bond_vec", "env"))
+    vec = 3 * ham.n_orbitals * 2 * 8 / n                      # X, X_prev, Y per column (complex64)
+    say(f"\nPrepared structure (positions, bonds, environment sums): {struct / n:.0f} B/atom; vector block: "
+        f"{vec:.0f} B/atom per column (X, X_prev and Y).  Projected to 4·10^6 atoms (linear): CSR "
+        f"{float(rows[0][1]) * 4e6 / 1e9:.1f} GB, matrix-free {float(rows[1][1]) * 4e6 / 1e9:.1f} GB; "
+        f"+ vectors {vec * 4 * 4e6 / 1e9:.1f} GB (m = 4) or {vec * 16 * 4e6 / 1e9:.1f} GB (m = 16); + structure "
+        f"{struct / n * 4e6 / 1e9:.1f} GB; matrix-free s/step at m = 16: {float(rows[1][3]) * 4e6 / n:.0f} s "
+        f"(CSR {float(rows[0][3]) * 4e6 / n:.0f} s).\n")
+
+
+class RSSSampler:
+    """Highest VmRSS (MB) of this process while the ``with`` block runs (a 5 ms sampling thread)."""
+
+    def __enter__(self):
+        import threading
+
+        self.peak = _rss_now_mb()
+        self._stop = threading.Event()
+
+        def run():
+            while not self._stop.wait(0.005):
+                self.peak = max(self.peak, _rss_now_mb())
+
+        self._th = threading.Thread(target=run, daemon=True)
+        self._th.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._th.join()
+        self.peak = max(self.peak, _rss_now_mb())
+
+
+def _rss_now_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def part_mpi(d: Path, n_atoms: float, moments: int):
+    from temtwin.physics.tightbinding.distributed import mpi_available
+
+    reason = mpi_available()
+    if reason:
+        say(f"### MPI\n\nNot measured: {reason}.\n")
+        return
+    nat = write_model(d / "model_mpi.h5", n_atoms)
+    (d / "mpi").mkdir(exist_ok=True)
+    os.replace(d / "model_mpi.h5", d / "mpi" / "model.h5")
+    r1 = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "1"])
+    r2 = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "2"],
+                   env={"NUMBA_NUM_THREADS": "1"})
+    mpi_line = [m for _, _, m in r2["log"] if "MPI: communication" in m]
+    say(f"### MPI, 2 ranks on this machine ({nat} atoms, {moments} moments)\n")
+    say(md_table(["run", "time (s)", "peak RSS launcher/process (GB)", "detail"],
+                 [["1 process, 2 threads", f"{r1['total_s']:.0f}", f"{r1['peak_mb'] / 1024:.2f}", phases(r1["log"])],
+                  ["mpirun -n 2, 1 thread each", f"{r2['total_s']:.0f}", f"{r2['peak_mb'] / 1024:.2f}",
+                   mpi_line[0].split("] ")[-1] if mpi_line else ""]]))
+    say("\nThe communication share is the halo exchange (Alltoallv) plus the allgather of the "
+        "partial dot products per Chebyshev step, from rank 0's timers.  The moments equal the "
+        "one-process moments bit for bit (tests/test_tb_mpi.py).\n")
+
+
+def part_roofline(n_atoms: float):
+    import numba
+
+    from temtwin.physics.tightbinding import (
+        MatrixFreeOperator, TBOperator, build_hamiltonian, build_matrix_free, load_parameters,
+        prepare_structure,
+    )
+
+    threads = numba.get_num_threads()
+    src = np.ones(512 * 2**20 // 8)
+    dst = np.empty_like(src)
+    bw = 2 * src.nbytes / min(_t(np.copyto, dst, src) for _ in range(3)) / 1e9
+    src = dst = None
+    A = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    A @ A
+    peak = 2 * 2048**3 / min(_t(np.matmul, A, A) for _ in range(3)) / 1e9
+    P = load_parameters()
+    pos, z = cube(n_atoms, seed=3)
+    st = prepare_structure(pos, z, P)
+    ham = build_hamiltonian(st, P)
+    nnz, nrow = ham.H.nnz, ham.n_orbitals
+    ops = (("CSR", TBOperator(ham, backend="numba")), ("matrix-free", MatrixFreeOperator(build_matrix_free(st, P))))
+    rows = []
+    for m in (1, 16, 32):
+        for name, op in ops:
+            X = np.exp(2j * np.pi * np.random.default_rng(0).random((op.n_rows, 2, m))).astype(np.complex64)
+            op.step(X, X, 0.05, 10.0, 2)
+            dt = min(_t(op.step, X, X, 0.05, 10.0, 2) for _ in range(2))
+            flops = nnz * 2 * m * 4 + nrow * 2 * m * 10            # real x complex FMA = 4 flops; recursion
+            if name == "CSR":
+                byts = nnz * 8 + nrow * 8 + 3 * nrow * 2 * m * 8      # values + column indices, X, Xprev, Y
+            else:
+                byts = op.memory_bytes() + 3 * nrow * 2 * m * 8
+            gf, gb = flops / dt / 1e9, byts / dt / 1e9
+            rows.append([name, m, f"{dt:.3f}", f"{flops / 1e9:.2f}", f"{byts / 1e9:.3f}",
+                         f"{flops / byts:.1f}", f"{gf:.1f}", f"{gb:.1f}", f"{gf / peak:.2f}", f"{gb / bw:.2f}"])
+            del X
+    say(f"### CPU kernel roofline ({st.n_host} atoms, {threads} threads)\n")
+    say(f"Measured in the same run: copy bandwidth **{bw:.1f} GB/s** (NumPy copy, read + write), fp32 peak "
+        f"**{peak:.0f} GFLOP/s** (2048² SGEMM, {os.environ.get('OMP_NUM_THREADS', '?')} BLAS threads).  "
+        "Flops per step: 4 per stored matrix entry and vector column (a real × complex multiply-add) "
+        "plus the recursion; bytes: the matrix (CSR: value + column index; matrix-free: its geometry) "
+        "plus X, X_prev and Y once.  The matrix-free kernel also spends ~1-2 kflop per bond computing "
+        "its block (not counted).\n")
+    say(md_table(["kernel", "m", "s/step", "GFLOP/step", "GB/step", "flop/byte", "GFLOP/s", "GB/s",
+                  "fraction of fp32 peak", "fraction of copy BW"], rows))
+    say()
+
+
+def _t(fn, *args) -> float:
+    t0 = time.perf_counter()
+    fn(*args)
+    return time.perf_counter() - t0
+
+
+KWANT_SCRIPT = r"""
+import sys, time, json
+import numpy as np, scipy.sparse as sp, kwant
+z = np.load(sys.argv[1])
+H = sp.csr_matrix((z["data"], z["indices"], z["indptr"]), shape=tuple(z["shape"]))
+V = z["vectors"]
+def vf():
+    for k in range(V.shape[1]):
+        yield V[:, k]
+t0 = time.perf_counter()
+sd = kwant.kpm.SpectralDensity(H, num_vectors=V.shape[1], num_moments=int(z["n_moments"]),
+                               vector_factory=vf(), bounds=tuple(z["bounds"]), eps=float(z["eps"]))
+t = time.perf_counter() - t0
+e = z["energies"]
+rho = np.real(sd(e))
+np.save(sys.argv[2], rho)
+print(json.dumps({"time_s": t, "kwant": kwant.__version__}))
+"""
+
+
+def part_kwant(n_atoms: float, kwant_python: str, d: Path):
+    import scipy.sparse as sp  # noqa: F401
+
+    from temtwin.physics import kpm
+    from temtwin.physics.tightbinding import TBOperator, build_hamiltonian, load_parameters, prepare_structure
+
+    if not kwant_python or not Path(kwant_python).exists():
+        say("### Side by side with kwant\n\nNot measured: no Python with kwant given (--kwant-python).\n")
+        return
+    P = load_parameters()
+    pos, z = cube(n_atoms, seed=4)
+    st = prepare_structure(pos, z, P)
+    ham = build_hamiltonian(st, P)
+    Hc = ham.to_csr(np.complex128)            # spinful complex CSR, index 2*orbital + spin
+    n_vec, N, eps = 4, 256, 0.05
+    lo, hi = kpm.spectral_bounds(TBOperator(ham, backend="numba", complex_dtype=np.complex128))
+    a = (hi - lo) / (2 - eps)
+    b = (hi + lo) / 2
+    rng = np.random.default_rng(5)
+    V = np.exp(2j * np.pi * rng.random((Hc.shape[0], n_vec)))
+    E = np.linspace(lo + 0.5, hi - 0.5, 2001)
+    np.savez(d / "kw.npz", data=Hc.data, indices=Hc.indices, indptr=Hc.indptr, shape=Hc.shape, vectors=V,
+             n_moments=N, bounds=(lo, hi), eps=eps, energies=E)
+    r = subprocess.run([kwant_python, "-c", KWANT_SCRIPT, str(d / "kw.npz"), str(d / "kw_rho.npy")],
+                       capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    if r.returncode != 0:
+        say(f"### Side by side with kwant\n\nkwant run failed: {r.stderr[-500:]}\n")
+        return
+    kw = json.loads(r.stdout.strip().splitlines()[-1])
+    rho_kw = np.load(d / "kw_rho.npy")
+    res = {}
+    for prec, cd in (("complex128", np.complex128), ("complex64", np.complex64)):
+        op = TBOperator(ham, backend="numba", complex_dtype=cd)
+        X = V.reshape(ham.n_orbitals, 2, n_vec).astype(cd)
+        kpm.chebyshev_moments(op, op.to_backend(X), a, b, 4)     # compile / load every kernel first
+        t0 = time.perf_counter()
+        mu = kpm.chebyshev_moments(op, op.to_backend(X), a, b, N)
+        res[prec] = (time.perf_counter() - t0, kpm.density(mu.mean(axis=0), E, a, b))
+    say(f"### Side by side with kwant ({st.n_host} atoms, {Hc.shape[0]} spin-orbitals, same run)\n")
+    say(f"kwant {kw['kwant']} `kwant.kpm.SpectralDensity` on the spinful complex128 CSR exported from temtwin "
+        f"(nnz {Hc.nnz}), {n_vec} random-phase vectors given through `vector_factory`, {N} moments, "
+        f"bounds {lo:.2f}..{hi:.2f} eV with eps = {eps}, Jackson kernel (both).  temtwin: the fused numba "
+        "kernel on the real spin-less CSR + on-the-fly spin–orbit, same vectors.\n")
+    rows = []
+    for prec, (t, rho) in res.items():
+        l1 = np.abs(rho - rho_kw).sum() / np.abs(rho_kw).sum()
+        rows.append([f"temtwin numba ({prec})", f"{t:.2f}", f"{kw['time_s'] / t:.1f}x", f"{l1:.2e}"])
+    rows.append(["kwant", f"{kw['time_s']:.2f}", "1", "-"])
+    say(md_table(["code", "moments time (s)", "kwant time / this", "relative L1 of the density vs kwant"], rows))
+    say()
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--child", nargs="*")
+    ap.add_argument("--atoms", type=float, default=2.5e5)
+    ap.add_argument("--footprint-atoms", type=float, default=1e5)
+    ap.add_argument("--mpi-atoms", type=float, default=5e4)
+    ap.add_argument("--roofline-atoms", type=float, default=1e5)
+    ap.add_argument("--kwant-atoms", type=float, default=2e4)
+    ap.add_argument("--kwant-python", default="")
+    ap.add_argument("--moments", type=int, default=64)
+    ap.add_argument("--parts", default="footprint,roofline,stage,mpi,kwant")
+    ap.add_argument("--section", default="tight_binding_scale",
+                    help="results section (bench/results/<section>.md); split long runs in two")
+    args = ap.parse_args(argv)
+    if args.child:
+        kind, d, rule, backend, moments, *rest = args.child
+        r = child_stage(Path(d), rule, backend, int(moments), int(rest[0]) if rest else 1)
+        print(json.dumps(r))
+        return
+    parts = args.parts.split(",")
+    say(f"Machine: {machine()}; shared with other jobs, so times are upper bounds; "
+        f"MemAvailable at start {mem_available_gb():.0f} GB.\n")
+    with tempfile.TemporaryDirectory(prefix="tbscale") as tmp:
+        d = Path(tmp)
+        if "footprint" in parts:
+            part_footprint(args.footprint_atoms)
+        if "roofline" in parts:
+            part_roofline(args.roofline_atoms)
+        if "stage" in parts:
+            part_stage(d, args.atoms, args.moments)
+        if "mpi" in parts:
+            part_mpi(d, args.mpi_atoms, args.moments)
+        if "kwant" in parts:
+            part_kwant(args.kwant_atoms, args.kwant_python, d)
+    titles = {"tight_binding_scale": "Tight binding at scale (stage memory end to end, MPI)",
+              "tight_binding_kernels": "Tight-binding kernels (footprint, roofline, kwant side by side)"}
+    write_section(args.section, titles.get(args.section, args.section), "\n".join(LINES))
+
+
+if __name__ == "__main__":
+    main()
