@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import UserError
 from .h5 import set_summary, sha256_file, write_array
 from .image import Micrograph
+from .stage_metadata import stage_meta, write_stage_attrs
 
 log = logging.getLogger("temtwin")
 
@@ -237,6 +238,7 @@ def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | N
         meta["mode"] = per["mode"]
     meta.update({"n_frames": n_frames, "units": "counts" if units_counts else "a.u.",
                  "source_file": str(path), "source_sha256": sha256_file(path)})
+    meta.update(stage_meta(s, path.suffix, settings, name))       # stage position / scan rotation
     return Micrograph(data=img, pixel_size_nm=(float(px_nm[0]), float(px_nm[1])), name=name,
                       sample=sample, meta=meta)
 
@@ -253,6 +255,7 @@ def write_image_h5(f, m: Micrograph) -> None:
     for k in ("voltage_kV", "magnification"):
         f.attrs[k] = float(m.meta.get(k, float("nan")))
     f.attrs["n_frames"] = int(m.meta.get("n_frames", 1))
+    write_stage_attrs(f, m.meta)
     set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),
                     "mode": m.meta.get("mode", "unknown"), "source_file": Path(m.meta["source_file"]).name,
                     "field_of_view_nm": list(m.field_of_view_nm)})

@@ -1,0 +1,187 @@
+"""Stage-guided placement: a prior from the stage positions, refined by content within its window.
+
+The stage positions (and scan rotations) of an image and of its parent (``temtwin.io.stage_metadata``:
+file metadata or sample.yaml) give where the image's centre sits in the parent and its rotation: the
+*prior*, with an uncertainty (``sigma_pos_nm``, default a few % of the parent's field of view, and
+``sigma_rot_deg``).  The content then refines the placement within that window (the Gauss-Newton
+correlation refinement of :mod:`temtwin.stack.register`, started at the prior) and the two are fused
+as independent Gaussian estimates of the four similarity parameters (cFx, cFy, a, b)::
+
+    P = (C_content^-1 + C_prior^-1)^-1,   x = P (C_content^-1 x_content + C_prior^-1 x_prior)
+
+so a direction the content fixes (across an interface) follows the content and a direction it does not
+fix (along a straight interface) stays at the stage prior.  The result reports its **basis**:
+
+* ``content``: the content alone fixes the position (each translation direction's variance is < 10 %
+  of the prior's; the prior only chose the window);
+* ``stage``: the content adds nothing (> 90 % in every direction): the placement *is* the prior;
+* ``content+stage``: one direction from each (the typical interface-only atomic-resolution image).
+
+Confidence: for ``content`` / ``content+stage``, correlation x distinctness against the placement
+shifted by a quarter of the footprint along the direction the content fixes best (as in
+:func:`temtwin.stack.register.confidence`); for ``stage``, the configured ``stage_confidence``.
+Precision: ``precision_pct`` is the posterior standard error at the corners along the content-fixed
+direction (% of the image's field of view) and decides acceptance (``max_error_pct``);
+``stage_limited_error_pct`` is the worst direction (what the stage uncertainty leaves).  A content
+estimate more than 3 prior sigmas from the prior in a direction it fixes contradicts the stage and the
+placement is refused with that reason.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .lattice import auto_lowpass_nm
+from .register import (Placement, _lk_level, _level_sigma, _Prep, _refine, _uncertainty, confidence)
+from .sampling import as_xy, features
+
+
+def stage_prior(child_stage, parent_stage, parent_fov_nm) -> np.ndarray:
+    """Prior params (cFx, cFy, a, b) of the child in the parent from stage positions.
+
+    child_stage / parent_stage: (x_um, y_um, rotation_deg) of each image's centre (rotation: the image's
+    +x axis in the stage frame).  parent_fov_nm: (w, h) of the parent between its outer pixel centres
+    ((cols - 1) px, (rows - 1) py); the parent's centre is at half of it.  Returns the child's centre in
+    the parent's nm frame and (cos t, sin t) of the relative rotation t = rot_child - rot_parent.
+    """
+    dx, dy = (child_stage[0] - parent_stage[0]) * 1e3, (child_stage[1] - parent_stage[1]) * 1e3
+    rp = math.radians(parent_stage[2])
+    # stage vector -> parent image axes: R(-rot_parent)
+    vx = math.cos(rp) * dx + math.sin(rp) * dy
+    vy = -math.sin(rp) * dx + math.cos(rp) * dy
+    t = math.radians(child_stage[2] - parent_stage[2])
+    return np.array([0.5 * parent_fov_nm[0] + vx, 0.5 * parent_fov_nm[1] + vy, math.cos(t), math.sin(t)])
+
+
+def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fixed, prior: np.ndarray, *,
+                        sigma_pos_nm: float, sigma_rot_deg: float = 1.0, scale_search_pct: float = 5.0,
+                        lowpass_nm: float | None = None, min_confidence: float = 0.3, coarse_px: int = 48,
+                        min_footprint_px: int = 16, max_error_pct: float = 2.0, stage_confidence: float = 0.5,
+                        mismatch_factor: float = 4.0, log_intensity: bool = True, **_ignored) -> Placement:
+    """Place ``moving`` in ``fixed`` from a stage prior refined by content (module docstring).
+
+    prior: (cFx, cFy, a, b) from :func:`stage_prior` (nm in the fixed image's frame, pixel (j, i) at
+    (j px, i py)).  sigma_pos_nm: 1-sigma of the prior's position (nm); sigma_rot_deg: of its rotation;
+    the scale's sigma is scale_search_pct / 2 %.  ``mismatch_factor`` multiplies the content
+    covariance (Gauss-Newton errors are a lower bound: model mismatch between the images adds to them).
+    Returns a :class:`Placement` whose ``info`` holds ``basis``, ``prior`` (params), ``content_fraction``
+    (per translation direction, 1 = fixed by content), ``precision_pct``, ``stage_limited_error_pct``.
+    """
+    pm, pf = as_xy(px_moving), as_xy(px_fixed)
+    moving = np.asarray(moving, np.float32)
+    fixed = np.asarray(fixed, np.float32)
+    fov_m = ((moving.shape[1] - 1) * pm[0], (moving.shape[0] - 1) * pm[1])
+    fov_f = ((fixed.shape[1] - 1) * pf[0], (fixed.shape[0] - 1) * pf[1])
+    c_M = 0.5 * np.array(fov_m)
+    p_fine = float(np.sqrt(pf[0] * pf[1]))
+    foot_px = min(fov_m) / p_fine
+    prior = np.asarray(prior, np.float64)
+    if foot_px < 2:
+        return Placement.refused(f"footprint of {foot_px:.1f} px in the parent is too small to place", foot_px)
+    if not (-0.5 * min(fov_m) <= prior[0] <= fov_f[0] + 0.5 * min(fov_m)
+            and -0.5 * min(fov_m) <= prior[1] <= fov_f[1] + 0.5 * min(fov_m)):
+        return Placement.refused("the stage position puts the image outside the parent", foot_px)
+    if lowpass_nm is None:
+        lowpass_nm = auto_lowpass_nm((moving, pm), (fixed, pf))
+    log_m = log_intensity and float(moving.min()) >= 0
+    log_f = log_intensity and float(fixed.min()) >= 0
+    prep = _Prep(moving, fixed, pm, pf, c_M, fov_m, fov_f, 0.0, log_m, log_f)
+    s_lo, s_hi = 1.0 - scale_search_pct / 100.0, 1.0 + scale_search_pct / 100.0
+    th_max = math.radians(3 * sigma_rot_deg + 0.5)
+    bounds = (s_lo - 0.01, s_hi + 0.01, th_max)
+    sig_s = max(scale_search_pct / 200.0, 1e-4)
+    C_p = np.diag([sigma_pos_nm ** 2, sigma_pos_nm ** 2, sig_s ** 2, math.radians(sigma_rot_deg) ** 2])
+    # rotate the (a, b) prior covariance into the prior's frame (a along s, b across)
+    t0 = math.atan2(prior[3], prior[2])
+    Rt = np.array([[math.cos(t0), -math.sin(t0)], [math.sin(t0), math.cos(t0)]])
+    C_p[2:, 2:] = Rt @ C_p[2:, 2:] @ Rt.T
+
+    x_c, C_c, ncc_c = None, None, -1.0
+    if foot_px >= min_footprint_px and np.std(moving) > 0 and np.std(fixed) > 0:
+        p_c = max(p_fine, min(fov_m) / coarse_px)
+        cov: dict = {}
+        x_try, ncc_c, _ = _refine(prep, prior.copy(), p_c, lowpass_nm, bounds=bounds, cov_out=cov)
+        if ncc_c > -1 and cov.get("cov") is not None and np.all(np.isfinite(cov["cov"])):
+            x_c, C_c = x_try, mismatch_factor * cov["cov"]
+    if x_c is not None:
+        try:
+            Ic, Ip = np.linalg.inv(C_c), np.linalg.inv(C_p)
+            P = np.linalg.inv(Ic + Ip)
+            x = P @ (Ic @ x_c + Ip @ prior)
+        except np.linalg.LinAlgError:
+            x_c = None
+    if x_c is None:
+        x, P = prior.copy(), C_p.copy()
+    # how much of each translation direction the content fixes
+    w, V = np.linalg.eigh(P[:2, :2])
+    frac = np.clip(1.0 - w / sigma_pos_nm ** 2, 0.0, 1.0)          # ascending variance: best-fixed first
+    if frac.min() > 0.9:
+        basis = "content"
+    elif frac.max() < 0.1 or x_c is None:
+        basis = "stage"
+    else:
+        basis = "content+stage"
+    # consistency: content vs prior along the directions the content fixes
+    contradiction = 0.0
+    if x_c is not None:
+        d = x_c[:2] - prior[:2]
+        for k in range(2):
+            if frac[k] >= 0.5:
+                contradiction = max(contradiction, abs(float(V[:, k] @ d)) / sigma_pos_nm)
+    # correlation at the result and a quarter-footprint shift along the best-fixed direction
+    p_l = p_fine
+    sig = _level_sigma(p_l, lowpass_nm)
+    T = features(moving, pm, p_l, sig, 0.0, log_m)
+    s = float(np.hypot(x[2], x[3]))
+    half = 0.5 * s * math.hypot(*fov_m) + 0.3 * s * max(fov_m) + 8 * p_l
+    x0, y0 = max(0.0, x[0] - half), max(0.0, x[1] - half)
+    x1, y1 = min(fov_f[0], x[0] + half), min(fov_f[1], x[1] + half)
+    ncc_x, sh = -1.0, -1.0
+    if x1 - x0 > 4 * p_l and y1 - y0 > 4 * p_l:
+        size = (int((y1 - y0) / p_l) + 1, int((x1 - x0) / p_l) + 1)
+        F = features(fixed, pf, p_l, sig, 0.0, log_f, origin_nm=(x0, y0), size=size)
+        margin = int(math.ceil(2.5 * sig / p_l))
+        ncc_x = _lk_level(T, F, p_l, np.array([x0, y0]), c_M, x, 0, margin=margin)[1]
+        shift = 0.25 * s * min(fov_m) * V[:, 0]
+        vals = [_lk_level(T, F, p_l, np.array([x0, y0]), c_M, x + np.r_[sg * shift, 0, 0], 0, margin=margin)[1]
+                for sg in (1, -1)]
+        sh = max(vals)
+    half_diag = 0.5 * math.hypot(*fov_m)
+    # corner errors: along the best-fixed direction (content) and the worst (stage-limited)
+    rot_var = P[2, 2] + P[3, 3]
+    prec = 100 * math.sqrt(max(w[0], 0) + half_diag ** 2 * rot_var) / (s * min(fov_m))
+    worst = 100 * math.sqrt(max(w[1], 0) + half_diag ** 2 * rot_var) / (s * min(fov_m))
+    if basis == "stage":
+        conf = float(stage_confidence)
+        prec = worst
+    else:
+        conf = confidence(ncc_x, [sh]) if ncc_x > -1 else 0.0
+    reason = ""
+    if contradiction > 3.0:
+        reason = (f"the content places the image {contradiction:.1f} stage sigmas from its stage position "
+                  "(a wrong stage position, or the image is not where the stage says): not placed")
+    elif basis != "stage" and conf < min_confidence:
+        reason = (f"stage-guided: confidence {conf:.2f} below min_confidence {min_confidence:g} "
+                  f"(correlation {ncc_x:.3f}; {sh:.3f} when shifted by a quarter field of view)")
+    elif basis == "stage" and conf < min_confidence:
+        reason = f"stage position only (content adds nothing); stage_confidence {conf:.2f} < min_confidence"
+    elif basis != "stage" and prec > max_error_pct:
+        reason = (f"stage-guided: the content-fixed direction has an error of {prec:.1f} % of the field of view "
+                  f"(max_error_pct {max_error_pct:g})")
+    accepted = not reason
+    a, b = x[2], x[3]
+    S = np.array([[a, -b], [b, a]])
+    Mx = np.eye(3)
+    Mx[:2, :2] = np.diag([1 / pf[0], 1 / pf[1]]) @ S @ np.diag(pm)
+    Mx[:2, 2] = np.diag([1 / pf[0], 1 / pf[1]]) @ (x[:2] - S @ c_M)
+    scale = s * float(np.sqrt(pm[0] * pm[1] / (pf[0] * pf[1])))
+    info = {"basis": basis, "prior": [float(v) for v in prior], "content_fraction": [float(v) for v in frac],
+            "content_fixed_direction": [float(v) for v in V[:, 0]], "precision_pct": float(prec),
+            "stage_limited_error_pct": float(worst), "stage_sigma_nm": float(sigma_pos_nm),
+            "stage_sigma_rotation_deg": float(sigma_rot_deg), "content_ncc": float(ncc_c),
+            "shifted_ncc": float(sh), "contradiction_sigma": float(contradiction),
+            "lowpass_nm": float(lowpass_nm), **_uncertainty(P, fov_m)}
+    return Placement(Mx, scale, s, float(math.degrees(math.atan2(b, a))), float(ncc_x), float("nan"),
+                     float(conf), bool(accepted), reason, foot_px, info)
