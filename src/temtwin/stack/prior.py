@@ -38,6 +38,7 @@ from .register import (Placement, _lk_level, _level_sigma, _Prep, _refine, _unce
 from .sampling import as_xy, features
 
 
+
 def stage_prior(child_stage, parent_stage, parent_fov_nm) -> np.ndarray:
     """Prior params (cFx, cFy, a, b) of the child in the parent from stage positions.
 
@@ -55,17 +56,66 @@ def stage_prior(child_stage, parent_stage, parent_fov_nm) -> np.ndarray:
     return np.array([0.5 * parent_fov_nm[0] + vx, 0.5 * parent_fov_nm[1] + vy, math.cos(t), math.sin(t)])
 
 
+def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float) -> np.ndarray | None:
+    """Covariance (nm², 2 x 2) of the content's translation estimate at ``x``, from the correlation's
+    drop when the placement is shifted by a quarter of the footprint in four directions.
+
+    The drop (ncc - ncc_shifted) fits a quadratic form q² uᵀ K u / 2 (K: curvature of the correlation,
+    nm⁻²); for a template matched against a copy with uncorrelated differences (correlation rho) the
+    variance of the position is (1 - rho²) / (rho N_eff) K⁻¹, N_eff = area / (4 pi sigma²) independent
+    samples.  A quarter-footprint shift measures the curvature at the scale that matters: along a
+    straight interface the correlation barely drops, so that direction gets a large variance even when
+    noise-level texture gives the Gauss-Newton covariance a small one.
+    """
+    p_l = float(np.sqrt(prep.pf[0] * prep.pf[1]))
+    sig = _level_sigma(p_l, lowpass_nm)
+    T = features(prep.moving, prep.pm, p_l, sig, 0.0, prep.log_m)
+    s = float(np.hypot(x[2], x[3]))
+    q = 0.25 * s * min(prep.fov_m)
+    half = 0.5 * s * math.hypot(*prep.fov_m) + q + 8 * p_l
+    x0, y0 = max(0.0, x[0] - half), max(0.0, x[1] - half)
+    x1, y1 = min(prep.fov_f[0], x[0] + half), min(prep.fov_f[1], x[1] + half)
+    if x1 - x0 < 4 * p_l or y1 - y0 < 4 * p_l:
+        return None
+    size = (int((y1 - y0) / p_l) + 1, int((x1 - x0) / p_l) + 1)
+    F = features(prep.fixed, prep.pf, p_l, sig, 0.0, prep.log_f, origin_nm=(x0, y0), size=size)
+    margin = int(math.ceil(2.5 * sig / p_l))
+    org = np.array([x0, y0])
+
+    def ncc_at(d):
+        return _lk_level(T, F, p_l, org, prep.c_M, x + np.r_[d, 0.0, 0.0], 0, margin=margin)[1]
+
+    rho = ncc_at(np.zeros(2))
+    if rho <= 0.05:
+        return None
+    rows, A = [], []
+    for ang in (0.0, 45.0, 90.0, 135.0):
+        u = np.array([math.cos(math.radians(ang)), math.sin(math.radians(ang))])
+        drop = rho - 0.5 * (ncc_at(q * u) + ncc_at(-q * u))      # symmetric: odd terms cancel
+        rows.append(max(drop, 0.0) * 2.0 / q ** 2)
+        A.append([u[0] ** 2, 2 * u[0] * u[1], u[1] ** 2])
+    k = np.linalg.lstsq(np.array(A), np.array(rows), rcond=None)[0]
+    K = np.array([[k[0], k[1]], [k[1], k[2]]])
+    w, V = np.linalg.eigh(K)
+    w = np.maximum(w, 1e-6 * max(float(w.max()), 1e-12) + 1e-12)
+    n_eff = max(float(T.size) * p_l ** 2 / (4 * math.pi * sig ** 2), 1.0)
+    return (V / w) @ V.T * (1 - rho ** 2) / (rho * n_eff)
+
+
 def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fixed, prior: np.ndarray, *,
-                        sigma_pos_nm: float, sigma_rot_deg: float = 1.0, scale_search_pct: float = 5.0,
+                        sigma_pos_nm: float, sigma_rot_deg: float = 1.0, scale_pct: float = 1.0,
                         lowpass_nm: float | None = None, min_confidence: float = 0.3, coarse_px: int = 48,
                         min_footprint_px: int = 16, max_error_pct: float = 2.0, stage_confidence: float = 0.5,
-                        mismatch_factor: float = 4.0, log_intensity: bool = True, **_ignored) -> Placement:
+                        mismatch_factor: float = 4.0, min_content_ncc: float = 0.3, log_intensity: bool = True, **_ignored) -> Placement:
     """Place ``moving`` in ``fixed`` from a stage prior refined by content (module docstring).
 
     prior: (cFx, cFy, a, b) from :func:`stage_prior` (nm in the fixed image's frame, pixel (j, i) at
     (j px, i py)).  sigma_pos_nm: 1-sigma of the prior's position (nm); sigma_rot_deg: of its rotation;
-    the scale's sigma is scale_search_pct / 2 %.  ``mismatch_factor`` multiplies the content
+    the scale stays within ± scale_pct of the calibrated ratio (sigma scale_pct / 2): content that
+    fixes a position across an interface does not fix the scale, so the calibration is trusted here.  ``mismatch_factor`` multiplies the content
     covariance (Gauss-Newton errors are a lower bound: model mismatch between the images adds to them).
+    A content refinement whose correlation stays below ``min_content_ncc`` (the images do not share
+    structure at the parent's resolution) is not used: the placement rests on the stage alone.
     Returns a :class:`Placement` whose ``info`` holds ``basis``, ``prior`` (params), ``content_fraction``
     (per translation direction, 1 = fixed by content), ``precision_pct``, ``stage_limited_error_pct``.
     """
@@ -88,10 +138,11 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
     log_m = log_intensity and float(moving.min()) >= 0
     log_f = log_intensity and float(fixed.min()) >= 0
     prep = _Prep(moving, fixed, pm, pf, c_M, fov_m, fov_f, 0.0, log_m, log_f)
-    s_lo, s_hi = 1.0 - scale_search_pct / 100.0, 1.0 + scale_search_pct / 100.0
-    th_max = math.radians(3 * sigma_rot_deg + 0.5)
-    bounds = (s_lo - 0.01, s_hi + 0.01, th_max)
-    sig_s = max(scale_search_pct / 200.0, 1e-4)
+    s0 = float(np.hypot(prior[2], prior[3]))
+    s_lo, s_hi = s0 * (1.0 - scale_pct / 100.0), s0 * (1.0 + scale_pct / 100.0)
+    th_max = abs(math.atan2(prior[3], prior[2])) + math.radians(3 * sigma_rot_deg + 0.5)
+    bounds = (s_lo, s_hi, th_max)
+    sig_s = max(scale_pct / 200.0, 1e-5)
     C_p = np.diag([sigma_pos_nm ** 2, sigma_pos_nm ** 2, sig_s ** 2, math.radians(sigma_rot_deg) ** 2])
     # rotate the (a, b) prior covariance into the prior's frame (a along s, b across)
     t0 = math.atan2(prior[3], prior[2])
@@ -104,7 +155,13 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
         cov: dict = {}
         x_try, ncc_c, _ = _refine(prep, prior.copy(), p_c, lowpass_nm, bounds=bounds, cov_out=cov)
         if ncc_c > -1 and cov.get("cov") is not None and np.all(np.isfinite(cov["cov"])):
-            x_c, C_c = x_try, mismatch_factor * cov["cov"]
+            C_t = _translation_cov(prep, x_try, lowpass_nm) if ncc_c >= min_content_ncc else None
+            if C_t is not None:
+                C_c = mismatch_factor * cov["cov"]
+                C_c[:2, :] = 0.0
+                C_c[:, :2] = 0.0
+                C_c[:2, :2] = mismatch_factor * C_t
+                x_c = x_try
     if x_c is not None:
         try:
             Ic, Ip = np.linalg.inv(C_c), np.linalg.inv(C_p)

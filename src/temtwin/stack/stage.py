@@ -4,7 +4,8 @@ Writes ``results/<sample>/stack.h5`` (layout in docs/DEVELOPING.md):
 
 * root attrs ``overview`` (image name), ``pixel_size_nm`` (overview's), ``frame``, ``n_images``,
   ``n_accepted``;
-* ``/images/<image>``: attrs ``parent``, ``offset_nm`` [x, y] (overview-frame point of the image's pixel
+* ``/images/<image>``: attrs ``parent``, ``basis`` (content, stage or content+stage: what the placement
+  rests on, see temtwin.stack.prior), ``offset_nm`` [x, y] (overview-frame point of the image's pixel
   (0, 0), nm; the frame's origin is the centre of overview pixel (0, 0)), ``scale`` (px_image /
   px_overview as found), ``rotation_deg``, ``confidence``, ``accepted``, ``reason``, ``ncc``,
   ``calibration_factor`` (found / calibrated pixel-size ratio), ``link`` (JSON: the registration into
@@ -44,10 +45,17 @@ def _paths(ctx, key: str, n: int) -> list:
     return v + [None] * (n - len(v))
 
 
+def _basis(p: StackPlacement) -> str:
+    """What a placement rests on: ``content``, ``stage``, ``content+stage`` ("overview" for the overview)."""
+    if not p.parent:
+        return "overview" if p.accepted else ""
+    return str((p.link.info if p.link is not None else {}).get("basis", "content"))
+
+
 def _placement_summary(p: StackPlacement) -> dict:
     ok = p.accepted
     err = p.link.info.get("precision_pct") if (ok and p.link is not None) else None
-    return {"parent": p.parent, "offset_nm": list(p.offset_nm) if ok else None,
+    return {"parent": p.parent, "basis": _basis(p), "offset_nm": list(p.offset_nm) if ok else None,
             "scale": p.scale if ok else None, "rotation_deg": p.rotation_deg if ok else None,
             "confidence": p.confidence, "accepted": bool(ok), "reason": p.reason,
             "error_estimate_pct": err}
@@ -100,6 +108,7 @@ def run(ctx) -> None:
             g.attrs["confidence"] = float(p.confidence)
             g.attrs["accepted"] = bool(p.accepted)
             g.attrs["reason"] = p.reason
+            g.attrs["basis"] = _basis(p)
             g.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
             if p.link is not None:
                 g.attrs["ncc"] = float(p.link.ncc)
