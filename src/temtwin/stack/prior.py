@@ -56,7 +56,8 @@ def stage_prior(child_stage, parent_stage, parent_fov_nm) -> np.ndarray:
     return np.array([0.5 * parent_fov_nm[0] + vx, 0.5 * parent_fov_nm[1] + vy, math.cos(t), math.sin(t)])
 
 
-def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float) -> np.ndarray | None:
+def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float,
+                     min_distinct: float = 0.25) -> np.ndarray | None:
     """Covariance (nm², 2 x 2) of the content's translation estimate at ``x``, from the correlation's
     drop when the placement is shifted by a quarter of the footprint in four directions.
 
@@ -65,7 +66,9 @@ def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float) -> np.ndarra
     variance of the position is (1 - rho²) / (rho N_eff) K⁻¹, N_eff = area / (4 pi sigma²) independent
     samples.  A quarter-footprint shift measures the curvature at the scale that matters: along a
     straight interface the correlation barely drops, so that direction gets a large variance even when
-    noise-level texture gives the Gauss-Newton covariance a small one.
+    noise-level texture gives the Gauss-Newton covariance a small one.  A direction whose quarter shift
+    keeps more than 1 - ``min_distinct`` of the decorrelation ((rho - ncc) / (1 - ncc) < min_distinct,
+    the distinctness of :func:`temtwin.stack.register.confidence`) is treated as not fixed at all.
     """
     p_l = float(np.sqrt(prep.pf[0] * prep.pf[1]))
     sig = _level_sigma(p_l, lowpass_nm)
@@ -98,6 +101,10 @@ def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float) -> np.ndarra
     K = np.array([[k[0], k[1]], [k[1], k[2]]])
     w, V = np.linalg.eigh(K)
     w = np.maximum(w, 1e-6 * max(float(w.max()), 1e-12) + 1e-12)
+    for k in range(2):      # a shift the correlation hardly notices is not fixed by the content
+        n_k = 0.5 * (ncc_at(q * V[:, k]) + ncc_at(-q * V[:, k]))
+        if (rho - n_k) / max(1.0 - n_k, 1e-9) < min_distinct:
+            w[k] = 1e-12
     n_eff = max(float(T.size) * p_l ** 2 / (4 * math.pi * sig ** 2), 1.0)
     return (V / w) @ V.T * (1 - rho ** 2) / (rho * n_eff)
 
