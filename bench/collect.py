@@ -3,7 +3,7 @@
 
 from common import BENCH, RESULTS_DIR, machine
 
-ORDER = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "register_stack", "gpa", "fem_geometry",
+ORDER = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "register_stack", "stage_placement", "gpa", "fem_geometry",
          "atomic_model", "keating", "phonons", "tight_binding", "workflow"]
 
 
