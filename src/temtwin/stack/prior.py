@@ -3,7 +3,9 @@
 The stage positions (and scan rotations) of an image and of its parent (``temtwin.io.stage_metadata``:
 file metadata or sample.yaml) give where the image's centre sits in the parent and its rotation: the
 *prior*, with an uncertainty (``sigma_pos_nm``, default a few % of the parent's field of view, and
-``sigma_rot_deg``).  The content then refines the placement within that window (the Gauss-Newton
+``sigma_rot_deg``).  The content refines the placement from the prior (when that finds no correlation,
+from the best place of a content search inside the prior's window, ± 3 sigma: the full search of
+:func:`temtwin.stack.register.register_pair` on that crop of the parent); the content refines the placement within that window (the Gauss-Newton
 correlation refinement of :mod:`temtwin.stack.register`, started at the prior) and the two are fused
 as independent Gaussian estimates of the four similarity parameters (cFx, cFy, a, b)::
 
@@ -34,7 +36,8 @@ import math
 import numpy as np
 
 from .lattice import auto_lowpass_nm
-from .register import (Placement, _lk_level, _level_sigma, _Prep, _refine, _uncertainty, confidence)
+from .register import (Placement, _level_sigma, _lk_level, _Prep, _refine, _uncertainty, confidence,
+                       register_pair)
 from .sampling import as_xy, features
 
 
@@ -54,6 +57,9 @@ def stage_prior(child_stage, parent_stage, parent_fov_nm) -> np.ndarray:
     vy = -math.sin(rp) * dx + math.cos(rp) * dy
     t = math.radians(child_stage[2] - parent_stage[2])
     return np.array([0.5 * parent_fov_nm[0] + vx, 0.5 * parent_fov_nm[1] + vy, math.cos(t), math.sin(t)])
+
+
+_UNFIXED_NM2 = 1.0e4      # variance (nm²) of a direction the content does not fix: uninformative next to the prior
 
 
 def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float,
@@ -101,19 +107,49 @@ def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float,
     K = np.array([[k[0], k[1]], [k[1], k[2]]])
     w, V = np.linalg.eigh(K)
     w = np.maximum(w, 1e-6 * max(float(w.max()), 1e-12) + 1e-12)
+    n_eff = max(float(T.size) * p_l ** 2 / (4 * math.pi * sig ** 2), 1.0)
+    var = (1 - rho ** 2) / (rho * n_eff) / w
     for k in range(2):      # a shift the correlation hardly notices is not fixed by the content
         n_k = 0.5 * (ncc_at(q * V[:, k]) + ncc_at(-q * V[:, k]))
         if (rho - n_k) / max(1.0 - n_k, 1e-9) < min_distinct:
-            w[k] = 1e-12
-    n_eff = max(float(T.size) * p_l ** 2 / (4 * math.pi * sig ** 2), 1.0)
-    return (V / w) @ V.T * (1 - rho ** 2) / (rho * n_eff)
+            var[k] = _UNFIXED_NM2
+    return (V * np.minimum(var, _UNFIXED_NM2)) @ V.T
+
+
+def _window_search(moving, pm, fixed, pf, prior, sigma_pos_nm, s0, fov_m, c_M, th_max, scale_search_pct,
+                   lowpass_nm, coarse_px, min_footprint_px, log_intensity) -> np.ndarray | None:
+    """Best content placement (params in the fixed image's nm frame) inside prior ± 3 sigma, or None."""
+    p_fine = float(np.sqrt(pf[0] * pf[1]))
+    win = 3.0 * sigma_pos_nm + 0.5 * s0 * math.hypot(*fov_m) + 4 * p_fine
+    c0 = int(max(0, math.floor((prior[0] - win) / pf[0])))
+    r0 = int(max(0, math.floor((prior[1] - win) / pf[1])))
+    c1 = int(min(fixed.shape[1], math.ceil((prior[0] + win) / pf[0]) + 1))
+    r1 = int(min(fixed.shape[0], math.ceil((prior[1] + win) / pf[1]) + 1))
+    if c1 - c0 <= 8 or r1 - r0 <= 8:
+        return None
+    pl = register_pair(moving, pm, fixed[r0:r1, c0:c1], pf, scale_search_pct=scale_search_pct,
+                       rotation_search_deg=max(math.degrees(th_max), 0.5), lowpass_nm=lowpass_nm,
+                       coarse_px=coarse_px, min_footprint_px=min_footprint_px, log_intensity=log_intensity)
+    if not pl.found:
+        return None
+    M = pl.matrix.copy()
+    M[0, 2] += c0
+    M[1, 2] += r0
+    cw = (M @ np.array([c_M[0] / pm[0], c_M[1] / pm[1], 1.0]))[:2] * np.array(pf)
+    if float(np.hypot(*(cw - prior[:2]))) > 3.0 * sigma_pos_nm * math.sqrt(2):
+        return None
+    t = math.radians(pl.rotation_deg)
+    return np.array([cw[0], cw[1], pl.scale_factor * math.cos(t), pl.scale_factor * math.sin(t)])
 
 
 def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fixed, prior: np.ndarray, *,
                         sigma_pos_nm: float, sigma_rot_deg: float = 1.0, scale_pct: float = 1.0,
+                        scale_search_pct: float = 5.0,
                         lowpass_nm: float | None = None, min_confidence: float = 0.3, coarse_px: int = 48,
                         min_footprint_px: int = 16, max_error_pct: float = 2.0, stage_confidence: float = 0.5,
-                        mismatch_factor: float = 4.0, min_content_ncc: float = 0.3, log_intensity: bool = True, **_ignored) -> Placement:
+                        max_stage_error_pct: float = 25.0,
+                        mismatch_factor: float = 4.0, min_content_ncc: float = 0.3,
+                        content_alone_failed: bool = False, log_intensity: bool = True, **_ignored) -> Placement:
     """Place ``moving`` in ``fixed`` from a stage prior refined by content (module docstring).
 
     prior: (cFx, cFy, a, b) from :func:`stage_prior` (nm in the fixed image's frame, pixel (j, i) at
@@ -121,7 +157,10 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
     the scale stays within ± scale_pct of the calibrated ratio (sigma scale_pct / 2): content that
     fixes a position across an interface does not fix the scale, so the calibration is trusted here.  ``mismatch_factor`` multiplies the content
     covariance (Gauss-Newton errors are a lower bound: model mismatch between the images adds to them).
-    A content refinement whose correlation stays below ``min_content_ncc`` (the images do not share
+    ``content_alone_failed``: the content alone did not place the image (register_pair refused it, e.g.
+    it slides along an interface or has several near-equal places): then only the direction the content
+    fixes best is taken from it.  A placement whose stage-limited error exceeds ``max_stage_error_pct`` (% of the image's field of
+    view) is refused.  A content refinement whose correlation stays below ``min_content_ncc`` (the images do not share
     structure at the parent's resolution) is not used: the placement rests on the stage alone.
     Returns a :class:`Placement` whose ``info`` holds ``basis``, ``prior`` (params), ``content_fraction``
     (per translation direction, 1 = fixed by content), ``precision_pct``, ``stage_limited_error_pct``.
@@ -157,12 +196,30 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
     C_p[2:, 2:] = Rt @ C_p[2:, 2:] @ Rt.T
 
     x_c, C_c, ncc_c = None, None, -1.0
+    start = prior.copy()
     if foot_px >= min_footprint_px and np.std(moving) > 0 and np.std(fixed) > 0:
         p_c = max(p_fine, min(fov_m) / coarse_px)
         cov: dict = {}
-        x_try, ncc_c, _ = _refine(prep, prior.copy(), p_c, lowpass_nm, bounds=bounds, cov_out=cov)
+        x_try, ncc_c, _ = _refine(prep, start, p_c, lowpass_nm, bounds=bounds, cov_out=cov)
+        if ncc_c < min_content_ncc:
+            # the refinement from the prior found nothing: search the content inside the prior's window
+            # (the full search of register_pair on that crop of the parent) and refine from its best place
+            x_w = _window_search(moving, pm, fixed, pf, prior, sigma_pos_nm, s0, fov_m, c_M, th_max,
+                                 scale_search_pct, lowpass_nm, coarse_px, min_footprint_px, log_intensity)
+            if x_w is not None:
+                sc = math.hypot(x_w[2], x_w[3])
+                x_w[2:] *= min(max(sc, s_lo), s_hi) / sc
+                cov2: dict = {}
+                x2, n2, _ = _refine(prep, x_w, p_fine, lowpass_nm, bounds=bounds, cov_out=cov2)
+                if n2 > ncc_c:
+                    x_try, ncc_c, cov = x2, n2, cov2
         if ncc_c > -1 and cov.get("cov") is not None and np.all(np.isfinite(cov["cov"])):
             C_t = _translation_cov(prep, x_try, lowpass_nm) if ncc_c >= min_content_ncc else None
+            if C_t is not None and content_alone_failed:
+                # the content alone could not place the image (register_pair refused it), so it cannot
+                # fix both directions: only its best-fixed direction is used, the other follows the stage
+                wt, Vt = np.linalg.eigh(C_t)
+                C_t = (Vt * np.array([wt[0], _UNFIXED_NM2])) @ Vt.T
             if C_t is not None:
                 C_c = mismatch_factor * cov["cov"]
                 C_c[:2, :] = 0.0
@@ -231,6 +288,9 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
                   f"(correlation {ncc_x:.3f}; {sh:.3f} when shifted by a quarter field of view)")
     elif basis == "stage" and conf < min_confidence:
         reason = f"stage position only (content adds nothing); stage_confidence {conf:.2f} < min_confidence"
+    elif worst > max_stage_error_pct:
+        reason = (f"stage-guided ({basis}): the stage leaves an error of {worst:.0f} % of the field of view "
+                  f"(stage_max_error_pct {max_stage_error_pct:g}; stage_uncertainty_pct too large for this image)")
     elif basis != "stage" and prec > max_error_pct:
         reason = (f"stage-guided: the content-fixed direction has an error of {prec:.1f} % of the field of view "
                   f"(max_error_pct {max_error_pct:g})")
