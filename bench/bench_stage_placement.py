@@ -3,7 +3,8 @@
 Every image gets a stage position (its true centre in the overview frame, µm) plus a stage error drawn
 from N(0, sigma) per axis *relative to its parent's stage position* (its parent's error plus its own),
 sigma = 0, 1 or 3 % of the parent's field of view (the documented artefact: stage read-out error, on the
-same base as ``stack.stage_uncertainty_pct``, default 3; seeds fixed), and its true rotation as the scan rotation.  The chain
+same base as ``stack.stage_uncertainty_pct``, default 3; seeds fixed), and its true rotation as the
+scan rotation.  The chain
 (``place_stack``, default settings, stage_uncertainty_pct 3) then places them; errors against the
 truth: worst corner as % of the image's field of view (target 1 %), and the basis of the placement.
 
@@ -164,11 +165,11 @@ def main() -> None:
         tr = st.truth()
         pfov = {n: (t["parent"], tr[t["parent"]]["shape"][1] * tr[t["parent"]]["pixel_size_nm"])
                 for n, t in tr.items() if t["parent"]}
-        fam.append((st.micrographs, {n: (t["offset_nm"], t["rotation_deg"], t["pixel_size_nm"]) for n, t in tr.items()},
+        fam.append((st.micrographs,
+                    {n: (t["offset_nm"], t["rotation_deg"], t["pixel_size_nm"]) for n, t in tr.items()},
                     st.overview, [n for n in tr if n != st.overview], pfov))
-    for label, items in (("generated device stacks (6x, 42x)", fam),
-                         ("generated interface-only pairs", [(*scene_pair(s), "overview", ["hrtem"], {"hrtem": ("overview", 80.0)})
-                                                             for s in range(6)])):
+    pairs = [(*scene_pair(s), "overview", ["hrtem"], {"hrtem": ("overview", 80.0)}) for s in range(6)]
+    for label, items in (("generated device stacks (6x, 42x)", fam), ("generated interface-only pairs", pairs)):
         sub: list = []
         for mics, truth, ov, names, pfov in items:
             run_family(sub, label, mics, truth, ov, names, 1, pfov)

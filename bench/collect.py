@@ -3,8 +3,10 @@
 
 from common import BENCH, RESULTS_DIR, machine
 
-ORDER = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "register_stack", "stage_placement", "gpa", "fem_geometry",
+ORDER = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "register_stack", "gpa", "fem_geometry",
          "atomic_model", "keating", "phonons", "tight_binding", "workflow"]
+ORDER.insert(ORDER.index("register_stack") + 1, "stage_placement")
+ORDER.insert(ORDER.index("segment") + 1, "segment_layers")
 
 
 def main() -> None:

@@ -3,10 +3,10 @@
 The stage positions (and scan rotations) of an image and of its parent (``temtwin.io.stage_metadata``:
 file metadata or sample.yaml) give where the image's centre sits in the parent and its rotation: the
 *prior*, with an uncertainty (``sigma_pos_nm``, default a few % of the parent's field of view, and
-``sigma_rot_deg``).  The content refines the placement from the prior (when that finds no correlation,
-from the best place of a content search inside the prior's window, ± 3 sigma: the full search of
-:func:`temtwin.stack.register.register_pair` on that crop of the parent); the content refines the placement within that window (the Gauss-Newton
-correlation refinement of :mod:`temtwin.stack.register`, started at the prior) and the two are fused
+``sigma_rot_deg``).  The content refines the placement from the prior (when that finds no
+correlation, from the best place of a content search inside the prior's window, ± 3 sigma: the full
+search of :func:`temtwin.stack.register.register_pair` on that crop of the parent), by the Gauss-Newton
+correlation refinement of :mod:`temtwin.stack.register`, and the two are fused
 as independent Gaussian estimates of the four similarity parameters (cFx, cFy, a, b)::
 
     P = (C_content^-1 + C_prior^-1)^-1,   x = P (C_content^-1 x_content + C_prior^-1 x_prior)
@@ -153,15 +153,16 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
     """Place ``moving`` in ``fixed`` from a stage prior refined by content (module docstring).
 
     prior: (cFx, cFy, a, b) from :func:`stage_prior` (nm in the fixed image's frame, pixel (j, i) at
-    (j px, i py)).  sigma_pos_nm: 1-sigma of the prior's position (nm); sigma_rot_deg: of its rotation;
-    the scale stays within ± scale_pct of the calibrated ratio (sigma scale_pct / 2): content that
-    fixes a position across an interface does not fix the scale, so the calibration is trusted here.  ``mismatch_factor`` multiplies the content
-    covariance (Gauss-Newton errors are a lower bound: model mismatch between the images adds to them).
-    ``content_alone_failed``: the content alone did not place the image (register_pair refused it, e.g.
-    it slides along an interface or has several near-equal places): then only the direction the content
-    fixes best is taken from it.  A placement whose stage-limited error exceeds ``max_stage_error_pct`` (% of the image's field of
-    view) is refused.  A content refinement whose correlation stays below ``min_content_ncc`` (the images do not share
-    structure at the parent's resolution) is not used: the placement rests on the stage alone.
+    (j px, i py)).  sigma_pos_nm: 1-sigma of the prior's position (nm); sigma_rot_deg: of its rotation.
+    The scale stays within ± scale_pct of the calibrated ratio (sigma scale_pct / 2): content that
+    fixes a position across an interface does not fix the scale, so the calibration is trusted here.
+    ``mismatch_factor`` multiplies the content covariance (Gauss-Newton errors are a lower bound:
+    model mismatch between the images adds to them).  ``content_alone_failed``: the content alone did
+    not place the image (register_pair refused it, e.g. it slides along an interface or has several
+    near-equal places): then only the direction the content fixes best is taken from it.  A placement
+    whose stage-limited error exceeds ``max_stage_error_pct`` (% of the image's field of view) is
+    refused.  A content refinement whose correlation stays below ``min_content_ncc`` (the images do not
+    share structure at the parent's resolution) is not used: the placement rests on the stage alone.
     Returns a :class:`Placement` whose ``info`` holds ``basis``, ``prior`` (params), ``content_fraction``
     (per translation direction, 1 = fixed by content), ``precision_pct``, ``stage_limited_error_pct``.
     """
