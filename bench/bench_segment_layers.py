@@ -8,7 +8,8 @@ Each truth layer is matched one-to-one (Hungarian) to a segment; IoU per layer, 
 Target (issue 20): mean IoU >= 0.85, every layer >= 3 px its own region.  Also the validation device
 overview (`stack/device_dev/overview`, when ../shared/validation is present).
 
-Default settings of ``segment_auto``.  Run: ``.venv/bin/python bench/bench_segment_layers.py``;
+Default settings of ``segment_auto`` (the method is insensitive to the sign of the contrast, so BF and
+HAADF give the same segments).  Run: ``.venv/bin/python bench/bench_segment_layers.py``;
 writes bench/results/segment_layers.md.
 """
 
@@ -51,6 +52,7 @@ def scene(seed: int, haadf: bool):
 def main() -> None:
     per_width: dict[int, list[float]] = {w: [] for w in WIDTHS}
     rows = []
+    segment_auto(scene(9, False)[0][:128, :128], (1.0, 1.0))      # warm-up: numba compilation not timed
     for haadf in (False, True):
         for seed in range(3):
             img, truth, names = scene(seed, haadf)

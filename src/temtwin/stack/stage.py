@@ -197,7 +197,7 @@ def overview_figure(ov, placements, fps, phase_map, phase_names, results):
         col = colours.get(ph, (1.0, 1.0, 1.0, 1.0))
         xy = poly * np.array([px, py])
         ax.add_patch(Polygon(xy, closed=True, fill=False, edgecolor=col, linewidth=1.6))
-        ax.text(xy[:, 0].min(), xy[:, 1].min(), f"{name} ({p.confidence:.2f})", color="white", fontsize=7,
+        ax.text(xy[:, 0].min(), xy[:, 1].min(), f"{name} ({p.confidence:.2f}, {_basis(p)})", color="white", fontsize=7,
                 va="bottom", ha="left", bbox={"facecolor": col, "alpha": 0.7, "pad": 1, "linewidth": 0})
     if refused:
         ax.text(0.01, 0.01, "refused: " + ", ".join(refused), transform=ax.transAxes, color="white",
