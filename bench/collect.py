@@ -7,6 +7,7 @@ ORDER = ["ingest", "scan_correct", "segment", "fft_peaks", "phase_id", "register
          "atomic_model", "keating", "phonons", "tight_binding", "workflow"]
 ORDER.insert(ORDER.index("register_stack") + 1, "stage_placement")
 ORDER.insert(ORDER.index("segment") + 1, "segment_layers")
+ORDER.insert(ORDER.index("segment_layers") + 1, "gigapixel_segment")
 
 
 def main() -> None:
