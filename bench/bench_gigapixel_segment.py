@@ -65,7 +65,10 @@ def main(argv=None) -> None:
     body = (__doc__.split("\n\n")[1].strip() + f"\n\nMachine: {machine()} (2 threads).\n\n"
             + md_table(["size", "segment time (s)", "peak RSS (GB, whole process)", "segments", "mean IoU",
                         "note"], rows)
-            + "\n\nThe 16 384² target is not measured here unless a row says so.\n")
+            + "\n\nEach size runs in a fresh process: its time includes loading (and, on the first run, numba "
+              "compiling) the segmentation kernels; the peak RSS includes the generator's arrays.  segment "
+              "analyses at a reduced resolution (``analysis_factor``), so its own memory grows with the image "
+              "copies only.  The 16 384² target is not measured here unless a row says so.\n")
     write_section("gigapixel_segment", "Segmentation of large overviews", body)
 
 
