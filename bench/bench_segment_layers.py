@@ -61,7 +61,7 @@ def main() -> None:
             dt = time.perf_counter() - t0
             miou, match = matched_iou(truth.astype(np.int64), lab)
             own = 0
-            for k, (p, iou) in match.items():
+            for k, (_p, iou) in match.items():
                 nm = names[k - 1]
                 if nm.startswith("w"):
                     per_width[int(nm[1:])].append(iou)
