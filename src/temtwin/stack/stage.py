@@ -58,7 +58,9 @@ def _placement_summary(p: StackPlacement) -> dict:
     return {"parent": p.parent, "basis": _basis(p), "offset_nm": list(p.offset_nm) if ok else None,
             "scale": p.scale if ok else None, "rotation_deg": p.rotation_deg if ok else None,
             "confidence": p.confidence, "accepted": bool(ok), "reason": p.reason,
-            "error_estimate_pct": err}
+            "error_estimate_pct": err,
+            "stage_limited_error_pct": (p.link.info.get("stage_limited_error_pct") if (ok and p.link is not None)
+                                        else None)}
 
 
 def run(ctx) -> None:
