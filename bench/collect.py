@@ -10,9 +10,12 @@ from common import BENCH, RESULTS_DIR, machine
 from temtwin.workflow.stages import STAGES
 
 TAIL = ["startup", "workflow"]
+BELONGS_TO = {"gigapixel_segment": "segment", "phase_robustness": "phase_id", "stage_placement": "register_stack"}
 
 
 def _key(stem: str) -> tuple[int, int, str]:
+    if stem in BELONGS_TO:
+        return (next(i for i, st in enumerate(STAGES) if st.rule == BELONGS_TO[stem]), 1, stem)
     for i, st in enumerate(STAGES):
         if any(stem == n or stem.startswith(n + "_") for n in (st.rule, st.section) if n):
             return (i, stem not in (st.rule, st.section), stem)

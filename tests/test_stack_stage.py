@@ -123,6 +123,7 @@ def test_stack_h5_layout_and_summary(stage_run):
         assert abs(v["exy_mean"] - 0.03 * math.cos(t) * math.sin(t)) < 0.03 * math.radians(0.3)
         assert v["images"] == ["mag1"]
     assert (Path(out["figures"]) / "stack_overview.png").stat().st_size > 5000
+    assert (Path(out["figures"]) / "phase_map.png").stat().st_size > 5000     # labelled map, legend, scale bar
 
 
 def test_single_image_sample(tmp_path):

@@ -59,11 +59,18 @@ def main() -> None:
     maps = eels_maps(dev, e_dev, rot, (36, 36), 0.35)
     for el, m in maps.items():
         write_hspy(str(out / "eels" / f"{el}.hspy"), _signal(m, 0.35, f"EELS {el} fraction", "STEM"))
+    # stage positions (um) of the image centres, as a microscope would record them: the overview's
+    # centre at the stage origin, the HRTEM's centre where make_demo put it (rotation: scan rotation)
+    c_ov = 0.5 * (np.array(ov.shape[::-1]) - 1) * 0.125
+    c_hr = np.array(offset) + np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]) @ (
+        0.5 * (np.array(hr.shape[::-1]) - 1) * px)
+    st = (c_hr - c_ov) / 1e3
     (out / "sample.yaml").write_text(
         "# Si0.3Ge0.7 / Ge / Si0.3Ge0.7 quantum-well device, cross-section along [110]\n"
         "description: SiGe quantum well with a trench (synthetic demo, temtwin.synth.device)\n"
         "elements: [Si, Ge, O]\n"
-        "images:\n  overview: {role: overview}\n  hrtem: {role: atomic}\n"
+        "images:\n  overview: {role: overview, stage_position_um: [0.0, 0.0], rotation_deg: 0.0}\n"
+        f"  hrtem: {{role: atomic, stage_position_um: [{st[0]:.6f}, {st[1]:.6f}], rotation_deg: {rot}}}\n"
         "eels:\n  image: hrtem\n  offset_nm: [0.3, 0.4]\n")
     truth = {"hrtem": {"offset_nm": list(offset), "rotation_deg": rot, "scale_ratio": px / 0.125},
              "interfaces_y_nm_overview": dev.interfaces_y_nm, "trench_x_nm": dev.trench_x_nm,

@@ -23,6 +23,7 @@ import numpy as np
 from ..errors import UserError
 from .h5 import set_summary, sha256_file, write_array
 from .image import Micrograph
+from .stage_metadata import stage_meta, write_stage_attrs
 
 log = logging.getLogger("temtwin")
 
@@ -323,6 +324,7 @@ def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | N
     meta.update({"n_frames": n_frames, "units": "counts" if units_counts else "a.u.",
                  "intensity_offset": offset, "intensity_scale": scale, "rgb": rgb,
                  "source_file": str(path), "source_sha256": sha256_file(path)})
+    meta.update(stage_meta(s, path.suffix, settings, name))       # stage position / scan rotation
     return Micrograph(data=img, pixel_size_nm=(float(px_nm[0]), float(px_nm[1])), name=name,
                       sample=sample, meta=meta)
 
@@ -389,6 +391,7 @@ def write_image_h5(f, m: Micrograph) -> None:
         f.attrs["elements"] = json.dumps(list(els))   # listed by the file's metadata
     f.attrs["intensity_offset"] = float(m.meta.get("intensity_offset", 0.0))  # file value = image / scale + offset
     f.attrs["intensity_scale"] = float(m.meta.get("intensity_scale", 1.0))
+    write_stage_attrs(f, m.meta)
     set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),
                     "mode": m.meta.get("mode", "unknown"), "source_file": Path(m.meta["source_file"]).name,
                     "field_of_view_nm": list(m.field_of_view_nm)})

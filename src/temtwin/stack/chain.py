@@ -23,6 +23,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.image import Micrograph
+from ..io.stage_metadata import stage_of
+from .prior import register_with_prior, stage_prior
 from .register import Placement, register_pair
 
 
@@ -109,9 +111,9 @@ def place_stack(images: Sequence[Micrograph], overview: str, settings: Mapping |
         best: tuple[Placement, str] | None = None
         attempts = []
         for par in parents:
-            pl = register_pair(m.data, m.pixel_size_nm, par.data, par.pixel_size_nm, **kw)
+            pl = _register(m, par, kw, cfg)
             attempts.append({"parent": par.name, "confidence": pl.confidence, "accepted": pl.accepted,
-                             "reason": pl.reason})
+                             "reason": pl.reason, "basis": pl.info.get("basis", "content")})
             if log:
                 log(f"{m.name} -> {par.name}: confidence {pl.confidence:.2f}, ncc {pl.ncc:.3f}, "
                     f"scale {pl.scale:.5g}, rotation {pl.rotation_deg:.2f} deg"
@@ -148,3 +150,42 @@ def _can_contain(parent: Micrograph, m: Micrograph) -> bool:
     return (parent.pixel_size >= 0.95 * m.pixel_size
             and (parent.pixel_size >= 1.25 * m.pixel_size
                  or field_of_view_nm2(parent) >= 1.5 * field_of_view_nm2(m)))
+
+
+def _register(m: Micrograph, par: Micrograph, kw: dict, cfg: Mapping) -> Placement:
+    """Register ``m`` into ``par``.  When both have a stage position (and ``use_stage`` is on): by content
+    alone if that is accepted and lies within 3 sigma of the stage position (basis ``content``), else
+    stage-guided (:mod:`temtwin.stack.prior`).  Without: by content alone (a refusal then says how to
+    give a stage position)."""
+    sm, sp = stage_of(m.meta), stage_of(par.meta)
+    if cfg.get("use_stage", True) and sm is not None and sp is not None:
+        fov_p = ((par.shape[1] - 1) * par.pixel_size_nm[0], (par.shape[0] - 1) * par.pixel_size_nm[1])
+        sigma = float(cfg.get("stage_uncertainty_pct", 3.0)) / 100.0 * max(fov_p)
+        prior = stage_prior(sm, sp, fov_p)
+        pc = register_pair(m.data, m.pixel_size_nm, par.data, par.pixel_size_nm, **kw)
+        if pc.accepted:      # the content alone places it: used when inside the stage window
+            c = (pc.matrix @ np.array([(m.shape[1] - 1) / 2, (m.shape[0] - 1) / 2, 1.0]))[:2] * np.asarray(
+                par.pixel_size_nm)
+            d = float(np.hypot(*(c - prior[:2])))
+            if d <= 3.0 * sigma * math.sqrt(2):
+                pc.info.update(basis="content", distance_from_stage_nm=d, stage_sigma_nm=sigma)
+                return pc
+        pkw = {k: kw[k] for k in ("lowpass_nm", "min_confidence", "coarse_px", "min_footprint_px",
+                                  "max_error_pct", "scale_search_pct") if k in kw}
+        pl = register_with_prior(m.data, m.pixel_size_nm, par.data, par.pixel_size_nm, prior,
+                                 sigma_pos_nm=sigma,
+                                 sigma_rot_deg=float(cfg.get("stage_rotation_uncertainty_deg", 1.0)),
+                                 scale_pct=float(cfg.get("stage_scale_pct", 1.0)),
+                                 stage_confidence=float(cfg.get("stage_confidence", 0.5)),
+                                 max_stage_error_pct=float(cfg.get("stage_max_error_pct", 25.0)),
+                                 content_alone_failed=not pc.accepted, **pkw)
+        pl.info["stage_source"] = f"{m.meta.get('stage_source', '')}; parent {par.meta.get('stage_source', '')}"
+        return pl
+    pl = register_pair(m.data, m.pixel_size_nm, par.data, par.pixel_size_nm, **kw)
+    pl.info["basis"] = "content"
+    if not pl.accepted:
+        missing = [x.name for x, st in ((m, sm), (par, sp)) if st is None]
+        if missing:
+            pl.reason += (f" (no stage position for {', '.join(missing)}: give images.<name>.stage_position_um "
+                          "in sample.yaml, or use files whose metadata records it)")
+    return pl

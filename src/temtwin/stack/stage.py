@@ -4,7 +4,8 @@ Writes ``results/<sample>/stack.h5`` (layout in docs/DEVELOPING.md):
 
 * root attrs ``overview`` (image name), ``pixel_size_nm`` (overview's), ``frame``, ``n_images``,
   ``n_accepted``;
-* ``/images/<image>``: attrs ``parent``, ``offset_nm`` [x, y] (overview-frame point of the image's pixel
+* ``/images/<image>``: attrs ``parent``, ``basis`` (content, stage or content+stage: what the placement
+  rests on, see temtwin.stack.prior), ``offset_nm`` [x, y] (overview-frame point of the image's pixel
   (0, 0), nm; the frame's origin is the centre of overview pixel (0, 0)), ``scale`` (px_image /
   px_overview as found), ``rotation_deg``, ``confidence``, ``accepted``, ``reason``, ``ncc``,
   ``calibration_factor`` (found / calibrated pixel-size ratio), ``link`` (JSON: the registration into
@@ -44,13 +45,22 @@ def _paths(ctx, key: str, n: int) -> list:
     return v + [None] * (n - len(v))
 
 
+def _basis(p: StackPlacement) -> str:
+    """What a placement rests on: ``content``, ``stage``, ``content+stage`` ("overview" for the overview)."""
+    if not p.parent:
+        return "overview" if p.accepted else ""
+    return str((p.link.info if p.link is not None else {}).get("basis", "content"))
+
+
 def _placement_summary(p: StackPlacement) -> dict:
     ok = p.accepted
     err = p.link.info.get("precision_pct") if (ok and p.link is not None) else None
-    return {"parent": p.parent, "offset_nm": list(p.offset_nm) if ok else None,
+    return {"parent": p.parent, "basis": _basis(p), "offset_nm": list(p.offset_nm) if ok else None,
             "scale": p.scale if ok else None, "rotation_deg": p.rotation_deg if ok else None,
             "confidence": p.confidence, "accepted": bool(ok), "reason": p.reason,
-            "error_estimate_pct": err}
+            "error_estimate_pct": err,
+            "stage_limited_error_pct": (p.link.info.get("stage_limited_error_pct") if (ok and p.link is not None)
+                                        else None)}
 
 
 def run(ctx) -> None:
@@ -100,6 +110,7 @@ def run(ctx) -> None:
             g.attrs["confidence"] = float(p.confidence)
             g.attrs["accepted"] = bool(p.accepted)
             g.attrs["reason"] = p.reason
+            g.attrs["basis"] = _basis(p)
             g.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
             if p.link is not None:
                 g.attrs["ncc"] = float(p.link.ncc)
@@ -140,6 +151,8 @@ def run(ctx) -> None:
     fig_dir.mkdir(parents=True, exist_ok=True)
     fig = overview_figure(ov, placements, fps, phase_map, phase_names, results)
     save_figure(fig, fig_dir / "stack_overview.png")
+    save_figure(phase_map_figure(ov, phase_map, phase_names, regions, results.get(overview)),
+                fig_dir / "phase_map.png")
 
 
 def _image_phase(res) -> str:
@@ -186,7 +199,7 @@ def overview_figure(ov, placements, fps, phase_map, phase_names, results):
         col = colours.get(ph, (1.0, 1.0, 1.0, 1.0))
         xy = poly * np.array([px, py])
         ax.add_patch(Polygon(xy, closed=True, fill=False, edgecolor=col, linewidth=1.6))
-        ax.text(xy[:, 0].min(), xy[:, 1].min(), f"{name} ({p.confidence:.2f})", color="white", fontsize=7,
+        ax.text(xy[:, 0].min(), xy[:, 1].min(), f"{name} ({p.confidence:.2f}, {_basis(p)})", color="white", fontsize=7,
                 va="bottom", ha="left", bbox={"facecolor": col, "alpha": 0.7, "pad": 1, "linewidth": 0})
     if refused:
         ax.text(0.01, 0.01, "refused: " + ", ".join(refused), transform=ax.transAxes, color="white",
@@ -200,4 +213,78 @@ def overview_figure(ov, placements, fps, phase_map, phase_names, results):
     n_other = len(placements) - 1
     n_ok = sum(1 for n, p in placements.items() if p.accepted and n != ov.name)
     ax.set_title(f"{ov.name} (overview): {n_ok} of {n_other} other image(s) placed; colours: phases", fontsize=9)
+    return fig
+
+
+def _downsample_labels(a: np.ndarray, max_px: int = 2048) -> tuple[np.ndarray, int]:
+    """Every k-th pixel of a label map so that its larger side is <= max_px (labels are not averaged)."""
+    k = max(1, int(np.ceil(max(a.shape) / max_px)))
+    return a[::k, ::k], k
+
+
+def phase_map_figure(ov, phase_map, phase_names, regions, ov_results=None):
+    """The stack's propagated phase map over the overview: one colour per phase (legend), regions
+    without a phase in grey, region outlines, a scale bar, and a table of every region's phase, its
+    coverage by placed images and the images it came from.  Large overviews are shown downsampled."""
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    pm, k = _downsample_labels(np.asarray(phase_map))
+    px = ov.pixel_size_nm[0] * k
+    h, w = pm.shape
+    fig = plt.figure(figsize=(11.0, 6.0))
+    ax = fig.add_axes([0.03, 0.08, 0.55, 0.84])
+    cmap = plt.get_cmap("tab10")
+    rgb = np.full(pm.shape + (3,), 0.82)
+    handles = []
+    for i, name in enumerate(phase_names[1:], start=1):
+        col = cmap((i - 1) % 10)[:3]
+        rgb[pm == i] = col
+        handles.append(Patch(color=col, label=name))
+    handles.append(Patch(color=(0.82, 0.82, 0.82), label="no phase (not covered or not identified)"))
+    ax.imshow(rgb, extent=(0, w * px, h * px, 0), interpolation="nearest")
+    labels = getattr(ov_results, "labels", None)
+    if labels is not None and labels.shape == ov.shape:
+        lab, _ = _downsample_labels(labels)
+        edge = (np.diff(lab, axis=0, prepend=lab[:1]) != 0) | (np.diff(lab, axis=1, prepend=lab[:, :1]) != 0)
+        ov_rgba = np.zeros(lab.shape + (4,))
+        ov_rgba[edge] = (0, 0, 0, 0.8)
+        ax.imshow(ov_rgba, extent=(0, w * px, h * px, 0), interpolation="nearest")
+        for lab_id in regions:
+            rr, cc = np.nonzero(lab == lab_id)
+            if rr.size:
+                ax.text(cc.mean() * px, rr.mean() * px, str(lab_id), fontsize=7, ha="center", va="center",
+                        color="black", bbox={"facecolor": "white", "alpha": 0.6, "pad": 1, "linewidth": 0})
+    # scale bar: a round length near a fifth of the width
+    target = 0.2 * w * px
+    bar = 10 ** np.floor(np.log10(target))
+    bar *= 5 if target / bar >= 5 else (2 if target / bar >= 2 else 1)
+    x0, y0 = 0.05 * w * px, 0.94 * h * px
+    ax.plot([x0, x0 + bar], [y0, y0], color="white", linewidth=5, solid_capstyle="butt")
+    ax.plot([x0, x0 + bar], [y0, y0], color="black", linewidth=2, solid_capstyle="butt")
+    txt = f"{bar / 1000:g} µm" if bar >= 1000 else f"{bar:g} nm"
+    ax.text(x0 + bar / 2, y0 - 0.02 * h * px, txt, ha="center", va="bottom", fontsize=8,
+            bbox={"facecolor": "white", "alpha": 0.7, "pad": 1, "linewidth": 0})
+    ax.set_xticks([])
+    ax.set_yticks([])
+    title = f"{ov.name}: propagated phase map"
+    if k > 1:
+        title += f" (shown at 1/{k} resolution)"
+    ax.set_title(title, fontsize=9)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7, frameon=False)
+    # coverage table
+    tx = fig.add_axes([0.60, 0.05, 0.39, 0.55])
+    tx.axis("off")
+    rows = []
+    for lab_id, rp in sorted(regions.items(), key=lambda z: -z[1].area_nm2)[:18]:
+        src = ", ".join(sorted({s["image"] for s in rp.sources})) or "-"
+        rows.append([str(lab_id), rp.phase or "-", f"{100 * rp.covered_fraction:.0f} %", f"{rp.area_nm2:.0f}",
+                     src[:28]])
+    if rows:
+        tb = tx.table(cellText=rows, colLabels=["region", "phase", "covered", "area nm²", "sources"],
+                      loc="upper left", cellLoc="left", colWidths=[0.1, 0.24, 0.14, 0.16, 0.36])
+        tb.auto_set_font_size(False)
+        tb.set_fontsize(6.5)
+        tb.scale(1.0, 1.1)
+    tx.set_title("regions (largest first): phase, share covered by placed images, sources", fontsize=7.5)
     return fig
