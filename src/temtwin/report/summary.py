@@ -18,7 +18,7 @@ from typing import Any
 from .. import __version__
 from ..io.h5 import atomic_path, read_summary, to_jsonable
 
-IMAGE_STAGES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5")
+IMAGE_STAGES = ("image.h5", "segmentation.h5", "peaks.h5", "phases.h5", "gpa.h5", "simulation.h5")
 SAMPLE_STAGES = ("stack.h5", "fem/fem.h5", "model.h5", "keating.h5", "phonons.h5", "tb.h5")
 LEAD_COLUMNS = ["sample", "image", "region", "area_nm2", "centroid_nm", "crystalline", "n_peaks", "phase",
                 "space_group", "zone_axis", "rotation_deg", "phase_score", "scale_factor"]

@@ -93,6 +93,8 @@ class Workflow:
                 t.append(self.r(sample, "phonons.h5"))
             if self.enabled("tight_binding"):
                 t.append(self.r(sample, "tb.h5"))
+            if self.enabled("simulate_image"):
+                t += [self.r(sample, im, "simulation.h5") for im in self.images(sample)]
         return t
 
     def summary_inputs(self, wc=None) -> list[str]:
