@@ -67,7 +67,7 @@ class LinearHAADF:
         fine = splat(xy, np.asarray(weights, float), self.fine_shape, self.fine_px)
         tf = self.transfer(defocus_nm, cs_um, source_nm)[:, : fine.shape[1] // 2 + 1]
         conv = np.fft.irfft2(np.fft.rfft2(fine) * tf, s=fine.shape)
-        return conv[:: self.os, :: self.os] / (self.os * self.os)
+        return conv[:: self.os, :: self.os] * (self.os * self.os)
 
 
 def z_weights(numbers: np.ndarray, exponent: float) -> np.ndarray:

@@ -89,7 +89,7 @@ def refine_columns(imager: LinearHAADF, data: np.ndarray, xy_nm: np.ndarray, wei
     hist.append(float(np.sqrt(np.mean(r[mask] ** 2))))
     if callback:
         callback(0, xy, w)
-    norm = 1.0 / (os_ * os_)
+    norm = float(os_ * os_)
     for k in range(1, iterations + 1):
         # pixels near each column
         ci = np.round(xy[:, 1] / py).astype(int)

@@ -243,7 +243,9 @@ def _run_haadf(ctx, cfg, img, models, which, cov, energy):
     off = np.array([c0 * px[0], r0 * px[1]])
     crop = LinearHAADF(sub.shape, px, energy, conv, int(h["oversample"]))
     mask = cov[r0:r1, c0:c1] & _edge_mask(sub.shape, px, float(cfg["edge_margin_nm"]))
-    fit = fit_haadf(crop, sub, mask, pos[:, :2] - off, atoms.numbers, cs_um=cs0, fit_cs=False,
+    ext = np.array([(c1 - c0) * px[0], (r1 - r0) * px[1]])
+    inb = np.all((pos[:, :2] - off >= 0) & (pos[:, :2] - off < ext), axis=1)  # no wrap-around of outside atoms
+    fit = fit_haadf(crop, sub, mask, pos[inb, :2] - off, atoms.numbers[inb], cs_um=cs0, fit_cs=False,
                     source_nm=float(h["source_nm"]), exponent=float(h["exponent"]))
     v = fit.values
     full = LinearHAADF(img.shape, px, energy, conv, int(h["oversample"]))
