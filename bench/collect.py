@@ -4,7 +4,7 @@
 from common import BENCH, RESULTS_DIR, machine
 
 ORDER = ["ingest", "segment", "fft_peaks", "phase_id", "register_stack", "gpa", "fem_geometry",
-         "atomic_model", "keating", "phonons", "tight_binding", "workflow"]
+         "atomic_model", "keating", "phonons", "tight_binding", "simulate_image", "workflow"]
 
 
 def main() -> None:

@@ -13,10 +13,12 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _abtem(device: str = "cpu"):
+def _abtem(device: str = "cpu", threads: int = 1):
+    """abTEM configured for this job: no progress bar, FFTW/MKL limited to ``threads``, CPU or GPU."""
     import abtem
 
-    abtem.config.set({"local_diagnostics.progress_bar": False, "device": device})
+    abtem.config.set({"diagnostics.progress_bar": False, "device": device, "fftw.threads": int(threads),
+                      "mkl.threads": int(threads)})
     return abtem
 
 
@@ -55,7 +57,7 @@ def exit_waves(atoms, energy_eV: float, sampling_A: float = 0.05, slice_A: float
     The first plane returned is after ``every_slices`` slices; the thickness of plane i is the depth of
     its last slice (nm).
     """
-    abtem = _abtem(device)
+    abtem = _abtem(device, threads)
     if not np.allclose(atoms.cell[:], np.diag(np.diag(atoms.cell[:])), atol=1e-6):
         raise ValueError("exit_waves needs an orthogonal cell")
     pot = abtem.Potential(atoms, sampling=sampling_A, slice_thickness=slice_A, projection="infinite",
@@ -83,7 +85,7 @@ def haadf_multislice(atoms, energy_eV: float, convergence_mrad: float, detector_
     No frozen phonons (a static lattice); the scan covers ``scan_extent_A`` (x, y) from the origin
     (default the cell) with ``scan_sampling_A`` steps, endpoint excluded.
     """
-    abtem = _abtem(device)
+    abtem = _abtem(device, threads)
     pot = abtem.Potential(atoms, sampling=sampling_A, slice_thickness=slice_A, projection="infinite",
                           parametrization="lobato")
     probe = abtem.Probe(energy=float(energy_eV), semiangle_cutoff=float(convergence_mrad),
