@@ -3,8 +3,11 @@
 Every fit uses a global linear intensity model ``data ≈ a + b · simulated`` solved in closed form for each
 trial (variable projection), over the pixels of ``mask``.  Nonlinear parameters are refined with
 ``scipy.optimize.least_squares``; their 1-σ uncertainties come from the Jacobian at the optimum,
-cov = s² (JᵀJ)⁻¹ with s² = χ²/(n − p) (the residual variance, so model error widens them).  Pixel noise is
-treated as independent, which makes the uncertainties lower bounds when the noise is correlated.
+cov = s² (JᵀJ)⁻¹ with s² = χ²/(n − p) (the residual variance, so model error widens them), inflated by
+√(Σ_τ ρ(τ)), the sum of the residual's normalised autocorrelation over lags within ``corr_window_px``
+(1 for white noise): residuals correlated in space (model error, blur) carry fewer independent samples.
+They remain statistical: a systematic error shared by all pixels (a wrong fixed focal spread) is not in
+them.
 The HRTEM thickness is discrete (exit planes); it is refined by a parabola through the costs of the best
 plane and its neighbours, and its uncertainty is from that parabola's curvature.
 """
@@ -53,6 +56,22 @@ class FitResult:
     scan: dict = field(default_factory=dict)
 
 
+def correlation_inflation(resid: np.ndarray, mask: np.ndarray, window_px: int = 8) -> float:
+    """√(Σ ρ(τ)) over lags |τ| ≤ ``window_px`` of the residual map (masked pixels only), at least 1."""
+    r = np.where(mask, resid - resid[mask].mean(), 0.0)
+    f = np.fft.rfft2(r, s=(2 * r.shape[0], 2 * r.shape[1]))
+    ac = np.fft.irfft2(f * np.conj(f), s=(2 * r.shape[0], 2 * r.shape[1]))
+    n = np.fft.irfft2(np.abs(np.fft.rfft2(mask.astype(float), s=ac.shape)) ** 2, s=ac.shape)
+    ac = np.where(n > 0.5, ac / np.maximum(n, 1.0), 0.0)
+    if ac[0, 0] <= 0:
+        return 1.0
+    rho = ac / ac[0, 0]
+    w = int(window_px)
+    idx = np.r_[0:w + 1, -w:0]
+    block = rho[np.ix_(idx, idx)]
+    return float(np.sqrt(max(1.0, block.sum())))
+
+
 def _cov_sigma(jac: np.ndarray, resid: np.ndarray, n_extra: int = 2) -> np.ndarray:
     n, p = jac.shape
     dof = max(n - p - n_extra, 1)
@@ -68,7 +87,7 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
               defocus_step_nm: float = 1.0, cs_um=(-15.0, 0.0, 15.0, 30.0), fit_cs: bool = True,
               focal_spread_nm: float = 3.0,
               blur_nm: float = 0.005, fit_blur: bool = True, planes: np.ndarray | None = None,
-              log=None) -> FitResult:
+              corr_window_px: int = 8, log=None) -> FitResult:
     """Fit defocus (nm, +underfocus), thickness (exit plane), Cs (µm), blur (nm), shift (px) and a, b.
 
     Coarse: every exit plane in ``planes`` × a defocus grid × the start values ``cs_um`` (µm, a number or a
@@ -157,9 +176,13 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
     sim = imager.image(int(planes[ib]), v[0], v[1], focal_spread_nm, max(v[2], 0.0), (v[3], v[4]))
     a, b = linear_intensity(sim, data, mask)
     best_ncc = ncc(sim, data, mask)
+    infl = correlation_inflation(data - a - b * sim, mask, corr_window_px)
+    sig = sig * infl
+    if t_sig is not None:
+        t_sig *= infl
     values = dict(zip(names, [float(x) for x in v]))
     values.update(thickness_nm=t, focal_spread_nm=float(focal_spread_nm), offset=a, scale=b,
-                  plane=int(planes[ib]))
+                  plane=int(planes[ib]), sigma_inflation=infl)
     sigma = {k: (None if not np.isfinite(s) or not free[i] else float(s)) for i, (k, s) in enumerate(zip(names, sig))}
     sigma["thickness_nm"] = t_sig
     ambiguous = False
@@ -183,7 +206,8 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
 
 def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, numbers: np.ndarray, *,
               defocus_range_nm=(-6.0, 6.0), defocus_step_nm: float = 2.0, cs_um: float = 0.0, fit_cs: bool = False,
-              source_nm: float = 0.03, exponent: float = 1.7, fit_exponent: bool = True) -> FitResult:
+              source_nm: float = 0.03, exponent: float = 1.7, fit_exponent: bool = True,
+              corr_window_px: int = 8) -> FitResult:
     """Fit the linear HAADF model: probe defocus (nm), Cs (µm, optional), source size (nm), Z exponent n,
     shift (px) and a, b.  Thickness is not identifiable in the linear model (it only scales the column
     weights, absorbed by b): it is reported absent with that reason.
@@ -224,8 +248,10 @@ def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, num
     sig[idx] = _cov_sigma(r.jac, r.fun)
     sim = render(v)
     a, b = linear_intensity(sim, data, mask)
+    infl = correlation_inflation(data - a - b * sim, mask, corr_window_px)
+    sig = sig * infl
     values = dict(zip(names, [float(x) for x in v]))
-    values.update(offset=a, scale=b, thickness_nm=None)
+    values.update(offset=a, scale=b, thickness_nm=None, sigma_inflation=infl)
     sigma = {k: (float(s) if free[i] and np.isfinite(s) else None) for i, (k, s) in enumerate(zip(names, sig))}
     notes = ["thickness not identifiable with the linear HAADF model (it only scales the column weights)"]
     if not multi_species:

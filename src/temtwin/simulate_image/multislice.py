@@ -70,10 +70,10 @@ def exit_waves(atoms, energy_eV: float, sampling_A: float = 0.05, slice_A: float
     depth = np.concatenate([[0.0], np.cumsum(st)])
     planes = np.asarray(pot.exit_planes, int)
     arr = np.transpose(arr, (0, 2, 1)).astype(np.complex64)
-    keep = planes > 0
+    keep = planes >= 0  # abTEM: -1 = entrance surface, k = after slice k (0-based)
     ext = (float(pot.extent[0]), float(pot.extent[1]))
     samp = (ext[0] / arr.shape[2], ext[1] / arr.shape[1])
-    return ExitWaves(arr[keep], depth[planes[keep]] / 10.0, samp, ext, float(energy_eV))
+    return ExitWaves(arr[keep], depth[planes[keep] + 1] / 10.0, samp, ext, float(energy_eV))
 
 
 def haadf_multislice(atoms, energy_eV: float, convergence_mrad: float, detector_mrad: tuple[float, float],

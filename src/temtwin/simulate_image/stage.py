@@ -157,6 +157,15 @@ def run(ctx) -> None:
     if energy <= 0:
         raise UserError("no beam energy: image.h5 has no voltage_kV; set simulate_image.energy_keV",
                         str(ctx.input["image"]))
+    from .multislice import gpu_available
+
+    if cfg["device"] != "cpu":
+        has_gpu = gpu_available()
+        if cfg["device"] == "gpu" and not has_gpu:
+            raise UserError("simulate_image.device = gpu but CuPy or a CUDA device is missing: set device to cpu "
+                            "or auto", "config")
+        cfg["device"] = "gpu" if has_gpu else "cpu"
+    ctx.log.info("simulate_image: mode %s, model %s, device %s", mode, which, cfg["device"])
     data = np.asarray(img.data, float)
     noise = noise_sigma(data)
     t0 = time.perf_counter()
