@@ -5,6 +5,7 @@ rule simulate_image:
         segmentation=f"{R}/{{sample}}/{{image}}/segmentation.h5",
         model=f"{R}/{{sample}}/model.h5",
         relaxed=lambda wc: [f"{R}/{wc.sample}/relaxed.extxyz"] if W.enabled("keating") else [],
+        settings=W.sample_files,
     output:
         h5=f"{R}/{{sample}}/{{image}}/simulation.h5",
         figures=report(

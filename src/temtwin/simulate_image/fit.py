@@ -72,6 +72,21 @@ def correlation_inflation(resid: np.ndarray, mask: np.ndarray, window_px: int = 
     return float(np.sqrt(max(1.0, block.sum())))
 
 
+# a 1-σ beyond these is "not determined by the data" (reported as None with a note)
+SIGMA_LIMITS = {"defocus_nm": 50.0, "cs_um": 500.0, "blur_nm": 0.05, "source_nm": 0.1, "exponent": 1.0,
+                "shift_x_px": 2.0, "shift_y_px": 2.0, "thickness_nm": 50.0}
+
+
+def _determined(sigma: dict, notes: list) -> dict:
+    out = {}
+    for k, s in sigma.items():
+        if s is not None and (not np.isfinite(s) or s > SIGMA_LIMITS.get(k, np.inf)):
+            notes.append(f"{k} not determined by the data (1-sigma {s:.3g})")
+            s = None
+        out[k] = s
+    return out
+
+
 def _cov_sigma(jac: np.ndarray, resid: np.ndarray, n_extra: int = 2) -> np.ndarray:
     n, p = jac.shape
     dof = max(n - p - n_extra, 1)
@@ -200,6 +215,7 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
                 ambiguous = True
                 notes.append(f"rival optimum at defocus {rv[0]:.1f} nm, thickness {th[planes[ri]]:.2f} nm "
                              f"with cost ratio {rcost / cost:.3f}")
+    sigma = _determined(sigma, notes)
     return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
                      {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3})
 
@@ -256,4 +272,5 @@ def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, num
     notes = ["thickness not identifiable with the linear HAADF model (it only scales the column weights)"]
     if not multi_species:
         notes.append("Z exponent not fitted: one species only")
+    sigma = _determined(sigma, notes)
     return FitResult(values, sigma, cost, ncc(sim, data, mask), a + b * sim, False, notes)

@@ -1,7 +1,9 @@
 """Rule ``simulate_image``: simulate the atomic model's micrograph, fit the optics, compare, refine.
 
-Inputs: ``image`` (image.h5), ``segmentation`` (segmentation.h5), ``model`` (the sample's model.h5) and,
-when keating ran, ``relaxed`` (relaxed.extxyz, Å).  Outputs: ``h5`` (simulation.h5) and ``figures``.
+Inputs: ``image`` (image.h5), ``segmentation`` (segmentation.h5), ``model`` (the sample's model.h5),
+``settings`` (sample.yaml when present: ``overrides.simulate_image`` applies, e.g. ``mode`` and ``energy_keV``
+for files without metadata) and, when keating ran, ``relaxed`` (relaxed.extxyz, Å).
+Outputs: ``h5`` (simulation.h5) and ``figures``.
 
 simulation.h5 (per image): root attrs ``applicable``, ``reason``, ``mode`` (hrtem/haadf), ``model``
 (as_built/relaxed: the one fitted), ``ambiguous``; ``/simulated`` and ``/residual`` (rows, cols) in the
@@ -133,6 +135,12 @@ def _edge_mask(shape, pixel_nm, margin_nm):
 
 def run(ctx) -> None:
     cfg = ctx.section("simulate_image")
+    sample = ctx.sample_settings()
+    ov = (sample.get("overrides") or {}).get("simulate_image") if isinstance(sample.get("overrides"), dict) else None
+    if ov:
+        from ..config import load_config
+
+        cfg = load_config({"simulate_image": {**cfg, **ov}}, require_dataset=False)["simulate_image"]
     img = read_image(ctx.input["image"])
     name = img.name
     mode, why = choose_mode(cfg, img.meta)
