@@ -5,7 +5,11 @@ Each iteration linearises I = bg + b · Σ_c w_c K(r − r_c) about the current 
 solves for all column shifts δr_c and weight changes δw_c at once with sparse least squares (each column
 touches only a window of ``halfwidth`` pixels), then re-simulates.  The residual is exact (FFT model);
 only the Jacobian is windowed.  A column's weight is w = n_atoms · ((1 − x) Z_a^n + x Z_b^n), so the
-composition is x = (w / n_atoms − Z_a^n) / (Z_b^n − Z_a^n).  Lengths in nm, image frame.
+composition is x = (w / n_atoms − Z_a^n) / (Z_b^n − Z_a^n).  The global intensity scale and the column
+weights are degenerate (scale · w): the image fixes only the column-to-column differences, so the mean
+weight is held at the start model's (its mean composition, from EELS or the design, is the absolute
+reference) and the scale is re-estimated with the weights at every iteration; the background offset is
+refined too.  Lengths in nm, image frame.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def _psf_fine(imager: LinearHAADF, defocus_nm, cs_um, source_nm):
 def refine_columns(imager: LinearHAADF, data: np.ndarray, xy_nm: np.ndarray, weights: np.ndarray, *,
                    defocus_nm: float, cs_um: float, source_nm: float, offset: float, scale: float,
                    iterations: int = 3, halfwidth_px: int = 6, mask: np.ndarray | None = None,
-                   max_step_nm: float = 0.02, callback=None):
+                   max_step_nm: float = 0.02, fix_mean_weight: bool = True, callback=None):
     """Gauss–Newton refinement of column positions (nm) and weights against ``data``.
 
     Returns (xy_nm, weights, history) with history the residual RMS per iteration (iteration 0 = start).
@@ -75,6 +79,7 @@ def refine_columns(imager: LinearHAADF, data: np.ndarray, xy_nm: np.ndarray, wei
     mask = np.ones(imager.shape, bool) if mask is None else mask
     xy = np.array(xy_nm, float)
     w = np.array(weights, float)
+    w0_mean = float(w.mean())
     nc = len(w)
     h = int(halfwidth_px)
     dr, dc = np.meshgrid(np.arange(-h, h + 1), np.arange(-h, h + 1), indexing="ij")
@@ -116,16 +121,24 @@ def refine_columns(imager: LinearHAADF, data: np.ndarray, xy_nm: np.ndarray, wei
         colid = np.repeat(np.arange(nc)[:, None], pr.shape[1], axis=1)[ok]
         # scale unknowns: positions in pm-ish units, weights relative
         sx, sw = 0.01, max(float(np.median(w)), 1e-9) * 0.1
+        so = max(abs(offset), 1.0) * 0.01
+        valid = np.flatnonzero(mask.ravel())
         jac = sparse.csr_matrix(
-            (np.concatenate([jx[ok] * sx, jy[ok] * sx, jw[ok] * sw]),
-             (np.concatenate([rowsel, rowsel, rowsel]), np.concatenate([colid, colid + nc, colid + 2 * nc]))),
-            shape=(rows * cols, 3 * nc))
+            (np.concatenate([jx[ok] * sx, jy[ok] * sx, jw[ok] * sw, np.full(len(valid), so)]),
+             (np.concatenate([rowsel, rowsel, rowsel, valid]),
+              np.concatenate([colid, colid + nc, colid + 2 * nc, np.full(len(valid), 3 * nc)]))),
+            shape=(rows * cols, 3 * nc + 1))
         step = lsqr(jac, r.ravel() * mask.ravel(), damp=1e-3 * abs(scale) * sw, atol=1e-10, btol=1e-10,
                     iter_lim=500)[0]
         dx = np.clip(step[:nc] * sx, -max_step_nm, max_step_nm)
         dy = np.clip(step[nc:2 * nc] * sx, -max_step_nm, max_step_nm)
         xy = xy + np.stack([dx, dy], axis=1)
-        w = np.clip(w + step[2 * nc:] * sw, 0, None)
+        w = np.clip(w + step[2 * nc:3 * nc] * sw, 0, None)
+        offset = offset + step[3 * nc] * so
+        if fix_mean_weight:
+            f = w0_mean / max(float(w.mean()), 1e-12)
+            w = w * f
+            scale = scale / f
         r = data - model(xy, w)
         hist.append(float(np.sqrt(np.mean(r[mask] ** 2))))
         if callback:
