@@ -32,7 +32,8 @@ def test_hrtem_transfer_matches_abtem(si_waves):
     import abtem
 
     at, ew = si_waves
-    pot = abtem.Potential(at, sampling=0.08, slice_thickness=2.0, projection="infinite", parametrization="lobato")
+    gpts = (ew.waves.shape[2], ew.waves.shape[1])  # the same grid as exit_waves chose
+    pot = abtem.Potential(at, gpts=gpts, slice_thickness=2.0, projection="infinite", parametrization="lobato")
     w = abtem.PlaneWave(energy=300e3).multislice(pot)
     ctf = abtem.CTF(energy=300e3, defocus=60.0, Cs=15e4, semiangle_cutoff=25.0, focal_spread=30.0)
     ref = np.asarray(w.apply_ctf(ctf).intensity().compute(scheduler="synchronous").array).T

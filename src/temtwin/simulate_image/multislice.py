@@ -55,12 +55,16 @@ def exit_waves(atoms, energy_eV: float, sampling_A: float = 0.05, slice_A: float
     """Plane-wave multislice (lobato potential, infinite projection) with exit planes every ``every_slices``.
 
     The first plane returned is after ``every_slices`` slices; the thickness of plane i is the depth of
-    its last slice (nm).
+    its last slice (nm).  The grid is the next FFT-friendly size at or above extent / ``sampling_A``
+    (so the sampling is at most the one asked for; FFTs of sizes with large prime factors are slow).
     """
+    import scipy.fft as sfft
+
     abtem = _abtem(device, threads)
     if not np.allclose(atoms.cell[:], np.diag(np.diag(atoms.cell[:])), atol=1e-6):
         raise ValueError("exit_waves needs an orthogonal cell")
-    pot = abtem.Potential(atoms, sampling=sampling_A, slice_thickness=slice_A, projection="infinite",
+    gpts = [sfft.next_fast_len(int(np.ceil(atoms.cell[i, i] / sampling_A - 1e-9))) for i in (0, 1)]
+    pot = abtem.Potential(atoms, gpts=gpts, slice_thickness=slice_A, projection="infinite",
                           parametrization="lobato", exit_planes=int(every_slices))
     w = _compute(abtem.PlaneWave(energy=float(energy_eV)).multislice(pot), threads)
     arr = np.asarray(w.array if device == "cpu" else w.array.get())
