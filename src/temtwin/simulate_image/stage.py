@@ -161,8 +161,10 @@ def run(ctx) -> None:
     if which not in models:
         raise UserError(f"simulate_image.model = {which} but no relaxed model exists: enable keating or use as_built",
                         str(ctx.input["model"]))
-    energy = float(img.meta.get("voltage_kV") or cfg.get("energy_keV") or 0) * 1e3
-    if energy <= 0:
+    kv = img.meta.get("voltage_kV")
+    kv = float(kv) if kv is not None and np.isfinite(float(kv)) and float(kv) > 0 else cfg.get("energy_keV")
+    energy = float(kv or 0) * 1e3
+    if not np.isfinite(energy) or energy <= 0:
         raise UserError("no beam energy: image.h5 has no voltage_kV; set simulate_image.energy_keV",
                         str(ctx.input["image"]))
     from .multislice import gpu_available
