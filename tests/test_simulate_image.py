@@ -127,7 +127,7 @@ def test_refinement_reduces_known_error():
     assert hist[-1] < hist[0]
 
 
-def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", data=None, image="img"):
+def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", data=None, image="img", kv=300.0):
     from temtwin.io.h5 import atomic_h5
     from temtwin.io.image import Micrograph
     from temtwin.io.ingest import write_image_h5
@@ -135,7 +135,7 @@ def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", dat
 
     data = np.ones(shape, np.float32) if data is None else data
     m = Micrograph(data.astype(np.float32), px, image, "s",
-                   {"mode": mode, "detector": detector, "voltage_kV": 300.0, "source_file": "x.tif",
+                   {"mode": mode, "detector": detector, "voltage_kV": kv, "source_file": "x.tif",
                     "units": "counts"})
     with atomic_h5(tmp_path / "image.h5") as f:
         write_image_h5(f, m)
@@ -162,6 +162,16 @@ def test_stage_error_when_model_does_not_cover_image(tmp_path):
     with pytest.raises(UserError, match=r"model\.h5: the atomic model covers .*% of image img .*min_coverage"):
         run(_ctx(tmp_path, min_coverage=0.2))
     assert not (tmp_path / "simulation.h5").exists()
+
+
+def test_stage_needs_a_beam_energy(tmp_path):
+    """A file without a voltage (NaN in image.h5) needs simulate_image.energy_keV: one clear line."""
+    from temtwin.simulate_image.stage import run
+
+    at = sige110_atoms((2.0, 2.0), 1.0, 0.3, np.random.default_rng(0))
+    _write_inputs(tmp_path, at, (100, 100), (at.cell[0, 0] / 1000, at.cell[1, 1] / 1000), kv=float("nan"))
+    with pytest.raises(UserError, match=r"image\.h5: no beam energy.*simulate_image\.energy_keV"):
+        run(_ctx(tmp_path))
 
 
 def test_stage_haadf_end_to_end_with_refinement(tmp_path):
