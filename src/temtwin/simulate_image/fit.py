@@ -91,8 +91,14 @@ def _cov_sigma(jac: np.ndarray, resid: np.ndarray, n_extra: int = 2) -> np.ndarr
     n, p = jac.shape
     dof = max(n - p - n_extra, 1)
     s2 = float(resid @ resid) / dof
+    jtj = jac.T @ jac
+    if not np.all(np.isfinite(jtj)):
+        return np.full(p, np.nan)
+    # a tiny ridge keeps a singular direction from failing the inversion: it gets a huge variance
+    # instead, which _determined() reports as "not determined"
+    jtj = jtj + np.eye(p) * 1e-12 * max(float(np.max(np.diag(jtj))), 1e-300)
     try:
-        cov = np.linalg.inv(jac.T @ jac) * s2
+        cov = np.linalg.inv(jtj) * s2
         return np.sqrt(np.clip(np.diag(cov), 0, None))
     except np.linalg.LinAlgError:
         return np.full(p, np.nan)
