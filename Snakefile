@@ -38,6 +38,7 @@ include: "rules/atomic_model.smk"
 include: "rules/keating.smk"
 include: "rules/phonons.smk"
 include: "rules/tight_binding.smk"
+include: "rules/simulate_image.smk"
 include: "rules/summarize.smk"
 include: "rules/viewer.smk"
 

@@ -67,6 +67,8 @@ PURPOSE = {
     "keating": "rule `keating`: relaxation method, force tolerance, fixed slabs, map bins",
     "phonons": "rule `phonons`: structure, regions/slabs, KPM moments and vectors, broadening",
     "tight_binding": "rules `tb_moments`/`tb_ldos`: Hamiltonian options, KPM moments, chunks, backend, band edges",
+    "simulate_image": "rule `simulate_image`: imaging mode, optics start values and search ranges, multislice "
+                      "sampling, fit crop, coverage, HAADF linear model, refinement, device",
 }
 
 

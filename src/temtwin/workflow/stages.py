@@ -63,6 +63,8 @@ STAGES: tuple[Stage, ...] = (
           switch="atomic_model"),
     Stage("keating", "keating", "sample", "keating.h5", "temtwin.physics.keating_stage:run", "Keating forces",
           switch="keating", requires=("atomic_model",)),
+    Stage("simulate_image", "simulate_image", "image", "simulation.h5", "temtwin.simulate_image.stage:run",
+          "Simulated micrographs", switch="simulate_image", requires=("atomic_model",)),
     Stage("phonons", "phonons", "sample", "phonons.h5", "temtwin.physics.phonons_stage:run", "Phonons",
           switch="phonons", requires=("atomic_model",)),
     Stage("tb_moments", "tight_binding", "chunk", "tb/moments_{chunk}.h5", "temtwin.physics.tb_stage:run_moments",

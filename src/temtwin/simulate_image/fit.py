@@ -1,0 +1,282 @@
+"""Fits of the imaging parameters by minimising the residual to the micrograph, with uncertainties.
+
+Every fit uses a global linear intensity model ``data ≈ a + b · simulated`` solved in closed form for each
+trial (variable projection), over the pixels of ``mask``.  Nonlinear parameters are refined with
+``scipy.optimize.least_squares``; their 1-σ uncertainties come from the Jacobian at the optimum,
+cov = s² (JᵀJ)⁻¹ with s² = χ²/(n − p) (the residual variance, so model error widens them), inflated by
+√(Σ_τ ρ(τ)), the sum of the residual's normalised autocorrelation over lags within ``corr_window_px``
+(1 for white noise): residuals correlated in space (model error, blur) carry fewer independent samples.
+They remain statistical: a systematic error shared by all pixels (a wrong fixed focal spread) is not in
+them.
+The HRTEM thickness is discrete (exit planes); it is refined by a parabola through the costs of the best
+plane and its neighbours, and its uncertainty is from that parabola's curvature.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from .hrtem import HRTEMImager
+
+
+def linear_intensity(sim: np.ndarray, data: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Least-squares a, b of ``data ≈ a + b·sim`` over ``mask``."""
+    s = sim[mask]
+    d = data[mask]
+    sc = s - s.mean()
+    var = float(sc @ sc)
+    b = float(sc @ (d - d.mean())) / var if var > 0 else 0.0
+    return float(d.mean() - b * s.mean()), b
+
+
+def ncc(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Normalised cross-correlation (Pearson) of two images over ``mask``."""
+    x = a[mask] if mask is not None else a.ravel()
+    y = b[mask] if mask is not None else b.ravel()
+    x = x - x.mean()
+    y = y - y.mean()
+    den = np.sqrt(float(x @ x) * float(y @ y))
+    return float(x @ y) / den if den > 0 else 0.0
+
+
+@dataclass
+class FitResult:
+    """Fitted parameters (name -> value) and 1-σ uncertainties (name -> σ or None when not determined)."""
+
+    values: dict
+    sigma: dict
+    cost: float
+    ncc: float
+    simulated: np.ndarray
+    ambiguous: bool = False
+    notes: list = field(default_factory=list)
+    scan: dict = field(default_factory=dict)
+
+
+def correlation_inflation(resid: np.ndarray, mask: np.ndarray, window_px: int = 8) -> float:
+    """√(Σ ρ(τ)) over lags |τ| ≤ ``window_px`` of the residual map (masked pixels only), at least 1."""
+    r = np.where(mask, resid - resid[mask].mean(), 0.0)
+    f = np.fft.rfft2(r, s=(2 * r.shape[0], 2 * r.shape[1]))
+    ac = np.fft.irfft2(f * np.conj(f), s=(2 * r.shape[0], 2 * r.shape[1]))
+    n = np.fft.irfft2(np.abs(np.fft.rfft2(mask.astype(float), s=ac.shape)) ** 2, s=ac.shape)
+    ac = np.where(n > 0.5, ac / np.maximum(n, 1.0), 0.0)
+    if ac[0, 0] <= 0:
+        return 1.0
+    rho = ac / ac[0, 0]
+    w = int(window_px)
+    idx = np.r_[0:w + 1, -w:0]
+    block = rho[np.ix_(idx, idx)]
+    return float(np.sqrt(max(1.0, block.sum())))
+
+
+# a 1-σ beyond these is "not determined by the data" (reported as None with a note)
+SIGMA_LIMITS = {"defocus_nm": 50.0, "cs_um": 500.0, "blur_nm": 0.05, "source_nm": 0.1, "exponent": 1.0,
+                "shift_x_px": 2.0, "shift_y_px": 2.0, "thickness_nm": 50.0}
+
+
+def _determined(sigma: dict, notes: list) -> dict:
+    out = {}
+    for k, s in sigma.items():
+        if s is not None and (not np.isfinite(s) or s > SIGMA_LIMITS.get(k, np.inf)):
+            notes.append(f"{k} not determined by the data (1-sigma {s:.3g})")
+            s = None
+        out[k] = s
+    return out
+
+
+def _cov_sigma(jac: np.ndarray, resid: np.ndarray, n_extra: int = 2) -> np.ndarray:
+    n, p = jac.shape
+    dof = max(n - p - n_extra, 1)
+    s2 = float(resid @ resid) / dof
+    jtj = jac.T @ jac
+    if not np.all(np.isfinite(jtj)):
+        return np.full(p, np.nan)
+    # a tiny ridge keeps a singular direction from failing the inversion: it gets a huge variance
+    # instead, which _determined() reports as "not determined"
+    jtj = jtj + np.eye(p) * 1e-12 * max(float(np.max(np.diag(jtj))), 1e-300)
+    try:
+        cov = np.linalg.inv(jtj) * s2
+        return np.sqrt(np.clip(np.diag(cov), 0, None))
+    except np.linalg.LinAlgError:
+        return np.full(p, np.nan)
+
+
+def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocus_range_nm=(-30.0, 30.0),
+              defocus_step_nm: float = 1.0, cs_um=(-15.0, 0.0, 15.0, 30.0), fit_cs: bool = True,
+              focal_spread_nm: float = 3.0,
+              blur_nm: float = 0.005, fit_blur: bool = True, planes: np.ndarray | None = None,
+              corr_window_px: int = 8, log=None) -> FitResult:
+    """Fit defocus (nm, +underfocus), thickness (exit plane), Cs (µm), blur (nm), shift (px) and a, b.
+
+    Coarse: every exit plane in ``planes`` × a defocus grid × the start values ``cs_um`` (µm, a number or a
+    list), scored by NCC over ``mask``.
+    Fine: least squares over (defocus, Cs, blur, dx, dy) on the best plane and its two neighbours.
+    ``ambiguous`` is set when a distinct coarse optimum (defocus > 3 steps away or thickness > 2 planes
+    away) scores within 1 % of the best NCC after refinement.
+    """
+    th = imager.thickness_nm
+    planes = np.arange(len(th)) if planes is None else np.asarray(planes, int)
+    dfs = np.arange(defocus_range_nm[0], defocus_range_nm[1] + 1e-9, defocus_step_nm)
+    css = np.atleast_1d(np.asarray(cs_um, float))
+    score3 = np.full((len(css), len(planes), len(dfs)), -2.0)
+    for c, cs in enumerate(css):
+        for i, p in enumerate(planes):
+            for j, df in enumerate(dfs):
+                score3[c, i, j] = ncc(imager.image(int(p), df, cs, focal_spread_nm, blur_nm), data, mask)
+            if log is not None:
+                log.info("progress: hrtem coarse fit Cs %g µm, plane %d/%d", cs, i + 1, len(planes))
+    best_c = int(np.argmax(score3.max(axis=(1, 2))))
+    cs_start = float(css[best_c])
+    score = score3[best_c]
+    order = np.argsort(score, axis=None)[::-1]
+    best_i, best_j = np.unravel_index(order[0], score.shape)
+    # a distinct runner-up basin
+    rival = None
+    for o in order[1:]:
+        i, j = np.unravel_index(o, score.shape)
+        if abs(j - best_j) > 3 or abs(i - best_i) > 2:
+            rival = (int(i), int(j), float(score[i, j]))
+            break
+
+    names = ["defocus_nm", "cs_um", "blur_nm", "shift_x_px", "shift_y_px"]
+    free = [True, bool(fit_cs), bool(fit_blur), True, True]
+
+    def refine(plane: int, df0: float):
+        x0_full = np.array([df0, cs_start, blur_nm, 0.0, 0.0])
+        idx = [k for k in range(5) if free[k]]
+
+        def full(x):
+            v = x0_full.copy()
+            v[idx] = x
+            return v
+
+        def resid(x):
+            v = full(x)
+            sim = imager.image(plane, v[0], v[1], focal_spread_nm, max(v[2], 0.0), (v[3], v[4]))
+            a, b = linear_intensity(sim, data, mask)
+            return (data[mask] - a - b * sim[mask])
+
+        lo = np.array([-np.inf, -np.inf, 0.0, -3.0, -3.0])[idx]
+        hi = np.array([np.inf, np.inf, 0.1, 3.0, 3.0])[idx]
+        x0 = np.clip(x0_full[idx], lo + 1e-9, hi - 1e-9)
+        r = least_squares(resid, x0, bounds=(lo, hi), x_scale=np.array([1.0, 5.0, 0.005, 0.2, 0.2])[idx],
+                          diff_step=1e-3, max_nfev=60)
+        sig = np.full(5, np.nan)
+        sig[idx] = _cov_sigma(r.jac, r.fun)
+        return full(r.x), sig, float(r.fun @ r.fun)
+
+    cand = {}
+    i_start = int(best_i)
+    for _ in range(len(planes)):
+        for i in (i_start - 1, i_start, i_start + 1):
+            if 0 <= i < len(planes) and i not in cand:
+                df0 = float(cand[i_start][0][0]) if i_start in cand else float(dfs[best_j])
+                cand[i] = refine(int(planes[i]), df0)
+        costs = {i: c[2] for i, c in cand.items()}
+        ib = min(costs, key=costs.get)
+        if ib == i_start:
+            break
+        i_start = ib
+    v, sig, cost = cand[ib]
+    # thickness: parabola through plane costs
+    t = float(th[planes[ib]])
+    t_sig = None
+    if ib - 1 in costs and ib + 1 in costs:
+        c0, c1, c2 = costs[ib - 1], costs[ib], costs[ib + 1]
+        t_lo, t_hi = float(th[planes[ib - 1]]), float(th[planes[ib + 1]])
+        h = 0.5 * (t_hi - t_lo)
+        curv = (c0 - 2 * c1 + c2) / h**2
+        if curv > 0:
+            t = t + float(np.clip(-(c2 - c0) / (2 * h) / curv, -h, h))
+            n = int(mask.sum())
+            s2 = c1 / max(n - 8, 1)
+            t_sig = float(np.sqrt(2.0 * s2 / curv))
+    sim = imager.image(int(planes[ib]), v[0], v[1], focal_spread_nm, max(v[2], 0.0), (v[3], v[4]))
+    a, b = linear_intensity(sim, data, mask)
+    best_ncc = ncc(sim, data, mask)
+    infl = correlation_inflation(data - a - b * sim, mask, corr_window_px)
+    sig = sig * infl
+    if t_sig is not None:
+        t_sig *= infl
+    values = dict(zip(names, [float(x) for x in v]))
+    values.update(thickness_nm=t, focal_spread_nm=float(focal_spread_nm), offset=a, scale=b,
+                  plane=int(planes[ib]), sigma_inflation=infl)
+    sigma = {k: (None if not np.isfinite(s) or not free[i] else float(s)) for i, (k, s) in enumerate(zip(names, sig))}
+    sigma["thickness_nm"] = t_sig
+    ambiguous = False
+    notes = []
+    if ib == len(planes) - 1:
+        notes.append("thickness at the upper end of the searched range (the model's thickness): the sample "
+                     "may be thicker; its uncertainty is not determined")
+    elif ib == 0:
+        notes.append("thickness at the lower end of the searched range; its uncertainty is not determined")
+    if rival is not None:
+        ri, rj, rs = rival
+        if rs > 0:
+            rv, _, rcost = refine(int(planes[ri]), float(dfs[rj]))
+            if rcost <= cost * 1.02 and (abs(rv[0] - v[0]) > 3 * defocus_step_nm or abs(ri - ib) > 2):
+                ambiguous = True
+                notes.append(f"rival optimum at defocus {rv[0]:.1f} nm, thickness {th[planes[ri]]:.2f} nm "
+                             f"with cost ratio {rcost / cost:.3f}")
+    sigma = _determined(sigma, notes)
+    return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
+                     {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3})
+
+
+def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, numbers: np.ndarray, *,
+              defocus_range_nm=(-6.0, 6.0), defocus_step_nm: float = 2.0, cs_um: float = 0.0, fit_cs: bool = False,
+              source_nm: float = 0.03, exponent: float = 1.7, fit_exponent: bool = True,
+              corr_window_px: int = 8) -> FitResult:
+    """Fit the linear HAADF model: probe defocus (nm), Cs (µm, optional), source size (nm), Z exponent n,
+    shift (px) and a, b.  Thickness is not identifiable in the linear model (it only scales the column
+    weights, absorbed by b): it is reported absent with that reason.
+    """
+    xy = np.asarray(xy_nm, float)[:, :2]
+    z = np.asarray(numbers, float)
+    multi_species = len(np.unique(z)) > 1
+    names = ["defocus_nm", "cs_um", "source_nm", "exponent", "shift_x_px", "shift_y_px"]
+    free = [True, bool(fit_cs), True, bool(fit_exponent and multi_species), True, True]
+    idx = [k for k in range(6) if free[k]]
+
+    def render(v):
+        return imager.image(xy, z ** v[3], v[0], v[1], max(v[2], 1e-4), (v[4], v[5]))
+
+    def make(x, base):
+        v = base.copy()
+        v[idx] = x
+        return v
+
+    best = None
+    lo = np.array([-50.0, -1e3, 1e-4, 0.5, -3.0, -3.0])[idx]
+    hi = np.array([50.0, 1e3, 0.2, 2.5, 3.0, 3.0])[idx]
+    for df0 in np.arange(defocus_range_nm[0], defocus_range_nm[1] + 1e-9, defocus_step_nm):
+        base = np.array([df0, cs_um, source_nm, exponent, 0.0, 0.0])
+
+        def resid(x, base=base):
+            sim = render(make(x, base))
+            a, b = linear_intensity(sim, data, mask)
+            return data[mask] - a - b * sim[mask]
+
+        r = least_squares(resid, np.clip(base[idx], lo + 1e-9, hi - 1e-9), bounds=(lo, hi),
+                          x_scale=np.array([1.0, 5.0, 0.01, 0.1, 0.2, 0.2])[idx], diff_step=1e-3, max_nfev=40)
+        c = float(r.fun @ r.fun)
+        if best is None or c < best[0]:
+            best = (c, make(r.x, base), r)
+    cost, v, r = best
+    sig = np.full(6, np.nan)
+    sig[idx] = _cov_sigma(r.jac, r.fun)
+    sim = render(v)
+    a, b = linear_intensity(sim, data, mask)
+    infl = correlation_inflation(data - a - b * sim, mask, corr_window_px)
+    sig = sig * infl
+    values = dict(zip(names, [float(x) for x in v]))
+    values.update(offset=a, scale=b, thickness_nm=None, sigma_inflation=infl)
+    sigma = {k: (float(s) if free[i] and np.isfinite(s) else None) for i, (k, s) in enumerate(zip(names, sig))}
+    notes = ["thickness not identifiable with the linear HAADF model (it only scales the column weights)"]
+    if not multi_species:
+        notes.append("Z exponent not fitted: one species only")
+    sigma = _determined(sigma, notes)
+    return FitResult(values, sigma, cost, ncc(sim, data, mask), a + b * sim, False, notes)

@@ -1,0 +1,196 @@
+"""simulate_image: the imaging models against abTEM, parameter recovery, refinement, stage errors.
+
+Ground truth: abTEM (an independent multislice code) for the forward models, known parameters for the
+fits, a known perturbed model for the refinement.  Small grids (≤ 256²) to stay fast.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from temtwin.errors import UserError
+from temtwin.simulate_image.fit import fit_haadf, fit_hrtem, ncc
+from temtwin.simulate_image.hrtem import HRTEMImager
+from temtwin.simulate_image.linear import LinearHAADF, z_weights
+from temtwin.simulate_image.multislice import exit_waves, haadf_multislice
+from temtwin.simulate_image.refine import (composition_from_weight, find_columns, refine_columns,
+                                           weight_from_composition)
+from temtwin.simulate_image.synthetic import sige110_atoms
+
+
+@pytest.fixture(scope="module")
+def si_waves():
+    """Exit waves of a 2 × 2 nm Si [110] slab, 4 nm thick, every 2 slices (abTEM)."""
+    at = sige110_atoms((1.6, 1.7), 4.0, 0.0, np.random.default_rng(0))
+    return at, exit_waves(at, 300e3, sampling_A=0.08, slice_A=2.0, every_slices=2)
+
+
+def test_hrtem_transfer_matches_abtem(si_waves):
+    """Our CTF + intensity on the cell grid equals abTEM's own CTF applied to the same exit wave."""
+    import abtem
+
+    at, ew = si_waves
+    gpts = (ew.waves.shape[2], ew.waves.shape[1])  # the same grid as exit_waves chose
+    pot = abtem.Potential(at, gpts=gpts, slice_thickness=2.0, projection="infinite", parametrization="lobato")
+    w = abtem.PlaneWave(energy=300e3).multislice(pot)
+    ctf = abtem.CTF(energy=300e3, defocus=60.0, Cs=15e4, semiangle_cutoff=25.0, focal_spread=30.0)
+    ref = np.asarray(w.apply_ctf(ctf).intensity().compute(scheduler="synchronous").array).T
+    rows, cols = ref.shape
+    imager = HRTEMImager(ew, (rows, cols), (ew.sampling_A[0] / 10, ew.sampling_A[1] / 10), aperture_mrad=25.0)
+    ours = imager.image(len(ew.thickness_nm) - 1, 6.0, 15.0, 3.0, 0.0)
+    assert ncc(ours, ref) > 0.995
+    assert abs(ours.mean() - ref.mean()) < 0.02 * ref.mean()
+
+
+def test_linear_haadf_vs_multislice_thin_crystal():
+    """On a thin Si [110] crystal the linear model reproduces abTEM's multislice HAADF image."""
+    at = sige110_atoms((1.2, 1.1), 1.2, 0.0, np.random.default_rng(0))
+    step = 0.25
+    ms = haadf_multislice(at, 300e3, 25.0, (60.0, 120.0), step, sampling_A=0.08, slice_A=2.0,
+                          scan_extent_A=(at.cell[0, 0] / 3, at.cell[1, 1] / 2))
+    rows, cols = ms.shape
+    px = (at.cell[0, 0] / 3 / cols / 10, at.cell[1, 1] / 2 / rows / 10)
+    lin = LinearHAADF((rows, cols), px, 300e3, 25.0, oversample=4)
+    pos = at.get_positions() / 10.0
+    best = max(ncc(lin.image(pos[:, :2], z_weights(at.numbers, 1.7), 0.0, 0.0, s), ms) for s in (0.01, 0.02, 0.03))
+    assert best > 0.9, best
+
+
+def test_hrtem_parameter_recovery(si_waves):
+    """Defocus, thickness, Cs and shift recovered from a noisy generated image of known optics."""
+    at, ew = si_waves
+    shape = (96, 96)
+    px = (0.017, 0.017)
+    imager = HRTEMImager(ew, shape, px, aperture_mrad=25.0)
+    truth = dict(plane=7, defocus=8.0, cs=15.0, blur=0.006, shift=(0.3, -0.2))
+    clean = imager.image(truth["plane"], truth["defocus"], truth["cs"], 3.0, truth["blur"], truth["shift"])
+    rng = np.random.default_rng(5)
+    data = rng.poisson(400 * clean).astype(float)
+    mask = np.ones(shape, bool)
+    fit = fit_hrtem(imager, data, mask, defocus_range_nm=(-20, 20), defocus_step_nm=2.0, cs_um=[15.0],
+                    planes=np.arange(1, len(ew.thickness_nm), 2))
+    v, s = fit.values, fit.sigma
+    t_true = ew.thickness_nm[truth["plane"]]
+    assert abs(v["defocus_nm"] - truth["defocus"]) < 1.0
+    assert abs(v["thickness_nm"] - t_true) < 0.2 * t_true
+    assert abs(v["shift_x_px"] - 0.3) < 0.1 and abs(v["shift_y_px"] + 0.2) < 0.1
+    assert s["defocus_nm"] is not None and 0 < s["defocus_nm"] < 1.0
+    assert fit.ncc > 0.9
+
+
+def test_haadf_fit_recovers_source_and_shift():
+    rng = np.random.default_rng(2)
+    at = sige110_atoms((2.0, 2.0), 2.0, 0.3, rng, column_fraction_sd=0.1)
+    pos = at.get_positions() / 10.0
+    shape = (100, 100)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    lin = LinearHAADF(shape, px, 300e3, 25.0)
+    clean = lin.image(pos[:, :2], z_weights(at.numbers, 1.7), 0.0, 0.0, 0.035, (0.4, -0.3))
+    data = rng.poisson(50 + 2000 * clean / clean.max()).astype(float)
+    fit = fit_haadf(lin, data, np.ones(shape, bool), pos[:, :2], at.numbers, defocus_range_nm=(-2, 2),
+                    defocus_step_nm=2.0, source_nm=0.02)
+    v = fit.values
+    assert abs(v["source_nm"] - 0.035) < 0.005
+    assert abs(v["shift_x_px"] - 0.4) < 0.05 and abs(v["shift_y_px"] + 0.3) < 0.05
+    assert abs(v["exponent"] - 1.7) < 0.15
+    assert v["thickness_nm"] is None and fit.notes
+
+
+def test_refinement_reduces_known_error():
+    """A model displaced by 10 pm RMS with 10 % composition noise converges towards the truth."""
+    rng = np.random.default_rng(3)
+    at = sige110_atoms((2.5, 2.5), 2.5, 0.3, rng, column_fraction_sd=0.15)
+    pos = at.get_positions() / 10.0
+    shape = (124, 124)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    n = 1.7
+    col = find_columns(pos)
+    w_true = np.bincount(col.atom_column, z_weights(at.numbers, n))
+    x_true = composition_from_weight(w_true, col.n_atoms, 14, 32, n)
+    truth_img = LinearHAADF(shape, px, 300e3, 25.0, oversample=4).image(col.xy_nm, w_true, 0.0, 0.0, 0.03)
+    dose = 20000.0
+    sc = 0.1 * dose / truth_img.max()
+    data = rng.poisson(0.02 * dose + sc * truth_img).astype(float)
+    xy0 = col.xy_nm + rng.standard_normal((len(w_true), 2)) * 0.010 / np.sqrt(2)
+    x0 = np.clip(x_true + 0.1 * rng.standard_normal(len(w_true)), 0, 1)
+    lin = LinearHAADF(shape, px, 300e3, 25.0)
+    xy, w, hist = refine_columns(lin, data, xy0, weight_from_composition(x0, col.n_atoms, 14, 32, n),
+                                 defocus_nm=0.0, cs_um=0.0, source_nm=0.03, offset=0.02 * dose, scale=sc,
+                                 iterations=3)
+    d0 = np.sqrt(np.mean(np.sum((xy0 - col.xy_nm) ** 2, 1)))
+    d1 = np.sqrt(np.mean(np.sum((xy - col.xy_nm) ** 2, 1)))
+    c1 = np.sqrt(np.mean((composition_from_weight(w, col.n_atoms, 14, 32, n) - x_true) ** 2))
+    assert d0 > 0.009 and d1 < 0.003
+    assert c1 < 0.03
+    assert hist[-1] < hist[0]
+
+
+def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", data=None, image="img", kv=300.0):
+    from temtwin.io.h5 import atomic_h5
+    from temtwin.io.image import Micrograph
+    from temtwin.io.ingest import write_image_h5
+    from temtwin.twin.model_io import write_model_h5
+
+    data = np.ones(shape, np.float32) if data is None else data
+    m = Micrograph(data.astype(np.float32), px, image, "s",
+                   {"mode": mode, "detector": detector, "voltage_kV": kv, "source_file": "x.tif",
+                    "units": "counts"})
+    with atomic_h5(tmp_path / "image.h5") as f:
+        write_image_h5(f, m)
+    atoms.info.update(image=image, applicable=True, thickness_nm=float(atoms.cell[2, 2]) / 10)
+    with atomic_h5(tmp_path / "model.h5") as f:
+        write_model_h5(f, atoms)
+
+
+def _ctx(tmp_path, **cfg):
+    from temtwin.workflow.context import StageContext
+
+    return StageContext.create("simulate_image",
+                               {"image": str(tmp_path / "image.h5"), "model": str(tmp_path / "model.h5"),
+                                "segmentation": str(tmp_path / "none.h5")},
+                               {"h5": str(tmp_path / "simulation.h5"), "figures": str(tmp_path / "figs")},
+                               {"simulate_image": cfg})
+
+
+def test_stage_error_when_model_does_not_cover_image(tmp_path):
+    from temtwin.simulate_image.stage import run
+
+    at = sige110_atoms((0.8, 0.8), 1.0, 0.3, np.random.default_rng(0))
+    _write_inputs(tmp_path, at, (400, 400), (0.02, 0.02))  # 8 x 8 nm image, 0.8 x 0.8 nm model
+    with pytest.raises(UserError, match=r"model\.h5: the atomic model covers .*% of image img .*min_coverage"):
+        run(_ctx(tmp_path, min_coverage=0.2))
+    assert not (tmp_path / "simulation.h5").exists()
+
+
+def test_stage_needs_a_beam_energy(tmp_path):
+    """A file without a voltage (NaN in image.h5) needs simulate_image.energy_keV: one clear line."""
+    from temtwin.simulate_image.stage import run
+
+    at = sige110_atoms((2.0, 2.0), 1.0, 0.3, np.random.default_rng(0))
+    _write_inputs(tmp_path, at, (100, 100), (at.cell[0, 0] / 1000, at.cell[1, 1] / 1000), kv=float("nan"))
+    with pytest.raises(UserError, match=r"image\.h5: no beam energy.*simulate_image\.energy_keV"):
+        run(_ctx(tmp_path))
+
+
+def test_stage_haadf_end_to_end_with_refinement(tmp_path):
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.simulate_image.stage import run
+
+    rng = np.random.default_rng(4)
+    at = sige110_atoms((2.0, 2.0), 2.0, 0.3, rng, column_fraction_sd=0.1)
+    shape = (100, 100)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    clean = LinearHAADF(shape, px, 300e3, 25.0).image(at.get_positions()[:, :2] / 10, z_weights(at.numbers, 1.7),
+                                                      0.0, 0.0, 0.03)
+    data = rng.poisson(100 + 3000 * clean / clean.max()).astype(float)
+    _write_inputs(tmp_path, at, shape, px, data=data)
+    run(_ctx(tmp_path, edge_margin_nm=0.0, fit_size_px=100, refine={"enabled": True, "iterations": 2}))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    assert s["mode"] == "haadf" and s["ncc"] > 0.9 and 0.7 < s["rms_noise"] < 1.5
+    with h5py.File(out) as f:
+        assert f["refine/history/residual_rms"].shape == (3,)
+    assert (tmp_path / "figs" / "comparison.png").is_file()
