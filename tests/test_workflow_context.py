@@ -81,3 +81,19 @@ def test_sample_overrides_reach_every_stage_through_settings(tmp_path, tiny_data
     with pytest.raises(UserError) as e:
         Workflow({"dataset": str(tiny_dataset), "results": str(tmp_path / "r")})
     assert "sample.yaml" in str(e.value) and "resolution" in str(e.value)
+
+
+def test_not_applicable_is_written_one_way(tmp_path):
+    """ctx.not_applicable: applicable = False, the reason, the summary fragment and an empty figures folder."""
+    import h5py
+
+    from temtwin.io.h5 import read_summary
+
+    ctx = StageContext.create("spin_orbit", {}, {"h5": str(tmp_path / "so.h5"), "figures": str(tmp_path / "figs")})
+    ctx.not_applicable("no quantum well among the regions", "spin_orbit")
+    with h5py.File(tmp_path / "so.h5") as f:
+        assert not f.attrs["applicable"] and f.attrs["reason"] == "no quantum well among the regions"
+        assert f.attrs["rule"] == "spin_orbit"
+    assert read_summary(tmp_path / "so.h5") == {"spin_orbit": {"applicable": False,
+                                                               "reason": "no quantum well among the regions"}}
+    assert (tmp_path / "figs").is_dir() and not any((tmp_path / "figs").iterdir())

@@ -348,16 +348,11 @@ def _fit_region_means(model, doc, labels_fit, d_table, sigma_floor, lam_strain):
 
 
 def _not_applicable(ctx, reason: str) -> None:
-    ctx.log.info("fem_relax not applicable: %s", reason)
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        set_summary(f, {"fem_relax": {"applicable": False, "reason": reason}})
+    ctx.not_applicable(reason, "fem_relax")
     with ctx.file("vtu") as p:
         import meshio
 
         meshio.write(p, meshio.Mesh(np.zeros((0, 3)), [("triangle", np.zeros((0, 3), int))]), file_format="vtu")
-    Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
 
 
 def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, thickness, notes,

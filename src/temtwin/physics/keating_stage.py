@@ -34,13 +34,8 @@ from .relax import relax
 
 
 def _not_applicable(ctx, atoms, reason: str) -> None:
-    ctx.log.warning("keating: not applicable: %s", reason)
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        set_summary(f, {"keating": {"applicable": False, "reason": reason}})
+    ctx.not_applicable(reason, "keating")
     _write_extxyz(ctx, atoms)
-    Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
 
 
 def _write_extxyz(ctx, atoms, energy=None, forces=None) -> None:

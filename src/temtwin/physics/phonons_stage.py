@@ -34,12 +34,7 @@ from .phonons import KeatingDynamicalOperator, dynamical_matrix, find_peaks_meV,
 
 
 def _not_applicable(ctx, reason: str) -> None:
-    ctx.log.warning("phonons: not applicable: %s", reason)
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        set_summary(f, {"phonons": {"applicable": False, "reason": reason}})
-    Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
+    ctx.not_applicable(reason, "phonons")
 
 
 def _structure(ctx, cfg, atoms):

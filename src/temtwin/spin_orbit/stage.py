@@ -223,11 +223,4 @@ def run(ctx) -> None:
 
 
 def _not_applicable(ctx, reason: str) -> None:
-    from pathlib import Path
-
-    ctx.log.info("spin_orbit not applicable: %s", reason)
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        set_summary(f, {"spin_orbit": {"applicable": False, "reason": reason}})
-    Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
+    ctx.not_applicable(reason, "spin_orbit")

@@ -123,6 +123,23 @@ class StageContext:
         with atomic_path(self.output[key]) as p:
             yield p
 
+    def not_applicable(self, reason: str, summary_key: str | None, key: str = "h5") -> None:
+        """Write output ``key`` as not applicable: root attrs ``applicable = False`` and ``reason``, the
+        summary fragment ``{summary_key: {applicable: false, reason}}`` (none when ``summary_key`` is None),
+        and an empty ``figures`` folder when the rule has one.  The one way every stage records that it
+        does not apply (GPA on an amorphous image, Keating on InP, ...); write any other output yourself.
+        """
+        from ..io.h5 import set_summary
+
+        self.log.warning("%s: not applicable: %s", self.rule, reason)
+        with self.h5(key) as f:
+            f.attrs["applicable"] = False
+            f.attrs["reason"] = reason
+            if summary_key:
+                set_summary(f, {summary_key: {"applicable": False, "reason": reason}})
+        if self.output.get("figures"):
+            Path(self.output["figures"]).mkdir(parents=True, exist_ok=True)
+
     def progress(self, i: int, n: int, what: str = "items", every: int | None = None) -> None:
         """Log a progress line ``what i/n (pct%)``; logs about 20 lines per loop at most.
 
