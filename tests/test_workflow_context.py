@@ -1,6 +1,7 @@
 """The script adapter: one clear line for user errors, logs, progress lines."""
 
 import logging
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -97,3 +98,17 @@ def test_not_applicable_is_written_one_way(tmp_path):
     assert read_summary(tmp_path / "so.h5") == {"spin_orbit": {"applicable": False,
                                                                "reason": "no quantum well among the regions"}}
     assert (tmp_path / "figs").is_dir() and not any((tmp_path / "figs").iterdir())
+
+
+def test_thread_limits_never_change_numba_after_it_is_loaded(monkeypatch):
+    """A stage run in a process where numba is already loaded must not change NUMBA_NUM_THREADS (numba
+    raises 'Cannot set NUMBA_NUM_THREADS ... once the threads have been launched' at its next compile)."""
+    import numba
+
+    from temtwin.workflow.context import _set_threads
+
+    monkeypatch.delenv("NUMBA_NUM_THREADS", raising=False)
+    _set_threads(1)
+    assert "NUMBA_NUM_THREADS" not in os.environ
+    assert numba.get_num_threads() == 1
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)

@@ -239,8 +239,8 @@ def test_a_gpa_setting_reruns_gpa_and_its_dependents_only(demo_run):
     n_images = len(demo_run["summary"]["images"])
     assert jobs.pop("gpa") == n_images
     assert set(jobs) == {"register_stack", "fem_geometry", "fem_relax", "spin_orbit", "atomic_model", "keating",
-                         "phonons", "tb_moments", "tb_ldos", "summarize", "summary_table", "viewer",
-                         "viewer_index"}, jobs
+                         "simulate_image", "phonons", "tb_moments", "tb_ldos", "summarize", "summary_table",
+                         "viewer", "viewer_index"}, jobs
 
 
 def test_demo_viewer_pages_load_in_a_browser(demo_run):

@@ -246,12 +246,15 @@ def _set_threads(n: int) -> None:
     n = max(1, int(n))
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(var, str(n))
-    os.environ.setdefault("NUMBA_NUM_THREADS", str(min(n, os.cpu_count() or n)))
+    numba = sys.modules.get("numba")
+    if numba is None:
+        # read by numba at import; never changed once numba is loaded (numba refuses a thread-pool size
+        # that differs from the one it launched with)
+        os.environ.setdefault("NUMBA_NUM_THREADS", str(min(n, os.cpu_count() or n)))
     torch = sys.modules.get("torch")
     if torch is not None:
         with contextlib.suppress(Exception):
             torch.set_num_threads(n)
-    numba = sys.modules.get("numba")
     if numba is not None:
         with contextlib.suppress(Exception):
             numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
