@@ -66,3 +66,12 @@ def test_thumbnail_caps_the_longest_side():
     t = thumbnail(a, 1024)
     assert thumbnail_step(a.shape, 1024) == 5 and t.shape == (1000, 60) and t.flags.c_contiguous
     assert t[1, 1] == a[5, 5] and thumbnail(a[:100, :100]).shape == (100, 100)
+
+
+def test_phase_id_memory_model_covers_the_measured_peaks():
+    from temtwin.workflow.snake import mem_mb_for
+
+    # bench/bench_startup.py (issue 22): 542 MB on 2048², 1124 MB on 4096² (44 crystals)
+    assert mem_mb_for("phase_id", 2048 ** 2) >= 542 and mem_mb_for("phase_id", 4096 ** 2) >= 1124
+    # growth ~48 B/px: 12 000² needs ~1.1 GB + 6.6 GB; declared with a margin, far below the former ~140 GB
+    assert 7700 < mem_mb_for("phase_id", 12_000 ** 2) < 20_000
