@@ -75,3 +75,35 @@ def test_phase_id_memory_model_covers_the_measured_peaks():
     assert mem_mb_for("phase_id", 2048 ** 2) >= 542 and mem_mb_for("phase_id", 4096 ** 2) >= 1124
     # growth ~48 B/px: 12 000² needs ~1.1 GB + 6.6 GB; declared with a margin, far below the former ~140 GB
     assert 7700 < mem_mb_for("phase_id", 12_000 ** 2) < 20_000
+
+
+def test_stage_bragg_maps_streamed_equal_the_kept_ones():
+    """phase/stage.bragg_maps hands each map to the sink as computed: same maps and crystal map as when
+    kept, and the crystal map is the stacked argmax of the two crystals' normalised amplitudes."""
+    from types import SimpleNamespace
+
+    from temtwin.phase.stage import bragg_maps
+
+    px, n = 0.05, 128
+    y, x = np.mgrid[:n, :n] * px
+    ga, gb = np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[1.7, 1.0], [-1.0, 1.7]])
+    labels = np.where(y < 0.5 * y.max(), 1, 2).astype(np.int32)
+    img = np.where(labels == 1, sum(np.cos(2 * np.pi * (u * x + v * y)) for u, v in ga),
+                   sum(np.cos(2 * np.pi * (u * x + v * y)) for u, v in gb)).astype(np.float32)
+
+    def crystal(g):
+        k = g[:, 0] + 1j * g[:, 1]
+        return SimpleNamespace(identified=True, k=np.concatenate([k, -k]), w=np.ones(2 * len(k)))
+
+    results = {1: [crystal(ga)], 2: [crystal(gb)]}
+    cfg = {"max_spots": 6, "resolution_nm": 0.8, "threshold": 0.5}
+    entries, kept, (cmap_kept, sk) = bragg_maps(img, px, labels, results, {}, cfg)
+    got = []
+    entries2, none, (cmap_sink, sk2) = bragg_maps(img, px, labels, results, {}, cfg,
+                                                   sink=lambda i, e, a: got.append((i, e[0], a.copy())))
+    assert none == [] and [g[:2] for g in got] == [(0, 1), (1, 2)] and sk2 == sk
+    assert all(np.array_equal(a, b[2]) for a, b in zip(kept, got)) and np.array_equal(cmap_kept, cmap_sink)
+    ref = np.where(np.max(kept, axis=0) >= 0.5, np.argmax(kept, axis=0) + 1, 0)
+    assert np.array_equal(cmap_sink, ref)
+    inner = (slice(8, n // 2 - 12), slice(8, -8)), (slice(n // 2 + 12, -8), slice(8, -8))
+    assert (cmap_sink[inner[0]] == 1).mean() > 0.95 and (cmap_sink[inner[1]] == 2).mean() > 0.95
