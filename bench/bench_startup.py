@@ -196,9 +196,10 @@ def write_md(res: dict) -> None:
                 ok = "yes" if x["rss_mb"] <= declared else "**no**"
                 lines.append(f"| {n}² | {r} | {x['wall_s']:.1f} | {x['rss_mb']:.0f} | {declared} | {ok} |")
     lines += ["", "On 12 000² only ingest and segment were run (`--sizes 12000 --rules ingest segment`): the "
-              "machine is shared and capped at ~6 GB per job; phase_id grows by ~845 B/px (12.4 GB on 4096², "
-              "an extrapolated ~120 GB on 12 000²) — a phase_id memory problem to fix, declared honestly "
-              "meanwhile. gpa was measured at 7.8 GB on 12 000² in issue 22 (declared now: 14.7 GB). "
+              "machine is shared and capped at ~6 GB per job. phase_id grew by ~845 B/px (12.4 GB on 4096² "
+              "with 44 crystals: full-size maps and masks per crystal); since issue 22 it grows by ~48 B/px "
+              "whatever the number of crystals (re-measured with `--sizes 2048 4096 --rules phase_id`). "
+              "gpa was measured at 7.8 GB on 12 000² in issue 22 (declared now: 14.7 GB). "
               "The start-up of a job spent importing Python modules for ingest is ~0.2 s "
               "(`python -X importtime`); the rest of the figure above is the stage's own work and the load."]
     (RESULTS_DIR / "startup.md").write_text("\n".join(lines) + "\n")

@@ -64,15 +64,24 @@ def bragg_amplitude(image: np.ndarray, pixel_size_nm, g: np.ndarray, sigma_k: fl
     for gx, gy in np.asarray(g, float).reshape(-1, 2):
         mx = np.exp(-0.5 * ((kx - gx) / sigma_k) ** 2)
         my = np.exp(-0.5 * ((ky - gy) / sigma_k) ** 2)
-        jx = mx > 1e-6
-        iy = my > 1e-6
-        if not jx.any() or not iy.any():
+        jx = np.flatnonzero(mx > 1e-6)
+        iy = np.flatnonzero(my > 1e-6)
+        if not jx.size or not iy.size:
             continue
-        masked = np.zeros_like(F)
-        sub = np.ix_(iy, jx)
-        masked[sub] = F[sub] * (my[iy][:, None] * mx[jx][None, :])
-        a = sfft.ifft2(masked, workers=workers)[pad:pad + rows, pad:pad + cols]
-        total += a.real ** 2 + a.imag ** 2
+        # the masked spectrum is zero outside rows iy x columns jx: the 2-D inverse transform is done
+        # separably, first along the rows of those columns only, then along the columns of the kept
+        # (unpadded) rows, so no padded-size copy is made (same result as ifft2 of the masked spectrum)
+        col = np.zeros((R, jx.size), F.dtype)
+        col[iy] = F[np.ix_(iy, jx)] * (my[iy][:, None] * mx[jx][None, :])
+        col = sfft.ifft(col, axis=0, workers=workers)[pad:pad + rows]
+        full = np.zeros((rows, C), F.dtype)
+        full[:, jx] = col
+        del col
+        a = sfft.ifft(full, axis=1, workers=workers, overwrite_x=True)[:, pad:pad + cols]
+        del full
+        total += a.real ** 2
+        total += a.imag ** 2
+        del a
     return np.sqrt(total).astype(np.float32)
 
 
@@ -94,3 +103,43 @@ def crystal_map(amplitudes: list[np.ndarray], masks: list[np.ndarray], threshold
     val = np.take_along_axis(stack, best[None], 0)[0]
     cmap = np.where(val >= threshold, best + 1, 0).astype(np.int32)
     return norm, cmap
+
+
+def normalised_amplitude(amplitude: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``amplitude`` divided by its median inside ``mask`` (bool; the whole map when None or empty),
+    float32, dimensionless (1 = that median); zeros when the median is 0 (as :func:`crystal_map`)."""
+    a = amplitude
+    ref = float(np.median(a[mask])) if mask is not None and mask.any() else float(np.median(a))
+    return (a / ref if ref > 0 else a * 0).astype(np.float32, copy=False)
+
+
+class RunningCrystalMap:
+    """The crystal map of :func:`crystal_map` built one normalised map at a time, so that only the
+    best value (float32) and its index (int32) per pixel are held: 8 B/px whatever the number of
+    crystals.  Ties go to the earlier crystal, as ``np.argmax`` does."""
+
+    def __init__(self) -> None:
+        self.value: np.ndarray | None = None
+        self.index: np.ndarray | None = None
+        self.n = 0
+
+    def add(self, norm: np.ndarray) -> None:
+        """Add the next crystal's normalised amplitude map (rows, cols)."""
+        if self.value is None:
+            self.value = np.array(norm, np.float32)
+            self.index = np.zeros(self.value.shape, np.int32)
+        else:
+            upd = norm > self.value
+            self.value[upd] = norm[upd]
+            self.index[upd] = self.n
+        self.n += 1
+
+    def result(self, threshold: float = 0.5) -> np.ndarray | None:
+        """Map int32 of 1-based crystal indices, 0 where no crystal reaches ``threshold``; None if empty."""
+        if self.value is None:
+            return None
+        out = self.index
+        out += 1
+        out[~(self.value >= threshold)] = 0
+        self.value = self.index = None
+        return out

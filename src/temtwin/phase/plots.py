@@ -7,6 +7,19 @@ import numpy as np
 from ..plotting import image_extent_nm, new_figure, save_figure
 
 COLOURS = ["#39ff14", "#00e5ff", "#ff9f1c", "#ff4fd8"]
+#: longest side (px) of an image drawn in a figure: larger images are decimated (figures only)
+FIGURE_MAX_PX = 1024
+
+
+def thumbnail_step(shape, max_px: int = FIGURE_MAX_PX) -> int:
+    """Decimation step that brings the longest side of ``shape`` to at most ``max_px`` pixels."""
+    return max(1, -(-int(max(shape)) // int(max_px)))
+
+
+def thumbnail(a: np.ndarray, max_px: int = FIGURE_MAX_PX) -> np.ndarray:
+    """Every s-th pixel of ``a`` (s = :func:`thumbnail_step`), a small contiguous copy, for figures."""
+    s = thumbnail_step(a.shape, max_px)
+    return np.ascontiguousarray(a[::s, ::s])
 
 
 def _bar(v: int) -> str:
@@ -91,6 +104,11 @@ def bragg_figure(path, image: np.ndarray, pixel_size_nm, cmap_: np.ndarray | Non
     n = min(len(maps), 3)
     fig, axes = new_figure(1 + n, 1, size=4.0)
     ext = image_extent_nm(image.shape, pixel_size_nm)
+    # large images are drawn decimated (every s-th pixel; maps already decimated by the caller are kept)
+    s = thumbnail_step(image.shape)
+    image = np.asarray(image)[::s, ::s]
+    cmap_ = cmap_[::s, ::s] if cmap_ is not None else None
+    maps = [m[::s, ::s] if m.shape[:2] != image.shape else m for m in maps[:n]]
     lo, hi = np.percentile(image, [1, 99])
     ax = axes[0, 0]
     ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, extent=ext)

@@ -302,9 +302,13 @@ def write_phase(f: h5py.File, ph) -> None:
     g.attrs["source"] = ph.path
 
 
-def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None):
-    """Normalised Bragg amplitude per identified crystal, crystal map and the crystal table."""
-    from .bragg import bragg_amplitude, crystal_map, pad_for, padded_spectrum, sigma_k_for
+def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None):
+    """Normalised Bragg amplitude per identified crystal, crystal map and the crystal table.
+
+    Returns (entries, maps, (crystal map, σ_k nm^-1)).  With ``sink`` each crystal's normalised map is
+    handed to ``sink(i, entry, map)`` as soon as it is computed and not kept (``maps`` is then empty),
+    so that memory does not grow with the number of crystals."""
+    from .bragg import RunningCrystalMap, bragg_amplitude, normalised_amplitude, pad_for, padded_spectrum, sigma_k_for
 
     entries, gsets = [], []
     for label, crystals in sorted(results.items()):
@@ -329,10 +333,19 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     img = np.asarray(image, np.float32)
     pad = pad_for(sk, pixel_size_nm, img.shape)
     F = padded_spectrum(img, pad, workers)
-    amps = [bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers) for g in gsets]
-    masks = [labels == lab for lab, _, _ in entries] if labels is not None else [None] * len(entries)
-    norm, cmap_ = crystal_map(amps, masks, cfg["threshold"])
-    return entries, norm, (cmap_, sk)
+    cmap_, norm = RunningCrystalMap(), []
+    for i, ((lab, _, _), g) in enumerate(zip(entries, gsets)):
+        a = bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers)
+        n = normalised_amplitude(a, labels == lab if labels is not None else None)
+        del a
+        cmap_.add(n)
+        if sink is None:
+            norm.append(n)
+        else:
+            sink(i, entries[i], n)
+        del n
+    del F
+    return entries, norm, (cmap_.result(cfg["threshold"]), sk)
 
 
 def run(ctx) -> None:
@@ -410,14 +423,14 @@ def run(ctx) -> None:
     rel = relative_orientations(results, byname)
     # Bragg maps need the image and labels
     image = labels = px = None
-    entries, norm, extra = [], [], None
-    if cfg["bragg"]["enabled"] and any(c.identified for cs in results.values() for c in cs):
+    entries, thumbs, extra = [], [], None
+    do_bragg = cfg["bragg"]["enabled"] and any(c.identified for cs in results.values() for c in cs)
+    if do_bragg:
         from ..io.image import read_image
 
         m = read_image(ctx.input["image"])
         image, px = m.data, m.pixel_size_nm
         labels = _read_labels(ctx.paths("segmentation"), m.shape)
-        entries, norm, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], ctx.threads)
     with ctx.h5("h5") as f:
         f.attrs["candidates"] = json.dumps([p.name for p in phases])
         f.attrs["n_patterns"] = len(lib)
@@ -425,12 +438,20 @@ def run(ctx) -> None:
             write_region(f, label, results[label], spots_of[label], reasons[label])
         for name in sorted({c.phase for cs in results.values() for c in cs if c.identified}):
             write_phase(f, byname[name])
+        if do_bragg:
+            from .plots import thumbnail
+
+            def sink(i, entry, a):  # each map written as computed (memory independent of the crystal count)
+                label, k, c = entry
+                write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
+                            description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
+                if cfg["figures"] and i < 3:
+                    thumbs.append(thumbnail(a))
+
+            entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], ctx.threads, sink)
         if entries:
             bg = f.require_group("bragg")
             bg.attrs["sigma_k_nm-1"] = float(extra[1])
-            for (label, k, c), a in zip(entries, norm):
-                write_array(bg, str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
-                            description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
             if extra[0] is not None:
                 write_array(bg, "crystal_map", extra[0], "label",
                             description="1-based row of /bragg/crystals with the largest normalised amplitude, "
@@ -485,7 +506,7 @@ def run(ctx) -> None:
                           results[label], lib, reasons[label])
         if entries:
             names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
-            bragg_figure(figdir / "bragg.png", image, px, extra[0], norm, names)
+            bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
     n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
 

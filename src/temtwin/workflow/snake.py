@@ -18,10 +18,11 @@ from .stages import enabled as stage_enabled
 
 #: memory model of the per-image rules: (floor MB = the former fixed value, base MB, bytes per pixel):
 #: about twice the growth of the peak RSS measured by bench/bench_startup.py between 2048² and 4096²
-#: images; segment 1.35 times the 44 B/px measured up to 12 000²; phase_id (845 B/px measured) and gpa
+#: images; segment 1.35 times the 44 B/px measured up to 12 000²; phase_id twice the 48 B/px measured
+#: (542 MB on 2048², 1124 MB on 4096² with 44 crystals: no longer grows with the crystal count); gpa
 #: (136 B/px) about 1.2 times (bench/results/startup.md)
 MEM_MODEL = {"ingest": (2000, 400, 14), "segment": (4000, 800, 60), "fft_peaks": (4000, 1200, 40),
-             "phase_id": (4000, 1200, 1000), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80)}
+             "phase_id": (4000, 1200, 100), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80)}
 
 
 def mem_mb_for(rule: str, pixels: int) -> int:
