@@ -11,7 +11,9 @@ a dose in 100-1000 e/px (log-uniform; the first case of each system has dose 100
 
 Each image is analysed by the stage's own analysis (:func:`temtwin.gpa.stage.analyse`, default
 config, truth labels as segmentation, no peaks/phases: GPA finds its own spots), once with the
-default ``separate_g: auto`` and once with ``separate_g: always`` (each crystal its own g vectors).
+default ``separate_g: auto`` and once with ``separate_g: always`` (each crystal its own g vectors);
+then with a fixed 1.5 nm resolution and with ``target_sigma: null`` (the automatic resolution of
+resolution_periods only, the default before the noise-aware resolution of issue 17).
 
 Measures
 * mismatch error: the largest |mean - truth| over exx, eyy, exy of the layer (target ≤ 0.3 %);
