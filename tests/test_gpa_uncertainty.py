@@ -151,11 +151,30 @@ def test_target_sigma_coarsens_the_resolution_of_a_noisy_image(clean_stack):
     """target_sigma: the automatic resolution grows until the median σ in the reference meets it."""
     img = add_noise(clean_stack.noisefree, np.random.default_rng(8), 60.0)
     m = Micrograph(img, PX, name="x", sample="s", meta={})
-    base = analyse(m, clean_stack.labels, {}, {}, dict(CFG))
+    base = analyse(m, clean_stack.labels, {}, {}, {**CFG, "target_sigma": None})
     cfg = dict(CFG)
     cfg["target_sigma"] = 1e-3
+    cfg["min_cells_across"] = 0                 # no thin-layer cap (see the test below)
     an = analyse(m, clean_stack.labels, {}, {}, cfg)
     med = lambda a: float(np.nanmedian(np.stack([a.result.sigma[k][a.reference_mask] for k in ("exx", "eyy")])))  # noqa: E731
     assert med(base) > 1e-3
     assert an.result.resolution_nm > 1.2 * base.result.resolution_nm and "target_sigma" in an.resolution_rule
     assert med(an) < 0.6 * med(base)
+
+
+def test_default_noise_adaptive_resolution_does_not_blur_a_thin_layer(clean_stack):
+    """Default config (target_sigma 0.1 %, min_cells_across 2.5) on a noisy image with a 2.0 nm
+    layer of eyy = 2 %: the resolution stays at most 2.0 nm / 2.5, and the layer's mean agrees with
+    the truth within 3 standard errors; without the cap the coarser resolution blurs the layer into
+    its neighbours and its mean falls short by more than 0.3 %."""
+    img = add_noise(clean_stack.noisefree, np.random.default_rng(8), 60.0)
+    m = Micrograph(img, PX, name="x", sample="s", meta={})
+    an = analyse(m, clean_stack.labels, {}, {}, dict(CFG))
+    assert CFG["target_sigma"] == pytest.approx(1e-3)
+    base = analyse(m, clean_stack.labels, {}, {}, {**CFG, "target_sigma": None}).result.resolution_nm
+    assert an.result.resolution_nm <= max(base, 2.0 / 2.5) + 1e-6
+    st = an.regions[2]
+    assert abs(st["eyy"][0] - 0.02) < 3 * st["se"]["eyy"] + 2e-4
+    uncapped = analyse(m, clean_stack.labels, {}, {}, {**CFG, "min_cells_across": 0})
+    assert uncapped.result.resolution_nm > 1.2 * an.result.resolution_nm
+    assert 0.02 - uncapped.regions[2]["eyy"][0] > 3e-3

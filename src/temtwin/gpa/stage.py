@@ -299,10 +299,18 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
         sig = np.nanmedian(np.stack([res.sigma[k][ref_used] for k in ("exx", "eyy", "exy")]))
         if np.isfinite(sig) and sig > float(target):
             r_new = min(resolution * math.sqrt(sig / float(target)), 4.0, fov / 3.0)
+            # thin layers stay resolved: at least min_cells_across resolution cells across the
+            # narrowest crystalline region (never below the resolution already chosen)
+            w_min = _narrowest_width_nm(labels, [spot_label] + other_labels, px)
+            n_across = float(cfg.get("min_cells_across", 2.5))
+            cap = ""
+            if np.isfinite(w_min) and n_across > 0 and r_new > max(resolution, w_min / n_across):
+                r_new = max(resolution, w_min / n_across)
+                cap = f" (capped: {n_across:g} cells across the narrowest region, {w_min:.2f} nm wide)"
             if r_new > resolution * 1.05:
                 log.info("gpa: median sigma %.2g > target %.2g: resolution %.2f -> %.2f nm", sig, target,
                          resolution, r_new)
-                res_rule += f"; raised to {r_new:.2f} nm for target_sigma {float(target):g} (median σ {sig:.2g})"
+                res_rule += f"; raised to {r_new:.2f} nm for target_sigma {float(target):g} (median σ {sig:.2g}){cap}"
                 resolution = r_new
                 r_px = int(round(resolution / min(px)))
                 ref_used = _erode_to(ref_mask, r_px)
@@ -313,7 +321,8 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     excluded += [l for j, l in enumerate(other_labels)
                  if (matched[0][j] is None or matched[1][j] is None) and l not in separate]
     reason = np.where(res.mask, 0, 1).astype(np.uint8)
-    drop = np.isin(labels, excluded) & res.mask
+    # the region's exclusion is the specific reason, even where its amplitude is also low
+    drop = np.isin(labels, excluded)
     reason[drop] = 2
     if excluded:
         log.info("gpa: regions %s masked (amorphous, or without both g reflections)", sorted(excluded))
@@ -342,6 +351,17 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     an.regions = region_statistics(an, margin, px, float(cfg.get("min_valid_cells", 0.25)))
     an.flags = artefact_flags(an, phase_of, px)
     return an
+
+
+def _narrowest_width_nm(labels: np.ndarray, label_ids, px) -> float:
+    """Width (nm) of the narrowest of the given regions: the diameter of its largest inscribed disc
+    (image borders count as boundaries); inf when none is given."""
+    w = np.inf
+    for l in label_ids:
+        m = np.pad(np.asarray(labels) == l, 1).astype(np.uint8)
+        if m.any():
+            w = min(w, 2.0 * float(cv2.distanceTransform(m, cv2.DIST_L2, 5).max()) * float(min(px)))
+    return w
 
 
 def _near_interface(labels: np.ndarray, margin_nm: float, px) -> np.ndarray:
