@@ -23,7 +23,8 @@ theoretical |g|; s = 1.03 when the stated pixel size is 3 % too small).
    :mod:`temtwin.phase.calibration`), which only breaks near-ties: a region is identified on its fit.
 3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates that fit
    about as well as the best (:func:`ranking`) are ranked by score, above the others; their
-   confidence is the posterior softmax(κ·fit) times what is known of the calibration
+   confidence is the posterior softmax(κ·fit) times what is known of the calibration (and, for
+   row-scanned images, the scan-drift prior)
    (:func:`posterior`); candidates the data do not rule out are listed as alternatives and make
    the region ``ambiguous`` (:func:`ambiguity`).
 4. **Several crystals**: spots left unexplained by the winner are offered to a new search whose E
