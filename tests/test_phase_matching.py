@@ -161,3 +161,21 @@ def test_scan_distortion_correction(db):
     e_fixed = angle_set_error(_found_ref_angles(lib, fixed), sim.ref_angles_deg)
     assert e_plain > 0.5 and e_fixed < 0.1
     assert fixed.scan_distortion[0, 1] == pytest.approx(0.03, abs=0.005)
+
+
+def test_scan_drift_prior_enters_the_confidence():
+    """A candidate that fits a row-scanned image only through a drift map far beyond the scan prior
+    (11 % shear, 9 % stretch; real drift is a few %) is not a confident answer, even with a better fit
+    (the haadf_BaTiO3 case of bench_phase_robustness: anatase [111] at fit 0.68 with A = [0.11, 0.91]
+    over BaTiO3 [001] at fit 0.45 with A = [0.01, 0.97]); drift within the prior costs little."""
+    from temtwin.phase.matching import posterior
+
+    cfg = MatchSettings()
+    fit, scale = np.array([0.68, 0.45]), np.array([0.925, 1.005])
+    A = np.array([[0.11, 0.911], [0.012, 0.974]])
+    assert posterior(fit, scale, cfg)[0] > 0.98                 # fit alone: confidently the distorted one
+    conf = posterior(fit, scale, cfg, A)
+    assert conf[0] < 0.5 and conf.sum() == pytest.approx(1.0)
+    # equal fits, both within a 3 % drift: neither is ruled out
+    c2 = posterior(np.array([0.6, 0.6]), scale, cfg, np.array([[0.03, 0.97], [0.0, 1.0]]))
+    assert 0.3 < c2[0] < 0.5

@@ -23,7 +23,8 @@ theoretical |g|; s = 1.03 when the stated pixel size is 3 % too small).
    :mod:`temtwin.phase.calibration`), which only breaks near-ties: a region is identified on its fit.
 3. **Ranking**: the best hypothesis of each (phase, zone axis) is a candidate; candidates that fit
    about as well as the best (:func:`ranking`) are ranked by score, above the others; their
-   confidence is the posterior softmax(κ·fit) times what is known of the calibration
+   confidence is the posterior softmax(κ·fit) times what is known of the calibration (and, for
+   row-scanned images, the scan-drift prior)
    (:func:`posterior`); candidates the data do not rule out are listed as alternatives and make
    the region ``ambiguous`` (:func:`ambiguity`).
 4. **Several crystals**: spots left unexplained by the winner are offered to a new search whose E
@@ -429,17 +430,25 @@ def confidences(scores: np.ndarray, sharpness: float) -> np.ndarray:
     return e / e.sum()
 
 
-def posterior(fit: np.ndarray, scale: np.ndarray, cfg: MatchSettings) -> np.ndarray:
+def posterior(fit: np.ndarray, scale: np.ndarray, cfg: MatchSettings, A: np.ndarray | None = None) -> np.ndarray:
     """Confidence of each candidate (phase, zone): exp(κ fit) times the calibration prior, normalised.
 
     The prior is what is known of the calibration: flat over the search range 1 ± max_scale_error when
     ``calibration_sigma`` is 0 (unknown: the stored pixel size may be off by several %), else
     N(scale_centre, calibration_sigma) (an instrument uncertainty, the image's joint calibration or a
     reference phase).  Candidates that fit equally at different scale factors then share the
-    confidence instead of the one nearer the stored calibration taking it."""
+    confidence instead of the one nearer the stored calibration taking it.
+
+    ``A`` (H, 2): the scan-drift map [a, b] of each candidate of a row-scanned image (see
+    :func:`evaluate`); its prior N(0, SCAN_SIGMA) on the shear a and stretch b - 1 (scan drift of a
+    few %) multiplies the posterior too: a candidate that fits only by a drift map far beyond the
+    prior (e.g. 11 % shear) is not a confident answer."""
     if len(fit) == 0:
         return np.asarray(fit, float)
     logp = cfg.confidence_sharpness * np.asarray(fit, float)
+    if A is not None:
+        A = np.asarray(A, float)
+        logp = logp - 0.5 * (A[:, 0] ** 2 + (A[:, 1] - 1) ** 2) / SCAN_SIGMA ** 2
     if cfg.calibration_sigma > 0:
         logp = logp - 0.5 * ((np.asarray(scale, float) - cfg.scale_centre) / cfg.calibration_sigma) ** 2
     e = np.exp(logp - logp.max())
@@ -562,7 +571,7 @@ def identify(lib: PatternLibrary, spots: Spots, cfg: MatchSettings | None = None
         ev = search(lib, spots, cfg, previous if k > 0 else None, scan=scan_rows)
         if ev is None or len(ev.p) == 0 or ev.score[0] <= 0:
             break
-        conf = posterior(ev.fit, np.abs(ev.z), cfg)
+        conf = posterior(ev.fit, np.abs(ev.z), cfg, ev.A if scan_rows else None)
         c = make_crystal(lib, spots, ev, 0, conf, cfg, scan=scan_rows)
         if k > 0:
             new = ev.explained[0] & ~previous
