@@ -36,9 +36,9 @@ import math
 import numpy as np
 
 from .lattice import auto_lowpass_nm
-from .register import (Placement, _level_sigma, _lk_level, _Prep, _refine, _uncertainty, confidence,
+from .register import (Placement, _level_sigma, _lk_level, _Prep, _refine, _uncertainty, confidence, pair_geometry,
                        register_pair)
-from .sampling import as_xy, features
+from .sampling import features
 
 
 
@@ -166,14 +166,7 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
     Returns a :class:`Placement` whose ``info`` holds ``basis``, ``prior`` (params), ``content_fraction``
     (per translation direction, 1 = fixed by content), ``precision_pct``, ``stage_limited_error_pct``.
     """
-    pm, pf = as_xy(px_moving), as_xy(px_fixed)
-    moving = np.asarray(moving, np.float32)
-    fixed = np.asarray(fixed, np.float32)
-    fov_m = ((moving.shape[1] - 1) * pm[0], (moving.shape[0] - 1) * pm[1])
-    fov_f = ((fixed.shape[1] - 1) * pf[0], (fixed.shape[0] - 1) * pf[1])
-    c_M = 0.5 * np.array(fov_m)
-    p_fine = float(np.sqrt(pf[0] * pf[1]))
-    foot_px = min(fov_m) / p_fine
+    moving, fixed, pm, pf, fov_m, fov_f, c_M, p_fine, foot_px = pair_geometry(moving, fixed, px_moving, px_fixed)
     prior = np.asarray(prior, np.float64)
     if foot_px < 2:
         return Placement.refused(f"footprint of {foot_px:.1f} px in the parent is too small to place", foot_px)

@@ -422,6 +422,22 @@ def _local_maxima(R: np.ndarray, n: int) -> list[tuple[float, int, int]]:
     return [(float(v[i]), int(rr[i]), int(cc[i])) for i in top]
 
 
+def pair_geometry(moving, fixed, px_moving, px_fixed):
+    """Common geometry of a moving/fixed image pair.
+
+    Returns (moving, fixed) as float32, their pixel sizes (x, y) nm, fields of view (x, y) nm (pixel
+    centre to centre), the moving image's centre (nm, its own frame), the fixed image's mean pixel size
+    and the moving image's footprint in fixed pixels (its smaller side).
+    """
+    pm, pf = as_xy(px_moving), as_xy(px_fixed)
+    moving = np.asarray(moving, np.float32)
+    fixed = np.asarray(fixed, np.float32)
+    fov_m = ((moving.shape[1] - 1) * pm[0], (moving.shape[0] - 1) * pm[1])
+    fov_f = ((fixed.shape[1] - 1) * pf[0], (fixed.shape[0] - 1) * pf[1])
+    p_fine = float(np.sqrt(pf[0] * pf[1]))
+    return moving, fixed, pm, pf, fov_m, fov_f, 0.5 * np.array(fov_m), p_fine, min(fov_m) / p_fine
+
+
 def register_pair(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fixed, *,
                   scale_search_pct: float = 5.0, rotation_search_deg: float = 4.0,
                   lowpass_nm: float | None = None, min_confidence: float = 0.3, coarse_px: int = 48,
@@ -439,14 +455,7 @@ def register_pair(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fixed, *,
     image whose footprint is smaller than ``min_footprint_px`` fixed pixels, or that does not fit
     inside the fixed image, is refused without searching.  See the module docstring for the method.
     """
-    pm, pf = as_xy(px_moving), as_xy(px_fixed)
-    moving = np.asarray(moving, np.float32)
-    fixed = np.asarray(fixed, np.float32)
-    fov_m = ((moving.shape[1] - 1) * pm[0], (moving.shape[0] - 1) * pm[1])
-    fov_f = ((fixed.shape[1] - 1) * pf[0], (fixed.shape[0] - 1) * pf[1])
-    c_M = 0.5 * np.array(fov_m)
-    p_fine = float(np.sqrt(pf[0] * pf[1]))
-    foot_px = min(fov_m) / p_fine
+    moving, fixed, pm, pf, fov_m, fov_f, c_M, p_fine, foot_px = pair_geometry(moving, fixed, px_moving, px_fixed)
     s_lo, s_hi = 1.0 - scale_search_pct / 100.0, 1.0 + scale_search_pct / 100.0
     if foot_px < min_footprint_px:
         return Placement.refused(f"footprint of {foot_px:.1f} px in the parent is below min_footprint_px "
