@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from .operator import ROW_BLOCK, sq_norm_partials
+from .operator import ROW_BLOCK, add_spin_orbit_real, finish_row_real, sq_norm_partials
 from .parameters import N_ORB, TBParameters
 from .slater_koster import onsite_block_into, scaled_integrals_into, sk_block_into, spin_orbit_matrix
 from .structure import TBStructure
@@ -131,7 +131,6 @@ def _mf_kernel(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, env,
     """
     n, w = X.shape
     wc = w // 2
-    two_scale = 2.0 * scale
     nblk = (n + block - 1) // block
     for ib in numba.prange(nblk):
         r0 = ib * block
@@ -183,38 +182,8 @@ def _mf_kernel(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, env,
                         for q in range(w):
                             acc[q] += h * X[cj + bb, q]
                 if lam != 0.0 and 1 <= a <= 3:
-                    ac = a - 1
-                    base = site_start[i] + 1
-                    for s in range(2):
-                        for b in range(3):
-                            if b == ac:
-                                continue
-                            for t in range(2):
-                                cr = lam * Mr[2 * ac + s, 2 * b + t]
-                                ci = lam * Mi[2 * ac + s, 2 * b + t]
-                                if cr != 0.0 or ci != 0.0:
-                                    for v in range(m):
-                                        xr = X[base + b, 2 * (t * m + v)]
-                                        xi = X[base + b, 2 * (t * m + v) + 1]
-                                        acc[2 * (s * m + v)] += cr * xr - ci * xi
-                                        acc[2 * (s * m + v) + 1] += cr * xi + ci * xr
-                for q in range(wc):
-                    xr = X[r, 2 * q]
-                    xi = X[r, 2 * q + 1]
-                    if mode == 0:
-                        Y[r, 2 * q] = acc[2 * q]
-                        Y[r, 2 * q + 1] = acc[2 * q + 1]
-                    elif mode == 1:
-                        Y[r, 2 * q] = (acc[2 * q] - shift_e * xr) * scale
-                        Y[r, 2 * q + 1] = (acc[2 * q + 1] - shift_e * xi) * scale
-                    else:
-                        Y[r, 2 * q] = two_scale * (acc[2 * q] - shift_e * xr) - Xprev[r, 2 * q]
-                        Y[r, 2 * q + 1] = two_scale * (acc[2 * q + 1] - shift_e * xi) - Xprev[r, 2 * q + 1]
-                    yr = Y[r, 2 * q]
-                    yi = Y[r, 2 * q + 1]
-                    v = q % m
-                    pyy[v] += yr * yr + yi * yi
-                    pyx[v] += yr * xr + yi * xi
+                    add_spin_orbit_real(acc, X, lam, a - 1, site_start[i] + 1, Mr, Mi, m)
+                finish_row_real(acc, X, Xprev, Y, r, wc, m, mode, scale, shift_e, pyy, pyx)
             i += 1
         for v in range(m):
             partial[ib, v, 0] = pyy[v]

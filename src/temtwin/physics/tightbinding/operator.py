@@ -86,6 +86,52 @@ def _kernel(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_b
             partial[ib, v, 1] = pyx[v]
 
 
+@numba.njit(inline="always", cache=True)
+def add_spin_orbit_real(acc, X, lam, a, base, Mr, Mi, m):
+    """Add the on-site spin–orbit term of one p row (component ``a``, p block at ``base``) to ``acc``.
+
+    Complex blocks are seen as reals (``X[row, 2q + re/im]``); shared by the CSR and matrix-free kernels
+    so both give bit-identical products.
+    """
+    for s in range(2):
+        for b in range(3):
+            if b == a:
+                continue
+            for t in range(2):
+                cr = lam * Mr[2 * a + s, 2 * b + t]
+                ci = lam * Mi[2 * a + s, 2 * b + t]
+                if cr != 0.0 or ci != 0.0:
+                    for v in range(m):
+                        xr = X[base + b, 2 * (t * m + v)]
+                        xi = X[base + b, 2 * (t * m + v) + 1]
+                        acc[2 * (s * m + v)] += cr * xr - ci * xi
+                        acc[2 * (s * m + v) + 1] += cr * xi + ci * xr
+
+
+@numba.njit(inline="always", cache=True)
+def finish_row_real(acc, X, Xprev, Y, r, w, m, mode, scale, shift, pyy, pyx):
+    """Write row ``r`` of the product (``mode`` 0: H X, 1: (H − b) X / a, 2: Chebyshev step
+    2 (H − b) X / a − X_prev) from its accumulated ``acc`` and add its terms of <Y, Y> and <Y, X>."""
+    two_scale = 2.0 * scale
+    for q in range(w):
+        xr = X[r, 2 * q]
+        xi = X[r, 2 * q + 1]
+        if mode == 0:
+            Y[r, 2 * q] = acc[2 * q]
+            Y[r, 2 * q + 1] = acc[2 * q + 1]
+        elif mode == 1:
+            Y[r, 2 * q] = (acc[2 * q] - shift * xr) * scale
+            Y[r, 2 * q + 1] = (acc[2 * q + 1] - shift * xi) * scale
+        else:
+            Y[r, 2 * q] = two_scale * (acc[2 * q] - shift * xr) - Xprev[r, 2 * q]
+            Y[r, 2 * q + 1] = two_scale * (acc[2 * q + 1] - shift * xi) - Xprev[r, 2 * q + 1]
+        yr = Y[r, 2 * q]
+        yi = Y[r, 2 * q + 1]
+        v = q % m
+        pyy[v] += yr * yr + yi * yi
+        pyx[v] += yr * xr + yi * xi
+
+
 @numba.njit(parallel=True, cache=True)
 def _kernel_real(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_base, so_comp,
                  Mr, Mi, partial, block, m, row0):
@@ -115,39 +161,8 @@ def _kernel_real(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam,
                     acc[q] += h * X[c, q]
             lam = so_lam[i]
             if lam != 0.0:
-                a = so_comp[i]
-                base = so_base[i]
-                for s in range(2):
-                    for b in range(3):
-                        if b == a:
-                            continue
-                        for t in range(2):
-                            cr = lam * Mr[2 * a + s, 2 * b + t]
-                            ci = lam * Mi[2 * a + s, 2 * b + t]
-                            if cr != 0.0 or ci != 0.0:
-                                for v in range(m):
-                                    xr = X[base + b, 2 * (t * m + v)]
-                                    xi = X[base + b, 2 * (t * m + v) + 1]
-                                    acc[2 * (s * m + v)] += cr * xr - ci * xi
-                                    acc[2 * (s * m + v) + 1] += cr * xi + ci * xr
-            two_scale = 2.0 * scale
-            for q in range(w):
-                xr = X[r, 2 * q]
-                xi = X[r, 2 * q + 1]
-                if mode == 0:
-                    Y[r, 2 * q] = acc[2 * q]
-                    Y[r, 2 * q + 1] = acc[2 * q + 1]
-                elif mode == 1:
-                    Y[r, 2 * q] = (acc[2 * q] - shift * xr) * scale
-                    Y[r, 2 * q + 1] = (acc[2 * q + 1] - shift * xi) * scale
-                else:
-                    Y[r, 2 * q] = two_scale * (acc[2 * q] - shift * xr) - Xprev[r, 2 * q]
-                    Y[r, 2 * q + 1] = two_scale * (acc[2 * q + 1] - shift * xi) - Xprev[r, 2 * q + 1]
-                yr = Y[r, 2 * q]
-                yi = Y[r, 2 * q + 1]
-                v = q % m
-                pyy[v] += yr * yr + yi * yi
-                pyx[v] += yr * xr + yi * xi
+                add_spin_orbit_real(acc, X, lam, so_comp[i], so_base[i], Mr, Mi, m)
+            finish_row_real(acc, X, Xprev, Y, r, w, m, mode, scale, shift, pyy, pyx)
         for v in range(m):
             partial[ib, v, 0] = pyy[v]
             partial[ib, v, 1] = pyx[v]
