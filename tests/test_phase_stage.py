@@ -31,14 +31,14 @@ def _orientation(phase: str):
     return orientation_matrix(st, (1, 1, 0), ROT, reference=(1, -1, 0))
 
 
-def _write_peaks(path, regions: dict) -> None:
-    """peaks.h5 in the documented layout from {label: (kx, ky, snr, crystalline)}."""
+def _write_peaks(path, regions: dict, shape=SHAPE) -> None:
+    """peaks.h5 in the documented layout from {label: (kx, ky, snr, crystalline)} (image ``shape``)."""
     with atomic_h5(path) as f:
         rg = f.require_group("regions")
         for label, (kx, ky, snr, cryst) in regions.items():
             g = rg.require_group(str(label))
             g.attrs["crystalline"] = bool(cryst)
-            g.attrs["window_px"] = np.array([0, 0, SHAPE[0], SHAPE[1]])
+            g.attrs["window_px"] = np.array([0, 0, shape[0], shape[1]])
             g.attrs["fft_sampling_nm-1"] = 0.1
             kx, ky = np.asarray(kx, float), np.asarray(ky, float)
             write_table(g, "peaks", {"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"), "g": (np.hypot(kx, ky), "nm^-1"),

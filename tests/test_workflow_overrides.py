@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
+from test_phase_stage import _write_peaks as write_peaks
+
 from temtwin.errors import UserError
-from temtwin.io.h5 import atomic_h5, read_summary, read_table, write_array, write_table
+from temtwin.io.h5 import atomic_h5, read_summary, read_table, write_array
 from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.phase.database import builtin_phase_files, load_builtin
@@ -76,17 +78,6 @@ def test_segment_merge_chain_and_exclude():
 SHAPE, PX, ROT = (64, 64), (0.025, 0.025), 6.5
 
 
-def _write_peaks(path, regions: dict) -> None:
-    with atomic_h5(path) as f:
-        rg = f.require_group("regions")
-        for label, (kx, ky, snr, cryst) in regions.items():
-            g = rg.require_group(str(label))
-            g.attrs["crystalline"] = bool(cryst)
-            g.attrs["fft_sampling_nm-1"] = 0.1
-            kx, ky = np.asarray(kx, float), np.asarray(ky, float)
-            write_table(g, "peaks", {"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"), "snr": (np.asarray(snr, float), "1")})
-
-
 @pytest.fixture(scope="module")
 def peaks_scene(tmp_path_factory):
     """Regions 1, 2: InP [110] spots (simulated, 15 % missing, one spurious)."""
@@ -104,7 +95,7 @@ def peaks_scene(tmp_path_factory):
         sim = simulate_spots(inp, (1, 1, 0), 0.0, np.random.default_rng(label), g_max=9.0, missing=0.15,
                              n_spurious=1, orientation=M)
         regions[label] = (sim.kx, sim.ky, sim.snr, True)
-    _write_peaks(tmp / "peaks.h5", regions)
+    write_peaks(tmp / "peaks.h5", regions, SHAPE)
     return tmp
 
 
