@@ -7,6 +7,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
+from test_gpa_stage import image_h5, seg_h5
 
 from temtwin.config import load_config
 from temtwin.gpa.choices import fft_spots, pick_g_pair
@@ -75,25 +76,6 @@ def test_sigma_grows_as_one_over_sqrt_dose(clean_stack):
     assert med[0] / med[1] == pytest.approx(4.0, rel=0.2)
 
 
-def _image_h5(path, data):
-    from temtwin.io.h5 import atomic_h5
-    from temtwin.io.ingest import write_image_h5
-
-    m = Micrograph(np.asarray(data, np.float32), PX, name="img", sample="s",
-                   meta={"units": "counts", "source_file": "img.tif", "source_sha256": "0"})
-    with atomic_h5(path) as f:
-        write_image_h5(f, m)
-    return path
-
-
-def _seg_h5(path, labels):
-    from temtwin.io.h5 import atomic_h5, write_array
-
-    with atomic_h5(path) as f:
-        write_array(f, "labels", labels.astype(np.int32), "label")
-    return path
-
-
 def test_regions_without_valid_pixels_have_no_mean_and_a_reason(tmp_path, clean_stack):
     """An amorphous region (no lattice) and a sliver thinner than the interface margin: no mean,
     NaN maps with reason codes, the reason in the table and the summary."""
@@ -107,8 +89,8 @@ def test_regions_without_valid_pixels_have_no_mean_and_a_reason(tmp_path, clean_
     img[amorph] = rng.poisson(400.0, int(amorph.sum()))            # vacuum-like noise, no lattice
     labels[amorph] = 2
     labels[200:206, 60:300] = 3                                   # 0.12 nm sliver: all within the margin
-    inputs = {"image": str(_image_h5(tmp_path / "image.h5", img)),
-              "segmentation": str(_seg_h5(tmp_path / "seg.h5", labels)),
+    inputs = {"image": str(image_h5(tmp_path / "image.h5", img)),
+              "segmentation": str(seg_h5(tmp_path / "seg.h5", labels)),
               "peaks": str(tmp_path / "none2.h5"), "phases": str(tmp_path / "none3.h5")}
     run(StageContext.create("gpa", inputs, {"h5": str(tmp_path / "gpa.h5"), "figures": str(tmp_path / "figs")},
                             {"gpa": {"min_area_fraction": 0.0}}, threads=1))
