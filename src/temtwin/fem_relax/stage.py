@@ -17,7 +17,8 @@ Output ``fem/relax.h5``:
   ``/image_grid/gpa/*``, ``/image_grid/region`` (label per pixel, 0 outside),
   ``/image_grid/device_fit_elastic/{exx, eyy, ezz, exy}`` (strain relative to each region's own lattice,
   for k·p) and ``/image_grid/device_fit_sigma/*``.
-  Root attrs ``thickness_nm``, ``reference_label``, ``applicable``, ``reason``.
+  Root attrs ``thickness_nm``, ``thickness_sigma_nm``, ``thickness_source`` (simulate_image or config,
+  :mod:`.thickness`), ``reference_label``, ``applicable``, ``reason``.
 
 ``fem/device.vtu``: the 2D mesh with the device strain (table and fit), its σ, the lamella strain and
 the region per cell (ParaView).  Summary fragment ``fem_relax``.
@@ -189,7 +190,13 @@ def run(ctx) -> None:
         ctx.log.info(n)
     keep = np.isin(tri_region, list(regions))
     tri, tri_region = tri[keep], tri_region[keep]
-    thickness = float(cfg["thickness_nm"])
+    from .thickness import lamella_thickness
+
+    sims = [q for q in (ctx.paths("simulations") if "simulations" in ctx.input else [])
+            if Path(q).parent.name == img_name]
+    th = lamella_thickness(cfg, sims[0] if sims else None)
+    notes.append(f"lamella thickness {th.value_nm:.2f} ± {th.sigma_nm:.2f} nm from {th.source} ({th.note})")
+    thickness = th.value_nm
     model = RelaxModel(nodes, tri, tri_region, regions, ref, thickness)
     ctx.log.info("fem_relax: %d regions, %d triangles, reference %d, lamella %.1f nm in %d layers",
                  len(regions), len(tri), ref, thickness, int(cfg["n_layers"]))
@@ -254,8 +261,7 @@ def run(ctx) -> None:
     fit = do_fit(model.lamella.strain) if do_fit is not None else None
     if fit is not None and fit.fitted.any():
         # lamella thickness uncertainty: refit with the lamella at t + σ_t, add the shift as a covariance term
-        st = cfg.get("thickness_sigma_nm")
-        st = 0.2 * thickness if st is None else float(st)
+        st = th.sigma_nm
         if st > 0:
             from .solver import solve_lamella
 
@@ -312,7 +318,7 @@ def run(ctx) -> None:
         summary_regions[str(lab)] = rec
         rows_out.append(rec)
 
-    _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, thickness,
+    _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, th,
            notes, t_solve, px, fit_source, float(cfg["max_chi2_red"]))
     from .figures import relax_figures
 
@@ -355,14 +361,17 @@ def _not_applicable(ctx, reason: str) -> None:
         meshio.write(p, meshio.Mesh(np.zeros((0, 3)), [("triangle", np.zeros((0, 3), int))]), file_format="vtu")
 
 
-def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, thickness, notes,
+def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, th, notes,
            t_solve, px, fit_source=None, max_chi2=25.0):
     import meshio
 
+    thickness = th.value_nm
     with ctx.h5("h5") as f:
         f.attrs["applicable"] = True
         f.attrs["reason"] = ""
         f.attrs["thickness_nm"] = thickness
+        f.attrs["thickness_sigma_nm"] = th.sigma_nm
+        f.attrs["thickness_source"] = th.source
         f.attrs["reference_label"] = ref
         f.attrs["frame"] = ("per-triangle strain: model axes (x right, y up = growth, z = beam towards the viewer); "
                             "image_grid: image axes (x right, y down)")
@@ -413,7 +422,7 @@ def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labe
             "lamella_fit_eyy": (np.array([regs[lab]["lamella_fit"]["eyy"] for lab in labs]), "1"),
         }, description="delta: isotropic (cubic) eigenstrain amplitude relative to the reference lattice")
         set_summary(f, {"fem_relax": {
-            "applicable": True, "thickness_nm": thickness, "reference_label": ref,
+            "applicable": True, "thickness_nm": thickness, "thickness": th.summary(), "reference_label": ref,
             "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
             "solve_s": round(t_solve, 2),
             "fit": None if fit is None else {

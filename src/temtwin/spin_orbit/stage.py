@@ -23,7 +23,10 @@ is correlated over the map; ``n_samples`` draws ε + ξσ (one ξ ~ N(0, 1) per 
 deviation of α and 1/l_so.  ``gpa``: no σ (reported as null).
 
 Output ``spin_orbit.h5``: table ``/profile`` (x_nm, column, alpha_eV_nm, alpha_sigma, inv_lso_per_um,
-inv_lso_sigma, mass_m0, E0_eV, dexz_dz_per_nm: mean shear gradient (crystal ε_xz) over the well),
+inv_lso_sigma, mass_m0, E0_eV, dexz_dz_per_nm: mean shear gradient (crystal ε_xz) over the well,
+alpha_signed_eV_nm: α with its sign, :mod:`.kp` convention: E(⇑) − E(⇓) = 2 α_s k with k along the
+beam direction ``R[2]`` = image x × growth (crystal axes, stored in the summary), ⇑ = ⟨J_z⟩ > 0 along
+the growth direction [001] = image −y (substrate → surface); flips with the shear gradient),
 ``/map/inv_lso_per_um`` (rows, cols) on the well pixels (NaN elsewhere); summary ``spin_orbit``.
 Not applicable (root ``applicable`` false + ``reason``) when fem_relax was not, or no well / non-SiGe
 layers in the profile.
@@ -185,13 +188,14 @@ def run(ctx) -> None:
             dr = np.array(draws)
             a_s, l_s = float(dr[:, 0].std(ddof=1)) if len(dr) > 1 else np.nan, \
                 float(dr[:, 1].std(ddof=1)) if len(dr) > 1 else np.nan
-        rows_out.append((col * px[0], col, r.alpha_eV_nm, a_s, r.inv_lso_per_um, l_s, r.mass, r.E0_eV, grad))
+        rows_out.append((col * px[0], col, r.alpha_eV_nm, a_s, r.inv_lso_per_um, l_s, r.mass, r.E0_eV, grad,
+                         r.alpha_signed_eV_nm))
     if not rows_out:
         return _not_applicable(ctx, "no column of the well has a SiGe growth profile inside the mesh")
     arr = np.array(rows_out, float)
     names = ["x_nm", "column", "alpha_eV_nm", "alpha_sigma", "inv_lso_per_um", "inv_lso_sigma", "mass_m0", "E0_eV",
-             "dexz_dz_per_nm"]
-    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1"]
+             "dexz_dz_per_nm", "alpha_signed_eV_nm"]
+    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1", "eV nm"]
     smap = np.full(region.shape, np.nan)
     ok = np.isfinite(arr[:, 4])
     for c in cols:                                       # linear interpolation between solved positions
@@ -202,8 +206,13 @@ def run(ctx) -> None:
                                   "sigma_mean": None if not np.isfinite(arr[:, 5]).any()
                                   else float(np.nanmean(arr[:, 5]))},
                "alpha_eV_nm": {"mean": float(np.nanmean(arr[:, 2])), "max": float(np.nanmax(arr[:, 2]))},
+               "alpha_signed_eV_nm": {"mean": float(np.nanmean(arr[:, 9])), "min": float(np.nanmin(arr[:, 9])),
+                                      "max": float(np.nanmax(arr[:, 9]))},
+               "k_direction_crystal": [float(v) for v in kdir],
                "mass_m0": float(np.nanmean(arr[:, 6])),
-               "conventions": "alpha = |linear-in-k splitting|/2k of the ground heavy-hole doublet, k along the beam; "
+               "conventions": "alpha = |linear-in-k splitting|/2k of the ground heavy-hole doublet, k along the beam "
+                              "(k_direction_crystal); alpha_signed: E(up) - E(down) = 2 alpha_signed k, up = <J_z> > 0 "
+                              "along growth [001] (image -y, substrate to surface), electron energies; "
                               "1/l_so = m alpha / hbar^2",
                "regions": {str(lab): {"phase": phases[lab], "inv_lso_per_um_mean": float(np.nanmean(arr[:, 4]))}
                            for lab in well_labels}}
