@@ -267,6 +267,47 @@ def speed_section() -> str:
             + md_table(["problem", "elements", "dofs", "wall (s)", "CPU (s)", "target"], speed()) + SPEED_NOTE)
 
 
+def tb_section() -> str:
+    """Tight-binding cross-check: sheared Ge/Si superlattice (sp3d5s*, temtwin.physics.tightbinding) vs k·p."""
+    from temtwin.physics.tightbinding.sheared_well import sheared_well_alpha
+    from temtwin.spin_orbit.kp import Profile, alloy_parameters, linear_soi
+
+    n_well, n_barrier, k = 28, 20, 0.05
+    L = n_well * 0.5658 / 4
+
+    def kp(g, d):
+        h = 0.05
+        z = np.arange(-L / 2 + h, L / 2 - h / 2, h)
+        e = np.zeros((len(z), 3, 3))
+        e[:, 0, 2] = e[:, 2, 0] = g * z
+        return linear_soi(Profile(z, alloy_parameters(np.ones(len(z))), e), np.asarray(d, float), k).alpha_signed_eV_nm
+
+    rows = []
+    t0 = time.perf_counter()
+    for g, d, name in ((2e-3, (0, 1, 0), "[010]"), (-2e-3, (0, 1, 0), "[010]"), (4e-3, (0, 1, 0), "[010]"),
+                       (2e-3, (1, 0, 0), "[100]")):
+        tb = sheared_well_alpha(n_well, n_barrier, g, d, k)
+        a_kp = kp(g, d)
+        rows.append([f"{g:+.0e}", name, tb.alpha_signed_eV_nm, a_kp,
+                     f"{tb.alpha_signed_eV_nm / a_kp:.2f}" if abs(a_kp) > 1e-12 else "—",
+                     f"{tb.sz_k[0]:+.3f} / {tb.sz_k[1]:+.3f}"])
+    dt = (time.perf_counter() - t0) / len(rows)
+    return (
+        "### Tight-binding cross-check (sign and order of magnitude)\n\n"
+        f"temtwin's sp3d5s* tight binding (strain and spin–orbit on; temtwin.physics.tightbinding.sheared_well): "
+        f"a [001] superlattice of {n_well} Ge monolayers ({L:.2f} nm) and {n_barrier} Si monolayers, all on the Ge "
+        "lattice, periodic in 3D (tetragonal a/√2 × a/√2 cell, one atom per monolayer, kz = 0), atoms displaced "
+        "by u_x(z) = 2∫ε_xz dz with ε_xz = g(z − z_c) in the well and a zero-mean return ramp in the barrier (no "
+        "internal relaxation). α_s from the top valence doublet at k and 2k (k = 0.05 rad/nm), ⇑ = ⟨σ_z⟩ > 0 "
+        "(heavy hole +3/2 has spin up). k·p: the same Ge well, unstrained, hard walls, ε_xz = g z. "
+        f"{dt:.0f} s per row on the shared 2 cores (dense 960 × 960 Bloch Hamiltonians).\n\n"
+        + md_table(["∂ε_xz/∂z (1/nm)", "k along", "α_s TB (eV nm)", "α_s k·p (eV nm)", "TB / k·p",
+                    "⟨σ_z⟩ of the two states (TB, at k)"], rows)
+        + "\n\nSame sign, same linear response, magnitudes within ~25 % (the k·p well has hard walls, the TB "
+          "well finite, strained-Si barriers, and no internal strain relaxation). For k along [100] the k·p term "
+          "vanishes exactly; TB keeps a ~1 % remainder (the atomistic D2d symmetry of the interfaces).\n")
+
+
 def spin_orbit_section():
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from test_spin_orbit import DIR, hard_wall_profile, sine_basis_alpha
@@ -312,7 +353,7 @@ def spin_orbit_section():
           "beam, whose crystal direction is in the summary). FD solver against the independent sine-basis "
           "diagonalisation (⟨J_z⟩ from its eigenvectors):\n\n"
         + md_table(["∂ε_xz/∂z (1/nm)", "k along", "α_s FD (eV nm)", "α_s sine basis (eV nm)"], sign_rows)
-        + "\n")
+        + "\n\n" + tb_section())
     write_section("spin_orbit", "spin_orbit: linear-in-k hole spin–orbit from shear-strain gradients", body)
 
 

@@ -202,3 +202,23 @@ def test_lamella_thickness_from_simulate_image_else_config(tmp_path):
     assert lamella_thickness(cfg, None).source == "config"
     th = lamella_thickness({**cfg, "thickness_source": "config"}, tmp_path / "a/simulation.h5")
     assert (th.value_nm, th.source) == (40.0, "config")
+
+
+def test_geometry_image_defaults_to_the_largest_image_with_identified_phases():
+    """Demo case: the overview (large, no lattice fringes) has no identified phase, the HRTEM has: fem_geometry
+    meshes the HRTEM so fem_relax has materials; with no phase anywhere the largest image stays (fem_relax
+    then reports not applicable); a configured image always wins."""
+    from temtwin.twin.fem_stage import choose_image
+    from temtwin.twin.inputs import ImageInputs, RegionPhase
+
+    ov = ImageInputs("overview", (1.0, 1.0), (1000, 1000), regions={1: RegionPhase(1)})
+    hr = ImageInputs("hrtem", (0.02, 0.02), (600, 600), regions={1: RegionPhase(1, "Ge", identified=True)})
+    assert choose_image([ov, hr], None, {}, prefer_phased=True).name == "hrtem"
+    assert choose_image([ov, hr], None, {}).name == "overview"                       # model_stage's rule
+    assert choose_image([ov, hr], "overview", {}, prefer_phased=True).name == "overview"
+    hr.regions[1].identified = False
+    assert choose_image([ov, hr], None, {}, prefer_phased=True).name == "overview"
+    # the stack's overview regions carry phases: the overview qualifies again
+    st = {"overview": "overview", "regions": {"1": {"phase": "Si0.3Ge0.7"}}}
+    hr.regions[1].identified = True
+    assert choose_image([ov, hr], None, st, prefer_phased=True).name == "overview"

@@ -159,3 +159,22 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
     assert s3["alpha_signed_eV_nm"]["mean"] == pytest.approx(-a2, rel=1e-3)
     assert missing_units(so["h5"]) == []
     assert [x.name for x in so["figures"].iterdir()] == ["spin_orbit.png"]
+
+
+def test_tight_binding_sheared_well_agrees_in_sign_and_magnitude_with_kp():
+    """sp3d5s* tight binding of a sheared Ge/Si superlattice (16 Ge + 12 Si monolayers) against the k·p α_s
+    of the same Ge well with hard walls: same sign, flips with the gradient, magnitude within a factor 2."""
+    from temtwin.physics.tightbinding.sheared_well import sheared_well_alpha
+    from temtwin.spin_orbit.kp import Profile
+
+    g, k, L, h = 4e-3, 0.05, 16 * 0.5658 / 4, 0.05
+    tb = sheared_well_alpha(16, 12, g, (0.0, 1.0, 0.0), k)
+    tb_m = sheared_well_alpha(16, 12, -g, (0.0, 1.0, 0.0), k)
+    z = np.arange(-L / 2 + h, L / 2 - h / 2, h)
+    e = np.zeros((len(z), 3, 3))
+    e[:, 0, 2] = e[:, 2, 0] = g * z
+    kp = linear_soi(Profile(z, alloy_parameters(np.ones(len(z))), e), np.array([0.0, 1.0, 0.0]), k).alpha_signed_eV_nm
+    assert tb.alpha_signed_eV_nm < 0 and kp < 0
+    assert tb_m.alpha_signed_eV_nm == pytest.approx(-tb.alpha_signed_eV_nm, rel=1e-6)
+    assert 0.5 < tb.alpha_signed_eV_nm / kp < 2.0
+    assert min(abs(s) for s in tb.sz_k) > 0.9            # the doublet is heavy-hole, spin along growth

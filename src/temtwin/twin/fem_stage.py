@@ -29,14 +29,18 @@ from .inputs import ImageInputs, all_images, named_image, read_stack
 from .mesh import mesh_regions
 
 
-def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs:
-    """The configured image, else the image with the largest field of view."""
+def choose_image(images: list[ImageInputs], name: str | None, stack: dict | None = None,
+                 prefer_phased: bool = False) -> ImageInputs:
+    """The configured image, else the image with the largest field of view; ``prefer_phased`` (fem_geometry):
+    among those with at least one region of identified phase when any has one (a geometry for fem_relax
+    needs materials: an overview without lattice fringes loses to the HRTEM of the same stack)."""
     named = named_image(images, name, "fem.image")
     if named is not None:
         return named
     if not images:
         raise UserError("the sample has no images", "rule inputs")
-    return max(images, key=lambda im: (im.field_of_view_nm2, im.name))
+    phased = [im for im in images if region_phases(im, stack or {})] if prefer_phased else []
+    return max(phased or images, key=lambda im: (im.field_of_view_nm2, im.name))
 
 
 def region_phases(img: ImageInputs, stack: dict) -> dict[int, str]:
@@ -123,7 +127,7 @@ def run(ctx) -> None:
     t0 = time.perf_counter()
     images = all_images(ctx)
     stack = read_stack(ctx.input.get("stack"))
-    img = choose_image(images, cfg.get("image"))
+    img = choose_image(images, cfg.get("image"), stack, prefer_phased=True)
     labels = img.labels
     px = img.pixel_size_nm
     tol = cfg.get("simplify_tolerance_nm")
