@@ -365,6 +365,9 @@ def main():
         txt = re.sub(r"### Speed.*?(?=\n\nTotal bench time)", lambda m: speed_section(), p.read_text(), flags=re.S)
         p.write_text(txt)
         return
+    if "--spin-orbit-only" in sys.argv:
+        spin_orbit_section()
+        return
     if "--keating-only" in sys.argv or "--convergence-only" in sys.argv:   # refresh one table in place
         import re
 
