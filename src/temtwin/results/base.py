@@ -90,6 +90,16 @@ def open_result(path: str | os.PathLike, cls: type[Result]) -> Iterator[h5py.Fil
         yield f
 
 
+#: root attributes every result file carries that are not part of its content (provenance, summary)
+META_ATTRS = frozenset({"temtwin_version", "rule", "config_digest", "input_digests", "summary", "applicable",
+                        "reason"})
+
+
+def content_attrs(g: h5py.Group) -> dict:
+    """The attributes of ``g`` that are content (provenance, summary and applicability left out)."""
+    return {k: attr(g, k) for k in g.attrs if k not in META_ATTRS}
+
+
 def applicability(f: h5py.File) -> tuple[bool, str]:
     """(applicable, reason) from a result file's root attributes (applicable when the flag is absent)."""
     return bool(f.attrs.get("applicable", True)), str(f.attrs.get("reason", ""))

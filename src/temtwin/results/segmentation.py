@@ -14,7 +14,7 @@ import h5py
 import numpy as np
 
 from ..io.h5 import read_table, write_array, write_table
-from .base import Entry, Result, applicability, attr, open_result
+from .base import Entry, Result, applicability, attr, content_attrs, open_result
 
 
 @dataclass
@@ -66,7 +66,7 @@ class Segmentation(Result):
                 raise UserError("segmentation result has no /labels; delete it and rerun the `segment` rule",
                                 path)
             out = cls(labels=np.asarray(f["labels"][()], np.int32),
-                      attrs={k: attr(f, k) for k in f.attrs if k not in ("summary",)})
+                      attrs=content_attrs(f))
             if labels_only:
                 return out
             if "regions" in f:
