@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -133,3 +133,73 @@ def layout_markdown(cls: type[Result]) -> str:
         rows.append(f"| `{e.path}` | {e.kind} | {e.shape_dtype} | {('`' + e.units + '`') if e.units else ''} | "
                     f"{e.meaning} |")
     return "\n".join(rows)
+
+
+@dataclass
+class Array:
+    """One dataset of a :class:`Group`: its values, ``units`` and its other attributes."""
+
+    data: Any
+    units: str = "1"
+    attrs: dict = field(default_factory=dict)
+
+
+@dataclass
+class Group:
+    """The content of an HDF5 group, read or written as a whole (for result files with many nested parts).
+
+    attrs: content attributes (provenance/summary/applicability left out at the file root); arrays: name ->
+    :class:`Array`; groups: name -> :class:`Group`. Order is kept as written.
+    """
+
+    attrs: dict = field(default_factory=dict)
+    arrays: dict[str, Array] = field(default_factory=dict)
+    groups: dict[str, "Group"] = field(default_factory=dict)
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The values of dataset ``path`` (``strain/exx``), or ``default`` when absent."""
+        *parents, name = path.strip("/").split("/")
+        g: Group | None = self
+        for p in parents:
+            g = g.groups.get(p) if g is not None else None
+        if g is None or name not in g.arrays:
+            return default
+        return g.arrays[name].data
+
+    def sub(self, path: str) -> "Group | None":
+        """Sub-group ``path`` (``regions/3``), or None when absent."""
+        g: Group | None = self
+        for p in path.strip("/").split("/"):
+            if not p:
+                continue
+            g = g.groups.get(p) if g is not None else None
+        return g
+
+    def table(self, path: str) -> dict[str, np.ndarray] | None:
+        """Table ``path`` (a group of equal-length columns) as {column: values}, or None when absent."""
+        g = self.sub(path)
+        return None if g is None else {k: a.data for k, a in g.arrays.items()}
+
+
+def read_group(g: h5py.Group, root: bool = False) -> Group:
+    """Read an HDF5 group recursively into a :class:`Group` (``root``: leave provenance attrs out)."""
+    out = Group(attrs=content_attrs(g) if root else {k: attr(g, k) for k in g.attrs})
+    for k, v in g.items():
+        if isinstance(v, h5py.Group):
+            out.groups[k] = read_group(v)
+        else:
+            a = {n: attr(v, n) for n in v.attrs if n != "units"}
+            out.arrays[k] = Array(v[()], str(attr(v, "units", "")), a)
+    return out
+
+
+def write_group(g: h5py.Group, content: Group) -> None:
+    """Write a :class:`Group` into an open HDF5 group (every dataset with its ``units``)."""
+    from ..io.h5 import write_array
+
+    for k, v in content.attrs.items():
+        g.attrs[k] = v
+    for k, a in content.arrays.items():
+        write_array(g, k, a.data, a.units, **a.attrs)
+    for k, sub in content.groups.items():
+        write_group(g.require_group(k), sub)
