@@ -12,6 +12,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.h5 import read_table
+from ..results.segmentation import Segmentation
 
 
 def _path(value) -> Path | None:
@@ -41,12 +42,7 @@ def read_labels(path, shape) -> np.ndarray:
     p = _path(path)
     if p is None:
         return np.ones(shape, np.int32)
-    with _open(p) as f:
-        if "labels" not in f:
-            return np.ones(shape, np.int32)
-        lab = np.asarray(f["labels"][()], np.int32)
-    if lab.shape != tuple(shape):
-        raise UserError(f"labels have shape {lab.shape} but the image is {tuple(shape)}; rerun rule segment", p)
+    lab = Segmentation.read_labels(p, shape)
     if not (lab > 0).any():
         return np.ones(shape, np.int32)
     return lab

@@ -41,7 +41,8 @@ class Micrograph:
 
 def read_image(path: str | os.PathLike) -> Micrograph:
     """Read ``raw.h5`` / ``image.h5`` (:class:`temtwin.results.image.Raw`) as a Micrograph."""
-    from ..results.image import Image, Raw
+    from ..results.image import Image
+    from ..results.raw import Raw
 
     cls = Raw if os.path.basename(os.fspath(path)) == Raw.FILE else Image
     return cls.read(path).micrograph()

@@ -373,7 +373,7 @@ def check_size(path: str | Path, max_pixels: int, action: str = "warn") -> int |
 
 def write_image_h5(f, m: Micrograph) -> None:
     """Write a Micrograph into an open result file (:class:`temtwin.results.image.Raw`) with its summary."""
-    from ..results.image import Raw
+    from ..results.raw import Raw
 
     Raw.from_micrograph(m).write(f)
     set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),

@@ -35,6 +35,7 @@ import numpy as np
 from ..errors import UserError
 from ..io.h5 import set_summary, write_array, write_table
 from ..io.image import read_image
+from ..results.segmentation import Segmentation
 from .combine import PeakSet, find_peaks
 from .fftprep import Spectrum, region_spectrum
 from .window import RegionWindow, region_window
@@ -188,24 +189,13 @@ def region_figure(res: RegionResult, path, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def _read_labels(path, shape) -> np.ndarray:
-    with h5py.File(path, "r") as f:
-        if "labels" not in f:
-            raise UserError("segmentation file has no /labels dataset; rerun the segment rule", path)
-        labels = f["labels"][()]
-    if labels.shape != tuple(shape):
-        raise UserError(f"label map shape {labels.shape} differs from the image {tuple(shape)}; rerun the segment "
-                        f"rule (or fix the label override)", path)
-    return labels.astype(np.int32)
-
-
 def run(ctx) -> None:
     """Stage ``fft_peaks``: image.h5 + segmentation.h5 -> peaks.h5 and figures."""
     from pathlib import Path
 
     cfg = ctx.section("peaks")
     m = read_image(ctx.input["image"])
-    labels = _read_labels(ctx.input["segmentation"], m.shape)
+    labels = Segmentation.read_labels(ctx.input["segmentation"], m.shape)
     if not np.isfinite(m.data).all():
         raise UserError("image has NaN/Inf pixels; re-export the micrograph", ctx.input["image"])
     results = analyse_image(m.data, m.pixel_size_nm, labels, cfg, progress=ctx.progress, workers=ctx.threads)

@@ -570,11 +570,10 @@ def _image_mode(path) -> str:
 def _read_labels(files: list[str], shape) -> np.ndarray | None:
     if not files or not Path(files[0]).is_file():
         return None
-    with h5py.File(files[0], "r") as f:
-        if "labels" not in f:
-            return None
-        lab = f["labels"][()]
-    return lab.astype(np.int32) if lab.shape == tuple(shape) else None
+    from ..results.segmentation import Segmentation
+
+    lab = Segmentation.read_labels(files[0])
+    return lab if lab.shape == tuple(shape) else None
 
 
 def identify_peaks(kx, ky, snr=None, phases=None, sampling: float = 0.0, config: dict | None = None) -> list[Crystal]:

@@ -16,7 +16,13 @@ from .base import Entry, Result, layout_markdown, open_result
 
 #: result modules in pipeline order (module name under temtwin.results -> class name)
 MODULES: dict[str, str] = {
+    "raw": "Raw",
+    "image": "Image",
     "segmentation": "Segmentation",
+    "peaks": "Peaks",
+    "phases": "Phases",
+    "gpa": "Gpa",
+    "simulation": "Simulation",
 }
 
 

@@ -181,10 +181,13 @@ class Group:
         return None if g is None else {k: a.data for k, a in g.arrays.items()}
 
 
-def read_group(g: h5py.Group, root: bool = False) -> Group:
-    """Read an HDF5 group recursively into a :class:`Group` (``root``: leave provenance attrs out)."""
+def read_group(g: h5py.Group, root: bool = False, parts: Any = None) -> Group:
+    """Read an HDF5 group recursively into a :class:`Group` (``root``: leave provenance attrs out;
+    ``parts``: names of the members to read, all when None)."""
     out = Group(attrs=content_attrs(g) if root else {k: attr(g, k) for k in g.attrs})
     for k, v in g.items():
+        if parts is not None and k not in parts:
+            continue
         if isinstance(v, h5py.Group):
             out.groups[k] = read_group(v)
         else:
@@ -203,3 +206,36 @@ def write_group(g: h5py.Group, content: Group) -> None:
         write_array(g, k, a.data, a.units, **a.attrs)
     for k, sub in content.groups.items():
         write_group(g.require_group(k), sub)
+
+
+@dataclass
+class TreeResult(Result):
+    """A result file read as a whole into :attr:`content` (a :class:`Group`: root content attributes,
+    datasets with units, sub-groups), for files with many nested parts. Subclasses add typed views
+    (properties) of the parts their readers use; ``write`` writes the same tree back.
+    """
+
+    content: Group = field(default_factory=Group)
+
+    @property
+    def attrs(self) -> dict:
+        """The root content attributes."""
+        return self.content.attrs
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, parts: Any = None):
+        """Read ``path`` (``parts``: the root members to read, all when None); a not-applicable file reads
+        as ``applicable=False`` with its reason and its root content attributes."""
+        with open_result(path, cls) as f:
+            ok, reason = applicability(f)
+            if not ok:
+                return cls(applicable=False, reason=reason,  # type: ignore[call-arg]
+                           content=Group(attrs=content_attrs(f)))
+            return cls(content=read_group(f, root=True, parts=parts))  # type: ignore[call-arg]
+
+    def write(self, f: h5py.File) -> None:
+        """Write into an open result file (opened with ``ctx.h5``: provenance and atomic rename)."""
+        if not self.applicable:
+            f.attrs["applicable"] = False
+            f.attrs["reason"] = self.reason
+        write_group(f, self.content)

@@ -80,6 +80,18 @@ class Segmentation(Result):
                              for k, g in f["holes"].items()}
             return out
 
+    @classmethod
+    def read_labels(cls, path: str | os.PathLike, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """``/labels`` of ``path`` (int32); with ``shape``, a UserError naming the file when the label map
+        does not match the image's shape."""
+        labels = cls.read(path, labels_only=True).labels
+        if shape is not None and labels.shape != tuple(shape):
+            from ..errors import UserError
+
+            raise UserError(f"label map shape {labels.shape} differs from the image's {tuple(shape)}; rerun the "
+                            "`segment` rule (or fix the label override)", path)
+        return labels
+
     def write(self, f: h5py.File) -> None:
         """Write into an open result file (opened with ``ctx.h5``: provenance and atomic rename)."""
         write_array(f, "labels", np.asarray(self.labels, np.int32), "label")

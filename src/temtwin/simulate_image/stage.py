@@ -36,12 +36,11 @@ PARAM_UNITS = {"defocus_nm": "nm", "cs_um": "um", "blur_nm": "nm", "source_nm": 
 
 
 def _read_labels(path):
-    import h5py
+    from ..results.segmentation import Segmentation
 
     if not path or not Path(path).is_file():
         return None
-    with h5py.File(path, "r") as f:
-        return f["labels"][()] if "labels" in f else None
+    return Segmentation.read_labels(path)
 
 
 def _not_applicable(ctx, reason: str, mode: str = "") -> None:

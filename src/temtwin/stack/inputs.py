@@ -13,6 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..results.segmentation import Segmentation
+
 
 def _s(v):
     if isinstance(v, bytes):
@@ -50,10 +52,7 @@ def read_labels(path) -> np.ndarray | None:
     """``/labels`` of segmentation.h5 (None when absent)."""
     if not _exists(path):
         return None
-    with h5py.File(path, "r") as f:
-        if "labels" not in f:
-            return None
-        return np.asarray(f["labels"][()], np.int32)
+    return Segmentation.read_labels(path)
 
 
 def read_phases(path) -> dict[int, dict]:

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
+from ..results.segmentation import Segmentation
 
 
 def _s(v: Any) -> Any:
@@ -114,10 +115,7 @@ def read_pixel_size(image_h5: str | Path) -> tuple[tuple[float, float], tuple[in
 
 
 def read_labels(seg_h5: str | Path) -> np.ndarray:
-    with h5py.File(seg_h5, "r") as f:
-        if "labels" not in f:
-            raise UserError("segmentation result has no /labels; rerun the segment rule", seg_h5)
-        return f["labels"][()].astype(np.int32)
+    return Segmentation.read_labels(seg_h5)
 
 
 def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str, str]]:

@@ -96,13 +96,13 @@ def image_payload(folder: Path, name: str, summary: dict, cfg: dict) -> dict:
         regions[lab] = {"label": lab, "summary": r}
     seg = folder / "segmentation.h5"
     if seg.is_file():
-        with h5py.File(seg, "r") as f:
-            out["segmentation"] = {k: v for k, v in _attrs(f).items() if k in ("method", "source", "overrides")}
-            for lab, ds in (f.get("contours") or {}).items():
-                regions.setdefault(lab, {"label": lab, "summary": {}})["contour"] = _poly(ds[()])
-            if "regions" in f and max(img.shape) > int(cfg["display_px"]):
-                _optional("full-resolution details", notes, _details, img, px, read_table(f["regions"]), regions,
-                          int(cfg["detail_px"]), int(cfg["jpeg_quality"]))
+        sr = Segmentation.read(seg)
+        out["segmentation"] = {k: v for k, v in sr.attrs.items() if k in ("method", "source", "overrides")}
+        for lab, poly in sr.contours.items():
+            regions.setdefault(str(lab), {"label": str(lab), "summary": {}})["contour"] = _poly(poly)
+        if sr.table and max(img.shape) > int(cfg["display_px"]):
+            _optional("full-resolution details", notes, _details, img, px, sr.table, regions,
+                      int(cfg["detail_px"]), int(cfg["jpeg_quality"]))
     pk = folder / "peaks.h5"
     if pk.is_file():
         _optional("FFTs and peaks", notes, _read_peaks, pk, regions, int(cfg["fft_px"]))
