@@ -92,20 +92,17 @@ def read_gpa_maps(path) -> dict:
     out: dict = {"applicable": False}
     if not path or not Path(path).is_file():
         return out
-    with h5py.File(path, "r") as f:
-        if not bool(f.attrs.get("applicable", True)) or "strain" not in f:
-            return out
-        out["applicable"] = True
-        out["strain"] = {k: f["strain"][k][()].astype(float) for k in ("exx", "eyy", "exy") if k in f["strain"]}
-        out["sigma"] = ({k: f["strain_sigma"][k][()].astype(float) for k in ("exx", "eyy", "exy")
-                         if k in f["strain_sigma"]} if "strain_sigma" in f else {})
-        out["mask"] = f["mask"][()].astype(bool) if "mask" in f else np.ones(out["strain"]["exx"].shape, bool)
-        ref = f.attrs.get("reference_label")
-        try:
-            out["reference_label"] = int(ref)
-        except (TypeError, ValueError):
-            out["reference_label"] = None
-        out["resolution_nm"] = float(f.attrs.get("resolution_nm", 0) or 0)
+    from ..results.gpa import Gpa
+
+    g = Gpa.read(path, parts=("strain", "strain_sigma", "mask"))
+    if not g.applicable or g.content.sub("strain") is None:
+        return out
+    out["applicable"] = True
+    out["strain"] = {k: np.asarray(v, float) for k, v in g.strain.items()}
+    out["sigma"] = {k: np.asarray(v, float) for k, v in g.strain_sigma.items()}
+    out["mask"] = g.mask if g.mask is not None else np.ones(out["strain"]["exx"].shape, bool)
+    out["reference_label"] = g.reference_label
+    out["resolution_nm"] = g.resolution_nm
     return out
 
 
@@ -177,8 +174,9 @@ def run(ctx) -> None:
                         f"(regions: {sorted(candidates)})", "config")
     seg_labels = None
     if paths:
-        with h5py.File(paths[1], "r") as f:
-            seg_labels = f["labels"][()]
+        from ..results.segmentation import Segmentation
+
+        seg_labels = Segmentation.read_labels(paths[1])
     comp = {str(k): v for k, v in (cfg.get("composition") or {}).items()}
     eels_comp, eels_info = eels_compositions(ctx, doc, seg_labels, px, img_name, set(comp))
     regions, notes = build_regions(doc, table, ref, {**eels_comp, **comp}, where=str(ctx.input["regions"]))

@@ -50,7 +50,8 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import read_table, set_summary, write_array, write_table
+from ..io.h5 import set_summary, write_array, write_table
+from ..results.image import Image
 from .database import load_phases, select_phases
 from .library import PatternLibrary, build_library
 from .calibration import (assumed_calibration, changed, image_calibration, instrument_settings,
@@ -115,27 +116,21 @@ def library_for(phases, cfg: dict, progress=None) -> PatternLibrary:
 
 
 def read_peaks(path) -> dict[int, dict]:
-    """peaks.h5 -> {label: {crystalline, kx, ky, snr, sampling, fft, extent, reason}}."""
+    """peaks.h5 (:class:`temtwin.results.peaks.Peaks`) -> {label: {crystalline, kx, ky, snr, sampling, fft,
+    extent, reason}}."""
+    from ..results.peaks import Peaks
+
+    pk = Peaks.read(path)
+    if pk.content.sub("regions") is None:
+        raise UserError("peaks file has no /regions group; rerun the fft_peaks rule", path)
     out: dict[int, dict] = {}
-    with h5py.File(path, "r") as f:
-        if "regions" not in f:
-            raise UserError("peaks file has no /regions group; rerun the fft_peaks rule", path)
-        for name, g in f["regions"].items():
-            try:
-                label = int(name)
-            except ValueError:
-                continue
-            t = read_table(g["peaks"]) if "peaks" in g else {}
-            kx = np.asarray(t.get("kx", []), float)
-            ky = np.asarray(t.get("ky", []), float)
-            snr = np.asarray(t["snr"], float) if "snr" in t else None
-            fft = g["fft"][()] if "fft" in g else None
-            ext = np.asarray(g["fft"].attrs.get("k_extent_nm-1"), float) if "fft" in g else None
-            samp = float(g.attrs.get("fft_sampling_nm-1", np.nan))
-            r = g.attrs.get("reason", "")
-            out[label] = {"crystalline": bool(g.attrs.get("crystalline", len(kx) > 0)), "kx": kx, "ky": ky,
-                          "snr": snr, "sampling": samp if np.isfinite(samp) else 0.0, "fft": fft, "extent": ext,
-                          "reason": r.decode() if isinstance(r, bytes) else str(r)}
+    for label, r in pk.regions.items():
+        t = r.table or {}
+        kx = np.asarray(t.get("kx", []), float)
+        out[label] = {"crystalline": bool(r.attrs.get("crystalline", len(kx) > 0)), "kx": kx,
+                      "ky": np.asarray(t.get("ky", []), float),
+                      "snr": np.asarray(t["snr"], float) if "snr" in t else None, "sampling": r.sampling,
+                      "fft": r.fft, "extent": r.extent, "reason": r.reason}
     return out
 
 
@@ -544,11 +539,9 @@ def _reference_calibration(ref: str, all_phases, phases, cfg, mcfg, peaks, label
 def _image_elements(path) -> list[str]:
     """Elements the image file's metadata lists (image.h5 root attr ``elements``, JSON list), if any."""
     try:
-        with h5py.File(path, "r") as f:
-            v = f.attrs.get("elements", "")
-    except OSError:
+        v = Image.read(path, header_only=True).attrs.get("elements", "")
+    except UserError:
         return []
-    v = v.decode() if isinstance(v, bytes) else v
     if isinstance(v, str):
         try:
             v = json.loads(v) if v else []
@@ -560,11 +553,9 @@ def _image_elements(path) -> list[str]:
 def _image_mode(path) -> str:
     """Acquisition mode of image.h5 (``TEM``, ``STEM`` or ``unknown``)."""
     try:
-        with h5py.File(path, "r") as f:
-            m = f.attrs.get("mode", "unknown")
-    except OSError:
+        return str(Image.read(path, header_only=True).attrs.get("mode", "unknown"))
+    except UserError:
         return "unknown"
-    return m.decode() if isinstance(m, bytes) else str(m)
 
 
 def _read_labels(files: list[str], shape) -> np.ndarray | None:

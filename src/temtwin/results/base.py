@@ -181,6 +181,16 @@ class Group:
         return None if g is None else {k: a.data for k, a in g.arrays.items()}
 
 
+def _decoded(v: Any) -> Any:
+    """Dataset values with variable-length strings decoded (as :func:`temtwin.io.h5.read_table` does)."""
+    if isinstance(v, bytes):
+        return v.decode()
+    if isinstance(v, np.ndarray) and v.dtype.kind == "O":
+        return np.array([x.decode() if isinstance(x, bytes) else x for x in np.ravel(v)],
+                        dtype=object).reshape(np.shape(v))
+    return v
+
+
 def read_group(g: h5py.Group, root: bool = False, parts: Any = None) -> Group:
     """Read an HDF5 group recursively into a :class:`Group` (``root``: leave provenance attrs out;
     ``parts``: names of the members to read, all when None)."""
@@ -192,7 +202,7 @@ def read_group(g: h5py.Group, root: bool = False, parts: Any = None) -> Group:
             out.groups[k] = read_group(v)
         else:
             a = {n: attr(v, n) for n in v.attrs if n != "units"}
-            out.arrays[k] = Array(v[()], str(attr(v, "units", "")), a)
+            out.arrays[k] = Array(_decoded(v[()]), str(attr(v, "units", "")), a)
     return out
 
 

@@ -65,7 +65,13 @@ class Phases(TreeResult):
               "`scale_factor`, `fit`, `confidence`, `lattice_identical`"),
         Entry("/phases/<name>", "group", "", "", "attrs `cif` (CIF text), `space_group`, `lattice_abc_nm`, "
               "`lattice_angles_deg`, `formula`"),
-        Entry("/bragg/<label>", "dataset", "float32 (rows, cols)", "", "Bragg-filtered maps"),
+        Entry("/bragg/<label>[_<k>]", "dataset", "float (rows, cols)", "1", "normalised Bragg amplitude of "
+              "each identified crystal of the region (`_<k>` for the k-th crystal of one FFT)"),
+        Entry("/bragg/crystal_map", "dataset", "(rows, cols)", "label", "1-based row of `/bragg/crystals` with "
+              "the largest normalised amplitude, 0 = none; group attr `sigma_k_nm-1`"),
+        Entry("/bragg/crystals", "table", "(n,) per column", "", "`region` (label), `crystal` (1), ..."),
+        Entry("/regions/<label>/orientation_matrices", "dataset", "float64 (n, 3, 3)", "1", "orientation of "
+              "each candidate shown"),
     )
 
     @property

@@ -17,6 +17,9 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
+from ..results.gpa import Gpa as GpaResult
+from ..results.image import Image
+from ..results.phases import Phases
 from ..results.segmentation import Segmentation
 
 
@@ -102,16 +105,13 @@ class ImageInputs:
                             f"phases/{phase}.cif to the sample", self.phases_path) from None
 
     def load_image(self) -> np.ndarray:
-        with h5py.File(self.image_path, "r") as f:
-            return f["image"][()].astype(np.float32)
+        return Image.read(self.image_path).data
 
 
 def read_pixel_size(image_h5: str | Path) -> tuple[tuple[float, float], tuple[int, int]]:
     """(pixel size (x, y) nm, shape) of an image.h5."""
-    with h5py.File(image_h5, "r") as f:
-        px = np.ravel(f.attrs["pixel_size_nm"]).astype(float)
-        shape = tuple(int(v) for v in f["image"].shape)
-    return (float(px[0]), float(px[-1])), shape  # type: ignore[return-value]
+    im = Image.read(image_h5, header_only=True)
+    return im.pixel_size_nm, im.attrs["shape"]
 
 
 def read_labels(seg_h5: str | Path) -> np.ndarray:
@@ -125,27 +125,23 @@ def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str
     p = Path(phases_h5)
     if not p.is_file():
         return regions, cifs
-    with h5py.File(p, "r") as f:
-        for key, g in (f.get("regions") or {}).items():
-            try:
-                label = int(key)
-            except ValueError:
-                continue
-            a = {k: _s(v) for k, v in g.attrs.items()}
-            M = g["orientation_matrix"][()] if "orientation_matrix" in g else None
-            if M is not None and (np.shape(M) != (3, 3) or not np.all(np.isfinite(M))):
-                M = None
-            za = a.get("zone_axis")
-            za = [int(round(float(v))) for v in np.ravel(za)] if za is not None and np.size(za) == 3 else None
-            z4 = a.get("zone_axis_4")
-            z4 = [int(round(float(v))) for v in np.ravel(z4)] if z4 is not None and np.size(z4) == 4 else None
-            regions[label] = RegionPhase(
-                label, str(a.get("phase", "") or ""), str(a.get("space_group", "") or ""), za, z4,
-                _float(a.get("rotation_deg")), _float(a.get("scale_factor")), bool(a.get("identified", False)), M)
-        for name, g in (f.get("phases") or {}).items():
-            cif = _s(g.attrs.get("cif", ""))
-            if cif:
-                cifs[name] = cif
+    ph = Phases.read(p)
+    for label, r in ph.regions.items():
+        a = r.attrs
+        M = r.orientation_matrix
+        if M is not None and (np.shape(M) != (3, 3) or not np.all(np.isfinite(M))):
+            M = None
+        za = a.get("zone_axis")
+        za = [int(round(float(v))) for v in np.ravel(za)] if za is not None and np.size(za) == 3 else None
+        z4 = a.get("zone_axis_4")
+        z4 = [int(round(float(v))) for v in np.ravel(z4)] if z4 is not None and np.size(z4) == 4 else None
+        regions[label] = RegionPhase(
+            label, str(a.get("phase", "") or ""), str(a.get("space_group", "") or ""), za, z4,
+            _float(a.get("rotation_deg")), _float(a.get("scale_factor")), bool(a.get("identified", False)), M)
+    for name, a in ph.phases.items():
+        cif = str(a.get("cif", "") or "")
+        if cif:
+            cifs[name] = cif
     return regions, cifs
 
 
@@ -161,21 +157,13 @@ def read_gpa(gpa_h5: str | Path) -> Gpa:
     p = Path(gpa_h5)
     if not p.is_file():
         return Gpa(False, "no gpa.h5")
-    with h5py.File(p, "r") as f:
-        a = {k: _s(v) for k, v in f.attrs.items()}
-        if not bool(a.get("applicable", True)) or "displacement" not in f or "g_vectors" not in f:
-            return Gpa(False, str(a.get("reason", "GPA not applicable")))
-        ref = a.get("reference_label")
-        try:
-            ref = int(ref) if ref is not None and str(ref) != "" else None
-        except ValueError:
-            ref = None
-        strain = {k: f["strain"][k][()] for k in ("exx", "eyy", "exy") if "strain" in f and k in f["strain"]}
-        if "rotation" in f:
-            strain["rotation"] = f["rotation"][()]
-        return Gpa(True, "", ref, f["g_vectors"][()].astype(float), f["displacement"][()].astype(float),
-                   f["mask"][()].astype(bool) if "mask" in f else None, strain,
-                   f["amplitude"][()] if "amplitude" in f else None)
+    g = GpaResult.read(p, parts=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude"))
+    if not g.applicable or g.displacement is None or g.g_vectors is None:
+        return Gpa(False, g.reason or "GPA not applicable")
+    strain = dict(g.strain)
+    if g.rotation is not None:
+        strain["rotation"] = g.rotation
+    return Gpa(True, "", g.reference_label, g.g_vectors, g.displacement, g.mask, strain, g.amplitude)
 
 
 def image_name(path: str | Path) -> str:

@@ -98,12 +98,10 @@ def view(results: str | Path, config: dict | None = None) -> list[Path]:
 
 
 def _source_dir(sdir: Path, images: list[str]) -> Path | None:
-    import h5py
+    from ..results.image import Image
 
     for im in images:
-        with h5py.File(sdir / im / "image.h5", "r") as f:
-            s = f.attrs.get("source_file", "")
-        s = s.decode() if isinstance(s, bytes) else str(s)
+        s = str(Image.read(sdir / im / "image.h5", header_only=True).attrs.get("source_file", ""))
         if s:
             return Path(s).resolve().parent
     return None
