@@ -181,6 +181,21 @@ class Group:
         return None if g is None else {k: a.data for k, a in g.arrays.items()}
 
 
+def table(columns: dict[str, tuple[Any, str]], **attrs: Any) -> Group:
+    """A table (group of equal-length columns, each with its units, attr ``n_rows``) as a :class:`Group`:
+    the in-memory form of :func:`temtwin.io.h5.write_table`."""
+    n = None
+    arrays = {}
+    for col, (values, units) in columns.items():
+        arr = np.asarray(values)
+        if n is None:
+            n = len(arr)
+        elif len(arr) != n:
+            raise ValueError(f"table column {col} has {len(arr)} rows, expected {n}")
+        arrays[col] = Array(arr, units)
+    return Group(attrs={"n_rows": 0 if n is None else n, **attrs}, arrays=arrays)
+
+
 def _decoded(v: Any) -> Any:
     """Dataset values with variable-length strings decoded (as :func:`temtwin.io.h5.read_table` does)."""
     if isinstance(v, bytes):
@@ -227,6 +242,9 @@ class TreeResult(Result):
 
     content: Group = field(default_factory=Group)
 
+    #: whether ``write`` records ``applicable = True`` and ``reason = ""`` on applicable results too
+    WRITES_FLAG: ClassVar[bool] = False
+
     @property
     def attrs(self) -> dict:
         """The root content attributes."""
@@ -245,7 +263,7 @@ class TreeResult(Result):
 
     def write(self, f: h5py.File) -> None:
         """Write into an open result file (opened with ``ctx.h5``: provenance and atomic rename)."""
-        if not self.applicable:
-            f.attrs["applicable"] = False
+        if not self.applicable or self.WRITES_FLAG:
+            f.attrs["applicable"] = bool(self.applicable)
             f.attrs["reason"] = self.reason
         write_group(f, self.content)

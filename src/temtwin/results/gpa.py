@@ -22,6 +22,7 @@ class Gpa(TreeResult):
 
     FILE: ClassVar[str] = "gpa.h5"
     RULE: ClassVar[str] = "gpa"
+    WRITES_FLAG: ClassVar[bool] = True
     LAYOUT: ClassVar[tuple[Entry, ...]] = (
         Entry("@applicable", "attr", "bool", "", "False with `reason` when GPA does not apply (no maps then)"),
         Entry("@reference_label", "attr", "int", "", "the reference region (0 when not applicable)"),

@@ -18,6 +18,7 @@ class Simulation(TreeResult):
 
     FILE: ClassVar[str] = "simulation.h5"
     RULE: ClassVar[str] = "simulate_image"
+    WRITES_FLAG: ClassVar[bool] = True
     LAYOUT: ClassVar[tuple[Entry, ...]] = (
         Entry("@applicable", "attr", "bool", "", "False with `reason` when no simulation applies"),
         Entry("@mode", "attr", "str", "", "`hrtem` or `haadf`"),
