@@ -46,12 +46,13 @@ import json
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
 from ..io.h5 import set_summary, write_array, write_table
+from ..results.base import Array, Group, table
 from ..results.image import Image
+from ..results.phases import Phases
 from .database import load_phases, select_phases
 from .library import PatternLibrary, build_library
 from .calibration import (assumed_calibration, changed, image_calibration, instrument_settings,
@@ -196,9 +197,9 @@ def _region_summary(crystals: list[Crystal]) -> dict:
     return d
 
 
-def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots, reason: str) -> None:
-    """``/regions/<label>`` (layout in the module docstring)."""
-    g = f.require_group("regions").require_group(str(label))
+def region_group(crystals: list[Crystal], reason: str) -> Group:
+    """``/regions/<label>`` of phases.h5 (layout: :class:`temtwin.results.phases.Phases`)."""
+    g = Group()
     c = crystals[0] if crystals else None
     ok = bool(c is not None and c.identified)
     g.attrs["phase"] = c.phase if ok else ""
@@ -219,7 +220,7 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
     g.attrs["group_confidence"] = float(c.group_confidence) if c is not None else 0.0
     alts = c.alternatives if c is not None else []
     if alts:
-        write_table(g, "alternatives", {
+        g.groups["alternatives"] = table({
             "phase": (np.array([a["phase"] for a in alts], object), "1"),
             "zone_u": (np.array([a["zone_axis"][0] for a in alts], np.int64), "1"),
             "zone_v": (np.array([a["zone_axis"][1] for a in alts], np.int64), "1"),
@@ -233,10 +234,10 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
                        "calibration, only elements tell them apart")
     if c is not None and c.scan_distortion is not None:
         g.attrs["scan_distortion"] = np.asarray(c.scan_distortion, float)
-    write_array(g, "orientation_matrix", c.M if c is not None else np.full((3, 3), np.nan), "1",
-                description="v_image = M @ v_crystal; rows image x, image y, beam z")
+    g.arrays["orientation_matrix"] = Array(c.M if c is not None else np.full((3, 3), np.nan), "1",
+                                           {"description": "v_image = M @ v_crystal; rows image x, image y, beam z"})
     cands = c.candidates if c is not None else []
-    write_table(g, "candidates", {
+    g.groups["candidates"] = table({
         "rank": (np.array([x["rank"] for x in cands], np.int64), "1"),
         "phase": (np.array([x["phase"] for x in cands], object), "1"),
         "space_group": (np.array([x["space_group"] for x in cands], object), "1"),
@@ -263,7 +264,7 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
         return np.concatenate(a) if a else np.zeros(shape, dt)
 
     H = cat(hkl, (0, 3), np.int64).astype(np.int64)
-    write_table(g, "spots", {
+    g.groups["spots"] = table({
         "kx": (cat(kx), "nm^-1"), "ky": (cat(ky), "nm^-1"), "h": (H[:, 0], "1"), "k": (H[:, 1], "1"),
         "l": (H[:, 2], "1"), "residual_nm-1": (cat(res), "nm^-1"),
         "crystal": (cat(cr, dt=np.int64).astype(np.int64), "1"), "peak": (cat(pk, dt=np.int64).astype(np.int64), "1"),
@@ -271,7 +272,7 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
                    "crystal = 1 for the region's phase, 2.. for further crystals; peak = row of peaks.h5 table")
     shown = [x for i, x in enumerate(crystals) if i == 0 or x.identified]
     if len(shown) > 1:
-        write_table(g, "crystals", {
+        g.groups["crystals"] = table({
             "phase": (np.array([x.phase for x in shown], object), "1"),
             "space_group": (np.array([x.space_group for x in shown], object), "1"),
             "zone_u": (np.array([x.uvw[0] for x in shown], np.int64), "1"),
@@ -282,11 +283,13 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
             "score": (np.array([x.score for x in shown]), "1"),
             "confidence": (np.array([x.confidence for x in shown]), "1"),
         })
-        write_array(g, "orientation_matrices", np.array([x.M for x in shown]), "1")
+        g.arrays["orientation_matrices"] = Array(np.array([x.M for x in shown]), "1")
+    return g
 
 
-def write_phase(f: h5py.File, ph) -> None:
-    g = f.require_group("phases").require_group(ph.name)
+def phase_group(ph) -> Group:
+    """``/phases/<name>`` of phases.h5: the phase's CIF text and lattice."""
+    g = Group()
     g.attrs["cif"] = ph.cif
     g.attrs["space_group"] = ph.space_group
     g.attrs["space_group_number"] = int(ph.space_group_number)
@@ -295,6 +298,19 @@ def write_phase(f: h5py.File, ph) -> None:
     g.attrs["lattice_angles_deg"] = ph.angles_deg
     g.attrs["formula"] = ph.formula
     g.attrs["source"] = ph.path
+    return g
+
+
+def relative_table(rel: list[dict]) -> Group:
+    """Table ``/relative_orientations`` of phases.h5 (:func:`relative_orientations`)."""
+    return table({
+        "region_a": (np.array([r["regions"][0] for r in rel], object), "1"),
+        "region_b": (np.array([r["regions"][1] for r in rel], object), "1"),
+        "phase_a": (np.array([r["phases"][0] for r in rel], object), "1"),
+        "phase_b": (np.array([r["phases"][1] for r in rel], object), "1"),
+        "angle_deg": (np.array([r["angle_deg"] for r in rel], float), "deg"),
+        "relation": (np.array([r["relation"] for r in rel], object), "1"),
+    })
 
 
 def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None):
@@ -426,13 +442,22 @@ def run(ctx) -> None:
         m = read_image(ctx.input["image"])
         image, px = m.data, m.pixel_size_nm
         labels = _read_labels(ctx.paths("segmentation"), m.shape)
+    out = Phases(content=Group(attrs={"candidates": json.dumps([p.name for p in phases]), "n_patterns": len(lib)}))
+    found = sorted({c.phase for cs in results.values() for c in cs if c.identified})
+    if labels_sorted:
+        out.content.groups["regions"] = Group(groups={str(label): region_group(results[label], reasons[label])
+                                                      for label in labels_sorted})
+    if found:
+        out.content.groups["phases"] = Group(groups={name: phase_group(byname[name]) for name in found})
+    if rel:
+        out.content.groups["relative_orientations"] = relative_table(rel)
+    calib = cal if cal is not None else assumed_calibration(mcfg)
+    if cal is not None:
+        out.attrs["calibration_scale_factor"] = cal.scale
+    out.attrs.update({"calibration_uncertainty": float(calib.uncertainty), "calibration_status": calib.status,
+                      "elements": json.dumps(elements), "elements_source": el_src})
     with ctx.h5("h5") as f:
-        f.attrs["candidates"] = json.dumps([p.name for p in phases])
-        f.attrs["n_patterns"] = len(lib)
-        for label in labels_sorted:
-            write_region(f, label, results[label], spots_of[label], reasons[label])
-        for name in sorted({c.phase for cs in results.values() for c in cs if c.identified}):
-            write_phase(f, byname[name])
+        out.write(f)       # the Bragg maps below are streamed into the file as computed (memory)
         if do_bragg:
             from .plots import thumbnail
 
@@ -459,23 +484,7 @@ def run(ctx) -> None:
                 "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
                 "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
             })
-        if rel:
-            write_table(f, "relative_orientations", {
-                "region_a": (np.array([r["regions"][0] for r in rel], object), "1"),
-                "region_b": (np.array([r["regions"][1] for r in rel], object), "1"),
-                "phase_a": (np.array([r["phases"][0] for r in rel], object), "1"),
-                "phase_b": (np.array([r["phases"][1] for r in rel], object), "1"),
-                "angle_deg": (np.array([r["angle_deg"] for r in rel], float), "deg"),
-                "relation": (np.array([r["relation"] for r in rel], object), "1"),
-            })
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
-        calib = cal if cal is not None else assumed_calibration(mcfg)
-        if cal is not None:
-            f.attrs["calibration_scale_factor"] = cal.scale
-        f.attrs["calibration_uncertainty"] = float(calib.uncertainty)
-        f.attrs["calibration_status"] = calib.status
-        f.attrs["elements"] = json.dumps(elements)
-        f.attrs["elements_source"] = el_src
         summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
                                   "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
         if ref_note:
