@@ -45,6 +45,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -359,6 +360,127 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     return entries, norm, (cmap_.result(cfg["threshold"]), sk)
 
 
+def _identify_all(ctx, lib, peaks: dict, mcfg, min_peaks: int, scan_rows: bool, labels_sorted: list,
+                  results: dict, spots_of: dict, reasons: dict, what: str = "regions") -> None:
+    """Identify every region's peaks against ``lib`` (fills ``results``, ``spots_of``, ``reasons``)."""
+    for i, label in enumerate(labels_sorted):
+        t1 = time.perf_counter()
+        crystals, spots, reason = analyse_region(lib, peaks[label], mcfg, min_peaks, scan_rows)
+        if what == "regions":
+            c = crystals[0] if crystals else None
+            ctx.log.info("region %d: %s in %.2f s", label,
+                         f"{c.phase} {c.uvw.tolist()} rot {c.rotation_deg:.2f} scale {c.scale:.4f} score "
+                         f"{c.score:.3f} conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}"
+                         if c else reason, time.perf_counter() - t1)
+        elif changed(results[label], crystals):
+            def name(cs):
+                return f"{cs[0].phase} {cs[0].uvw.tolist()} (scale {cs[0].scale:.4f})" if cs else "nothing"
+            ctx.log.info("region %d: %s -> %s with the image calibration", label, name(results[label]),
+                         name(crystals))
+        results[label], spots_of[label], reasons[label] = crystals, spots, reason
+        ctx.progress(i + 1, len(labels_sorted), what)
+
+
+def _shared_calibration(ctx, cfg: dict, all_phases, phases, lib, mcfg, peaks: dict, labels_sorted: list,
+                        scan_rows: bool, results: dict, spots_of: dict, reasons: dict):
+    """The image calibration (reference phase, else shared by the regions) and, when it applies, every region
+    identified again with the calibration prior centred there. Returns (cal, shared, note, settings used)."""
+    sigma = float(cfg["shared_calibration_sigma"])
+    mcfg_used = mcfg
+    ref = cfg["calibration"]["reference_phase"]
+    cal, shared, ref_note = None, False, ""
+    if ref:
+        cal, ref_note = _reference_calibration(ref, all_phases, phases, cfg, mcfg, peaks, labels_sorted, scan_rows,
+                                               sigma, ctx.log, results)
+    if cal is None:
+        cal = image_calibration(results, mcfg, sigma)
+    apply = cal is not None and cal.status != "ambiguous" and (
+        cal.status == "reference" or (cfg["shared_calibration"] and len(cal.regions) >= 2))
+    if cal is not None and cal.status == "ambiguous":
+        ctx.log.info("phase_id: the image calibration is ambiguous: %.4f or %s; regions keep their own "
+                     "alternatives (give `elements`, `calibration.uncertainty` or `calibration.reference_phase`)",
+                     cal.scale, ", ".join(f"{a['scale_factor']:.4f}" for a in cal.alternatives))
+    if apply:
+        shared = True
+        mcfg2 = mcfg_used = shared_settings(mcfg, cal, sigma)
+        ctx.log.info("phase_id: image calibration %.4f ± %.4f (%s) from regions %s; identifying every region "
+                     "again with the calibration prior centred there (sigma %.3f)", cal.scale, cal.uncertainty,
+                     cal.status, ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
+        _identify_all(ctx, lib, peaks, mcfg2, int(cfg["min_peaks"]), scan_rows, labels_sorted, results, spots_of,
+                      reasons, "regions (shared calibration)")
+    return cal, shared, ref_note, mcfg_used
+
+
+def phases_result(phases, lib, results: dict, reasons: dict, labels_sorted: list, rel: list, calib, cal,
+                  elements: list, el_src: str) -> Phases:
+    """The phases.h5 content without the Bragg maps (layout: :class:`temtwin.results.phases.Phases`)."""
+    byname = {p.name: p for p in phases}
+    out = Phases(content=Group(attrs={"candidates": json.dumps([p.name for p in phases]), "n_patterns": len(lib)}))
+    found = sorted({c.phase for cs in results.values() for c in cs if c.identified})
+    if labels_sorted:
+        out.content.groups["regions"] = Group(groups={str(label): region_group(results[label], reasons[label])
+                                                      for label in labels_sorted})
+    if found:
+        out.content.groups["phases"] = Group(groups={name: phase_group(byname[name]) for name in found})
+    if rel:
+        out.content.groups["relative_orientations"] = relative_table(rel)
+    if cal is not None:
+        out.attrs["calibration_scale_factor"] = cal.scale
+    out.attrs.update({"calibration_uncertainty": float(calib.uncertainty), "calibration_status": calib.status,
+                      "elements": json.dumps(elements), "elements_source": el_src})
+    return out
+
+
+def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads) -> tuple[list, list, Any]:
+    """Compute the Bragg-filtered maps and stream each into the open phases.h5 ``f`` as it is computed
+    (memory independent of the crystal count); returns (entries, thumbnails, extra)."""
+    from .plots import thumbnail
+
+    thumbs: list = []
+
+    def sink(i, entry, a):
+        label, k, c = entry
+        write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
+                    description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
+        if cfg["figures"] and i < 3:
+            thumbs.append(thumbnail(a))
+
+    entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink)
+    if entries:
+        bg = f.require_group("bragg")
+        bg.attrs["sigma_k_nm-1"] = float(extra[1])
+        if extra[0] is not None:
+            write_array(bg, "crystal_map", extra[0], "label",
+                        description="1-based row of /bragg/crystals with the largest normalised amplitude, "
+                                    "0 = none")
+        write_table(bg, "crystals", {
+            "region": (np.array([e[0] for e in entries], np.int64), "label"),
+            "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
+            "phase": (np.array([e[2].phase for e in entries], object), "1"),
+            "zone_u": (np.array([e[2].uvw[0] for e in entries], np.int64), "1"),
+            "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
+            "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
+        })
+    return entries, thumbs, extra
+
+
+def _figures(figdir: Path, cfg: dict, peaks: dict, labels_sorted: list, spots_of: dict, results: dict, lib,
+             reasons: dict, entries: list, image, px, extra, thumbs: list) -> None:
+    figdir.mkdir(parents=True, exist_ok=True)
+    if cfg["figures"]:
+        from .plots import bragg_figure, region_figure
+
+        for label in labels_sorted:
+            pk = peaks[label]
+            if not len(spots_of[label]) and pk["fft"] is None:
+                continue
+            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
+                          results[label], lib, reasons[label])
+        if entries:
+            names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
+            bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
+
+
 def run(ctx) -> None:
     """Stage ``phase_id``: peaks.h5 (+ image, segmentation, CIFs, sample.yaml) -> phases.h5, figures."""
     t0 = time.perf_counter()
@@ -384,56 +506,18 @@ def run(ctx) -> None:
     spots_of: dict[int, Spots] = {}
     reasons: dict[int, str] = {}
     labels_sorted = sorted(peaks)
-    for i, label in enumerate(labels_sorted):
-        t1 = time.perf_counter()
-        crystals, spots, reason = analyse_region(lib, peaks[label], mcfg, int(cfg["min_peaks"]), scan_rows)
-        results[label], spots_of[label], reasons[label] = crystals, spots, reason
-        c = crystals[0] if crystals else None
-        ctx.log.info("region %d: %s in %.2f s", label,
-                     f"{c.phase} {c.uvw.tolist()} rot {c.rotation_deg:.2f} scale {c.scale:.4f} score {c.score:.3f} "
-                     f"conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}" if c else reason,
-                     time.perf_counter() - t1)
-        ctx.progress(i + 1, len(labels_sorted), "regions")
-    sigma = float(cfg["shared_calibration_sigma"])
-    mcfg_used = mcfg
-    ref = cfg["calibration"]["reference_phase"]
-    cal, shared, ref_note = None, False, ""
-    if ref:
-        cal, ref_note = _reference_calibration(ref, all_phases, phases, cfg, mcfg, peaks, labels_sorted, scan_rows,
-                                               sigma, ctx.log, results)
-    if cal is None:
-        cal = image_calibration(results, mcfg, sigma)
-    apply = cal is not None and cal.status != "ambiguous" and (
-        cal.status == "reference" or (cfg["shared_calibration"] and len(cal.regions) >= 2))
-    if cal is not None and cal.status == "ambiguous":
-        ctx.log.info("phase_id: the image calibration is ambiguous: %.4f or %s; regions keep their own "
-                     "alternatives (give `elements`, `calibration.uncertainty` or `calibration.reference_phase`)",
-                     cal.scale, ", ".join(f"{a['scale_factor']:.4f}" for a in cal.alternatives))
-    if apply:
-        shared = True
-        mcfg2 = mcfg_used = shared_settings(mcfg, cal, sigma)
-        ctx.log.info("phase_id: image calibration %.4f ± %.4f (%s) from regions %s; identifying every region "
-                     "again with the calibration prior centred there (sigma %.3f)", cal.scale, cal.uncertainty,
-                     cal.status, ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
-        for i, label in enumerate(labels_sorted):
-            crystals, spots, reason = analyse_region(lib, peaks[label], mcfg2, int(cfg["min_peaks"]), scan_rows)
-            if changed(results[label], crystals):
-                def name(cs):
-                    return f"{cs[0].phase} {cs[0].uvw.tolist()} (scale {cs[0].scale:.4f})" if cs else "nothing"
-                ctx.log.info("region %d: %s -> %s with the image calibration", label, name(results[label]),
-                             name(crystals))
-            results[label], spots_of[label], reasons[label] = crystals, spots, reason
-            ctx.progress(i + 1, len(labels_sorted), "regions (shared calibration)")
+    _identify_all(ctx, lib, peaks, mcfg, int(cfg["min_peaks"]), scan_rows, labels_sorted, results, spots_of,
+                  reasons)
+    cal, shared, ref_note, mcfg_used = _shared_calibration(ctx, cfg, all_phases, phases, lib, mcfg, peaks,
+                                                           labels_sorted, scan_rows, results, spots_of, reasons)
     overridden = {}
     for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
         from ..workflow.overrides import apply_phase, read_overrides, stage_actions
 
         acts = stage_actions(read_overrides(ov), ctx.wildcards.get("image", ""), "phase_id")
         overridden = apply_phase(acts, results, reasons, spots_of, lib, mcfg_used, scan_rows, ov, ctx.log)
-    byname = {p.name: p for p in phases}
-    rel = relative_orientations(results, byname)
-    # Bragg maps need the image and labels
-    image = labels = px = None
+    rel = relative_orientations(results, {p.name: p for p in phases})
+    image = labels = px = None                   # Bragg maps need the image and labels
     entries, thumbs, extra = [], [], None
     do_bragg = cfg["bragg"]["enabled"] and any(c.identified for cs in results.values() for c in cs)
     if do_bragg:
@@ -442,48 +526,12 @@ def run(ctx) -> None:
         m = read_image(ctx.input["image"])
         image, px = m.data, m.pixel_size_nm
         labels = _read_labels(ctx.paths("segmentation"), m.shape)
-    out = Phases(content=Group(attrs={"candidates": json.dumps([p.name for p in phases]), "n_patterns": len(lib)}))
-    found = sorted({c.phase for cs in results.values() for c in cs if c.identified})
-    if labels_sorted:
-        out.content.groups["regions"] = Group(groups={str(label): region_group(results[label], reasons[label])
-                                                      for label in labels_sorted})
-    if found:
-        out.content.groups["phases"] = Group(groups={name: phase_group(byname[name]) for name in found})
-    if rel:
-        out.content.groups["relative_orientations"] = relative_table(rel)
     calib = cal if cal is not None else assumed_calibration(mcfg)
-    if cal is not None:
-        out.attrs["calibration_scale_factor"] = cal.scale
-    out.attrs.update({"calibration_uncertainty": float(calib.uncertainty), "calibration_status": calib.status,
-                      "elements": json.dumps(elements), "elements_source": el_src})
+    out = phases_result(phases, lib, results, reasons, labels_sorted, rel, calib, cal, elements, el_src)
     with ctx.h5("h5") as f:
-        out.write(f)       # the Bragg maps below are streamed into the file as computed (memory)
+        out.write(f)
         if do_bragg:
-            from .plots import thumbnail
-
-            def sink(i, entry, a):  # each map written as computed (memory independent of the crystal count)
-                label, k, c = entry
-                write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
-                            description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
-                if cfg["figures"] and i < 3:
-                    thumbs.append(thumbnail(a))
-
-            entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], ctx.threads, sink)
-        if entries:
-            bg = f.require_group("bragg")
-            bg.attrs["sigma_k_nm-1"] = float(extra[1])
-            if extra[0] is not None:
-                write_array(bg, "crystal_map", extra[0], "label",
-                            description="1-based row of /bragg/crystals with the largest normalised amplitude, "
-                                        "0 = none")
-            write_table(bg, "crystals", {
-                "region": (np.array([e[0] for e in entries], np.int64), "label"),
-                "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
-                "phase": (np.array([e[2].phase for e in entries], object), "1"),
-                "zone_u": (np.array([e[2].uvw[0] for e in entries], np.int64), "1"),
-                "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
-                "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
-            })
+            entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads)
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
         summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
                                   "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
@@ -497,20 +545,8 @@ def run(ctx) -> None:
 
             annotate_phase(f, summary, overridden)
         set_summary(f, summary)
-    figdir = Path(ctx.output["figures"])
-    figdir.mkdir(parents=True, exist_ok=True)
-    if cfg["figures"]:
-        from .plots import bragg_figure, region_figure
-
-        for label in labels_sorted:
-            pk = peaks[label]
-            if not len(spots_of[label]) and pk["fft"] is None:
-                continue
-            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
-                          results[label], lib, reasons[label])
-        if entries:
-            names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
-            bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
+    _figures(Path(ctx.output["figures"]), cfg, peaks, labels_sorted, spots_of, results, lib, reasons, entries,
+             image, px, extra, thumbs)
     n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
 
