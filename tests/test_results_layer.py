@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
@@ -260,3 +261,18 @@ def test_registry_result_files_have_classes():
     without = sorted(set(files) - covered)
     print("registry result files without a result class:", without)
     assert isinstance(without, list) and len(MODULES) == len(result_classes())
+
+
+def test_written_not_applicable_keeps_its_attributes(tmp_path):
+    """A stage writing 'not applicable' through the class (gpa, simulate_image) records the flag, the reason
+    and its own attributes; an applicable GPA records applicable = True as the stage always did."""
+    g = Gpa(applicable=False, reason="amorphous image", content=Group(attrs={"reference_label": 0}))
+    p = _write(tmp_path / "gpa.h5", g)
+    back = Gpa.read(p)
+    assert not back.applicable and back.reason == "amorphous image" and back.attrs == {"reference_label": 0}
+    assert back.strain == {} and back.displacement is None
+    p2 = _write(tmp_path / "gpa2.h5", _gpa())
+    with h5py.File(p2, "r") as f:
+        assert bool(f.attrs["applicable"]) is True and f.attrs["reason"] == ""
+    with h5py.File(_write(tmp_path / "peaks.h5", _peaks()), "r") as f:
+        assert "applicable" not in f.attrs          # peaks.h5 never carried the flag when applicable
