@@ -1,0 +1,79 @@
+"""One science core per concept (issue 15, item 5): the shared modules give the answers the
+duplicated code gave."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def test_tb_slabs_use_the_shared_growth_binning():
+    """tight-binding slabs: slab index = floor((s - s_min) / t) along the growth direction, with s the
+    host atoms' coordinate along growth (nm), the same binning the keating and phonons profiles use."""
+    from ase import Atoms
+
+    from temtwin.physics.tb_stage import _partitions
+
+    rng = np.random.default_rng(0)
+    pos = rng.uniform(0, 30, (200, 3))                      # Å
+    atoms = Atoms("Si200", positions=pos)
+    g = np.array([0.3, -1.0, 0.2])
+    atoms.info["growth_direction"] = g.tolist()
+    host = np.arange(0, 200, 2)
+    parts = _partitions(atoms, host, {"partitions": "slabs", "slab_thickness_nm": 0.4})
+    labels, per_site, extra = parts["slab"]
+    s = pos[host] @ (g / np.linalg.norm(g)) / 10.0
+    want = np.floor((s - s.min()) / 0.4).astype(int)
+    assert list(per_site) == [str(v) for v in want]
+    assert labels == [str(v) for v in np.unique(want)]
+    assert extra["center_nm"][labels[-1]] == (int(labels[-1]) + 0.5) * 0.4
+    assert np.allclose(extra["growth_direction"], g / np.linalg.norm(g))
+
+
+def _ring(n: int):
+    import scipy.sparse as sp
+    m = sp.diags([np.full(n - 1, 1.0), np.full(n - 1, 1.0)], [1, -1]).tolil()
+    m[0, n - 1] = m[n - 1, 0] = 1.0
+    return m.tocsr()
+
+
+def test_one_kpm_engine_electron_chain_dos_is_analytic():
+    """Electrons on a ring of n sites, hopping t = 1 eV: the local moments at one site are the analytic
+    ones (eigenvalues -2 cos(2 pi q / n)) to round-off, and the Jackson-damped density approaches the
+    infinite chain's 1 / (pi sqrt(4 - E^2)) states/eV."""
+    from temtwin.physics import kpm
+    from temtwin.physics.tightbinding import TBOperator
+
+    n, N = 2000, 256
+    op = TBOperator(matrix=-_ring(n), backend="numba", complex_dtype=np.complex128)
+    a, b = kpm.rescaling((-2.0, 2.0))
+    mu = kpm.stochastic_moments(op, [np.array([0])], [np.random.default_rng(0)], a, b, N)[0]
+    evals = -2.0 * np.cos(2 * np.pi * np.arange(n) / n)
+    assert np.allclose(mu, kpm.moments_from_eigenvalues(evals, a, b, N) / n, atol=1e-10)
+    E = np.linspace(-1.5, 1.5, 31)
+    rho = kpm.density(mu, E, a, b)
+    assert np.allclose(rho, 1.0 / (np.pi * np.sqrt(4.0 - E ** 2)), rtol=0.02)
+
+
+def test_one_kpm_engine_phonon_chain_ldos_is_analytic():
+    """Phonons of a ring of n atoms with springs k (the same in x, y, z): lambda_q = 4 k sin^2(pi q / n)
+    (eV/Å²/amu); above 5 sigma the KPM LDOS per dof with the shared kernel and reconstruction is the analytic
+    Gaussian-broadened sum over the n modes."""
+    import scipy.sparse as sp
+
+    from temtwin.physics import kpm
+    from temtwin.physics.phonons import energy_of_lambda, kpm_ldos
+
+    n, k, sigma = 60, 2.0, 1.5
+    lap = 2.0 * sp.identity(n) - _ring(n)
+    d = sp.kron(k * lap, sp.identity(3)).tocsr()
+    res = kpm_ldos(d, [np.zeros(n, int)], sigma_meV=sigma, n_moments=1024, probe="exact")
+    e_q = energy_of_lambda(4 * k * np.sin(np.pi * np.arange(n) / n) ** 2)
+    want = np.exp(-0.5 * ((res.energies_meV[:, None] - e_q[None, :]) / sigma) ** 2).sum(1) \
+        / (n * sigma * np.sqrt(2 * np.pi))
+    got = res.ldos[0][0]
+    # lambda ~ E^2: the constant Chebyshev resolution in lambda blurs E below a few sigma
+    hi = res.energies_meV >= 5 * sigma
+    assert np.abs(got - want)[hi].max() < 0.02 * want.max()
+    # the reconstruction is the engine's: damped moments times smooth Chebyshev coefficients
+    c = kpm.smooth_coefficients(lambda x: np.exp(-x[None, :] ** 2), 64)
+    assert np.allclose(kpm.reconstruct(np.eye(64)[:1], c, "none"), c[:, 0])
