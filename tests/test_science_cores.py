@@ -77,3 +77,51 @@ def test_one_kpm_engine_phonon_chain_ldos_is_analytic():
     # the reconstruction is the engine's: damped moments times smooth Chebyshev coefficients
     c = kpm.smooth_coefficients(lambda x: np.exp(-x[None, :] ** 2), 64)
     assert np.allclose(kpm.reconstruct(np.eye(64)[:1], c, "none"), c[:, 0])
+
+
+def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(tmp_path, monkeypatch):
+    """GPA's g pair from fft_peaks' spots (peaks.h5) is the pair GPA's own finder chose before, and a
+    lattice reflection of Si; with a peaks.h5 entry GPA never finds spots again."""
+    import h5py
+    from test_gpa_stage import image_h5, peaks_h5, seg_h5
+
+    import temtwin.gpa.stage as gpa_stage
+    from temtwin.gpa.choices import pick_g_pair
+    from temtwin.peaks.spots import Spots, fft_spots
+    from temtwin.peaks.stage import analyse_region
+    from temtwin.synth import crystal_scene
+    from temtwin.workflow.context import StageContext
+
+    px = (0.02, 0.02)
+    sc = crystal_scene("Si", (1, 1, 0), 10.0, shape=(256, 256), pixel_size_nm=px, dose=500, seed=3)
+    res = analyse_region(sc.image, px)
+    assert res.crystalline
+    from_peaks = Spots.from_peakset(res.peaks)
+    g_p, _ = pick_g_pair(from_peaks)
+    g_own, _ = pick_g_pair(fft_spots(sc.image, px))
+    for a in g_p:                                   # same reflections (± g), to 2 % of |g|
+        assert min(min(np.linalg.norm(a - b), np.linalg.norm(a + b)) for b in g_own) < 0.02 * np.linalg.norm(a)
+    d_si = 0.5431 / np.sqrt([3.0, 4.0, 8.0])        # {111}, {002}, {220} spacings (nm)
+    for gi in g_p:
+        assert np.min(np.abs(1 / np.linalg.norm(gi) - d_si) / d_si) < 0.02
+    # the stage reads those spots: its own finder is never called for a region of peaks.h5
+    def no_refind(*a, **k):
+        raise AssertionError("GPA found spots again")
+    monkeypatch.setattr(gpa_stage, "region_spots", no_refind)
+    table = [(kx, ky, i) for kx, ky, i in zip(res.peaks.kx, res.peaks.ky, res.peaks.intensity)]
+    inputs = {"image": str(image_h5(tmp_path / "image.h5", sc.image)),
+              "segmentation": str(seg_h5(tmp_path / "s.h5", np.ones((256, 256), np.int32))),
+              "peaks": str(peaks_h5(tmp_path / "p.h5", {1: (True, table)})),
+              "phases": str(tmp_path / "none.h5")}
+    ctx = StageContext.create("gpa", inputs, {"h5": str(tmp_path / "gpa.h5"), "figures": str(tmp_path / "f")},
+                              {"gpa": {"refine_g": False}})
+    gpa_stage.run(ctx)
+    with h5py.File(tmp_path / "gpa.h5") as f:
+        g_in = f["g_vectors_input"][()]
+    assert np.allclose(np.abs(g_in), np.abs(g_p), atol=1e-9)
+    # fft_peaks said amorphous: GPA does not re-decide from the same spots
+    ctx2 = StageContext.create("gpa", {**inputs, "peaks": str(peaks_h5(tmp_path / "p2.h5", {1: (False, table)}))},
+                               {"h5": str(tmp_path / "gpa2.h5"), "figures": str(tmp_path / "f2")})
+    gpa_stage.run(ctx2)
+    with h5py.File(tmp_path / "gpa2.h5") as f:
+        assert not f.attrs["applicable"]
