@@ -125,3 +125,71 @@ def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(tmp_path, mon
     gpa_stage.run(ctx2)
     with h5py.File(tmp_path / "gpa2.h5") as f:
         assert not f.attrs["applicable"]
+
+
+def test_twin_reads_gpa_hkl_instead_of_reindexing(tmp_path):
+    """The virtual cell uses the hkl GPA stored with its g vectors (gpa.h5 /lattice attr hkl) as given:
+    the same cell as nearest-reflection indexing on an unambiguous case, and an error (not a silent
+    re-indexing) when the stored hkl do not describe the measured g."""
+    import h5py
+    import pytest
+
+    from temtwin.io.h5 import atomic_h5, write_array
+    from temtwin.synth.crystal import load_structure, orientation_matrix
+    from temtwin.twin.fill import cell_from_structure, virtual_cell
+    from temtwin.twin.inputs import read_gpa
+    from temtwin.twin.synthetic import reciprocal_g
+
+    st = load_structure("Si")
+    cell = cell_from_structure(st, orientation_matrix(st, (1, 1, 0), 10.0, reference=(1, -1, 0)), (1, 1, 0))
+    M_true = orientation_matrix(st, (1, 1, 0), 13.0, reference=(1, -1, 0))
+    hkl = [[1, -1, -1], [2, -2, 0]]
+    g = reciprocal_g(st, M_true, hkl, 0.55843 / 0.5431)
+    with atomic_h5(tmp_path / "gpa.h5") as f:
+        f.attrs["applicable"] = True
+        f.attrs["reference_label"] = 1
+        write_array(f, "g_vectors", g, "nm^-1")
+        write_array(f, "displacement", np.zeros((2, 4, 4)), "nm")
+        lg = f.create_group("lattice")
+        lg.attrs["hkl"] = np.array(hkl)
+        lg.attrs["reference_phase"] = "Si"
+    gpa = read_gpa(tmp_path / "gpa.h5")
+    assert gpa.g_hkl.tolist() == hkl and gpa.g_phase == "Si"
+    vc, info = virtual_cell(cell, gpa.g_vectors, hkl=gpa.g_hkl)
+    vc0, info0 = virtual_cell(cell, gpa.g_vectors)
+    assert info["hkl"].tolist() == hkl and np.allclose(vc.lattice_nm, vc0.lattice_nm, atol=1e-12)
+    with pytest.raises(ValueError, match="do not match"):
+        virtual_cell(cell, gpa.g_vectors, hkl=-gpa.g_hkl)     # stored hkl of -g: not re-indexed
+    with h5py.File(tmp_path / "gpa.h5", "a") as f:
+        del f["lattice"]
+    assert read_gpa(tmp_path / "gpa.h5").g_hkl is None
+
+
+def test_one_structure_loader_for_phase_id_synth_and_twins(tmp_path):
+    """phase_id's CIF reading, synth/twin's load_structure and the twin's phases.h5 CIF text go through
+    one loader with one policy: the same structure from each, one-line errors naming the file."""
+    import pytest
+
+    from temtwin.errors import UserError
+    from temtwin.phase.database import RESOURCE_PHASES, load_cif, load_structure
+    from temtwin.synth.crystal import load_structure as synth_load
+    from temtwin.twin.inputs import ImageInputs
+
+    si_cif = RESOURCE_PHASES / "Si.cif"
+    a, b = load_cif(si_cif).structure, synth_load("Si")
+    assert synth_load is not load_structure and b is load_structure("Si")
+    assert np.array_equal(a.lattice.matrix, b.lattice.matrix) and np.array_equal(a.frac_coords, b.frac_coords)
+    assert abs(b.lattice.a - 5.431) < 0.01                         # Å
+    cifs = {"Si": si_cif.read_text(), "Bad": "data_x\n_cell_length_a 1\n"}
+    img = ImageInputs("img", (0.02, 0.02), (8, 8), np.ones((8, 8), np.int32), cifs=cifs,
+                      phases_path=tmp_path / "phases.h5")
+    c = img.structure("Si")
+    assert np.array_equal(c.lattice.matrix, a.lattice.matrix) and len(c) == len(a)
+    with pytest.raises(UserError, match=r"phase 'Bad' in phases\.h5 .*(not a usable CIF|degenerate)"):
+        img.structure("Bad")
+    bad = tmp_path / "Broken.cif"
+    bad.write_text("not a cif\n")
+    with pytest.raises(UserError, match="Broken.cif"):
+        load_cif(bad)
+    with pytest.raises(KeyError):
+        load_structure("Unobtainium")

@@ -55,6 +55,8 @@ class Gpa:
     mask: np.ndarray | None = None              # (rows, cols) bool
     strain: dict[str, np.ndarray] = field(default_factory=dict)   # exx, eyy, exy, rotation
     amplitude: np.ndarray | None = None         # (2, rows, cols)
+    g_hkl: np.ndarray | None = None             # (2, 3) hkl of g1, g2 (phase_id's indexing), if indexed
+    g_phase: str = ""                           # the phase those hkl belong to
 
 
 @dataclass
@@ -82,17 +84,14 @@ class ImageInputs:
         return float(np.sqrt(self.pixel_size_nm[0] * self.pixel_size_nm[1]))
 
     def structure(self, phase: str):
-        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library."""
-        cif = self.cifs.get(phase)
-        if cif:
-            from pymatgen.core import Structure
+        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library (both through
+        the one loader, :mod:`temtwin.phase.database`)."""
+        from ..phase.database import load_structure, structure_from_cif
 
-            try:
-                return Structure.from_str(cif, fmt="cif")
-            except Exception as e:
-                raise UserError(f"phase {phase!r}: CIF text cannot be parsed ({type(e).__name__}); "
-                                "fix the CIF in the dataset's phases/ folder", self.phases_path) from None
-        from ..synth.crystal import load_structure
+        cif = self.cifs.get(phase)
+        if cif:       # the one CIF policy (phase.database), on the text phase_id stored
+            return structure_from_cif(cif, self.phases_path, f"phase {phase!r} in phases.h5 (from the "
+                                      "dataset's phases/ folder)")
 
         try:
             return load_structure(phase)
@@ -175,9 +174,11 @@ def read_gpa(gpa_h5: str | Path) -> Gpa:
         strain = {k: f["strain"][k][()] for k in ("exx", "eyy", "exy") if "strain" in f and k in f["strain"]}
         if "rotation" in f:
             strain["rotation"] = f["rotation"][()]
+        lat = f["lattice"].attrs if "lattice" in f else {}
+        hkl = np.asarray(lat["hkl"], int).reshape(2, 3) if "hkl" in lat else None
         return Gpa(True, "", ref, f["g_vectors"][()].astype(float), f["displacement"][()].astype(float),
                    f["mask"][()].astype(bool) if "mask" in f else None, strain,
-                   f["amplitude"][()] if "amplitude" in f else None)
+                   f["amplitude"][()] if "amplitude" in f else None, hkl, _s(lat.get("reference_phase", "")))
 
 
 def image_name(path: str | Path) -> str:
