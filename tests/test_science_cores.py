@@ -96,7 +96,8 @@ def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(tmp_path, mon
     sc = crystal_scene("Si", (1, 1, 0), 10.0, shape=(256, 256), pixel_size_nm=px, dose=500, seed=3)
     res = analyse_region(sc.image, px)
     assert res.crystalline
-    from_peaks = Spots.from_peakset(res.peaks)
+    from_peaks = res.peaks.spots()
+    assert isinstance(from_peaks, Spots) and np.all(from_peaks.d > 0)
     g_p, _ = pick_g_pair(from_peaks)
     g_own, _ = pick_g_pair(fft_spots(sc.image, px))
     for a in g_p:                                   # same reflections (± g), to 2 % of |g|
