@@ -341,8 +341,7 @@ class KPMResult:
 def _kpm_moments(d, partitions, lo, hi, n_moments, n_vectors, rng, probe, precision, progress):
     """Normalised local Chebyshev moments (one (G_p, M) array per partition) of D scaled by [lo, hi]."""
     n = d.shape[0]
-    scale = 0.5 * (hi - lo)
-    shift = 0.5 * (hi + lo)
+    scale, shift = kpm.rescaling((lo, hi), epsilon=0.0)     # D̃ = (D - shift) / scale on [lo, hi]
     if probe == "exact":
         v0 = np.eye(n)
     elif probe == "random":
