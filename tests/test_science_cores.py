@@ -79,18 +79,19 @@ def test_one_kpm_engine_phonon_chain_ldos_is_analytic():
     assert np.allclose(kpm.reconstruct(np.eye(64)[:1], c, "none"), c[:, 0])
 
 
-def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(tmp_path, monkeypatch):
+def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(monkeypatch):
     """GPA's g pair from fft_peaks' spots (peaks.h5) is the pair GPA's own finder chose before, and a
     lattice reflection of Si; with a peaks.h5 entry GPA never finds spots again."""
-    import h5py
-    from test_gpa_stage import image_h5, peaks_h5, seg_h5
+    import pytest
 
     import temtwin.gpa.stage as gpa_stage
+    from temtwin.config import load_config
+    from temtwin.errors import NotApplicable
     from temtwin.gpa.choices import pick_g_pair
+    from temtwin.io.image import Micrograph
     from temtwin.peaks.spots import Spots, fft_spots
     from temtwin.peaks.stage import analyse_region
     from temtwin.synth import crystal_scene
-    from temtwin.workflow.context import StageContext
 
     px = (0.02, 0.02)
     sc = crystal_scene("Si", (1, 1, 0), 10.0, shape=(256, 256), pixel_size_nm=px, dose=500, seed=3)
@@ -109,23 +110,19 @@ def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(tmp_path, mon
     def no_refind(*a, **k):
         raise AssertionError("GPA found spots again")
     monkeypatch.setattr(gpa_stage, "region_spots", no_refind)
-    table = [(kx, ky, i) for kx, ky, i in zip(res.peaks.kx, res.peaks.ky, res.peaks.intensity)]
-    inputs = {"image": str(image_h5(tmp_path / "image.h5", sc.image)),
-              "segmentation": str(seg_h5(tmp_path / "s.h5", np.ones((256, 256), np.int32))),
-              "peaks": str(peaks_h5(tmp_path / "p.h5", {1: (True, table)})),
-              "phases": str(tmp_path / "none.h5")}
-    ctx = StageContext.create("gpa", inputs, {"h5": str(tmp_path / "gpa.h5"), "figures": str(tmp_path / "f")},
-                              {"gpa": {"refine_g": False}})
-    gpa_stage.run(ctx)
-    with h5py.File(tmp_path / "gpa.h5") as f:
-        g_in = f["g_vectors_input"][()]
-    assert np.allclose(np.abs(g_in), np.abs(g_p), atol=1e-9)
+    m = Micrograph(sc.image, px, name="img", sample="s", meta={})
+    labels = np.ones((256, 256), np.int32)
+    table = {"kx": res.peaks.kx, "ky": res.peaks.ky, "intensity": res.peaks.intensity, "snr": res.peaks.snr}
+    cfg = {**load_config({}, require_dataset=False)["gpa"], "refine_g": False}
+    an = gpa_stage.analyse(m, labels, {1: {"crystalline": True, "table": table}}, {}, cfg)
+    assert np.allclose(np.abs(an.result.g_input), np.abs(g_p), atol=1e-9)
+    # a region whose peaks.h5 table lacks a g pair is not searched again (formerly GPA re-found its spots)
+    one = {k: v[:1] for k, v in table.items()}
+    with pytest.raises(NotApplicable, match="no crystalline region"):
+        gpa_stage.analyse(m, labels, {1: {"crystalline": True, "table": one}}, {}, cfg)
     # fft_peaks said amorphous: GPA does not re-decide from the same spots
-    ctx2 = StageContext.create("gpa", {**inputs, "peaks": str(peaks_h5(tmp_path / "p2.h5", {1: (False, table)}))},
-                               {"h5": str(tmp_path / "gpa2.h5"), "figures": str(tmp_path / "f2")})
-    gpa_stage.run(ctx2)
-    with h5py.File(tmp_path / "gpa2.h5") as f:
-        assert not f.attrs["applicable"]
+    with pytest.raises(NotApplicable, match="no crystalline region"):
+        gpa_stage.analyse(m, labels, {1: {"crystalline": False, "table": table}}, {}, cfg)
 
 
 def test_twin_reads_gpa_hkl_instead_of_reindexing(tmp_path):
