@@ -1,8 +1,9 @@
 """Rule ``gpa``: automated geometric phase analysis of one micrograph -> ``gpa.h5``.
 
-Inputs: image.h5, segmentation.h5 (/labels), peaks.h5 (per-region Bragg spots), phases.h5
-(identified phases, indexed spots).  Missing peaks/phases information is replaced by GPA's own
-spectrum analysis of each region (:func:`temtwin.gpa.choices.region_spots`).
+Inputs: image.h5, segmentation.h5 (/labels), peaks.h5 (per-region Bragg spots and the crystalline
+decision of fft_peaks, read as :class:`temtwin.peaks.spots.Spots`, never re-found or re-decided),
+phases.h5 (identified phases, indexed spots).  Only a region missing from peaks.h5 (library use) gets
+GPA's own spectrum analysis (:func:`temtwin.peaks.spots.region_spots`).
 
 Steps (:func:`analyse`): crystalline regions and their spots -> reference region (config
 ``reference``: auto rule of :func:`temtwin.gpa.choices.choose_reference`, a label or a box) -> two
@@ -63,11 +64,12 @@ import numpy as np
 from ..errors import NotApplicable, UserError
 from ..io.h5 import set_summary
 from ..io.image import Micrograph, read_image
+from ..peaks.spots import Spots, region_spots
 from ..results.base import Array, Group, table
 from ..results.gpa import Gpa as GpaFile
 from . import absolute as ab
-from .choices import (Spots, auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
-                      pick_g_pair, region_spots, spots_from_table)
+from .choices import (auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
+                      pick_g_pair)
 from .core import GpaResult, gpa
 from .figures import (choices_figure, displacement_figure, message_figure, rotation_figure, strain_figure,
                       strain_sigma_figure)
@@ -112,13 +114,11 @@ INVALID_CODES = {1: "low Bragg amplitude (vacuum, amorphous, weak lattice fringe
 
 
 def _region_spot_table(label: int, peaks: dict, image: np.ndarray, px, labels, min_snr) -> Spots:
+    """The region's spots from peaks.h5 (fft_peaks found them; never found again here); GPA's own
+    finder only for a region fft_peaks did not analyse (library use without peaks.h5)."""
     info = peaks.get(label)
-    t = info.get("table") if info else None
-    if t is not None and len(np.atleast_1d(t.get("kx", []))) >= 2:
-        inten = np.asarray(t.get("intensity", t.get("snr")), float)
-        if not np.all(np.isfinite(inten)) or inten.min() <= 0:
-            inten = np.asarray(t.get("snr", np.ones(len(t["kx"]))), float)
-        return spots_from_table(t["kx"], t["ky"], inten, t.get("snr"))
+    if info is not None:
+        return Spots.from_peaks_table(info.get("table"))
     return region_spots(image, px, labels == label, min_snr=min_snr)
 
 
@@ -177,7 +177,9 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     min_frac = float(cfg["min_area_fraction"])
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     big = [int(i) for i, c in zip(ids, counts) if c >= min_frac * labels.size]
-    # crystalline regions and their spots
+    # crystalline regions and their spots: "crystalline" is fft_peaks' decision (peaks.h5), read and
+    # never re-decided; GPA uses those of them that show two non-collinear spots (2D strain needs a
+    # g pair).  Without a peaks.h5 entry (library use) GPA finds the region's spots itself.
     spots: dict[int, Spots] = {}
     crystalline: dict[int, bool] = {}
     for lab in big:
@@ -187,7 +189,7 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
             continue
         sp = _region_spot_table(lab, peaks, img, px, labels, min_snr)
         spots[lab] = sp
-        crystalline[lab] = _has_pair(sp)
+        crystalline[lab] = _has_pair(sp)      # crystalline per fft_peaks (or own spots) and a g pair
     if not any(crystalline.values()):
         raise NotApplicable("no crystalline region: fewer than two non-collinear Bragg spots "
                             f"(power > {min_snr:g} x background) in any region")
@@ -225,6 +227,9 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     log.info("gpa: reference region %s (%s)", ref_label, ref_rule)
     ref_spots = spots.get(spot_label)
     if ref_spots is None or not _has_pair(ref_spots):
+        if ref_label >= 0 and spot_label in peaks:     # fft_peaks analysed it: its spots are final
+            raise NotApplicable(f"reference region {ref_label} shows fewer than two non-collinear Bragg "
+                                "spots in peaks.h5")
         ref_spots = region_spots(img, px, ref_mask, min_snr=min_snr)
         if not _has_pair(ref_spots):
             raise NotApplicable(f"reference region {ref_label} shows fewer than two non-collinear Bragg spots")

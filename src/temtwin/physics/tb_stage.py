@@ -41,6 +41,7 @@ from ..io.h5 import read_table, set_summary, write_array, write_table
 from ..plotting import new_figure, save_figure
 from ..workflow.seeds import rng
 from . import kpm
+from .growth import bin_index, growth_coordinate_nm, growth_direction
 from .tightbinding import TBOperator, build_hamiltonian, load_parameters, prepare_structure
 from .tightbinding.matrix_free import MatrixFreeOperator, build_matrix_free
 
@@ -87,14 +88,6 @@ def _read_atoms(ctx, cfg):
     return atoms, source
 
 
-def _growth_direction(atoms) -> np.ndarray:
-    g = np.asarray(atoms.info.get("growth_direction", (0.0, -1.0, 0.0)), float).ravel()
-    if g.size == 2:
-        g = np.array([g[0], g[1], 0.0])
-    n = np.linalg.norm(g)
-    return g / n if n > 0 else np.array([0.0, -1.0, 0.0])
-
-
 def _partitions(atoms, host_index: np.ndarray, cfg) -> dict:
     """family -> (labels (sorted str), label per host site, extra dict)."""
     out = {}
@@ -104,11 +97,9 @@ def _partitions(atoms, host_index: np.ndarray, cfg) -> dict:
         labels = [str(v) for v in np.unique(reg)]
         out["region"] = (labels, np.array([str(v) for v in reg], dtype=object), {})
     if want in ("both", "slabs"):
-        g = _growth_direction(atoms)
-        s_nm = atoms.get_positions()[host_index] @ g / 10.0
+        g = growth_direction(atoms)
         t = float(cfg["slab_thickness_nm"])
-        s0 = s_nm.min()
-        k = np.floor((s_nm - s0) / t).astype(np.int64)
+        k, _, _ = bin_index(growth_coordinate_nm(atoms, atoms.get_positions()[host_index]), t)
         uniq = np.unique(k)
         labels = [str(v) for v in uniq]
         centers = {str(v): float((v + 0.5) * t) for v in uniq}   # from the first atom along growth

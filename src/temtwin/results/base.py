@@ -208,10 +208,13 @@ def _decoded(v: Any) -> Any:
 
 def read_group(g: h5py.Group, root: bool = False, parts: Any = None) -> Group:
     """Read an HDF5 group recursively into a :class:`Group` (``root``: leave provenance attrs out;
-    ``parts``: names of the members to read, all when None)."""
+    ``parts``: names of the members to read, all when None; ``name@`` reads only the attributes of
+    sub-group ``name``)."""
     out = Group(attrs=content_attrs(g) if root else {k: attr(g, k) for k in g.attrs})
     for k, v in g.items():
         if parts is not None and k not in parts:
+            if isinstance(v, h5py.Group) and f"{k}@" in parts:
+                out.groups[k] = Group(attrs={n: attr(v, n) for n in v.attrs})
             continue
         if isinstance(v, h5py.Group):
             out.groups[k] = read_group(v)

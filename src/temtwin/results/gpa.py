@@ -93,6 +93,19 @@ class Gpa(TreeResult):
         return self.content.get("rotation")
 
     @property
+    def g_hkl(self) -> np.ndarray | None:
+        """Miller indices (2, 3) of g1, g2 as GPA indexed them (``/lattice`` attr ``hkl``), None when absent."""
+        g = self.content.sub("lattice")
+        v = None if g is None else g.attrs.get("hkl")
+        return None if v is None else np.asarray(v, int).reshape(2, 3)
+
+    @property
+    def g_phase(self) -> str:
+        """The phase the hkl refer to (``/lattice`` attr ``reference_phase``; "" when absent)."""
+        g = self.content.sub("lattice")
+        return "" if g is None else str(g.attrs.get("reference_phase", "") or "")
+
+    @property
     def strain(self) -> dict[str, np.ndarray]:
         """The strain components present (``exx``, ``eyy``, ``exy``), as stored."""
         g = self.content.sub("strain")

@@ -59,6 +59,8 @@ class Gpa:
     mask: np.ndarray | None = None              # (rows, cols) bool
     strain: dict[str, np.ndarray] = field(default_factory=dict)   # exx, eyy, exy, rotation
     amplitude: np.ndarray | None = None         # (2, rows, cols)
+    g_hkl: np.ndarray | None = None             # (2, 3) hkl of g1, g2 (phase_id's indexing), if indexed
+    g_phase: str = ""                           # the phase those hkl belong to
 
 
 @dataclass
@@ -86,17 +88,14 @@ class ImageInputs:
         return float(np.sqrt(self.pixel_size_nm[0] * self.pixel_size_nm[1]))
 
     def structure(self, phase: str):
-        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library."""
-        cif = self.cifs.get(phase)
-        if cif:
-            from pymatgen.core import Structure
+        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library (both through
+        the one loader, :mod:`temtwin.phase.database`)."""
+        from ..phase.database import load_structure, structure_from_cif
 
-            try:
-                return Structure.from_str(cif, fmt="cif")
-            except Exception as e:
-                raise UserError(f"phase {phase!r}: CIF text cannot be parsed ({type(e).__name__}); "
-                                "fix the CIF in the dataset's phases/ folder", self.phases_path) from None
-        from ..synth.crystal import load_structure
+        cif = self.cifs.get(phase)
+        if cif:       # the one CIF policy (phase.database), on the text phase_id stored
+            return structure_from_cif(cif, self.phases_path, f"phase {phase!r} in phases.h5 (from the "
+                                      "dataset's phases/ folder)")
 
         try:
             return load_structure(phase)
@@ -157,13 +156,15 @@ def read_gpa(gpa_h5: str | Path) -> Gpa:
     p = Path(gpa_h5)
     if not p.is_file():
         return Gpa(False, "no gpa.h5")
-    g = GpaResult.read(p, parts=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude"))
+    g = GpaResult.read(p, parts=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude",
+                                 "lattice@"))
     if not g.applicable or g.displacement is None or g.g_vectors is None:
         return Gpa(False, g.reason or "GPA not applicable")
     strain = dict(g.strain)
     if g.rotation is not None:
         strain["rotation"] = g.rotation
-    return Gpa(True, "", g.reference_label, g.g_vectors, g.displacement, g.mask, strain, g.amplitude)
+    return Gpa(True, "", g.reference_label, g.g_vectors, g.displacement, g.mask, strain, g.amplitude, g.g_hkl,
+               g.g_phase)
 
 
 def image_name(path: str | Path) -> str:
