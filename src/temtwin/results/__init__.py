@@ -17,6 +17,16 @@ from .base import Entry, Result, layout_markdown, open_result
 #: result modules in pipeline order (module name under temtwin.results -> class name)
 MODULES: dict[str, str] = {
     "segmentation": "Segmentation",
+    # sample scope (pipeline order)
+    "stack": "Stack",
+    "fem": "FemGeometry",
+    "fem_relax": "FemRelax",
+    "spin_orbit": "SpinOrbit",
+    "model": "Model",
+    "keating": "Keating",
+    "phonons": "Phonons",
+    "tb_moments": "TbMoments",
+    "tb": "Tb",
 }
 
 
