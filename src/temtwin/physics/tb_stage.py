@@ -195,6 +195,46 @@ def _bounds(ctx, cfg, ham, sample) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- tb_moments
+def _mpi_operator(ctx, cfg: dict, comm, st, params, sample: str):
+    """The distributed Hamiltonian of this MPI rank (:mod:`.tightbinding.distributed`), its spectral bounds
+    (eV), the site of every orbital row and the Hamiltonian record: (op, bounds, orbital_site, info)."""
+    from .tightbinding.distributed import DistributedOperator
+
+    if cfg["backend"] not in ("auto", "numba"):
+        raise UserError("tight_binding.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
+                        "config")
+    mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
+              sp3_shift_eV=float(cfg["sp3_shift_eV"]),
+              dtype=np.float32 if cfg["precision"] == "single" else np.float64)
+    if cfg.get("spectral_bounds_eV"):
+        bounds = _bounds(ctx, cfg, None, sample)
+    else:                                   # Lanczos in double precision, as one process
+        lop = DistributedOperator(comm, st, params, complex_dtype=np.complex128, **mk)
+        bounds = _bounds(ctx, cfg, lop, sample)
+        del lop
+    op = DistributedOperator(comm, st, params, complex_dtype=np.complex64 if cfg["precision"] ==
+                             "single" else np.complex128, **mk)
+    norb = np.diff(op.site_start)
+    orbital_site = np.repeat(np.arange(st.n_sites), norb)
+    info = {"n_sites": st.n_sites, "n_host": st.n_host, "n_orbitals": op.n_rows,
+            "n_spin_orbitals": 2 * op.n_rows, "strain": mk["strain"], "spin_orbit": mk["spin_orbit"],
+            "passivation": st.passivation, "mpi_ranks": op.size,
+            "nnz": int(comm.allreduce(len(op.data)))}
+    ctx.log.info("tight binding (MPI, %d ranks): %d atoms, %d spin-orbitals, nnz %d; rank 0 holds "
+                 "%d rows + %d ghost rows, %.2f GB matrix", op.size, st.n_host, 2 * op.n_rows,
+                 info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9)
+    return op, bounds, orbital_site, info
+
+
+def _log_mpi(ctx, op) -> None:
+    import resource
+
+    ctx.log.info("MPI: communication %.2f s, products %.2f s on rank 0 (%.1f %% communication), "
+                 "peak RSS rank 0 %.0f MB", op.comm_s, op.step_s,
+                 100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12),
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def run_moments(ctx, comm=None) -> None:
     """Rule ``tb_moments``: Chebyshev moments of this chunk's random vectors (see module doc).
 
@@ -222,31 +262,7 @@ def run_moments(ctx, comm=None) -> None:
             _write_not_applicable(ctx, str(err), summary=False)
         return
     if comm is not None:
-        from .tightbinding.distributed import DistributedOperator
-
-        if cfg["backend"] not in ("auto", "numba"):
-            raise UserError("tight_binding.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
-                            "config")
-        mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
-                  sp3_shift_eV=float(cfg["sp3_shift_eV"]),
-                  dtype=np.float32 if cfg["precision"] == "single" else np.float64)
-        if cfg.get("spectral_bounds_eV"):
-            bounds = _bounds(ctx, cfg, None, sample)
-        else:                                   # Lanczos in double precision, as one process
-            lop = DistributedOperator(comm, st, params, complex_dtype=np.complex128, **mk)
-            bounds = _bounds(ctx, cfg, lop, sample)
-            del lop
-        op = DistributedOperator(comm, st, params, complex_dtype=np.complex64 if cfg["precision"] ==
-                                 "single" else np.complex128, **mk)
-        norb = np.diff(op.site_start)
-        orbital_site = np.repeat(np.arange(st.n_sites), norb)
-        info = {"n_sites": st.n_sites, "n_host": st.n_host, "n_orbitals": op.n_rows,
-                "n_spin_orbitals": 2 * op.n_rows, "strain": mk["strain"], "spin_orbit": mk["spin_orbit"],
-                "passivation": st.passivation, "mpi_ranks": op.size,
-                "nnz": int(comm.allreduce(len(op.data)))}
-        ctx.log.info("tight binding (MPI, %d ranks): %d atoms, %d spin-orbitals, nnz %d; rank 0 holds "
-                     "%d rows + %d ghost rows, %.2f GB matrix", op.size, st.n_host, 2 * op.n_rows,
-                     info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9)
+        op, bounds, orbital_site, info = _mpi_operator(ctx, cfg, comm, st, params, sample)
     else:
         ctx.log.info("tight binding: %d atoms (%d removed, %d dangling bonds, %s), %d spin-orbitals, "
                      "nnz %d", st.n_host, st.n_removed, st.n_dangling, st.passivation,
@@ -280,12 +296,7 @@ def run_moments(ctx, comm=None) -> None:
         step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
         checkpoint=ckpt)
     if comm is not None:
-        import resource
-
-        ctx.log.info("MPI: communication %.2f s, products %.2f s on rank 0 (%.1f %% communication), "
-                     "peak RSS rank 0 %.0f MB", op.comm_s, op.step_s,
-                     100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12),
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        _log_mpi(ctx, op)
         if not rank0:
             comm.Barrier()                       # rank 0 has written the output
             if ckpt is not None:

@@ -197,13 +197,28 @@ def run(ctx) -> None:
     if not rows_out:
         return _not_applicable(ctx, "no column of the well has a SiGe growth profile inside the mesh")
     arr = np.array(rows_out, float)
-    names = ["x_nm", "column", "alpha_eV_nm", "alpha_sigma", "inv_lso_per_um", "inv_lso_sigma", "mass_m0", "E0_eV",
-             "dexz_dz_per_nm"]
-    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1"]
     smap = np.full(region.shape, np.nan)
     ok = np.isfinite(arr[:, 4])
     for c in cols:                                       # linear interpolation between solved positions
         smap[well[:, c], c] = np.interp(c, arr[ok, 1], arr[ok, 4]) if ok.any() else np.nan
+    out = spin_orbit_result(cfg, arr, smap, src, note, well_labels, phases)
+    with ctx.h5("h5") as f:
+        out.write(f)
+    from .figures import spin_orbit_figure
+
+    spin_orbit_figure(ctx.output["figures"], arr, smap, eps, well, px)
+    ctx.log.info("spin_orbit: %d positions, mean 1/l_so %.3g um^-1", len(arr),
+                 out.summary["spin_orbit"]["inv_lso_per_um"]["mean"])
+
+
+def spin_orbit_result(cfg: dict, arr: np.ndarray, smap: np.ndarray, src: str, note: str, well_labels,
+                      phases: dict) -> SpinOrbit:
+    """The spin_orbit.h5 content (:class:`temtwin.results.spin_orbit.SpinOrbit`): the profile table ``arr``
+    (rows = solved columns; x nm, column, alpha, σ, 1/l_so, σ, mass, E0, dexz/dz), the 1/l_so map and the
+    summary fragment."""
+    names = ["x_nm", "column", "alpha_eV_nm", "alpha_sigma", "inv_lso_per_um", "inv_lso_sigma", "mass_m0", "E0_eV",
+             "dexz_dz_per_nm"]
+    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1"]
     summary = {"applicable": True, "strain_source": src, "note": note or None, "n_positions": int(len(arr)),
                "well_labels": [int(x) for x in well_labels],
                "inv_lso_per_um": {"mean": float(np.nanmean(arr[:, 4])), "max": float(np.nanmax(arr[:, 4])),
@@ -221,12 +236,7 @@ def run(ctx) -> None:
     out.put_table("profile", {n: (arr[:, i], u) for i, (n, u) in enumerate(zip(names, units))})
     out.put("map/inv_lso_per_um", smap.astype(np.float32), "um^-1")
     out.summary = {"spin_orbit": summary}
-    with ctx.h5("h5") as f:
-        out.write(f)
-    from .figures import spin_orbit_figure
-
-    spin_orbit_figure(ctx.output["figures"], arr, smap, eps, well, px)
-    ctx.log.info("spin_orbit: %d positions, mean 1/l_so %.3g um^-1", len(arr), summary["inv_lso_per_um"]["mean"])
+    return out
 
 
 def _not_applicable(ctx, reason: str) -> None:
