@@ -11,6 +11,20 @@ import h5py
 import numpy as np
 
 SKIP_ATTRS = {"temtwin_version", "rule", "config_digest", "input_digests"}
+#: the two results folders; a path under either is compared relative to it (summary ``files`` entries)
+ROOTS: list[str] = []
+
+
+def unroot(o):
+    if isinstance(o, str):
+        for r in ROOTS:
+            o = o.replace(r, "<results>")
+        return o
+    if isinstance(o, dict):
+        return {k: unroot(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [unroot(v) for v in o]
+    return o
 
 
 def timing(k):
@@ -23,9 +37,9 @@ def norm(v):
         v = v.decode()
     if isinstance(v, str):
         try:
-            return strip(json.loads(v))
+            return unroot(strip(json.loads(v)))
         except Exception:
-            return v
+            return unroot(v)
     return np.asarray(v).tolist() if isinstance(v, (np.ndarray, np.generic)) else v
 
 
@@ -87,6 +101,7 @@ def h5diff(pa, pb):
 
 def main(A, B):
     A, B = Path(A), Path(B)
+    ROOTS[:] = [str(A.resolve()), str(B.resolve()), str(A), str(B)]
     fa = sorted(p.relative_to(A) for p in A.rglob("*.h5"))
     fb = sorted(p.relative_to(B) for p in B.rglob("*.h5"))
     n_bad = 0
@@ -102,7 +117,7 @@ def main(A, B):
             for x in d[:10]:
                 print("   ", x)
     for r in sorted(p.relative_to(A) for p in A.rglob("summary.json")):
-        ja, jb = strip(json.loads((A / r).read_text())), strip(json.loads((B / r).read_text()))
+        ja, jb = (unroot(strip(json.loads((X / r).read_text()))) for X in (A, B))
         same = json.dumps(ja, sort_keys=True) == json.dumps(jb, sort_keys=True)
         print(f"{r}: {'identical' if same else 'DIFFERENT'} (timing keys excepted)")
         n_bad += not same
