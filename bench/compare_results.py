@@ -1,12 +1,8 @@
-"""Compare two result folders file by file: every HDF5 dataset (values with NaN == NaN, dtype, units) and
-every attribute (provenance attributes left out), and the parsed ``summary`` attribute.
-
-``python bench/compare_results.py BEFORE AFTER`` prints one line per difference and a final count; exit
-status 1 when anything differs. Used to show a refactor changes no result (issue 15).
+"""Compare two results folders of the workflow (a refactor must not change a result): every HDF5 dataset
+(values bit for bit, dtype, units and other attributes), every group attribute and each sample's
+summary.json. Provenance attributes (temtwin_version, rule, config_digest, input_digests) and timing keys
+are excepted. Usage: python bench/compare_results.py BEFORE AFTER (exit status 1 when anything differs).
 """
-
-from __future__ import annotations
-
 import json
 import sys
 from pathlib import Path
@@ -14,91 +10,120 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-PROVENANCE = {"temtwin_version", "rule", "config_digest", "input_digests"}
+SKIP_ATTRS = {"temtwin_version", "rule", "config_digest", "input_digests"}
+#: the two results folders; a path under either is compared relative to it (summary ``files`` entries)
+ROOTS: list[str] = []
 
 
-def _norm(v):
+def unroot(o):
+    if isinstance(o, str):
+        for r in ROOTS:
+            o = o.replace(r, "<results>")
+        return o
+    if isinstance(o, dict):
+        return {k: unroot(v) for k, v in o.items()}
+    if isinstance(o, list):
+        return [unroot(v) for v in o]
+    return o
+
+
+def timing(k):
+    k = str(k).lower()
+    return "timing" in k or k.endswith("_s") or "seconds" in k or k in ("solve_s",)
+
+
+def norm(v):
     if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.dtype.kind in "SO":
-        return [x.decode() if isinstance(x, bytes) else x for x in v.tolist()]
-    return v
+        v = v.decode()
+    if isinstance(v, str):
+        try:
+            return unroot(strip(json.loads(v)))
+        except Exception:
+            return unroot(v)
+    return np.asarray(v).tolist() if isinstance(v, (np.ndarray, np.generic)) else v
 
 
-def _equal(a, b) -> bool:
-    a, b = _norm(a), _norm(b)
-    if isinstance(a, (list, str, dict)) or isinstance(b, (list, str, dict)):
-        return a == b
-    a, b = np.asarray(a), np.asarray(b)
-    if a.shape != b.shape:
-        return False
-    if a.dtype.kind in "fc" and b.dtype.kind in "fc":
-        return bool(np.array_equal(a, b, equal_nan=True))
-    return bool(np.array_equal(a, b))
+def strip(o):
+    if isinstance(o, dict):
+        return {k: strip(v) for k, v in o.items() if not timing(k)}
+    if isinstance(o, list):
+        return [strip(v) for v in o]
+    return o
 
 
-def _summary(v) -> dict:
+def eq(a, b):
     try:
-        return json.loads(_norm(v))
-    except (TypeError, ValueError):
-        return {}
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+            return a.shape == b.shape and np.array_equal(a, b, equal_nan=True)
+        return a.shape == b.shape and np.array_equal(a, b)
+    except Exception:
+        return a == b
 
 
-def compare_files(p: Path, q: Path, name: str) -> list[str]:
+def h5diff(pa, pb):
     out = []
-    with h5py.File(p, "r") as f, h5py.File(q, "r") as g:
-        items_f, items_g = {}, {}
-        f.visititems(lambda n, o: items_f.__setitem__(n, o))
-        g.visititems(lambda n, o: items_g.__setitem__(n, o))
-        for n in sorted(set(items_f) ^ set(items_g)):
-            out.append(f"{name}: /{n} only in {'before' if n in items_f else 'after'}")
-        for n in sorted(set(items_f) & set(items_g)):
-            a, b = items_f[n], items_g[n]
-            if isinstance(a, h5py.Dataset) != isinstance(b, h5py.Dataset):
-                out.append(f"{name}: /{n} kind differs")
+    items = {}
+    for tag, p in (("a", pa), ("b", pb)):
+        d = {}
+        with h5py.File(p, "r") as f:
+            def vis(n, o, d=d):
+                at = {k: norm(v) for k, v in o.attrs.items() if k not in SKIP_ATTRS and not timing(k)}
+                if isinstance(o, h5py.Dataset):
+                    v = o[()]
+                    if o.dtype.kind == "O":
+                        v = np.array([x.decode() if isinstance(x, bytes) else x for x in np.ravel(v)], object)
+                    d[n] = ("D", v, at)
+                else:
+                    d[n] = ("G", None, at)
+            d[""] = ("G", None, {k: norm(v) for k, v in f.attrs.items() if k not in SKIP_ATTRS and not timing(k)})
+            f.visititems(vis)
+        items[tag] = d
+    a, b = items["a"], items["b"]
+    for k in sorted(set(a) | set(b)):
+        if k not in a or k not in b:
+            # empty groups without attributes do not count
+            x = a.get(k) or b.get(k)
+            if x[0] == "G" and not x[2]:
                 continue
-            if isinstance(a, h5py.Dataset):
-                if a.dtype != b.dtype and not (a.dtype.kind in "OS" and b.dtype.kind in "OS"):
-                    out.append(f"{name}: /{n} dtype {a.dtype} vs {b.dtype}")
-                elif not _equal(a[()], b[()]):
-                    out.append(f"{name}: /{n} values differ")
-            out += _attrs(a, b, f"{name}: /{n}")
-        out += _attrs(f, g, f"{name}: /")
-    return out
-
-
-def _attrs(a, b, where: str) -> list[str]:
-    out = []
-    ka, kb = set(a.attrs) - PROVENANCE, set(b.attrs) - PROVENANCE
-    for k in sorted(ka ^ kb):
-        out.append(f"{where} attr {k} only in {'before' if k in ka else 'after'}")
-    for k in sorted(ka & kb):
-        if k == "summary":
-            if _summary(a.attrs[k]) != _summary(b.attrs[k]):
-                out.append(f"{where} summary differs")
-        elif not _equal(a.attrs[k], b.attrs[k]):
-            out.append(f"{where} attr {k} differs")
-    return out
-
-
-def main(before: str, after: str) -> int:
-    b, a = Path(before), Path(after)
-    files = sorted(p.relative_to(b) for p in b.rglob("*.h5"))
-    diffs, n = [], 0
-    for rel in files:
-        if not (a / rel).is_file():
-            diffs.append(f"{rel}: missing after")
+            out.append(f"{k}: only in {'before' if k in a else 'after'}")
             continue
-        n += 1
-        diffs += compare_files(b / rel, a / rel, str(rel))
-    for rel in sorted(p.relative_to(a) for p in a.rglob("*.h5")):
-        if not (b / rel).is_file():
-            diffs.append(f"{rel}: only after")
-    for d in diffs:
-        print(d)
-    print(f"{n} files compared, {len(diffs)} differences")
-    return 1 if diffs else 0
+        if a[k][0] == "D" and not eq(a[k][1], b[k][1]):
+            out.append(f"{k}: values differ")
+        if a[k][0] == "D" and np.asarray(a[k][1]).dtype != np.asarray(b[k][1]).dtype:
+            out.append(f"{k}: dtype {np.asarray(a[k][1]).dtype} vs {np.asarray(b[k][1]).dtype}")
+        aa, ba = a[k][2], b[k][2]
+        for key in sorted(set(aa) | set(ba)):
+            if key not in aa or key not in ba or not eq(aa[key], ba[key]) and aa[key] != ba[key]:
+                out.append(f"{k}@{key}: {str(aa.get(key))[:80]} vs {str(ba.get(key))[:80]}")
+    return out
+
+
+def main(A, B):
+    A, B = Path(A), Path(B)
+    ROOTS[:] = [str(A.resolve()), str(B.resolve()), str(A), str(B)]
+    fa = sorted(p.relative_to(A) for p in A.rglob("*.h5"))
+    fb = sorted(p.relative_to(B) for p in B.rglob("*.h5"))
+    n_bad = 0
+    for r in sorted(set(fa) | set(fb)):
+        if r not in fa or r not in fb:
+            print(f"{r}: only in {'before' if r in fa else 'after'}")
+            n_bad += 1
+            continue
+        d = h5diff(A / r, B / r)
+        if d:
+            n_bad += 1
+            print(f"{r}: {len(d)} differences")
+            for x in d[:10]:
+                print("   ", x)
+    for r in sorted(p.relative_to(A) for p in A.rglob("summary.json")):
+        ja, jb = (unroot(strip(json.loads((X / r).read_text()))) for X in (A, B))
+        same = json.dumps(ja, sort_keys=True) == json.dumps(jb, sort_keys=True)
+        print(f"{r}: {'identical' if same else 'DIFFERENT'} (timing keys excepted)")
+        n_bad += not same
+    print(f"{len(set(fa) | set(fb))} HDF5 files compared, {n_bad} file(s) differ")
+    return n_bad
 
 
 if __name__ == "__main__":
-    sys.exit(main(*sys.argv[1:3]))
+    sys.exit(1 if main(*sys.argv[1:3]) else 0)

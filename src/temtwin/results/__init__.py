@@ -23,6 +23,16 @@ MODULES: dict[str, str] = {
     "phases": "Phases",
     "gpa": "Gpa",
     "simulation": "Simulation",
+    # sample scope (pipeline order)
+    "stack": "Stack",
+    "fem": "FemGeometry",
+    "fem_relax": "FemRelax",
+    "spin_orbit": "SpinOrbit",
+    "model": "Model",
+    "keating": "Keating",
+    "phonons": "Phonons",
+    "tb_moments": "TbMoments",
+    "tb": "Tb",
 }
 
 

@@ -2,7 +2,7 @@
 
 Per image: ``image.h5`` (pixel size), ``segmentation.h5`` (labels), ``phases.h5`` (per-region phase,
 zone axis, orientation matrix, CIF text per phase), ``gpa.h5`` (reference g vectors, displacement,
-strain, amplitude, mask).  Per sample: ``stack.h5`` (image placement in the overview).
+strain, amplitude, mask).  Per sample: ``stack.h5`` is read with :class:`temtwin.results.stack.Stack`.
 Missing optional parts (no gpa.h5, GPA not applicable, a region without orientation) read as None.
 """
 
@@ -207,24 +207,6 @@ def all_images(ctx, with_gpa: bool = True) -> list[ImageInputs]:
         raise UserError("inputs images/segmentations/phases differ in length; rerun the workflow", "rule inputs")
     gps = gps if len(gps) == len(imgs) else [""] * len(imgs)
     return [read_image_inputs(i, s, p, g, with_gpa) for i, s, p, g in zip(imgs, segs, phs, gps)]
-
-
-def read_stack(stack_h5: str | Path | None) -> dict:
-    """{'overview': name, 'images': {name: {offset_nm, scale, rotation_deg, accepted, transform}},
-    'regions': {label: attrs}} ({} when the file is missing)."""
-    if not stack_h5 or not Path(stack_h5).is_file():
-        return {}
-    out: dict = {"images": {}, "regions": {}}
-    with h5py.File(stack_h5, "r") as f:
-        out["overview"] = _s(f.attrs.get("overview", ""))
-        for name, g in (f.get("images") or {}).items():
-            d = {k: _s(v) for k, v in g.attrs.items()}
-            if "transform" in g:
-                d["transform"] = g["transform"][()]
-            out["images"][name] = d
-        for name, g in (f.get("regions") or {}).items():
-            out["regions"][name] = {k: _s(v) for k, v in g.attrs.items()}
-    return out
 
 
 def to_json(obj: Any) -> str:

@@ -13,7 +13,6 @@ Coordinates: nm, x right, y down (image rows); FFT axes kx right, ky down in nmâ
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from ..results.peaks import Peaks
 from ..results.phases import Phases
 from ..results.segmentation import Segmentation
 from ..results.simulation import Simulation
+from ..results.summary import read_summary_json
 from . import encode
 
 log = logging.getLogger("temtwin")
@@ -235,25 +235,26 @@ def _figures(folder: Path, stages, max_px: int, notes: list) -> list[dict]:
 
 def _placements(path: Path) -> dict:
     """Each image's footprint in the overview (stack.h5): corners in overview nm."""
-    out: dict[str, Any] = {}
-    with h5py.File(path, "r") as f:
-        out["overview"] = _s(f.attrs.get("overview", ""))
-        out["pixel_size_nm"] = _s(f.attrs.get("pixel_size_nm"))
-        out["images"] = {}
-        for name, g in (f.get("images") or {}).items():
-            a = _attrs(g)
-            rec = {k: a.get(k) for k in ("parent", "offset_nm", "scale", "rotation_deg", "confidence", "accepted")}
-            if "transform" in g:
-                rec["transform"] = np.asarray(g["transform"][()], float).tolist()
-            out["images"][name] = rec
+    from ..results.stack import Stack
+
+    st = Stack.read(path)
+    out: dict[str, Any] = {"overview": st.overview, "pixel_size_nm": _s(st.group_attrs().get("pixel_size_nm")),
+                           "images": {}}
+    for name, a in st.images.items():
+        rec = {k: _s(a.get(k)) for k in ("parent", "offset_nm", "scale", "rotation_deg", "confidence", "accepted")}
+        if "transform" in a:
+            rec["transform"] = np.asarray(a["transform"], float).tolist()
+        out["images"][name] = rec
     return out
 
 
 def _model_projection(path: Path, map_px: int) -> dict:
     """Atoms of model.h5 projected along the beam: density map (counts per bin) on the image frame (nm)."""
-    with h5py.File(path, "r") as f:
-        pos = f["positions"][()]
-        a = _attrs(f)
+    from ..results.model import Model
+
+    m = Model.read(path, only=("positions",))
+    pos = m.data["positions"]
+    a = m.group_attrs()
     x, y = pos[:, 0], pos[:, 1]
     ext = [float(x.min()), float(x.max()), float(y.min()), float(y.max())]
     n = int(map_px)
@@ -269,7 +270,7 @@ def sample_payload(results: Path, sample: str, images: list[str], cfg: dict, sam
                    overrides: dict | None = None, progress=None) -> dict:
     """The JSON-able content of ``results/<sample>/viewer.html`` (see the module docstring)."""
     sdir = Path(results) / sample
-    summary = json.loads((sdir / "summary.json").read_text()) if (sdir / "summary.json").is_file() else {}
+    summary = read_summary_json(sdir / "summary.json", missing_ok=True)
     notes: list[str] = []
     out: dict[str, Any] = {"sample": sample, "sample_dir": sample_dir, "overrides": overrides or {},
                            "images": [], "notes": notes,
