@@ -29,7 +29,6 @@ import json
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import UserError

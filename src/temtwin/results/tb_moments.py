@@ -16,7 +16,7 @@ from ._tree import TreeResult
 class TbMoments(TreeResult):
     """``tb/moments_<chunk>.h5`` (see the layout)."""
 
-    FILE: ClassVar[str] = "tb/moments_<chunk>.h5"
+    FILE: ClassVar[str] = "tb/moments_{chunk}.h5"
     RULE: ClassVar[str] = "tb_moments"
     LAYOUT: ClassVar[tuple[Entry, ...]] = (
         Entry("@applicable, @reason", "attr", "bool, str", "", "not applicable when the model is not"),

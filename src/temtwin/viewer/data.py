@@ -17,7 +17,6 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ..io.h5 import read_table, to_jsonable
