@@ -30,21 +30,23 @@ class Thickness:
 
 
 def read_simulated_thickness(path) -> tuple[float | None, float | None, str]:
-    """(thickness nm, σ nm or None, note) fitted by simulate_image in ``simulation.h5``; None when absent."""
-    import h5py
+    """(thickness nm, σ nm or None, note) fitted by simulate_image in ``simulation.h5`` (read through
+    :class:`temtwin.results.simulation.Simulation`); None when absent."""
+    from ..results.simulation import Simulation
 
     p = Path(path)
     if not p.is_file():
         return None, None, f"{p.name}: no simulation file"
-    with h5py.File(p, "r") as f:
-        if not bool(f.attrs.get("applicable", True)) or "fit" not in f:
-            return None, None, "simulate_image not applicable: " + str(f.attrs.get("reason", ""))
-        names = [x.decode() if isinstance(x, bytes) else str(x) for x in f["fit/parameter"][()]]
-        if "thickness_nm" not in names:
-            return None, None, f"simulate_image ({f.attrs.get('mode', '')}) did not fit a thickness"
-        i = names.index("thickness_nm")
-        t, s = float(f["fit/value"][i]), float(f["fit/sigma"][i])
-        scanned = f["fit_scan/thickness_nm"][()] if "fit_scan/thickness_nm" in f else np.zeros(0)
+    sim = Simulation.read(p, parts=("fit", "fit_scan"))
+    if not sim.applicable:
+        return None, None, "simulate_image not applicable: " + sim.reason
+    fit = sim.content.table("fit") or {}
+    names = [str(x) for x in fit.get("parameter", [])]
+    if "thickness_nm" not in names:
+        return None, None, f"simulate_image ({sim.attrs.get('mode', '')}) did not fit a thickness"
+    i = names.index("thickness_nm")
+    t, s = float(fit["value"][i]), float(fit["sigma"][i])
+    scanned = np.asarray(sim.content.get("fit_scan/thickness_nm", np.zeros(0)), float)
     if not np.isfinite(t) or t <= 0:
         return None, None, "simulate_image's thickness is not finite"
     if scanned.size and t >= float(np.max(scanned)) - 1e-6:
