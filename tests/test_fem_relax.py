@@ -213,12 +213,13 @@ def test_geometry_image_defaults_to_the_largest_image_with_identified_phases():
 
     ov = ImageInputs("overview", (1.0, 1.0), (1000, 1000), regions={1: RegionPhase(1)})
     hr = ImageInputs("hrtem", (0.02, 0.02), (600, 600), regions={1: RegionPhase(1, "Ge", identified=True)})
-    assert choose_image([ov, hr], None, {}, prefer_phased=True).name == "hrtem"
-    assert choose_image([ov, hr], None, {}).name == "overview"                       # model_stage's rule
-    assert choose_image([ov, hr], "overview", {}, prefer_phased=True).name == "overview"
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "hrtem"
+    assert choose_image([ov, hr], None).name == "overview"                       # plain rule: the largest
+    assert choose_image([ov, hr], "overview", prefer_phased=True).name == "overview"
     hr.regions[1].identified = False
-    assert choose_image([ov, hr], None, {}, prefer_phased=True).name == "overview"
-    # the stack's overview regions carry phases: the overview qualifies again
-    st = {"overview": "overview", "regions": {"1": {"phase": "Si0.3Ge0.7"}}}
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "overview"
+    # only an image's own phases count (those the stack propagates to an overview are not in regions.json)
     hr.regions[1].identified = True
-    assert choose_image([ov, hr], None, st, prefer_phased=True).name == "overview"
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "hrtem"
+    ov.regions[1] = RegionPhase(1, "Si0.3Ge0.7", identified=True)           # an overview with its own phases
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "overview"
