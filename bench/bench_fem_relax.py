@@ -3,7 +3,9 @@ eigenstrain-fit coverage on a family of noisy synthetic measurements, and timing
 
 Sections written: bench/results/fem_relax.md and bench/results/spin_orbit.md.
 Run: ``.venv/bin/python bench/bench_fem_relax.py [--quick | --speed-only]`` (--quick skips the 10⁵-element
-timings and the Keating slabs; --speed-only refreshes the speed table of bench/results/fem_relax.md).
+timings and the Keating slabs; --speed-only refreshes the speed table of bench/results/fem_relax.md;
+--keating-only / --convergence-only refresh those tables in place, with --spin-orbit also the spin_orbit
+section; --spin-orbit-only writes bench/results/spin_orbit.md alone, tight-binding cross-check included).
 """
 
 from __future__ import annotations
