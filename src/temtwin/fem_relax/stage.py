@@ -93,7 +93,7 @@ def read_gpa_maps(path) -> dict:
         return out
     from ..results.gpa import Gpa
 
-    g = Gpa.read(path, parts=("strain", "strain_sigma", "mask"))
+    g = Gpa.read(path, parts=("strain", "strain_sigma", "mask", "reference", "regions"))
     if not g.applicable or g.content.sub("strain") is None:
         return out
     out["applicable"] = True
@@ -102,6 +102,11 @@ def read_gpa_maps(path) -> dict:
     out["mask"] = g.mask if g.mask is not None else np.ones(out["strain"]["exx"].shape, bool)
     out["reference_label"] = g.reference_label
     out["resolution_nm"] = g.resolution_nm
+    ref = g.content.get("reference")
+    out["reference"] = None if ref is None else np.asarray(ref, bool)
+    tab = g.content.table("regions") or {}
+    out["se"] = {(int(lab), k): float(tab[f"{k}_se"][i]) for i, lab in enumerate(tab.get("label", []))
+                 for k in ("exx", "eyy", "exy") if f"{k}_se" in tab}
     return out
 
 
@@ -268,12 +273,16 @@ def fit_function(cfg, model, doc, gpa, ig, seg_labels, grid, notes):
     do_fit, fit_source = None, None
     if ig is not None and gpa.get("applicable"):
         data, sig, sels = gpa_region_means(gpa, ig, seg_labels, sorted(model.regions), cfg)
+        ref_sel = gpa_reference_pixels(gpa, ig)
+        if ref_sel is not None:
+            notes.append(f"model strain referenced as GPA's: minus its mean over GPA's reference area "
+                         f"({int(ref_sel.sum())} px)")
 
         def fit_gpa(lam_strain):
-            unit = [ig.on_grid(lam_strain[m]) for m in range(len(labels_fit))]
-            A = [[float(u[k][sel].mean()) for u in unit] for k, sel in sels]
-            f = fit_deltas(np.array(A), np.array(data), np.array(sig), d_table)
+            f = fit_deltas(model_region_means(lam_strain, len(labels_fit), ig, sels, ref_sel),
+                           np.array(data), np.array(sig), d_table)
             f.labels = labels_fit
+            f.data = [(lab, k, d, s_) for (lab, k, _), d, s_ in zip(sels, data, sig)]
             return f
 
         if data and labels_fit and cfg["fit"]:
@@ -289,11 +298,35 @@ def fit_function(cfg, model, doc, gpa, ig, seg_labels, grid, notes):
     return do_fit, fit_source
 
 
+def gpa_reference_pixels(gpa, ig):
+    """Pixels of GPA's reference area inside the mesh (None when gpa.h5 has no ``/reference``)."""
+    ref = gpa.get("reference")
+    if ref is None or ref.shape != ig.inside.shape:
+        return None
+    sel = ref & ig.inside
+    return sel if sel.sum() >= 4 else None
+
+
+def model_region_means(lam_strain, n_par, ig, sels, ref_sel=None) -> np.ndarray:
+    """(n_data, n_par): mean lamella strain per unit delta over each datum's pixels (image axes).
+
+    GPA measures strain relative to the lattice of its reference area *as it is in the image*, so with
+    ``ref_sel`` the model is referenced the same way: its mean over the reference area is subtracted
+    (first order in the strain)."""
+    unit = [ig.on_grid(lam_strain[m]) for m in range(n_par)]
+    A = np.array([[float(u[k][sel].mean()) for u in unit] for _, k, sel in sels]).reshape(len(sels), n_par)
+    if ref_sel is not None:
+        A -= np.array([[float(u[k][ref_sel].mean()) for u in unit] for _, k, _ in sels]).reshape(len(sels), n_par)
+    return A
+
+
 def gpa_region_means(gpa, ig, seg_labels, labels, cfg):
-    """(means, σ, [(component, pixel selection)]) of the GPA strain per region and component (image axes).
+    """(means, σ, [(label, component, pixel selection)]) of the GPA strain per region and component (image axes).
 
     σ of a mean: the GPA σ map's RMS / √n_eff when present, else the map's spread / √n_eff, with
-    n_eff = pixels / (pixels per resolution cell); floored at ``sigma_floor``."""
+    n_eff = pixels / (pixels per resolution cell); at least GPA's own standard error of the region mean
+    (``/regions`` ``*_se``, not for its reference region, whose mean is zero by construction); floored at
+    ``sigma_floor``."""
     px = ig.px
     data, sig, sels = [], [], []
     n_res = max(gpa["resolution_nm"], px[0]) ** 2 / (px[0] * px[1])   # pixels per independent sample
@@ -310,9 +343,13 @@ def gpa_region_means(gpa, ig, seg_labels, labels, cfg):
                 s = float(np.sqrt(np.nanmean(gpa["sigma"][k][sel] ** 2) / n_eff))
             else:
                 s = float(np.std(v) / np.sqrt(n_eff))
+            # GPA's own standard error of the region mean (its noise model, exact for the correlations,
+            # over the region's eroded interior) when larger: the n_eff estimate above ignores that GPA
+            # strain is a derivative of a smoothed phase
+            s = max(s, gpa.get("se", {}).get((int(lab), k), 0.0) if lab != gpa.get("reference_label") else 0.0)
             data.append(float(v.mean()))
             sig.append(max(s, float(cfg["sigma_floor"])))
-            sels.append((k, sel))
+            sels.append((int(lab), k, sel))
     return data, sig, sels
 def add_thickness_uncertainty(fit, do_fit, model, cfg, th, notes) -> None:
     """Add the lamella-thickness term to the fit's covariance: refit with the lamella at t + σ_t and add
@@ -400,6 +437,30 @@ def _not_applicable(ctx, reason: str) -> None:
         meshio.write(p, meshio.Mesh(np.zeros((0, 3)), [("triangle", np.zeros((0, 3), int))]), file_format="vtu")
 
 
+def fit_summary(fit, source: str, max_chi2: float) -> dict:
+    """Summary of the fit: χ², the σ inflation applied (√χ²_red when > 1, in delta_sigma and
+    device_fit_sigma), the pull of every datum (measured − model)/σ, and a warning naming the worst data
+    when χ²_red exceeds ``max_chi2``."""
+    chi2 = fit.chi2_red
+    ok = bool(np.isfinite(chi2) and chi2 <= max_chi2)
+    pulls = []
+    for (lab, k, d, s), m in zip(getattr(fit, "data", []), fit.predicted if fit.predicted is not None else []):
+        pulls.append({"label": int(lab), "component": k, "measured": d, "model": float(m), "sigma": s,
+                      "pull": float((d - m) / s)})
+    worst = sorted(pulls, key=lambda q: -abs(q["pull"]))[:3]
+    why = "; ".join(f"region {q['label']} {q['component']}: measured {q['measured']:+.4f}, model {q['model']:+.4f} "
+                    f"(pull {q['pull']:+.0f})" for q in worst)
+    return {
+        "chi2_red": chi2, "n_data": fit.n_data, "source": source, "consistent": ok,
+        "sigma_inflation": float(np.sqrt(max(1.0, chi2))) if np.isfinite(chi2) else None,
+        "pulls": pulls,
+        "warning": None if ok else
+        f"reduced chi2 {chi2:.3g} > {max_chi2:g}: a coherent linear-elastic model does not explain the measured "
+        "strain (relaxed/incoherent interface, wrong phase or composition, or a measurement that is not an "
+        f"elastic equilibrium?); worst data: {why or 'n/a'}; delta_sigma and device_fit_sigma are inflated by "
+        f"sqrt(chi2_red) = {np.sqrt(chi2):.3g}, and the implied device strain is not supported"}
+
+
 def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, th, notes,
            t_solve, px, fit_source=None, max_chi2=25.0):
     import meshio
@@ -455,13 +516,7 @@ def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labe
         "applicable": True, "thickness_nm": thickness, "thickness": th.summary(), "reference_label": ref,
         "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
         "solve_s": round(t_solve, 2),
-        "fit": None if fit is None else {
-            "chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source,
-            "consistent": bool(np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2),
-            "warning": None if np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2 else
-            f"reduced chi2 {fit.chi2_red:.3g} > {max_chi2:g}: a coherent linear-elastic model does not explain "
-            "the measured strain (relaxed/incoherent interface, wrong phase or composition?); the implied "
-            "device strain is not supported"},
+        "fit": None if fit is None else fit_summary(fit, fit_source, max_chi2),
         "files": {"h5": str(ctx.output["h5"]), "vtu": str(ctx.output["vtu"])},
         "regions": regs, "notes": notes}}
     with ctx.h5("h5") as f:

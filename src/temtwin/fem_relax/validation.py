@@ -6,6 +6,9 @@
   growth strain of the well from both.
 * :func:`layered_device`: the rectangular well/barrier/substrate geometry of the relaxation-versus-
   thickness curve.
+* :func:`gpa_fit_case` and :func:`noisy_gpa_measurement`: a generated GPA measurement with known
+  eigenstrains and GPA-like correlated noise of known σ, for the calibration of the stage's fit (χ²_red ≈ 1,
+  eigenstrains recovered within their σ).
 """
 
 from __future__ import annotations
@@ -156,3 +159,51 @@ def layered_device(well_nm: float = 16.0, cap_nm: float = 30.0, substrate_nm: fl
     E0[in_w] = strain_voigt(eigenstrain(mw, mb, R110))
     area = np.abs(np.cross(nodes[tri[:, 1]] - nodes[tri[:, 0]], nodes[tri[:, 2]] - nodes[tri[:, 0]])) / 2
     return nodes, tri, C, E0, in_w, area
+
+
+#: generated GPA case: nm per pixel, noise correlation (Gaussian smoothing of white noise, px), per-pixel σ
+GPA_CASE_PX, GPA_CASE_S_PX, GPA_CASE_SIGMA = 0.1, 4.0, 2e-3
+
+
+def gpa_fit_case(thickness_nm: float = 10.0, n_layers: int = 3):
+    """(RelaxModel solved, ImageGrid 160 × 200 px of 0.1 nm, regions.json document): Si0.3Ge0.7 substrate
+    (reference, label 1, y < −8 nm), 4 nm Ge layer (2), 4 nm Si0.3Ge0.7 cap (3), 20 nm wide with free
+    lateral edges (so the substrate under the layer is strained: GPA's reference area is not stress free)."""
+    from .materials import MaterialTable
+    from .model import RelaxModel, build_regions
+    from .stage import ImageGrid
+
+    m = MeshTri.init_tensor(np.linspace(0, 20, 41), np.linspace(-16, 0, 33))
+    nodes, tri = m.p.T, m.t.T
+    yc = nodes[tri].mean(1)[:, 1]
+    tri_region = np.where(yc < -8, 1, np.where(yc < -4, 2, 3))
+    doc = {"regions": {"1": {"phase": "Si0.3Ge0.7"}, "2": {"phase": "Ge"}, "3": {"phase": "Si0.3Ge0.7"}}}
+    regions, _ = build_regions(doc, MaterialTable(), 1)
+    model = RelaxModel(nodes, tri, tri_region, regions, 1, thickness_nm)
+    model.solve(n_layers, "free")
+    ig = ImageGrid(nodes, tri, tri_region, (160, 200), (GPA_CASE_PX, GPA_CASE_PX))
+    return model, ig, doc
+
+
+def noisy_gpa_measurement(model, ig, delta_true, seed: int, sigma: float = GPA_CASE_SIGMA) -> dict:
+    """GPA-like maps (the dict of :func:`temtwin.fem_relax.stage.read_gpa_maps`, image axes) of the case of
+    :func:`gpa_fit_case`: the lamella strain at ``delta_true`` minus its mean over GPA's reference area
+    (substrate rows below 11 nm; GPA references to the lattice *as it is* there), plus correlated Gaussian
+    noise of per-pixel σ ``sigma`` (white noise smoothed by a Gaussian of GPA_CASE_S_PX px); NaN within
+    0.3 nm of the interfaces (GPA's interface margin).  ``resolution_nm`` is set so that the stage's pixels
+    per independent sample, (resolution/px)², equal the noise's correlation area 4π s²."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    truth = ig.on_grid(model.strain("lamella", np.asarray(delta_true, float)))
+    shape = ig.inside.shape
+    y = np.arange(shape[0])[:, None] * GPA_CASE_PX * np.ones((1, shape[1]))
+    ref = (y > 11) & ig.inside
+    near = (np.abs(y - 8) < 0.3) | (np.abs(y - 4) < 0.3)
+    strain = {}
+    for k, v in truth.items():
+        n = gaussian_filter(rng.standard_normal(shape), GPA_CASE_S_PX, mode="wrap")
+        strain[k] = np.where(near, np.nan, v - v[ref].mean() + n * (sigma / n.std()))
+    res = np.sqrt(4 * np.pi) * GPA_CASE_S_PX * GPA_CASE_PX
+    return {"applicable": True, "strain": strain, "sigma": {k: np.full(shape, sigma) for k in truth},
+            "mask": ig.inside.copy(), "reference_label": 1, "resolution_nm": res, "reference": ref, "se": {}}
