@@ -5,7 +5,10 @@ Sections written: bench/results/fem_relax.md and bench/results/spin_orbit.md.
 Run: ``.venv/bin/python bench/bench_fem_relax.py [--quick | --speed-only]`` (--quick skips the 10⁵-element
 timings and the Keating slabs; --speed-only refreshes the speed table of bench/results/fem_relax.md;
 --keating-only / --convergence-only refresh those tables in place, with --spin-orbit also the spin_orbit
-section; --spin-orbit-only writes bench/results/spin_orbit.md alone, tight-binding cross-check included).
+section; --spin-orbit-only writes bench/results/spin_orbit.md alone, tight-binding cross-check included;
+``--demo-fit RESULTS`` writes or refreshes the section on the stage's fit: its calibration on generated
+measurements and the diagnosis of the demo's fit, from the demo's results folder RESULTS, made with
+``snakemake --cores 1 --config dataset=resources/demo results=RESULTS -- RESULTS/sige_qw_device/fem/relax.h5``).
 """
 
 from __future__ import annotations
@@ -359,7 +362,126 @@ def spin_orbit_section():
     write_section("spin_orbit", "spin_orbit: linear-in-k hole spin–orbit from shear-strain gradients", body)
 
 
+def fit_calibration_rows(n_seeds: int = 40):
+    """The stage's GPA fit on generated measurements (validation.gpa_fit_case, known eigenstrains, correlated
+    noise of known σ): χ²_red and pulls of the fitted eigenstrains, with and without referencing the model
+    to GPA's reference area."""
+    from temtwin.fem_relax import stage
+    from temtwin.fem_relax.validation import gpa_fit_case, noisy_gpa_measurement
+
+    model, ig, doc = gpa_fit_case()
+    d_true = model.deltas_table() * [1.1, 1.0] + [0.0, 0.002]
+    rows = []
+    for referenced in (True, False):
+        chi2, pulls = [], []
+        for seed in range(n_seeds):
+            gpa = noisy_gpa_measurement(model, ig, d_true, seed)
+            if not referenced:
+                gpa["reference"] = None
+            f = stage.fit_function({"fit": True, "sigma_floor": 1e-6}, model, doc, gpa, ig, ig.region, {}, [])[0](
+                model.lamella.strain)
+            chi2.append(f.chi2_red)
+            pulls.append((f.delta - d_true) / f.sigma)
+        chi2, pulls = np.array(chi2), np.array(pulls)
+        rows.append(["yes" if referenced else "no (before)", n_seeds, f"{chi2.mean():.2f}", f"{np.median(chi2):.2f}",
+                     f"{np.mean(np.abs(pulls[:, 0]) < 1):.2f}", f"{np.mean(np.abs(pulls[:, 0]) < 2):.2f}",
+                     f"{pulls[:, 0].mean():+.2f}", f"{np.mean(np.abs(pulls[:, 1]) < 2):.2f}"])
+    return rows
+
+
+def demo_fit_rows(results: str):
+    """χ² of the demo's fit under alternative data / models: the GPA maps and the demo's TRUE strain field
+    (every layer pseudomorphic to the buffer, uniform: exx = exy = 0, eyy = 0.0231 in the well), the
+    compositions of the maps and of the truth, thickness 1.44 nm (simulate_image) and 2.0 nm (truth),
+    lamella and device models, all pixels or those more than ~5.5 nm from the trench (x < 4 nm)."""
+    from temtwin.fem_relax import stage as S
+    from temtwin.fem_relax.materials import MaterialTable
+    from temtwin.fem_relax.model import RelaxModel, build_regions
+    from temtwin.results.fem import FemGeometry, read_regions_json
+    from temtwin.results.segmentation import Segmentation
+
+    R = Path(results) / "sige_qw_device"
+    nodes, tri0, trr0 = FemGeometry.read(R / "fem/fem.h5", only=("mesh",)).mesh
+    doc = read_regions_json(R / "fem/regions.json")
+    gpa = S.read_gpa_maps(R / "hrtem/gpa.h5")
+    seg = Segmentation.read_labels(R / "hrtem/segmentation.h5")
+    px = tuple(doc["pixel_size_nm"])
+    truth = {k: np.where(np.isfinite(gpa["strain"][k]), 0.0, np.nan) for k in ("exx", "eyy", "exy")}
+    truth["eyy"] = np.where(seg == 3, 0.0231, truth["eyy"])
+    x = np.arange(seg.shape[1])[None, :] * px[0] * np.ones((seg.shape[0], 1))
+    rows = []
+    for cname, comp in (("maps", {"1": "Si0.28Ge0.72", "3": "Si0.05Ge0.95", "4": "Si0.30Ge0.70"}),
+                        ("truth", {"1": "Si0.30Ge0.70", "3": "Ge", "4": "Si0.30Ge0.70"})):
+        regions, _ = build_regions(doc, MaterialTable(), 4, comp)
+        keep = np.isin(trr0, list(regions))
+        tri, trr = tri0[keep], trr0[keep]
+        for t in ((1.44,) if cname == "maps" else (1.44, 2.0)):
+            m = RelaxModel(nodes, tri, trr, regions, 4, t)
+            m.solve(6, "roller")
+            ig = S.ImageGrid(nodes, tri, trr, seg.shape, px)
+            ref = S.gpa_reference_pixels(gpa, ig)
+            for dname, strain in (("GPA", gpa["strain"]), ("truth field", truth)):
+                if dname == "truth field" and cname == "maps":
+                    continue
+                for far in (None, 4.0):
+                    g = dict(gpa, strain=strain, mask=gpa["mask"] & (x < far) if far else gpa["mask"])
+                    data, sig, sels = S.gpa_region_means(g, ig, seg, sorted(regions), {"sigma_floor": 1e-4})
+                    for mname, U in (("lamella", m.lamella.strain), ("device", m.device.strain)):
+                        A = S.model_region_means(U, len(m.fitted_labels), ig, sels, ref)
+                        f = fit_deltas(A, np.array(data), np.array(sig), m.deltas_table())
+                        pulls = (np.array(data) - f.predicted) / np.array(sig)
+                        worst = sorted(zip(pulls, sels), key=lambda q: -abs(q[0]))[:2]
+                        rows.append([dname, cname, t, mname, "x < 4 nm" if far else "all",
+                                     f"{m.deltas_table()[1]:.4f}", f"{f.delta[1]:.4f} ± {f.sigma[1]:.4f}",
+                                     f"{f.chi2_red:.0f}",
+                                     ", ".join(f"{q[1][0]} {q[1][1]} {q[0]:+.0f}" for q in worst)])
+    return rows
+
+
+def demo_fit_section(results: str) -> str:
+    cal = fit_calibration_rows()
+    demo = demo_fit_rows(results)
+    return (
+        "### The stage's fit to GPA: calibration and the demo\n\n"
+        "Calibration (temtwin.fem_relax.validation.gpa_fit_case, the stage's own fit path): Si0.3Ge0.7 "
+        "substrate (reference) / 4 nm Ge / 4 nm Si0.3Ge0.7 cap, free lateral edges, 10 nm lamella; measurement = "
+        "lamella strain at known eigenstrains (Ge δ = 1.1 × table, cap δ = 0.002) referenced to GPA's reference "
+        "area, plus correlated Gaussian noise (σ = 2·10⁻³ per pixel, known). 9 data, 2 parameters. "
+        "'referenced': the model minus its mean over GPA's reference area, as GPA references the measurement "
+        "(this change; before it, the model's own strain of the reference area biased the fit).\n\n"
+        + md_table(["model referenced", "seeds", "mean χ²_red", "median χ²_red", "Ge |pull| < 1",
+                    "Ge |pull| < 2", "Ge mean pull", "cap |pull| < 2"], cal)
+        + "\n\nDemo (`sige_qw_device`, HRTEM geometry): χ²_red of the fit to the region means (σ = the stage's, "
+          "at least GPA's own standard error), for the GPA maps and for the demo's TRUE strain field with the "
+          "same σ (synth.device strains every layer uniformly to the buffer's in-plane lattice, also next to "
+          "the vacuum trench and in a 2 nm foil: not an elastic equilibrium). δ well: eigenstrain of the "
+          "well (table | fitted ± σ inflated by √χ²_red). 'worst': the two largest pulls (region, component).\n\n"
+        + md_table(["data", "composition", "t (nm)", "model", "pixels", "δ well table", "δ well fit",
+                    "χ²_red", "worst"], demo)
+        + "\n\nThe demo's exact, noise-free truth field is fitted as badly as the GPA maps (χ²_red in the "
+          "hundreds either way, the same worst data: the well's exx and eyy); the composition (maps vs truth) "
+          "and the lamella thickness (1.44 vs 2.0 nm) hardly change it, nor does the device (plane-strain) "
+          "model, and far from the trench it stays ≫ 1 because the roller-to-trench field lets the well expand "
+          "laterally everywhere. The misfit is the demo's construction, not a defect of fem_relax or GPA: a "
+          "coherent layer next to a free surface must relax (model exx ≈ 0.006 in the well), the demo's does "
+          "not (exx = 0). The stage flags the fit inconsistent, names the worst data and inflates the σ of the "
+          "eigenstrains and of the device strain by √χ²_red.")
+
+
 def main():
+    if "--demo-fit" in sys.argv:                         # write or refresh the fit calibration / demo section
+        import re
+
+        p = Path(__file__).resolve().parent / "results" / "fem_relax.md"
+        sec = demo_fit_section(sys.argv[sys.argv.index("--demo-fit") + 1])
+        txt = p.read_text()
+        if "### The stage's fit to GPA" in txt:
+            txt = re.sub(r"### The stage's fit to GPA.*?(?=\n\n### |\n\nTotal bench time)", lambda m: sec, txt,
+                         flags=re.S)
+        else:
+            txt = re.sub(r"\n\n(?=### Thin-foil relaxation)", lambda m: "\n\n" + sec + "\n\n", txt, count=1)
+        p.write_text(txt)
+        return
     if "--speed-only" in sys.argv:                       # refresh the speed table of an existing section
         import re
 
