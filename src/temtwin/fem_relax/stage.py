@@ -22,6 +22,13 @@ Output ``fem/relax.h5``:
 
 ``fem/device.vtu``: the 2D mesh with the device strain (table and fit), its σ, the lamella strain and
 the region per cell (ParaView).  Summary fragment ``fem_relax``.
+
+Fit to GPA (:func:`fit_function`): the data are the GPA region means (image axes) over the region's valid
+pixels, σ from the GPA σ maps (n_eff = area / resolution²), at least GPA's own standard error of the region
+mean; the model is the thickness-averaged lamella strain over the same pixels *minus its mean over GPA's
+reference area* (GPA measures relative to the reference lattice as it is in the image, not stress-free).
+The summary ``fit`` holds χ²_red, the σ inflation √χ²_red applied when > 1, the pull of every datum and,
+above ``max_chi2_red``, a warning naming the worst data.
 """
 
 from __future__ import annotations
