@@ -202,7 +202,8 @@ def run(ctx) -> None:
         grid["device_fit_sigma"] = {k: np.abs(v) for k, v in ig.on_grid(dev_sigma).items()}
         grid["device_fit_elastic"] = ig.on_grid(strains["device_fit"] - model.eigenstrain_voigt(d_fit),
                                                 ("exx", "eyy", "ezz", "exy"))
-    summary_regions = region_records(model, strains, dev_sigma, grid, fit, d_table, d_fit, eels_info)
+    ref_sel = gpa_reference_pixels(gpa, ig) if ig is not None and gpa.get("applicable") else None
+    summary_regions = region_records(model, strains, dev_sigma, grid, fit, d_table, d_fit, eels_info, ref_sel)
 
     _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, model.fitted_labels, ref,
            th, notes, t_solve, px, fit_source, float(cfg["max_chi2_red"]))
@@ -375,8 +376,10 @@ def add_thickness_uncertainty(fit, do_fit, model, cfg, th, notes) -> None:
     notes.append(f"delta_sigma includes the lamella thickness uncertainty ±{st:.1f} nm")
 
 
-def region_records(model, strains, dev_sigma, grid, fit, d_table, d_fit, eels_info) -> dict[str, dict]:
-    """Per-region summary records: phase, deltas, mean strains of the four problems, σ, RMS vs GPA."""
+def region_records(model, strains, dev_sigma, grid, fit, d_table, d_fit, eels_info,
+                   ref_sel=None) -> dict[str, dict]:
+    """Per-region summary records: phase, deltas, mean strains of the four problems, σ, RMS of lamella − GPA
+    (the lamella referenced as GPA is: minus its mean over GPA's reference area ``ref_sel`` when given)."""
     labels_fit = model.fitted_labels
     out = {}
     for lab in sorted(model.regions):
@@ -400,7 +403,9 @@ def region_records(model, strains, dev_sigma, grid, fit, d_table, d_fit, eels_in
             sel = (grid["region"] == lab) & np.isfinite(grid["gpa"]["exx"])
             if sel.sum() >= 4:
                 for name in ("lamella", "lamella_fit"):
-                    rec[f"rms_{name}_minus_gpa"] = {k: float(np.sqrt(np.nanmean((grid[name][k][sel]
+                    off = {k: 0.0 if ref_sel is None else float(np.nanmean(grid[name][k][ref_sel]))
+                           for k in ("exx", "eyy", "exy")}
+                    rec[f"rms_{name}_minus_gpa"] = {k: float(np.sqrt(np.nanmean((grid[name][k][sel] - off[k]
                                                                                - grid["gpa"][k][sel]) ** 2)))
                                                     for k in ("exx", "eyy", "exy")}
         dev, lam = rec["device"]["eyy"], rec["lamella"]["eyy"]
