@@ -9,8 +9,9 @@ layer's own lattice) and the Ge fraction of each layer are resampled on a ``dz_n
 4×4 Luttinger–Kohn + Bir–Pikus subbands are solved (:mod:`.kp`).  Strain sources: ``device_fit``
 (the device strain implied by the GPA fit; elastic strain as written by fem_relax), ``lamella_fit`` and
 ``device`` (the a-priori device strain from the table lattices), ``gpa`` (total strain minus the fitted
-eigenstrain of the region; beam strain ε_zz taken as 0); ``auto`` = ``device_fit`` when fem_relax's fit
-is consistent (χ² check), else ``device`` with a note in the summary.  ``device`` has no σ.
+eigenstrain of the region; beam strain ε_zz taken as 0); ``auto`` = ``device_fit`` whenever fem_relax fitted
+the GPA maps (when that fit is inconsistent, its σ are inflated by √χ²_red and the summary says so), else
+``device`` with a note.  ``device`` has no σ.
 
 The in-plane wave vector is along the **beam** (the well's in-plane direction perpendicular to the
 image): the measured in-plane shear ε_xy(image) is ε_x'z (x' = image x, z = growth), and the linear
@@ -108,7 +109,7 @@ def read_relax_strain(ctx, src: str):
     """The strain ``spin_orbit`` uses from fem/relax.h5 (:class:`temtwin.results.fem_relax.FemRelax`), on the
     geometry image's pixels (image axes): (source, note, pixel size nm, region map, region table, strain
     components, σ components or None), or the reason it does not apply (str). ``src`` = config
-    ``strain_source`` (``auto`` picks ``device_fit`` when the fit to GPA is consistent)."""
+    ``strain_source`` (``auto`` picks ``device_fit`` whenever fem_relax fitted the GPA maps)."""
     note = ""
     f = FemRelax.read(ctx.input["relax"], only=("image_grid", "regions"))
     if not f.applicable or "image_grid" not in f.attrs:
@@ -118,11 +119,14 @@ def read_relax_strain(ctx, src: str):
     if src == "auto":
         if fit and fit.get("consistent"):
             src = "device_fit"
+        elif fit:   # an inconsistent fit still carries a σ (inflated by √χ²_red); the a-priori strain has none
+            src = "device_fit"
+            note = ("the fit to GPA is inconsistent (" + str(fit.get("warning")) + "); its σ are inflated by "
+                    f"{float(fit.get('sigma_inflation') or 1.0):.3g} (√χ²_red) and propagated")
+            ctx.log.warning("spin_orbit: %s", note)
         else:
             src = "device"
-            note = ("device strain from the table lattices (a priori): " +
-                    ("no fit to GPA" if not fit else "the fit to GPA is inconsistent (" + str(fit.get("warning"))
-                     + ")"))
+            note = "device strain from the table lattices (a priori, no σ): no fit to GPA"
             ctx.log.warning("spin_orbit: %s", note)
     px = tuple(float(v) for v in f.group_attrs("image_grid")["pixel_size_nm"])
     region = f.data["image_grid/region"]
