@@ -347,6 +347,22 @@ def is_layered(model: LayerModel) -> bool:
     return model.coherence >= model.info["c"]["min_coherence"] and len(model.interfaces_px) >= 1
 
 
+def choose_layers(img: np.ndarray, has_lattice: bool, cfg: dict | None = None, forced: bool = False):
+    """(layer model or None, reason): the multilayer-device mode applies to a low-magnification image
+    (no lattice fringes) whose contrast is layered (coherent normal, at least one interface);
+    ``forced`` (``segmentation.method: layers``) skips the lattice and coherence tests."""
+    if has_lattice and not forced:
+        return None, "lattice fringes found (atomic-resolution image)"
+    model = analyse(img, cfg)
+    c = model.info["c"]
+    if not len(model.interfaces_px):
+        return None, "no layer interface found"
+    if not forced and model.coherence < c["min_coherence"]:
+        return None, f"contrast not layered (orientation coherence {model.coherence:.2f} < {c['min_coherence']})"
+    return model, (f"layered overview: normal {model.theta_deg:.1f} deg, coherence {model.coherence:.2f}, "
+                   f"{len(model.interfaces_px)} interfaces")
+
+
 def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, model: LayerModel | None = None,
                    min_area_nm2: float = 1.0):
     """Labels (int32, 1..n, every pixel assigned) and info of a layered device overview (module

@@ -11,7 +11,7 @@ Output ``segmentation.h5``:
 * ``/contours/<label>`` float64 (m, 2) [x, y] nm: the closed outer polygon of the region's largest
   piece (first point not repeated); ``/holes/<label>/<k>``: polygons of holes in it (e.g. the
   film around particles), when there are any;
-* root attributes ``method`` (canny / sam / override), ``source`` (automatic / override) and the
+* root attributes ``method`` (canny / layers / sam / override), ``source`` (automatic / override) and the
   parameters the method derived (``sigma_nm``, ``lattice_periods_nm``, ...);
 * summary fragment ``{"regions": {label: {"area_nm2", "centroid_nm"}}}``.
 
@@ -72,7 +72,7 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         labels, values = read_label_override(override, m.shape)
         return labels, {"method": "override", "source": "override", "override_file": str(override),
                         "override_values": values}
-    if cfg.get("method", "canny") == "sam":
+    if cfg.get("method", "auto") == "sam":
         from .sam import segment_sam
 
         labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
@@ -81,7 +81,7 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
     from .canny import segment_auto
 
     res = segment_auto(m.data, m.pixel_size_nm, cfg)
-    return res.labels, {"method": "canny", "source": "automatic", **res.info}
+    return res.labels, {"method": "canny", "source": "automatic", **res.info}   # info may set method: layers
 
 
 def _attr(v):
@@ -131,7 +131,7 @@ def run(ctx) -> None:
     override = _override_path(ctx.input.get("override"))
     if override:
         ctx.log.info("segment: using the hand-made label map %s", override)
-    ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "canny"),
+    ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "auto"),
                  m.shape[1], m.shape[0])
     ctx.progress(0, 3, "steps (segment, region table, contours)")
     labels, attrs = segment_image(m, cfg, override)
