@@ -61,7 +61,9 @@ DEFAULTS: dict[str, Any] = {
     "lateral_sigma_px": 2.0,
     "max_roughness_px": 12.0,
     "inclusion_z": 4.0,
-    "inclusion_outer_ratio": 0.5,
+    "inclusion_sigma_px": 2.5,
+    "inclusion_edge_ratio": 0.35,
+    "inclusion_edge_px": 6.0,
     "min_width_px": 3.0,
 }
 
@@ -201,6 +203,33 @@ def _interfaces_at(P, have, nb_u, npx, noise, s, c):
     return idx, d, z, step, frac
 
 
+def refine_normal(prof: np.ndarray, counts: np.ndarray, nv: int, max_lag: int = 8) -> float | None:
+    """Correction (degrees, to add to θ) of the layer normal from the drift of the band profiles:
+    each band's derivative profile is cross-correlated with the median one (lags ±``max_lag`` px,
+    parabolic sub-pixel peak), and a straight line fitted to the shifts against the band centres
+    (its slope is −tan Δθ).  None when fewer than 3 bands give a peak."""
+    P = _fill_nan_rows(prof)
+    d_b = ndi.gaussian_filter1d(P, 1.0, axis=1, order=1, mode="nearest")
+    d_b = np.where(np.isfinite(prof) & (counts >= 2), d_b, 0.0)
+    ref = np.median(d_b, axis=0)
+    nb, nu = d_b.shape
+    lags = np.arange(-max_lag, max_lag + 1)
+    F = np.fft.rfft(d_b, n=2 * nu, axis=1)
+    R = np.fft.rfft(ref, n=2 * nu)
+    cc = np.fft.irfft(F * np.conj(R)[None, :], n=2 * nu, axis=1)[:, lags % (2 * nu)]
+    j = np.argmax(cc, axis=1)
+    ok = (j > 0) & (j < len(lags) - 1) & (cc.max(1) > 0)
+    if ok.sum() < 3:
+        return None
+    r = np.arange(nb)
+    y0, y1, y2 = cc[r, np.clip(j - 1, 0, None)], cc[r, j], cc[r, np.clip(j + 1, None, len(lags) - 1)]
+    den = y0 - 2 * y1 + y2
+    shift = lags[j] + np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
+    centres = (np.arange(nb) + 0.5) * nv / nb
+    k = np.polyfit(centres[ok], shift[ok], 1)[0]
+    return float(-np.degrees(np.arctan(k)))     # an interface u = c - v·tan Δθ in the frame
+
+
 def find_interfaces(prof: np.ndarray, counts: np.ndarray, noise: float, c: dict):
     """Interfaces of the band profiles (rows = bands): (positions (sub-pixel), signed steps, t).
 
@@ -338,6 +367,13 @@ def analyse(img: np.ndarray, cfg: dict | None = None) -> LayerModel:
     theta, coh = layer_normal(img)
     fr, _geo = to_frame(img, theta)
     prof, counts = band_profiles(fr, int(c["band_px"]))
+    for _ in range(2):               # the structure tensor is biased by inclusions and texture
+        dth = refine_normal(prof, counts, fr.shape[1])
+        if dth is None or abs(dth) <= 0.02:
+            break
+        theta += dth
+        fr, _geo = to_frame(img, theta)
+        prof, counts = band_profiles(fr, int(c["band_px"]))
     pos, steps, tst = find_interfaces(prof, counts, noise, c)
     return LayerModel(theta, coh, pos, steps, noise, {"t": tst, "frame": fr, "geometry": _geo, "c": c})
 
@@ -391,46 +427,87 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     # drop layers thinner than the minimum width (median over the columns): they join a neighbour
     widths = np.median(np.diff(b, axis=0), axis=1) if len(b) > 1 else np.zeros(0)
     thin = np.nonzero(widths < float(c["min_width_px"]) - 0.5)[0] + 2       # layer ids (2..K)
-    # inclusions
-    s2 = ndi.gaussian_filter(img.astype(np.float64), 1.0)
-    noise_s = model.noise / (2 * np.sqrt(np.pi))
+    # inclusions: detected on the image smoothed within each layer (σ = inclusion_sigma_px, normalised
+    # convolution: interfaces do not blur into the layers beside them), outlined at half their contrast
+    # on the image smoothed by 1 px
+    img64 = img.astype(np.float64)
+    s1 = ndi.gaussian_filter(img64, 1.0)
+    sc = float(c["inclusion_sigma_px"])
     nl = int(lab.max()) + 1
-    level = ndi.median(s2, lab, np.arange(nl))
-    level = np.nan_to_num(np.asarray(level, float))
-    dev = np.abs(s2 - level[lab])
-    mad = np.asarray(ndi.median(dev, lab, np.arange(nl)), float)
-    spread = np.nan_to_num(1.4826 * mad)
+    s3 = np.empty_like(img64)
+    for k in range(1, nl):            # loop over layers (tens), each one vectorised filter
+        m = lab == k
+        if m.any():
+            w = ndi.gaussian_filter(m.astype(np.float64), sc)
+            s3[m] = (ndi.gaussian_filter(np.where(m, img64, 0.0), sc)[m] / np.maximum(w[m], 1e-6))
+    noise_s = model.noise / (2 * np.sqrt(np.pi) * sc)
+    level = np.nan_to_num(np.asarray(ndi.median(s3, lab, np.arange(nl)), float))
+    dev3 = np.abs(s3 - level[lab])
+    spread = np.nan_to_num(1.4826 * np.asarray(ndi.median(dev3, lab, np.arange(nl)), float))
     thr = float(c["inclusion_z"]) * np.maximum(spread, noise_s)
-    inc = dev > thr[lab]
+    # cores away from the interfaces (±2 px: a pixel on the wrong side of a snapped interface
+    # departs by the full step)
+    band = (ndi.maximum_filter(lab, 5) != ndi.minimum_filter(lab, 5))
+    core = (dev3 > thr[lab]) & ~band
+    core = ndi.binary_opening(core, np.ones((3, 3), bool))
+    dev = np.abs(s1 - level[lab])
+    comp0, n0 = ndi.label(core)
+    if n0:
+        cmed = np.asarray(ndi.median(dev3, comp0, np.arange(n0 + 1)), float)
+        half = np.zeros(n0 + 1)
+        half[1:] = 0.5 * cmed[1:]
+        # geodesic growth of each core into the pixels above half its contrast
+        near_idx = ndi.distance_transform_edt(comp0 == 0, return_distances=False, return_indices=True)
+        nearest = comp0[near_idx[0], near_idx[1]]
+        low = (dev >= half[nearest]) & (nearest > 0)
+        inc = ndi.binary_propagation(core & low, mask=low)        # trimmed to half contrast, grown
+    else:
+        inc = core
     inc = ndi.binary_opening(inc, np.ones((3, 3), bool))
+    # departure at 1 px in units of its threshold there (for the sharp-edge test below)
+    spread1 = np.nan_to_num(1.4826 * np.asarray(ndi.median(dev, lab, np.arange(nl)), float))
+    thr1 = float(c["inclusion_z"]) * np.maximum(spread1, model.noise / (2 * np.sqrt(np.pi)))
+    ratio = dev / np.maximum(thr1[lab], 1e-12)
+    grad = ndi.gaussian_gradient_magnitude(img64, 1.0)
     comp, ncomp = ndi.label(inc)
     out = lab.copy()
     n_inc = 0
     if ncomp:
         sizes = np.bincount(comp.ravel())
         nxt = nl
-        ratio = dev / np.maximum(thr[lab], 1e-12)
         for k in range(1, ncomp + 1):   # loop over inclusions (a few), each vectorised on its box
             if sizes[k] < min_px:
                 continue
             r0, r1, c0, c1 = _box(comp, k, 8)
             mk = comp[r0:r1, c0:c1] == k
-            # an inclusion has a sharp edge: 3-5 px outside its outline the intensity is back at the
-            # level of the surrounding layer (a bend contour or a thickness ramp still deviates there
-            # by nearly the threshold); and it is at least 2·min_width wide (misplaced interfaces
-            # leave slivers thinner than that)
-            ring = ndi.binary_dilation(mk, iterations=5) & ~ndi.binary_dilation(mk, iterations=3)
+            # an inclusion has a sharp edge: 2-4 px outside its outline (beside it in the layer(s) it
+            # sits in) the intensity is back at the level of the layer, 2-4 px inside it departs by
+            # nearly its full contrast (a bend contour or a thickness ramp departs about as much on
+            # both sides); and it is at least 2·min_width wide (misplaced interfaces leave slivers)
             lb = lab[r0:r1, c0:c1]
-            ring &= np.isin(lb, np.unique(lb[mk]))        # beside it in the layer(s) it sits in
-            outer = float(np.median(ratio[r0:r1, c0:c1][ring])) if ring.any() else 1.0
+            dv = dev[r0:r1, c0:c1]
+            out_r = ndi.binary_dilation(mk, iterations=4) & ~ndi.binary_dilation(mk, iterations=2)
+            out_r &= np.isin(lb, np.unique(lb[mk]))
+            in_r = ndi.binary_erosion(mk, iterations=2) & ~ndi.binary_erosion(mk, iterations=4)
+            if not in_r.any():
+                in_r = mk
+            base = 0.67 * model.noise / (2 * np.sqrt(np.pi))       # median |noise| at σ = 1 px
+            outer = (float(np.median(dv[out_r])) - base) if out_r.any() else np.inf
+            inner = float(np.median(dv[in_r])) - base
             width = 2.0 * float(ndi.distance_transform_edt(np.pad(mk, 1)).max())
-            ok = outer < float(c["inclusion_outer_ratio"]) and width >= 2.0 * float(c["min_width_px"])
+            # and its outline (away from the interfaces) is steep: the contrast is crossed within
+            # ``inclusion_edge_px`` (a bend contour fades over tens of pixels)
+            line = mk & ~ndi.binary_erosion(mk) & ~band[r0:r1, c0:c1]
+            g_out = float(np.median(grad[r0:r1, c0:c1][line])) if line.sum() >= 8 else 0.0
+            ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
+                  and g_out * float(c["inclusion_edge_px"]) >= inner)
+            outer = outer / max(inner, 1e-12)
             if DEBUG:
-                print("acc" if ok else "rej", k, sizes[k], (r0, c0), round(outer, 2), width)
+                print("acc" if ok else "rej", k, sizes[k], (r0, c0), round(outer, 2), round(inner, 1), round(g_out, 1), width)
             if not ok:
                 continue
             m = comp == k
-            vals = s2[m]
+            vals = s1[m]
             split = False
             if vals.size >= 2 * min_px:
                 th = _otsu(vals)
@@ -440,7 +517,7 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
                         and hi_.mean() - lo_.mean() > 0.25 * float(np.median(dev[m]))):
                     split = True
             if split:
-                hi_m = m & (s2 > th)
+                hi_m = m & (s1 > th)
                 out[m] = nxt
                 out[hi_m] = nxt + 1
                 nxt += 2
