@@ -16,8 +16,8 @@ noise is √(number of columns) times lower.  The method:
    (robust to inclusions that cover a minority of the bands).
 4. Interfaces: maxima of the profile derivative (derivative of Gaussian, σ = ``profile_sigma_px``)
    kept when (a) the derivative has the same sign in the bands (t statistic across the bands ≥
-   ``min_t``), (b) the step is sharp (≥ ``min_sharpness`` times the median derivative within ±32
-   pixels: a smooth thickness ramp or a bend contour is not an interface) and (c) the step height is
+   ``min_t``), (b) the step is sharp (≥ ``min_sharpness`` times the lower quartile of the derivative within
+   ±32 pixels: a smooth thickness ramp or a bend contour is not an interface) and (c) the step height is
    at least ``min_step_noise`` times the pixel noise.
 5. Edge snapping: each interface is followed column by column to the derivative maximum of the same
    sign within ± min(``max_roughness_px``, half the distance to its neighbours), on the image
@@ -172,12 +172,13 @@ def band_profiles(fr: np.ndarray, band_px: int) -> tuple[np.ndarray, np.ndarray]
 
 def _interfaces_at(P, have, nb_u, npx, noise, s, c):
     """Candidate interfaces of the band profiles at one derivative scale ``s`` (px): (index,
-    derivative of the median profile, its noise z-score, step height).
+    derivative of the median profile, its noise z-score, step height, sign fraction).
 
     The median over the bands is robust to what only a minority of bands show (grain boundaries,
     inclusions).  Its noise follows from the pixel noise: a band mean of ``npx`` pixels has σ/√npx, a
     derivative of Gaussian (scale s) of white noise has that times (4√π s³)^-1/2, and the median of B
-    bands √(π/2)/√B of it."""
+    bands √(π/2)/√B of it; or, when larger, the robust spread (MAD) of the median derivative over
+    the profile."""
     d_b = ndi.gaussian_filter1d(P, s, axis=1, order=1, mode="nearest")
     d_b = np.where(have, d_b, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
@@ -189,10 +190,15 @@ def _interfaces_at(P, have, nb_u, npx, noise, s, c):
     frac = np.nan_to_num(frac)
     sd_bin = noise / np.sqrt(np.maximum(np.nan_to_num(npx_u), 1.0))
     sd_d = sd_bin / np.sqrt(4 * np.sqrt(np.pi) * s ** 3) * np.sqrt(np.pi / 2) / np.sqrt(np.maximum(nb_u, 1))
-    z = np.abs(d) / np.maximum(sd_d, 1e-12)
+    # empirical noise of the median derivative (most positions lie between interfaces): it includes
+    # correlated texture and detector noise that the neighbour differences miss
+    sd_emp = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    z = np.abs(d) / np.maximum(np.maximum(sd_d, sd_emp), 1e-12)
     a = np.abs(d)
-    # sharpness: the peak against the median |derivative| within ±32 px (a ramp has ratio ~1)
-    bg = ndi.median_filter(a, size=65, mode="nearest")
+    # sharpness: the peak against the lower quartile of |derivative| within ±32 px (a ramp has ratio
+    # ~1; the quartile, not the median, so that the flanks of the other interfaces of a dense stack
+    # do not count as background)
+    bg = ndi.percentile_filter(a, 25, size=65, mode="nearest")
     peak = (a >= np.roll(a, 1)) & (a > np.roll(a, -1))
     peak[[0, -1]] = False
     step = a * np.sqrt(2 * np.pi) * np.hypot(s, 0.5)     # step height of an ideal (slightly blurred) edge
