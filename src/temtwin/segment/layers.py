@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
     "max_roughness_px": 12.0,
     "inclusion_z": 4.0,
     "inclusion_sigma_px": 2.5,
+    "inclusion_core_ratio": 1.25,
     "inclusion_edge_ratio": 0.35,
     "inclusion_edge_px": 6.0,
     "min_width_px": 3.0,
@@ -411,6 +412,7 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     docstring).  ``cfg``: the ``segmentation.layers`` settings (missing keys: :data:`DEFAULTS`)."""
     from .canny import order_labels
     from .refine import remove_islands
+    from .smallmerge import merge_smallest
 
     c = dict(DEFAULTS)
     c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
@@ -456,6 +458,11 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     band = (ndi.maximum_filter(lab, 5) != ndi.minimum_filter(lab, 5))
     core = (dev3 > thr[lab]) & ~band
     core = ndi.binary_opening(core, np.ones((3, 3), bool))
+    # a core whose median departure is barely above the threshold is the tail of the texture/noise
+    cc0, nc0 = ndi.label(core)
+    if nc0:
+        rel = np.asarray(ndi.median(dev3 / np.maximum(thr[lab], 1e-12), cc0, np.arange(nc0 + 1)), float)
+        core = (rel >= float(c["inclusion_core_ratio"]))[cc0] & core
     dev = np.abs(s1 - level[lab])
     comp0, n0 = ndi.label(core)
     if n0:
@@ -539,6 +546,9 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             idx = ndi.distance_transform_edt(gone, return_distances=False, return_indices=True)
             out = out[idx[0], idx[1]]
     out = remove_islands(out, None, int(np.ceil(min_px)))
+    # regions smaller than the minimum area (slivers at the frame corners, split halves) join their
+    # most similar neighbour
+    out, _ = merge_smallest(out, img, None, max(min_px, 4 * float(c["min_width_px"]) ** 2))
     used = np.unique(out)
     lut = np.zeros(int(out.max()) + 1, np.int32)
     lut[used] = np.arange(1, len(used) + 1, dtype=np.int32)
