@@ -47,7 +47,6 @@ import numpy as np
 from scipy import ndimage as ndi
 
 log = logging.getLogger("temtwin")
-DEBUG = False
 
 DEFAULTS: dict[str, Any] = {
     "min_coherence": 0.2,
@@ -270,7 +269,8 @@ def find_interfaces(prof: np.ndarray, counts: np.ndarray, noise: float, c: dict)
     found.sort()
     # a weak interface next to a much stronger one of the same sign (within the roughness window)
     # is the tail of the rough strong one
-    found = [q for q in found if not any(np.sign(r[1]) == np.sign(q[1]) and abs(r[0] - q[0]) <= 1.5 * c["max_roughness_px"]
+    rw = 1.5 * float(c["max_roughness_px"])
+    found = [q for q in found if not any(np.sign(r[1]) == np.sign(q[1]) and abs(r[0] - q[0]) <= rw
                                          and abs(q[1]) < 0.15 * abs(r[1]) for r in found)]
     if not found:
         return np.zeros(0), np.zeros(0), np.zeros(0)
@@ -477,10 +477,6 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     else:
         inc = core
     inc = ndi.binary_opening(inc, np.ones((3, 3), bool))
-    # departure at 1 px in units of its threshold there (for the sharp-edge test below)
-    spread1 = np.nan_to_num(1.4826 * np.asarray(ndi.median(dev, lab, np.arange(nl)), float))
-    thr1 = float(c["inclusion_z"]) * np.maximum(spread1, model.noise / (2 * np.sqrt(np.pi)))
-    ratio = dev / np.maximum(thr1[lab], 1e-12)
     grad = ndi.gaussian_gradient_magnitude(img64, 1.0)
     comp, ncomp = ndi.label(inc)
     out = lab.copy()
@@ -514,9 +510,6 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             g_out = float(np.median(grad[r0:r1, c0:c1][line])) if line.sum() >= 8 else 0.0
             ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
                   and g_out * float(c["inclusion_edge_px"]) >= inner)
-            outer = outer / max(inner, 1e-12)
-            if DEBUG:
-                print("acc" if ok else "rej", k, sizes[k], (r0, c0), round(outer, 2), round(inner, 1), round(g_out, 1), width)
             if not ok:
                 continue
             m = comp == k

@@ -53,16 +53,27 @@ def check_image(m: Micrograph, path) -> None:
                         "the acquisition or remove the file from the dataset", path)
 
 
-def cap_regions(labels: np.ndarray, max_regions: int) -> tuple[np.ndarray, int]:
-    """Keep the ``max_regions`` largest regions (renumbered 1..n in their previous order); the others
-    become 0 (unassigned).  Returns (labels, number of regions dropped)."""
-    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+def cap_regions(labels: np.ndarray, max_regions: int, image: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """At most ``max_regions`` regions: the smallest region is merged into its most similar neighbour
+    (closest mean intensity of ``image``; the longest shared boundary without an image), repeatedly
+    (:func:`temtwin.segment.smallmerge.merge_smallest`), so every pixel keeps a region.  Regions
+    without any neighbour (surrounded by unassigned pixels) cannot merge: if the cap is still
+    exceeded, the smallest of them become unassigned (0).  Labels are renumbered 1..n in their
+    previous order.  Returns (labels, number of regions merged or dropped)."""
+    from .smallmerge import merge_smallest
+
+    ids = np.unique(labels[labels > 0])
     if len(ids) <= max_regions:
         return labels, 0
+    img = np.zeros(labels.shape) if image is None else image
+    out, merged = merge_smallest(labels, img, max_regions=max_regions)
+    ids, counts = np.unique(out[out > 0], return_counts=True)
+    if len(ids) <= max_regions:
+        return out, merged
     keep = np.sort(ids[np.argsort(-counts, kind="stable")[:max_regions]])
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut = np.zeros(int(out.max()) + 1, np.int32)
     lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return lut[labels], int(len(ids) - len(keep))
+    return lut[out], merged + int(len(ids) - len(keep))
 
 
 def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None):
@@ -143,10 +154,11 @@ def run(ctx) -> None:
         attrs.update(extra, source=f"{attrs['source']}+overrides")
         ctx.log.info("segment: overrides %s applied from %s", extra["overrides"], ov)
     ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
-    labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)))
+    labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)), m.data)
     if dropped:
-        msg = (f"{dropped} regions beyond segmentation.max_regions ({cfg.get('max_regions', 300)}) left unassigned "
-               "(the smallest); raise segmentation.min_area_nm2 or max_regions")
+        msg = (f"{dropped} smallest regions merged into their most similar neighbour (isolated ones left "
+               f"unassigned) to stay within segmentation.max_regions ({cfg.get('max_regions', 300)}); raise "
+               "segmentation.min_area_nm2 or max_regions")
         ctx.log.warning("%s: %s", ctx.input["image"], msg)
         attrs["regions_capped"] = msg
     ctx.progress(1, 3, "steps (segment, region table, contours)")
