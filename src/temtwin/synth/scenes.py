@@ -308,6 +308,13 @@ def device_overview(shape=(512, 512), pixel_size_nm=(1.0, 1.0), seed: int = 0,
             touched = [i + 2]
         elif kind in ("fin", "trench"):
             k = int(rng.integers(1, 4))
+            # at least 20 px tall: more layers are crossed where the drawn ones are thin
+            if kind == "fin":
+                while k < len(order) and tops[-1] - tops[len(order) - k] < 20:
+                    k += 1
+            else:
+                while k < len(order) and tops[k] - tops[0] < 20:
+                    k += 1
             w = float(rng.uniform(10, 30))
             cv = float(rng.uniform(0.2, 0.8)) * cols
             if kind == "fin":
