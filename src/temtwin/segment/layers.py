@@ -345,12 +345,24 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
     return out
 
 
-def _box(comp: np.ndarray, k: int, pad: int):
-    """Bounding box (r0, r1, c0, c1) of label ``k`` in ``comp``, widened by ``pad`` pixels."""
-    rr = np.nonzero((comp == k).any(1))[0]
-    cc = np.nonzero((comp == k).any(0))[0]
-    return (max(rr[0] - pad, 0), min(rr[-1] + pad + 1, comp.shape[0]),
-            max(cc[0] - pad, 0), min(cc[-1] + pad + 1, comp.shape[1]))
+def _box(sl, shape, pad: int):
+    """Bounding box (r0, r1, c0, c1) of a ``find_objects`` slice, widened by ``pad`` pixels."""
+    return (max(sl[0].start - pad, 0), min(sl[0].stop + pad, shape[0]),
+            max(sl[1].start - pad, 0), min(sl[1].stop + pad, shape[1]))
+
+
+def _label_median(values: np.ndarray, labels: np.ndarray, n: int, max_px: int = 1 << 20) -> np.ndarray:
+    """Median of ``values`` per label 0..n-1 (NaN-free; 0 for absent labels), on a regular subsample
+    of at most about ``max_px`` pixels (the layers are large: their medians do not need every pixel)."""
+    step = max(1, int(np.ceil(np.sqrt(values.size / max_px))))
+    v = values[::step, ::step].ravel()
+    lb = labels[::step, ::step].ravel()
+    out = np.zeros(n)
+    present = np.unique(lb)
+    present = present[present < n]
+    if present.size:
+        out[present] = np.asarray(ndi.median(v, lb, present), float)
+    return np.nan_to_num(out)
 
 
 def _otsu(v: np.ndarray) -> float:
@@ -443,51 +455,66 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     sc = float(c["inclusion_sigma_px"])
     nl = int(lab.max()) + 1
     s3 = np.empty_like(img64)
-    for k in range(1, nl):            # loop over layers (tens), each one vectorised filter
-        m = lab == k
-        if m.any():
-            w = ndi.gaussian_filter(m.astype(np.float64), sc)
-            s3[m] = (ndi.gaussian_filter(np.where(m, img64, 0.0), sc)[m] / np.maximum(w[m], 1e-6))
+    pad = int(np.ceil(4 * sc))
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):   # loop over layers (tens), on their boxes
+        if sl is None:
+            continue
+        r0, r1, c0, c1 = _box(sl, lab.shape, pad)
+        m = lab[r0:r1, c0:c1] == k
+        w = ndi.gaussian_filter(m.astype(np.float64), sc)
+        num = ndi.gaussian_filter(np.where(m, img64[r0:r1, c0:c1], 0.0), sc)
+        s3[r0:r1, c0:c1][m] = num[m] / np.maximum(w[m], 1e-6)
     noise_s = model.noise / (2 * np.sqrt(np.pi) * sc)
-    level = np.nan_to_num(np.asarray(ndi.median(s3, lab, np.arange(nl)), float))
+    level = _label_median(s3, lab, nl)
     dev3 = np.abs(s3 - level[lab])
-    spread = np.nan_to_num(1.4826 * np.asarray(ndi.median(dev3, lab, np.arange(nl)), float))
+    spread = 1.4826 * _label_median(dev3, lab, nl)
     thr = float(c["inclusion_z"]) * np.maximum(spread, noise_s)
-    # cores away from the interfaces (±2 px: a pixel on the wrong side of a snapped interface
-    # departs by the full step)
+    # cores away from the interfaces and the image border (±3 px: a pixel on the wrong side of a
+    # snapped interface departs by the full step, one beside it by the blurred step)
     band = (ndi.maximum_filter(lab, 5) != ndi.minimum_filter(lab, 5))
+    band[:3] = band[-3:] = True
+    band[:, :3] = band[:, -3:] = True
     core = (dev3 > thr[lab]) & ~band
     core = ndi.binary_opening(core, np.ones((3, 3), bool))
     # a core whose median departure is barely above the threshold is the tail of the texture/noise
     cc0, nc0 = ndi.label(core)
     if nc0:
-        rel = np.asarray(ndi.median(dev3 / np.maximum(thr[lab], 1e-12), cc0, np.arange(nc0 + 1)), float)
+        sel = cc0 > 0
+        rel = np.zeros(nc0 + 1)
+        rel[1:] = np.asarray(ndi.median((dev3 / np.maximum(thr[lab], 1e-12))[sel], cc0[sel], np.arange(1, nc0 + 1)))
         core = (rel >= float(c["inclusion_core_ratio"]))[cc0] & core
     dev = np.abs(s1 - level[lab])
     comp0, n0 = ndi.label(core)
     if n0:
-        cmed = np.asarray(ndi.median(dev3, comp0, np.arange(n0 + 1)), float)
+        sel = comp0 > 0
+        cmed = np.zeros(n0 + 1)
+        cmed[1:] = np.asarray(ndi.median(dev3[sel], comp0[sel], np.arange(1, n0 + 1)))
         half = np.zeros(n0 + 1)
         half[1:] = 0.5 * cmed[1:]
-        # geodesic growth of each core into the pixels above half its contrast
+        # geodesic growth of each core into the pixels above half its contrast (and above the
+        # detection threshold of their layer: noise does not carry the growth into a layer)
         near_idx = ndi.distance_transform_edt(comp0 == 0, return_distances=False, return_indices=True)
         nearest = comp0[near_idx[0], near_idx[1]]
-        low = (dev >= half[nearest]) & (nearest > 0)
+        low = (dev >= np.maximum(half[nearest], thr[lab])) & (nearest > 0)
         inc = ndi.binary_propagation(core & low, mask=low)        # trimmed to half contrast, grown
     else:
         inc = core
     inc = ndi.binary_opening(inc, np.ones((3, 3), bool))
-    grad = ndi.gaussian_gradient_magnitude(img64, 1.0)
+    # steepest gradient within ±2 px of each pixel (an outline at half contrast may sit a pixel or
+    # two off the steepest point of a blurred edge)
+    grad = ndi.maximum_filter(ndi.gaussian_gradient_magnitude(img64, 1.0), size=5)
+    band9 = (ndi.maximum_filter(lab, 9) != ndi.minimum_filter(lab, 9))      # its reach off the interfaces
     comp, ncomp = ndi.label(inc)
     out = lab.copy()
     n_inc = 0
     if ncomp:
         sizes = np.bincount(comp.ravel())
+        objs = ndi.find_objects(comp)
         nxt = nl
         for k in range(1, ncomp + 1):   # loop over inclusions (a few), each vectorised on its box
             if sizes[k] < min_px:
                 continue
-            r0, r1, c0, c1 = _box(comp, k, 8)
+            r0, r1, c0, c1 = _box(objs[k - 1], comp.shape, 8)
             mk = comp[r0:r1, c0:c1] == k
             # an inclusion has a sharp edge: 2-4 px outside its outline (beside it in the layer(s) it
             # sits in) the intensity is back at the level of the layer, 2-4 px inside it departs by
@@ -506,30 +533,32 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             width = 2.0 * float(ndi.distance_transform_edt(np.pad(mk, 1)).max())
             # and its outline (away from the interfaces) is steep: the contrast is crossed within
             # ``inclusion_edge_px`` (a bend contour fades over tens of pixels)
-            line = mk & ~ndi.binary_erosion(mk) & ~band[r0:r1, c0:c1]
+            line = mk & ~ndi.binary_erosion(mk) & ~band9[r0:r1, c0:c1]
             g_out = float(np.median(grad[r0:r1, c0:c1][line])) if line.sum() >= 8 else 0.0
             ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
                   and g_out * float(c["inclusion_edge_px"]) >= inner)
             if not ok:
                 continue
-            m = comp == k
-            vals = s1[m]
+            # the work below stays inside the inclusion's box
+            bs = (slice(r0, r1), slice(c0, c1))
+            m = mk
+            vals = s1[bs][m]
             split = False
             if vals.size >= 2 * min_px:
                 th = _otsu(vals)
                 lo_, hi_ = vals[vals <= th], vals[vals > th]
                 if (lo_.size >= min_px and hi_.size >= min_px
                         and hi_.mean() - lo_.mean() > float(c["inclusion_z"]) * max(noise_s, 1e-12)
-                        and hi_.mean() - lo_.mean() > 0.25 * float(np.median(dev[m]))):
+                        and hi_.mean() - lo_.mean() > 0.25 * float(np.median(dev[bs][m]))):
                     split = True
+            ob = out[bs]
             if split:
-                hi_m = m & (s1 > th)
-                out[m] = nxt
-                out[hi_m] = nxt + 1
+                ob[m] = nxt
+                ob[m & (s1[bs] > th)] = nxt + 1
                 nxt += 2
                 n_inc += 2
             else:
-                out[m] = nxt
+                ob[m] = nxt
                 nxt += 1
                 n_inc += 1
     if len(thin):
