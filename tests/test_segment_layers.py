@@ -75,3 +75,13 @@ def test_auto_keeps_the_edge_method_for_lattice_images_and_noise():
     assert segment_auto(noise, (0.5, 0.5)).labels.max() == 1
     # forced by the config, the layered mode still refuses an image without any interface
     assert segment_auto(noise, (0.5, 0.5), {"method": "layers"}).labels.max() == 1
+
+
+def test_large_overview_is_analysed_block_averaged_and_labelled_at_full_resolution():
+    sc = device_overview(shape=(900, 900), seed=6, inclusions=("wire",), widths_px=(12, 40, 100), tilt_deg=2.0)
+    r = segment_auto(sc.image, sc.pixel_size_nm, {"layers": {"max_px": 300}})
+    assert r.info["method"] == "layers" and r.info["analysis_factor"] == 3
+    assert "block-averaged" in r.info["method_reason"]
+    assert r.labels.shape == sc.image.shape and np.all(r.labels > 0)
+    iou = _per_layer(sc, r.labels)
+    assert min(iou.values()) >= 0.75 and np.mean(list(iou.values())) >= 0.9, iou

@@ -188,12 +188,11 @@ def segment_auto(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dic
     lattice = find_lattice(img, (px, py), max_period_nm=c["max_lattice_period_nm"])
     method = cfg.get("method") or "auto"
     if method in ("auto", "layers"):
-        from .layers import choose_layers, segment_layers
+        from .layers import layered_segmentation
 
-        model, why = choose_layers(img, lattice.found, cfg.get("layers"), forced=method == "layers")
-        if model is not None:
-            labels, linfo = segment_layers(img, (px, py), cfg.get("layers"), model=model,
-                                           min_area_nm2=c["min_area_nm2"])
+        labels, linfo, why = layered_segmentation(img, (px, py), cfg.get("layers"), lattice.found,
+                                                  forced=method == "layers", min_area_nm2=c["min_area_nm2"])
+        if labels is not None:
             info = {"method": "layers", "method_reason": why,
                     "lattice_periods_nm": [float(d) for d in lattice.periods_nm], **linfo}
             return AutoResult(labels=labels, info=info)

@@ -65,6 +65,7 @@ DEFAULTS: dict[str, Any] = {
     "inclusion_edge_ratio": 0.35,
     "inclusion_edge_px": 6.0,
     "min_width_px": 3.0,
+    "max_px": 4096,
 }
 
 
@@ -587,3 +588,32 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     log.info("segment (layers): normal %.1f deg, %d interfaces, %d inclusion regions -> %d regions",
              model.theta_deg, len(b), n_inc, info["n_regions"])
     return out, info
+
+
+def layered_segmentation(image: np.ndarray, pixel_size_nm, cfg: dict | None, has_lattice: bool,
+                         forced: bool = False, min_area_nm2: float = 1.0):
+    """(labels or None, info, reason): the multilayer-device mode when it applies
+    (:func:`choose_layers`).  Images larger than ``max_px`` per side are analysed on a block-averaged
+    copy (factor f = ⌈side / max_px⌉; memory and time stay bounded) and the labels are returned at full
+    resolution (nearest neighbour; boundaries then within f/2 pixels, layers thinner than 3·f pixels
+    are not resolved: the reason says so)."""
+    c = dict(DEFAULTS)
+    c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+    img = np.asarray(image, np.float32)
+    f = max(1, int(np.ceil(max(img.shape) / float(c["max_px"]))))
+    work = img
+    if f > 1:
+        r, q = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+        work = img[:r, :q].reshape(r // f, f, q // f, f).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+    model, why = choose_layers(work, has_lattice, c, forced=forced)
+    if model is None:
+        return None, {}, why
+    px, py = float(pixel_size_nm[0]) * f, float(pixel_size_nm[1]) * f
+    labels, info = segment_layers(work, (px, py), c, model=model, min_area_nm2=min_area_nm2)
+    if f > 1:
+        labels = np.repeat(np.repeat(labels, f, axis=0), f, axis=1)
+        pr, pc = img.shape[0] - labels.shape[0], img.shape[1] - labels.shape[1]
+        labels = np.pad(labels, ((0, pr), (0, pc)), mode="edge")
+        why += f"; analysed on a {f}x{f} block-averaged copy (layers thinner than {3 * f} px not resolved)"
+    info["analysis_factor"] = f
+    return labels.astype(np.int32), info, why
