@@ -194,3 +194,36 @@ def test_stage_haadf_end_to_end_with_refinement(tmp_path):
     with h5py.File(out) as f:
         assert f["refine/history/residual_rms"].shape == (3,)
     assert (tmp_path / "figs" / "comparison.png").is_file()
+
+
+def test_stage_abf_by_multislice_recovers_blur_and_shift(tmp_path):
+    """An ABF image (detector named ABF) is simulated by abTEM multislice over a crop and its source blur and
+    shift are recovered from a noisy image made by the same multislice (known truth)."""
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.simulate_image.coverage import check_coverage
+    from temtwin.simulate_image.stage import best_box, run
+    from temtwin.simulate_image.stem import render, simulate_stem_crop
+
+    at = sige110_atoms((1.6, 1.6), 1.2, 0.0, np.random.default_rng(0))
+    shape = (64, 64)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    box = best_box(check_coverage(at.get_positions() / 10, shape, px, "m", "img", 0.05), 16)  # the stage's crop
+    r0, c0, r1, c1 = box
+    crop = simulate_stem_crop(at, box, px, 300e3, 25.0, (12.5, 25.0), margin_nm=0.35, sampling_A=0.1)
+    rng = np.random.default_rng(1)
+    clean = render(crop.raw, px, 0.03, (0.4, -0.3))
+    data = np.full(shape, float(clean.mean()))
+    data[r0:r1, c0:c1] = clean
+    data = rng.poisson(1e6 * data).astype(float)
+    _write_inputs(tmp_path, at, shape, px, detector="ABF", data=data)
+    run(_ctx(tmp_path, stem={"size_nm": 16 * px[0], "margin_nm": 0.35, "sampling_A": 0.1}))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    assert s["mode"] == "abf" and s["ncc"] > 0.95 and 0.7 < s["rms_noise"] < 1.4
+    ms = s["multislice"]
+    assert ms["box_px"] == list(box) and ms["detector_mrad"] == [12.5, 25.0] and ms["detector_source"] == "default"
+    assert abs(s["fit"]["blur_nm"] - 0.03) < 0.006
+    assert abs(s["fit"]["shift_x_px"] - 0.4) < 0.1 and abs(s["fit"]["shift_y_px"] + 0.3) < 0.1
+    with h5py.File(out) as f:
+        assert np.isnan(f["simulated"][0, 0]) and not f["mask"][0, 0] and f["mask"][r0 + 8, c0 + 8]
