@@ -236,7 +236,8 @@ def _run_hrtem(ctx, cfg, img, models, which, cov, energy):
     fit = fit_hrtem(imager, sub, mask, defocus_range_nm=tuple(cfg["defocus_range_nm"]),
                     defocus_step_nm=float(cfg["defocus_step_nm"]), cs_um=list(cfg["cs_um"]),
                     fit_cs=bool(cfg["fit_cs"]), focal_spread_nm=float(cfg["focal_spread_nm"]),
-                    blur_nm=float(cfg["blur_nm"]), log=ctx.log)
+                    blur_nm=float(cfg["blur_nm"]), log=ctx.log,
+                    focal_spread_sigma_nm=float(cfg["systematic"]["focal_spread_nm"]))
     v = fit.values
     plane_t = float(imager.thickness_nm[v["plane"]])
     ctx.log.info("HRTEM fit: defocus %.2f nm, Cs %.1f um, thickness %.2f nm, NCC %.3f", v["defocus_nm"], v["cs_um"],
@@ -278,7 +279,9 @@ def _run_haadf(ctx, cfg, img, models, which, cov, energy):
     ext = np.array([(c1 - c0) * px[0], (r1 - r0) * px[1]])
     inb = np.all((pos[:, :2] - off >= 0) & (pos[:, :2] - off < ext), axis=1)  # no wrap-around of outside atoms
     fit = fit_haadf(crop, sub, mask, pos[inb, :2] - off, atoms.numbers[inb], cs_um=cs0, fit_cs=False,
-                    source_nm=float(h["source_nm"]), exponent=float(h["exponent"]))
+                    source_nm=float(h["source_nm"]), exponent=float(h["exponent"]),
+                    imager_at=lambda c: LinearHAADF(sub.shape, px, energy, c, int(h["oversample"])),
+                    convergence_sigma_mrad=float(cfg["systematic"]["convergence_mrad"]))
     v = fit.values
     full = LinearHAADF(img.shape, px, energy, conv, int(h["oversample"]))
     sims = {}
@@ -394,7 +397,8 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
             others[k] = metrics(data, s, valid, noise)
     summ = {"applicable": True, "mode": mode, "model": which, **{k: v for k, v in m_img.items()},
             "fit": {k: v for k, v in fit.values.items() if k != "plane"},
-            "fit_sigma": fit.sigma, "fit_ncc": fit.ncc, "ambiguous": bool(fit.ambiguous), "notes": list(fit.notes),
+            "fit_sigma": fit.sigma, "fit_sigma_stat": fit.sigma_stat, "fit_sigma_sys": fit.sigma_sys,
+            "fit_ncc": fit.ncc, "ambiguous": bool(fit.ambiguous), "notes": list(fit.notes),
             "noise_sigma": noise, "timing_s": res["timing_s"], "other_models": others}
     if res["refine"] is not None:
         rf = res["refine"]
@@ -421,8 +425,10 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
             "parameter": (np.array(names, dtype=object), "1"),
             "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
             "sigma": (np.array([np.nan if fit.sigma.get(k) is None else float(fit.sigma[k]) for k in names]), "mixed"),
+            "sigma_stat": (_col(fit.sigma_stat, names), "mixed"), "sigma_sys": (_col(fit.sigma_sys, names), "mixed"),
             "units": (np.array([PARAM_UNITS.get(k, "1") for k in names], dtype=object), "1")},
-            note="value/sigma units per row in column units; sigma NaN = not determined")
+            note="value/sigma units per row in column units; sigma NaN = not determined; sigma = "
+                 "sqrt(sigma_stat^2 + sigma_sys^2), sigma_sys NaN = no systematic part evaluated")
         if rows:
             r = np.array(rows, float)
             write_table(f, "regions", {"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
@@ -487,3 +493,7 @@ def _write_multislice(f, ms, data, noise, units, summ) -> None:
         lin = f["simulated"][r0:r1, c0:c1].astype(float)
         out["ncc_linear_vs_multislice"] = ncc(lin, fit.simulated, m)
     summ["multislice"] = out
+
+
+def _col(d: dict, names) -> np.ndarray:
+    return np.array([np.nan if d.get(k) is None else float(d[k]) for k in names])

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.optimize import least_squares
 
-from .fit import FitResult, _cov_sigma, _determined, correlation_inflation, linear_intensity, ncc
+from .fit import FitResult, _at_bound, _cov_sigma, _determined, correlation_inflation, linear_intensity, ncc
 
 STEM_MODES = ("haadf", "abf", "bf")
 
@@ -153,5 +153,6 @@ def fit_stem(raw: np.ndarray, data: np.ndarray, mask: np.ndarray, pixel_nm, *, b
     sigma.update(defocus_nm=None, cs_um=None, thickness_nm=None)
     notes = ["probe defocus, Cs and thickness fixed in the multislice run (metadata/config, model thickness): "
              "not fitted"]
+    _at_bound(r.x, lo, hi, names, sigma, notes)
     sigma = _determined(sigma, notes)
-    return FitResult(values, sigma, cost, ncc(sim, data, mask), a + b * sim, False, notes)
+    return FitResult(values, sigma, cost, ncc(sim, data, mask), a + b * sim, False, notes, {}, dict(sigma), {})
