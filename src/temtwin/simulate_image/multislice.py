@@ -27,6 +27,15 @@ def _abtem(device: str = "cpu", threads: int = 1):
     return abtem
 
 
+def _integrator(device: str):
+    """The projected-potential integrator: real-FFT equivalent of abTEM's on CPU, abTEM's own on GPU."""
+    if device != "cpu":
+        return None
+    from .potential import fast_integrator
+
+    return fast_integrator("lobato")
+
+
 def _compute(obj, threads: int):
     if threads <= 1:
         return obj.compute(scheduler="synchronous")
@@ -59,6 +68,8 @@ def exit_waves(atoms, energy_eV: float, sampling_A: float = 0.05, slice_A: float
                every_slices: int = 1, threads: int = 1, device: str = "cpu") -> ExitWaves:
     """Plane-wave multislice (lobato potential, infinite projection) with exit planes every ``every_slices``.
 
+    The potential slices are integrated with real FFTs (:mod:`potential`, equal to abTEM's to float32
+    rounding); the multislice is abTEM's.
     The first plane returned is after ``every_slices`` slices; the thickness of plane i is the depth of
     its last slice (nm).  The grid is the next FFT-friendly size at or above extent / ``sampling_A``
     (so the sampling is at most the one asked for; FFTs of sizes with large prime factors are slow).
@@ -70,7 +81,7 @@ def exit_waves(atoms, energy_eV: float, sampling_A: float = 0.05, slice_A: float
         raise ValueError("exit_waves needs an orthogonal cell")
     gpts = [sfft.next_fast_len(int(np.ceil(atoms.cell[i, i] / sampling_A - 1e-9))) for i in (0, 1)]
     pot = abtem.Potential(atoms, gpts=gpts, slice_thickness=slice_A, projection="infinite",
-                          parametrization="lobato", exit_planes=int(every_slices))
+                          parametrization="lobato", exit_planes=int(every_slices), integrator=_integrator(device))
     w = _compute(abtem.PlaneWave(energy=float(energy_eV)).multislice(pot), threads)
     arr = np.asarray(w.array if device == "cpu" else w.array.get())
     if arr.ndim == 2:
@@ -124,7 +135,7 @@ def stem_multislice(atoms, energy_eV: float, convergence_mrad: float, detectors_
     abtem = _abtem(device, threads)
     gp = [_fast_len(atoms.cell[i, i] / sampling_A) for i in (0, 1)]
     pot = abtem.Potential(atoms, gpts=gp, slice_thickness=slice_A, projection="infinite",
-                          parametrization="lobato")
+                          parametrization="lobato", integrator=_integrator(device))
     probe = abtem.Probe(energy=float(energy_eV), semiangle_cutoff=float(convergence_mrad),
                         defocus=float(defocus_nm) * 10.0, Cs=float(cs_um) * 1e4)
     scan = abtem.GridScan(start=tuple(float(v) for v in scan_start_A), end=tuple(float(v) for v in scan_end_A),
