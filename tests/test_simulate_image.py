@@ -291,3 +291,31 @@ def test_stage_abf_by_multislice_recovers_blur_and_shift(tmp_path):
     assert abs(s["fit"]["shift_x_px"] - 0.4) < 0.1 and abs(s["fit"]["shift_y_px"] + 0.3) < 0.1
     with h5py.File(out) as f:
         assert np.isnan(f["simulated"][0, 0]) and not f["mask"][0, 0] and f["mask"][r0 + 8, c0 + 8]
+
+
+def test_stage_haadf_multislice_crop_uses_metadata_angles(tmp_path):
+    """HAADF with stem.simulator = multislice: the linear model stays the main simulation, an abTEM crop is
+    added with the detector and convergence angles of the image metadata, and the linear model agrees with it."""
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.simulate_image.stage import run
+
+    rng = np.random.default_rng(4)
+    at = sige110_atoms((1.6, 1.6), 1.2, 0.3, rng, column_fraction_sd=0.1)
+    shape = (64, 64)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    clean = LinearHAADF(shape, px, 300e3, 22.0).image(at.get_positions()[:, :2] / 10, z_weights(at.numbers, 1.7),
+                                                      0.0, 0.0, 0.03)
+    _write_inputs(tmp_path, at, shape, px, data=rng.poisson(100 + 3000 * clean / clean.max()).astype(float))
+    with h5py.File(tmp_path / "image.h5", "a") as f:
+        f.attrs.update(convergence_angle_mrad=22.0, detector_inner_mrad=40.0, detector_outer_mrad=65.0)
+    run(_ctx(tmp_path, edge_margin_nm=0.0, fit_size_px=64,
+             stem={"simulator": "multislice", "size_nm": 12 * px[0], "margin_nm": 0.35, "sampling_A": 0.1}))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    ms = s["multislice"]
+    assert s["mode"] == "haadf" and s["ncc"] > 0.9
+    assert ms["detector_mrad"] == [40.0, 65.0] and ms["detector_source"] == "metadata"
+    assert ms["ncc_linear_vs_multislice"] > 0.8 and ms["ncc"] > 0.8
+    with h5py.File(out) as f:
+        assert f["multislice"].attrs["convergence_mrad"] == 22.0 and f["multislice/simulated"].shape == (12, 12)
