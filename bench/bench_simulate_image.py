@@ -159,19 +159,22 @@ def full_model_case(case: Path, key: str, fit_px: int, figure: Path | None = Non
 
 
 def tiled_positions(atoms, extent_nm, margin_nm: float = 1.0):
-    """(x, y) nm and Z of a periodic-in-plane cell (Å, image frame) tiled over an extent (x, y) nm."""
+    """(x, y) nm, Z and depth (nm) of a periodic-in-plane cell (Å, image frame) tiled over an extent (x, y) nm."""
     v = atoms.cell[:2, :2] / 10.0
     p = atoms.get_positions()[:, :2] / 10.0
+    zc = atoms.get_positions()[:, 2] / 10.0
     corners = np.array([[-margin_nm, -margin_nm], [extent_nm[0] + margin_nm, -margin_nm],
                         [-margin_nm, extent_nm[1] + margin_nm], [extent_nm[0] + margin_nm, extent_nm[1] + margin_nm]])
     f = np.linalg.solve(v.T, (corners - p.mean(0)).T).T  # fractional coordinates of the corners
+    zt = None
     n1 = np.arange(int(np.floor(f[:, 0].min())), int(np.ceil(f[:, 0].max())) + 1)
     n2 = np.arange(int(np.floor(f[:, 1].min())), int(np.ceil(f[:, 1].max())) + 1)
     g = np.stack(np.meshgrid(n1, n2, indexing="ij"), -1).reshape(-1, 2) @ v
     xy = (g[:, None, :] + p[None]).reshape(-1, 2)
     z = np.tile(atoms.numbers, len(g))
+    zt = np.tile(zc, len(g))
     keep = np.all((xy > -margin_nm) & (xy < np.asarray(extent_nm) + margin_nm), axis=1)
-    return xy[keep], z[keep]
+    return xy[keep], z[keep], zt[keep]
 
 
 def haadf_zoo_case(case: Path, fit_px: int = 256):
@@ -190,7 +193,7 @@ def haadf_zoo_case(case: Path, fit_px: int = 256):
     rows, cols = data.shape
     px = float(o["pixel_size_nm"])
     a = ase.io.read(case / "truth.extxyz")
-    xy, z = tiled_positions(a, (cols * px, rows * px))
+    xy, z, depth = tiled_positions(a, (cols * px, rows * px))
     # pixel (i, j) shows (j px + dx_i, i px + dy_i): dy_i is a linear drift, so row i of an atom at y solves
     # i px + dy_i = y; its column is (x − dx_i)/px
     dy = np.asarray(arr["distortion_dy_nm"], float)
@@ -200,7 +203,7 @@ def haadf_zoo_case(case: Path, fit_px: int = 256):
     ok = np.isfinite(i)
     j = (xy[ok, 0] - np.interp(i[ok], ii, dx)) / px
     xy_img = np.stack([j * px, i[ok] * px], 1)
-    z = z[ok]
+    z, depth = z[ok], depth[ok]
     t0 = time.perf_counter()
     r0 = (rows - fit_px) // 2
     c0 = (cols - fit_px) // 2
@@ -228,7 +231,27 @@ def haadf_zoo_case(case: Path, fit_px: int = 256):
            o["probe_defocus_A"] / 10, v["defocus_nm"], sg["defocus_nm"] or float("nan"),
            o["source_size_gaussian_sigma_nm"], v["source_nm"], sg["source_nm"] or float("nan"),
            v["exponent"], sg["exponent"] or float("nan"), dt]
-    return row, fit
+    # abTEM multislice (static lattice) of a small central crop of the same model, the stage's STEM path
+    from ase import Atoms
+
+    from temtwin.simulate_image.stem import fit_stem, simulate_stem_crop
+
+    model = Atoms(numbers=z, positions=np.column_stack([xy_img * 10.0, depth * 10.0]),
+                  cell=np.diag([cols * px * 10, rows * px * 10, float(a.cell[2, 2])]), pbc=(True, True, False))
+    n = 24
+    box = (rows // 2 - n // 2, cols // 2 - n // 2, rows // 2 + n // 2, cols // 2 + n // 2)
+    c0_, w0_ = time.process_time(), time.perf_counter()
+    sc = simulate_stem_crop(model, box, (px, px), 300e3, conv, tuple(o["detector_mrad"]), margin_nm=0.5,
+                            sampling_A=0.06, slice_A=2.0, threads=THREADS)
+    ms_cpu, ms_wall = time.process_time() - c0_, time.perf_counter() - w0_
+    d = data[box[0]:box[2], box[1]:box[3]]
+    fs = fit_stem(sc.raw, d, np.ones(d.shape, bool), (px, px), blur_nm=0.035)
+    lin_crop = sim[box[0]:box[2], box[1]:box[3]]
+    ms_row = [f"{n}² px ({n * px:.2f} nm), {sc.n_atoms} atoms, {sc.thickness_nm:.2f} nm", sc.sampling_A,
+              f"{sc.detector_mrad[0]:g}-{sc.collected_outer_mrad:.0f}", fs.ncc,
+              ncc(fs.simulated, clean[box[0]:box[2], box[1]:box[3]]), ncc(lin_crop, fs.simulated),
+              ncc(lin_crop, d), fs.values["blur_nm"], fs.sigma["blur_nm"] or float("nan"), ms_wall, ms_cpu]
+    return row, fit, ms_row
 
 
 def speed_hrtem(quick: bool):
@@ -381,7 +404,7 @@ def haadf_zoo_section() -> str:
     if root is None or not (root / "zoo" / "z02_ZnO").is_dir():
         return ""
     print("haadf zoo z02_ZnO", flush=True)
-    row, fit = haadf_zoo_case(root / "zoo" / "z02_ZnO")
+    row, fit, ms_row = haadf_zoo_case(root / "zoo" / "z02_ZnO")
     head = ["case", "modality", "detector (mrad)", "NCC full field vs image", "NCC full field vs noise-free",
             "NCC fit crop", "RMS/noise crop", "defocus true (nm)", "fitted", "σ", "source σ true (nm)", "fitted",
             "σ", "Z exponent", "σ", "time (s)"]
@@ -402,7 +425,12 @@ def haadf_zoo_section() -> str:
             "not determined and is reported absent. An exponent at the bound of its range is reported as not "
             "determined: on this low-angle detector the O/Zn contrast is not a Z^n law with n ≤ 2.5, the "
             "linear model's known limit (channelling); ranking of models that differ in heavy-column content "
-            "is what it is meant for (tested against multislice in tests/test_simulate_image.py).")
+            "is what it is meant for (tested against multislice in tests/test_simulate_image.py).\n\n"
+            "The stage's STEM multislice path on a central crop of the same distorted model (abTEM, static "
+            "lattice, no frozen phonons; source blur, shift, a, b fitted):\n\n"
+            + md_table(["crop", "sampling (Å)", "detector collected (mrad)", "NCC multislice vs image",
+                        "vs noise-free", "NCC linear vs multislice", "NCC linear vs image", "blur fitted (nm)", "σ",
+                        "wall (s)", "CPU (s)"], [ms_row]))
 
 
 def main() -> None:
@@ -419,9 +447,14 @@ def main() -> None:
                      "the abTEM-on-CuPy path (`simulate_image.device: gpu`) is implemented but not measured.")
     order = ["head", "fit", "sigma", "haadf_zoo", "speed_hrtem", "speed_haadf", "refine"]
 
+    mine = {"head": parts["head"]}
+
     def flush():
+        # re-read the file so that a concurrent run of other sections is not overwritten
+        cur = _old_sections()
+        cur.update({k: v for k, v in parts.items() if k in mine or k not in cur})
         write_section("simulate_image", "simulate_image: model vs micrograph (issue 18)",
-                      "\n\n".join(parts[k] for k in order if parts.get(k)))
+                      "\n\n".join(cur[k] for k in order if cur.get(k)))
 
     if "refine" in run:
         print("refine", flush=True)
@@ -435,6 +468,7 @@ def main() -> None:
                     tab = hist
                 summary.append([int(dose), seed, ncol, hist[0][2], hist[-1][2], hist[0][3], hist[-1][3], hist[0][1],
                                 hist[-1][1], dt, "yes" if hist[-1][2] <= 3 and hist[-1][3] <= 3 else "no"])
+        mine["refine"] = True
         parts["refine"] = (
             f"### {SECTIONS['refine']}\n\n"
             "Generated case: SiGe [110] slab 4 × 4 × 3 nm, each column with its own Ge fraction "
@@ -454,6 +488,7 @@ def main() -> None:
         flush()
     if "speed_haadf" in run:
         na, first, again = speed_haadf()
+        mine["speed_haadf"] = True
         parts["speed_haadf"] = f"### {SECTIONS['speed_haadf']}\n\n" + md_table(
             ["atoms", "first image incl. probe FFT (s)", "next image, cached probe (s)", "target (s)"],
             [[na, first, again, 5.0]])
@@ -461,6 +496,7 @@ def main() -> None:
     if "haadf_zoo" in run:
         txt = haadf_zoo_section()
         if txt:
+            mine["haadf_zoo"] = True
             parts["haadf_zoo"] = txt
             flush()
     root = validation_root()
@@ -472,6 +508,7 @@ def main() -> None:
 
         def fit_part():
             ok = all(r[4] <= 2.0 and r[9] <= 20 and r[10] >= 0.9 for r in rows)
+            mine["fit"] = True
             parts["fit"] = (f"### {SECTIONS['fit']}\n\n"
                             "Model = the case's truth.extxyz; fit on a 192² crop (zoo: top-left; sige/insb: centre, "
                             "0.6 nm margin excluded), 0.05 Å (zoo) / 0.06 Å sampling, thickness candidates every 2 "
@@ -501,6 +538,7 @@ def main() -> None:
         for name in ("z00_Ge", "z01_InSb"):
             print("sigma", name, flush=True)
             rows += sigma_case(root / "zoo" / name)
+        mine["sigma"] = True
         parts["sigma"] = (
             f"### {SECTIONS['sigma']}\n\n"
             "HRTEM fit (128² top-left crop, 0.05 Å, focal spread fixed at 3 nm = the truth) with the systematic "
@@ -512,6 +550,7 @@ def main() -> None:
     if "speed_hrtem" in run:
         print("speed", flush=True)
         sp = speed_hrtem(args.quick)
+        mine["speed_hrtem"] = True
         parts["speed_hrtem"] = (f"### {SECTIONS['speed_hrtem']}\n\n" + SPEED_TEXT.format(threads=THREADS) + "\n\n"
                                 + md_table(SPEED_HEAD, sp))
         flush()
