@@ -361,6 +361,8 @@ def _run_stem_multislice(ctx, cfg, img, models, which, cov, energy, mode):
     sim[r0:r1, c0:c1] = ms["fit"].simulated
     valid = np.zeros(img.shape, bool)
     valid[r0:r1, c0:c1] = cov[r0:r1, c0:c1]
+    if len(models) > 1:
+        ms["fit"].notes.append(f"only the {which} model is simulated by multislice (one crop per job)")
     return {"fit": ms["fit"], "sims": {which: sim}, "box": ms["crop"].box_px, "scan": None, "valid": valid,
             "multislice": ms, "refine": None,
             "refine_reason": f"refinement uses the linear HAADF model; not available for {mode.upper()}"}
