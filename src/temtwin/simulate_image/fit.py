@@ -12,8 +12,10 @@ correlations are in it too (the diagonal of the full inverse, not 1/diag(JᵀJ))
 Systematic part: a parameter held fixed (HRTEM focal spread, probe convergence angle) is not known
 exactly either.  With a prior 1-σ δ for it (``simulate_image.systematic``), the fit is repeated from its
 optimum with that parameter at p₀ − δ and p₀ + δ; σ_sys,k = |θ_k(p₀+δ) − θ_k(p₀−δ)| / 2 (linear propagation
-of the prior) and the reported σ = √(σ_stat² + σ_sys²), with both parts stored.  A parameter that ends at
-a bound of its search range, or whose σ is beyond ``SIGMA_LIMITS``, is reported as not determined.
+of the prior) and the reported σ = √(σ_stat² + σ_sys²), with both parts stored.  The HRTEM thickness also
+gets the quantisation term h/√12 of its exit-plane spacing h (the parabola only interpolates between
+planes).  A parameter that ends at a bound of its search range, or whose σ is beyond ``SIGMA_LIMITS``, is
+reported as not determined.
 The HRTEM thickness is discrete (exit planes); it is refined by a parabola through the costs of the best
 plane and its neighbours, and its uncertainty is from that parabola's curvature.
 """
@@ -273,6 +275,13 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
                 log.info("progress: hrtem systematic refit at focal spread %.2f nm", fs)
         sigma, sys_ = add_systematic(sigma, values, alt[1], alt[0],
                                      f"the focal spread's prior 1-sigma {focal_spread_sigma_nm:g} nm", notes)
+    if sigma.get("thickness_nm") is not None and len(planes) > 1:
+        # the thickness candidates are exit planes h apart and the parabola through three plane costs only
+        # interpolates between them: its error is bounded by the quantisation term h/√12
+        h = float(np.median(np.diff(th[planes])))
+        sys_["thickness_nm"] = float(np.hypot(sys_.get("thickness_nm", 0.0), h / np.sqrt(12.0)))
+        sigma["thickness_nm"] = float(np.hypot(stat["thickness_nm"], sys_["thickness_nm"]))
+        notes.append(f"thickness sigma includes the exit-plane quantisation {h:.3g}/sqrt(12) nm")
     return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
                      {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3}, stat, sys_)
 
