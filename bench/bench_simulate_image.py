@@ -264,7 +264,7 @@ def speed_hrtem(quick: bool):
     """
     import os
 
-    from temtwin.simulate_image.multislice import _abtem, _integrator
+    from temtwin.simulate_image.multislice import _abtem, _fast_len, _integrator
 
     px = 0.024
     t_nm = 4.0 if quick else 13.0
@@ -289,10 +289,8 @@ def speed_hrtem(quick: bool):
                     t1 - t0, c1 - c0, t2 - t1, t2 - t0, c2 - c0, load])
     # breakdown at 0.05 Å: the potential slices alone (generated one by one, not stored: < 3 GB RSS), by the
     # stage's integrator and by abTEM's own; the multislice share is the rest of the exit-wave time
-    import scipy.fft as sfft
-
     abtem = _abtem("cpu", THREADS)
-    gp = [sfft.next_fast_len(int(np.ceil(at.cell[i, i] / 0.05 - 1e-9))) for i in (0, 1)]
+    gp = [_fast_len(at.cell[i, i] / 0.05) for i in (0, 1)]
     grid = f"{gp[0]} x {gp[1]}"
     for label, integ in (("potential slices only, real-FFT integrator (1 thread)", _integrator("cpu")),
                          ("potential slices only, abTEM integrator (1 thread)", None)):
@@ -330,7 +328,9 @@ SPEED_TEXT = (
     "(2) the projected potential integrated with real FFTs, species summed in reciprocal space "
     "(`simulate_image/potential.py`: 2 real FFTs + 1 inverse per SiGe slice instead of 4 complex ones; equal "
     "to abTEM's slices to float32 rounding, tested). Kept: 0.05 Å sampling, 2 Å slices, lobato, float32 "
-    "(what the validation images used). The stage already reuses one multislice for all defocus/Cs/blur "
+    "(what the validation images used). (3) Grid sizes that are multiples of 256 above 512 are skipped: "
+    "their rows alias in the CPU cache (one 1536² FFTW transform took 0.16 CPU-s, 1540² 0.023 s), which had "
+    "made 0.08 Å slower than 0.05 Å. The stage already reuses one multislice for all defocus/Cs/blur "
     "trials (the CTF is applied to stored exit waves) and gets every thickness from exit planes of one run. "
     "The machine is shared by several jobs: the wall time is the figure asked for, the CPU time (both "
     "threads summed) shows the work independent of the load; on an idle 2-core machine the wall time lies "

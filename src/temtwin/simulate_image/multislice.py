@@ -74,12 +74,11 @@ def exit_waves(atoms, energy_eV: float, sampling_A: float = 0.05, slice_A: float
     its last slice (nm).  The grid is the next FFT-friendly size at or above extent / ``sampling_A``
     (so the sampling is at most the one asked for; FFTs of sizes with large prime factors are slow).
     """
-    import scipy.fft as sfft
 
     abtem = _abtem(device, threads)
     if not np.allclose(atoms.cell[:], np.diag(np.diag(atoms.cell[:])), atol=1e-6):
         raise ValueError("exit_waves needs an orthogonal cell")
-    gpts = [sfft.next_fast_len(int(np.ceil(atoms.cell[i, i] / sampling_A - 1e-9))) for i in (0, 1)]
+    gpts = [_fast_len(atoms.cell[i, i] / sampling_A) for i in (0, 1)]
     pot = abtem.Potential(atoms, gpts=gpts, slice_thickness=slice_A, projection="infinite",
                           parametrization="lobato", exit_planes=int(every_slices), integrator=_integrator(device))
     w = _compute(abtem.PlaneWave(energy=float(energy_eV)).multislice(pot), threads)
@@ -153,6 +152,11 @@ def stem_multislice(atoms, energy_eV: float, convergence_mrad: float, detectors_
 
 
 def _fast_len(n: float) -> int:
+    """The next FFT-friendly size ≥ n that is not a multiple of 256 above 512: rows of such sizes alias in the
+    CPU cache (a 1536² FFTW_ESTIMATE transform took 0.16 CPU-s here, 1540² 0.023 s)."""
     import scipy.fft as sfft
 
-    return sfft.next_fast_len(int(np.ceil(float(n) - 1e-9)))
+    m = sfft.next_fast_len(int(np.ceil(float(n) - 1e-9)))
+    while m > 512 and m % 256 == 0:
+        m = sfft.next_fast_len(m + 1)
+    return m
