@@ -319,3 +319,29 @@ def test_stage_haadf_multislice_crop_uses_metadata_angles(tmp_path):
     assert ms["ncc_linear_vs_multislice"] > 0.8 and ms["ncc"] > 0.8
     with h5py.File(out) as f:
         assert f["multislice"].attrs["convergence_mrad"] == 22.0 and f["multislice/simulated"].shape == (12, 12)
+
+
+def test_stage_hrtem_end_to_end_with_systematic_sigma(tmp_path):
+    """HRTEM through the stage: optics recovered from a generated image of the model, the /fit table carries
+    sigma = sigma_stat ⊕ sigma_sys (focal spread prior) and the defocus error is within 3 sigma."""
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.results.simulation import Simulation
+    from temtwin.simulate_image.stage import run
+
+    at = sige110_atoms((1.6, 1.7), 2.0, 0.0, np.random.default_rng(0))
+    shape = (80, 80)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    ew = exit_waves(at, 300e3, sampling_A=0.1, slice_A=2.0, every_slices=2)
+    clean = HRTEMImager(ew, shape, px, aperture_mrad=25.0).image(len(ew.thickness_nm) - 1, 6.0, 15.0, 3.5, 0.005)
+    data = np.random.default_rng(2).poisson(500 * clean).astype(float)
+    _write_inputs(tmp_path, at, shape, px, mode="TEM", detector="", data=data)
+    run(_ctx(tmp_path, sampling_A=0.1, fit_size_px=80, edge_margin_nm=0.0, cs_um=[15.0], fit_cs=False,
+             defocus_range_nm=[-10.0, 10.0], defocus_step_nm=2.0, max_thickness_factor=1.0))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    assert s["mode"] == "hrtem" and s["ncc"] > 0.9
+    fit = Simulation.read(out).content.table("fit")
+    k = list(fit["parameter"]).index("defocus_nm")
+    assert fit["sigma_sys"][k] > 0 and np.isclose(fit["sigma"][k], np.hypot(fit["sigma_stat"][k], fit["sigma_sys"][k]))
+    assert abs(fit["value"][k] - 6.0) < 3 * fit["sigma"][k]
