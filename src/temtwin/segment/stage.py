@@ -78,9 +78,9 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
                                    min_area_nm2=float(cfg.get("min_area_nm2", 1.0)))
         return labels, {"method": "sam", "source": "automatic", **info}
-    from .canny import segment_auto
+    from .tiled import segment_large   # segment_auto; tiled above segmentation.tiled.above_px pixels
 
-    res = segment_auto(m.data, m.pixel_size_nm, cfg)
+    res = segment_large(m.data, m.pixel_size_nm, cfg)
     return res.labels, {"method": "canny", "source": "automatic", **res.info}
 
 

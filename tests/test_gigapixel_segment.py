@@ -1,0 +1,72 @@
+"""Tiled segmentation of very large images (temtwin.segment.tiled), on small images with tiny tiles.
+
+The tiled path is forced on a 1024² generated device (layout on a 2x-binned copy, 64 px tiles); the
+16 384² case itself is a benchmark (bench/bench_gigapixel_segment.py), not a test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from temtwin.segment.canny import segment_auto
+from temtwin.segment.metrics import matched_iou
+from temtwin.segment.refine import upsample_labels
+from temtwin.segment.tiled import bin_image, refine_tiled, segment_large
+from temtwin.synth.scenes import lowmag_device
+
+LAYERS = [("vacuum", 100.0, 0.95), ("Pt", 100.0, 0.3), ("W", 80.0, 0.45), ("TiN", 24.0, 0.7),
+          ("HfO2", 12.0, 0.5), ("Si", 100.0, 0.72), ("BOX", 120.0, 0.9), ("Si-sub", 1e12, 0.7)]
+
+
+@pytest.fixture(scope="module")
+def device():
+    sc = lowmag_device((1024, 1024), (1.0, 1.0), layers=LAYERS, seed=3, wire=False, blur_nm=0.7)
+    return np.clip(sc.image, 0, 65535).astype(np.uint16).astype(np.float32), sc.labels.astype(np.int64)
+
+
+def test_bin_image_is_the_block_mean_with_partial_edge_blocks():
+    rng = np.random.default_rng(0)
+    img = rng.normal(100, 10, (37, 53)).astype(np.float32)
+    b = 4
+    got = bin_image(img, b, rows_per_block=8)       # several row blocks
+    ref = np.array([[img[r:r + b, c:c + b].mean() for c in range(0, 53, b)] for r in range(0, 37, b)])
+    assert got.shape == (10, 14)
+    np.testing.assert_allclose(got, ref, rtol=1e-6)
+
+
+def test_tiling_does_not_change_the_labels(device):
+    img, _ = device
+    cfg = {"max_analysis_px": 256, "tiled": {"above_px": 1, "layout_px": 512, "tile_px": 64}}
+    res = segment_large(img, (1.0, 1.0), cfg)
+    assert res.info["tiled"] and res.info["layout_binning"] == 2
+    one, _ = refine_tiled(img, res.coarse, 2, tile_px=10 ** 6,
+                          min_island_px=int(np.ceil(res.info["min_area_nm2_effective"])))
+    np.testing.assert_array_equal(one, res.labels)          # 256 tiles of 64 px == one tile
+
+
+def test_tiled_segmentation_matches_truth_as_well_as_full_resolution(device):
+    img, truth = device
+    full = segment_auto(img, (1.0, 1.0), {"max_analysis_px": 256})
+    tiled = segment_large(img, (1.0, 1.0), {"max_analysis_px": 256,
+                                           "tiled": {"above_px": 1, "layout_px": 512, "tile_px": 128}})
+    iou_full, _ = matched_iou(truth, full.labels)
+    iou_tiled, per = matched_iou(truth, tiled.labels)
+    assert iou_tiled >= iou_full - 0.02
+    # the full-resolution refinement moves the layout's boundaries onto the true edges
+    _, per_layout = matched_iou(truth, upsample_labels(tiled.coarse, 2, img.shape))
+    found = [t for t, (_, v) in per_layout.items() if v > 0.5]
+    assert len(found) >= 5
+    assert np.mean([per[t][1] for t in found]) > np.mean([per_layout[t][1] for t in found])
+    assert all(per[t][1] >= per_layout[t][1] - 0.005 for t in found)
+    good = [t for t in found if per_layout[t][1] > 0.85]    # layers the layout resolved on their own
+    assert len(good) >= 4 and min(per[t][1] for t in good) > 0.9
+
+
+def test_small_images_keep_the_full_resolution_method():
+    sc = lowmag_device((256, 256), (1.0, 1.0), seed=1, wire=False)
+    img = sc.image.astype(np.float32)
+    a = segment_auto(img, (1.0, 1.0), {})
+    b = segment_large(img, (1.0, 1.0), {})
+    np.testing.assert_array_equal(a.labels, b.labels)
+    assert "tiled" not in b.info
