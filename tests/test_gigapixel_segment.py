@@ -70,3 +70,16 @@ def test_small_images_keep_the_full_resolution_method():
     b = segment_large(img, (1.0, 1.0), {})
     np.testing.assert_array_equal(a.labels, b.labels)
     assert "tiled" not in b.info
+
+
+def test_region_table_streamed_for_large_maps_equals_the_direct_one(monkeypatch):
+    from temtwin.segment import regions
+
+    sc = lowmag_device((300, 400), (1.0, 0.5), seed=1)
+    a = regions.region_table(sc.labels, sc.image, (1.0, 0.5))
+    monkeypatch.setattr(regions, "_LARGE_PX", 10)           # force the row-block path
+    b = regions.region_table(sc.labels, sc.image, (1.0, 0.5))
+    for k in ("label", "area_px", "bbox_px", "touches_border"):
+        np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
+    for k in ("area_nm2", "centroid_nm", "mean_intensity"):
+        np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-12)

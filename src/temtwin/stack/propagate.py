@@ -166,7 +166,8 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
                 s_n += cnt
                 for l in np.nonzero(cnt)[0]:
                     s_images.setdefault(int(l), set()).add(name)
-    cov_area = np.bincount(labels.ravel(), weights=covered.ravel().astype(float), minlength=n_lab) * pxo[0] * pxo[1]
+    # covered pixels per region (a count: no full-size float64 weights on gigapixel overviews)
+    cov_area = np.bincount(labels[covered > 0], minlength=n_lab).astype(float) * pxo[0] * pxo[1]
     names = sorted({ph for v in votes.values() for ph in v})
     phase_names = [""] + names
     lut = np.zeros(n_lab, np.int32)
