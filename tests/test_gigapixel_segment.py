@@ -83,3 +83,28 @@ def test_region_table_streamed_for_large_maps_equals_the_direct_one(monkeypatch)
         np.testing.assert_array_equal(getattr(a, k), getattr(b, k))
     for k in ("area_nm2", "centroid_nm", "mean_intensity"):
         np.testing.assert_allclose(getattr(a, k), getattr(b, k), rtol=1e-12)
+
+
+def test_segment_stage_takes_the_tiled_path_above_the_size_limit(tmp_path, device):
+    import h5py
+
+    from temtwin.io.h5 import atomic_h5, missing_units
+    from temtwin.io.image import Micrograph
+    from temtwin.io.ingest import write_image_h5
+    from temtwin.segment.stage import run
+    from temtwin.workflow.context import StageContext
+
+    img, truth = device
+    m = Micrograph(img, (1.0, 1.0), name="ov", sample="s", meta={"units": "counts", "source_file": "ov.tif",
+                                                                 "source_sha256": "0"})
+    with atomic_h5(tmp_path / "image.h5") as f:
+        write_image_h5(f, m)
+    cfg = {"segmentation": {"max_analysis_px": 256, "tiled": {"above_px": 10 ** 5, "layout_px": 512, "tile_px": 256}}}
+    run(StageContext.create("segment", {"image": str(tmp_path / "image.h5"), "override": []},
+                            {"h5": str(tmp_path / "seg.h5"), "figures": str(tmp_path / "figs")}, cfg))
+    assert missing_units(tmp_path / "seg.h5") == []
+    with h5py.File(tmp_path / "seg.h5") as f:
+        assert bool(f.attrs["tiled"]) and int(f.attrs["layout_binning"]) == 2
+        lab = f["labels"][()]
+    assert matched_iou(truth, lab)[0] > 0.65
+    assert (tmp_path / "figs" / "overlay.png").is_file()

@@ -374,7 +374,7 @@ def check_size(path: str | Path, max_pixels: int, action: str = "warn") -> int |
 
 def write_image_h5(f, m: Micrograph) -> None:
     """Write a Micrograph into an open result file (layout of image.h5, see DEVELOPING.md)."""
-    write_array(f, "image", m.data.astype(np.float32), m.meta.get("units", "a.u."),
+    write_array(f, "image", m.data.astype(np.float32, copy=False), m.meta.get("units", "a.u."),
                 description="micrograph, rows = y (down), columns = x (right)")
     f.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
     f.attrs["sample"] = m.sample

@@ -65,9 +65,10 @@ def cap_regions(labels: np.ndarray, max_regions: int) -> tuple[np.ndarray, int]:
     return lut[labels], int(len(ids) - len(keep))
 
 
-def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None):
+def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None, progress=None):
     """(labels int32, attrs dict) for a micrograph: the override when given, else the configured
-    method.  ``model`` is passed to Segment Anything (tests use a small random model)."""
+    method.  ``model`` is passed to Segment Anything (tests use a small random model); ``progress``
+    (done, total, what) reports the tiles of a very large image."""
     if override:
         labels, values = read_label_override(override, m.shape)
         return labels, {"method": "override", "source": "override", "override_file": str(override),
@@ -80,7 +81,7 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         return labels, {"method": "sam", "source": "automatic", **info}
     from .tiled import segment_large   # segment_auto; tiled above segmentation.tiled.above_px pixels
 
-    res = segment_large(m.data, m.pixel_size_nm, cfg)
+    res = segment_large(m.data, m.pixel_size_nm, cfg, progress=progress)
     return res.labels, {"method": "canny", "source": "automatic", **res.info}
 
 
@@ -134,7 +135,7 @@ def run(ctx) -> None:
     ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "canny"),
                  m.shape[1], m.shape[0])
     ctx.progress(0, 3, "steps (segment, region table, contours)")
-    labels, attrs = segment_image(m, cfg, override)
+    labels, attrs = segment_image(m, cfg, override, progress=ctx.progress)
     for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
         from ..workflow.overrides import apply_segment, read_overrides, stage_actions
 
