@@ -109,56 +109,37 @@ def run_job(spec: dict, timeout_s: float = 1800.0) -> dict:
     return out
 
 
-def chain(tmp: Path, n: int) -> dict:
-    """Generate the n² overview and its stack member, run the chain job by job; returns the figures."""
-    from temtwin.config import load_config
-    d = tmp / f"n{n}"
+def generate(d: Path, n: int) -> dict:
+    """Write the n² overview (overview.tif, truth.npy) and its stack member (medium.tif) into ``d``."""
     d.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     model = device_model(n)
     ov, truth = render(model, (0.0, 0.0), (n, n), 1.0, SEED)
     write_tif(d / "overview.tif", ov, 1.0)
-    del ov
+    np.save(d / "truth.npy", truth)
+    del ov, truth
     # the stack member: 1024 nm at 0.5 nm/px, centred on the wire (whose outline fixes the position
     # along the layers)
     mx, my = model["wire"][0] - 512.0, model["wire"][1] - 512.0
     med, _ = render(model, (mx, my), (2048, 2048), 0.5, SEED + 1)
     write_tif(d / "medium.tif", med, 0.5)
-    del med
-    gen_s = time.perf_counter() - t0
-    cfg = load_config({"ingest": {"max_pixels": 10 ** 9}}, require_dataset=False)
-    out: dict = {"generate_s": gen_s, "truth_offset_nm": [mx, my]}
-    jobs = []
-    for im in ("overview", "medium"):
-        h = {s: str(d / im / f"{s}.h5") for s in ("ingest", "segment", "fft_peaks")}
-        jobs.append((f"ingest {im}", "ingest", {"image": str(d / f"{im}.tif"), "settings": []}, {"h5": h["ingest"]}))
-        jobs.append((f"segment {im}", "segment", {"image": h["ingest"], "override": []},
-                     {"h5": h["segment"], "figures": str(d / im / "fig_segment")}))
-        if im == "overview":
-            jobs.append((f"fft_peaks {im}", "fft_peaks", {"image": h["ingest"], "segmentation": h["segment"]},
-                         {"h5": h["fft_peaks"], "figures": str(d / im / "fig_peaks")}))
-    jobs.append(("register_stack", "register_stack",
-                 {"images": [str(d / im / "ingest.h5") for im in ("overview", "medium")],
-                  "segmentations": [str(d / im / "segment.h5") for im in ("overview", "medium")],
-                  "phases": [], "gpas": []},
-                 {"h5": str(d / "stack.h5"), "figures": str(d / "fig_stack")}))
-    for key, rule, inp, o in jobs:
-        (d / "overview").mkdir(exist_ok=True)
-        (d / "medium").mkdir(exist_ok=True)
-        spec = {"rule": rule, "stage": STAGES[rule], "input": inp, "output": o, "log": str(d / f"{rule}.log"),
-                "config": cfg, "threads": 2}
-        res = run_job(spec)
-        print(n, key, res, flush=True)
-        out[key] = res
+    return {"truth_offset_nm": [mx, my]}
+
+
+def evaluate(d: Path, n: int) -> dict:
+    """IoU of the overview's segmentation vs truth, crystallinity calls, the medium image's placement."""
     import h5py
 
+    out: dict = {}
+    model = device_model(n)
+    mx, my = model["wire"][0] - 512.0, model["wire"][1] - 512.0
     seg = d / "overview" / "segment.h5"
     if seg.is_file():
+        truth = np.load(d / "truth.npy")
         with h5py.File(seg, "r") as f:
             lab = f["labels"][()]
         out["segments"] = int(lab.max())
         out["mean_iou"], out["iou_per_layer"] = streamed_iou(truth, lab, model["names"])
-        del lab
+        del lab, truth
     pk = d / "overview" / "fft_peaks.h5"
     if pk.is_file():
         with h5py.File(pk, "r") as f:
@@ -173,6 +154,54 @@ def chain(tmp: Path, n: int) -> dict:
                                 "offset_nm": off.tolist(), "confidence": float(g.attrs["confidence"]),
                                 "error_nm": float(np.hypot(*(off - [mx, my]))),
                                 "reason": str(g.attrs.get("reason", ""))}
+    return out
+
+
+def _child(what: str, d: Path, n: int) -> dict:
+    """Run :func:`generate` or :func:`evaluate` in a child process (Linux keeps a process's peak RSS
+    across exec: the jobs are started from a parent that never holds a full-size array)."""
+    import subprocess
+
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); "
+            f"from pathlib import Path; import bench_gigapixel_segment as b; "
+            f"print(json.dumps(b.{what}(Path({str(d)!r}), {n})))")
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(f"{what} failed: {r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def chain(tmp: Path, n: int) -> dict:
+    """Generate the n² overview and its stack member, run the chain job by job; returns the figures."""
+    from temtwin.config import load_config
+
+    d = tmp / f"n{n}"
+    t0 = time.perf_counter()
+    out: dict = _child("generate", d, n)
+    out["generate_s"] = time.perf_counter() - t0
+    cfg = load_config({"ingest": {"max_pixels": 10 ** 9}}, require_dataset=False)
+    jobs = []
+    for im in ("overview", "medium"):
+        (d / im).mkdir(exist_ok=True)
+        h = {s: str(d / im / f"{s}.h5") for s in ("ingest", "segment", "fft_peaks")}
+        jobs.append((f"ingest {im}", "ingest", {"image": str(d / f"{im}.tif"), "settings": []}, {"h5": h["ingest"]}))
+        jobs.append((f"segment {im}", "segment", {"image": h["ingest"], "override": []},
+                     {"h5": h["segment"], "figures": str(d / im / "fig_segment")}))
+        if im == "overview":
+            jobs.append((f"fft_peaks {im}", "fft_peaks", {"image": h["ingest"], "segmentation": h["segment"]},
+                         {"h5": h["fft_peaks"], "figures": str(d / im / "fig_peaks")}))
+    jobs.append(("register_stack", "register_stack",
+                 {"images": [str(d / im / "ingest.h5") for im in ("overview", "medium")],
+                  "segmentations": [str(d / im / "segment.h5") for im in ("overview", "medium")],
+                  "phases": [], "gpas": []},
+                 {"h5": str(d / "stack.h5"), "figures": str(d / "fig_stack")}))
+    for key, rule, inp, o in jobs:
+        spec = {"rule": rule, "stage": STAGES[rule], "input": inp, "output": o,
+                "log": str(d / f"{key.replace(' ', '_')}.log"), "config": cfg, "threads": 2}
+        res = run_job(spec)
+        print(n, key, res, flush=True)
+        out[key] = res
+    out.update(_child("evaluate", d, n))
     return out
 
 
