@@ -8,8 +8,10 @@ temtwin.synth.scenes.lowmag_device draws it (nine layers of 0.4 % to 12 % of the
 interfaces of 3 nm, a round wire in the second layer, 5 % correlated mass-thickness texture, 0.7 nm blur,
 Poisson noise at 200 e⁻/px), rendered lazily in row blocks (:func:`render`, never an n² float64 array)
 and written as a calibrated 16-bit TIFF; the truth labels are kept for the IoU.  A second image of the
-same device, a 1024 nm square at 0.5 nm/px with its own noise (an intermediate magnification), is the
-stack member that ``register_stack`` places in the overview.
+same device, a 1024 nm square at 0.5 nm/px around the wire with its own noise (an intermediate
+magnification), is the stack member that ``register_stack`` places in the overview; sample.yaml gives
+both images' stage positions, the medium one 36 nm off (the layers alone leave the position along them
+open, so the placement rests on content + stage).
 
 Every job runs through :func:`temtwin.workflow.context.run_stage` in a fresh process (as Snakemake runs
 a ``script:`` job), 2 threads; its wall time and peak resident memory (ru_maxrss of that process,
@@ -122,6 +124,11 @@ def generate(d: Path, n: int) -> dict:
     mx, my = model["wire"][0] - 512.0, model["wire"][1] - 512.0
     med, _ = render(model, (mx, my), (2048, 2048), 0.5, SEED + 1)
     write_tif(d / "medium.tif", med, 0.5)
+    # stage positions as a microscope records them (image centres, µm), the medium one 30 nm off
+    (d / "sample.yaml").write_text(
+        "images:\n"
+        f"  overview: {{stage_position_um: [{(n - 1) / 2000.0}, {(n - 1) / 2000.0}]}}\n"
+        f"  medium: {{stage_position_um: [{(mx + 511.75 + 30.0) / 1000.0}, {(my + 511.75 - 20.0) / 1000.0}]}}\n")
     return {"truth_offset_nm": [mx, my]}
 
 
@@ -184,7 +191,8 @@ def chain(tmp: Path, n: int) -> dict:
     for im in ("overview", "medium"):
         (d / im).mkdir(exist_ok=True)
         h = {s: str(d / im / f"{s}.h5") for s in ("ingest", "segment", "fft_peaks")}
-        jobs.append((f"ingest {im}", "ingest", {"image": str(d / f"{im}.tif"), "settings": []}, {"h5": h["ingest"]}))
+        jobs.append((f"ingest {im}", "ingest", {"image": str(d / f"{im}.tif"), "settings": [str(d / "sample.yaml")]},
+                     {"h5": h["ingest"]}))
         jobs.append((f"segment {im}", "segment", {"image": h["ingest"], "override": []},
                      {"h5": h["segment"], "figures": str(d / im / "fig_segment")}))
         if im == "overview":
