@@ -108,3 +108,32 @@ def test_segment_stage_takes_the_tiled_path_above_the_size_limit(tmp_path, devic
         lab = f["labels"][()]
     assert matched_iou(truth, lab)[0] > 0.65
     assert (tmp_path / "figs" / "overlay.png").is_file()
+
+
+def test_propagation_in_blocks_equals_one_block(monkeypatch):
+    """register_stack maps an image's samples into the overview in blocks (gigapixel overviews): the
+    phases, coverage and strain of every region do not depend on the block size."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_stack_propagate import OV_SHAPE, PX_OV, StackPlacement, _setup
+
+    from temtwin.stack import propagate as P
+    from temtwin.stack.inputs import ImageResults
+
+    ov_lab, shape_a, pa, res_a, _ = _setup()
+    placements = {"ov": StackPlacement("ov", "", np.eye(3), (0.0, 0.0), 1.0, 0.0, 1.0, True), "a": pa}
+    results = {"ov": ImageResults("ov", ov_lab), "a": res_a}
+    args = ("ov", ov_lab, PX_OV, placements, results, {"ov": OV_SHAPE, "a": shape_a}, {"ov": PX_OV, "a": (0.25, 0.25)})
+    one, pmap1, names1 = P.propagate(*args)
+    monkeypatch.setattr(P, "_BLOCK", 500)                  # 160-column rows: blocks of 3 rows
+    many, pmap2, names2 = P.propagate(*args)
+    assert names1 == names2
+    np.testing.assert_array_equal(pmap1, pmap2)
+    for lab in one:
+        assert one[lab].phase == many[lab].phase
+        assert one[lab].covered_fraction == many[lab].covered_fraction
+        assert one[lab].sources == many[lab].sources
+        for k, v in (one[lab].strain or {}).items():
+            assert (many[lab].strain or {})[k] == pytest.approx(v, rel=1e-9, abs=1e-8)   # sums in another order
