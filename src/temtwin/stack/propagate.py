@@ -87,7 +87,7 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
     n_lab = int(labels.max()) + 1 if labels.size else 1
     pxo = (float(px_ov[0]), float(px_ov[1]))
     region_area = np.bincount(labels.ravel(), minlength=n_lab) * pxo[0] * pxo[1]
-    regions = {int(l): RegionPhase(int(l), float(region_area[l])) for l in np.unique(labels) if l > 0}
+    regions = {int(l): RegionPhase(int(l), float(region_area[l])) for l in np.flatnonzero(region_area) if l > 0}
     votes: dict[int, dict[str, float]] = {l: {} for l in regions}
     s_sum = np.zeros((len(STRAIN_KEYS), n_lab))
     s_sq = np.zeros((len(STRAIN_KEYS), n_lab))
@@ -206,4 +206,4 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
                          **{f"{k}_std": float(sd) for k, sd in zip(STRAIN_KEYS, std)},
                          "n_samples": int(s_n[l]), "images": sorted(s_images.get(l, []))}
     phase_map = lut[labels]
-    return regions, phase_map.astype(np.int32), phase_names
+    return regions, phase_map.astype(np.int32, copy=False), phase_names
