@@ -43,7 +43,7 @@ class Micrograph:
 def read_image(path: str | os.PathLike) -> Micrograph:
     """Read ``image.h5`` written by the ingest rule."""
     with h5py.File(path, "r") as f:
-        data = f["image"][()].astype(np.float32)
+        data = f["image"][()].astype(np.float32, copy=False)
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
     px = tuple(float(v) for v in np.ravel(attrs.pop("pixel_size_nm")))
     name = str(attrs.pop("image", "image"))

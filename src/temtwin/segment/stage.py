@@ -56,7 +56,9 @@ def check_image(m: Micrograph, path) -> None:
 def cap_regions(labels: np.ndarray, max_regions: int) -> tuple[np.ndarray, int]:
     """Keep the ``max_regions`` largest regions (renumbered 1..n in their previous order); the others
     become 0 (unassigned).  Returns (labels, number of regions dropped)."""
-    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    counts = np.bincount(labels.ravel()) if labels.size else np.zeros(1, np.int64)   # no sorted copy
+    ids = np.flatnonzero(counts[1:]) + 1
+    counts = counts[ids]
     if len(ids) <= max_regions:
         return labels, 0
     keep = np.sort(ids[np.argsort(-counts, kind="stable")[:max_regions]])

@@ -137,6 +137,21 @@ class Workflow:
             return mem_mb_for(rule, self._pixels[key]) * attempt
         return f
 
+    def mem_mb_sample(self, rule: str):
+        """``resources: mem_mb=`` of a per-sample rule (register_stack): scaled to the pixel count of the
+        sample's largest image (the overview, which the rule holds at full size)."""
+        def f(wildcards, attempt=1):
+            from ..io.ingest import image_pixels
+
+            most = 0
+            for im, path in self.samples[wildcards.sample].images.items():
+                key = (wildcards.sample, im)
+                if key not in self._pixels:
+                    self._pixels[key] = image_pixels(path) or 0
+                most = max(most, self._pixels[key])
+            return mem_mb_for(rule, most) * attempt
+        return f
+
     def per_image(self, stage_file: str):
         """Input function: ``stage_file`` (e.g. 'gpa.h5') of every image of the sample."""
         def f(wc):
