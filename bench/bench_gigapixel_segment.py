@@ -8,10 +8,9 @@ temtwin.synth.scenes.lowmag_device draws it (nine layers of 0.4 % to 12 % of the
 interfaces of 3 nm, a round wire in the second layer, 5 % correlated mass-thickness texture, 0.7 nm blur,
 Poisson noise at 200 e⁻/px), rendered lazily in row blocks (:func:`render`, never an n² float64 array)
 and written as a calibrated 16-bit TIFF; the truth labels are kept for the IoU.  A second image of the
-same device, a 1024 nm square at 0.5 nm/px around the wire with its own noise (an intermediate
-magnification), is the stack member that ``register_stack`` places in the overview; sample.yaml gives
-both images' stage positions, the medium one 36 nm off (the layers alone leave the position along them
-open, so the placement rests on content + stage).
+same device, a 1024 nm square at 0.5 nm/px below the wire with its own noise (an intermediate
+magnification, :func:`medium_origin`), is the stack member that ``register_stack`` places in the
+overview; sample.yaml gives both images' stage positions, the medium one 36 nm off.
 
 Every job runs through :func:`temtwin.workflow.context.run_stage` in a fresh process (as Snakemake runs
 a ``script:`` job), 2 threads; its wall time and peak resident memory (ru_maxrss of that process,
@@ -111,6 +110,13 @@ def run_job(spec: dict, timeout_s: float = 1800.0) -> dict:
     return out
 
 
+def medium_origin(model: dict) -> tuple[float, float]:
+    """Overview-frame point (nm) of pixel (0, 0) of the stack member: a 1024 nm square centred below the
+    wire on the W/TiN interface, so it shows the wire's curved lower edge (which fixes the position along
+    the layers) and the thin TiN/HfO2/SiO2 layers."""
+    return float(model["wire"][0]) - 512.0, float(model["bounds"][2]) - 512.0
+
+
 def generate(d: Path, n: int) -> dict:
     """Write the n² overview (overview.tif, truth.npy) and its stack member (medium.tif) into ``d``."""
     d.mkdir(parents=True, exist_ok=True)
@@ -119,9 +125,7 @@ def generate(d: Path, n: int) -> dict:
     write_tif(d / "overview.tif", ov, 1.0)
     np.save(d / "truth.npy", truth)
     del ov, truth
-    # the stack member: 1024 nm at 0.5 nm/px, centred on the wire (whose outline fixes the position
-    # along the layers)
-    mx, my = model["wire"][0] - 512.0, model["wire"][1] - 512.0
+    mx, my = medium_origin(model)
     med, _ = render(model, (mx, my), (2048, 2048), 0.5, SEED + 1)
     write_tif(d / "medium.tif", med, 0.5)
     # stage positions as a microscope records them (image centres, µm), the medium one 30 nm off
@@ -138,7 +142,7 @@ def evaluate(d: Path, n: int) -> dict:
 
     out: dict = {}
     model = device_model(n)
-    mx, my = model["wire"][0] - 512.0, model["wire"][1] - 512.0
+    mx, my = medium_origin(model)
     seg = d / "overview" / "segment.h5"
     if seg.is_file():
         truth = np.load(d / "truth.npy")
