@@ -140,3 +140,14 @@ def test_propagation_in_blocks_equals_one_block(monkeypatch):
                 assert (many[lab].strain or {})[k] == pytest.approx(v, rel=1e-9, abs=1e-8)
             else:
                 assert (many[lab].strain or {})[k] == v
+
+
+def test_register_stack_declares_memory_scaled_to_the_largest_image(tiny_dataset):
+    from temtwin.io.ingest import image_pixels
+    from temtwin.workflow.snake import Workflow, mem_mb_for
+
+    W = Workflow({"dataset": str(tiny_dataset)})
+    wc = type("WC", (), {"sample": "s1"})()
+    most = max(image_pixels(p) for p in W.samples["s1"].images.values())
+    assert W.mem_mb_sample("register_stack")(wc) == mem_mb_for("register_stack", most) == 6000   # the former value
+    assert mem_mb_for("register_stack", 16384 ** 2) > 4672       # measured on a 16 384² overview (bench)

@@ -22,7 +22,10 @@ from .stages import enabled as stage_enabled
 #: (542 MB on 2048², 1124 MB on 4096² with 44 crystals: no longer grows with the crystal count); gpa
 #: (136 B/px) about 1.2 times (bench/results/startup.md)
 MEM_MODEL = {"ingest": (2000, 400, 14), "segment": (4000, 800, 60), "fft_peaks": (4000, 1200, 40),
-             "phase_id": (4000, 1200, 100), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80)}
+             "phase_id": (4000, 1200, 100), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80),
+             # per sample, scaled to its largest image (the overview): measured 24 B/px (image, labels, phase
+             # map, coverage; bench/results/gigapixel_segment.md) + 33 B/px when GPA maps of it are propagated
+             "register_stack": (6000, 1000, 56)}
 
 
 def mem_mb_for(rule: str, pixels: int) -> int:
