@@ -190,6 +190,10 @@ def chain(tmp: Path, n: int) -> dict:
     t0 = time.perf_counter()
     out: dict = _child("generate", d, n)
     out["generate_s"] = time.perf_counter() - t0
+    import subprocess
+
+    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                   cwd=Path(__file__).resolve().parent).stdout.strip()
     cfg = load_config({"ingest": {"max_pixels": 10 ** 9}}, require_dataset=False)
     jobs = []
     for im in ("overview", "medium"):
@@ -271,7 +275,10 @@ def write_md(res: dict) -> None:
             + "\n\nThe time target is judged on the CPU time (user + system) of the job: on a machine shared "
               "with other jobs the wall time measures the load; a job alone on 2 cores takes at most its CPU "
               "time (less where both threads work)."
-            + "\n\nReproduce: `flock /tmp/bigmem.lock python bench/bench_gigapixel_segment.py --sizes 16384` "
+            + "\n\nCode measured (git commit) per size: "
+            + ", ".join(f"{n}²: {r.get('commit', 'not recorded')}"
+                        for n, r in sorted(res.items(), key=lambda kv: int(kv[0])))
+            + ".\n\nReproduce: `flock /tmp/bigmem.lock python bench/bench_gigapixel_segment.py --sizes 16384` "
               "(and `--sizes 4096 8192`).\n")
     write_section("gigapixel_segment", "Gigapixel overviews: the per-image chain", body)
 
