@@ -20,7 +20,7 @@ rule register_stack:
     benchmark:
         f"{R}/benchmarks/{{sample}}/register_stack.tsv"
     resources:
-        mem_mb=6000,
+        mem_mb=W.mem_mb_sample("register_stack"),
         runtime=20,
     threads: 2
     conda:

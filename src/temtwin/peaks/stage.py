@@ -109,6 +109,12 @@ def analyse_image(image: np.ndarray, pixel_size_nm, labels: np.ndarray | None = 
     if labels is None:
         labels = np.ones(image.shape, np.int32)
     net = _net(cfg)
+    from .tiled import LARGE_PX
+
+    if labels.size > LARGE_PX:          # gigapixel overviews: each region on its bounding box
+        from .tiled import analyse_large
+
+        return analyse_large(image, pixel_size_nm, labels, cfg, net=net, progress=progress, workers=workers)
     ids = [int(v) for v in np.unique(labels) if v > 0]
     out = {}
     for k, lab in enumerate(ids):
@@ -219,8 +225,9 @@ def run(ctx) -> None:
         set_summary(f, summary)
     figdir = Path(ctx.output["figures"])
     figdir.mkdir(parents=True, exist_ok=True)
+    area = np.bincount(labels.ravel(), minlength=max(results, default=0) + 1)   # pixels per label
     shown = sorted((r for r in results.values() if r.spectrum is not None),
-                   key=lambda r: -int((labels == r.label).sum()))[: cfg["max_figures"]]
+                   key=lambda r: -int(area[r.label]))[: cfg["max_figures"]]
     for r in shown:
         region_figure(r, figdir / f"region_{r.label}.png")
     n_c = sum(r.crystalline for r in results.values())

@@ -164,8 +164,10 @@ def region_window(mask: np.ndarray, pixel_size_nm, min_window_nm: float = 1.2, m
     """
     mask = np.asarray(mask, bool)
     nmin = min_window_px(pixel_size_nm, min_window_nm, min_px)
-    area = int(mask.sum())
-    rows, cols = np.nonzero(mask) if area else (np.array([0]), np.array([0]))
+    area = int(np.count_nonzero(mask))
+    # bounding box from the occupied rows and columns (no coordinate arrays of every region pixel)
+    rows = np.flatnonzero(mask.any(axis=1)) if area else np.array([0])
+    cols = np.flatnonzero(mask.any(axis=0)) if area else np.array([0])
     bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
     rect = largest_rectangle(mask) if area else None
     if rect is not None:

@@ -43,9 +43,12 @@ def region_table(labels: np.ndarray, image: np.ndarray, pixel_size_nm: tuple[flo
     px, py = pixel_size_nm
     lab = np.asarray(labels)
     n = int(lab.max()) + 1 if lab.size else 1
-    flat = lab.ravel()
-    area = np.bincount(flat, minlength=n)
-    isum = np.bincount(flat, weights=np.asarray(image, np.float64).ravel(), minlength=n)
+    if lab.size > _LARGE_PX:      # gigapixel overviews: sums streamed over row blocks (temtwin.segment.tiled)
+        area, isum, ysum, xsum = _sums_by_rows(lab, image, n)
+    else:
+        flat = lab.ravel()
+        area = np.bincount(flat, minlength=n)
+        isum = np.bincount(flat, weights=np.asarray(image, np.float64).ravel(), minlength=n)
     ids = np.nonzero(area)[0]
     ids = ids[ids > 0]
     objs = ndi.find_objects(lab)
@@ -54,6 +57,9 @@ def region_table(labels: np.ndarray, image: np.ndarray, pixel_size_nm: tuple[flo
     for k, r in enumerate(ids):   # loop over regions; the work inside is vectorised on its bbox
         sl = objs[r - 1]
         bbox[k] = [sl[0].start, sl[1].start, sl[0].stop, sl[1].stop]
+        if lab.size > _LARGE_PX:
+            cen[k] = [xsum[r] / area[r] * px, ysum[r] / area[r] * py]
+            continue
         ys, xs = np.nonzero(lab[sl] == r)
         cen[k] = [(xs.mean() + sl[1].start) * px, (ys.mean() + sl[0].start) * py]
     border = np.zeros(n, bool)
@@ -67,6 +73,27 @@ def region_table(labels: np.ndarray, image: np.ndarray, pixel_size_nm: tuple[flo
         touches_border=border[ids],
         area_px=area[ids].astype(np.int64),
     )
+
+
+_LARGE_PX = 8192 * 8192
+
+
+def _sums_by_rows(lab: np.ndarray, image: np.ndarray, n: int, rows_per_block: int = 1024):
+    """Per label: pixel count, intensity sum, row-index sum and column-index sum, accumulated over row
+    blocks (no full-size float64 copy of the image or of the coordinates)."""
+    area = np.zeros(n, np.int64)
+    isum, ysum, xsum = np.zeros(n), np.zeros(n), np.zeros(n)
+    cols = lab.shape[1]
+    xx = np.arange(cols, dtype=np.float64)
+    for r0 in range(0, lab.shape[0], rows_per_block):   # row blocks, each vectorised
+        blk = lab[r0:r0 + rows_per_block]
+        flat = blk.ravel()
+        area += np.bincount(flat, minlength=n)
+        isum += np.bincount(flat, weights=np.asarray(image[r0:r0 + rows_per_block], np.float64).ravel(), minlength=n)
+        yy = np.repeat(np.arange(r0, r0 + blk.shape[0], dtype=np.float64), cols)
+        ysum += np.bincount(flat, weights=yy, minlength=n)
+        xsum += np.bincount(flat, weights=np.tile(xx, blk.shape[0]), minlength=n)
+    return area, isum, ysum, xsum
 
 
 def _polygon(mask: np.ndarray, offset: tuple[int, int], pixel_size_nm, tol_px: float) -> np.ndarray:

@@ -63,7 +63,8 @@ def cap_regions(labels: np.ndarray, max_regions: int, image: np.ndarray | None =
     previous order.  Returns (labels, number of regions merged or dropped)."""
     from .smallmerge import merge_smallest
 
-    ids = np.unique(labels[labels > 0])
+    counts = np.bincount(labels.ravel()) if labels.size else np.zeros(1, np.int64)   # no sorted copy
+    ids = np.flatnonzero(counts[1:]) + 1
     if len(ids) <= max_regions:
         return labels, 0
     img = np.zeros(labels.shape) if image is None else image
@@ -77,9 +78,10 @@ def cap_regions(labels: np.ndarray, max_regions: int, image: np.ndarray | None =
     return lut[out], merged + int(len(ids) - len(keep))
 
 
-def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None):
+def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None, progress=None):
     """(labels int32, attrs dict) for a micrograph: the override when given, else the configured
-    method.  ``model`` is passed to Segment Anything (tests use a small random model)."""
+    method.  ``model`` is passed to Segment Anything (tests use a small random model); ``progress``
+    (done, total, what) reports the tiles of a very large image."""
     if override:
         labels, values = read_label_override(override, m.shape)
         return labels, {"method": "override", "source": "override", "override_file": str(override),
@@ -90,9 +92,9 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
                                    min_area_nm2=float(cfg.get("min_area_nm2", 1.0)))
         return labels, {"method": "sam", "source": "automatic", **info}
-    from .canny import segment_auto
+    from .tiled import segment_large   # segment_auto; tiled above segmentation.tiled.above_px pixels
 
-    res = segment_auto(m.data, m.pixel_size_nm, cfg)
+    res = segment_large(m.data, m.pixel_size_nm, cfg, progress=progress)
     return res.labels, {"method": "canny", "source": "automatic", **res.info}   # info may set method: layers
 
 
@@ -108,7 +110,7 @@ def write_segmentation(f, m: Micrograph, labels: np.ndarray, attrs: dict, tolera
     """Write the result layout (module docstring) into an open HDF5 file; returns the summary."""
     table = region_table(labels, m.data, m.pixel_size_nm)
     contours, holes = region_contours(labels, m.pixel_size_nm, tolerance_nm)
-    Segmentation(labels=labels.astype(np.int32), table={
+    Segmentation(labels=labels.astype(np.int32, copy=False), table={
         "label": table.label, "area_nm2": table.area_nm2, "centroid_nm": table.centroid_nm,
         "bbox_px": table.bbox_px, "mean_intensity": table.mean_intensity, "touches_border": table.touches_border},
         contours=contours, holes=holes, attrs={k: _attr(v) for k, v in attrs.items()},
@@ -130,7 +132,7 @@ def run(ctx) -> None:
     ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "auto"),
                  m.shape[1], m.shape[0])
     ctx.progress(0, 3, "steps (segment, region table, contours)")
-    labels, attrs = segment_image(m, cfg, override)
+    labels, attrs = segment_image(m, cfg, override, progress=ctx.progress)
     for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
         from ..workflow.overrides import apply_segment, read_overrides, stage_actions
 

@@ -66,6 +66,9 @@ def footprints(placements: Mapping[str, StackPlacement], shapes: Mapping[str, tu
             if np.isfinite(p.to_overview).all()}
 
 
+_BLOCK = 1 << 22     # image samples mapped per block (bounds memory on gigapixel overviews)
+
+
 def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Mapping[str, StackPlacement],
               results: Mapping[str, ImageResults], shapes: Mapping[str, tuple],
               pixel_sizes: Mapping[str, tuple], min_share: float = 0.25
@@ -84,7 +87,7 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
     n_lab = int(labels.max()) + 1 if labels.size else 1
     pxo = (float(px_ov[0]), float(px_ov[1]))
     region_area = np.bincount(labels.ravel(), minlength=n_lab) * pxo[0] * pxo[1]
-    regions = {int(l): RegionPhase(int(l), float(region_area[l])) for l in np.unique(labels) if l > 0}
+    regions = {int(l): RegionPhase(int(l), float(region_area[l])) for l in np.flatnonzero(region_area) if l > 0}
     votes: dict[int, dict[str, float]] = {l: {} for l in regions}
     s_sum = np.zeros((len(STRAIN_KEYS), n_lab))
     s_sq = np.zeros((len(STRAIN_KEYS), n_lab))
@@ -104,23 +107,54 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
         stride = max(1, int(0.5 / scale))
         rr = np.arange(stride // 2, rows, stride)
         cc = np.arange(stride // 2, cols, stride)
-        R, C = np.meshgrid(rr, cc, indexing="ij")
-        R, C = R.ravel(), C.ravel()
-        xo = T[0, 0] * C + T[0, 1] * R + T[0, 2]
-        yo = T[1, 0] * C + T[1, 1] * R + T[1, 2]
-        jo, io = np.rint(xo).astype(np.int64), np.rint(yo).astype(np.int64)
-        inside = (io >= 0) & (io < shape_ov[0]) & (jo >= 0) & (jo < shape_ov[1])
-        R, C, io, jo = R[inside], C[inside], io[inside], jo[inside]
-        if R.size == 0:
+        has_ph = bool(res is not None and res.labels is not None and res.regions)
+        has_st = res is not None and res.strain is not None
+        nk = int(res.labels.max()) + 1 if has_ph else 1
+        area = np.zeros(n_lab * nk)
+        tot_o, cnt_s = np.zeros(n_lab), np.zeros(n_lab)
+        sw, sq = np.zeros((len(STRAIN_KEYS), n_lab)), np.zeros((len(STRAIN_KEYS), n_lab))
+        th = math.radians(pl.rotation_deg if name != overview else 0.0)
+        c, s = math.cos(th), math.sin(th)
+        n_in = 0
+        step = max(1, _BLOCK // max(1, len(cc)))    # blocks of ~4 M samples (one block up to 2048²)
+        for i0 in range(0, len(rr), step):             # row blocks, each vectorised
+            R, C = np.meshgrid(rr[i0:i0 + step], cc, indexing="ij")
+            R, C = R.ravel(), C.ravel()
+            xo = T[0, 0] * C + T[0, 1] * R + T[0, 2]
+            yo = T[1, 0] * C + T[1, 1] * R + T[1, 2]
+            jo, io = np.rint(xo).astype(np.int64), np.rint(yo).astype(np.int64)
+            inside = (io >= 0) & (io < shape_ov[0]) & (jo >= 0) & (jo < shape_ov[1])
+            R, C, io, jo = R[inside], C[inside], io[inside], jo[inside]
+            if R.size == 0:
+                continue
+            n_in += R.size
+            lab_o = labels[io, jo].astype(np.int64)
+            if has_ph:   # phases: overlap area per (overview label, image label)
+                lab_k = res.labels[R, C].astype(np.int64)
+                area += np.bincount(lab_o * nk + lab_k, minlength=n_lab * nk)
+            if has_st:   # strain: samples inside the GPA mask, rotated into the overview axes
+                tot_o += np.bincount(lab_o, minlength=n_lab)
+                ok = np.ones(R.size, bool) if res.mask is None else res.mask[R, C]
+                e = np.stack([res.strain[k][R[ok], C[ok]] if k in res.strain else np.zeros(int(ok.sum()))
+                              for k in STRAIN_KEYS])
+                fin = np.all(np.isfinite(e), axis=0)
+                e, lo_s = e[:, fin], lab_o[ok][fin]
+                if e.shape[1]:
+                    exx, eyy, exy = e[0], e[1], e[2]
+                    # e' = R e R^T with R the image axes' rotation in the overview frame
+                    e_rot = np.stack([c * c * exx - 2 * c * s * exy + s * s * eyy,
+                                      s * s * exx + 2 * c * s * exy + c * c * eyy,
+                                      c * s * (exx - eyy) + (c * c - s * s) * exy, e[3]])
+                    cnt_s += np.bincount(lo_s, minlength=n_lab)
+                    for i in range(len(STRAIN_KEYS)):
+                        sw[i] += np.bincount(lo_s, weights=e_rot[i], minlength=n_lab)
+                        sq[i] += np.bincount(lo_s, weights=e_rot[i] ** 2, minlength=n_lab)
+        if n_in == 0:
             continue
-        lab_o = labels[io, jo].astype(np.int64)
         pk = pixel_sizes[name]
         w_area = stride * stride * pk[0] * pk[1]
-        # --- phases: overlap area per (overview label, image label)
-        if res is not None and res.labels is not None and res.regions:
-            lab_k = res.labels[R, C].astype(np.int64)
-            nk = int(res.labels.max()) + 1
-            area = np.bincount(lab_o * nk + lab_k, minlength=n_lab * nk).reshape(n_lab, nk) * w_area
+        if has_ph:
+            area = area.reshape(n_lab, nk) * w_area
             rot_img = pl.rotation_deg if name != overview else 0.0
             in_lo = area.sum(axis=1)
             for lo, lk in zip(*np.nonzero(area)):
@@ -140,33 +174,19 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
                        "covered_fraction": min(cov, 1.0), "area_nm2": float(area[lo, lk])}
                 regions[int(lo)].sources.append(src)
                 votes[int(lo)][a["phase"]] = votes[int(lo)].get(a["phase"], 0.0) + float(area[lo, lk]) * conf
-        # --- strain: samples inside the GPA mask, rotated into the overview axes
-        if res is not None and res.strain is not None:
-            ok = np.ones(R.size, bool) if res.mask is None else res.mask[R, C]
-            e = np.stack([res.strain[k][R[ok], C[ok]] if k in res.strain else np.zeros(int(ok.sum()))
-                          for k in STRAIN_KEYS])
-            fin = np.all(np.isfinite(e), axis=0)
-            e, lo_s = e[:, fin], lab_o[ok][fin]
-            if e.shape[1]:
-                th = math.radians(pl.rotation_deg if name != overview else 0.0)
-                c, s = math.cos(th), math.sin(th)
-                exx, eyy, exy = e[0], e[1], e[2]
-                # e' = R e R^T with R the image axes' rotation in the overview frame
-                e_rot = np.stack([c * c * exx - 2 * c * s * exy + s * s * eyy,
-                                  s * s * exx + 2 * c * s * exy + c * c * eyy,
-                                  c * s * (exx - eyy) + (c * c - s * s) * exy, e[3]])
-                cnt = np.bincount(lo_s, minlength=n_lab).astype(float)
-                # as for phases: strain counts for a region only where it covers min_share of the
-                # image's part of that region (no slivers along boundaries)
-                keep = cnt >= min_share * np.bincount(lab_o, minlength=n_lab)
-                cnt[~keep] = 0
-                for i in range(len(STRAIN_KEYS)):
-                    s_sum[i] += np.bincount(lo_s, weights=e_rot[i], minlength=n_lab) * keep
-                    s_sq[i] += np.bincount(lo_s, weights=e_rot[i] ** 2, minlength=n_lab) * keep
-                s_n += cnt
-                for l in np.nonzero(cnt)[0]:
-                    s_images.setdefault(int(l), set()).add(name)
-    cov_area = np.bincount(labels.ravel(), weights=covered.ravel().astype(float), minlength=n_lab) * pxo[0] * pxo[1]
+        if has_st and cnt_s.any():
+            # as for phases: strain counts for a region only where it covers min_share of the image's
+            # part of that region (no slivers along boundaries)
+            keep = cnt_s >= min_share * tot_o
+            cnt = np.where(keep, cnt_s, 0.0)
+            for i in range(len(STRAIN_KEYS)):
+                s_sum[i] += sw[i] * keep
+                s_sq[i] += sq[i] * keep
+            s_n += cnt
+            for l in np.nonzero(cnt)[0]:
+                s_images.setdefault(int(l), set()).add(name)
+    # covered pixels per region (a count: no full-size float64 weights on gigapixel overviews)
+    cov_area = np.bincount(labels[covered > 0], minlength=n_lab).astype(float) * pxo[0] * pxo[1]
     names = sorted({ph for v in votes.values() for ph in v})
     phase_names = [""] + names
     lut = np.zeros(n_lab, np.int32)
@@ -186,4 +206,4 @@ def propagate(overview: str, ov_labels: np.ndarray | None, px_ov, placements: Ma
                          **{f"{k}_std": float(sd) for k, sd in zip(STRAIN_KEYS, std)},
                          "n_samples": int(s_n[l]), "images": sorted(s_images.get(l, []))}
     phase_map = lut[labels]
-    return regions, phase_map.astype(np.int32), phase_names
+    return regions, phase_map.astype(np.int32, copy=False), phase_names

@@ -168,9 +168,11 @@ def overview_figure(ov, placements, fps, phase_map, phase_names, results):
     px, py = ov.pixel_size_nm
     fig, axs = new_figure(1, 1, size=7.0)
     ax = axs[0, 0]
-    lo, hi = np.percentile(ov.data, [1, 99])
+    shown, k = _downsample_labels(ov.data)          # large overviews are shown at 1/k resolution
+    phase_map = _downsample_labels(np.asarray(phase_map))[0]
+    lo, hi = np.percentile(shown, [1, 99])
     ext = image_extent_nm(ov.shape, ov.pixel_size_nm)
-    ax.imshow(ov.data, cmap="gray", vmin=lo, vmax=hi, extent=ext)
+    ax.imshow(shown, cmap="gray", vmin=lo, vmax=hi, extent=ext)
     cmap = plt.get_cmap("tab10")
     colours = {name: cmap(i % 10) for i, name in enumerate(phase_names[1:])}
     if len(phase_names) > 1:

@@ -22,7 +22,10 @@ from .stages import enabled as stage_enabled
 #: (542 MB on 2048², 1124 MB on 4096² with 44 crystals: no longer grows with the crystal count); gpa
 #: (136 B/px) about 1.2 times (bench/results/startup.md)
 MEM_MODEL = {"ingest": (2000, 400, 14), "segment": (4000, 800, 60), "fft_peaks": (4000, 1200, 40),
-             "phase_id": (4000, 1200, 100), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80)}
+             "phase_id": (4000, 1200, 100), "gpa": (6000, 1000, 100), "scan_correct": (3000, 400, 80),
+             # per sample, scaled to its largest image (the overview): measured 24 B/px (image, labels, phase
+             # map, coverage; bench/results/gigapixel_segment.md) + 33 B/px when GPA maps of it are propagated
+             "register_stack": (6000, 1000, 56)}
 
 
 def mem_mb_for(rule: str, pixels: int) -> int:
@@ -135,6 +138,21 @@ class Workflow:
             if key not in self._pixels:
                 self._pixels[key] = image_pixels(self.samples[wildcards.sample].images[wildcards.image]) or 0
             return mem_mb_for(rule, self._pixels[key]) * attempt
+        return f
+
+    def mem_mb_sample(self, rule: str):
+        """``resources: mem_mb=`` of a per-sample rule (register_stack): scaled to the pixel count of the
+        sample's largest image (the overview, which the rule holds at full size)."""
+        def f(wildcards, attempt=1):
+            from ..io.ingest import image_pixels
+
+            most = 0
+            for im, path in self.samples[wildcards.sample].images.items():
+                key = (wildcards.sample, im)
+                if key not in self._pixels:
+                    self._pixels[key] = image_pixels(path) or 0
+                most = max(most, self._pixels[key])
+            return mem_mb_for(rule, most) * attempt
         return f
 
     def per_image(self, stage_file: str):
