@@ -543,7 +543,8 @@ def main(argv=None):
             _carry_kwant(args.section)
     titles = {"tight_binding_scale": "Tight binding at scale (stage memory end to end, MPI)",
               "tight_binding_kernels": "Tight-binding kernels (footprint, roofline, kwant side by side)",
-              "tight_binding_1e6": "Tight binding: stages end to end at 10^6 atoms"}
+              "tight_binding_1e6": "Tight binding: stages end to end at 10^6 atoms",
+              "tight_binding_4e6": "Tight binding: matrix-free products at 4·10^6 atoms on the 24 GB machine"}
     write_section(args.section, titles.get(args.section, args.section), "\n".join(LINES))
 
 
