@@ -29,7 +29,7 @@ import numpy as np
 
 from .operator import (
     MAX_SPECIALISED_WIDTH, ROW_BLOCK, _stack_buffer, add_spin_orbit_real, finish_row_real,
-    sq_norm_partials,
+    sq_norm_partials, vdot_partials,
 )
 from .parameters import N_ORB, TBParameters
 from .slater_koster import onsite_block_into, scaled_integrals_into, sk_block_into, spin_orbit_matrix
@@ -264,6 +264,11 @@ class MatrixFreeOperator:
     def sq_norms(self, X) -> np.ndarray:
         n, ns, m = X.shape
         return sq_norm_partials(X.reshape(n, ns * m), ROW_BLOCK, m).sum(axis=0)
+
+    def vdot(self, x, y) -> complex:
+        """``<x|y>`` as :meth:`.TBOperator.vdot` (same blocks, same sum)."""
+        n, ns, m = x.shape
+        return complex(vdot_partials(x.reshape(-1), y.reshape(-1), ROW_BLOCK * ns * m).sum())
 
     def matmat(self, X):
         Y, _ = self.step(X, None, 1.0, 0.0, mode=0)

@@ -253,6 +253,21 @@ def sq_norm_partials(X, block, m):
     return out
 
 
+@numba.njit(parallel=True, cache=True)
+def vdot_partials(x, y, block):
+    """Per block of ``block`` entries, ``Σ conj(x) y`` (complex128) of flat arrays; fixed blocks, so the
+    sum of the partials in order does not depend on the thread count or the MPI split."""
+    n = x.shape[0]
+    nblk = (n + block - 1) // block
+    out = np.zeros(nblk, np.complex128)
+    for ib in numba.prange(nblk):
+        s = 0j
+        for i in range(ib * block, min(n, (ib + 1) * block)):
+            s += np.complex128(x[i]).conjugate() * np.complex128(y[i])
+        out[ib] = s
+    return out
+
+
 class TBOperator:
     """``H`` acting on vector blocks, for a :class:`TBHamiltonian` or any Hermitian matrix.
 
@@ -341,6 +356,13 @@ class TBOperator:
             return (x.real.double() ** 2 + x.imag.double() ** 2).sum(dim=(0, 1)).cpu().numpy()
         n, ns, m = X.shape
         return sq_norm_partials(X.reshape(n, ns * m), ROW_BLOCK, m).sum(axis=0)
+
+    def vdot(self, x, y) -> complex:
+        """``<x|y>`` (complex) in one pass without temporaries, summed in fixed row blocks (Lanczos)."""
+        if self.is_torch:
+            return complex((x.conj() * y).sum())
+        n, ns, m = x.shape
+        return complex(vdot_partials(x.reshape(-1), y.reshape(-1), ROW_BLOCK * ns * m).sum())
 
     # ------------------------------------------------------------------ products
     def matmat(self, X):
