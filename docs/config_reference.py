@@ -108,7 +108,16 @@ def main() -> None:
     s = dev.read_text()
     s = re.sub(r"(<!-- STAGES-REGISTRY:BEGIN -->\n).*?(<!-- STAGES-REGISTRY:END -->)",
                lambda m: m.group(1) + markdown_table() + "\n" + m.group(2), s, flags=re.S)
-    dev.write_text(s)
+    dev.write_text(refresh_results_layout(s))
+
+
+def refresh_results_layout(text: str) -> str:
+    """``text`` (docs/DEVELOPING.md) with the tables between the RESULTS-LAYOUT markers regenerated from
+    the result modules (:func:`temtwin.results.markdown_layout`)."""
+    from temtwin.results import markdown_layout
+
+    return re.sub(r"(<!-- RESULTS-LAYOUT:BEGIN -->\n).*?(<!-- RESULTS-LAYOUT:END -->)",
+                  lambda m: m.group(1) + markdown_layout() + "\n" + m.group(2), text, flags=re.S)
 
 
 if __name__ == "__main__":

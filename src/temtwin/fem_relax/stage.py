@@ -17,7 +17,8 @@ Output ``fem/relax.h5``:
   ``/image_grid/gpa/*``, ``/image_grid/region`` (label per pixel, 0 outside),
   ``/image_grid/device_fit_elastic/{exx, eyy, ezz, exy}`` (strain relative to each region's own lattice,
   for k·p) and ``/image_grid/device_fit_sigma/*``.
-  Root attrs ``thickness_nm``, ``reference_label``, ``applicable``, ``reason``.
+  Root attrs ``thickness_nm``, ``thickness_sigma_nm``, ``thickness_source`` (simulate_image or config,
+  :mod:`.thickness`), ``reference_label``, ``applicable``, ``reason``.
 
 ``fem/device.vtu``: the 2D mesh with the device strain (table and fit), its σ, the lamella strain and
 the region per cell (ParaView).  Summary fragment ``fem_relax``.
@@ -29,11 +30,10 @@ import json
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..results.fem_relax import FemRelax
 from .materials import MaterialTable
 from .model import RelaxModel, build_regions, fit_deltas
 
@@ -68,15 +68,14 @@ def pixel_triangles(nodes, tri, shape, pixel_size_nm) -> np.ndarray:
 
 
 def read_inputs(ctx):
-    fem_h5 = ctx.input["fem"]
-    with h5py.File(fem_h5, "r") as f:
-        if "mesh" not in f or "nodes" not in f["mesh"]:
-            raise UserError("no mesh in fem.h5; rerun fem_geometry", fem_h5)
-        nodes = f["mesh/nodes"][()]
-        tri = f["mesh/triangles"][()].astype(np.int64)
-        tri_region = f["mesh/triangle_region"][()].astype(np.int64)
-    doc = json.loads(Path(ctx.input["regions"]).read_text())
-    return nodes, tri, tri_region, doc
+    """(nodes, triangles, triangle_region, regions.json document) of the FEM geometry."""
+    from ..results.fem import FemGeometry, read_regions_json
+
+    geo = FemGeometry.read(ctx.input["fem"], only=("mesh",))
+    if not geo.applicable:
+        raise UserError("no mesh in fem.h5; rerun fem_geometry", ctx.input["fem"])
+    nodes, tri, tri_region = geo.mesh
+    return nodes, tri, tri_region, read_regions_json(ctx.input["regions"])
 
 
 def geometry_image(ctx, name: str):
@@ -92,20 +91,17 @@ def read_gpa_maps(path) -> dict:
     out: dict = {"applicable": False}
     if not path or not Path(path).is_file():
         return out
-    with h5py.File(path, "r") as f:
-        if not bool(f.attrs.get("applicable", True)) or "strain" not in f:
-            return out
-        out["applicable"] = True
-        out["strain"] = {k: f["strain"][k][()].astype(float) for k in ("exx", "eyy", "exy") if k in f["strain"]}
-        out["sigma"] = ({k: f["strain_sigma"][k][()].astype(float) for k in ("exx", "eyy", "exy")
-                         if k in f["strain_sigma"]} if "strain_sigma" in f else {})
-        out["mask"] = f["mask"][()].astype(bool) if "mask" in f else np.ones(out["strain"]["exx"].shape, bool)
-        ref = f.attrs.get("reference_label")
-        try:
-            out["reference_label"] = int(ref)
-        except (TypeError, ValueError):
-            out["reference_label"] = None
-        out["resolution_nm"] = float(f.attrs.get("resolution_nm", 0) or 0)
+    from ..results.gpa import Gpa
+
+    g = Gpa.read(path, parts=("strain", "strain_sigma", "mask"))
+    if not g.applicable or g.content.sub("strain") is None:
+        return out
+    out["applicable"] = True
+    out["strain"] = {k: np.asarray(v, float) for k, v in g.strain.items()}
+    out["sigma"] = {k: np.asarray(v, float) for k, v in g.strain_sigma.items()}
+    out["mask"] = g.mask if g.mask is not None else np.ones(out["strain"]["exx"].shape, bool)
+    out["reference_label"] = g.reference_label
+    out["resolution_nm"] = g.resolution_nm
     return out
 
 
@@ -177,8 +173,9 @@ def run(ctx) -> None:
                         f"(regions: {sorted(candidates)})", "config")
     seg_labels = None
     if paths:
-        with h5py.File(paths[1], "r") as f:
-            seg_labels = f["labels"][()]
+        from ..results.segmentation import Segmentation
+
+        seg_labels = Segmentation.read_labels(paths[1])
     comp = {str(k): v for k, v in (cfg.get("composition") or {}).items()}
     eels_comp, eels_info = eels_compositions(ctx, doc, seg_labels, px, img_name, set(comp))
     regions, notes = build_regions(doc, table, ref, {**eels_comp, **comp}, where=str(ctx.input["regions"]))
@@ -189,7 +186,13 @@ def run(ctx) -> None:
         ctx.log.info(n)
     keep = np.isin(tri_region, list(regions))
     tri, tri_region = tri[keep], tri_region[keep]
-    thickness = float(cfg["thickness_nm"])
+    from .thickness import lamella_thickness
+
+    sims = [q for q in (ctx.paths("simulations") if "simulations" in ctx.input else [])
+            if Path(q).parent.name == img_name]
+    th = lamella_thickness(cfg, sims[0] if sims else None)
+    notes.append(f"lamella thickness {th.value_nm:.2f} ± {th.sigma_nm:.2f} nm from {th.source} ({th.note})")
+    thickness = th.value_nm
     model = RelaxModel(nodes, tri, tri_region, regions, ref, thickness)
     ctx.log.info("fem_relax: %d regions, %d triangles, reference %d, lamella %.1f nm in %d layers",
                  len(regions), len(tri), ref, thickness, int(cfg["n_layers"]))
@@ -254,8 +257,7 @@ def run(ctx) -> None:
     fit = do_fit(model.lamella.strain) if do_fit is not None else None
     if fit is not None and fit.fitted.any():
         # lamella thickness uncertainty: refit with the lamella at t + σ_t, add the shift as a covariance term
-        st = cfg.get("thickness_sigma_nm")
-        st = 0.2 * thickness if st is None else float(st)
+        st = th.sigma_nm
         if st > 0:
             from .solver import solve_lamella
 
@@ -312,7 +314,7 @@ def run(ctx) -> None:
         summary_regions[str(lab)] = rec
         rows_out.append(rec)
 
-    _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, thickness,
+    _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, labels_fit, ref, th,
            notes, t_solve, px, fit_source, float(cfg["max_chi2_red"]))
     from .figures import relax_figures
 
@@ -355,76 +357,72 @@ def _not_applicable(ctx, reason: str) -> None:
         meshio.write(p, meshio.Mesh(np.zeros((0, 3)), [("triangle", np.zeros((0, 3), int))]), file_format="vtu")
 
 
-def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, thickness, notes,
+def _write(ctx, model, strains, dev_sigma, grid, regs, fit, d_table, d_fit, labels_fit, ref, th, notes,
            t_solve, px, fit_source=None, max_chi2=25.0):
     import meshio
 
+    thickness = th.value_nm
+    out = FemRelax()
+    out.attrs[""] = {
+        "applicable": True, "reason": "", "thickness_nm": thickness, "thickness_sigma_nm": th.sigma_nm,
+        "thickness_source": th.source, "reference_label": ref,
+        "frame": ("per-triangle strain: model axes (x right, y up = growth, z = beam towards the viewer); "
+                  "image_grid: image axes (x right, y down)"),
+        "strain": "total strain relative to the reference region's stress-free lattice (what GPA measures)",
+        "notes": json.dumps(notes)}
+    out.put("mesh/nodes", model.nodes, "nm", frame="model axes: x right, y up")
+    out.put("mesh/triangles", model.tri, "1")
+    out.put("mesh/triangle_region", model.tri_region.astype(np.int32), "label")
+    for name, v in strains.items():
+        for k, a in voigt_to_components(v).items():
+            out.put(f"{name}/strain/{k}", a, "1")
+    for k, a in voigt_to_components(dev_sigma).items():
+        out.put(f"device_fit/strain_sigma/{k}", np.abs(a), "1")
+    out.put("device/displacement", np.einsum("m,mnj->nj", d_table, model.device.displacement[:len(d_table)])
+            if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
+    out.put("lamella/displacement_midplane",
+            np.einsum("m,mnj->nj", d_table, model.lamella.displacement[:len(d_table)])
+            if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
+    if grid:
+        out.attrs["image_grid"] = {"pixel_size_nm": list(px)}
+        out.put("image_grid/region", grid["region"].astype(np.int32), "label")
+        for name, comps in grid.items():
+            if name == "region":
+                continue
+            for k, a in comps.items():
+                out.put(f"image_grid/{name}/{k}", a.astype(np.float32), "1")
+    labs = sorted(regs)
+    idx = {lab: labels_fit.index(lab) if lab in labels_fit else None for lab in map(int, labs)}
+
+    def col(fn):
+        return np.array([fn(int(lab), idx[int(lab)]) for lab in labs], float)
+
+    out.put_table("regions", {
+        "label": (np.array([int(x) for x in labs], np.int32), "label"),
+        "phase": (np.array([regs[lab]["phase"] for lab in labs], object), "1"),
+        "reference": (np.array([regs[lab]["reference"] for lab in labs], bool), "1"),
+        "delta_table": (col(lambda lab, i: 0.0 if i is None else d_table[i]), "1"),
+        "delta_fit": (col(lambda lab, i: 0.0 if i is None else d_fit[i]), "1"),
+        "delta_sigma": (col(lambda lab, i: np.nan if i is None or fit is None or not fit.fitted[i]
+                            else fit.sigma[i]), "1"),
+        "device_fit_eyy": (np.array([regs[lab]["device_fit"]["eyy"] for lab in labs]), "1"),
+        "lamella_fit_eyy": (np.array([regs[lab]["lamella_fit"]["eyy"] for lab in labs]), "1"),
+    }, description="delta: isotropic (cubic) eigenstrain amplitude relative to the reference lattice")
+    out.summary = {"fem_relax": {
+        "applicable": True, "thickness_nm": thickness, "thickness": th.summary(), "reference_label": ref,
+        "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
+        "solve_s": round(t_solve, 2),
+        "fit": None if fit is None else {
+            "chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source,
+            "consistent": bool(np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2),
+            "warning": None if np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2 else
+            f"reduced chi2 {fit.chi2_red:.3g} > {max_chi2:g}: a coherent linear-elastic model does not explain "
+            "the measured strain (relaxed/incoherent interface, wrong phase or composition?); the implied "
+            "device strain is not supported"},
+        "files": {"h5": str(ctx.output["h5"]), "vtu": str(ctx.output["vtu"])},
+        "regions": regs, "notes": notes}}
     with ctx.h5("h5") as f:
-        f.attrs["applicable"] = True
-        f.attrs["reason"] = ""
-        f.attrs["thickness_nm"] = thickness
-        f.attrs["reference_label"] = ref
-        f.attrs["frame"] = ("per-triangle strain: model axes (x right, y up = growth, z = beam towards the viewer); "
-                            "image_grid: image axes (x right, y down)")
-        f.attrs["strain"] = "total strain relative to the reference region's stress-free lattice (what GPA measures)"
-        f.attrs["notes"] = json.dumps(notes)
-        m = f.require_group("mesh")
-        write_array(m, "nodes", model.nodes, "nm", frame="model axes: x right, y up")
-        write_array(m, "triangles", model.tri, "1")
-        write_array(m, "triangle_region", model.tri_region.astype(np.int32), "label")
-        for name, v in strains.items():
-            g = f.require_group(name).require_group("strain")
-            for k, a in voigt_to_components(v).items():
-                write_array(g, k, a, "1")
-        g = f.require_group("device_fit").require_group("strain_sigma")
-        for k, a in voigt_to_components(dev_sigma).items():
-            write_array(g, k, np.abs(a), "1")
-        write_array(f["device"], "displacement",
-                    np.einsum("m,mnj->nj", d_table, model.device.displacement[:len(d_table)])
-                    if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
-        write_array(f["lamella"], "displacement_midplane",
-                    np.einsum("m,mnj->nj", d_table, model.lamella.displacement[:len(d_table)])
-                    if len(d_table) else np.zeros((len(model.nodes), 3)), "nm")
-        if grid:
-            ig = f.require_group("image_grid")
-            ig.attrs["pixel_size_nm"] = list(px)
-            write_array(ig, "region", grid["region"].astype(np.int32), "label")
-            for name, comps in grid.items():
-                if name == "region":
-                    continue
-                g = ig.require_group(name)
-                for k, a in comps.items():
-                    write_array(g, k, a.astype(np.float32), "1")
-        labs = sorted(regs)
-        idx = {lab: labels_fit.index(lab) if lab in labels_fit else None for lab in map(int, labs)}
-
-        def col(fn):
-            return np.array([fn(int(lab), idx[int(lab)]) for lab in labs], float)
-
-        write_table(f, "regions", {
-            "label": (np.array([int(x) for x in labs], np.int32), "label"),
-            "phase": (np.array([regs[lab]["phase"] for lab in labs], object), "1"),
-            "reference": (np.array([regs[lab]["reference"] for lab in labs], bool), "1"),
-            "delta_table": (col(lambda lab, i: 0.0 if i is None else d_table[i]), "1"),
-            "delta_fit": (col(lambda lab, i: 0.0 if i is None else d_fit[i]), "1"),
-            "delta_sigma": (col(lambda lab, i: np.nan if i is None or fit is None or not fit.fitted[i]
-                                else fit.sigma[i]), "1"),
-            "device_fit_eyy": (np.array([regs[lab]["device_fit"]["eyy"] for lab in labs]), "1"),
-            "lamella_fit_eyy": (np.array([regs[lab]["lamella_fit"]["eyy"] for lab in labs]), "1"),
-        }, description="delta: isotropic (cubic) eigenstrain amplitude relative to the reference lattice")
-        set_summary(f, {"fem_relax": {
-            "applicable": True, "thickness_nm": thickness, "reference_label": ref,
-            "n_triangles": int(len(model.tri)), "n_tetrahedra": int(len(model.lamella.system.cells)),
-            "solve_s": round(t_solve, 2),
-            "fit": None if fit is None else {
-                "chi2_red": fit.chi2_red, "n_data": fit.n_data, "source": fit_source,
-                "consistent": bool(np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2),
-                "warning": None if np.isfinite(fit.chi2_red) and fit.chi2_red <= max_chi2 else
-                f"reduced chi2 {fit.chi2_red:.3g} > {max_chi2:g}: a coherent linear-elastic model does not explain "
-                "the measured strain (relaxed/incoherent interface, wrong phase or composition?); the implied "
-                "device strain is not supported"},
-            "files": {"h5": str(ctx.output["h5"]), "vtu": str(ctx.output["vtu"])},
-            "regions": regs, "notes": notes}})
+        out.write(f)
     pts = np.column_stack([model.nodes, np.zeros(len(model.nodes))])
     cell_data = {"region": [model.tri_region.astype(np.int32)]}
     for name in ("device", "device_fit", "lamella_fit"):

@@ -34,152 +34,15 @@ Rules (each can be overridden in config section ``gpa``):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
 
 from .core import FWHM_PER_SIGMA
 
 
 # --------------------------------------------------------------------------------------- spots
-
-
-@dataclass
-class Spots:
-    """Bragg spots, one per Friedel pair (angle in (-90°, 90°]): kx, ky (nm⁻¹); snr: peak power over
-    the radial median background (detection); strength: power above background (∝ amplitude²,
-    ranks the spots), sorted by decreasing strength."""
-
-    kx: np.ndarray
-    ky: np.ndarray
-    snr: np.ndarray
-    strength: np.ndarray | None = None
-
-    def __post_init__(self):
-        if self.strength is None:
-            self.strength = np.asarray(self.snr, float).copy()
-
-    def __len__(self) -> int:
-        return len(self.kx)
-
-    @property
-    def k(self) -> np.ndarray:
-        return np.column_stack([self.kx, self.ky])
-
-
-def canonical(k: np.ndarray) -> np.ndarray:
-    """Representative of ±k with angle in (-90°, 90°] (kx > 0, or kx == 0 and ky > 0)."""
-    k = np.array(k, float, ndmin=2)
-    flip = (k[:, 0] < 0) | ((k[:, 0] == 0) & (k[:, 1] < 0))
-    k[flip] *= -1
-    return k
-
-
-def welch_power(image: np.ndarray, tile: int = 512, max_tiles: int = 16) -> np.ndarray:
-    """Average Hann-windowed power spectrum (fftshifted, float64) of tiles of ``image``."""
-    img = np.asarray(image, np.float32)
-    R, C = img.shape
-    ty, tx = min(tile, R), min(tile, C)
-    nyt = max(1, int(math.ceil((R - ty) / (ty / 2))) + 1) if R > ty else 1
-    nxt = max(1, int(math.ceil((C - tx) / (tx / 2))) + 1) if C > tx else 1
-    ys = np.linspace(0, R - ty, nyt).astype(int)
-    xs = np.linspace(0, C - tx, nxt).astype(int)
-    pairs = [(y, x) for y in ys for x in xs]
-    if len(pairs) > max_tiles:
-        idx = np.linspace(0, len(pairs) - 1, max_tiles).astype(int)
-        pairs = [pairs[i] for i in idx]
-    win = (np.hanning(ty)[:, None] * np.hanning(tx)[None, :]).astype(np.float32)
-    acc = np.zeros((ty, tx))
-    for y, x in pairs:
-        t = img[y:y + ty, x:x + tx]
-        t = (t - t.mean()) * win
-        acc += np.abs(np.fft.fft2(t)) ** 2
-    return np.fft.fftshift(acc / len(pairs))
-
-
-def fft_spots(image: np.ndarray, pixel_size_nm, min_snr: float = 15.0, tile: int = 512,
-              k_min_nm: float = 0.6, max_spots: int = 24, k_max_nyquist: float = 0.8) -> Spots:
-    """Bragg spots of an image from its Welch power spectrum (see module rules)."""
-    P = welch_power(image, tile)
-    ty, tx = P.shape
-    px, py = pixel_size_nm
-    dkx, dky = 1.0 / (tx * px), 1.0 / (ty * py)
-    ky = (np.arange(ty) - ty // 2)[:, None] * dky
-    kx = (np.arange(tx) - tx // 2)[None, :] * dkx
-    kk = np.sqrt(kx * kx + ky * ky)
-    lp = ndimage.gaussian_filter(np.log(P + 1e-30), 1.0)
-    # radial median background
-    dk = max(dkx, dky)
-    bins = np.minimum((kk / dk).astype(int), int(kk.max() / dk))
-    nb = bins.max() + 1
-    order = np.argsort(bins, axis=None)
-    b_sorted = bins.ravel()[order]
-    v_sorted = lp.ravel()[order]
-    edges = np.searchsorted(b_sorted, np.arange(nb + 1))
-    med = np.array([np.median(v_sorted[edges[i]:edges[i + 1]]) if edges[i + 1] > edges[i] else 0.0
-                    for i in range(nb)])
-    med = ndimage.median_filter(med, 5, mode="nearest")
-    ratio = lp - med[bins]
-    nyq = 0.5 * min(1.0 / px, 1.0 / py)
-    ok = (kk >= max(k_min_nm, 4 * dk)) & (kk <= k_max_nyquist * nyq)
-    peak = (ratio == ndimage.maximum_filter(ratio, size=5)) & ok & (ratio >= math.log(min_snr))
-    iy, ix = np.nonzero(peak)
-    if len(iy) == 0:
-        return Spots(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
-    # sub-pixel: parabolic fit on the log power along each axis
-    def para(a, b, c):
-        d = a - 2 * b + c
-        return np.where(np.abs(d) > 1e-12, 0.5 * (a - c) / d, 0.0).clip(-0.5, 0.5)
-    iyc, ixc = np.clip(iy, 1, ty - 2), np.clip(ix, 1, tx - 2)
-    oy = para(lp[iyc - 1, ixc], lp[iyc, ixc], lp[iyc + 1, ixc])
-    ox = para(lp[iyc, ixc - 1], lp[iyc, ixc], lp[iyc, ixc + 1])
-    k = np.column_stack([(ix - tx // 2 + ox) * dkx, (iy - ty // 2 + oy) * dky])
-    snr = np.exp(ratio[iy, ix])
-    power = np.exp(lp[iy, ix]) - np.exp(med[bins[iy, ix]])
-    k = canonical(k)
-    # merge Friedel mates (now on top of each other)
-    order = np.argsort(-power)
-    k, snr, power = k[order], snr[order], power[order]
-    keep: list[int] = []
-    for i in range(len(k)):
-        if all(np.hypot(*(k[i] - k[j])) > 2.5 * dk for j in keep):
-            keep.append(i)
-        if len(keep) >= max_spots:
-            break
-    return Spots(k[keep, 0], k[keep, 1], snr[keep], power[keep])
-
-
-def spots_from_table(kx, ky, strength, snr=None) -> Spots:
-    """:class:`Spots` from a peaks.h5 table (kx, ky nm⁻¹; strength: the ``intensity`` column, or
-    the snr when intensities are missing); Friedel mates merged (the stronger is kept)."""
-    k = canonical(np.column_stack([np.ravel(kx), np.ravel(ky)]))
-    s = np.asarray(strength, float).ravel()
-    q = s.copy() if snr is None else np.asarray(snr, float).ravel()
-    order = np.argsort(-s)
-    k, s, q = k[order], s[order], q[order]
-    keep: list[int] = []
-    for i in range(len(k)):
-        tol = 0.03 * max(np.hypot(*k[i]), 1e-9)
-        if all(np.hypot(*(k[i] - k[j])) > tol for j in keep):
-            keep.append(i)
-    return Spots(k[keep, 0], k[keep, 1], q[keep], s[keep])
-
-
-def region_spots(image: np.ndarray, pixel_size_nm, region: np.ndarray, min_snr: float = 15.0,
-                 tile: int = 512) -> Spots:
-    """Bragg spots of one region of an image: its bounding box, with the pixels outside the region
-    set to the region's mean (so only the region's lattice contributes), Welch spectrum."""
-    region = np.asarray(region, bool)
-    rows = np.nonzero(region.any(1))[0]
-    cols = np.nonzero(region.any(0))[0]
-    if len(rows) < 16 or len(cols) < 16:
-        return Spots(np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0))
-    sl = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    crop = np.asarray(image, np.float32)[sl].copy()
-    m = region[sl]
-    crop[~m] = crop[m].mean()
-    return fft_spots(crop, pixel_size_nm, min_snr=min_snr, tile=tile)
+# one spots type and finder for the whole code (temtwin.peaks.spots); re-exported here
+from ..peaks.spots import Spots, canonical, fft_spots, region_spots, spots_from_table, welch_power  # noqa: E402,F401
 
 
 # ---------------------------------------------------------------------------------- g vectors

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import h5py
 import numpy as np
 
-from ..errors import UserError
-from ..io.h5 import read_table
+from ..results.peaks import Peaks
+from ..results.phases import Phases
+from ..results.segmentation import Segmentation
 
 
 def _path(value) -> Path | None:
@@ -25,28 +25,12 @@ def _path(value) -> Path | None:
     return p if p.is_file() else None
 
 
-def _open(p: Path):
-    try:
-        return h5py.File(p, "r")
-    except OSError as err:
-        raise UserError(f"cannot read HDF5 ({err}); rerun the stage that writes it", p) from None
-
-
-def _s(v) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
 def read_labels(path, shape) -> np.ndarray:
     """``/labels`` of segmentation.h5 (int32), or all ones (one region) when absent/mismatched."""
     p = _path(path)
     if p is None:
         return np.ones(shape, np.int32)
-    with _open(p) as f:
-        if "labels" not in f:
-            return np.ones(shape, np.int32)
-        lab = np.asarray(f["labels"][()], np.int32)
-    if lab.shape != tuple(shape):
-        raise UserError(f"labels have shape {lab.shape} but the image is {tuple(shape)}; rerun rule segment", p)
+    lab = Segmentation.read_labels(p, shape)
     if not (lab > 0).any():
         return np.ones(shape, np.int32)
     return lab
@@ -55,20 +39,10 @@ def read_labels(path, shape) -> np.ndarray:
 def read_peaks(path) -> dict[int, dict]:
     """peaks.h5 -> {label: {"crystalline": bool, "table": {kx, ky, intensity, snr, ...} or None}}."""
     p = _path(path)
-    out: dict[int, dict] = {}
     if p is None:
-        return out
-    with _open(p) as f:
-        if "regions" not in f:
-            return out
-        for name, g in f["regions"].items():
-            try:
-                label = int(name)
-            except ValueError:
-                continue
-            table = read_table(g["peaks"]) if "peaks" in g and isinstance(g["peaks"], h5py.Group) else None
-            out[label] = {"crystalline": bool(g.attrs.get("crystalline", table is not None)), "table": table}
-    return out
+        return {}
+    return {lab: {"crystalline": bool(r.attrs.get("crystalline", r.table is not None)), "table": r.table}
+            for lab, r in Peaks.read(p).regions.items()}
 
 
 def read_phases(path) -> dict:
@@ -78,26 +52,22 @@ def read_phases(path) -> dict:
     out: dict = {"regions": {}, "phases": {}}
     if p is None:
         return out
-    with _open(p) as f:
-        for name, g in (f["regions"].items() if "regions" in f else []):
-            try:
-                label = int(name)
-            except ValueError:
-                continue
-            spots = read_table(g["spots"]) if "spots" in g and isinstance(g["spots"], h5py.Group) else None
-            out["regions"][label] = {
-                "phase": _s(g.attrs.get("phase", "")),
-                "identified": bool(g.attrs.get("identified", False)),
-                "rotation_deg": float(g.attrs["rotation_deg"]) if "rotation_deg" in g.attrs else None,
-                "zone_axis": [int(v) for v in np.ravel(g.attrs.get("zone_axis", []))],
-                "spots": spots,
-            }
-        for name, g in (f["phases"].items() if "phases" in f else []):
-            if "lattice_abc_nm" not in g.attrs:
-                continue
-            out["phases"][name] = {
-                "lattice_abc_nm": [float(v) for v in np.ravel(g.attrs["lattice_abc_nm"])],
-                "lattice_angles_deg": [float(v) for v in np.ravel(g.attrs.get("lattice_angles_deg", [90, 90, 90]))],
-                "space_group": _s(g.attrs.get("space_group", "")),
-            }
+    ph = Phases.read(p)
+    for label, r in ph.regions.items():
+        a = r.attrs
+        out["regions"][label] = {
+            "phase": str(a.get("phase", "")),
+            "identified": bool(a.get("identified", False)),
+            "rotation_deg": float(a["rotation_deg"]) if "rotation_deg" in a else None,
+            "zone_axis": [int(v) for v in np.ravel(a.get("zone_axis", []))],
+            "spots": r.spots,
+        }
+    for name, a in ph.phases.items():
+        if "lattice_abc_nm" not in a:
+            continue
+        out["phases"][name] = {
+            "lattice_abc_nm": [float(v) for v in np.ravel(a["lattice_abc_nm"])],
+            "lattice_angles_deg": [float(v) for v in np.ravel(a.get("lattice_angles_deg", [90, 90, 90]))],
+            "space_group": str(a.get("space_group", "")),
+        }
     return out

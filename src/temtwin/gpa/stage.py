@@ -1,8 +1,9 @@
 """Rule ``gpa``: automated geometric phase analysis of one micrograph -> ``gpa.h5``.
 
-Inputs: image.h5, segmentation.h5 (/labels), peaks.h5 (per-region Bragg spots), phases.h5
-(identified phases, indexed spots).  Missing peaks/phases information is replaced by GPA's own
-spectrum analysis of each region (:func:`temtwin.gpa.choices.region_spots`).
+Inputs: image.h5, segmentation.h5 (/labels), peaks.h5 (per-region Bragg spots and the crystalline
+decision of fft_peaks, read as :class:`temtwin.peaks.spots.Spots`, never re-found or re-decided),
+phases.h5 (identified phases, indexed spots).  Only a region missing from peaks.h5 (library use) gets
+GPA's own spectrum analysis (:func:`temtwin.peaks.spots.region_spots`).
 
 Steps (:func:`analyse`): crystalline regions and their spots -> reference region (config
 ``reference``: auto rule of :func:`temtwin.gpa.choices.choose_reference`, a label or a box) -> two
@@ -61,11 +62,14 @@ import cv2
 import numpy as np
 
 from ..errors import NotApplicable, UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..io.h5 import set_summary
 from ..io.image import Micrograph, read_image
+from ..peaks.spots import Spots, region_spots
+from ..results.base import Array, Group, table
+from ..results.gpa import Gpa as GpaFile
 from . import absolute as ab
-from .choices import (Spots, auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
-                      pick_g_pair, region_spots, spots_from_table)
+from .choices import (auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
+                      pick_g_pair)
 from .core import GpaResult, gpa
 from .figures import (choices_figure, displacement_figure, message_figure, rotation_figure, strain_figure,
                       strain_sigma_figure)
@@ -110,13 +114,11 @@ INVALID_CODES = {1: "low Bragg amplitude (vacuum, amorphous, weak lattice fringe
 
 
 def _region_spot_table(label: int, peaks: dict, image: np.ndarray, px, labels, min_snr) -> Spots:
+    """The region's spots from peaks.h5 (fft_peaks found them; never found again here); GPA's own
+    finder only for a region fft_peaks did not analyse (library use without peaks.h5)."""
     info = peaks.get(label)
-    t = info.get("table") if info else None
-    if t is not None and len(np.atleast_1d(t.get("kx", []))) >= 2:
-        inten = np.asarray(t.get("intensity", t.get("snr")), float)
-        if not np.all(np.isfinite(inten)) or inten.min() <= 0:
-            inten = np.asarray(t.get("snr", np.ones(len(t["kx"]))), float)
-        return spots_from_table(t["kx"], t["ky"], inten, t.get("snr"))
+    if info is not None:
+        return Spots.from_peaks_table(info.get("table"))
     return region_spots(image, px, labels == label, min_snr=min_snr)
 
 
@@ -175,7 +177,9 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     min_frac = float(cfg["min_area_fraction"])
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     big = [int(i) for i, c in zip(ids, counts) if c >= min_frac * labels.size]
-    # crystalline regions and their spots
+    # crystalline regions and their spots: "crystalline" is fft_peaks' decision (peaks.h5), read and
+    # never re-decided; GPA uses those of them that show two non-collinear spots (2D strain needs a
+    # g pair).  Without a peaks.h5 entry (library use) GPA finds the region's spots itself.
     spots: dict[int, Spots] = {}
     crystalline: dict[int, bool] = {}
     for lab in big:
@@ -185,7 +189,7 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
             continue
         sp = _region_spot_table(lab, peaks, img, px, labels, min_snr)
         spots[lab] = sp
-        crystalline[lab] = _has_pair(sp)
+        crystalline[lab] = _has_pair(sp)      # crystalline per fft_peaks (or own spots) and a g pair
     if not any(crystalline.values()):
         raise NotApplicable("no crystalline region: fewer than two non-collinear Bragg spots "
                             f"(power > {min_snr:g} x background) in any region")
@@ -223,6 +227,9 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     log.info("gpa: reference region %s (%s)", ref_label, ref_rule)
     ref_spots = spots.get(spot_label)
     if ref_spots is None or not _has_pair(ref_spots):
+        if ref_label >= 0 and spot_label in peaks:     # fft_peaks analysed it: its spots are final
+            raise NotApplicable(f"reference region {ref_label} shows fewer than two non-collinear Bragg "
+                                "spots in peaks.h5")
         ref_spots = region_spots(img, px, ref_mask, min_snr=min_snr)
         if not _has_pair(ref_spots):
             raise NotApplicable(f"reference region {ref_label} shows fewer than two non-collinear Bragg spots")
@@ -605,66 +612,61 @@ def _summary(an: Analysis) -> dict:
     return {"gpa": gpa_s, "regions": regions}
 
 
-def write_output(f, an: Analysis) -> None:
-    """Write an :class:`Analysis` into the open gpa.h5 ``f``."""
+def output_result(an: Analysis) -> GpaFile:
+    """The gpa.h5 content of an :class:`Analysis` (layout: :class:`temtwin.results.gpa.Gpa`)."""
     res = an.result
-    f.attrs["applicable"] = True
-    f.attrs["reason"] = ""
-    f.attrs["reference_label"] = int(an.reference_label)
-    f.attrs["reference_rule"] = an.reference_rule
-    f.attrs["resolution_nm"] = float(res.resolution_nm)
-    f.attrs["sigma_k_nm-1"] = float(res.sigma_k)
-    f.attrs["resolution_rule"] = an.resolution_rule
-    f.attrs["g_rule"] = an.g_rule
-    f.attrs["frame"] = an.frame["frame"] if an.frame else "image"
-    write_array(f, "g_vectors", res.g_vectors, "nm^-1", description="refined reference g, rows g1, g2 [kx, ky]")
-    write_array(f, "g_vectors_input", res.g_input, "nm^-1", description="g before refinement")
-    write_array(f, "mask_centers", res.mask_centers, "nm^-1", sigma_k=float(res.sigma_k),
-                description="Gaussian mask centres: (2, 2), or (K, 2, 2) region-adaptive sets")
-    st = f.create_group("strain")
-    for k in ("exx", "eyy", "exy"):
-        write_array(st, k, getattr(res, k), "1", axes="image (x right, y down)")
-    write_array(f, "rotation", res.rotation, "rad", convention="from +x towards +y")
-    write_array(f, "displacement", res.displacement, "nm", components="ux, uy")
-    write_array(f, "amplitude", res.amplitude, "a.u.")
-    write_array(f, "mask", res.mask, "1")
+    desc_sigma = "standard deviation propagated from the image noise"
+    out = Group(attrs={
+        "reference_label": int(an.reference_label), "reference_rule": an.reference_rule,
+        "resolution_nm": float(res.resolution_nm), "sigma_k_nm-1": float(res.sigma_k),
+        "resolution_rule": an.resolution_rule, "g_rule": an.g_rule,
+        "frame": an.frame["frame"] if an.frame else "image"})
+    a, g = out.arrays, out.groups
+    a["g_vectors"] = Array(res.g_vectors, "nm^-1", {"description": "refined reference g, rows g1, g2 [kx, ky]"})
+    a["g_vectors_input"] = Array(res.g_input, "nm^-1", {"description": "g before refinement"})
+    a["mask_centers"] = Array(res.mask_centers, "nm^-1", {
+        "sigma_k": float(res.sigma_k),
+        "description": "Gaussian mask centres: (2, 2), or (K, 2, 2) region-adaptive sets"})
+    g["strain"] = Group(arrays={k: Array(getattr(res, k), "1", {"axes": "image (x right, y down)"})
+                                for k in ("exx", "eyy", "exy")})
+    a["rotation"] = Array(res.rotation, "rad", {"convention": "from +x towards +y"})
+    a["displacement"] = Array(res.displacement, "nm", {"components": "ux, uy"})
+    a["amplitude"] = Array(res.amplitude, "a.u.")
+    a["mask"] = Array(res.mask, "1")
     if res.sigma:
-        sg = f.create_group("strain_sigma")
-        for k in ("exx", "eyy", "exy"):
-            write_array(sg, k, res.sigma[k], "1", description="standard deviation propagated from the image noise")
-        write_array(f, "rotation_sigma", res.sigma["rotation"], "rad",
-                    description="standard deviation propagated from the image noise")
+        g["strain_sigma"] = Group(arrays={k: Array(res.sigma[k], "1", {"description": desc_sigma})
+                                          for k in ("exx", "eyy", "exy")})
+        a["rotation_sigma"] = Array(res.sigma["rotation"], "rad", {"description": desc_sigma})
     if an.invalid_reason is not None:
-        write_array(f, "invalid_reason", an.invalid_reason, "1",
-                    codes="; ".join(f"{k}: {v}" for k, v in INVALID_CODES.items()) + "; 0: valid")
+        a["invalid_reason"] = Array(an.invalid_reason, "1", {
+            "codes": "; ".join(f"{k}: {v}" for k, v in INVALID_CODES.items()) + "; 0: valid"})
     if an.separate:
-        sep = f.create_group("separate_g")
-        for lab, sp in an.separate.items():
-            write_array(sep, str(lab), np.asarray(sp["g"], float), "nm^-1",
-                        description="the region's own g vectors (corresponding to g1, g2) before refinement")
-    write_array(f, "reference", an.reference_mask, "1")
+        g["separate_g"] = Group(arrays={str(lab): Array(np.asarray(sp["g"], float), "nm^-1", {
+            "description": "the region's own g vectors (corresponding to g1, g2) before refinement"})
+            for lab, sp in an.separate.items()})
+    a["reference"] = Array(an.reference_mask, "1")
     if an.lattice:
-        lg = f.create_group("lattice")
-        lg.attrs["reference_phase"] = an.lattice["reference_phase"]
-        lg.attrs["hkl"] = an.lattice["hkl"]
-        lg.attrs["calibration"] = an.lattice["calibration"]
-        write_array(lg, "d_spacing", an.lattice["d_spacing"], "nm", description="local spacing of the g1, g2 planes")
-        write_array(lg, "g_relaxed", an.lattice["G_relaxed"], "nm^-1")
+        lg = Group(attrs={k: an.lattice[k] for k in ("reference_phase", "hkl", "calibration")})
+        lg.arrays["d_spacing"] = Array(an.lattice["d_spacing"], "nm",
+                                       {"description": "local spacing of the g1, g2 planes"})
+        lg.arrays["g_relaxed"] = Array(an.lattice["G_relaxed"], "nm^-1")
         if "a_from_g" in an.lattice:
-            write_array(lg, "a_from_g", an.lattice["a_from_g"], "nm",
-                        description="cubic lattice parameter implied by each reflection's local spacing")
+            lg.arrays["a_from_g"] = Array(an.lattice["a_from_g"], "nm", {
+                "description": "cubic lattice parameter implied by each reflection's local spacing"})
+        g["lattice"] = lg
     if an.relaxed:
-        rg = f.create_group("strain_relaxed")
-        rg.attrs["regions"] = np.array(an.relaxed["labels"], np.int32)
-        for k, v in an.relaxed["maps"].items():
-            write_array(rg, k, v, "1")
+        g["strain_relaxed"] = Group(attrs={"regions": np.array(an.relaxed["labels"], np.int32)},
+                                    arrays={k: Array(v, "1") for k, v in an.relaxed["maps"].items()})
     if an.frame:
-        fg = f.create_group("strain_frame")
-        fg.attrs["frame"] = an.frame["frame"]
-        fg.attrs["angle_deg"] = float(an.frame["angle_deg"])
-        fg.attrs["how"] = an.frame["how"]
-        for k in ("exx", "eyy", "exy"):
-            write_array(fg, k, an.frame[k], "1")
+        g["strain_frame"] = Group(attrs={"frame": an.frame["frame"], "angle_deg": float(an.frame["angle_deg"]),
+                                         "how": an.frame["how"]},
+                                  arrays={k: Array(an.frame[k], "1") for k in ("exx", "eyy", "exy")})
+    g["regions"] = table(_region_columns(an), description="statistics over each region's interior (valid pixels)")
+    return GpaFile(content=out)
+
+
+def _region_columns(an: Analysis) -> dict:
+    """The columns of the per-region statistics table ``/regions``."""
     labs = sorted(an.regions)
     cols = {"label": (np.array(labs, np.int32), "label"),
             "n_pixels": (np.array([an.regions[l]["n_pixels"] for l in labs], np.int64), "1")}
@@ -677,17 +679,20 @@ def write_output(f, an: Analysis) -> None:
             cols[f"{k}_se"] = (np.array([an.regions[l]["se"][k] for l in labs], float), unit)
     if labs:
         cols["valid_fraction"] = (np.array([an.regions[l]["valid_fraction"] for l in labs], float), "1")
-    write_table(f, "regions", cols, description="statistics over each region's interior (valid pixels)")
+    return cols
+
+
+def write_output(f, an: Analysis) -> None:
+    """Write an :class:`Analysis` into the open gpa.h5 ``f`` (through :class:`temtwin.results.gpa.Gpa`)."""
+    output_result(an).write(f)
     set_summary(f, _summary(an))
 
 
 def _not_applicable(ctx, m: Micrograph, reason: str, figdir: Path) -> None:
     ctx.log.warning("gpa: not applicable for %s/%s: %s", m.sample, m.name, reason)
     with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        f.attrs["reference_label"] = 0
-        f.attrs["resolution_nm"] = float("nan")
+        GpaFile(applicable=False, reason=reason,
+                content=Group(attrs={"reference_label": 0, "resolution_nm": float("nan")})).write(f)
         set_summary(f, {"gpa": {"applicable": False, "reason": reason}})
     message_figure(m.data, m.pixel_size_nm, reason, figdir / "not_applicable.png")
 

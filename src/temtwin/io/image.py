@@ -6,7 +6,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-import h5py
 import numpy as np
 
 
@@ -41,11 +40,9 @@ class Micrograph:
 
 
 def read_image(path: str | os.PathLike) -> Micrograph:
-    """Read ``image.h5`` written by the ingest rule."""
-    with h5py.File(path, "r") as f:
-        data = f["image"][()].astype(np.float32)
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-    px = tuple(float(v) for v in np.ravel(attrs.pop("pixel_size_nm")))
-    name = str(attrs.pop("image", "image"))
-    sample = str(attrs.pop("sample", "sample"))
-    return Micrograph(data=data, pixel_size_nm=(px[0], px[1]), name=name, sample=sample, meta=attrs)
+    """Read ``raw.h5`` / ``image.h5`` (:class:`temtwin.results.image.Raw`) as a Micrograph."""
+    from ..results.image import Image
+    from ..results.raw import Raw
+
+    cls = Raw if os.path.basename(os.fspath(path)) == Raw.FILE else Image
+    return cls.read(path).micrograph()

@@ -12,7 +12,6 @@ with one clear line.
 
 from __future__ import annotations
 
-import json
 
 import logging
 from pathlib import Path
@@ -21,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .h5 import set_summary, sha256_file, write_array
+from .h5 import set_summary, sha256_file
 from .image import Micrograph
-from .stage_metadata import stage_meta, write_stage_attrs
+from .stage_metadata import stage_meta
 
 log = logging.getLogger("temtwin")
 
@@ -373,25 +372,10 @@ def check_size(path: str | Path, max_pixels: int, action: str = "warn") -> int |
 
 
 def write_image_h5(f, m: Micrograph) -> None:
-    """Write a Micrograph into an open result file (layout of image.h5, see DEVELOPING.md)."""
-    write_array(f, "image", m.data.astype(np.float32), m.meta.get("units", "a.u."),
-                description="micrograph, rows = y (down), columns = x (right)")
-    f.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
-    f.attrs["sample"] = m.sample
-    f.attrs["image"] = m.name
-    for k in ("source_file", "source_sha256", "mode", "detector", "title"):
-        f.attrs[k] = str(m.meta.get(k, ""))
-    for k in ("voltage_kV", "magnification"):
-        f.attrs[k] = float(m.meta.get(k, float("nan")))
-    f.attrs["n_frames"] = int(m.meta.get("n_frames", 1))
-    els = m.meta.get("elements")
-    if isinstance(els, str):          # read back from an earlier result file (JSON text)
-        els = json.loads(els)
-    if els:
-        f.attrs["elements"] = json.dumps(list(els))   # listed by the file's metadata
-    f.attrs["intensity_offset"] = float(m.meta.get("intensity_offset", 0.0))  # file value = image / scale + offset
-    f.attrs["intensity_scale"] = float(m.meta.get("intensity_scale", 1.0))
-    write_stage_attrs(f, m.meta)
+    """Write a Micrograph into an open result file (:class:`temtwin.results.image.Raw`) with its summary."""
+    from ..results.raw import Raw
+
+    Raw.from_micrograph(m).write(f)
     set_summary(f, {"pixel_size_nm": list(m.pixel_size_nm), "shape": list(m.data.shape),
                     "mode": m.meta.get("mode", "unknown"), "source_file": Path(m.meta["source_file"]).name,
                     "field_of_view_nm": list(m.field_of_view_nm)})

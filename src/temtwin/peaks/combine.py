@@ -82,6 +82,13 @@ class PeakSet:
     def angle_deg(self) -> np.ndarray:
         return np.mod(np.degrees(np.arctan2(self.ky, self.kx)), 360.0)
 
+    def spots(self):
+        """The peaks as the one spots type, :class:`temtwin.peaks.spots.Spots` (one per Friedel pair,
+        strength = integrated intensity), as downstream stages read them from peaks.h5."""
+        from .spots import Spots
+
+        return Spots.from_peakset(self)
+
 
 def _clusters(pts: np.ndarray, radius: float) -> np.ndarray:
     """Cluster labels of points closer than ``radius`` (single linkage)."""

@@ -33,8 +33,11 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..io.h5 import set_summary
 from ..io.image import read_image
+from ..results.base import Array, Group, table, write_group
+from ..results.peaks import Peaks
+from ..results.segmentation import Segmentation
 from .combine import PeakSet, find_peaks
 from .fftprep import Spectrum, region_spectrum
 from .window import RegionWindow, region_window
@@ -115,25 +118,22 @@ def analyse_image(image: np.ndarray, pixel_size_nm, labels: np.ndarray | None = 
     return out
 
 
-def write_region(f: h5py.File, res: RegionResult) -> None:
-    """Write one region's group (layout in the module docstring)."""
-    g = f.require_group("regions").require_group(str(res.label))
-    g.attrs["crystalline"] = res.crystalline
-    g.attrs["window_px"] = np.asarray(res.window.box, np.int64)
-    g.attrs["window_mode"] = res.window.mode
-    g.attrs["n_peaks"] = res.n_peaks
+def region_group(res: RegionResult) -> Group:
+    """One region's group ``/regions/<label>`` of peaks.h5 (layout: :class:`temtwin.results.peaks.Peaks`)."""
+    g = Group(attrs={"crystalline": res.crystalline, "window_px": np.asarray(res.window.box, np.int64),
+                     "window_mode": res.window.mode, "n_peaks": res.n_peaks})
     sp, pk = res.spectrum, res.peaks
     if sp is None:
         g.attrs["fft_sampling_nm-1"] = np.nan
         g.attrs["reason"] = (f"region too small for a reliable FFT (minimum window {res.window.min_side_px} px "
                              f"per side)")
         empty = np.zeros(0)
-        write_table(g, "peaks", {"kx": (empty, "nm^-1"), "ky": (empty, "nm^-1"), "g": (empty, "nm^-1"),
-                                 "d": (empty, "nm"), "angle_deg": (empty, "deg"), "intensity": (empty, "a.u."),
-                                 "snr": (empty, "1"), "detectors": (np.zeros(0, np.uint8), "1"),
-                                 "paired": (np.zeros(0, bool), "1"), "row_px": (empty, "px"),
-                                 "col_px": (empty, "px")})
-        return
+        g.groups["peaks"] = table({"kx": (empty, "nm^-1"), "ky": (empty, "nm^-1"), "g": (empty, "nm^-1"),
+                                   "d": (empty, "nm"), "angle_deg": (empty, "deg"), "intensity": (empty, "a.u."),
+                                   "snr": (empty, "1"), "detectors": (np.zeros(0, np.uint8), "1"),
+                                   "paired": (np.zeros(0, bool), "1"), "row_px": (empty, "px"),
+                                   "col_px": (empty, "px")})
+        return g
     g.attrs["fft_sampling_nm-1"] = sp.sampling
     g.attrs["fft_sampling_xy_nm-1"] = np.asarray(sp.dk, float)
     g.attrs["n_tiles"] = int(sp.n_tiles)
@@ -145,18 +145,26 @@ def write_region(f: h5py.File, res: RegionResult) -> None:
         B = np.asarray(B)
         bases_k.append(np.c_[B[:, 1] * sp.dk[0], B[:, 0] * sp.dk[1]].tolist())
     g.attrs["lattice_bases_nm-1"] = json.dumps(bases_k)
-    write_table(g, "peaks", {
+    g.groups["peaks"] = table({
         "kx": (pk.kx, "nm^-1"), "ky": (pk.ky, "nm^-1"), "g": (pk.g, "nm^-1"), "d": (pk.d, "nm"),
         "angle_deg": (pk.angle_deg, "deg"), "intensity": (pk.intensity, "a.u."), "snr": (pk.snr, "1"),
         "detectors": (pk.detectors.astype(np.uint8), "1"), "paired": (pk.paired, "1"),
         "row_px": (pk.rows, "px"), "col_px": (pk.cols, "px")},
         description="reflections; detectors bitmask 1 gaussian, 2 unet, 4 profile, 8 lattice completion")
-    write_array(g, "fft", sp.z.astype(np.float32), "1", **{"k_extent_nm-1": np.asarray(sp.k_extent, float),
-                "description": "standardised log-power spectrum; zero frequency at pixel (S/2, S/2)"})
-    dg = g.require_group("detectors")
+    g.arrays["fft"] = Array(sp.z.astype(np.float32), "1", {
+        "k_extent_nm-1": np.asarray(sp.k_extent, float),
+        "description": "standardised log-power spectrum; zero frequency at pixel (S/2, S/2)"})
+    dg = Group()
     for name, raw in pk.info["raw"].items():
         kx, ky = sp.to_k(raw["rows"], raw["cols"])
-        write_table(dg, name, {"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"), "score": (np.asarray(raw["score"]), "1")})
+        dg.groups[name] = table({"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"), "score": (np.asarray(raw["score"]), "1")})
+    g.groups["detectors"] = dg
+    return g
+
+
+def write_region(f: h5py.File, res: RegionResult) -> None:
+    """Write one region's group into an open peaks.h5 (:func:`region_group`)."""
+    write_group(f.require_group("regions").require_group(str(res.label)), region_group(res))
 
 
 def region_figure(res: RegionResult, path, title: str = "") -> None:
@@ -188,39 +196,26 @@ def region_figure(res: RegionResult, path, title: str = "") -> None:
     save_figure(fig, path)
 
 
-def _read_labels(path, shape) -> np.ndarray:
-    with h5py.File(path, "r") as f:
-        if "labels" not in f:
-            raise UserError("segmentation file has no /labels dataset; rerun the segment rule", path)
-        labels = f["labels"][()]
-    if labels.shape != tuple(shape):
-        raise UserError(f"label map shape {labels.shape} differs from the image {tuple(shape)}; rerun the segment "
-                        f"rule (or fix the label override)", path)
-    return labels.astype(np.int32)
-
-
 def run(ctx) -> None:
     """Stage ``fft_peaks``: image.h5 + segmentation.h5 -> peaks.h5 and figures."""
     from pathlib import Path
 
     cfg = ctx.section("peaks")
     m = read_image(ctx.input["image"])
-    labels = _read_labels(ctx.input["segmentation"], m.shape)
+    labels = Segmentation.read_labels(ctx.input["segmentation"], m.shape)
     if not np.isfinite(m.data).all():
         raise UserError("image has NaN/Inf pixels; re-export the micrograph", ctx.input["image"])
     results = analyse_image(m.data, m.pixel_size_nm, labels, cfg, progress=ctx.progress, workers=ctx.threads)
     summary = {"regions": {str(k): {"crystalline": r.crystalline, "n_peaks": r.n_peaks} for k, r in results.items()}}
-    with ctx.h5("h5") as f:
-        f.attrs["detectors"] = json.dumps(list(cfg["detectors"]))
-        f.attrs["n_regions"] = len(results)
-        if "unet" in cfg["detectors"]:
-            from .unet import load_model
+    attrs = {"detectors": json.dumps(list(cfg["detectors"])), "n_regions": len(results)}
+    if "unet" in cfg["detectors"]:
+        from .unet import load_model
 
-            _, rec = load_model(cfg["unet"].get("weights"))
-            f.attrs["unet_weights_sha256"] = str(rec.get("weights_sha256", ""))
-        f.require_group("regions")
-        for r in results.values():
-            write_region(f, r)
+        _, rec = load_model(cfg["unet"].get("weights"))
+        attrs["unet_weights_sha256"] = str(rec.get("weights_sha256", ""))
+    regions = Group(groups={str(r.label): region_group(r) for r in results.values()})
+    with ctx.h5("h5") as f:
+        Peaks(content=Group(attrs=attrs, groups={"regions": regions})).write(f)
         set_summary(f, summary)
     figdir = Path(ctx.output["figures"])
     figdir.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ import hashlib
 import logging
 import warnings
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -119,25 +119,71 @@ def phase_from_structure(name: str, structure, cif: str | None = None, path: str
     return Phase(name, path, cif, structure, sg, num, system)
 
 
-def load_cif(path: str | Path) -> Phase:
-    """Read one CIF; UserError (naming the file) when pymatgen cannot make a structure of it."""
+def structure_from_cif(text: str, source: str | Path = "", what: str = ""):
+    """pymatgen Structure of CIF text: the one parsing policy (CIF's own setting, pymatgen warnings
+    silenced); UserError naming ``source`` when pymatgen cannot make a structure of it or the cell is
+    empty or degenerate."""
     from pymatgen.core import Structure
 
-    p = Path(path)
-    try:
-        text = p.read_text(errors="replace")
-    except OSError as e:
-        raise UserError(f"cannot read the CIF ({e.strerror}); check the file", p) from None
+    pre = f"{what}: " if what else ""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             st = Structure.from_str(text, fmt="cif")
     except Exception as e:  # pymatgen raises ValueError, KeyError, IndexError... on bad CIFs
         msg = str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
-        raise UserError(f"not a usable CIF ({msg}); fix or remove the file", p) from None
+        raise UserError(f"{pre}not a usable CIF ({msg}); fix or remove the file", source) from None
     if len(st) == 0 or st.volume <= 1e-6 or not np.all(np.isfinite(st.lattice.matrix)):
-        raise UserError("CIF has no atoms or a degenerate cell; fix or remove the file", p)
-    return phase_from_structure(p.stem, st, text, str(p))
+        raise UserError(f"{pre}CIF has no atoms or a degenerate cell; fix or remove the file", source)
+    return st
+
+
+def load_cif(path: str | Path) -> Phase:
+    """Read one CIF; UserError (naming the file) when pymatgen cannot make a structure of it."""
+    p = Path(path)
+    try:
+        text = p.read_text(errors="replace")
+    except OSError as e:
+        raise UserError(f"cannot read the CIF ({e.strerror}); check the file", p) from None
+    return phase_from_structure(p.stem, structure_from_cif(text, p), text, str(p))
+
+
+#: phases built in without a CIF (space group, cubic a in Å, species, Wyckoff positions), so tests and
+#: generated data do not depend on the shipped CIF database
+BUILTIN_STRUCTURES = {
+    "Si": ("Fd-3m", 5.431, ["Si"], [[0, 0, 0]]),
+    "Ge": ("Fd-3m", 5.658, ["Ge"], [[0, 0, 0]]),
+    "C": ("Fd-3m", 3.567, ["C"], [[0, 0, 0]]),
+    "GaAs": ("F-43m", 5.6533, ["Ga", "As"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "InP": ("F-43m", 5.8687, ["In", "P"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "InSb": ("F-43m", 6.4794, ["In", "Sb"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
+    "Au": ("Fm-3m", 4.0782, ["Au"], [[0, 0, 0]]),
+    "Cu": ("Fm-3m", 3.6149, ["Cu"], [[0, 0, 0]]),
+    "Al": ("Fm-3m", 4.0495, ["Al"], [[0, 0, 0]]),
+}
+
+
+@lru_cache(maxsize=64)
+def load_structure(phase: str):
+    """The one structure loader: a pymatgen ``Structure`` from a CIF path, a phase name of the shipped
+    database ``resources/phases/<name>.cif`` (both parsed by :func:`structure_from_cif`), or a
+    built-in phase (:data:`BUILTIN_STRUCTURES`).  KeyError for an unknown name.  Cached: callers
+    must not modify the returned structure."""
+    p = Path(phase)
+    if not (p.suffix.lower() == ".cif" and p.is_file()):
+        p = RESOURCE_PHASES / f"{phase}.cif"
+    if p.is_file():
+        try:
+            text = p.read_text(errors="replace")
+        except OSError as e:
+            raise UserError(f"cannot read the CIF ({e.strerror}); check the file", p) from None
+        return structure_from_cif(text, p)
+    if phase not in BUILTIN_STRUCTURES:
+        raise KeyError(f"unknown phase {phase!r}: give a CIF path or one of {sorted(BUILTIN_STRUCTURES)}")
+    from pymatgen.core import Lattice, Structure
+
+    sg, a, species, coords = BUILTIN_STRUCTURES[phase]
+    return Structure.from_spacegroup(sg, Lattice.cubic(a), species, coords)
 
 
 def load_phases(paths, logger: logging.Logger | None = None) -> list[Phase]:

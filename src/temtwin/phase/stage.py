@@ -45,12 +45,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import read_table, set_summary, write_array, write_table
+from ..io.h5 import set_summary, write_array, write_table
+from ..results.base import Array, Group, table
+from ..results.image import Image
+from ..results.phases import Phases
 from .database import load_phases, select_phases
 from .library import PatternLibrary, build_library
 from .calibration import (assumed_calibration, changed, image_calibration, instrument_settings,
@@ -115,27 +118,21 @@ def library_for(phases, cfg: dict, progress=None) -> PatternLibrary:
 
 
 def read_peaks(path) -> dict[int, dict]:
-    """peaks.h5 -> {label: {crystalline, kx, ky, snr, sampling, fft, extent, reason}}."""
+    """peaks.h5 (:class:`temtwin.results.peaks.Peaks`) -> {label: {crystalline, kx, ky, snr, sampling, fft,
+    extent, reason}}."""
+    from ..results.peaks import Peaks
+
+    pk = Peaks.read(path)
+    if pk.content.sub("regions") is None:
+        raise UserError("peaks file has no /regions group; rerun the fft_peaks rule", path)
     out: dict[int, dict] = {}
-    with h5py.File(path, "r") as f:
-        if "regions" not in f:
-            raise UserError("peaks file has no /regions group; rerun the fft_peaks rule", path)
-        for name, g in f["regions"].items():
-            try:
-                label = int(name)
-            except ValueError:
-                continue
-            t = read_table(g["peaks"]) if "peaks" in g else {}
-            kx = np.asarray(t.get("kx", []), float)
-            ky = np.asarray(t.get("ky", []), float)
-            snr = np.asarray(t["snr"], float) if "snr" in t else None
-            fft = g["fft"][()] if "fft" in g else None
-            ext = np.asarray(g["fft"].attrs.get("k_extent_nm-1"), float) if "fft" in g else None
-            samp = float(g.attrs.get("fft_sampling_nm-1", np.nan))
-            r = g.attrs.get("reason", "")
-            out[label] = {"crystalline": bool(g.attrs.get("crystalline", len(kx) > 0)), "kx": kx, "ky": ky,
-                          "snr": snr, "sampling": samp if np.isfinite(samp) else 0.0, "fft": fft, "extent": ext,
-                          "reason": r.decode() if isinstance(r, bytes) else str(r)}
+    for label, r in pk.regions.items():
+        t = r.table or {}
+        kx = np.asarray(t.get("kx", []), float)
+        out[label] = {"crystalline": bool(r.attrs.get("crystalline", len(kx) > 0)), "kx": kx,
+                      "ky": np.asarray(t.get("ky", []), float),
+                      "snr": np.asarray(t["snr"], float) if "snr" in t else None, "sampling": r.sampling,
+                      "fft": r.fft, "extent": r.extent, "reason": r.reason}
     return out
 
 
@@ -201,9 +198,9 @@ def _region_summary(crystals: list[Crystal]) -> dict:
     return d
 
 
-def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots, reason: str) -> None:
-    """``/regions/<label>`` (layout in the module docstring)."""
-    g = f.require_group("regions").require_group(str(label))
+def region_group(crystals: list[Crystal], reason: str) -> Group:
+    """``/regions/<label>`` of phases.h5 (layout: :class:`temtwin.results.phases.Phases`)."""
+    g = Group()
     c = crystals[0] if crystals else None
     ok = bool(c is not None and c.identified)
     g.attrs["phase"] = c.phase if ok else ""
@@ -224,7 +221,7 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
     g.attrs["group_confidence"] = float(c.group_confidence) if c is not None else 0.0
     alts = c.alternatives if c is not None else []
     if alts:
-        write_table(g, "alternatives", {
+        g.groups["alternatives"] = table({
             "phase": (np.array([a["phase"] for a in alts], object), "1"),
             "zone_u": (np.array([a["zone_axis"][0] for a in alts], np.int64), "1"),
             "zone_v": (np.array([a["zone_axis"][1] for a in alts], np.int64), "1"),
@@ -238,10 +235,10 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
                        "calibration, only elements tell them apart")
     if c is not None and c.scan_distortion is not None:
         g.attrs["scan_distortion"] = np.asarray(c.scan_distortion, float)
-    write_array(g, "orientation_matrix", c.M if c is not None else np.full((3, 3), np.nan), "1",
-                description="v_image = M @ v_crystal; rows image x, image y, beam z")
+    g.arrays["orientation_matrix"] = Array(c.M if c is not None else np.full((3, 3), np.nan), "1",
+                                           {"description": "v_image = M @ v_crystal; rows image x, image y, beam z"})
     cands = c.candidates if c is not None else []
-    write_table(g, "candidates", {
+    g.groups["candidates"] = table({
         "rank": (np.array([x["rank"] for x in cands], np.int64), "1"),
         "phase": (np.array([x["phase"] for x in cands], object), "1"),
         "space_group": (np.array([x["space_group"] for x in cands], object), "1"),
@@ -268,7 +265,7 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
         return np.concatenate(a) if a else np.zeros(shape, dt)
 
     H = cat(hkl, (0, 3), np.int64).astype(np.int64)
-    write_table(g, "spots", {
+    g.groups["spots"] = table({
         "kx": (cat(kx), "nm^-1"), "ky": (cat(ky), "nm^-1"), "h": (H[:, 0], "1"), "k": (H[:, 1], "1"),
         "l": (H[:, 2], "1"), "residual_nm-1": (cat(res), "nm^-1"),
         "crystal": (cat(cr, dt=np.int64).astype(np.int64), "1"), "peak": (cat(pk, dt=np.int64).astype(np.int64), "1"),
@@ -276,7 +273,7 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
                    "crystal = 1 for the region's phase, 2.. for further crystals; peak = row of peaks.h5 table")
     shown = [x for i, x in enumerate(crystals) if i == 0 or x.identified]
     if len(shown) > 1:
-        write_table(g, "crystals", {
+        g.groups["crystals"] = table({
             "phase": (np.array([x.phase for x in shown], object), "1"),
             "space_group": (np.array([x.space_group for x in shown], object), "1"),
             "zone_u": (np.array([x.uvw[0] for x in shown], np.int64), "1"),
@@ -287,11 +284,13 @@ def write_region(f: h5py.File, label: int, crystals: list[Crystal], spots: Spots
             "score": (np.array([x.score for x in shown]), "1"),
             "confidence": (np.array([x.confidence for x in shown]), "1"),
         })
-        write_array(g, "orientation_matrices", np.array([x.M for x in shown]), "1")
+        g.arrays["orientation_matrices"] = Array(np.array([x.M for x in shown]), "1")
+    return g
 
 
-def write_phase(f: h5py.File, ph) -> None:
-    g = f.require_group("phases").require_group(ph.name)
+def phase_group(ph) -> Group:
+    """``/phases/<name>`` of phases.h5: the phase's CIF text and lattice."""
+    g = Group()
     g.attrs["cif"] = ph.cif
     g.attrs["space_group"] = ph.space_group
     g.attrs["space_group_number"] = int(ph.space_group_number)
@@ -300,6 +299,19 @@ def write_phase(f: h5py.File, ph) -> None:
     g.attrs["lattice_angles_deg"] = ph.angles_deg
     g.attrs["formula"] = ph.formula
     g.attrs["source"] = ph.path
+    return g
+
+
+def relative_table(rel: list[dict]) -> Group:
+    """Table ``/relative_orientations`` of phases.h5 (:func:`relative_orientations`)."""
+    return table({
+        "region_a": (np.array([r["regions"][0] for r in rel], object), "1"),
+        "region_b": (np.array([r["regions"][1] for r in rel], object), "1"),
+        "phase_a": (np.array([r["phases"][0] for r in rel], object), "1"),
+        "phase_b": (np.array([r["phases"][1] for r in rel], object), "1"),
+        "angle_deg": (np.array([r["angle_deg"] for r in rel], float), "deg"),
+        "relation": (np.array([r["relation"] for r in rel], object), "1"),
+    })
 
 
 def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None):
@@ -348,6 +360,127 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     return entries, norm, (cmap_.result(cfg["threshold"]), sk)
 
 
+def _identify_all(ctx, lib, peaks: dict, mcfg, min_peaks: int, scan_rows: bool, labels_sorted: list,
+                  results: dict, spots_of: dict, reasons: dict, what: str = "regions") -> None:
+    """Identify every region's peaks against ``lib`` (fills ``results``, ``spots_of``, ``reasons``)."""
+    for i, label in enumerate(labels_sorted):
+        t1 = time.perf_counter()
+        crystals, spots, reason = analyse_region(lib, peaks[label], mcfg, min_peaks, scan_rows)
+        if what == "regions":
+            c = crystals[0] if crystals else None
+            ctx.log.info("region %d: %s in %.2f s", label,
+                         f"{c.phase} {c.uvw.tolist()} rot {c.rotation_deg:.2f} scale {c.scale:.4f} score "
+                         f"{c.score:.3f} conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}"
+                         if c else reason, time.perf_counter() - t1)
+        elif changed(results[label], crystals):
+            def name(cs):
+                return f"{cs[0].phase} {cs[0].uvw.tolist()} (scale {cs[0].scale:.4f})" if cs else "nothing"
+            ctx.log.info("region %d: %s -> %s with the image calibration", label, name(results[label]),
+                         name(crystals))
+        results[label], spots_of[label], reasons[label] = crystals, spots, reason
+        ctx.progress(i + 1, len(labels_sorted), what)
+
+
+def _shared_calibration(ctx, cfg: dict, all_phases, phases, lib, mcfg, peaks: dict, labels_sorted: list,
+                        scan_rows: bool, results: dict, spots_of: dict, reasons: dict):
+    """The image calibration (reference phase, else shared by the regions) and, when it applies, every region
+    identified again with the calibration prior centred there. Returns (cal, shared, note, settings used)."""
+    sigma = float(cfg["shared_calibration_sigma"])
+    mcfg_used = mcfg
+    ref = cfg["calibration"]["reference_phase"]
+    cal, shared, ref_note = None, False, ""
+    if ref:
+        cal, ref_note = _reference_calibration(ref, all_phases, phases, cfg, mcfg, peaks, labels_sorted, scan_rows,
+                                               sigma, ctx.log, results)
+    if cal is None:
+        cal = image_calibration(results, mcfg, sigma)
+    apply = cal is not None and cal.status != "ambiguous" and (
+        cal.status == "reference" or (cfg["shared_calibration"] and len(cal.regions) >= 2))
+    if cal is not None and cal.status == "ambiguous":
+        ctx.log.info("phase_id: the image calibration is ambiguous: %.4f or %s; regions keep their own "
+                     "alternatives (give `elements`, `calibration.uncertainty` or `calibration.reference_phase`)",
+                     cal.scale, ", ".join(f"{a['scale_factor']:.4f}" for a in cal.alternatives))
+    if apply:
+        shared = True
+        mcfg2 = mcfg_used = shared_settings(mcfg, cal, sigma)
+        ctx.log.info("phase_id: image calibration %.4f ± %.4f (%s) from regions %s; identifying every region "
+                     "again with the calibration prior centred there (sigma %.3f)", cal.scale, cal.uncertainty,
+                     cal.status, ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
+        _identify_all(ctx, lib, peaks, mcfg2, int(cfg["min_peaks"]), scan_rows, labels_sorted, results, spots_of,
+                      reasons, "regions (shared calibration)")
+    return cal, shared, ref_note, mcfg_used
+
+
+def phases_result(phases, lib, results: dict, reasons: dict, labels_sorted: list, rel: list, calib, cal,
+                  elements: list, el_src: str) -> Phases:
+    """The phases.h5 content without the Bragg maps (layout: :class:`temtwin.results.phases.Phases`)."""
+    byname = {p.name: p for p in phases}
+    out = Phases(content=Group(attrs={"candidates": json.dumps([p.name for p in phases]), "n_patterns": len(lib)}))
+    found = sorted({c.phase for cs in results.values() for c in cs if c.identified})
+    if labels_sorted:
+        out.content.groups["regions"] = Group(groups={str(label): region_group(results[label], reasons[label])
+                                                      for label in labels_sorted})
+    if found:
+        out.content.groups["phases"] = Group(groups={name: phase_group(byname[name]) for name in found})
+    if rel:
+        out.content.groups["relative_orientations"] = relative_table(rel)
+    if cal is not None:
+        out.attrs["calibration_scale_factor"] = cal.scale
+    out.attrs.update({"calibration_uncertainty": float(calib.uncertainty), "calibration_status": calib.status,
+                      "elements": json.dumps(elements), "elements_source": el_src})
+    return out
+
+
+def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads) -> tuple[list, list, Any]:
+    """Compute the Bragg-filtered maps and stream each into the open phases.h5 ``f`` as it is computed
+    (memory independent of the crystal count); returns (entries, thumbnails, extra)."""
+    from .plots import thumbnail
+
+    thumbs: list = []
+
+    def sink(i, entry, a):
+        label, k, c = entry
+        write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
+                    description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
+        if cfg["figures"] and i < 3:
+            thumbs.append(thumbnail(a))
+
+    entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink)
+    if entries:
+        bg = f.require_group("bragg")
+        bg.attrs["sigma_k_nm-1"] = float(extra[1])
+        if extra[0] is not None:
+            write_array(bg, "crystal_map", extra[0], "label",
+                        description="1-based row of /bragg/crystals with the largest normalised amplitude, "
+                                    "0 = none")
+        write_table(bg, "crystals", {
+            "region": (np.array([e[0] for e in entries], np.int64), "label"),
+            "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
+            "phase": (np.array([e[2].phase for e in entries], object), "1"),
+            "zone_u": (np.array([e[2].uvw[0] for e in entries], np.int64), "1"),
+            "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
+            "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
+        })
+    return entries, thumbs, extra
+
+
+def _figures(figdir: Path, cfg: dict, peaks: dict, labels_sorted: list, spots_of: dict, results: dict, lib,
+             reasons: dict, entries: list, image, px, extra, thumbs: list) -> None:
+    figdir.mkdir(parents=True, exist_ok=True)
+    if cfg["figures"]:
+        from .plots import bragg_figure, region_figure
+
+        for label in labels_sorted:
+            pk = peaks[label]
+            if not len(spots_of[label]) and pk["fft"] is None:
+                continue
+            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
+                          results[label], lib, reasons[label])
+        if entries:
+            names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
+            bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
+
+
 def run(ctx) -> None:
     """Stage ``phase_id``: peaks.h5 (+ image, segmentation, CIFs, sample.yaml) -> phases.h5, figures."""
     t0 = time.perf_counter()
@@ -373,56 +506,18 @@ def run(ctx) -> None:
     spots_of: dict[int, Spots] = {}
     reasons: dict[int, str] = {}
     labels_sorted = sorted(peaks)
-    for i, label in enumerate(labels_sorted):
-        t1 = time.perf_counter()
-        crystals, spots, reason = analyse_region(lib, peaks[label], mcfg, int(cfg["min_peaks"]), scan_rows)
-        results[label], spots_of[label], reasons[label] = crystals, spots, reason
-        c = crystals[0] if crystals else None
-        ctx.log.info("region %d: %s in %.2f s", label,
-                     f"{c.phase} {c.uvw.tolist()} rot {c.rotation_deg:.2f} scale {c.scale:.4f} score {c.score:.3f} "
-                     f"conf {c.confidence:.2f}{'' if c.identified else ' (not identified)'}" if c else reason,
-                     time.perf_counter() - t1)
-        ctx.progress(i + 1, len(labels_sorted), "regions")
-    sigma = float(cfg["shared_calibration_sigma"])
-    mcfg_used = mcfg
-    ref = cfg["calibration"]["reference_phase"]
-    cal, shared, ref_note = None, False, ""
-    if ref:
-        cal, ref_note = _reference_calibration(ref, all_phases, phases, cfg, mcfg, peaks, labels_sorted, scan_rows,
-                                               sigma, ctx.log, results)
-    if cal is None:
-        cal = image_calibration(results, mcfg, sigma)
-    apply = cal is not None and cal.status != "ambiguous" and (
-        cal.status == "reference" or (cfg["shared_calibration"] and len(cal.regions) >= 2))
-    if cal is not None and cal.status == "ambiguous":
-        ctx.log.info("phase_id: the image calibration is ambiguous: %.4f or %s; regions keep their own "
-                     "alternatives (give `elements`, `calibration.uncertainty` or `calibration.reference_phase`)",
-                     cal.scale, ", ".join(f"{a['scale_factor']:.4f}" for a in cal.alternatives))
-    if apply:
-        shared = True
-        mcfg2 = mcfg_used = shared_settings(mcfg, cal, sigma)
-        ctx.log.info("phase_id: image calibration %.4f ± %.4f (%s) from regions %s; identifying every region "
-                     "again with the calibration prior centred there (sigma %.3f)", cal.scale, cal.uncertainty,
-                     cal.status, ", ".join(map(str, cal.regions)), mcfg2.scale_sigma)
-        for i, label in enumerate(labels_sorted):
-            crystals, spots, reason = analyse_region(lib, peaks[label], mcfg2, int(cfg["min_peaks"]), scan_rows)
-            if changed(results[label], crystals):
-                def name(cs):
-                    return f"{cs[0].phase} {cs[0].uvw.tolist()} (scale {cs[0].scale:.4f})" if cs else "nothing"
-                ctx.log.info("region %d: %s -> %s with the image calibration", label, name(results[label]),
-                             name(crystals))
-            results[label], spots_of[label], reasons[label] = crystals, spots, reason
-            ctx.progress(i + 1, len(labels_sorted), "regions (shared calibration)")
+    _identify_all(ctx, lib, peaks, mcfg, int(cfg["min_peaks"]), scan_rows, labels_sorted, results, spots_of,
+                  reasons)
+    cal, shared, ref_note, mcfg_used = _shared_calibration(ctx, cfg, all_phases, phases, lib, mcfg, peaks,
+                                                           labels_sorted, scan_rows, results, spots_of, reasons)
     overridden = {}
     for ov in ctx.paths("overrides"):            # human corrections (temtwin.workflow.overrides)
         from ..workflow.overrides import apply_phase, read_overrides, stage_actions
 
         acts = stage_actions(read_overrides(ov), ctx.wildcards.get("image", ""), "phase_id")
         overridden = apply_phase(acts, results, reasons, spots_of, lib, mcfg_used, scan_rows, ov, ctx.log)
-    byname = {p.name: p for p in phases}
-    rel = relative_orientations(results, byname)
-    # Bragg maps need the image and labels
-    image = labels = px = None
+    rel = relative_orientations(results, {p.name: p for p in phases})
+    image = labels = px = None                   # Bragg maps need the image and labels
     entries, thumbs, extra = [], [], None
     do_bragg = cfg["bragg"]["enabled"] and any(c.identified for cs in results.values() for c in cs)
     if do_bragg:
@@ -431,56 +526,13 @@ def run(ctx) -> None:
         m = read_image(ctx.input["image"])
         image, px = m.data, m.pixel_size_nm
         labels = _read_labels(ctx.paths("segmentation"), m.shape)
+    calib = cal if cal is not None else assumed_calibration(mcfg)
+    out = phases_result(phases, lib, results, reasons, labels_sorted, rel, calib, cal, elements, el_src)
     with ctx.h5("h5") as f:
-        f.attrs["candidates"] = json.dumps([p.name for p in phases])
-        f.attrs["n_patterns"] = len(lib)
-        for label in labels_sorted:
-            write_region(f, label, results[label], spots_of[label], reasons[label])
-        for name in sorted({c.phase for cs in results.values() for c in cs if c.identified}):
-            write_phase(f, byname[name])
+        out.write(f)
         if do_bragg:
-            from .plots import thumbnail
-
-            def sink(i, entry, a):  # each map written as computed (memory independent of the crystal count)
-                label, k, c = entry
-                write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
-                            description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
-                if cfg["figures"] and i < 3:
-                    thumbs.append(thumbnail(a))
-
-            entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], ctx.threads, sink)
-        if entries:
-            bg = f.require_group("bragg")
-            bg.attrs["sigma_k_nm-1"] = float(extra[1])
-            if extra[0] is not None:
-                write_array(bg, "crystal_map", extra[0], "label",
-                            description="1-based row of /bragg/crystals with the largest normalised amplitude, "
-                                        "0 = none")
-            write_table(bg, "crystals", {
-                "region": (np.array([e[0] for e in entries], np.int64), "label"),
-                "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
-                "phase": (np.array([e[2].phase for e in entries], object), "1"),
-                "zone_u": (np.array([e[2].uvw[0] for e in entries], np.int64), "1"),
-                "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
-                "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
-            })
-        if rel:
-            write_table(f, "relative_orientations", {
-                "region_a": (np.array([r["regions"][0] for r in rel], object), "1"),
-                "region_b": (np.array([r["regions"][1] for r in rel], object), "1"),
-                "phase_a": (np.array([r["phases"][0] for r in rel], object), "1"),
-                "phase_b": (np.array([r["phases"][1] for r in rel], object), "1"),
-                "angle_deg": (np.array([r["angle_deg"] for r in rel], float), "deg"),
-                "relation": (np.array([r["relation"] for r in rel], object), "1"),
-            })
+            entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads)
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
-        calib = cal if cal is not None else assumed_calibration(mcfg)
-        if cal is not None:
-            f.attrs["calibration_scale_factor"] = cal.scale
-        f.attrs["calibration_uncertainty"] = float(calib.uncertainty)
-        f.attrs["calibration_status"] = calib.status
-        f.attrs["elements"] = json.dumps(elements)
-        f.attrs["elements_source"] = el_src
         summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
                                   "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
         if ref_note:
@@ -493,20 +545,8 @@ def run(ctx) -> None:
 
             annotate_phase(f, summary, overridden)
         set_summary(f, summary)
-    figdir = Path(ctx.output["figures"])
-    figdir.mkdir(parents=True, exist_ok=True)
-    if cfg["figures"]:
-        from .plots import bragg_figure, region_figure
-
-        for label in labels_sorted:
-            pk = peaks[label]
-            if not len(spots_of[label]) and pk["fft"] is None:
-                continue
-            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
-                          results[label], lib, reasons[label])
-        if entries:
-            names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
-            bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
+    _figures(Path(ctx.output["figures"]), cfg, peaks, labels_sorted, spots_of, results, lib, reasons, entries,
+             image, px, extra, thumbs)
     n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
 
@@ -544,11 +584,9 @@ def _reference_calibration(ref: str, all_phases, phases, cfg, mcfg, peaks, label
 def _image_elements(path) -> list[str]:
     """Elements the image file's metadata lists (image.h5 root attr ``elements``, JSON list), if any."""
     try:
-        with h5py.File(path, "r") as f:
-            v = f.attrs.get("elements", "")
-    except OSError:
+        v = Image.read(path, header_only=True).attrs.get("elements", "")
+    except UserError:
         return []
-    v = v.decode() if isinstance(v, bytes) else v
     if isinstance(v, str):
         try:
             v = json.loads(v) if v else []
@@ -560,21 +598,18 @@ def _image_elements(path) -> list[str]:
 def _image_mode(path) -> str:
     """Acquisition mode of image.h5 (``TEM``, ``STEM`` or ``unknown``)."""
     try:
-        with h5py.File(path, "r") as f:
-            m = f.attrs.get("mode", "unknown")
-    except OSError:
+        return str(Image.read(path, header_only=True).attrs.get("mode", "unknown"))
+    except UserError:
         return "unknown"
-    return m.decode() if isinstance(m, bytes) else str(m)
 
 
 def _read_labels(files: list[str], shape) -> np.ndarray | None:
     if not files or not Path(files[0]).is_file():
         return None
-    with h5py.File(files[0], "r") as f:
-        if "labels" not in f:
-            return None
-        lab = f["labels"][()]
-    return lab.astype(np.int32) if lab.shape == tuple(shape) else None
+    from ..results.segmentation import Segmentation
+
+    lab = Segmentation.read_labels(files[0])
+    return lab if lab.shape == tuple(shape) else None
 
 
 def identify_peaks(kx, ky, snr=None, phases=None, sampling: float = 0.0, config: dict | None = None) -> list[Crystal]:

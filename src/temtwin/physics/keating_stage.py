@@ -2,7 +2,8 @@
 
 Inputs: ``model`` (model.h5).  Outputs: ``h5`` (keating.h5), ``relaxed`` (relaxed.extxyz), ``figures``.
 
-keating.h5 (lengths nm unless stated, forces eV/Å):
+keating.h5 (lengths nm unless stated, forces eV/Å; read and written through
+:class:`temtwin.results.keating.Keating`):
 
 * ``/forces`` (N, 3), ``/force_magnitude`` (N,), ``/energy_per_atom`` (N,) eV of the as-built model;
   ``/coordination`` (N,) bonds per atom;
@@ -22,11 +23,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from ..io.h5 import set_summary, write_array, write_table
 from ..plotting import new_figure, save_figure
+from ..results.keating import Keating
 from ..twin.model_io import read_model
 from .growth import bin_index, growth_coordinate_nm, growth_direction
 from .keating import KeatingModel, default_parameters
@@ -136,12 +138,24 @@ def run(ctx) -> None:
         syms = sorted(set(atoms.get_chemical_symbols()))
         return _not_applicable(ctx, atoms, f"Keating parameters only for Si/Ge; the model contains "
                                            f"{', '.join(syms)}")
+    ctx.log.info("keating: %d atoms, pbc %s", len(atoms), atoms.pbc.tolist())
+    model = KeatingModel.from_atoms(atoms, params, cfg.get("max_bond_A"))
+    r = evaluate_and_relax(ctx, cfg, atoms, model)
+    with ctx.h5("h5") as f:
+        keating_result(cfg, params, model, r, Path(ctx.output["relaxed"]).name).write(f)
+    out = atoms.copy()
+    out.positions = r.pos1
+    out.set_array("asbuilt_force", r.res0.forces)
+    _write_extxyz(ctx, out, energy=r.e1, forces=r.f1)
+    _figures(ctx, r.fmap, r.rmap, r.origin, r.pix, r.centres, r.prof_mean, r.prof_max, r.g)
 
+
+def evaluate_and_relax(ctx, cfg: dict, atoms, model: KeatingModel) -> SimpleNamespace:
+    """Forces of the as-built model, its relaxation and the statistics per region, along growth and on an
+    x-y grid (lengths nm, forces eV/Å); returns them as attributes."""
     n = len(atoms)
     pos0 = atoms.get_positions()
     cell = atoms.cell[:]
-    ctx.log.info("keating: %d atoms, pbc %s", n, atoms.pbc.tolist())
-    model = KeatingModel.from_atoms(atoms, params, cfg.get("max_bond_A"))
     res0 = model.evaluate(pos0, cell)
     fmag = np.sqrt((res0.forces ** 2).sum(axis=1))
     coord = model.table.coordination
@@ -191,66 +205,61 @@ def run(ctx) -> None:
     rmap, _, _ = _binned_map(xy, dmag, cfg["map_bin_nm"])
     bonds = _bond_table(model, pos0, pos1, cell)
     g = growth_direction(atoms)
+    return SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("ctx", "cfg", "atoms", "model",
+                                                                                "cb", "rr")})
 
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = True
-        f.attrs["reason"] = ""
-        f.attrs["energy_eV"] = res0.energy
-        f.attrs["relaxed_energy_eV"] = e1
-        f.attrs["relax_converged"] = bool(conv)
-        f.attrs["relax_steps"] = int(steps)
-        f.attrs["relax_fmax_eV_per_A"] = float(fm1)
-        f.attrs["relax_method"] = cfg["method"] if cfg["relax"] else "none"
-        f.attrs["max_bond_A"] = model.table.max_bond_A
-        f.attrs["growth_direction"] = g
-        f.attrs["parameters"] = json.dumps({"source": "resources/physics/keating.yaml",
-                                            "numbers": list(params.numbers),
-                                            "alpha_eV_per_A2": params.alpha.tolist(),
-                                            "beta_eV_per_A2": params.beta.tolist(),
-                                            "d0_A": params.d0.tolist()})
-        write_array(f, "forces", res0.forces, "eV/A")
-        write_array(f, "force_magnitude", fmag, "eV/A")
-        write_array(f, "energy_per_atom", res0.energies, "eV")
-        write_array(f, "relaxed_energy_per_atom", e_relaxed_atom, "eV")
-        write_array(f, "coordination", coord.astype(np.int8), "1")
-        write_array(f, "relaxed_forces", f1, "eV/A")
-        write_array(f, "relax_displacement", disp_nm, "nm")
-        write_array(f, "fixed", fixed, "1")
-        write_table(f, "regions", {
-            "label": (labels.astype(np.int32), "label"), "n_atoms": (cnt, "1"),
-            "mean_force": (mean_f, "eV/A"), "rms_force": (rms_f, "eV/A"), "max_force": (max_f, "eV/A"),
-            "energy_per_atom": (e_reg, "eV"), "mean_relax_displacement": (d_reg, "nm")})
-        pg = f.require_group("profile")
-        write_array(pg, "position_nm", centres, "nm")
-        write_array(pg, "mean_force", prof_mean, "eV/A")
-        write_array(pg, "max_force", prof_max, "eV/A")
-        write_array(pg, "n_atoms", bcnt, "1")
-        pg.attrs["bin_nm"] = width
-        write_array(f, "force_map", fmap, "eV/A", origin_nm=origin, pixel_size_nm=pix)
-        write_array(f, "relax_map", rmap, "nm", origin_nm=origin, pixel_size_nm=pix)
-        write_table(f, "bonds", {"pair": (np.array(bonds["pair"], dtype=object), "1"),
-                                 "n_bonds": (np.array(bonds["n_bonds"]), "1"),
-                                 "as_built_A": (np.array(bonds["as_built_A"]), "A"),
-                                 "relaxed_A": (np.array(bonds["relaxed_A"]), "A"),
-                                 "ideal_A": (np.array(bonds["ideal_A"]), "A")})
-        set_summary(f, {"keating": {
-            "applicable": True,
-            "n_atoms": n,
-            "energy_eV_per_atom": res0.energy / n,
-            "relaxed_energy_eV_per_atom": e1 / n,
-            "max_force_eV_per_A": float(fmag.max()),
-            "rms_force_eV_per_A": float(np.sqrt((fmag ** 2).mean())),
-            "regions": {str(int(lab)): float(v) for lab, v in zip(labels, mean_f)},
-            "relaxed": Path(ctx.output["relaxed"]).name,
-            "relax_converged": bool(conv),
-            "relax_steps": int(steps),
-            "max_relax_displacement_nm": float(dmag.max()),
-            "undercoordinated_fraction": float((coord < 4).mean()),
-            "bond_length_A": {p: {"as_built": a, "relaxed": r} for p, a, r in
-                              zip(bonds["pair"], bonds["as_built_A"], bonds["relaxed_A"])},
-        }})
-    out = atoms.copy()
-    out.positions = pos1
-    out.set_array("asbuilt_force", res0.forces)
-    _write_extxyz(ctx, out, energy=e1, forces=f1)
-    _figures(ctx, fmap, rmap, origin, pix, centres, prof_mean, prof_max, g)
+
+def keating_result(cfg: dict, params, model: KeatingModel, r: SimpleNamespace, relaxed_name: str) -> Keating:
+    """The keating.h5 content (:class:`temtwin.results.keating.Keating`) of :func:`evaluate_and_relax`."""
+    k = Keating()
+    k.attrs[""] = {
+        "applicable": True, "reason": "", "energy_eV": r.res0.energy, "relaxed_energy_eV": r.e1,
+        "relax_converged": bool(r.conv), "relax_steps": int(r.steps), "relax_fmax_eV_per_A": float(r.fm1),
+        "relax_method": cfg["method"] if cfg["relax"] else "none", "max_bond_A": model.table.max_bond_A,
+        "growth_direction": r.g,
+        "parameters": json.dumps({"source": "resources/physics/keating.yaml", "numbers": list(params.numbers),
+                                  "alpha_eV_per_A2": params.alpha.tolist(), "beta_eV_per_A2": params.beta.tolist(),
+                                  "d0_A": params.d0.tolist()})}
+    k.put("forces", r.res0.forces, "eV/A")
+    k.put("force_magnitude", r.fmag, "eV/A")
+    k.put("energy_per_atom", r.res0.energies, "eV")
+    k.put("relaxed_energy_per_atom", r.e_relaxed_atom, "eV")
+    k.put("coordination", r.coord.astype(np.int8), "1")
+    k.put("relaxed_forces", r.f1, "eV/A")
+    k.put("relax_displacement", r.disp_nm, "nm")
+    k.put("fixed", r.fixed, "1")
+    k.put_table("regions", {
+        "label": (r.labels.astype(np.int32), "label"), "n_atoms": (r.cnt, "1"),
+        "mean_force": (r.mean_f, "eV/A"), "rms_force": (r.rms_f, "eV/A"), "max_force": (r.max_f, "eV/A"),
+        "energy_per_atom": (r.e_reg, "eV"), "mean_relax_displacement": (r.d_reg, "nm")})
+    k.put("profile/position_nm", r.centres, "nm")
+    k.put("profile/mean_force", r.prof_mean, "eV/A")
+    k.put("profile/max_force", r.prof_max, "eV/A")
+    k.put("profile/n_atoms", r.bcnt, "1")
+    k.attrs["profile"] = {"bin_nm": r.width}
+    k.put("force_map", r.fmap, "eV/A", origin_nm=r.origin, pixel_size_nm=r.pix)
+    k.put("relax_map", r.rmap, "nm", origin_nm=r.origin, pixel_size_nm=r.pix)
+    bonds = r.bonds
+    k.put_table("bonds", {"pair": (np.array(bonds["pair"], dtype=object), "1"),
+                          "n_bonds": (np.array(bonds["n_bonds"]), "1"),
+                          "as_built_A": (np.array(bonds["as_built_A"]), "A"),
+                          "relaxed_A": (np.array(bonds["relaxed_A"]), "A"),
+                          "ideal_A": (np.array(bonds["ideal_A"]), "A")})
+    n, fmag = len(r.fmag), r.fmag
+    k.summary = {"keating": {
+        "applicable": True,
+        "n_atoms": n,
+        "energy_eV_per_atom": r.res0.energy / n,
+        "relaxed_energy_eV_per_atom": r.e1 / n,
+        "max_force_eV_per_A": float(fmag.max()),
+        "rms_force_eV_per_A": float(np.sqrt((fmag ** 2).mean())),
+        "regions": {str(int(lab)): float(v) for lab, v in zip(r.labels, r.mean_f)},
+        "relaxed": relaxed_name,
+        "relax_converged": bool(r.conv),
+        "relax_steps": int(r.steps),
+        "max_relax_displacement_nm": float(r.dmag.max()),
+        "undercoordinated_fraction": float((r.coord < 4).mean()),
+        "bond_length_A": {p: {"as_built": a, "relaxed": rl} for p, a, rl in
+                          zip(bonds["pair"], bonds["as_built_A"], bonds["relaxed_A"])},
+    }}
+    return k

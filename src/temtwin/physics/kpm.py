@@ -1,5 +1,12 @@
 """Kernel polynomial method (KPM): Chebyshev moments, Jackson kernel, stochastic (local) DOS.
 
+The one KPM engine of temtwin above the operators' kernels: the electronic LDOS (tight binding,
+:mod:`.tb_stage`) and the phonon LDOS (:mod:`.phonons`) take their rescaling (:func:`rescaling`),
+damping kernel (:func:`jackson_kernel`, :func:`damped`) and density reconstruction
+(:func:`density` for point densities, :func:`smooth_coefficients` + :func:`reconstruct` for
+Gaussian-broadened ones) from here; only the matrix–vector recursions differ (complex spin-orbital
+blocks for electrons, fused real 3N-dof products with per-atom projections for phonons).
+
 Conventions
 -----------
 * The Hamiltonian is rescaled as ``H̃ = (H − b)/a`` so its spectrum lies inside (−1, 1):
@@ -284,6 +291,44 @@ def moments_from_eigenvalues(evals: np.ndarray, a: float, b: float, n_moments: i
     return out
 
 
+def damped(moments: np.ndarray, kernel: str | np.ndarray | None = "jackson") -> np.ndarray:
+    """Moments (…, N) times the damping kernel g_n: ``"jackson"`` (default, also None), ``"none"``
+    (Dirichlet, g_n = 1) or an explicit (N,) array.  The one kernel step of the phonon and electron
+    densities."""
+    mu = np.asarray(moments, float)
+    N = mu.shape[-1]
+    if kernel is None or (isinstance(kernel, str) and kernel == "jackson"):
+        g = jackson_kernel(N)
+    elif isinstance(kernel, str):
+        g = np.ones(N)
+    else:
+        g = np.asarray(kernel, float)
+    return mu * g
+
+
+def smooth_coefficients(f_of_x: Callable[[np.ndarray], np.ndarray], n_moments: int,
+                        n_nodes: int | None = None) -> np.ndarray:
+    """Chebyshev coefficients c_n (…, N) on [−1, 1] of a smooth function ``f_of_x(x) -> (…, K)``
+    evaluated on the K Chebyshev nodes ``x_k = cos(π (k + ½)/K)`` (K = ``n_nodes``, default
+    max(4N, 4096)), by a type-II DCT, with c_0 halved, so that ``Σ_n g_n μ_n c_n`` is the
+    kernel-damped spectral average of f (μ_n: moments normalised by μ_0).  Used by the phonon LDOS,
+    where f(x) is a Gaussian of the energy ``E(λ(x))`` (constant broadening in meV)."""
+    from scipy.fft import dct
+
+    k = int(n_nodes or max(4 * n_moments, 4096))
+    x = np.cos(np.pi * (np.arange(k) + 0.5) / k)
+    c = dct(np.asarray(f_of_x(x), float), type=2, axis=-1)[..., :n_moments] / k
+    c[..., 0] *= 0.5
+    return c
+
+
+def reconstruct(moments: np.ndarray, coefficients: np.ndarray,
+                kernel: str | np.ndarray | None = "jackson") -> np.ndarray:
+    """Kernel-damped spectral averages ``Σ_n g_n μ_n c_n(E)`` (…, n_E) from moments (…, N) and
+    coefficients (n_E, N) (:func:`smooth_coefficients`)."""
+    return damped(moments, kernel) @ np.asarray(coefficients).T
+
+
 def density(moments: np.ndarray, energies: np.ndarray, a: float, b: float,
             kernel: np.ndarray | None = None) -> np.ndarray:
     """KPM density (…, n_E) in states/eV from moments (…, N) on ``energies`` (eV).
@@ -292,12 +337,11 @@ def density(moments: np.ndarray, energies: np.ndarray, a: float, b: float,
     """
     mu = np.asarray(moments, float)
     N = mu.shape[-1]
-    g = jackson_kernel(N) if kernel is None else np.asarray(kernel, float)
     E = np.asarray(energies, float)
     x = (E - b) / a
     inside = np.abs(x) < 1.0
     th = np.arccos(np.clip(x, -1.0, 1.0))
-    coef = mu * g
+    coef = damped(mu, kernel)
     coef[..., 1:] *= 2.0
     T = np.cos(np.arange(N)[:, None] * th[None, :])
     rho = coef @ T

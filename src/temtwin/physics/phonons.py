@@ -28,7 +28,9 @@ import numba as nb
 import numpy as np
 import scipy.sparse as sp
 
+from . import kpm
 from .keating import EV_A2_AMU_TO_MEV, KeatingModel
+from .kpm import jackson_kernel as jackson  # noqa: F401  (the one Jackson kernel)
 
 MEV_PER_SQRT_LAMBDA = float(EV_A2_AMU_TO_MEV)  # E (meV) = this * sqrt(lambda [eV/(Å^2 amu)])
 _EXACT_BOUNDS_MAX = 600  # matrices up to this size get exact spectral bounds (dense eigvalsh)
@@ -308,29 +310,18 @@ def spectral_bounds(d, rng: np.random.Generator, n_iter: int = 60) -> tuple[floa
     return lo, hi
 
 
-def jackson(n_moments: int) -> np.ndarray:
-    """Jackson damping factors g_n (n = 0..M-1)."""
-    m = n_moments
-    n = np.arange(m)
-    q = np.pi / (m + 1)
-    return ((m - n + 1) * np.cos(q * n) + np.sin(q * n) / np.tan(q)) / (m + 1)
-
-
 def reconstruction_matrix(energies_meV, sigma_meV: float, lam_bounds: tuple[float, float],
                           n_moments: int, n_nodes: int | None = None) -> np.ndarray:
-    """(n_E, M) matrix c_n(E): Chebyshev coefficients of Gauss_sigma(E - E(lambda(x))) on [-1, 1]."""
-    from scipy.fft import dct
-
+    """(n_E, M) matrix c_n(E): Chebyshev coefficients of Gauss_sigma(E - E(lambda(x))) on [-1, 1]
+    (:func:`.kpm.smooth_coefficients`)."""
     lo, hi = lam_bounds
-    k = int(n_nodes or max(4 * n_moments, 4096))
-    x = np.cos(np.pi * (np.arange(k) + 0.5) / k)
-    lam = 0.5 * (hi - lo) * x + 0.5 * (hi + lo)
-    e_x = energy_of_lambda(lam)
     e = np.asarray(energies_meV, float)
-    h = _gauss(e[:, None] - e_x[None, :], sigma_meV)
-    c = dct(h, type=2, axis=1)[:, :n_moments] / k
-    c[:, 0] *= 0.5
-    return c
+
+    def f(x):
+        e_x = energy_of_lambda(0.5 * (hi - lo) * x + 0.5 * (hi + lo))
+        return _gauss(e[:, None] - e_x[None, :], sigma_meV)
+
+    return kpm.smooth_coefficients(f, n_moments, n_nodes)
 
 
 @dataclass
@@ -350,8 +341,7 @@ class KPMResult:
 def _kpm_moments(d, partitions, lo, hi, n_moments, n_vectors, rng, probe, precision, progress):
     """Normalised local Chebyshev moments (one (G_p, M) array per partition) of D scaled by [lo, hi]."""
     n = d.shape[0]
-    scale = 0.5 * (hi - lo)
-    shift = 0.5 * (hi + lo)
+    scale, shift = kpm.rescaling((lo, hi), epsilon=0.0)     # D̃ = (D - shift) / scale on [lo, hi]
     if probe == "exact":
         v0 = np.eye(n)
     elif probe == "random":
@@ -440,9 +430,8 @@ def kpm_ldos(d, partitions: list[np.ndarray], energies_meV=None, sigma_meV: floa
         margin *= 4.0
     else:  # pragma: no cover - needs a grossly wrong spectral estimate
         raise RuntimeError("kernel polynomial recursion diverged: spectral bounds too narrow")
-    g = jackson(n_moments) if kernel == "jackson" else np.ones(n_moments)
     c = reconstruction_matrix(energies_meV, sigma_meV, (lo, hi), n_moments)
-    ldos = [(p * g[None, :]) @ c.T for p in mom]
+    ldos = [kpm.reconstruct(p, c, "jackson" if kernel == "jackson" else "none") for p in mom]
     return KPMResult(np.asarray(energies_meV, float), ldos, mom, (lo, hi), n_moments,
                      n if probe == "exact" else int(n_vectors), float(sigma_meV), probe)
 

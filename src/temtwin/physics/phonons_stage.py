@@ -3,7 +3,7 @@
 Inputs: ``model`` (model.h5), ``keating`` (keating.h5), ``relaxed`` (relaxed.extxyz).
 Outputs: ``h5`` (phonons.h5), ``figures``.
 
-phonons.h5:
+phonons.h5 (read and written through :class:`temtwin.results.phonons.Phonons`):
 
 * ``/energy_meV`` (n_E,) energy grid;
 * table ``/regions`` (``label``, ``n_atoms``) and ``/regions_ldos`` (R, n_E) 1/meV per degree of
@@ -20,12 +20,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
 from ..plotting import new_figure, save_figure
+from ..results.keating import Keating
+from ..results.phonons import Phonons
 from ..twin.model_io import read_model
 from ..workflow.seeds import rng as seeded_rng
 from .growth import bin_index, growth_coordinate_nm, growth_direction
@@ -98,12 +98,8 @@ def run(ctx) -> None:
     from ase.data import chemical_symbols
 
     cfg = ctx.section("phonons")
-    with h5py.File(ctx.input["keating"], "r") as f:
-        k_ok = bool(f.attrs.get("applicable", False))
-        k_reason = f.attrs.get("reason", "")
-        max_bond = f.attrs.get("max_bond_A")
-    if isinstance(k_reason, bytes):
-        k_reason = k_reason.decode()
+    kr = Keating.read(ctx.input["keating"], only=())
+    k_ok, k_reason, max_bond = kr.applicable, kr.reason, kr.max_bond_A
     if not k_ok:
         return _not_applicable(ctx, f"Keating model not applicable: {k_reason}")
     atoms = read_model(ctx.input["model"])
@@ -156,37 +152,37 @@ def run(ctx) -> None:
               "n_vectors": res.n_vectors, "probe": probe, "sigma_meV": cfg["sigma_meV"], "operator": operator,
               "structure": cfg["structure"], "regions": cfg["regions"], "slab_nm": slab_w}
 
+    out = phonons_result(cfg, res, probe, operator, slab_w, g, reg_names, reg_count, slab_pos, slab_count,
+                         species)
+    out.summary = {"phonons": {
+        "applicable": True,
+        "method": method,
+        "regions": {name: {"peak_meV": peaks[name], "n_atoms": int(c)} for name, c in zip(reg_names, reg_count)},
+        "species": {name: {"peak_meV": sp_peaks[name]} for name in species},
+    }}
     with ctx.h5("h5") as f:
-        f.attrs["applicable"] = True
-        f.attrs["reason"] = ""
-        f.attrs["method"] = "kpm"
-        f.attrs["kernel"] = "jackson"
-        f.attrs["n_moments"] = cfg["n_moments"]
-        f.attrs["n_vectors"] = res.n_vectors
-        f.attrs["probe"] = probe
-        f.attrs["operator"] = operator
-        f.attrs["sigma_meV"] = cfg["sigma_meV"]
-        f.attrs["lambda_bounds"] = np.array(res.lam_bounds)
-        f.attrs["structure"] = cfg["structure"]
-        f.attrs["region_mode"] = cfg["regions"]
-        f.attrs["slab_nm"] = slab_w
-        f.attrs["growth_direction"] = g
-        write_array(f, "energy_meV", e, "meV")
-        write_table(f, "regions", {"label": (np.array(reg_names, dtype=object), "label"),
-                                   "n_atoms": (reg_count, "1")})
-        write_array(f, "regions_ldos", reg_ldos, "1/meV", normalisation="per degree of freedom")
-        sg = f.require_group("slabs")
-        write_array(sg, "position_nm", slab_pos, "nm")
-        write_array(sg, "n_atoms", slab_count, "1")
-        write_array(sg, "ldos", slab_ldos, "1/meV", normalisation="per degree of freedom")
-        pg = f.require_group("species")
-        write_array(pg, "ldos", sp_ldos, "1/meV", normalisation="per degree of freedom")
-        pg.attrs["species"] = np.array(species, dtype=object).astype(str).tolist()
-        set_summary(f, {"phonons": {
-            "applicable": True,
-            "method": method,
-            "regions": {name: {"peak_meV": peaks[name], "n_atoms": int(c)}
-                        for name, c in zip(reg_names, reg_count)},
-            "species": {name: {"peak_meV": sp_peaks[name]} for name in species},
-        }})
+        out.write(f)
     _figures(ctx, e, reg_names, reg_ldos, slab_pos, slab_ldos, species, sp_ldos, g)
+
+
+def phonons_result(cfg: dict, res, probe: str, operator: str, slab_w: float, g, reg_names: list[str],
+                   reg_count: np.ndarray, slab_pos: np.ndarray, slab_count: np.ndarray,
+                   species: list[str]) -> Phonons:
+    """The phonons.h5 content (:class:`temtwin.results.phonons.Phonons`) of a KPM result ``res``."""
+    reg_ldos, slab_ldos, sp_ldos = res.ldos
+    out = Phonons()
+    out.attrs[""] = {"applicable": True, "reason": "", "method": "kpm", "kernel": "jackson",
+                     "n_moments": cfg["n_moments"], "n_vectors": res.n_vectors, "probe": probe, "operator": operator,
+                     "sigma_meV": cfg["sigma_meV"], "lambda_bounds": np.array(res.lam_bounds),
+                     "structure": cfg["structure"], "region_mode": cfg["regions"], "slab_nm": slab_w,
+                     "growth_direction": g}
+    dof = {"normalisation": "per degree of freedom"}
+    out.put("energy_meV", res.energies_meV, "meV")
+    out.put_table("regions", {"label": (np.array(reg_names, dtype=object), "label"), "n_atoms": (reg_count, "1")})
+    out.put("regions_ldos", reg_ldos, "1/meV", **dof)
+    out.put("slabs/position_nm", slab_pos, "nm")
+    out.put("slabs/n_atoms", slab_count, "1")
+    out.put("slabs/ldos", slab_ldos, "1/meV", **dof)
+    out.put("species/ldos", sp_ldos, "1/meV", **dof)
+    out.attrs["species"] = {"species": np.array(species, dtype=object).astype(str).tolist()}
+    return out

@@ -33,14 +33,16 @@ from __future__ import annotations
 
 import json
 
-import h5py
 import numpy as np
 
 from ..errors import NotApplicable, UserError
-from ..io.h5 import read_table, set_summary, write_array, write_table
+from ..io.h5 import set_summary
 from ..plotting import new_figure, save_figure
+from ..results.tb import Tb
+from ..results.tb_moments import TbMoments
 from ..workflow.seeds import rng
 from . import kpm
+from .growth import bin_index, growth_coordinate_nm, growth_direction
 from .tightbinding import TBOperator, build_hamiltonian, load_parameters, prepare_structure
 from .tightbinding.matrix_free import MatrixFreeOperator, build_matrix_free
 
@@ -87,14 +89,6 @@ def _read_atoms(ctx, cfg):
     return atoms, source
 
 
-def _growth_direction(atoms) -> np.ndarray:
-    g = np.asarray(atoms.info.get("growth_direction", (0.0, -1.0, 0.0)), float).ravel()
-    if g.size == 2:
-        g = np.array([g[0], g[1], 0.0])
-    n = np.linalg.norm(g)
-    return g / n if n > 0 else np.array([0.0, -1.0, 0.0])
-
-
 def _partitions(atoms, host_index: np.ndarray, cfg) -> dict:
     """family -> (labels (sorted str), label per host site, extra dict)."""
     out = {}
@@ -104,11 +98,9 @@ def _partitions(atoms, host_index: np.ndarray, cfg) -> dict:
         labels = [str(v) for v in np.unique(reg)]
         out["region"] = (labels, np.array([str(v) for v in reg], dtype=object), {})
     if want in ("both", "slabs"):
-        g = _growth_direction(atoms)
-        s_nm = atoms.get_positions()[host_index] @ g / 10.0
+        g = growth_direction(atoms)
         t = float(cfg["slab_thickness_nm"])
-        s0 = s_nm.min()
-        k = np.floor((s_nm - s0) / t).astype(np.int64)
+        k, _, _ = bin_index(growth_coordinate_nm(atoms, atoms.get_positions()[host_index]), t)
         uniq = np.unique(k)
         labels = [str(v) for v in uniq]
         centers = {str(v): float((v + 0.5) * t) for v in uniq}   # from the first atom along growth
@@ -196,6 +188,46 @@ def _bounds(ctx, cfg, ham, sample) -> tuple[float, float]:
 
 
 # ----------------------------------------------------------------------------- tb_moments
+def _mpi_operator(ctx, cfg: dict, comm, st, params, sample: str):
+    """The distributed Hamiltonian of this MPI rank (:mod:`.tightbinding.distributed`), its spectral bounds
+    (eV), the site of every orbital row and the Hamiltonian record: (op, bounds, orbital_site, info)."""
+    from .tightbinding.distributed import DistributedOperator
+
+    if cfg["backend"] not in ("auto", "numba"):
+        raise UserError("tight_binding.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
+                        "config")
+    mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
+              sp3_shift_eV=float(cfg["sp3_shift_eV"]),
+              dtype=np.float32 if cfg["precision"] == "single" else np.float64)
+    if cfg.get("spectral_bounds_eV"):
+        bounds = _bounds(ctx, cfg, None, sample)
+    else:                                   # Lanczos in double precision, as one process
+        lop = DistributedOperator(comm, st, params, complex_dtype=np.complex128, **mk)
+        bounds = _bounds(ctx, cfg, lop, sample)
+        del lop
+    op = DistributedOperator(comm, st, params, complex_dtype=np.complex64 if cfg["precision"] ==
+                             "single" else np.complex128, **mk)
+    norb = np.diff(op.site_start)
+    orbital_site = np.repeat(np.arange(st.n_sites), norb)
+    info = {"n_sites": st.n_sites, "n_host": st.n_host, "n_orbitals": op.n_rows,
+            "n_spin_orbitals": 2 * op.n_rows, "strain": mk["strain"], "spin_orbit": mk["spin_orbit"],
+            "passivation": st.passivation, "mpi_ranks": op.size,
+            "nnz": int(comm.allreduce(len(op.data)))}
+    ctx.log.info("tight binding (MPI, %d ranks): %d atoms, %d spin-orbitals, nnz %d; rank 0 holds "
+                 "%d rows + %d ghost rows, %.2f GB matrix", op.size, st.n_host, 2 * op.n_rows,
+                 info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9)
+    return op, bounds, orbital_site, info
+
+
+def _log_mpi(ctx, op) -> None:
+    import resource
+
+    ctx.log.info("MPI: communication %.2f s, products %.2f s on rank 0 (%.1f %% communication), "
+                 "peak RSS rank 0 %.0f MB", op.comm_s, op.step_s,
+                 100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12),
+                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+
+
 def run_moments(ctx, comm=None) -> None:
     """Rule ``tb_moments``: Chebyshev moments of this chunk's random vectors (see module doc).
 
@@ -223,31 +255,7 @@ def run_moments(ctx, comm=None) -> None:
             _write_not_applicable(ctx, str(err), summary=False)
         return
     if comm is not None:
-        from .tightbinding.distributed import DistributedOperator
-
-        if cfg["backend"] not in ("auto", "numba"):
-            raise UserError("tight_binding.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
-                            "config")
-        mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
-                  sp3_shift_eV=float(cfg["sp3_shift_eV"]),
-                  dtype=np.float32 if cfg["precision"] == "single" else np.float64)
-        if cfg.get("spectral_bounds_eV"):
-            bounds = _bounds(ctx, cfg, None, sample)
-        else:                                   # Lanczos in double precision, as one process
-            lop = DistributedOperator(comm, st, params, complex_dtype=np.complex128, **mk)
-            bounds = _bounds(ctx, cfg, lop, sample)
-            del lop
-        op = DistributedOperator(comm, st, params, complex_dtype=np.complex64 if cfg["precision"] ==
-                                 "single" else np.complex128, **mk)
-        norb = np.diff(op.site_start)
-        orbital_site = np.repeat(np.arange(st.n_sites), norb)
-        info = {"n_sites": st.n_sites, "n_host": st.n_host, "n_orbitals": op.n_rows,
-                "n_spin_orbitals": 2 * op.n_rows, "strain": mk["strain"], "spin_orbit": mk["spin_orbit"],
-                "passivation": st.passivation, "mpi_ranks": op.size,
-                "nnz": int(comm.allreduce(len(op.data)))}
-        ctx.log.info("tight binding (MPI, %d ranks): %d atoms, %d spin-orbitals, nnz %d; rank 0 holds "
-                     "%d rows + %d ghost rows, %.2f GB matrix", op.size, st.n_host, 2 * op.n_rows,
-                     info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9)
+        op, bounds, orbital_site, info = _mpi_operator(ctx, cfg, comm, st, params, sample)
     else:
         ctx.log.info("tight binding: %d atoms (%d removed, %d dangling bonds, %s), %d spin-orbitals, "
                      "nnz %d", st.n_host, st.n_removed, st.n_dangling, st.passivation,
@@ -282,69 +290,69 @@ def run_moments(ctx, comm=None) -> None:
         checkpoint=ckpt)
     ctx.log.info("tb moments done: %d vectors", len(mine))
     if comm is not None:
-        import resource
-
-        ctx.log.info("MPI: communication %.2f s, products %.2f s on rank 0 (%.1f %% communication), "
-                     "peak RSS rank 0 %.0f MB", op.comm_s, op.step_s,
-                     100 * op.comm_s / max(op.comm_s + op.step_s, 1e-12),
-                     resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        _log_mpi(ctx, op)
         if not rank0:
             comm.Barrier()                       # rank 0 has written the output
             if ckpt is not None:
                 ckpt.clear()
             return
 
+    out = moments_result(cfg, sample=sample, chunk=chunk, seed=ctx.seed, bounds=bounds, backend=op.backend,
+                         source=source, tasks=tasks, mine=mine, row_sets=row_sets, mu=mu, parts=parts,
+                         rows_of=rows_of, params=params, info=info, atoms=atoms, st=st,
+                         n_saved=ckpt.n_saved if ckpt is not None else 0)
     with ctx.h5("h5") as f:
-        f.attrs.update({"applicable": True, "reason": "", "sample": sample, "chunk": chunk,
-                        "n_chunks": n_chunks, "seed": ctx.seed, "n_moments": N,
-                        "bounds_eV": np.asarray(bounds), "a_eV": a, "b_eV": b,
-                        "backend": op.backend, "structure_source": source,
-                        "settings": _settings_digest(cfg), "n_tasks_total": len(tasks)})
-        write_table(f, "tasks", {
-            "family": (np.array([t[0] for t in mine], dtype=object), "1"),
-            "label": (np.array([t[1] for t in mine], dtype=object), "label"),
-            "vector": (np.array([t[2] for t in mine], np.int64), "1"),
-            "n_spin_orbitals": (np.array([2 * len(r) for r in row_sets], np.int64), "1")})
-        f.attrs["checkpoints_written"] = ckpt.n_saved if ckpt is not None else 0
-        write_array(f, "moments", mu.reshape(len(mine), N), "1",
-                    description="per-vector Chebyshev moments <v|T_n(H~)|v>, rows as /tasks")
-        g = f.create_group("sums")
-        for fam, (labels, _, _) in parts.items():
-            for lab in labels:
-                sel = [k for k, t in enumerate(mine) if t[0] == fam and t[1] == lab]
-                write_array(g, f"{fam}/{lab}", mu[sel].sum(axis=0) if sel else np.zeros(N), "1",
-                            n_vectors=len(sel))
-        pg = f.create_group("partitions")
-        for fam, (labels, lab_site, extra) in parts.items():
-            counts = np.array([int(np.sum(lab_site == lab)) for lab in labels])
-            n_so = np.array([2 * len(rows_of[(fam, lab)]) for lab in labels])
-            cols = {"label": (np.array(labels, dtype=object), "label"), "n_atoms": (counts, "1"),
-                    "n_spin_orbitals": (n_so, "1")}
-            if "center_nm" in extra:
-                cols["center_nm"] = (np.array([extra["center_nm"][lab] for lab in labels]), "nm")
-            write_table(pg, fam, cols, **({"growth_direction": extra["growth_direction"]}
-                                          if "growth_direction" in extra else {}))
-        p = f.create_group("parameters")
-        p.attrs["settings"] = _settings_digest(cfg)
-        p.attrs["sources"] = params.sources
-        p.attrs["table"] = params.extra["path"].split("/resources/")[-1]
-        p.attrs["vbo_shift_eV"] = params.vbo_shift
-        for k, v in info.items():
-            p.attrs[k] = v
-        if chunk == 0:
-            s = f.create_group("structure")
-            write_array(s, "positions", atoms.get_positions()[st.atom_index] / 10.0, "nm")
-            write_array(s, "numbers", atoms.numbers[st.atom_index].astype(np.int16), "1")
-            write_array(s, "atom_index", st.atom_index, "1")
-            write_array(s, "cell", np.asarray(atoms.cell[:]) / 10.0, "nm")
-            write_array(s, "pbc", np.asarray(atoms.pbc, bool), "1")
-            for k in ("pixel_size_nm", "image"):
-                if k in atoms.info:
-                    s.attrs[k] = atoms.info[k]
+        out.write(f)
     if comm is not None:
         comm.Barrier()
     if ckpt is not None:
         ckpt.clear()
+
+
+def moments_result(cfg: dict, *, sample, chunk, seed, bounds, backend, source, tasks, mine, row_sets, mu, parts,
+                   rows_of, params, info, atoms, st, n_saved) -> TbMoments:
+    """The tb/moments_<chunk>.h5 content (:class:`temtwin.results.tb_moments.TbMoments`) of one chunk:
+    per-vector moments ``mu`` (tasks ``mine``), their sums per partition, the partitions, the Hamiltonian
+    options and (chunk 0) the structure used (nm)."""
+    a, b = kpm.rescaling(bounds)
+    N = int(cfg["n_moments"])
+    out = TbMoments()
+    out.attrs[""] = {"applicable": True, "reason": "", "sample": sample, "chunk": chunk,
+                     "n_chunks": int(cfg["n_chunks"]), "seed": seed, "n_moments": N,
+                     "bounds_eV": np.asarray(bounds), "a_eV": a, "b_eV": b, "backend": backend,
+                     "structure_source": source, "settings": _settings_digest(cfg), "n_tasks_total": len(tasks),
+                     "checkpoints_written": n_saved}
+    out.put_table("tasks", {
+        "family": (np.array([t[0] for t in mine], dtype=object), "1"),
+        "label": (np.array([t[1] for t in mine], dtype=object), "label"),
+        "vector": (np.array([t[2] for t in mine], np.int64), "1"),
+        "n_spin_orbitals": (np.array([2 * len(r) for r in row_sets], np.int64), "1")})
+    out.put("moments", mu.reshape(len(mine), N), "1",
+            description="per-vector Chebyshev moments <v|T_n(H~)|v>, rows as /tasks")
+    for fam, (labels, _, _) in parts.items():
+        for lab in labels:
+            sel = [k for k, t in enumerate(mine) if t[0] == fam and t[1] == lab]
+            out.put(f"sums/{fam}/{lab}", mu[sel].sum(axis=0) if sel else np.zeros(N), "1", n_vectors=len(sel))
+    for fam, (labels, lab_site, extra) in parts.items():
+        counts = np.array([int(np.sum(lab_site == lab)) for lab in labels])
+        n_so = np.array([2 * len(rows_of[(fam, lab)]) for lab in labels])
+        cols = {"label": (np.array(labels, dtype=object), "label"), "n_atoms": (counts, "1"),
+                "n_spin_orbitals": (n_so, "1")}
+        if "center_nm" in extra:
+            cols["center_nm"] = (np.array([extra["center_nm"][lab] for lab in labels]), "nm")
+        out.put_table(f"partitions/{fam}", cols, **({"growth_direction": extra["growth_direction"]}
+                                                    if "growth_direction" in extra else {}))
+    out.attrs["parameters"] = {"settings": _settings_digest(cfg), "sources": params.sources,
+                               "table": params.extra["path"].split("/resources/")[-1],
+                               "vbo_shift_eV": params.vbo_shift, **info}
+    if chunk == 0:
+        out.put("structure/positions", atoms.get_positions()[st.atom_index] / 10.0, "nm")
+        out.put("structure/numbers", atoms.numbers[st.atom_index].astype(np.int16), "1")
+        out.put("structure/atom_index", st.atom_index, "1")
+        out.put("structure/cell", np.asarray(atoms.cell[:]) / 10.0, "nm")
+        out.put("structure/pbc", np.asarray(atoms.pbc, bool), "1")
+        out.attrs["structure"] = {k: atoms.info[k] for k in ("pixel_size_nm", "image") if k in atoms.info}
+    return out
 
 
 def checkpoint_path(output_h5) -> str:
@@ -401,32 +409,31 @@ def gather_moments(paths) -> dict:
     rows, attrs0, parts, structure, n_total = [], None, None, None, None
     seen = set()
     for p in paths:
-        with h5py.File(p, "r") as f:
-            if not f.attrs.get("applicable", True):
-                return {"applicable": False, "reason": str(f.attrs.get("reason", ""))}
-            a = {k: f.attrs[k] for k in ("n_moments", "bounds_eV", "a_eV", "b_eV", "settings",
-                                         "sample", "seed", "n_tasks_total")}
-            if attrs0 is None:
-                attrs0 = a
-                parts = {fam: read_table(f["partitions"][fam]) for fam in f["partitions"]}
-                params = dict(f["parameters"].attrs)
-            else:
-                for k in a:
-                    if not np.array_equal(np.asarray(a[k]), np.asarray(attrs0[k])):
-                        raise UserError(f"chunk files disagree on {k}; rerun all tb_moments jobs", p)
-            if "structure" in f:
-                s = f["structure"]
-                structure = {k: s[k][()] for k in s}
-                structure.update({k: s.attrs[k] for k in s.attrs})
-            t = read_table(f["tasks"])
-            mu = f["moments"][()]
-            for k in range(len(t["vector"])):
-                key = (str(t["family"][k]), str(t["label"][k]), int(t["vector"][k]))
-                if key in seen:
-                    raise UserError(f"random vector {key} appears in two chunk files", p)
-                seen.add(key)
-                rows.append((key, mu[k]))
-            n_total = int(a["n_tasks_total"])
+        f = TbMoments.read(p)
+        if not f.applicable:
+            return {"applicable": False, "reason": f.reason}
+        a = {k: f.file_attrs[k] for k in ("n_moments", "bounds_eV", "a_eV", "b_eV", "settings",
+                                          "sample", "seed", "n_tasks_total")}
+        if attrs0 is None:
+            attrs0 = a
+            parts = {fam: f.table(f"partitions/{fam}") for fam in f.children("partitions")}
+            params = dict(f.group_attrs("parameters"))
+        else:
+            for k in a:
+                if not np.array_equal(np.asarray(a[k]), np.asarray(attrs0[k])):
+                    raise UserError(f"chunk files disagree on {k}; rerun all tb_moments jobs", p)
+        if "structure/positions" in f.data:
+            structure = {k[len("structure/"):]: v for k, v in f.data.items() if k.startswith("structure/")}
+            structure.update(f.group_attrs("structure"))
+        t = f.table("tasks")
+        mu = f.data["moments"]
+        for k in range(len(t["vector"])):
+            key = (str(t["family"][k]), str(t["label"][k]), int(t["vector"][k]))
+            if key in seen:
+                raise UserError(f"random vector {key} appears in two chunk files", p)
+            seen.add(key)
+            rows.append((key, mu[k]))
+        n_total = int(a["n_tasks_total"])
     if n_total is not None and len(rows) != n_total:
         raise UserError(f"{len(rows)} of {n_total} random vectors found; a tb_moments chunk is missing",
                         paths[0] if paths else None)
@@ -482,49 +489,52 @@ def run_ldos(ctx) -> None:
     n_so = int(g["parameters"].get("n_spin_orbitals", 0))
     states_out = _states(ctx, cfg, g) if cfg["state_energies_eV"] else []
 
+    out = ldos_result(g, E, total, results, states_out, window, q)
+    regions = {lab: {"valence_band_edge_eV": r["ev"], "conduction_band_edge_eV": r["ec"]}
+               for (fam, lab), r in results.items() if fam == "region"}
+    out.summary = {"tight_binding": {"regions": regions, "n_orbitals": n_so, "n_moments": N, "n_random": n_random}}
     with ctx.h5("h5") as f:
-        f.attrs.update({"applicable": True, "reason": "", "n_moments": N, "bounds_eV": at["bounds_eV"],
-                        "a_eV": a, "b_eV": b, "broadening_eV": kpm.jackson_sigma_eV(a, N),
-                        "n_random": n_random, "kernel": "jackson",
-                        "band_edge_estimator": f"LDOS integrated outward from its minimum in "
-                                               f"{list(window)} eV reaches {q} states/atom"})
-        write_array(f, "energies", E, "eV")
-        write_array(f, "dos_total", total, "states/eV/atom")
-        for fam in g["partitions"]:
-            grp = f.require_group(f"{fam}s")
-            labels = [lab for (ff, lab) in results if ff == fam]
-            for lab in labels:
-                r = results[(fam, lab)]
-                sg = grp.require_group(lab)
-                write_array(sg, "ldos", r["ldos"], "states/eV/atom")
-                write_array(sg, "moments", g["moments"][(fam, lab)], "1",
-                            n_vectors=g["n_vectors"][(fam, lab)])
-                sg.attrs.update({"n_atoms": r["n_atoms"], "valence_band_edge_eV": r["ev"],
-                                 "conduction_band_edge_eV": r["ec"], "midgap_eV": r["emid"]})
-            write_table(f, f"band_edges_{fam}", {
-                "label": (np.array(labels, dtype=object), "label"),
-                "n_atoms": (np.array([results[(fam, lab)]["n_atoms"] for lab in labels]), "1"),
-                "center_nm": (np.array([results[(fam, lab)]["center_nm"] for lab in labels]), "nm"),
-                "valence_band_edge_eV": (np.array([results[(fam, lab)]["ev"] for lab in labels]), "eV"),
-                "conduction_band_edge_eV": (np.array([results[(fam, lab)]["ec"] for lab in labels]),
-                                            "eV")})
-        p = f.create_group("parameters")
-        for k, v in g["parameters"].items():
-            p.attrs[k] = v
-        for k, st in enumerate(states_out):
-            sg = f.create_group(f"states/{k}")
-            sg.attrs["target_eV"] = st["target_eV"]
-            sg.attrs["method"] = st["method"]
-            write_array(sg, "energies", st["energies"], "eV")
-            write_array(sg, "residuals", st["residuals"], "eV")
-            write_array(sg, "atom_weights", st["weights"], "1")
-            write_array(sg, "atom_index", st["atom_index"], "1")
-            write_array(sg, "weight_map", st["maps"], "1", pixel_size_nm=st["map_px"])
-        regions = {lab: {"valence_band_edge_eV": r["ev"], "conduction_band_edge_eV": r["ec"]}
-                   for (fam, lab), r in results.items() if fam == "region"}
-        set_summary(f, {"tight_binding": {"regions": regions, "n_orbitals": n_so, "n_moments": N,
-                                          "n_random": n_random}})
+        out.write(f)
     _figures(figdir, E, total, results, window, states_out)
+
+
+def ldos_result(g: dict, E: np.ndarray, total: np.ndarray, results: dict, states_out: list[dict], window,
+                q: float) -> Tb:
+    """The tb.h5 content (:class:`temtwin.results.tb.Tb`): energies (eV), total DOS, LDOS and moments per
+    region and slab, band-edge tables, Hamiltonian options and eigenstates (of :func:`gather_moments` ``g``)."""
+    at = g["attrs"]
+    a, N = float(at["a_eV"]), int(at["n_moments"])
+    out = Tb()
+    out.attrs[""] = {"applicable": True, "reason": "", "n_moments": N, "bounds_eV": at["bounds_eV"],
+                     "a_eV": a, "b_eV": float(at["b_eV"]), "broadening_eV": kpm.jackson_sigma_eV(a, N),
+                     "n_random": int(sum(g["n_vectors"].values())), "kernel": "jackson",
+                     "band_edge_estimator": f"LDOS integrated outward from its minimum in "
+                                            f"{list(window)} eV reaches {q} states/atom"}
+    out.put("energies", E, "eV")
+    out.put("dos_total", total, "states/eV/atom")
+    for fam in g["partitions"]:
+        labels = [lab for (ff, lab) in results if ff == fam]
+        for lab in labels:
+            r = results[(fam, lab)]
+            out.put(f"{fam}s/{lab}/ldos", r["ldos"], "states/eV/atom")
+            out.put(f"{fam}s/{lab}/moments", g["moments"][(fam, lab)], "1", n_vectors=g["n_vectors"][(fam, lab)])
+            out.attrs[f"{fam}s/{lab}"] = {"n_atoms": r["n_atoms"], "valence_band_edge_eV": r["ev"],
+                                          "conduction_band_edge_eV": r["ec"], "midgap_eV": r["emid"]}
+        out.put_table(f"band_edges_{fam}", {
+            "label": (np.array(labels, dtype=object), "label"),
+            "n_atoms": (np.array([results[(fam, lab)]["n_atoms"] for lab in labels]), "1"),
+            "center_nm": (np.array([results[(fam, lab)]["center_nm"] for lab in labels]), "nm"),
+            "valence_band_edge_eV": (np.array([results[(fam, lab)]["ev"] for lab in labels]), "eV"),
+            "conduction_band_edge_eV": (np.array([results[(fam, lab)]["ec"] for lab in labels]), "eV")})
+    out.attrs["parameters"] = dict(g["parameters"])
+    for k, st in enumerate(states_out):
+        out.attrs[f"states/{k}"] = {"target_eV": st["target_eV"], "method": st["method"]}
+        out.put(f"states/{k}/energies", st["energies"], "eV")
+        out.put(f"states/{k}/residuals", st["residuals"], "eV")
+        out.put(f"states/{k}/atom_weights", st["weights"], "1")
+        out.put(f"states/{k}/atom_index", st["atom_index"], "1")
+        out.put(f"states/{k}/weight_map", st["maps"], "1", pixel_size_nm=st["map_px"])
+    return out
 
 
 def _states(ctx, cfg, g) -> list[dict]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from .. import __version__
 from ..io.h5 import atomic_path, read_summary, to_jsonable
+from ..results.summary import read_summary_json
 from ..workflow.stages import summary_files
 
 IMAGE_STAGES = summary_files("image")      # from the stage registry, in pipeline order
@@ -127,7 +128,7 @@ def write_table(results: Path, samples: list[str], path: Path) -> tuple[int, lis
     for s in samples:
         p = results / s / "summary.json"
         if p.is_file():
-            summaries.append(json.loads(p.read_text()))
+            summaries.append(read_summary_json(p))
         else:
             failed.append(s)
     rows = region_rows(summaries)

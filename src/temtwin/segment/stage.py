@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..io.h5 import set_summary
 from ..io.image import Micrograph, read_image
+from ..results.segmentation import Segmentation
 from .figures import overlay_figure
 from .override import read_label_override
 from .regions import region_contours, region_table
@@ -96,27 +97,11 @@ def write_segmentation(f, m: Micrograph, labels: np.ndarray, attrs: dict, tolera
     """Write the result layout (module docstring) into an open HDF5 file; returns the summary."""
     table = region_table(labels, m.data, m.pixel_size_nm)
     contours, holes = region_contours(labels, m.pixel_size_nm, tolerance_nm)
-    write_array(f, "labels", labels.astype(np.int32), "label")
-    unit = str(m.meta.get("units", "a.u."))
-    write_table(f, "regions", {
-        "label": (table.label, "label"),
-        "area_nm2": (table.area_nm2, "nm^2"),
-        "centroid_nm": (table.centroid_nm, "nm"),
-        "bbox_px": (table.bbox_px, "px"),
-        "mean_intensity": (table.mean_intensity, unit),
-        "touches_border": (table.touches_border, "1"),
-    })
-    g = f.require_group("contours")
-    for lab in table.label:
-        write_array(g, str(int(lab)), contours.get(int(lab), np.zeros((0, 2))), "nm")
-    if holes:
-        h = f.require_group("holes")
-        for lab, polys in holes.items():
-            hg = h.require_group(str(lab))
-            for k, p in enumerate(polys):
-                write_array(hg, str(k), p, "nm")
-    for k, v in attrs.items():
-        f.attrs[k] = _attr(v)
+    Segmentation(labels=labels.astype(np.int32), table={
+        "label": table.label, "area_nm2": table.area_nm2, "centroid_nm": table.centroid_nm,
+        "bbox_px": table.bbox_px, "mean_intensity": table.mean_intensity, "touches_border": table.touches_border},
+        contours=contours, holes=holes, attrs={k: _attr(v) for k, v in attrs.items()},
+        intensity_units=str(m.meta.get("units", "a.u."))).write(f)
     summary = {"regions": {str(int(lab)): {"area_nm2": float(a), "centroid_nm": [float(c[0]), float(c[1])]}
                            for lab, a, c in zip(table.label, table.area_nm2, table.centroid_nm)}}
     set_summary(f, summary)

@@ -25,7 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..io.h5 import set_summary
+from ..results.base import Array, Group, table
+from ..results.simulation import Simulation
 from ..io.image import read_image
 from .compare import metrics, noise_sigma, ssim_full
 from .coverage import check_coverage
@@ -36,22 +38,64 @@ PARAM_UNITS = {"defocus_nm": "nm", "cs_um": "um", "blur_nm": "nm", "source_nm": 
 
 
 def _read_labels(path):
-    import h5py
+    from ..results.segmentation import Segmentation
 
     if not path or not Path(path).is_file():
         return None
-    with h5py.File(path, "r") as f:
-        return f["labels"][()] if "labels" in f else None
+    return Segmentation.read_labels(path)
 
 
 def _not_applicable(ctx, reason: str, mode: str = "") -> None:
     ctx.log.info("simulate_image not applicable: %s", reason)
     Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
     with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        f.attrs["mode"] = mode
+        Simulation(applicable=False, reason=reason, content=Group(attrs={"mode": mode})).write(f)
         set_summary(f, {"simulation": {"applicable": False, "reason": reason}})
+
+
+def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, valid, ssim_map, units: str,
+                      rows: list) -> Simulation:
+    """The simulation.h5 content (layout: :class:`temtwin.results.simulation.Simulation`)."""
+    out = Group(attrs={"mode": mode, "model": which, "ambiguous": bool(fit.ambiguous), "noise_sigma": noise,
+                       "fit_box_px": np.asarray(res["box"], int)})
+    a, g = out.arrays, out.groups
+    a["simulated"] = Array(sim.astype(np.float32), units)
+    a["residual"] = Array((data - sim).astype(np.float32), units)
+    a["mask"] = Array(valid, "1")
+    a["ssim_map"] = Array(ssim_map.astype(np.float32), "1")
+    for k, s in res["sims"].items():
+        if k != which:
+            g[k] = Group(arrays={"simulated": Array(s.astype(np.float32), units)})
+    names = [k for k in fit.values if k != "plane" and fit.values[k] is not None]
+    g["fit"] = table({
+        "parameter": (np.array(names, dtype=object), "1"),
+        "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
+        "sigma": (np.array([np.nan if fit.sigma.get(k) is None else float(fit.sigma[k]) for k in names]), "mixed"),
+        "units": (np.array([PARAM_UNITS.get(k, "1") for k in names], dtype=object), "1")},
+        note="value/sigma units per row in column units; sigma NaN = not determined")
+    if rows:
+        r = np.array(rows, float)
+        g["regions"] = table({"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
+                              "ncc": (r[:, 2], "1"), "ssim": (r[:, 3], "1"), "rms_noise": (r[:, 4], "1")})
+    if res.get("scan"):
+        g["fit_scan"] = Group(arrays={
+            "ncc": Array(np.asarray(res["scan"]["ncc"], np.float32), "1"),
+            "cs_um": Array(np.asarray(res["scan"]["cs_um"], float), "um"),
+            "defocus_nm": Array(np.asarray(res["scan"]["defocus_nm"], float), "nm"),
+            "thickness_nm": Array(np.asarray(res["thickness_planes"])[np.asarray(res["scan"]["planes"])], "nm")})
+    if res["refine"] is not None:
+        rf = res["refine"]
+        d = rf["xy"] - rf["xy0"]
+        g["refine"] = Group(groups={
+            "history": table({"iteration": (np.arange(len(rf["history"])), "1"),
+                              "residual_rms": (np.asarray(rf["history"]), units)}),
+            "columns": table({"x_nm": (rf["xy"][:, 0], "nm"), "y_nm": (rf["xy"][:, 1], "nm"),
+                              "dx_nm": (d[:, 0], "nm"), "dy_nm": (d[:, 1], "nm"),
+                              "n_atoms": (rf["n_atoms"], "1"), "fraction_start": (rf["x0"], "1"),
+                              "fraction": (rf["x"], "1")})})
+    else:
+        out.attrs["refine_reason"] = res["refine_reason"]
+    return Simulation(content=out)
 
 
 def choose_mode(cfg: dict, meta: dict) -> tuple[str | None, str]:
@@ -333,50 +377,9 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
         summ["refine"] = {"residual_rms": rf["history"],
                           "mean_shift_nm": float(np.sqrt(np.mean(np.sum((rf["xy"] - rf["xy0"]) ** 2, 1))))}
     Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
+    out = simulation_result(res, which, mode, fit, noise, sim, data, valid, ssim_map, units, rows)
     with ctx.h5("h5") as f:
-        f.attrs["applicable"] = True
-        f.attrs["reason"] = ""
-        f.attrs["mode"] = mode
-        f.attrs["model"] = which
-        f.attrs["ambiguous"] = bool(fit.ambiguous)
-        f.attrs["noise_sigma"] = noise
-        f.attrs["fit_box_px"] = np.asarray(res["box"], int)
-        write_array(f, "simulated", sim.astype(np.float32), units)
-        write_array(f, "residual", (data - sim).astype(np.float32), units)
-        write_array(f, "mask", valid, "1")
-        write_array(f, "ssim_map", ssim_map.astype(np.float32), "1")
-        for k, s in res["sims"].items():
-            if k != which:
-                write_array(f.require_group(k), "simulated", s.astype(np.float32), units)
-        names = [k for k in fit.values if k != "plane" and fit.values[k] is not None]
-        write_table(f, "fit", {
-            "parameter": (np.array(names, dtype=object), "1"),
-            "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
-            "sigma": (np.array([np.nan if fit.sigma.get(k) is None else float(fit.sigma[k]) for k in names]), "mixed"),
-            "units": (np.array([PARAM_UNITS.get(k, "1") for k in names], dtype=object), "1")},
-            note="value/sigma units per row in column units; sigma NaN = not determined")
-        if rows:
-            r = np.array(rows, float)
-            write_table(f, "regions", {"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
-                                       "ncc": (r[:, 2], "1"), "ssim": (r[:, 3], "1"), "rms_noise": (r[:, 4], "1")})
-        if res.get("scan"):
-            g = f.require_group("fit_scan")
-            write_array(g, "ncc", np.asarray(res["scan"]["ncc"], np.float32), "1")
-            write_array(g, "cs_um", np.asarray(res["scan"]["cs_um"], float), "um")
-            write_array(g, "defocus_nm", np.asarray(res["scan"]["defocus_nm"], float), "nm")
-            write_array(g, "thickness_nm", np.asarray(res["thickness_planes"])[np.asarray(res["scan"]["planes"])], "nm")
-        if res["refine"] is not None:
-            rf = res["refine"]
-            g = f.require_group("refine")
-            write_table(g, "history", {"iteration": (np.arange(len(rf["history"])), "1"),
-                                       "residual_rms": (np.asarray(rf["history"]), units)})
-            d = rf["xy"] - rf["xy0"]
-            write_table(g, "columns", {"x_nm": (rf["xy"][:, 0], "nm"), "y_nm": (rf["xy"][:, 1], "nm"),
-                                       "dx_nm": (d[:, 0], "nm"), "dy_nm": (d[:, 1], "nm"),
-                                       "n_atoms": (rf["n_atoms"], "1"), "fraction_start": (rf["x0"], "1"),
-                                       "fraction": (rf["x"], "1")})
-        else:
-            f.attrs["refine_reason"] = res["refine_reason"]
+        out.write(f)
         set_summary(f, {"simulation": summ, "regions": regions})
     comparison_figure(data, sim, px, ctx.output["figures"] / "comparison.png" if isinstance(ctx.output["figures"], Path)
                       else Path(ctx.output["figures"]) / "comparison.png",

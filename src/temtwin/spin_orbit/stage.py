@@ -23,7 +23,10 @@ is correlated over the map; ``n_samples`` draws ε + ξσ (one ξ ~ N(0, 1) per 
 deviation of α and 1/l_so.  ``gpa``: no σ (reported as null).
 
 Output ``spin_orbit.h5``: table ``/profile`` (x_nm, column, alpha_eV_nm, alpha_sigma, inv_lso_per_um,
-inv_lso_sigma, mass_m0, E0_eV, dexz_dz_per_nm: mean shear gradient (crystal ε_xz) over the well),
+inv_lso_sigma, mass_m0, E0_eV, dexz_dz_per_nm: mean shear gradient (crystal ε_xz) over the well,
+alpha_signed_eV_nm: α with its sign, :mod:`.kp` convention: E(⇑) − E(⇓) = 2 α_s k with k along the
+beam direction ``R[2]`` = image x × growth (crystal axes, stored in the summary), ⇑ = ⟨J_z⟩ > 0 along
+the growth direction [001] = image −y (substrate → surface); flips with the shear gradient),
 ``/map/inv_lso_per_um`` (rows, cols) on the well pixels (NaN elsewhere); summary ``spin_orbit``.
 Not applicable (root ``applicable`` false + ``reason``) when fem_relax was not, or no well / non-SiGe
 layers in the profile.
@@ -33,10 +36,10 @@ from __future__ import annotations
 
 import re
 
-import h5py
 import numpy as np
 
-from ..io.h5 import read_table, set_summary, write_array, write_table
+from ..results.fem_relax import FemRelax
+from ..results.spin_orbit import SpinOrbit
 from ..workflow.seeds import rng as seeded_rng
 from .kp import Profile, alloy_parameters, crystal_strain, linear_soi, section_rotation
 
@@ -101,36 +104,44 @@ def column_profile(col, region, xge_of, eps, well_mask, py, barrier_nm, dz):
     return zz - zz.mean(), x_ge, e
 
 
+def read_relax_strain(ctx, src: str):
+    """The strain ``spin_orbit`` uses from fem/relax.h5 (:class:`temtwin.results.fem_relax.FemRelax`), on the
+    geometry image's pixels (image axes): (source, note, pixel size nm, region map, region table, strain
+    components, σ components or None), or the reason it does not apply (str). ``src`` = config
+    ``strain_source`` (``auto`` picks ``device_fit`` when the fit to GPA is consistent)."""
+    note = ""
+    f = FemRelax.read(ctx.input["relax"], only=("image_grid", "regions"))
+    if not f.applicable or "image_grid" not in f.attrs:
+        return ("fem_relax has no strain on an image grid ("
+                + str(f.reason if not f.applicable else "no GPA image") + ")")
+    fit = (f.summary.get("fem_relax") or {}).get("fit")
+    if src == "auto":
+        if fit and fit.get("consistent"):
+            src = "device_fit"
+        else:
+            src = "device"
+            note = ("device strain from the table lattices (a priori): " +
+                    ("no fit to GPA" if not fit else "the fit to GPA is inconsistent (" + str(fit.get("warning"))
+                     + ")"))
+            ctx.log.warning("spin_orbit: %s", note)
+    px = tuple(float(v) for v in f.group_attrs("image_grid")["pixel_size_nm"])
+    region = f.data["image_grid/region"]
+    regs = f.table("regions")
+    comps = ("exx", "eyy", "ezz", "exy") if src == "device_fit" else ("exx", "eyy", "exy")
+    grid = "device_fit_elastic" if src == "device_fit" else src
+    eps = ({k: f.data[f"image_grid/{grid}/{k}"].astype(float) for k in comps}
+           if f"image_grid/{grid}/exx" in f.data else None)
+    sig = ({k: f.data[f"image_grid/device_fit_sigma/{k}"].astype(float) for k in ("exx", "eyy", "exy")}
+           if src in ("device_fit", "lamella_fit") and "image_grid/device_fit_sigma/exx" in f.data else None)
+    return src, note, px, region, regs, eps, sig
+
+
 def run(ctx) -> None:
     cfg = ctx.section("spin_orbit")
-    src = cfg["strain_source"]
-    note = ""
-    with h5py.File(ctx.input["relax"], "r") as f:
-        if not bool(f.attrs.get("applicable", True)) or "image_grid" not in f:
-            return _not_applicable(ctx, "fem_relax has no strain on an image grid ("
-                                   + str(f.attrs.get("reason", "no GPA image")) + ")")
-        import json
-
-        fit = (json.loads(f.attrs.get("summary", "{}")).get("fem_relax") or {}).get("fit")
-        if src == "auto":
-            if fit and fit.get("consistent"):
-                src = "device_fit"
-            else:
-                src = "device"
-                note = ("device strain from the table lattices (a priori): " +
-                        ("no fit to GPA" if not fit else "the fit to GPA is inconsistent (" + str(fit.get("warning"))
-                         + ")"))
-                ctx.log.warning("spin_orbit: %s", note)
-        ig = f["image_grid"]
-        px = tuple(float(v) for v in ig.attrs["pixel_size_nm"])
-        region = ig["region"][()]
-        regs = read_table(f["regions"])
-        if src == "device_fit":
-            eps = {k: ig["device_fit_elastic"][k][()].astype(float) for k in ("exx", "eyy", "ezz", "exy")}
-        else:
-            eps = {k: ig[src][k][()].astype(float) for k in ("exx", "eyy", "exy")} if src in ig else None
-        sig = ({k: ig["device_fit_sigma"][k][()].astype(float) for k in ("exx", "eyy", "exy")}
-               if src in ("device_fit", "lamella_fit") and "device_fit_sigma" in ig else None)
+    st = read_relax_strain(ctx, cfg["strain_source"])
+    if isinstance(st, str):
+        return _not_applicable(ctx, st)
+    src, note, px, region, regs, eps, sig = st
     if eps is None:
         return _not_applicable(ctx, f"relax.h5 has no {src} strain (no GPA for the geometry image)")
     phases = {int(lab): (ph.decode() if isinstance(ph, bytes) else str(ph))
@@ -185,41 +196,57 @@ def run(ctx) -> None:
             dr = np.array(draws)
             a_s, l_s = float(dr[:, 0].std(ddof=1)) if len(dr) > 1 else np.nan, \
                 float(dr[:, 1].std(ddof=1)) if len(dr) > 1 else np.nan
-        rows_out.append((col * px[0], col, r.alpha_eV_nm, a_s, r.inv_lso_per_um, l_s, r.mass, r.E0_eV, grad))
+        rows_out.append((col * px[0], col, r.alpha_eV_nm, a_s, r.inv_lso_per_um, l_s, r.mass, r.E0_eV, grad,
+                         r.alpha_signed_eV_nm))
     if not rows_out:
         return _not_applicable(ctx, "no column of the well has a SiGe growth profile inside the mesh")
     arr = np.array(rows_out, float)
-    names = ["x_nm", "column", "alpha_eV_nm", "alpha_sigma", "inv_lso_per_um", "inv_lso_sigma", "mass_m0", "E0_eV",
-             "dexz_dz_per_nm"]
-    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1"]
     smap = np.full(region.shape, np.nan)
     ok = np.isfinite(arr[:, 4])
     for c in cols:                                       # linear interpolation between solved positions
         smap[well[:, c], c] = np.interp(c, arr[ok, 1], arr[ok, 4]) if ok.any() else np.nan
+    out = spin_orbit_result(cfg, arr, smap, src, note, well_labels, phases)
+    with ctx.h5("h5") as f:
+        out.write(f)
+    from .figures import spin_orbit_figure
+
+    spin_orbit_figure(ctx.output["figures"], arr, smap, eps, well, px)
+    ctx.log.info("spin_orbit: %d positions, mean 1/l_so %.3g um^-1", len(arr),
+                 out.summary["spin_orbit"]["inv_lso_per_um"]["mean"])
+
+
+def spin_orbit_result(cfg: dict, arr: np.ndarray, smap: np.ndarray, src: str, note: str, well_labels,
+                      phases: dict) -> SpinOrbit:
+    """The spin_orbit.h5 content (:class:`temtwin.results.spin_orbit.SpinOrbit`): the profile table ``arr``
+    (rows = solved columns; x nm, column, alpha, σ, 1/l_so, σ, mass, E0, dexz/dz, signed alpha), the 1/l_so
+    map and the summary fragment."""
+    names = ["x_nm", "column", "alpha_eV_nm", "alpha_sigma", "inv_lso_per_um", "inv_lso_sigma", "mass_m0", "E0_eV",
+             "dexz_dz_per_nm", "alpha_signed_eV_nm"]
+    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1", "eV nm"]
+    kdir = section_rotation(np.asarray(cfg["inplane_direction"], float))[2]      # k along the beam
     summary = {"applicable": True, "strain_source": src, "note": note or None, "n_positions": int(len(arr)),
                "well_labels": [int(x) for x in well_labels],
                "inv_lso_per_um": {"mean": float(np.nanmean(arr[:, 4])), "max": float(np.nanmax(arr[:, 4])),
                                   "sigma_mean": None if not np.isfinite(arr[:, 5]).any()
                                   else float(np.nanmean(arr[:, 5]))},
                "alpha_eV_nm": {"mean": float(np.nanmean(arr[:, 2])), "max": float(np.nanmax(arr[:, 2]))},
+               "alpha_signed_eV_nm": {"mean": float(np.nanmean(arr[:, 9])), "min": float(np.nanmin(arr[:, 9])),
+                                      "max": float(np.nanmax(arr[:, 9]))},
+               "k_direction_crystal": [float(v) for v in kdir],
                "mass_m0": float(np.nanmean(arr[:, 6])),
-               "conventions": "alpha = |linear-in-k splitting|/2k of the ground heavy-hole doublet, k along the beam; "
+               "conventions": "alpha = |linear-in-k splitting|/2k of the ground heavy-hole doublet, k along the beam "
+                              "(k_direction_crystal); alpha_signed: E(up) - E(down) = 2 alpha_signed k, up = <J_z> > 0 "
+                              "along growth [001] (image -y, substrate to surface), electron energies; "
                               "1/l_so = m alpha / hbar^2",
                "regions": {str(lab): {"phase": phases[lab], "inv_lso_per_um_mean": float(np.nanmean(arr[:, 4]))}
                            for lab in well_labels}}
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = True
-        f.attrs["reason"] = ""
-        f.attrs["strain_source"] = src
-        f.attrs["inplane_direction"] = list(cfg["inplane_direction"])
-        write_table(f, "profile", {n: (arr[:, i], u) for i, (n, u) in enumerate(zip(names, units))})
-        g = f.require_group("map")
-        write_array(g, "inv_lso_per_um", smap.astype(np.float32), "um^-1")
-        set_summary(f, {"spin_orbit": summary})
-    from .figures import spin_orbit_figure
-
-    spin_orbit_figure(ctx.output["figures"], arr, smap, eps, well, px)
-    ctx.log.info("spin_orbit: %d positions, mean 1/l_so %.3g um^-1", len(arr), summary["inv_lso_per_um"]["mean"])
+    out = SpinOrbit()
+    out.attrs[""] = {"applicable": True, "reason": "", "strain_source": src,
+                     "inplane_direction": list(cfg["inplane_direction"])}
+    out.put_table("profile", {n: (arr[:, i], u) for i, (n, u) in enumerate(zip(names, units))})
+    out.put("map/inv_lso_per_um", smap.astype(np.float32), "um^-1")
+    out.summary = {"spin_orbit": summary}
+    return out
 
 
 def _not_applicable(ctx, reason: str) -> None:

@@ -10,8 +10,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
+
+from ..results.gpa import Gpa
+from ..results.phases import Phases
+from ..results.segmentation import Segmentation
 
 
 def _s(v):
@@ -50,10 +53,7 @@ def read_labels(path) -> np.ndarray | None:
     """``/labels`` of segmentation.h5 (None when absent)."""
     if not _exists(path):
         return None
-    with h5py.File(path, "r") as f:
-        if "labels" not in f:
-            return None
-        return np.asarray(f["labels"][()], np.int32)
+    return Segmentation.read_labels(path)
 
 
 def read_phases(path) -> dict[int, dict]:
@@ -61,19 +61,11 @@ def read_phases(path) -> dict[int, dict]:
     out: dict[int, dict] = {}
     if not _exists(path):
         return out
-    with h5py.File(path, "r") as f:
-        g = f.get("regions")
-        if not isinstance(g, h5py.Group):
-            return out
-        for key, rg in g.items():
-            try:
-                lab = int(key)
-            except ValueError:
-                continue
-            a = {k: _s(v) for k, v in rg.attrs.items()}
-            a["phase"] = str(a.get("phase", "") or "")
-            a["identified"] = bool(a.get("identified", bool(a["phase"])))
-            out[lab] = a
+    for lab, r in Phases.read(path).regions.items():
+        a = {k: _s(v) for k, v in r.attrs.items()}
+        a["phase"] = str(a.get("phase", "") or "")
+        a["identified"] = bool(a.get("identified", bool(a["phase"])))
+        out[lab] = a
     return out
 
 
@@ -81,16 +73,15 @@ def read_strain(path) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
     """(strain maps, mask) of gpa.h5, or (None, None) when GPA did not apply or is absent."""
     if not _exists(path):
         return None, None
-    with h5py.File(path, "r") as f:
-        if not bool(f.attrs.get("applicable", True)) or "strain" not in f:
-            return None, None
-        st = {k: np.asarray(f["strain"][k][()], np.float64) for k in ("exx", "eyy", "exy") if k in f["strain"]}
-        if len(st) < 3:
-            return None, None
-        if "rotation" in f:
-            st["rotation"] = np.asarray(f["rotation"][()], np.float64)
-        mask = np.asarray(f["mask"][()], bool) if "mask" in f else None
-    return st, mask
+    g = Gpa.read(path, parts=("strain", "rotation", "mask"))
+    if not g.applicable or g.content.sub("strain") is None:
+        return None, None
+    st = {k: np.asarray(v, np.float64) for k, v in g.strain.items()}
+    if len(st) < 3:
+        return None, None
+    if g.rotation is not None:
+        st["rotation"] = np.asarray(g.rotation, np.float64)
+    return st, g.mask
 
 
 def read_image_results(name: str, segmentation=None, phases=None, gpa=None,

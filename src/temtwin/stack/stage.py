@@ -1,6 +1,6 @@
 """Stage ``register_stack``: place a sample's images in the overview frame, propagate phases/strain.
 
-Writes ``results/<sample>/stack.h5`` (layout in docs/DEVELOPING.md):
+Writes ``results/<sample>/stack.h5`` through :class:`temtwin.results.stack.Stack`:
 
 * root attrs ``overview`` (image name), ``pixel_size_nm`` (overview's), ``frame``, ``n_images``,
   ``n_accepted``;
@@ -28,9 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..io.h5 import set_summary, to_jsonable, write_array
+from ..io.h5 import to_jsonable
 from ..io.image import read_image
 from ..plotting import new_figure, save_figure
+from ..results.stack import Stack
 from .chain import StackPlacement, choose_overview, place_stack
 from .inputs import read_image_results
 from .propagate import footprints, propagate
@@ -88,64 +89,12 @@ def run(ctx) -> None:
     regions, phase_map, phase_names = propagate(overview, results[overview].labels, ov.pixel_size_nm,
                                                 placements, results, shapes, pxs)
     fps = footprints(placements, shapes)
-    n_acc = sum(1 for p in placements.values() if p.accepted)
     for p in placements.values():
         if not p.accepted:
             ctx.log.warning("%s: placement refused (%s)", p.name, p.reason)
 
     with ctx.h5("h5") as f:
-        f.attrs["overview"] = overview
-        f.attrs["pixel_size_nm"] = np.asarray(ov.pixel_size_nm, float)
-        f.attrs["frame"] = FRAME
-        f.attrs["n_images"] = n
-        f.attrs["n_accepted"] = n_acc
-        gi = f.create_group("images")
-        for m in mics:
-            p = placements[m.name]
-            g = gi.create_group(m.name)
-            g.attrs["parent"] = p.parent
-            g.attrs["offset_nm"] = np.asarray(p.offset_nm, float)
-            g.attrs["scale"] = float(p.scale)
-            g.attrs["rotation_deg"] = float(p.rotation_deg)
-            g.attrs["confidence"] = float(p.confidence)
-            g.attrs["accepted"] = bool(p.accepted)
-            g.attrs["reason"] = p.reason
-            g.attrs["basis"] = _basis(p)
-            g.attrs["pixel_size_nm"] = np.asarray(m.pixel_size_nm, float)
-            if p.link is not None:
-                g.attrs["ncc"] = float(p.link.ncc)
-                g.attrs["link_confidence"] = float(p.link.confidence)
-                g.attrs["calibration_factor"] = float(p.link.scale_factor)
-                g.attrs["link"] = json.dumps(to_jsonable(p.link.info), sort_keys=True)
-            g.attrs["attempts"] = json.dumps(to_jsonable(p.attempts))
-            write_array(g, "transform", p.transform, "1",
-                        description="affine image pixel (col, row, 1) -> overview pixel (col, row)")
-            if m.name in fps:
-                write_array(g, "footprint", fps[m.name], "1",
-                            description="image outline (outer pixel edges) in overview pixels (col, row)")
-        write_array(f, "phase_map", phase_map, "label",
-                    description="index into /phase_names per overview pixel (0 = no phase)")
-        write_array(f, "phase_names", np.array(phase_names, dtype=object), "1")
-        gr = f.create_group("regions")
-        for lab, rp in sorted(regions.items()):
-            g = gr.create_group(str(lab))
-            g.attrs["phase"] = rp.phase
-            g.attrs["phase_score"] = float(rp.phase_score)
-            g.attrs["covered_fraction"] = float(rp.covered_fraction)
-            g.attrs["area_nm2"] = float(rp.area_nm2)
-            g.attrs["n_sources"] = len(rp.sources)
-            g.attrs["sources"] = json.dumps(to_jsonable(rp.sources))
-            g.attrs["strain"] = json.dumps(to_jsonable(rp.strain))
-        summary = {
-            "images": {m.name: {"placement": _placement_summary(placements[m.name])} for m in mics},
-            "stack": {"overview": overview, "n_images": n, "n_placed": n_acc,
-                      "regions": {str(l): {"phase": rp.phase, "covered_fraction": rp.covered_fraction,
-                                           "sources": [{k: s[k] for k in ("image", "region", "phase",
-                                                                          "covered_fraction")}
-                                                       for s in rp.sources]}
-                                  for l, rp in sorted(regions.items())}},
-        }
-        set_summary(f, summary)
+        stack_result(overview, ov, mics, placements, fps, regions, phase_map, phase_names).write(f)
 
     fig_dir = Path(ctx.output["figures"])
     fig_dir.mkdir(parents=True, exist_ok=True)
@@ -153,6 +102,46 @@ def run(ctx) -> None:
     save_figure(fig, fig_dir / "stack_overview.png")
     save_figure(phase_map_figure(ov, phase_map, phase_names, regions, results.get(overview)),
                 fig_dir / "phase_map.png")
+
+
+def stack_result(overview: str, ov, mics, placements, fps, regions, phase_map, phase_names) -> Stack:
+    """The stack.h5 content (:class:`temtwin.results.stack.Stack`, layout in the module docstring)."""
+    n_acc = sum(1 for p in placements.values() if p.accepted)
+    out = Stack()
+    out.attrs[""] = {"overview": overview, "pixel_size_nm": np.asarray(ov.pixel_size_nm, float), "frame": FRAME,
+                     "n_images": len(mics), "n_accepted": n_acc}
+    for m in mics:
+        p = placements[m.name]
+        a = {"parent": p.parent, "offset_nm": np.asarray(p.offset_nm, float), "scale": float(p.scale),
+             "rotation_deg": float(p.rotation_deg), "confidence": float(p.confidence), "accepted": bool(p.accepted),
+             "reason": p.reason, "basis": _basis(p), "pixel_size_nm": np.asarray(m.pixel_size_nm, float)}
+        if p.link is not None:
+            a.update(ncc=float(p.link.ncc), link_confidence=float(p.link.confidence),
+                     calibration_factor=float(p.link.scale_factor),
+                     link=json.dumps(to_jsonable(p.link.info), sort_keys=True))
+        a["attempts"] = json.dumps(to_jsonable(p.attempts))
+        out.attrs[f"images/{m.name}"] = a
+        out.put(f"images/{m.name}/transform", p.transform, "1",
+                description="affine image pixel (col, row, 1) -> overview pixel (col, row)")
+        if m.name in fps:
+            out.put(f"images/{m.name}/footprint", fps[m.name], "1",
+                    description="image outline (outer pixel edges) in overview pixels (col, row)")
+    out.put("phase_map", phase_map, "label", description="index into /phase_names per overview pixel (0 = no phase)")
+    out.put("phase_names", np.array(phase_names, dtype=object), "1")
+    for lab, rp in sorted(regions.items()):
+        out.attrs[f"regions/{lab}"] = {
+            "phase": rp.phase, "phase_score": float(rp.phase_score), "covered_fraction": float(rp.covered_fraction),
+            "area_nm2": float(rp.area_nm2), "n_sources": len(rp.sources),
+            "sources": json.dumps(to_jsonable(rp.sources)), "strain": json.dumps(to_jsonable(rp.strain))}
+    out.summary = {
+        "images": {m.name: {"placement": _placement_summary(placements[m.name])} for m in mics},
+        "stack": {"overview": overview, "n_images": len(mics), "n_placed": n_acc,
+                  "regions": {str(lab): {"phase": rp.phase, "covered_fraction": rp.covered_fraction,
+                                         "sources": [{k: s[k] for k in ("image", "region", "phase", "covered_fraction")}
+                                                     for s in rp.sources]}
+                              for lab, rp in sorted(regions.items())}},
+    }
+    return out
 
 
 def _image_phase(res) -> str:

@@ -7,48 +7,21 @@ frame, v_image = M @ v_crystal; its third row is the unit zone axis (beam direct
 
 from __future__ import annotations
 
-from functools import lru_cache
-from pathlib import Path
-
 import numpy as np
 
-RESOURCE_PHASES = Path(__file__).resolve().parents[3] / "resources" / "phases"
+from ..phase.database import RESOURCE_PHASES  # noqa: F401  (re-exported)
+from ..phase.database import load_structure as _load_structure
 
 
 #: tolerance (nm) of the box faces in :func:`oriented_atoms`
 EPS_NM = 1e-6
 
 
-@lru_cache(maxsize=64)
 def load_structure(phase: str):
-    """A pymatgen ``Structure`` from a CIF path or a phase name in ``resources/phases``.
-
-    A few common phases are built in (Si, Ge, GaAs, InP, InSb, Au, Cu, Al) so tests do not depend on
-    the shipped CIF database.
-    """
-    from pymatgen.core import Lattice, Structure
-
-    p = Path(phase)
-    if p.suffix.lower() == ".cif" and p.is_file():
-        return Structure.from_file(str(p))
-    cif = RESOURCE_PHASES / f"{phase}.cif"
-    if cif.is_file():
-        return Structure.from_file(str(cif))
-    builtin = {
-        "Si": ("Fd-3m", 5.431, ["Si"], [[0, 0, 0]]),
-        "Ge": ("Fd-3m", 5.658, ["Ge"], [[0, 0, 0]]),
-        "C": ("Fd-3m", 3.567, ["C"], [[0, 0, 0]]),
-        "GaAs": ("F-43m", 5.6533, ["Ga", "As"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
-        "InP": ("F-43m", 5.8687, ["In", "P"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
-        "InSb": ("F-43m", 6.4794, ["In", "Sb"], [[0, 0, 0], [0.25, 0.25, 0.25]]),
-        "Au": ("Fm-3m", 4.0782, ["Au"], [[0, 0, 0]]),
-        "Cu": ("Fm-3m", 3.6149, ["Cu"], [[0, 0, 0]]),
-        "Al": ("Fm-3m", 4.0495, ["Al"], [[0, 0, 0]]),
-    }
-    if phase not in builtin:
-        raise KeyError(f"unknown phase {phase!r}: give a CIF path or one of {sorted(builtin)}")
-    sg, a, species, coords = builtin[phase]
-    return Structure.from_spacegroup(sg, Lattice.cubic(a), species, coords)
+    """A pymatgen ``Structure`` from a CIF path, a phase name in ``resources/phases`` or a built-in phase
+    (Si, Ge, C, GaAs, InP, InSb, Au, Cu, Al): the one loader,
+    :func:`temtwin.phase.database.load_structure` (cached; do not modify the result)."""
+    return _load_structure(phase)
 
 
 def zone_frame(lattice_matrix: np.ndarray, zone_axis, rotation_deg: float = 0.0,

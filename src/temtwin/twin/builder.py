@@ -134,10 +134,14 @@ def plan_regions(img, cfg: dict, labels: np.ndarray | None = None) -> tuple[list
     ref_g = None
     if gpa is not None and gpa.g_vectors is not None:
         try:
-            ref, vi = virtual_cell(ref, gpa.g_vectors, float(cfg.get("g_match_tolerance", 0.1)))
+            # the hkl GPA stored for its reference region (phase_id's indexing), when that is ours
+            stored = gpa.g_hkl if (gpa.g_hkl is not None and gpa.g_phase == ref.phase
+                                   and gpa.reference_label == ref_label) else None
+            ref, vi = virtual_cell(ref, gpa.g_vectors, float(cfg.get("g_match_tolerance", 0.1)), hkl=stored)
             ref_g = np.asarray(gpa.g_vectors, float)
             vinfo.update({"deformation": vi["F"].tolist(), "g_hkl": vi["hkl"].tolist(),
-                          "g_mismatch": vi["mismatch"].tolist(), "source": "gpa g_vectors"})
+                          "g_mismatch": vi["mismatch"].tolist(), "source": "gpa g_vectors",
+                          "hkl_source": "gpa.h5" if stored is not None else "nearest zone reflection"})
         except ValueError as e:
             log.warning("virtual cell: %s; using the nominal cell of %s", e, ref.phase)
             vinfo["source"] = f"nominal ({e})"

@@ -22,21 +22,27 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
 from .boundaries import EXTERIOR, region_boundaries
 from .fem import region_sidecar, write_gds, write_json
-from .inputs import ImageInputs, all_images, named_image, read_stack
+from ..results.fem import FemGeometry
+from ..results.stack import Stack
+from .inputs import ImageInputs, all_images, named_image
 from .mesh import mesh_regions
 
 
-def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs:
-    """The configured image, else the image with the largest field of view."""
+def choose_image(images: list[ImageInputs], name: str | None, prefer_phased: bool = False) -> ImageInputs:
+    """The configured image, else the image with the largest field of view; ``prefer_phased`` (fem_geometry):
+    among those whose own phases.h5 identifies at least one region's phase when any does (regions.json, hence
+    fem_relax's materials, carries those; phases the stack propagates to an overview have no orientation
+    and are not exported), so an overview without lattice fringes loses to the HRTEM of the same stack."""
     named = named_image(images, name, "fem.image")
     if named is not None:
         return named
     if not images:
         raise UserError("the sample has no images", "rule inputs")
-    return max(images, key=lambda im: (im.field_of_view_nm2, im.name))
+    phased = [im for im in images if any(rp.phase and rp.identified for rp in im.regions.values())] \
+        if prefer_phased else []
+    return max(phased or images, key=lambda im: (im.field_of_view_nm2, im.name))
 
 
 def region_phases(img: ImageInputs, stack: dict) -> dict[int, str]:
@@ -122,8 +128,9 @@ def run(ctx) -> None:
     cfg = ctx.section("fem")
     t0 = time.perf_counter()
     images = all_images(ctx)
-    stack = read_stack(ctx.input.get("stack"))
-    img = choose_image(images, cfg.get("image"))
+    sp = ctx.input.get("stack")
+    stack = Stack.read(sp).as_dict() if sp and Path(sp).is_file() else {}
+    img = choose_image(images, cfg.get("image"), prefer_phased=True)
     labels = img.labels
     px = img.pixel_size_nm
     tol = cfg.get("simplify_tolerance_nm")
@@ -169,15 +176,16 @@ def run(ctx) -> None:
     with ctx.file("regions") as p:
         write_json(p, doc)
     files = {k: str(ctx.output[k]) for k in ("h5", "gds", "mesh", "regions")}
+    geo = fem_result(bnd, doc, mstats, arrays, tol, img)
+    geo.summary = {"fem": {
+        "files": files, "image": img.name, "n_regions": len(bnd.regions),
+        "mesh": {"n_nodes": mstats["n_nodes"], "n_elements": mstats["n_elements"],
+                 "mesh_size_nm": mesh_size, "min_quality": mstats.get("min_quality")},
+        "regions": {lab: {"phase": rec["phase"], "area_nm2": rec["area_nm2"],
+                          "mesh_area_error": rec["mesh_area_error"]} for lab, rec in doc["regions"].items()},
+    }}
     with ctx.h5("h5") as f:
-        _write_h5(f, bnd, doc, mstats, arrays, tol, img)
-        set_summary(f, {"fem": {
-            "files": files, "image": img.name, "n_regions": len(bnd.regions),
-            "mesh": {"n_nodes": mstats["n_nodes"], "n_elements": mstats["n_elements"],
-                     "mesh_size_nm": mesh_size, "min_quality": mstats.get("min_quality")},
-            "regions": {lab: {"phase": rec["phase"], "area_nm2": rec["area_nm2"],
-                              "mesh_area_error": rec["mesh_area_error"]} for lab, rec in doc["regions"].items()},
-        }})
+        geo.write(f)
     from .fem_figures import fem_figures
 
     fem_figures(ctx.output["figures"], img, bnd, arrays, phases)
@@ -202,24 +210,27 @@ def _empty_mesh(path) -> dict:
                        "triangle_region": np.zeros(0, np.int32)}}
 
 
-def _write_h5(f, bnd, doc, mstats, arrays, tol, img) -> None:
-    pg = f.require_group("polygons")
+def fem_result(bnd, doc, mstats, arrays, tol, img) -> FemGeometry:
+    """The fem.h5 content (:class:`temtwin.results.fem.FemGeometry`): polygons, region and interface tables,
+    the mesh (model axes)."""
+    m = FemGeometry()
+    m.attrs["polygons"] = {}
     labs = sorted(bnd.regions)
     nvert, nholes = [], []
     for lab in labs:
-        g = pg.require_group(str(lab))
+        m.attrs[f"polygons/{lab}"] = {}
         nv = nh = 0
         for k, (outer, holes) in enumerate(bnd.polygons(lab)):
-            write_array(g, f"outer_{k}", outer, "nm")
+            m.put(f"polygons/{lab}/outer_{k}", outer, "nm")
             nv += len(outer)
             for j, h in enumerate(holes):
-                write_array(g, f"hole_{k}_{j}", h, "nm")
+                m.put(f"polygons/{lab}/hole_{k}_{j}", h, "nm")
                 nv += len(h)
                 nh += 1
         nvert.append(nv)
         nholes.append(nh)
     recs = [doc["regions"][str(lab)] for lab in labs]
-    write_table(f, "regions", {
+    m.put_table("regions", {
         "label": (np.array(labs, np.int32), "label"),
         "phase": (np.array([r["phase"] for r in recs], object), "1"),
         "area_nm2": (np.array([r["area_nm2"] for r in recs], float), "nm^2"),
@@ -247,20 +258,17 @@ def _write_h5(f, bnd, doc, mstats, arrays, tol, img) -> None:
             tags.append(groups.get("boundaries", {}).get(b, {}).get("tag", -1))
         else:
             tags.append(groups.get("interfaces", {}).get(f"{a}-{b}", {}).get("tag", -1))
-    write_table(f, "interfaces", {
+    m.put_table("interfaces", {
         "a": (np.array([k[0] for k in keys], np.int32), "label"),
         "b": (np.array([k[1] for k in keys], np.int32), "label"),
         "length_nm": (np.array(lengths), "nm"),
         "mesh_tag": (np.array(tags, np.int32), "1"),
     }, description="a = -1: outer boundary of region b")
-    mg = f.require_group("mesh")
-    write_array(mg, "nodes", arrays["nodes"], "nm", frame="model axes: x right, y up")
-    write_array(mg, "triangles", np.asarray(arrays["triangles"], np.int64), "1")
-    write_array(mg, "triangle_region", np.asarray(arrays["triangle_region"], np.int32), "label")
-    for k in ("n_nodes", "n_elements", "mesh_size_nm", "interface_size_nm", "refinement_distance_nm", "min_quality"):
-        v = mstats.get(k)
-        if v is not None:
-            mg.attrs[k] = v
-    f.attrs["image"] = img.name
-    f.attrs["simplify_tolerance_nm"] = tol
-    f.attrs["frame"] = "polygons: image frame (x right, y down) nm; mesh and GDS: model axes (x right, y up)"
+    m.put("mesh/nodes", arrays["nodes"], "nm", frame="model axes: x right, y up")
+    m.put("mesh/triangles", np.asarray(arrays["triangles"], np.int64), "1")
+    m.put("mesh/triangle_region", np.asarray(arrays["triangle_region"], np.int32), "label")
+    m.attrs["mesh"] = {k: mstats[k] for k in ("n_nodes", "n_elements", "mesh_size_nm", "interface_size_nm",
+                                               "refinement_distance_nm", "min_quality") if mstats.get(k) is not None}
+    m.attrs[""] = {"image": img.name, "simplify_tolerance_nm": tol,
+                   "frame": "polygons: image frame (x right, y down) nm; mesh and GDS: model axes (x right, y up)"}
+    return m

@@ -175,18 +175,29 @@ def match_reflections(cell: CrystalCell, g_measured: np.ndarray, tol: float = 0.
     return hkl[k], g[k], d[np.arange(len(gm)), k]
 
 
-def virtual_cell(cell: CrystalCell, g_measured: np.ndarray, tol: float = 0.1) -> tuple[CrystalCell, dict]:
+def virtual_cell(cell: CrystalCell, g_measured: np.ndarray, tol: float = 0.1,
+                 hkl: np.ndarray | None = None) -> tuple[CrystalCell, dict]:
     """The cell deformed in-plane so that its reciprocal vectors match the measured ``g_measured``.
 
     ``g_measured``: (2, 2) rows g1, g2 [kx, ky] nm⁻¹ (GPA reference g vectors, refined in the reference
-    region).  Each is indexed on the nearest zone reflection of ``cell`` (relative mismatch ≤ ``tol``),
-    and the in-plane deformation F₂ with g_meas = F₂⁻ᵀ g_nom is applied; along the beam the cell is
-    scaled by √|det F₂| (isotropic guess: the beam direction is not measured).  Raises ValueError if
-    the g vectors do not index.
+    region).  ``hkl``: (2, 3) their Miller indices as stored in gpa.h5 (``/lattice`` attr ``hkl``, from
+    phase_id's indexing): used as given, never re-indexed.  Without them (GPA could not index its g)
+    each g is indexed on the nearest zone reflection of ``cell``.  The nominal g of those hkl must lie
+    within ``tol`` (relative) of the measured g.  The in-plane deformation F₂ with
+    g_meas = F₂⁻ᵀ g_nom is applied; along the beam the cell is scaled by √|det F₂| (isotropic guess:
+    the beam direction is not measured).  Raises ValueError if the g vectors do not match.
     """
-    hkl, gn, mis = match_reflections(cell, g_measured, tol)
+    if hkl is not None:
+        hkl = np.asarray(hkl, int).reshape(2, 3)
+        gm = np.asarray(g_measured, float).reshape(2, 2)
+        g3 = hkl @ cell.reciprocal_nm().T                 # image frame (nm⁻¹); z ≈ 0 for hkl in the zone
+        gn = g3[:, :2]
+        mis = np.linalg.norm(g3 - np.c_[gm, np.zeros(2)], axis=1) / np.linalg.norm(gm, axis=1)
+    else:
+        hkl, gn, mis = match_reflections(cell, g_measured, tol)
     if np.any(mis > tol):
-        raise ValueError(f"measured g vectors do not match the phase's reflections (mismatch {mis.max():.1%})")
+        raise ValueError(f"measured g vectors do not match the phase's reflections {hkl.tolist()} "
+                         f"(mismatch {mis.max():.1%})")
     Gm = np.asarray(g_measured, float).reshape(2, 2).T   # columns
     Gn = gn.T
     if abs(np.linalg.det(Gn)) < 1e-9 * np.linalg.norm(Gn) ** 2:

@@ -2,7 +2,7 @@
 
 Per image: ``image.h5`` (pixel size), ``segmentation.h5`` (labels), ``phases.h5`` (per-region phase,
 zone axis, orientation matrix, CIF text per phase), ``gpa.h5`` (reference g vectors, displacement,
-strain, amplitude, mask).  Per sample: ``stack.h5`` (image placement in the overview).
+strain, amplitude, mask).  Per sample: ``stack.h5`` is read with :class:`temtwin.results.stack.Stack`.
 Missing optional parts (no gpa.h5, GPA not applicable, a region without orientation) read as None.
 """
 
@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
+from ..results.gpa import Gpa as GpaResult
+from ..results.image import Image
+from ..results.phases import Phases
+from ..results.segmentation import Segmentation
 
 
 def _s(v: Any) -> Any:
@@ -55,6 +58,8 @@ class Gpa:
     mask: np.ndarray | None = None              # (rows, cols) bool
     strain: dict[str, np.ndarray] = field(default_factory=dict)   # exx, eyy, exy, rotation
     amplitude: np.ndarray | None = None         # (2, rows, cols)
+    g_hkl: np.ndarray | None = None             # (2, 3) hkl of g1, g2 (phase_id's indexing), if indexed
+    g_phase: str = ""                           # the phase those hkl belong to
 
 
 @dataclass
@@ -82,17 +87,14 @@ class ImageInputs:
         return float(np.sqrt(self.pixel_size_nm[0] * self.pixel_size_nm[1]))
 
     def structure(self, phase: str):
-        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library."""
-        cif = self.cifs.get(phase)
-        if cif:
-            from pymatgen.core import Structure
+        """pymatgen Structure of a phase: the CIF in phases.h5, else temtwin's phase library (both through
+        the one loader, :mod:`temtwin.phase.database`)."""
+        from ..phase.database import load_structure, structure_from_cif
 
-            try:
-                return Structure.from_str(cif, fmt="cif")
-            except Exception as e:
-                raise UserError(f"phase {phase!r}: CIF text cannot be parsed ({type(e).__name__}); "
-                                "fix the CIF in the dataset's phases/ folder", self.phases_path) from None
-        from ..synth.crystal import load_structure
+        cif = self.cifs.get(phase)
+        if cif:       # the one CIF policy (phase.database), on the text phase_id stored
+            return structure_from_cif(cif, self.phases_path, f"phase {phase!r} in phases.h5 (from the "
+                                      "dataset's phases/ folder)")
 
         try:
             return load_structure(phase)
@@ -101,23 +103,17 @@ class ImageInputs:
                             f"phases/{phase}.cif to the sample", self.phases_path) from None
 
     def load_image(self) -> np.ndarray:
-        with h5py.File(self.image_path, "r") as f:
-            return f["image"][()].astype(np.float32)
+        return Image.read(self.image_path).data
 
 
 def read_pixel_size(image_h5: str | Path) -> tuple[tuple[float, float], tuple[int, int]]:
     """(pixel size (x, y) nm, shape) of an image.h5."""
-    with h5py.File(image_h5, "r") as f:
-        px = np.ravel(f.attrs["pixel_size_nm"]).astype(float)
-        shape = tuple(int(v) for v in f["image"].shape)
-    return (float(px[0]), float(px[-1])), shape  # type: ignore[return-value]
+    im = Image.read(image_h5, header_only=True)
+    return im.pixel_size_nm, im.attrs["shape"]
 
 
 def read_labels(seg_h5: str | Path) -> np.ndarray:
-    with h5py.File(seg_h5, "r") as f:
-        if "labels" not in f:
-            raise UserError("segmentation result has no /labels; rerun the segment rule", seg_h5)
-        return f["labels"][()].astype(np.int32)
+    return Segmentation.read_labels(seg_h5)
 
 
 def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str, str]]:
@@ -127,27 +123,23 @@ def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str
     p = Path(phases_h5)
     if not p.is_file():
         return regions, cifs
-    with h5py.File(p, "r") as f:
-        for key, g in (f.get("regions") or {}).items():
-            try:
-                label = int(key)
-            except ValueError:
-                continue
-            a = {k: _s(v) for k, v in g.attrs.items()}
-            M = g["orientation_matrix"][()] if "orientation_matrix" in g else None
-            if M is not None and (np.shape(M) != (3, 3) or not np.all(np.isfinite(M))):
-                M = None
-            za = a.get("zone_axis")
-            za = [int(round(float(v))) for v in np.ravel(za)] if za is not None and np.size(za) == 3 else None
-            z4 = a.get("zone_axis_4")
-            z4 = [int(round(float(v))) for v in np.ravel(z4)] if z4 is not None and np.size(z4) == 4 else None
-            regions[label] = RegionPhase(
-                label, str(a.get("phase", "") or ""), str(a.get("space_group", "") or ""), za, z4,
-                _float(a.get("rotation_deg")), _float(a.get("scale_factor")), bool(a.get("identified", False)), M)
-        for name, g in (f.get("phases") or {}).items():
-            cif = _s(g.attrs.get("cif", ""))
-            if cif:
-                cifs[name] = cif
+    ph = Phases.read(p)
+    for label, r in ph.regions.items():
+        a = r.attrs
+        M = r.orientation_matrix
+        if M is not None and (np.shape(M) != (3, 3) or not np.all(np.isfinite(M))):
+            M = None
+        za = a.get("zone_axis")
+        za = [int(round(float(v))) for v in np.ravel(za)] if za is not None and np.size(za) == 3 else None
+        z4 = a.get("zone_axis_4")
+        z4 = [int(round(float(v))) for v in np.ravel(z4)] if z4 is not None and np.size(z4) == 4 else None
+        regions[label] = RegionPhase(
+            label, str(a.get("phase", "") or ""), str(a.get("space_group", "") or ""), za, z4,
+            _float(a.get("rotation_deg")), _float(a.get("scale_factor")), bool(a.get("identified", False)), M)
+    for name, a in ph.phases.items():
+        cif = str(a.get("cif", "") or "")
+        if cif:
+            cifs[name] = cif
     return regions, cifs
 
 
@@ -163,21 +155,15 @@ def read_gpa(gpa_h5: str | Path) -> Gpa:
     p = Path(gpa_h5)
     if not p.is_file():
         return Gpa(False, "no gpa.h5")
-    with h5py.File(p, "r") as f:
-        a = {k: _s(v) for k, v in f.attrs.items()}
-        if not bool(a.get("applicable", True)) or "displacement" not in f or "g_vectors" not in f:
-            return Gpa(False, str(a.get("reason", "GPA not applicable")))
-        ref = a.get("reference_label")
-        try:
-            ref = int(ref) if ref is not None and str(ref) != "" else None
-        except ValueError:
-            ref = None
-        strain = {k: f["strain"][k][()] for k in ("exx", "eyy", "exy") if "strain" in f and k in f["strain"]}
-        if "rotation" in f:
-            strain["rotation"] = f["rotation"][()]
-        return Gpa(True, "", ref, f["g_vectors"][()].astype(float), f["displacement"][()].astype(float),
-                   f["mask"][()].astype(bool) if "mask" in f else None, strain,
-                   f["amplitude"][()] if "amplitude" in f else None)
+    g = GpaResult.read(p, parts=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude",
+                                 "lattice@"))
+    if not g.applicable or g.displacement is None or g.g_vectors is None:
+        return Gpa(False, g.reason or "GPA not applicable")
+    strain = dict(g.strain)
+    if g.rotation is not None:
+        strain["rotation"] = g.rotation
+    return Gpa(True, "", g.reference_label, g.g_vectors, g.displacement, g.mask, strain, g.amplitude, g.g_hkl,
+               g.g_phase)
 
 
 def image_name(path: str | Path) -> str:
@@ -220,24 +206,6 @@ def all_images(ctx, with_gpa: bool = True) -> list[ImageInputs]:
         raise UserError("inputs images/segmentations/phases differ in length; rerun the workflow", "rule inputs")
     gps = gps if len(gps) == len(imgs) else [""] * len(imgs)
     return [read_image_inputs(i, s, p, g, with_gpa) for i, s, p, g in zip(imgs, segs, phs, gps)]
-
-
-def read_stack(stack_h5: str | Path | None) -> dict:
-    """{'overview': name, 'images': {name: {offset_nm, scale, rotation_deg, accepted, transform}},
-    'regions': {label: attrs}} ({} when the file is missing)."""
-    if not stack_h5 or not Path(stack_h5).is_file():
-        return {}
-    out: dict = {"images": {}, "regions": {}}
-    with h5py.File(stack_h5, "r") as f:
-        out["overview"] = _s(f.attrs.get("overview", ""))
-        for name, g in (f.get("images") or {}).items():
-            d = {k: _s(v) for k, v in g.attrs.items()}
-            if "transform" in g:
-                d["transform"] = g["transform"][()]
-            out["images"][name] = d
-        for name, g in (f.get("regions") or {}).items():
-            out["regions"][name] = {k: _s(v) for k, v in g.attrs.items()}
-    return out
 
 
 def to_json(obj: Any) -> str:

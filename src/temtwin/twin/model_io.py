@@ -18,7 +18,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..io.h5 import write_array
 
 
 def atoms_from_arrays(positions_nm, numbers, cell_nm=None, pbc=(False, False, False), region=None,
@@ -39,29 +38,16 @@ def atoms_from_arrays(positions_nm, numbers, cell_nm=None, pbc=(False, False, Fa
 
 
 def write_model_h5(f: h5py.File, atoms) -> None:
-    """Write ``atoms`` (Å) into an open result file in the model.h5 layout (nm)."""
-    n = len(atoms)
-    write_array(f, "positions", atoms.get_positions() / 10.0, "nm")
-    write_array(f, "numbers", atoms.get_atomic_numbers().astype(np.int16), "1")
-    reg = atoms.arrays.get("region", np.zeros(n, np.int32))
-    write_array(f, "region", np.asarray(reg, np.int32), "label")
-    write_array(f, "displacement", atoms.arrays.get("displacement_nm", np.zeros((n, 3))), "nm")
-    write_array(f, "source_pixel", atoms.arrays.get("source_pixel", np.full((n, 2), -1.0)), "px")
-    write_array(f, "cell", np.asarray(atoms.cell[:]) / 10.0, "nm")
-    write_array(f, "pbc", np.asarray(atoms.pbc, bool), "1")
-    for k, v in atoms.info.items():
-        if v is None:
-            continue
-        f.attrs[k] = v
+    """Write ``atoms`` (Å) into an open result file in the model.h5 layout (nm), through
+    :class:`temtwin.results.model.Model`."""
+    from ..results.model import Model
+
+    Model.from_atoms(atoms).write(f)
 
 
 def read_model(path: str | os.PathLike):
-    """Read ``model.h5`` as ``ase.Atoms`` (Å); ``atoms.info`` holds the root attributes."""
-    with h5py.File(path, "r") as f:
-        info = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        if not info.get("applicable", True) or "positions" not in f:
-            atoms = atoms_from_arrays(np.zeros((0, 3)), np.zeros(0, int), info=info)
-            return atoms
-        return atoms_from_arrays(
-            f["positions"][()], f["numbers"][()], f["cell"][()], tuple(bool(b) for b in f["pbc"][()]),
-            f["region"][()], f["displacement"][()], f["source_pixel"][()], info)
+    """Read ``model.h5`` as ``ase.Atoms`` (Å) through :class:`temtwin.results.model.Model` (its per-atom core
+    only); ``atoms.info`` holds the root attributes."""
+    from ..results.model import Model
+
+    return Model.core(path).to_atoms()

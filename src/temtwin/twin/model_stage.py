@@ -1,7 +1,7 @@
 """Rule ``atomic_model``: the 3D atomic model of one image of the sample (see :mod:`.builder`).
 
-Outputs: ``model.h5`` (layout of :mod:`.model_io` plus ``/regions`` table, ``/quality`` maps and
-``/composition`` attributes), ``model.extxyz`` (Å, arrays region, displacement, source_pixel),
+Outputs: ``model.h5`` (:class:`temtwin.results.model.Model`: the per-atom core plus ``/regions`` table,
+``/quality`` maps and ``/composition`` attributes), ``model.extxyz`` (Å, arrays region, displacement, source_pixel),
 ``model.lmp`` (LAMMPS data, atomic style) and figures (projected views by species and by
 displacement, quality map).  Summary fragment (sample level): ``model`` = {n_atoms, species,
 thickness_nm, files, quality, image, reference_label, regions, composition}.
@@ -20,14 +20,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..results.model import Model
 from ..workflow.seeds import rng as seeded_rng
 from .builder import ModelResult, ModelTooLarge, build_model, growth_direction, plan_regions
 from .displace import DisplacementField
 from .extxyz import write_extxyz
 from .inputs import ImageInputs, all_images, named_image
 from .lammps import write_lammps_data
-from .model_io import atoms_from_arrays, write_model_h5
+from .model_io import atoms_from_arrays
 from .quality import screen
 from .register import lattice_origin
 
@@ -53,11 +53,11 @@ def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs | N
 def _not_applicable(ctx, reason: str, image: str = "") -> None:
     ctx.log.info("atomic model not applicable: %s", reason)
     atoms = atoms_from_arrays(np.zeros((0, 3)), np.zeros(0, int), info={})
+    m = Model.not_applicable(reason)
+    m.attrs[""] = {"image": image}
+    m.summary = {"model": {"applicable": False, "reason": reason, "n_atoms": 0}}
     with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        f.attrs["image"] = image
-        set_summary(f, {"model": {"applicable": False, "reason": reason, "n_atoms": 0}})
+        m.write(f)
     with ctx.file("extxyz") as p:
         write_extxyz(p, atoms, {"applicable": False})
     with ctx.file("lammps") as p:
@@ -128,10 +128,11 @@ def run(ctx) -> None:
     t_w = time.perf_counter()
     files = {"h5": str(ctx.output["h5"]), "extxyz": str(ctx.output["extxyz"]), "lammps": str(ctx.output["lammps"])}
     summary = _summary(res, plans, pinfo, q, comp_info, files, img, reg_info)
+    model = Model.from_atoms(atoms)
+    _model_extras(model, res, plans, pinfo, q, comp_info, reg_info)
+    model.summary = {"model": summary}
     with ctx.h5("h5") as f:
-        write_model_h5(f, atoms)
-        _write_extras(f, res, plans, pinfo, q, comp_info, reg_info)
-        set_summary(f, {"model": summary})
+        model.write(f)
     with ctx.file("extxyz") as p:
         write_extxyz(p, atoms, {k: v for k, v in info.items() if k != "applicable"})
     with ctx.file("lammps") as p:
@@ -227,7 +228,8 @@ def _summary(res: ModelResult, plans, pinfo, q, comp, files, img, reg_info) -> d
     }
 
 
-def _write_extras(f, res: ModelResult, plans, pinfo, q, comp, reg_info) -> None:
+def _model_extras(m: Model, res: ModelResult, plans, pinfo, q, comp, reg_info) -> None:
+    """Add the region table, the region cells, the quality screen and the composition record to ``m``."""
     import json
 
     cols = {
@@ -238,22 +240,19 @@ def _write_extras(f, res: ModelResult, plans, pinfo, q, comp, reg_info) -> None:
         "origin_nm": (np.array([p.origin_nm for p in plans], float).reshape(-1, 3), "nm"),
         "ideal_nn_nm": (np.array([p.cell.nearest_neighbour_nm() for p in plans], float), "nm"),
     }
-    write_table(f, "regions", cols)
-    g = f.require_group("cells")
+    m.put_table("regions", cols)
     for p in plans:
-        write_array(g, str(p.label), p.cell.lattice_nm, "nm", phase=p.cell.phase, kind=p.kind,
-                    description="columns = lattice vectors a, b, c in the image frame")
-    qg = f.require_group("quality")
-    write_array(qg, "nearest_neighbour", np.asarray(q["nn_nm"], np.float32), "nm")
-    write_array(qg, "flagged_fraction_map", q["map_flagged"], "1", extent_nm=q["map_extent_nm"], bin_nm=q["bin_nm"])
-    write_array(qg, "max_deviation_map", q["map_max_dev"], "1", extent_nm=q["map_extent_nm"], bin_nm=q["bin_nm"])
-    qg.attrs["flagged_fraction"] = q["flagged_fraction"]
-    qg.attrs["regions"] = json.dumps(q["regions"], sort_keys=True)
-    cg = f.require_group("composition")
-    cg.attrs["info"] = json.dumps(_jsonable(comp), sort_keys=True)
-    write_array(f, "host_numbers", res.host.astype(np.int16), "1")
-    f.attrs["virtual_cell"] = json.dumps(_jsonable(pinfo["virtual_cell"]), sort_keys=True)
-    f.attrs["registration"] = json.dumps(_jsonable(reg_info), sort_keys=True)
+        m.put(f"cells/{p.label}", p.cell.lattice_nm, "nm", phase=p.cell.phase, kind=p.kind,
+              description="columns = lattice vectors a, b, c in the image frame")
+    m.put("quality/nearest_neighbour", np.asarray(q["nn_nm"], np.float32), "nm")
+    m.put("quality/flagged_fraction_map", q["map_flagged"], "1", extent_nm=q["map_extent_nm"], bin_nm=q["bin_nm"])
+    m.put("quality/max_deviation_map", q["map_max_dev"], "1", extent_nm=q["map_extent_nm"], bin_nm=q["bin_nm"])
+    m.attrs["quality"] = {"flagged_fraction": q["flagged_fraction"],
+                          "regions": json.dumps(q["regions"], sort_keys=True)}
+    m.attrs["composition"] = {"info": json.dumps(_jsonable(comp), sort_keys=True)}
+    m.put("host_numbers", res.host.astype(np.int16), "1")
+    m.attrs[""].update(virtual_cell=json.dumps(_jsonable(pinfo["virtual_cell"]), sort_keys=True),
+                       registration=json.dumps(_jsonable(reg_info), sort_keys=True))
 
 
 def _jsonable(o):

@@ -13,15 +13,20 @@ Coordinates: nm, x right, y down (image rows); FFT axes kx right, ky down in nm�
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ..io.h5 import read_table, to_jsonable
+from ..results.gpa import Gpa
+from ..results.image import Image
+from ..results.peaks import Peaks
+from ..results.phases import Phases
+from ..results.segmentation import Segmentation
+from ..results.simulation import Simulation
+from ..results.summary import read_summary_json
 from . import encode
 
 log = logging.getLogger("temtwin")
@@ -43,7 +48,8 @@ def _s(v) -> Any:
 
 
 def _attrs(obj) -> dict:
-    return {k: _s(v) for k, v in obj.attrs.items() if k not in ("summary", "cif", "input_digests")}
+    a = obj if isinstance(obj, dict) else obj.attrs
+    return {k: _s(v) for k, v in a.items() if k not in ("summary", "cif", "input_digests")}
 
 
 def _poly(xy: np.ndarray, max_points: int = 400) -> list:
@@ -55,8 +61,9 @@ def _poly(xy: np.ndarray, max_points: int = 400) -> list:
 
 
 def _table(g) -> dict:
-    """A table group as {"columns": [...], "rows": [[...], ...]} (strings decoded, floats rounded)."""
-    t = read_table(g)
+    """A table (group or {column: values}) as {"columns": [...], "rows": [[...], ...]} (strings decoded,
+    floats rounded)."""
+    t = g if isinstance(g, dict) else read_table(g)
     cols = list(t)
     n = len(next(iter(t.values()))) if t else 0
     rows = []
@@ -83,11 +90,11 @@ def image_payload(folder: Path, name: str, summary: dict, cfg: dict) -> dict:
     """Everything the page shows for one image (``folder`` = results/<sample>/<image>)."""
     notes: list[str] = []
     out: dict[str, Any] = {"name": name, "notes": notes, "regions": {}}
-    with h5py.File(folder / "image.h5", "r") as f:
-        img = f["image"][()]
-        px = [float(v) for v in f.attrs["pixel_size_nm"]]
-        out.update(shape=list(img.shape), pixel_size_nm=px, units=_s(f["image"].attrs.get("units", "")),
-                   mode=_s(f.attrs.get("mode", "")), source_file=_s(f.attrs.get("source_file", "")))
+    im = Image.read(folder / "image.h5")
+    img = im.data
+    px = [float(v) for v in im.pixel_size_nm]
+    out.update(shape=list(img.shape), pixel_size_nm=px, units=im.units, mode=_s(im.attrs.get("mode", "")),
+               source_file=_s(im.attrs.get("source_file", "")))
     out["display"] = encode.gray_jpeg(img, int(cfg["display_px"]), int(cfg["jpeg_quality"]))
     out["info"] = {k: v for k, v in summary.items() if k != "regions"}
     regions = out["regions"]
@@ -96,13 +103,13 @@ def image_payload(folder: Path, name: str, summary: dict, cfg: dict) -> dict:
         regions[lab] = {"label": lab, "summary": r}
     seg = folder / "segmentation.h5"
     if seg.is_file():
-        with h5py.File(seg, "r") as f:
-            out["segmentation"] = {k: v for k, v in _attrs(f).items() if k in ("method", "source", "overrides")}
-            for lab, ds in (f.get("contours") or {}).items():
-                regions.setdefault(lab, {"label": lab, "summary": {}})["contour"] = _poly(ds[()])
-            if "regions" in f and max(img.shape) > int(cfg["display_px"]):
-                _optional("full-resolution details", notes, _details, img, px, read_table(f["regions"]), regions,
-                          int(cfg["detail_px"]), int(cfg["jpeg_quality"]))
+        sr = Segmentation.read(seg)
+        out["segmentation"] = {k: v for k, v in sr.attrs.items() if k in ("method", "source", "overrides")}
+        for lab, poly in sr.contours.items():
+            regions.setdefault(str(lab), {"label": str(lab), "summary": {}})["contour"] = _poly(poly)
+        if sr.table and max(img.shape) > int(cfg["display_px"]):
+            _optional("full-resolution details", notes, _details, img, px, sr.table, regions,
+                      int(cfg["detail_px"]), int(cfg["jpeg_quality"]))
     pk = folder / "peaks.h5"
     if pk.is_file():
         _optional("FFTs and peaks", notes, _read_peaks, pk, regions, int(cfg["fft_px"]))
@@ -135,75 +142,78 @@ def _details(img, px, table, regions: dict, size: int, quality: int) -> None:
 
 
 def _read_peaks(path: Path, regions: dict, fft_px: int) -> None:
-    with h5py.File(path, "r") as f:
-        for lab, g in (f.get("regions") or {}).items():
-            r = regions.setdefault(lab, {"label": lab, "summary": {}})
-            r["crystalline"] = bool(g.attrs.get("crystalline", False))
-            if "peaks" in g:
-                t = read_table(g["peaks"])
-                r["peaks"] = {"kx": np.round(t["kx"], 4).tolist(), "ky": np.round(t["ky"], 4).tolist()}
-            if "fft" in g:
-                fft = g["fft"][()]
-                r["fft"] = {**encode.gray_webp(fft, fft_px),
-                            "extent": [float(v) for v in g["fft"].attrs.get("k_extent_nm-1", [-1, 1, -1, 1])]}
+    for label, pr in Peaks.read(path).regions.items():
+        lab = str(label)
+        r = regions.setdefault(lab, {"label": lab, "summary": {}})
+        r["crystalline"] = bool(pr.attrs.get("crystalline", False))
+        if pr.table is not None:
+            t = pr.table
+            r["peaks"] = {"kx": np.round(t["kx"], 4).tolist(), "ky": np.round(t["ky"], 4).tolist()}
+        if pr.fft is not None:
+            ext = pr.extent if pr.extent is not None else [-1, 1, -1, 1]
+            r["fft"] = {**encode.gray_webp(pr.fft, fft_px), "extent": [float(v) for v in ext]}
 
 
 def _read_phases(path: Path, regions: dict, out: dict) -> None:
-    with h5py.File(path, "r") as f:
-        out["calibration_scale_factor"] = _s(f.attrs.get("calibration_scale_factor"))
-        for lab, g in (f.get("regions") or {}).items():
-            r = regions.setdefault(lab, {"label": lab, "summary": {}})
-            r["call"] = {k: v for k, v in _attrs(g).items()}
-            if "candidates" in g:
-                r["candidates"] = _table(g["candidates"])
-            if "spots" in g:
-                t = read_table(g["spots"])
-                r["spots"] = {"kx": np.round(t["kx"], 4).tolist(), "ky": np.round(t["ky"], 4).tolist(),
-                              "hkl": [f"{h} {k} {l}" for h, k, l in zip(t["h"], t["k"], t["l"])],
-                              "crystal": [int(v) for v in t.get("crystal", np.ones(len(t["kx"])))]}
-        out["phases"] = {name: {k: v for k, v in _attrs(g).items()
-                                if k in ("space_group", "formula", "lattice_abc_nm", "lattice_angles_deg")}
-                         for name, g in (f.get("phases") or {}).items()}
+    ph = Phases.read(path)
+    out["calibration_scale_factor"] = _s(ph.attrs.get("calibration_scale_factor"))
+    for label, pr in ph.regions.items():
+        lab = str(label)
+        r = regions.setdefault(lab, {"label": lab, "summary": {}})
+        r["call"] = _attrs(pr.attrs)
+        if pr.candidates is not None:
+            r["candidates"] = _table(pr.candidates)
+        if pr.spots is not None:
+            t = pr.spots
+            r["spots"] = {"kx": np.round(t["kx"], 4).tolist(), "ky": np.round(t["ky"], 4).tolist(),
+                          "hkl": [f"{h} {k} {l}" for h, k, l in zip(t["h"], t["k"], t["l"])],
+                          "crystal": [int(v) for v in t.get("crystal", np.ones(len(t["kx"])))]}
+    out["phases"] = {name: {k: v for k, v in _attrs(a).items()
+                            if k in ("space_group", "formula", "lattice_abc_nm", "lattice_angles_deg")}
+                     for name, a in ph.phases.items()}
 
 
 def _read_gpa(path: Path, map_px: int) -> dict:
-    with h5py.File(path, "r") as f:
-        a = _attrs(f)
-        res: dict[str, Any] = {"applicable": bool(a.get("applicable", True)), "reason": a.get("reason", ""),
-                               "reference_label": a.get("reference_label"), "maps": [], "sigma": []}
-        if not res["applicable"] or "strain" not in f:
-            return res
-        mask = f["mask"][()].astype(bool) if "mask" in f else None
-        for c in STRAIN:
-            if c in f["strain"]:
-                res["maps"].append({"name": c, "units": "1", **encode.map_image(f["strain"][c][()], map_px, mask)})
-        if "rotation" in f:
-            res["maps"].append({"name": "rotation", "units": "rad",
-                                **encode.map_image(f["rotation"][()], map_px, mask)})
-        sg = f.get("strain_sigma")
-        if sg is not None:
-            for c, ds in sg.items():
-                if isinstance(ds, h5py.Dataset) and ds.ndim == 2:
-                    res["sigma"].append({"name": f"σ {c}", "units": _s(ds.attrs.get("units", "1")),
-                                         **encode.map_image(ds[()], map_px, mask, cmap="magma", symmetric=False,
-                                                          vmin=0.0, vmax=None)})
+    g = Gpa.read(path, parts=("strain", "rotation", "mask", "strain_sigma"))
+    res: dict[str, Any] = {"applicable": g.applicable, "reason": g.reason,
+                           "reference_label": _s(g.attrs.get("reference_label")), "maps": [], "sigma": []}
+    if not res["applicable"] or g.content.sub("strain") is None:
+        return res
+    mask = g.mask
+    for c, v in g.strain.items():
+        res["maps"].append({"name": c, "units": "1", **encode.map_image(v, map_px, mask)})
+    if g.rotation is not None:
+        res["maps"].append({"name": "rotation", "units": "rad", **encode.map_image(g.rotation, map_px, mask)})
+    sg = g.content.sub("strain_sigma")
+    for c, a in (sg.arrays.items() if sg is not None else []):
+        if np.ndim(a.data) == 2:
+            res["sigma"].append({"name": f"σ {c}", "units": a.units or "1",
+                                 **encode.map_image(a.data, map_px, mask, cmap="magma", symmetric=False,
+                                                    vmin=0.0, vmax=None)})
     return res
 
 
 def _read_maps(path: Path, map_px: int) -> dict:
-    """Every 2-D dataset of an optional result file (e.g. simulation.h5: simulated image, residual)."""
-    maps = []
-    with h5py.File(path, "r") as f:
-        a = _attrs(f)
+    """Every 2-D dataset of simulation.h5 (simulated image, residual, ...), at most 8."""
+    maps: list[dict] = []
+    sim = Simulation.read(path)
 
-        def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and obj.ndim == 2 and min(obj.shape) >= 8 and len(maps) < 8:
-                d = obj[()].astype(float)
-                sym = "resid" in name.lower() or "diff" in name.lower()
-                maps.append({"name": name, "units": _s(obj.attrs.get("units", "")),
-                             **encode.map_image(d, map_px, cmap="RdBu_r" if sym else "gray", symmetric=sym)})
-        f.visititems(visit)
-    return {"attrs": {k: v for k, v in a.items() if isinstance(v, (int, float, str, bool))}, "maps": maps}
+    def visit(prefix: str, g) -> None:
+        for name, a in g.arrays.items():
+            d = a.data
+            if np.ndim(d) == 2 and min(np.shape(d)) >= 8 and len(maps) < 8:
+                full = prefix + name
+                sym = "resid" in full.lower() or "diff" in full.lower()
+                maps.append({"name": full, "units": a.units,
+                             **encode.map_image(np.asarray(d, float), map_px, cmap="RdBu_r" if sym else "gray",
+                                                symmetric=sym)})
+        for name, sub in g.groups.items():
+            visit(prefix + name + "/", sub)
+
+    visit("", sim.content)
+    attrs = dict(sim.attrs, applicable=sim.applicable, reason=sim.reason)
+    return {"attrs": {k: _s(v) for k, v in attrs.items() if isinstance(_s(v), (int, float, str, bool))},
+            "maps": maps}
 
 
 def _figures(folder: Path, stages, max_px: int, notes: list) -> list[dict]:
@@ -224,25 +234,26 @@ def _figures(folder: Path, stages, max_px: int, notes: list) -> list[dict]:
 
 def _placements(path: Path) -> dict:
     """Each image's footprint in the overview (stack.h5): corners in overview nm."""
-    out: dict[str, Any] = {}
-    with h5py.File(path, "r") as f:
-        out["overview"] = _s(f.attrs.get("overview", ""))
-        out["pixel_size_nm"] = _s(f.attrs.get("pixel_size_nm"))
-        out["images"] = {}
-        for name, g in (f.get("images") or {}).items():
-            a = _attrs(g)
-            rec = {k: a.get(k) for k in ("parent", "offset_nm", "scale", "rotation_deg", "confidence", "accepted")}
-            if "transform" in g:
-                rec["transform"] = np.asarray(g["transform"][()], float).tolist()
-            out["images"][name] = rec
+    from ..results.stack import Stack
+
+    st = Stack.read(path)
+    out: dict[str, Any] = {"overview": st.overview, "pixel_size_nm": _s(st.group_attrs().get("pixel_size_nm")),
+                           "images": {}}
+    for name, a in st.images.items():
+        rec = {k: _s(a.get(k)) for k in ("parent", "offset_nm", "scale", "rotation_deg", "confidence", "accepted")}
+        if "transform" in a:
+            rec["transform"] = np.asarray(a["transform"], float).tolist()
+        out["images"][name] = rec
     return out
 
 
 def _model_projection(path: Path, map_px: int) -> dict:
     """Atoms of model.h5 projected along the beam: density map (counts per bin) on the image frame (nm)."""
-    with h5py.File(path, "r") as f:
-        pos = f["positions"][()]
-        a = _attrs(f)
+    from ..results.model import Model
+
+    m = Model.read(path, only=("positions",))
+    pos = m.data["positions"]
+    a = m.group_attrs()
     x, y = pos[:, 0], pos[:, 1]
     ext = [float(x.min()), float(x.max()), float(y.min()), float(y.max())]
     n = int(map_px)
@@ -258,7 +269,7 @@ def sample_payload(results: Path, sample: str, images: list[str], cfg: dict, sam
                    overrides: dict | None = None, progress=None) -> dict:
     """The JSON-able content of ``results/<sample>/viewer.html`` (see the module docstring)."""
     sdir = Path(results) / sample
-    summary = json.loads((sdir / "summary.json").read_text()) if (sdir / "summary.json").is_file() else {}
+    summary = read_summary_json(sdir / "summary.json", missing_ok=True)
     notes: list[str] = []
     out: dict[str, Any] = {"sample": sample, "sample_dir": sample_dir, "overrides": overrides or {},
                            "images": [], "notes": notes,

@@ -9,13 +9,13 @@ The pages read result files only; nothing is recomputed.  They are written atomi
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from ..config import load_config
 from ..errors import UserError
 from ..io.h5 import atomic_path
+from ..results.summary import read_summary_json
 from .data import sample_payload
 from .index import index_payload
 from .page import PLOTLY_REL, index_page, sample_page, write_plotly
@@ -87,7 +87,7 @@ def view(results: str | Path, config: dict | None = None) -> list[Path]:
     written = []
     for sj in sorted(results.glob("*/summary.json")):
         sdir = sj.parent
-        summ = json.loads(sj.read_text())
+        summ = read_summary_json(sj)
         images = [im for im in (summ.get("images") or {}) if (sdir / im / "image.h5").is_file()]
         src = _source_dir(sdir, images)
         ov = src / "overrides.yaml" if src is not None and (src / "overrides.yaml").is_file() else None
@@ -98,12 +98,10 @@ def view(results: str | Path, config: dict | None = None) -> list[Path]:
 
 
 def _source_dir(sdir: Path, images: list[str]) -> Path | None:
-    import h5py
+    from ..results.image import Image
 
     for im in images:
-        with h5py.File(sdir / im / "image.h5", "r") as f:
-            s = f.attrs.get("source_file", "")
-        s = s.decode() if isinstance(s, bytes) else str(s)
+        s = str(Image.read(sdir / im / "image.h5", header_only=True).attrs.get("source_file", ""))
         if s:
             return Path(s).resolve().parent
     return None

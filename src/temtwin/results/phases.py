@@ -1,0 +1,93 @@
+"""``phases.h5``, written by rule ``phase_id``: phase, zone axis and orientation of each region.
+
+Zone axes [u, v, w] in the phase's direct lattice; orientation matrices map crystal Cartesian axes to the
+image frame (x right, y down, z along the beam); reciprocal coordinates in nm⁻¹.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from .base import Entry, Group, TreeResult
+
+
+@dataclass
+class PhaseRegion:
+    """The phase identification of one region (a view of ``/regions/<label>``).
+
+    attrs: every attribute (``phase``, ``identified``, ``zone_axis``, ``rotation_deg``, ``state``, ...);
+    orientation_matrix: (3, 3) or None; candidates, spots, alternatives: tables or None.
+    """
+
+    label: int
+    attrs: dict
+    orientation_matrix: np.ndarray | None
+    candidates: dict | None
+    spots: dict | None
+    alternatives: dict | None
+
+    @property
+    def phase(self) -> str:
+        return str(self.attrs.get("phase", "") or "")
+
+    @property
+    def identified(self) -> bool:
+        return bool(self.attrs.get("identified", False))
+
+
+@dataclass
+class Phases(TreeResult):
+    """The phases of every region of one image (``content``: the whole file; ``regions``, ``phases``)."""
+
+    FILE: ClassVar[str] = "phases.h5"
+    RULE: ClassVar[str] = "phase_id"
+    LAYOUT: ClassVar[tuple[Entry, ...]] = (
+        Entry("@candidates", "attr", "str", "", "JSON list of the candidate phases"),
+        Entry("@n_patterns", "attr", "int", "", "zone-axis patterns in the library"),
+        Entry("@calibration_scale_factor", "attr", "float", "", "the image's calibration, shared by its regions"),
+        Entry("@calibration_uncertainty", "attr", "float", "", "its standard uncertainty"),
+        Entry("@calibration_status", "attr", "str", "", "`recovered`, `reference`, `ambiguous` or `assumed`"),
+        Entry("@elements", "attr", "str", "", "JSON list of the elements restricting the candidates"),
+        Entry("@elements_source", "attr", "str", "", "where they come from"),
+        Entry("/regions/<label>", "group", "", "", "attrs `phase` (CIF stem or \"\"), `space_group`, `zone_axis` "
+              "[u, v, w], `zone_axis_4` (hexagonal, else empty), `rotation_deg`, `scale_factor`, `score`, "
+              "`confidence`, `identified` (bool), `state` (`identified`/`ambiguous`/`not_identified`), "
+              "`group_confidence`; with an override `source`, `override`, `automatic_phase`"),
+        Entry("/regions/<label>/orientation_matrix", "dataset", "float64 (3, 3)", "1", "crystal -> image axes"),
+        Entry("/regions/<label>/candidates", "table", "(n,) per column", "", "`rank`, `phase`, `space_group`, "
+              "`zone_u`, `zone_v`, `zone_w`, `rotation_deg`, `scale_factor`, `score`, `confidence`"),
+        Entry("/regions/<label>/spots", "table", "(n,) per column", "", "`kx`, `ky` (nm^-1), `h`, `k`, `l`, "
+              "`residual_nm-1`"),
+        Entry("/regions/<label>/alternatives", "table", "(n,) per column", "", "`phase`, `zone_u/v/w`, "
+              "`scale_factor`, `fit`, `confidence`, `lattice_identical`"),
+        Entry("/phases/<name>", "group", "", "", "attrs `cif` (CIF text), `space_group`, `lattice_abc_nm`, "
+              "`lattice_angles_deg`, `formula`"),
+        Entry("/bragg/<label>[_<k>]", "dataset", "float (rows, cols)", "1", "normalised Bragg amplitude of "
+              "each identified crystal of the region (`_<k>` for the k-th crystal of one FFT)"),
+        Entry("/bragg/crystal_map", "dataset", "(rows, cols)", "label", "1-based row of `/bragg/crystals` with "
+              "the largest normalised amplitude, 0 = none; group attr `sigma_k_nm-1`"),
+        Entry("/bragg/crystals", "table", "(n,) per column", "", "`region` (label), `crystal` (1), ..."),
+        Entry("/regions/<label>/orientation_matrices", "dataset", "float64 (n, 3, 3)", "1", "orientation of "
+              "each candidate shown"),
+    )
+
+    @property
+    def regions(self) -> dict[int, PhaseRegion]:
+        """label -> :class:`PhaseRegion`, in file order (non-integer group names skipped)."""
+        out: dict[int, PhaseRegion] = {}
+        for name, g in (self.content.sub("regions") or Group()).groups.items():
+            try:
+                label = int(name)
+            except ValueError:
+                continue
+            out[label] = PhaseRegion(label, dict(g.attrs), g.get("orientation_matrix"), g.table("candidates"),
+                                     g.table("spots"), g.table("alternatives"))
+        return out
+
+    @property
+    def phases(self) -> dict[str, dict]:
+        """phase name -> its attributes (``cif``, ``space_group``, ``lattice_abc_nm``, ...)."""
+        return {k: dict(g.attrs) for k, g in (self.content.sub("phases") or Group()).groups.items()}
