@@ -35,8 +35,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
+import numba
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -98,14 +100,15 @@ class PhaseLog(logging.Handler):
         self.rows.append((time.perf_counter() - self.t0, rss_mb(), record.getMessage()))
 
 
-def child_stage(d: Path, rule: str, backend: str, moments: int, ranks: int = 1) -> dict:
+def child_stage(d: Path, rule: str, backend: str, moments: int, ranks: int = 1, lanczos: int = 100) -> dict:
     from temtwin.physics import tb_stage
     from temtwin.workflow.context import StageContext
 
     cfg = {"tight_binding": {"n_chunks": 1, "n_moments": moments, "vectors_per_region": 1,
                              "structure": "as_built", "partitions": "regions", "block_size": 4,
                              "backend": backend, "checkpoint_every_moments": 0, "mpi_ranks": ranks,
-                             "mpi_launcher": "mpirun", "energy_step_eV": 0.01}}
+                             "mpi_launcher": "mpirun", "energy_step_eV": 0.01,
+                             "lanczos_steps": lanczos}}
     log = logging.getLogger(f"bench.{rule}.{backend}")
     h = PhaseLog()
     log.addHandler(h)
@@ -135,29 +138,36 @@ def phases(rows) -> str:
     """Phase summary from the stage log: setup (read + structure + build), bounds, moments."""
     out = []
     for t, mb, msg in rows:
-        if msg.startswith("tight binding"):
-            out.append(f"model+structure+build {t:.0f} s ({mb:.0f} MB)")
+        if msg.startswith("tb setup: model read"):
+            out.append(f"model read {t:.0f} s ({mb:.0f} MB)")
+        elif msg.startswith("tb setup: structure"):
+            out.append(f"+structure {t:.0f} s ({mb:.0f} MB)")
+        elif msg.startswith("tight binding"):
+            out.append(f"+build {t:.0f} s ({mb:.0f} MB)")
         elif msg.startswith("spectral bounds"):
             out.append(f"+Lanczos {t:.0f} s ({mb:.0f} MB)")
+        elif msg.startswith("tb moments done"):
+            out.append(f"+moments {t:.0f} s ({mb:.0f} MB)")
         elif msg.startswith("MPI: communication"):
             out.append(msg.split("MPI: ")[1])
     return "; ".join(out)
 
 
 # ----------------------------------------------------------------------------- parts
-def part_stage(d: Path, n_atoms: float, moments: int):
+def part_stage(d: Path, n_atoms: float, moments: int, lanczos: int = 100, backends=("numba", "matrix_free")):
     nat = write_model(d / "model.h5", n_atoms)
     rows = []
-    for backend in ("numba", "matrix_free"):
-        r = run_child(["stage", str(d), "tb_moments", backend, str(moments)])
+    for backend in backends:
+        r = run_child(["stage", str(d), "tb_moments", backend, str(moments), "1", str(lanczos)])
         rows.append([nat, f"tb_moments ({backend})", f"{r['total_s']:.0f}", f"{r['peak_mb'] / 1024:.2f}",
                      phases(r["log"])])
-    r = run_child(["stage", str(d), "tb_ldos", "numba", str(moments)])
+    r = run_child(["stage", str(d), "tb_ldos", backends[0], str(moments)])
     rows.append([nat, "tb_ldos", f"{r['total_s']:.0f}", f"{r['peak_mb'] / 1024:.2f}", "gather + LDOS + figures"])
     say(f"### Stages end to end ({nat} atoms, each job in its own process)\n")
     say(f"Random Si0.3Ge0.7 cube, open surfaces, sp3 passivation, 4 regions x 1 vector, {moments} moments "
-        "(block of 4 vectors; the moment count changes only the time, not the memory).  Peak RSS = the "
-        "job process's maximum resident set.\n")
+        f"(block of 4 vectors), {lanczos} Lanczos steps (the moment and step counts change only the time, not "
+        "the memory).  Peak RSS = the job process's maximum resident set (ru_maxrss); each phase with the "
+        "peak reached by its end.\n")
     say(md_table(["atoms", "job", "time (s)", "peak RSS (GB)", "phases (time since start, peak RSS then)"], rows))
     say()
 
@@ -216,6 +226,39 @@ def part_footprint(n_atoms: float):
         f"(CSR {float(rows[0][3]) * 4e6 / n:.0f} s).\n")
 
 
+def part_big(n_atoms: float, m: int = 4, steps: int = 2):
+    """Matrix-free s/step on a large model in this process: structure, geometry, one vector block."""
+    from temtwin.physics.tightbinding import MatrixFreeOperator, build_matrix_free, load_parameters, prepare_structure
+
+    P = load_parameters()
+    t0 = time.perf_counter()
+    pos, z = cube(n_atoms, seed=6)
+    st = prepare_structure(pos, z, P)
+    del pos, z
+    t_prep, rss_prep = time.perf_counter() - t0, rss_mb()
+    t0 = time.perf_counter()
+    op = MatrixFreeOperator(build_matrix_free(st, P))
+    t_build = time.perf_counter() - t0
+    X = np.zeros((op.n_rows, 2, m), np.complex64)
+    rng = np.random.default_rng(0)
+    for s in range(0, op.n_rows, 1 << 20):                      # random phases, drawn in chunks
+        e = min(op.n_rows, s + (1 << 20))
+        X[s:e] = np.exp(2j * np.pi * rng.random((e - s, 2, m)))
+    Y, _ = op.step(X, None, 0.05, 10.0, 1)                      # compile / warm up
+    ts = []
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        Y2, _ = op.step(Y, X, 0.05, 10.0, 2)
+        ts.append(time.perf_counter() - t0)
+        X, Y = Y, Y2
+    say(f"### Matrix-free at {st.n_host} atoms (one process, {m} vectors per block)\n")
+    say(f"{st.n_host} atoms ({2 * op.n_rows} spin-orbitals): prepare structure {t_prep:.0f} s (peak RSS then "
+        f"{rss_prep / 1024:.1f} GB), matrix-free set-up {t_build:.0f} s, geometry {op.memory_bytes() / 1e9:.2f} GB "
+        f"({op.memory_bytes() / st.n_host:.0f} B/atom); Chebyshev step on {m} vectors: **{min(ts):.1f} s/step** "
+        f"(best of {steps}; {m / min(ts):.2f} vector-products/s); peak RSS of the process "
+        f"**{rss_mb() / 1024:.1f} GB** (structure + geometry + 3 vector blocks + the step's work arrays).\n")
+
+
 class RSSSampler:
     """Highest VmRSS (MB) of this process while the ``with`` block runs (a 5 ms sampling thread)."""
 
@@ -271,52 +314,99 @@ def part_mpi(d: Path, n_atoms: float, moments: int):
 
 
 def part_roofline(n_atoms: float):
-    import numba
+    from threadpoolctl import threadpool_limits
 
     from temtwin.physics.tightbinding import (
         MatrixFreeOperator, TBOperator, build_hamiltonian, build_matrix_free, load_parameters,
         prepare_structure,
     )
+    from temtwin.physics.tightbinding import operator as tbop
 
     threads = numba.get_num_threads()
-    src = np.ones(512 * 2**20 // 8)
+    src = np.ones(512 * 2**20 // 4, np.float32)
     dst = np.empty_like(src)
-    bw = 2 * src.nbytes / min(_t(np.copyto, dst, src) for _ in range(3)) / 1e9
+    _par_copy(dst, src)
+    bw_w, bw_c = _best(lambda: _par_copy(dst, src), 3)
+    bw_w, bw_c = 2 * src.nbytes / bw_w / 1e9, 2 * src.nbytes / bw_c * threads / 1e9
+    np_w, np_c = _best(lambda: np.copyto(dst, src), 3)          # one thread: per CPU-second as is
+    np_w, np_c = 2 * src.nbytes / np_w / 1e9, 2 * src.nbytes / np_c / 1e9
+    bw_w, bw_c = max(bw_w, np_w), max(bw_c, np_c)              # the higher copy rate seen (conservative)
     src = dst = None
     A = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
-    A @ A
-    peak = 2 * 2048**3 / min(_t(np.matmul, A, A) for _ in range(3)) / 1e9
+    with threadpool_limits(limits=threads, user_api="blas"):
+        A @ A
+        pk_w, pk_c = _best(lambda: A @ A, 3)
+    pk_w, pk_c = 2 * 2048**3 / pk_w / 1e9, 2 * 2048**3 / pk_c * threads / 1e9
     P = load_parameters()
     pos, z = cube(n_atoms, seed=3)
     st = prepare_structure(pos, z, P)
     ham = build_hamiltonian(st, P)
     nnz, nrow = ham.H.nnz, ham.n_orbitals
-    ops = (("CSR", TBOperator(ham, backend="numba")), ("matrix-free", MatrixFreeOperator(build_matrix_free(st, P))))
+    csr = TBOperator(ham, backend="numba")
+    mf = MatrixFreeOperator(build_matrix_free(st, P))
     rows = []
     for m in (1, 16, 32):
-        for name, op in ops:
-            X = np.exp(2j * np.pi * np.random.default_rng(0).random((op.n_rows, 2, m))).astype(np.complex64)
+        X = np.exp(2j * np.pi * np.random.default_rng(0).random((nrow, 2, m))).astype(np.complex64)
+        flops = nnz * 2 * m * 4 + nrow * 2 * m * 10            # real x complex multiply-add = 4 flops; recursion
+        for name, op in (("CSR, compiled width (default)", csr), ("CSR, generic width (before)", "generic"),
+                         ("matrix-free", mf)):
+            if op == "generic":
+                saved = tbop.MAX_SPECIALISED_WIDTH
+                tbop.MAX_SPECIALISED_WIDTH = 0
+                op = csr
             op.step(X, X, 0.05, 10.0, 2)
-            dt = min(_t(op.step, X, X, 0.05, 10.0, 2) for _ in range(2))
-            flops = nnz * 2 * m * 4 + nrow * 2 * m * 10            # real x complex FMA = 4 flops; recursion
-            if name == "CSR":
-                byts = nnz * 8 + nrow * 8 + 3 * nrow * 2 * m * 8      # values + column indices, X, Xprev, Y
-            else:
-                byts = op.memory_bytes() + 3 * nrow * 2 * m * 8
-            gf, gb = flops / dt / 1e9, byts / dt / 1e9
-            rows.append([name, m, f"{dt:.3f}", f"{flops / 1e9:.2f}", f"{byts / 1e9:.3f}",
-                         f"{flops / byts:.1f}", f"{gf:.1f}", f"{gb:.1f}", f"{gf / peak:.2f}", f"{gb / bw:.2f}"])
-            del X
+            tw, tc = _best(partial(op.step, X, X, 0.05, 10.0, 2), 3)
+            if name.startswith("CSR, generic"):
+                tbop.MAX_SPECIALISED_WIDTH = saved
+            mat = nnz * 8 + nrow * 8 if op is csr else op.memory_bytes()
+            byts = mat + 3 * nrow * 2 * m * 8                      # matrix (or geometry) + X, X_prev, Y
+            gf_w = flops / tw / 1e9
+            gf_c, gb_c = flops / tc * threads / 1e9, byts / tc * threads / 1e9
+            rows.append([name, m, f"{tw:.3f}", f"{tc / threads:.3f}", f"{flops / 1e9:.2f}", f"{byts / 1e9:.3f}",
+                         f"{flops / byts:.1f}", f"{gf_c:.1f}", f"{gb_c:.1f}", f"**{gf_c / pk_c:.2f}**",
+                         f"{gb_c / bw_c:.2f}", f"{gf_w / pk_w:.2f}"])
+        X = None
     say(f"### CPU kernel roofline ({st.n_host} atoms, {threads} threads)\n")
-    say(f"Measured in the same run: copy bandwidth **{bw:.1f} GB/s** (NumPy copy, read + write), fp32 peak "
-        f"**{peak:.0f} GFLOP/s** (2048² SGEMM, {os.environ.get('OMP_NUM_THREADS', '?')} BLAS threads).  "
-        "Flops per step: 4 per stored matrix entry and vector column (a real × complex multiply-add) "
-        "plus the recursion; bytes: the matrix (CSR: value + column index; matrix-free: its geometry) "
-        "plus X, X_prev and Y once.  The matrix-free kernel also spends ~1-2 kflop per bond computing "
-        "its block (not counted).\n")
-    say(md_table(["kernel", "m", "s/step", "GFLOP/step", "GB/step", "flop/byte", "GFLOP/s", "GB/s",
-                  "fraction of fp32 peak", "fraction of copy BW"], rows))
+    say(f"Measured in the same run, {threads} threads: copy bandwidth (read + write; the higher of a numba "
+        f"parallel float32 copy on {threads} threads and NumPy's one-thread copy) **{bw_c:.1f} GB/s** per "
+        f"CPU-second basis ({bw_w:.1f} GB/s wall clock); fp32 peak (2048² "
+        f"SGEMM, OpenBLAS, {threads} threads) **{pk_c:.0f} GFLOP/s** per {threads} CPU-seconds ({pk_w:.0f} "
+        "GFLOP/s wall clock).  The development machine is shared by ~8 jobs on 2 cores, so wall-clock rates "
+        "are diluted by time slicing; rates per CPU-second of this process (user + system time of all its "
+        "threads, times the thread count) measure what the code does on the cores it gets, for the kernels "
+        "and for the peak alike.  Flops per step: 4 per stored matrix entry and vector column (a real × "
+        "complex multiply-add) plus the recursion; bytes: the matrix (CSR: value + column index; "
+        "matrix-free: its geometry) plus X, X_prev and Y once.  The matrix-free kernel also spends ~1-2 "
+        "kflop per bond computing its block (not counted).  Best of 3 steps.\n")
+    say(md_table(["kernel", "m", "s/step (wall)", "CPU-s/step per thread", "GFLOP/step", "GB/step", "flop/byte",
+                  "GFLOP/s (CPU time)", "GB/s (CPU time)", "fraction of fp32 peak", "fraction of copy BW",
+                  "fraction of peak (wall clock)"], rows))
     say()
+
+
+@numba.njit(parallel=True, cache=True)
+def _par_copy(dst, src):
+    n = src.shape[0]
+    nb = 64
+    for b in numba.prange(nb):
+        for i in range(b * n // nb, (b + 1) * n // nb):
+            dst[i] = src[i]
+
+
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _best(fn, n: int) -> tuple[float, float]:
+    """(best wall-clock seconds, best CPU seconds of the process) of ``n`` calls of ``fn``."""
+    tw, tc = [], []
+    for _ in range(n):
+        c0, t0 = _cpu_s(), time.perf_counter()
+        fn()
+        tw.append(time.perf_counter() - t0)
+        tc.append(_cpu_s() - c0)
+    return min(tw), min(tc)
 
 
 def _t(fn, *args) -> float:
@@ -397,6 +487,18 @@ def part_kwant(n_atoms: float, kwant_python: str, d: Path):
     say()
 
 
+def _carry_kwant(section: str) -> None:
+    """Keep the kwant side-by-side of an earlier run of this section when kwant is not run now (it
+    needs a separate environment), marked as such."""
+    p = HERE / "results" / f"{section}.md"
+    if not p.exists() or "### Side by side with kwant" not in p.read_text():
+        return
+    old = p.read_text().split("### Side by side with kwant", 1)[1]
+    old = old.split("\n### ", 1)[0].split("\n## ", 1)[0]
+    say("### Side by side with kwant" + old.split("\n", 1)[0] + " — from an earlier run of this script "
+        "(kwant not given now)\n" + old.split("\n", 1)[1].rstrip() + "\n")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--child", nargs="*")
@@ -407,13 +509,17 @@ def main(argv=None):
     ap.add_argument("--kwant-atoms", type=float, default=2e4)
     ap.add_argument("--kwant-python", default="")
     ap.add_argument("--moments", type=int, default=64)
+    ap.add_argument("--big-atoms", type=float, default=4e6, help="atoms of the 'big' part (matrix-free s/step)")
+    ap.add_argument("--lanczos-steps", type=int, default=100)
+    ap.add_argument("--backends", default="numba,matrix_free", help="tb_moments backends of the stage part")
     ap.add_argument("--parts", default="footprint,roofline,stage,mpi,kwant")
     ap.add_argument("--section", default="tight_binding_scale",
                     help="results section (bench/results/<section>.md); split long runs in two")
     args = ap.parse_args(argv)
     if args.child:
         kind, d, rule, backend, moments, *rest = args.child
-        r = child_stage(Path(d), rule, backend, int(moments), int(rest[0]) if rest else 1)
+        r = child_stage(Path(d), rule, backend, int(moments), int(rest[0]) if rest else 1,
+                        int(rest[1]) if len(rest) > 1 else 100)
         print(json.dumps(r))
         return
     parts = args.parts.split(",")
@@ -421,18 +527,24 @@ def main(argv=None):
         f"MemAvailable at start {mem_available_gb():.0f} GB.\n")
     with tempfile.TemporaryDirectory(prefix="tbscale") as tmp:
         d = Path(tmp)
+        if "big" in parts:
+            part_big(args.big_atoms)
         if "footprint" in parts:
             part_footprint(args.footprint_atoms)
         if "roofline" in parts:
             part_roofline(args.roofline_atoms)
         if "stage" in parts:
-            part_stage(d, args.atoms, args.moments)
+            part_stage(d, args.atoms, args.moments, args.lanczos_steps, tuple(args.backends.split(",")))
         if "mpi" in parts:
             part_mpi(d, args.mpi_atoms, args.moments)
-        if "kwant" in parts:
+        if "kwant" in parts and args.kwant_python:
             part_kwant(args.kwant_atoms, args.kwant_python, d)
+        else:
+            _carry_kwant(args.section)
     titles = {"tight_binding_scale": "Tight binding at scale (stage memory end to end, MPI)",
-              "tight_binding_kernels": "Tight-binding kernels (footprint, roofline, kwant side by side)"}
+              "tight_binding_kernels": "Tight-binding kernels (footprint, roofline, kwant side by side)",
+              "tight_binding_1e6": "Tight binding: stages end to end at 10^6 atoms",
+              "tight_binding_4e6": "Tight binding: matrix-free products at 4·10^6 atoms on the 24 GB machine"}
     write_section(args.section, titles.get(args.section, args.section), "\n".join(LINES))
 
 

@@ -84,8 +84,20 @@ def test_two_ranks_equal_single_process(tmp_path):
     assert tuple(got["bounds"]) == bounds
 
 
+FAKE_SRUN = """#!/bin/sh
+# stands in for SLURM's srun: records its arguments, then starts the ranks with mpirun
+echo "$@" > "$FAKE_SRUN_LOG"
+n=1
+if [ "$1" = "--ntasks" ]; then n=$2; shift 2; fi
+if [ "$1" = "--mpi=pmix" ]; then shift; fi
+exec mpirun -n "$n" --oversubscribe "$@"
+"""
+
+
 @pytest.mark.skipif(bool(REASON), reason=REASON or "mpi")
-def test_stage_with_two_ranks_writes_same_moments(tmp_path):
+def test_stage_with_two_ranks_writes_same_moments(tmp_path, monkeypatch):
+    """The stage under SLURM (SLURM_JOB_ID set, launcher auto) starts its ranks with ``srun``: here a
+    fake srun on PATH that execs mpirun; the 2-rank moments equal the one-process moments."""
     import h5py
 
     from temtwin.physics import tb_stage
@@ -93,12 +105,21 @@ def test_stage_with_two_ranks_writes_same_moments(tmp_path):
 
     from test_tb_checkpoint import _write_model
 
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "srun").write_text(FAKE_SRUN)
+    (bindir / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    monkeypatch.setenv("FAKE_SRUN_LOG", str(tmp_path / "srun_args.txt"))
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
     _write_model(tmp_path / "model.h5")
     out = {}
     for ranks in (1, 2):
         cfg = {"tight_binding": {"n_chunks": 1, "n_moments": 64, "vectors_per_region": 2,
                                  "structure": "as_built", "partitions": "regions", "mpi_ranks": ranks,
-                                 "mpi_launcher": "mpirun", "checkpoint_every_moments": 32}}
+                                 "mpi_launcher": "auto", "checkpoint_every_moments": 32}}
         out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
                                   config=cfg, wildcards={"sample": "s1", "chunk": "0"})
@@ -108,6 +129,8 @@ def test_stage_with_two_ranks_writes_same_moments(tmp_path):
         np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])
         np.testing.assert_array_equal(a["moments"][()], b["moments"][()])
     assert not list((tmp_path / "r2").glob("*.ckpt*")) and not list((tmp_path / "r2").glob(".*json"))
+    srun_args = (tmp_path / "srun_args.txt").read_text().split()
+    assert srun_args[:2] == ["--ntasks", "2"] and "temtwin.physics.tb_mpi" in srun_args
 
 
 def test_launcher_uses_srun_inside_slurm(monkeypatch):

@@ -138,6 +138,7 @@ def _write_not_applicable(ctx, reason: str, summary: bool) -> None:
 def _model_setup(ctx, cfg, build_matrix: bool = True):
     """(atoms, source, params, structure, hamiltonian); hamiltonian None without ``build_matrix``."""
     atoms, source = _read_atoms(ctx, cfg)
+    ctx.log.info("tb setup: model read (%d atoms)", len(atoms))
     params = load_parameters(valence_band_offset=bool(cfg["valence_band_offset"]))
     cell = np.asarray(atoms.cell[:]) if atoms.cell.rank == 3 or any(atoms.pbc) else None
     st = prepare_structure(atoms.get_positions(), atoms.numbers, params, cell_A=cell,
@@ -145,6 +146,7 @@ def _model_setup(ctx, cfg, build_matrix: bool = True):
                            min_coordination=int(cfg["min_coordination"]))
     if st.n_host == 0:
         raise NotApplicable("no Si/Ge atom left after removing under-coordinated atoms")
+    ctx.log.info("tb setup: structure prepared (%d sites, %d bonds)", st.n_sites, len(st.bond_i))
     if not build_matrix:
         return atoms, source, params, st, None
     build = build_matrix_free if cfg["backend"] == "matrix_free" else build_hamiltonian
@@ -286,6 +288,7 @@ def run_moments(ctx, comm=None) -> None:
         progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
         step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
         checkpoint=ckpt)
+    ctx.log.info("tb moments done: %d vectors", len(mine))
     if comm is not None:
         _log_mpi(ctx, op)
         if not rank0:

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .hamiltonian import assemble_rows
-from .operator import ROW_BLOCK, _kernel_real, sq_norm_partials
+from .operator import ROW_BLOCK, real_kernel, sq_norm_partials, vdot_partials
 from .slater_koster import spin_orbit_matrix
 
 DRAW_CHUNK = 1 << 20
@@ -216,10 +216,10 @@ class DistributedOperator:
         rd = self._so_lam.dtype.type
         Xp = X if Xprev is None else Xprev
         rv = X.real.dtype
-        _kernel_real(self.indptr, self.indices, self.data, X.reshape(n, ns * m).view(rv),
-                     Xp.reshape(n, ns * m).view(rv), Y.reshape(n, ns * m).view(rv), rd(scale), rd(shift),
-                     int(mode), self._so_lam, self._so_base, self._so_comp, self._Mr, self._Mi, partial,
-                     ROW_BLOCK, m, self.row0)
+        real_kernel(2 * ns * m)(self.indptr, self.indices, self.data, X.reshape(n, ns * m).view(rv),
+                                Xp.reshape(n, ns * m).view(rv), Y.reshape(n, ns * m).view(rv), rd(scale),
+                                rd(shift), int(mode), self._so_lam, self._so_base, self._so_comp, self._Mr,
+                                self._Mi, partial, ROW_BLOCK, m, self.row0)
         self.step_s += time.perf_counter() - t0
         t0 = time.perf_counter()
         d = self._gather_sum(partial)
@@ -227,10 +227,12 @@ class DistributedOperator:
         return Y, d
 
     def vdot(self, x, y) -> complex:
-        """Global ``<x|y>`` over own rows (for Lanczos)."""
+        """Global ``<x|y>`` over own rows (for Lanczos): per-256-row partials gathered and summed in the
+        global order, so it equals :meth:`.TBOperator.vdot` of one process bit for bit."""
         s = self.row0
-        loc = complex((x[s:s + self.n_own].conj() * y[s:s + self.n_own]).sum())
-        return self.comm.allreduce(loc)
+        _, ns, m = x.shape
+        loc = vdot_partials(x[s:s + self.n_own].reshape(-1), y[s:s + self.n_own].reshape(-1), ROW_BLOCK * ns * m)
+        return complex(np.concatenate(self.comm.allgather(loc)).sum())
 
 
 def _displs(counts: np.ndarray) -> np.ndarray:

@@ -27,7 +27,10 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-from .operator import ROW_BLOCK, add_spin_orbit_real, finish_row_real, sq_norm_partials
+from .operator import (
+    MAX_SPECIALISED_WIDTH, ROW_BLOCK, _stack_buffer, add_spin_orbit_real, finish_row_real,
+    sq_norm_partials, vdot_partials,
+)
 from .parameters import N_ORB, TBParameters
 from .slater_koster import onsite_block_into, scaled_integrals_into, sk_block_into, spin_orbit_matrix
 from .structure import TBStructure
@@ -120,74 +123,97 @@ def build_matrix_free(structure: TBStructure, params: TBParameters, strain: bool
         matrix_dtype=np.dtype(dtype), structure=st, info=info)
 
 
-@numba.njit(parallel=True, cache=True)
-def _mf_kernel(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, env, n_host,
+_MF_KERNELS: dict = {}
+
+
+def mf_kernel(width: int):
+    """The matrix-free product kernel for blocks of ``width`` reals per row: compiled for that width
+    (stack accumulator, unrolled SIMD multiply–adds, as :func:`.operator.real_kernel`) up to
+    :data:`.operator.MAX_SPECIALISED_WIDTH`, else the generic one.  Same arithmetic either way."""
+    width = int(width) if 0 < int(width) <= MAX_SPECIALISED_WIDTH else 0
+    k = _MF_KERNELS.get(width)
+    if k is None:
+        k = _MF_KERNELS[width] = _make_mf_kernel(width)
+    return k
+
+
+def _make_mf_kernel(W: int):
+    WS = W if W > 0 else 1
+
+    @numba.njit(parallel=True, cache=True)
+    def kernel(site_start, species, norb_of, entry_ptr, entry_j, entry_vec, env, n_host,
                onsite, alpha, beta, V0, nexp, d0, strain, shift, blk_proto,
                X, Xprev, Y, scale, shift_e, mode, so_lam, Mr, Mi, partial, first_site, block, m):
-    """One product over row blocks of ``block`` rows (``first_site[ib]`` = site holding its first row).
+        """One product over row blocks of ``block`` rows (``first_site[ib]`` = site holding its first row).
 
-    Complex blocks are seen as reals (``X[row, 2q + re/im]``); row order, entry order, spin–orbit,
-    recursion and partial dot products follow :func:`.operator._kernel_real` exactly.
-    """
-    n, w = X.shape
-    wc = w // 2
-    nblk = (n + block - 1) // block
-    for ib in numba.prange(nblk):
-        r0 = ib * block
-        r1 = min(n, r0 + block)
-        acc = np.empty(w, dtype=X.dtype)
-        blks = np.zeros((MAX_ENTRIES, N_ORB, N_ORB), dtype=blk_proto.dtype)
-        b64 = np.zeros((N_ORB, N_ORB))
-        vv = np.zeros(V0.shape[2])
-        c = np.zeros(3)
-        pyy = np.zeros(m)
-        pyx = np.zeros(m)
-        i = first_site[ib]
-        while i < site_start.shape[0] - 1 and site_start[i] < r1:
-            si = species[i]
-            ni = norb_of[si]
-            e0 = entry_ptr[i]
-            ne = entry_ptr[i + 1] - e0
-            for k in range(ne):
-                j = entry_j[e0 + k]
-                sj = species[j]
-                vx, vy, vz = entry_vec[e0 + k, 0], entry_vec[e0 + k, 1], entry_vec[e0 + k, 2]
-                if j == i and vx == 0.0 and vy == 0.0 and vz == 0.0:
-                    if i < n_host:
-                        onsite_block_into(onsite[si], alpha[si], beta[si], env[i], strain, shift, b64)
-                    else:
-                        b64[0, 0] = onsite[si, 0]
-                else:
-                    d = np.sqrt(vx * vx + vy * vy + vz * vz)
-                    c[0] = vx / d
-                    c[1] = vy / d
-                    c[2] = vz / d
-                    scaled_integrals_into(V0[si, sj], nexp[si, sj], d0[si, sj], d, vv)
-                    sk_block_into(c, vv, b64)
-                for a in range(ni):
-                    for bb in range(norb_of[sj]):
-                        blks[k, a, bb] = b64[a, bb]
-            lam = so_lam[i]
-            for a in range(ni):
-                r = site_start[i] + a
-                if r < r0 or r >= r1:
-                    continue
-                for q in range(w):
-                    acc[q] = 0.0
+        Complex blocks are seen as reals (``X[row, 2q + re/im]``); row order, entry order, spin–orbit,
+        recursion and partial dot products follow :func:`.operator._kernel_real` exactly.
+        """
+        n, wx = X.shape
+        w = W if W > 0 else wx
+        wc = w // 2
+        nblk = (n + block - 1) // block
+        for ib in numba.prange(nblk):
+            r0 = ib * block
+            r1 = min(n, r0 + block)
+            if W > 0:
+                acc = numba.carray(_stack_buffer(WS, X.dtype), WS)
+            else:
+                acc = np.empty(w, dtype=X.dtype)
+            blks = np.zeros((MAX_ENTRIES, N_ORB, N_ORB), dtype=blk_proto.dtype)
+            b64 = np.zeros((N_ORB, N_ORB))
+            vv = np.zeros(V0.shape[2])
+            c = np.zeros(3)
+            pyy = np.zeros(m)
+            pyx = np.zeros(m)
+            i = first_site[ib]
+            while i < site_start.shape[0] - 1 and site_start[i] < r1:
+                si = species[i]
+                ni = norb_of[si]
+                e0 = entry_ptr[i]
+                ne = entry_ptr[i + 1] - e0
                 for k in range(ne):
                     j = entry_j[e0 + k]
-                    cj = site_start[j]
-                    for bb in range(norb_of[species[j]]):
-                        h = blks[k, a, bb]
-                        for q in range(w):
-                            acc[q] += h * X[cj + bb, q]
-                if lam != 0.0 and 1 <= a <= 3:
-                    add_spin_orbit_real(acc, X, lam, a - 1, site_start[i] + 1, Mr, Mi, m)
-                finish_row_real(acc, X, Xprev, Y, r, wc, m, mode, scale, shift_e, pyy, pyx)
-            i += 1
-        for v in range(m):
-            partial[ib, v, 0] = pyy[v]
-            partial[ib, v, 1] = pyx[v]
+                    sj = species[j]
+                    vx, vy, vz = entry_vec[e0 + k, 0], entry_vec[e0 + k, 1], entry_vec[e0 + k, 2]
+                    if j == i and vx == 0.0 and vy == 0.0 and vz == 0.0:
+                        if i < n_host:
+                            onsite_block_into(onsite[si], alpha[si], beta[si], env[i], strain, shift, b64)
+                        else:
+                            b64[0, 0] = onsite[si, 0]
+                    else:
+                        d = np.sqrt(vx * vx + vy * vy + vz * vz)
+                        c[0] = vx / d
+                        c[1] = vy / d
+                        c[2] = vz / d
+                        scaled_integrals_into(V0[si, sj], nexp[si, sj], d0[si, sj], d, vv)
+                        sk_block_into(c, vv, b64)
+                    for a in range(ni):
+                        for bb in range(norb_of[sj]):
+                            blks[k, a, bb] = b64[a, bb]
+                lam = so_lam[i]
+                for a in range(ni):
+                    r = site_start[i] + a
+                    if r < r0 or r >= r1:
+                        continue
+                    for q in range(w):
+                        acc[q] = 0.0
+                    for k in range(ne):
+                        j = entry_j[e0 + k]
+                        cj = site_start[j]
+                        for bb in range(norb_of[species[j]]):
+                            h = blks[k, a, bb]
+                            for q in range(w):
+                                acc[q] += h * X[cj + bb, q]
+                    if lam != 0.0 and 1 <= a <= 3:
+                        add_spin_orbit_real(acc, X, lam, a - 1, site_start[i] + 1, Mr, Mi, m)
+                    finish_row_real(acc, X, Xprev, Y, r, wc, m, mode, scale, shift_e, pyy, pyx)
+                i += 1
+            for v in range(m):
+                partial[ib, v, 0] = pyy[v]
+                partial[ib, v, 1] = pyx[v]
+
+    return kernel
 
 
 class MatrixFreeOperator:
@@ -239,6 +265,11 @@ class MatrixFreeOperator:
         n, ns, m = X.shape
         return sq_norm_partials(X.reshape(n, ns * m), ROW_BLOCK, m).sum(axis=0)
 
+    def vdot(self, x, y) -> complex:
+        """``<x|y>`` as :meth:`.TBOperator.vdot` (same blocks, same sum)."""
+        n, ns, m = x.shape
+        return complex(vdot_partials(x.reshape(-1), y.reshape(-1), ROW_BLOCK * ns * m).sum())
+
     def matmat(self, X):
         Y, _ = self.step(X, None, 1.0, 0.0, mode=0)
         return Y
@@ -254,9 +285,9 @@ class MatrixFreeOperator:
         rv = X.real.dtype
         norb_of, onsite, alpha, beta, V0, nexp, d0 = self._par
         Xp = X if Xprev is None else Xprev
-        _mf_kernel(h.site_start, h.species, norb_of, h.entry_ptr, h.entry_j, h.entry_vec, h.env,
-                   len(h.so_lambda), onsite, alpha, beta, V0, nexp, d0, h.strain, h.shift, self._proto,
-                   X.reshape(n, ns * m).view(rv), Xp.reshape(n, ns * m).view(rv),
-                   Y.reshape(n, ns * m).view(rv), rd(scale), rd(shift), int(mode), self._so_lam,
-                   self._Mr, self._Mi, partial, self._first_site, ROW_BLOCK, m)
+        mf_kernel(ns * m * 2)(h.site_start, h.species, norb_of, h.entry_ptr, h.entry_j, h.entry_vec, h.env,
+                              len(h.so_lambda), onsite, alpha, beta, V0, nexp, d0, h.strain, h.shift,
+                              self._proto, X.reshape(n, ns * m).view(rv), Xp.reshape(n, ns * m).view(rv),
+                              Y.reshape(n, ns * m).view(rv), rd(scale), rd(shift), int(mode), self._so_lam,
+                              self._Mr, self._Mi, partial, self._first_site, ROW_BLOCK, m)
         return Y, partial.sum(axis=0)
