@@ -99,7 +99,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
     from temtwin.twin.model_io import read_model
-    from temtwin.twin.synthetic import reciprocal_g, write_image_results
+    from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
 
     tj, tz = load_truth(case)
@@ -256,7 +256,7 @@ def round_trip_mismatched(case: Path) -> dict:
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
     from temtwin.twin.model_io import read_model
-    from temtwin.twin.synthetic import reciprocal_g, write_image_results
+    from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
 
     tj, tz = load_truth(case)
@@ -313,7 +313,7 @@ def round_trip_mismatched(case: Path) -> dict:
 # ------------------------------------------------------------------------------------------ scaling
 def build_scaled(n_atoms: int, out_dir: Path) -> dict:
     """Fill + displacement + composition + write of a ~n_atoms SiGe/Ge/SiGe stack; timings (s)."""
-    from temtwin.synth.crystal import load_structure, orientation_matrix
+    from temtwin.testing.synth.crystal import load_structure, orientation_matrix
     from temtwin.twin.builder import RegionPlan, build_model
     from temtwin.twin.composition import ElementMap, assign_species
     from temtwin.twin.displace import DisplacementField
@@ -322,7 +322,7 @@ def build_scaled(n_atoms: int, out_dir: Path) -> dict:
     from temtwin.twin.lammps import write_lammps_data
     from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
     from temtwin.twin.quality import screen
-    from temtwin.twin.synthetic import reciprocal_g
+    from temtwin.testing.twin_inputs import reciprocal_g
     import h5py
 
     t = {}

@@ -24,7 +24,7 @@ from common import load_truth, machine, md_table, peak_rss_mb, validation_root, 
 from temtwin.twin.boundaries import shoelace  # noqa: E402
 from temtwin.twin.fem import read_gds_polygons  # noqa: E402
 from temtwin.twin.mesh import read_msh_areas  # noqa: E402
-from temtwin.twin.synthetic import write_image_results  # noqa: E402
+from temtwin.testing.twin_inputs import write_image_results  # noqa: E402
 from temtwin.workflow.context import StageContext  # noqa: E402
 
 

@@ -2,7 +2,7 @@
 
 Target (issue 20): a 16 384² overview (uint16, a generated device) through ``segment`` in <= 3 min and
 <= 8 GB peak memory on 2 cores.  This script measures the default ``segment_auto`` on generated
-overviews (temtwin.synth.scenes.lowmag_device, 1 nm/px, Poisson noise at 200 e⁻/px, stored as uint16
+overviews (temtwin.testing.synth.scenes.lowmag_device, 1 nm/px, Poisson noise at 200 e⁻/px, stored as uint16
 and converted as ingest does) of the sizes given (default 2048 and 4096), each in a fresh process
 (peak RSS of that process), so the scaling can be read off; ``--sizes 16384`` runs the target size
 (needs > 8 GB free memory: do not run it on a shared machine with less).
@@ -27,7 +27,7 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from temtwin.segment.canny import segment_auto
-from temtwin.synth.scenes import lowmag_device
+from temtwin.testing.synth.scenes import lowmag_device
 n = int(sys.argv[1])
 H = float(n)
 layers = [("vacuum", 0.1 * H, 0.95), ("Pt", 0.1 * H, 0.3), ("W", 0.08 * H, 0.45), ("TiN", 0.02 * H, 0.7),

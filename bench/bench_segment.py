@@ -89,7 +89,7 @@ def validation_rows(root: Path):
 
 
 def timing_rows(skip_sam: bool):
-    from temtwin.synth import lowmag_device
+    from temtwin.testing.synth import lowmag_device
 
     images = {}
     s = lowmag_device(shape=(4096, 4096), pixel_size_nm=(0.25, 0.25), blur_nm=0.5, seed=5)

@@ -1,6 +1,6 @@
 """Bench of `segment` on multilayer device overviews (issue 20): IoU per layer width.
 
-Generated overviews (temtwin.synth.scenes.lowmag_device, 512² at 1 nm/px, seeds 0-2): a vacuum top,
+Generated overviews (temtwin.testing.synth.scenes.lowmag_device, 512² at 1 nm/px, seeds 0-2): a vacuum top,
 then layers 2, 3, 5, 8, 12, 20, 40 and 100 px wide (in shuffled order, neighbouring transmissions
 always differing by >= 0.15) over a substrate, rough interfaces, 5 % texture, 0.7 nm blur, Poisson
 noise at 200 e⁻/px; bright-field contrast (transmission) and HAADF-like contrast (1.2 - transmission).
@@ -26,7 +26,7 @@ from common import load_truth, md_table, validation_root, write_section  # noqa:
 
 from temtwin.segment.canny import segment_auto  # noqa: E402
 from temtwin.segment.metrics import matched_iou  # noqa: E402
-from temtwin.synth.scenes import lowmag_device  # noqa: E402
+from temtwin.testing.synth.scenes import lowmag_device  # noqa: E402
 
 WIDTHS = (2, 3, 5, 8, 12, 20, 40, 100)
 

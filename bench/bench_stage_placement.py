@@ -11,7 +11,7 @@ truth: worst corner as % of the image's field of view (target 1 %), and the basi
 * demo ``sige_qw_device``: the HRTEM with the stage position of resources/demo/sige_qw_device/sample.yaml
   (and without, to show the refusal);
 * validation ``stack/device_dev`` (when ../shared/validation is present): medium_1 and hrtem;
-* generated stacks (temtwin.synth.stack.device_stack, ratios 6x and 42x, 3 % calibration error,
+* generated stacks (temtwin.testing.synth.stack.device_stack, ratios 6x and 42x, 3 % calibration error,
   rotations up to 3°), 4 seeds;
 * generated interface-only pairs (a single straight interface: the content fixes only the direction
   across it), 6 seeds.
@@ -156,7 +156,7 @@ def main() -> None:
         pfov = {"medium_1": ("overview", 768 * 0.25), "hrtem": ("medium_1", 512 * 0.08)}
         for nm in ("medium_1", "hrtem"):
             run_family(rows, f"validation {nm}", mics, truth, "overview", [nm], 6, pfov)
-    from temtwin.synth.stack import device_stack
+    from temtwin.testing.synth.stack import device_stack
 
     fam: list = []
     for seed in range(4):

@@ -70,7 +70,7 @@ def run_job(spec: dict) -> dict:
 
 def lattice_image(n: int, seed: int = 0) -> np.ndarray:
     """N x N uint16 two-texture lattice image: Si [110] above, Si [110] rotated by 30° below."""
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     rng = np.random.default_rng(seed)
     tiles = []

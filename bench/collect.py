@@ -26,7 +26,7 @@ def main() -> None:
     parts = sorted(RESULTS_DIR.glob("*.md"), key=lambda p: _key(p.stem))
     head = ("# temtwin benchmark results\n\nWritten by `make bench` (bench/*.py). Machine: "
             f"{machine()}. Accuracy is measured against ground truth: the abTEM-simulated images of "
-            "../shared/validation (when present) and temtwin.synth scenes.\n\n")
+            "../shared/validation (when present) and temtwin.testing.synth scenes.\n\n")
     (BENCH / "RESULTS.md").write_text(head + "\n\n".join(p.read_text().strip() for p in parts) + "\n")
     print(f"wrote {BENCH / 'RESULTS.md'} ({len(parts)} sections)")
 

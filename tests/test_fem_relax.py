@@ -81,7 +81,7 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
 
     from temtwin.io.h5 import missing_units, read_summary
     from temtwin.twin import fem_stage
-    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
     from temtwin.fem_relax import stage
 

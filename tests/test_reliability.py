@@ -87,7 +87,7 @@ def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
     from temtwin.twin.boundaries import region_boundaries
     from temtwin.twin.fem import write_gds
     from temtwin.twin.model_stage import run
-    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
     from temtwin.io.h5 import read_summary
 
@@ -283,7 +283,7 @@ def test_duplicate_cifs_are_pooled_with_a_warning(tmp_path, caplog):
     from temtwin.phase.database import load_phases
     from temtwin.phase.library import build_library
     from temtwin.phase.matching import MatchSettings, Spots, identify
-    from temtwin.phase.simulate import simulate_spots
+    from temtwin.testing.phase_spots import simulate_spots
 
     phases_dir = REPO / "resources" / "phases"
     base = [phases_dir / f"{n}.cif" for n in ("InSb", "InP", "GaSb", "InAs")]
@@ -330,7 +330,7 @@ def test_speckle_rings_are_not_crystals_and_get_no_strain_maps(tmp_path):
 
     from temtwin.gpa.stage import run as gpa_run
     from temtwin.peaks.stage import analyse_region
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
     from temtwin.workflow.context import StageContext
 
     # a family of speckle rings that the spot detectors alone call crystalline (issue 22, defect 1)

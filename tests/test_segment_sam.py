@@ -16,7 +16,7 @@ from segment_anything.modeling import (  # noqa: E402
 from temtwin.errors import UserError  # noqa: E402
 from temtwin.segment.sam import (  # noqa: E402
     SAM_CHECKPOINTS, load_sam, masks_to_labels, segment_sam, to_uint8_rgb)
-from temtwin.synth import particles_scene  # noqa: E402
+from temtwin.testing.synth import particles_scene  # noqa: E402
 
 
 def tiny_sam(seed: int = 0) -> Sam:

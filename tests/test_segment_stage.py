@@ -16,7 +16,7 @@ from temtwin.io.ingest import write_image_h5
 from temtwin.segment.metrics import matched_iou
 from temtwin.segment.regions import polygon_area
 from temtwin.segment.stage import run
-from temtwin.synth import layered_scene
+from temtwin.testing.synth import layered_scene
 from temtwin.workflow.context import StageContext
 
 LAYERS = [dict(thickness_nm=2.5, ge_fraction=0.7), dict(thickness_nm=2.5, ge_fraction=1.0, eyy=0.0231),

@@ -95,7 +95,7 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
     from temtwin.io.h5 import missing_units, read_summary
     from temtwin.spin_orbit import stage
     from temtwin.twin import fem_stage
-    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
 
     layers = [dict(thickness_nm=3.0, ge_fraction=0.7), dict(thickness_nm=4.0, ge_fraction=1.0, eyy=0.0231),

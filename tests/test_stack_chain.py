@@ -10,7 +10,7 @@ import pytest
 from temtwin.errors import UserError
 from temtwin.io.image import Micrograph
 from temtwin.stack.chain import choose_overview, place_stack
-from temtwin.synth.stack import device_stack
+from temtwin.testing.synth.stack import device_stack
 
 
 def _corner_error_pct(pl, shape, t: dict, px_ov: float) -> float:

@@ -15,10 +15,10 @@ from temtwin.config import load_config
 from temtwin.io.h5 import atomic_h5, missing_units, read_summary, write_array
 from temtwin.io.ingest import write_image_h5
 from temtwin.stack.stage import run
-from temtwin.synth.stack import device_stack
+from temtwin.testing.synth.stack import device_stack
 from temtwin.workflow.context import StageContext
 
-PHASES = {7: "Si", 9: "Si", 3: "W"}      # truth labels of temtwin.synth.stack: 7 Si channel, 9 substrate, 3 W
+PHASES = {7: "Si", 9: "Si", 3: "W"}      # truth labels of temtwin.testing.synth.stack: 7 Si channel, 9 substrate, 3 W
 
 
 def write_inputs(root: Path, st, phases_for=("mag1",), gpa_for=("mag1",), strain=(0.01, -0.02)) -> dict:

@@ -10,10 +10,10 @@ from scipy.spatial import cKDTree
 from temtwin.config import load_config
 from temtwin.errors import UserError
 from temtwin.io.h5 import missing_units, read_summary
-from temtwin.synth.crystal import load_structure, orientation_matrix
+from temtwin.testing.synth.crystal import load_structure, orientation_matrix
 from temtwin.twin import model_stage
 from temtwin.twin.model_io import read_model
-from temtwin.twin.synthetic import write_image_results, write_layered_inputs
+from temtwin.testing.twin_inputs import write_image_results, write_layered_inputs
 from temtwin.workflow.context import StageContext
 
 from conftest import write_hspy
@@ -126,7 +126,7 @@ def test_mismatched_region_gets_its_own_cell(tmp_path):
         M = orientation_matrix(st, (1, 1, 0), 0.0, reference=(1, -1, 0))
         regions[k] = dict(phase=ph, zone_axis=[1, 1, 0], orientation_matrix=M, space_group="F-43m")
     st = load_structure("InP")
-    from temtwin.twin.synthetic import reciprocal_g
+    from temtwin.testing.twin_inputs import reciprocal_g
 
     g = reciprocal_g(st, regions[1]["orientation_matrix"], [[1, -1, -1], [2, -2, 0]])
     paths = write_image_results(tmp_path / "s" / "im", np.random.default_rng(0).random(shape), (px, px), lab,

@@ -2,7 +2,7 @@
 
 One run (module fixture) of every rule, from the micrographs to the electronic LDOS, with small
 physics settings, checked against the demo's ground truth (``resources/demo/truth_demo.json``,
-written by ``resources/demo/make_demo.py`` from :mod:`temtwin.synth.device`):
+written by ``resources/demo/make_demo.py`` from :mod:`temtwin.testing.synth.device`):
 
 * the layers of the atomic-resolution image are Si/Ge-family crystals seen along <110>, all
   parallel (cube-on-cube), the trench fill is not crystalline;

@@ -5,7 +5,7 @@
     temtwin check [--config FILE] [--dataset DIR] [--set a.b=V ...]   validate config and dataset
     temtwin info FILE                               read one micrograph and print its calibration
     temtwin view RESULTS                            (re)build the interactive pages viewer.html, index.html
-    temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.peaks.train)
+    temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.training.fft_unet)
 
 User errors print one line ``temtwin: error: ...`` and exit with status 1.
 """
@@ -209,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--config", help="config file whose `viewer:` section to use")
     sub.add_parser("train-unet", help="train the FFT-peak U-Net", add_help=False)
     if argv and argv[0] == "train-unet":
-        from .peaks.train import main as train_main
+        from .training.fft_unet import main as train_main
 
         return int(train_main(argv[1:]) or 0)
     args = ap.parse_args(argv)
