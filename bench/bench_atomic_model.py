@@ -131,7 +131,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]],
             "eels": [str(case / "eels" / "Ge.hspy"), str(case / "eels" / "Si.hspy")], "settings": settings},
-            out, {"model": {"thickness_nm": thickness}}, wildcards={"sample": "qw_dev"})
+            out, {"atomic_model": {"thickness_nm": thickness}}, wildcards={"sample": "qw_dev"})
         t0 = time.perf_counter()
         model_stage.run(ctx)
         t_stage = time.perf_counter() - t0
@@ -281,7 +281,7 @@ def round_trip_mismatched(case: Path) -> dict:
         ctx = StageContext.create("atomic_model", {
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
-            out, {"model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
+            out, {"atomic_model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
         model_stage.run(ctx)
         model = read_model(out["h5"])
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]

@@ -48,7 +48,7 @@ def run_case(name: str, labels: np.ndarray, px: float, image=None, cfg=None) -> 
         ctx = StageContext.create("fem_geometry", {"stack": "", "images": [paths["image"]],
                                                    "segmentations": [paths["segmentation"]],
                                                    "phases": [paths["phases"]], "gpas": [paths["gpa"]]},
-                                  out, {"fem": cfg or {}}, wildcards={"sample": "s"})
+                                  out, {"fem_geometry": cfg or {}}, wildcards={"sample": "s"})
         from temtwin.twin import fem_stage
 
         t0 = time.perf_counter()

@@ -130,7 +130,7 @@ def timing_rows(skip_sam: bool):
 def main() -> None:
     skip_sam = os.environ.get("TEMTWIN_BENCH_SKIP_SAM", "") not in ("", "0")
     parts = [f"Machine: {machine()}; threads {THREADS}; load average at start {os.getloadavg()[0]:.1f} "
-             "(timings on a shared machine are inflated). Default method (`segmentation.method: canny`), "
+             "(timings on a shared machine are inflated). Default method (`segment.method: canny`), "
              "default settings, every parameter derived from the image."]
     root = validation_root()
     if root is None:

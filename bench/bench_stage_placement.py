@@ -3,7 +3,7 @@
 Every image gets a stage position (its true centre in the overview frame, µm) plus a stage error drawn
 from N(0, sigma) per axis *relative to its parent's stage position* (its parent's error plus its own),
 sigma = 0, 1 or 3 % of the parent's field of view (the documented artefact: stage read-out error, on the
-same base as ``stack.stage_uncertainty_pct``, default 3; seeds fixed), and its true rotation as the
+same base as ``register_stack.stage_uncertainty_pct``, default 3; seeds fixed), and its true rotation as the
 scan rotation.  The chain
 (``place_stack``, default settings, stage_uncertainty_pct 3) then places them; errors against the
 truth: worst corner as % of the image's field of view (target 1 %), and the basis of the placement.

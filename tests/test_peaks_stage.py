@@ -33,7 +33,7 @@ def _inputs(tmp_path, image, labels, px):
 def _ctx(tmp_path, img, seg, config=None):
     return StageContext.create("fft_peaks", {"image": str(img), "segmentation": str(seg)},
                                {"h5": str(tmp_path / "peaks.h5"), "figures": str(tmp_path / "figs")},
-                               {"peaks": {**FAST, **(config or {})}})
+                               {"fft_peaks": {**FAST, **(config or {})}})
 
 
 @pytest.fixture(scope="module")

@@ -207,7 +207,7 @@ def test_with_the_fft_peak_finder(tmp_path):
     run_peaks(StageContext.create("fft_peaks", {"image": str(tmp_path / "image.h5"),
                                                 "segmentation": str(tmp_path / "segmentation.h5")},
                                   {"h5": str(tmp_path / "peaks.h5"), "figures": str(tmp_path / "fp")},
-                                  {"peaks": {"detectors": ["gaussian", "profile"]}}))
+                                  {"fft_peaks": {"detectors": ["gaussian", "profile"]}}))
     run(_ctx(tmp_path, tmp_path, config={"elements": ["Ga", "As", "Si", "Au", "In", "P"]}))
     db = {p.name: p for p in load_builtin(["GaAs"])}
     with h5py.File(tmp_path / "phases.h5", "r") as f:

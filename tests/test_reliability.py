@@ -108,7 +108,7 @@ def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
             {"h5": d / "model.h5", "extxyz": d / "model.extxyz", "lammps": d / "model.lmp",
-             "figures": d / "figures"}, {"model": {"thickness_nm": 1.0}}, wildcards={"sample": "s"})
+             "figures": d / "figures"}, {"atomic_model": {"thickness_nm": 1.0}}, wildcards={"sample": "s"})
         run(ctx)
         summaries.append(read_summary(d / "model.h5"))
         extxyz.append((d / "model.extxyz").read_bytes())
@@ -197,11 +197,11 @@ def test_dotted_config_key_is_one_line(tiny_dataset, capsys, monkeypatch):
     from temtwin import cli
 
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd: pytest.fail("snakemake must not start"))
-    rc = cli.main(["run", "--dataset", str(tiny_dataset), "--", "--config", "segmentation.min_area_nm2=5"])
+    rc = cli.main(["run", "--dataset", str(tiny_dataset), "--", "--config", "segment.min_area_nm2=5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
-    assert "put `segmentation: {min_area_nm2: 5}` in a YAML file" in err[0]
-    assert "temtwin run --set segmentation.min_area_nm2=5" in err[0]
+    assert "put `segment: {min_area_nm2: 5}` in a YAML file" in err[0]
+    assert "temtwin run --set segment.min_area_nm2=5" in err[0]
 
 
 # ------------------------------------------------------------------ defect 7: RGB images

@@ -106,7 +106,7 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
           "regions": d / "fem/regions.json", "figures": d / "figures/fem_geometry"}
     inputs = {"stack": "", "images": [p["image"]], "segmentations": [p["segmentation"]], "phases": [p["phases"]],
               "gpas": [p["gpa"]]}
-    fem_stage.run(StageContext.create("fem_geometry", inputs, fo, {"fem": {"mesh_size_nm": 1.0}},
+    fem_stage.run(StageContext.create("fem_geometry", inputs, fo, {"fem_geometry": {"mesh_size_nm": 1.0}},
                                       wildcards={"sample": "s"}))
     ro = {"h5": d / "fem/relax.h5", "vtu": d / "fem/device.vtu", "figures": d / "figures/fem_relax"}
     comp = {"1": "Si0.3Ge0.7", "3": "Si0.3Ge0.7"}

@@ -154,12 +154,12 @@ def test_missing_upstream_results_are_tolerated(tmp_path):
 
 
 def test_config_section_defaults_and_validation():
-    cfg = load_config({}, require_dataset=False)["stack"]
+    cfg = load_config({}, require_dataset=False)["register_stack"]
     assert cfg["min_confidence"] == 0.3 and cfg["lowpass_nm"] == "auto" and cfg["overview"] == ""
     assert cfg["scale_search_pct"] == 5.0 and cfg["rotation_search_deg"] == 4.0 and cfg["max_error_pct"] == 2.0
     from temtwin.errors import UserError
 
     with pytest.raises(UserError):
-        load_config({"stack": {"min_confidence": 2}}, require_dataset=False)
+        load_config({"register_stack": {"min_confidence": 2}}, require_dataset=False)
     with pytest.raises(UserError):
-        load_config({"stack": {"unknown_key": 1}}, require_dataset=False)
+        load_config({"register_stack": {"unknown_key": 1}}, require_dataset=False)

@@ -107,7 +107,7 @@ def test_fem_stage_outputs(tmp_path):
     ctx = StageContext.create("fem_geometry", {"stack": "", "images": [p["image"]],
                                                "segmentations": [p["segmentation"]],
                                                "phases": [p["phases"]], "gpas": [p["gpa"]]}, out,
-                              {"fem": {"mesh_size_nm": 0.5}}, wildcards={"sample": "s"})
+                              {"fem_geometry": {"mesh_size_nm": 0.5}}, wildcards={"sample": "s"})
     from temtwin.twin import fem_stage
 
     fem_stage.run(ctx)

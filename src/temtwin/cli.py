@@ -73,12 +73,14 @@ def _user_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """(validated config, nested overrides) from --config FILE, --dataset and --set."""
     import yaml
 
-    from .config import load_config
+    from .config import check_renamed_sections, load_config
     from .report.summary import deep_merge
 
     cfg_file = Path(args.config)
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+    check_renamed_sections(cfg if isinstance(cfg, dict) else None, cfg_file)
     sets = parse_sets(getattr(args, "set", None))
+    check_renamed_sections(sets, "--set")
     if args.dataset:
         sets["dataset"] = args.dataset
     deep_merge(cfg, sets)

@@ -110,7 +110,7 @@ def write_segmentation(f, m: Micrograph, labels: np.ndarray, attrs: dict, tolera
 
 def run(ctx) -> None:
     """Stage function of rule ``segment`` (inputs ``image``, ``override``; outputs ``h5``, ``figures``)."""
-    cfg = ctx.section("segmentation")
+    cfg = ctx.section("segment")
     m = read_image(ctx.input["image"])
     check_image(m, ctx.input["image"])
     override = _override_path(ctx.input.get("override"))
@@ -130,8 +130,8 @@ def run(ctx) -> None:
     ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
     labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)))
     if dropped:
-        msg = (f"{dropped} regions beyond segmentation.max_regions ({cfg.get('max_regions', 300)}) left unassigned "
-               "(the smallest); raise segmentation.min_area_nm2 or max_regions")
+        msg = (f"{dropped} regions beyond segment.max_regions ({cfg.get('max_regions', 300)}) left unassigned "
+               "(the smallest); raise segment.min_area_nm2 or max_regions")
         ctx.log.warning("%s: %s", ctx.input["image"], msg)
         attrs["regions_capped"] = msg
     ctx.progress(1, 3, "steps (segment, region table, contours)")
