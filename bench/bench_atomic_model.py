@@ -192,7 +192,7 @@ def round_trip_pipeline(case: Path) -> dict:
             shutil.copy2(f, sdir / "eels" / f.name)
         (sdir / "sample.yaml").write_text("elements: [Si, Ge]\n")
         (d / "bench.yaml").write_text(
-            f"model: {{thickness_nm: {float(tj['thickness_nm'])}}}\n"
+            f"atomic_model: {{thickness_nm: {float(tj['thickness_nm'])}}}\n"
             "stages: {keating: false, phonons: false, tight_binding: false, fem_geometry: false}\n")
         cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(d),
                "--cores", "2", "--until", "atomic_model", "--configfile", str(d / "bench.yaml"),
