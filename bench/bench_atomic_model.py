@@ -99,7 +99,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
     from temtwin.twin.model_io import read_model
-    from temtwin.twin.synthetic import reciprocal_g, write_image_results
+    from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
 
     tj, tz = load_truth(case)
@@ -131,7 +131,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]],
             "eels": [str(case / "eels" / "Ge.hspy"), str(case / "eels" / "Si.hspy")], "settings": settings},
-            out, {"model": {"thickness_nm": thickness}}, wildcards={"sample": "qw_dev"})
+            out, {"atomic_model": {"thickness_nm": thickness}}, wildcards={"sample": "qw_dev"})
         t0 = time.perf_counter()
         model_stage.run(ctx)
         t_stage = time.perf_counter() - t0
@@ -192,7 +192,7 @@ def round_trip_pipeline(case: Path) -> dict:
             shutil.copy2(f, sdir / "eels" / f.name)
         (sdir / "sample.yaml").write_text("elements: [Si, Ge]\n")
         (d / "bench.yaml").write_text(
-            f"model: {{thickness_nm: {float(tj['thickness_nm'])}}}\n"
+            f"atomic_model: {{thickness_nm: {float(tj['thickness_nm'])}}}\n"
             "stages: {keating: false, phonons: false, tight_binding: false, fem_geometry: false}\n")
         cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(repo / "Snakefile"), "--directory", str(d),
                "--cores", "2", "--until", "atomic_model", "--configfile", str(d / "bench.yaml"),
@@ -256,7 +256,7 @@ def round_trip_mismatched(case: Path) -> dict:
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
     from temtwin.twin.model_io import read_model
-    from temtwin.twin.synthetic import reciprocal_g, write_image_results
+    from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
 
     tj, tz = load_truth(case)
@@ -281,7 +281,7 @@ def round_trip_mismatched(case: Path) -> dict:
         ctx = StageContext.create("atomic_model", {
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
-            out, {"model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
+            out, {"atomic_model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
         model_stage.run(ctx)
         model = read_model(out["h5"])
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
@@ -313,7 +313,7 @@ def round_trip_mismatched(case: Path) -> dict:
 # ------------------------------------------------------------------------------------------ scaling
 def build_scaled(n_atoms: int, out_dir: Path) -> dict:
     """Fill + displacement + composition + write of a ~n_atoms SiGe/Ge/SiGe stack; timings (s)."""
-    from temtwin.synth.crystal import load_structure, orientation_matrix
+    from temtwin.testing.synth.crystal import load_structure, orientation_matrix
     from temtwin.twin.builder import RegionPlan, build_model
     from temtwin.twin.composition import ElementMap, assign_species
     from temtwin.twin.displace import DisplacementField
@@ -322,7 +322,7 @@ def build_scaled(n_atoms: int, out_dir: Path) -> dict:
     from temtwin.twin.lammps import write_lammps_data
     from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
     from temtwin.twin.quality import screen
-    from temtwin.twin.synthetic import reciprocal_g
+    from temtwin.testing.twin_inputs import reciprocal_g
     import h5py
 
     t = {}

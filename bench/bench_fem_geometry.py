@@ -24,7 +24,7 @@ from common import load_truth, machine, md_table, peak_rss_mb, validation_root, 
 from temtwin.twin.boundaries import shoelace  # noqa: E402
 from temtwin.twin.fem import read_gds_polygons  # noqa: E402
 from temtwin.twin.mesh import read_msh_areas  # noqa: E402
-from temtwin.twin.synthetic import write_image_results  # noqa: E402
+from temtwin.testing.twin_inputs import write_image_results  # noqa: E402
 from temtwin.workflow.context import StageContext  # noqa: E402
 
 
@@ -48,7 +48,7 @@ def run_case(name: str, labels: np.ndarray, px: float, image=None, cfg=None) -> 
         ctx = StageContext.create("fem_geometry", {"stack": "", "images": [paths["image"]],
                                                    "segmentations": [paths["segmentation"]],
                                                    "phases": [paths["phases"]], "gpas": [paths["gpa"]]},
-                                  out, {"fem": cfg or {}}, wildcards={"sample": "s"})
+                                  out, {"fem_geometry": cfg or {}}, wildcards={"sample": "s"})
         from temtwin.twin import fem_stage
 
         t0 = time.perf_counter()

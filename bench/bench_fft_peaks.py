@@ -3,9 +3,9 @@
 Measures the issue's "done when" figures:
 
 * precision / recall / F1 of each detector alone and of the combination, for reflections with
-  SNR >= 3, on (a) generated kinematical FFTs (temtwin.peaks.simulate, exact truth; built-in phases
+  SNR >= 3, on (a) generated kinematical FFTs (temtwin.testing.fft_spectra, exact truth; built-in phases
   and every CIF in resources/phases, which the U-Net never saw in training), (b) real-space
-  images rendered by temtwin.synth (HAADF / HRTEM, many phases, zones, pixel sizes, doses, drift) and
+  images rendered by temtwin.testing.synth (HAADF / HRTEM, many phases, zones, pixel sizes, doses, drift) and
   (c) the crystalline regions of the abTEM validation images (../shared/validation, truth g_list);
 * the amorphous / crystalline decision on amorphous films, vacuum, low-magnification layers and
   crystals (generated, rendered, validation);
@@ -41,7 +41,7 @@ from temtwin.peaks.fftprep import region_spectrum  # noqa: E402
 from temtwin.peaks.gaussian import detect_gaussian  # noqa: E402
 from temtwin.peaks.metrics import counts, prf  # noqa: E402
 from temtwin.peaks.profile import detect_profile  # noqa: E402
-from temtwin.peaks.simulate import (available_phases, lattice_points_px, render_amorphous,  # noqa: E402
+from temtwin.testing.fft_spectra import (available_phases, lattice_points_px, render_amorphous,  # noqa: E402
                                     render_region, simulate_spectrum, truth_with_clean_peaks)
 from temtwin.peaks.stage import default_settings  # noqa: E402
 from temtwin.peaks.unet import detect_unet, load_model  # noqa: E402
@@ -111,7 +111,7 @@ def bench_rendered(net, n: int):
         img, px, kind = render_amorphous(seeded(2024, "bench-amorphous", i), shape=(512, 512))
         res = analyse_region(img, px, None, None, net=net)
         decisions.append(("rendered", kind, False, res.crystalline))
-    from temtwin.synth import lowmag_device
+    from temtwin.testing.synth import lowmag_device
 
     for seed in range(2):
         s = lowmag_device(shape=(512, 512), seed=seed)
@@ -171,7 +171,7 @@ def bench_subpixel(n: int = 20):
 
 
 def bench_timing(net):
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     s = crystal_scene("Si", (1, 1, 0), 17.0, shape=(2048, 2048), pixel_size_nm=(0.02, 0.02), mode="hrtem",
                       dose=200, seed=1)

@@ -4,7 +4,7 @@ Target (issue 20): a 16 384² overview (uint16, a generated device) through inge
 and register_stack in <= 3 min and <= 8 GB peak memory per job on 2 cores.
 
 Scene (documented artefact model, fixed seed 0): a device cross-section at 1 nm/px as
-temtwin.synth.scenes.lowmag_device draws it (nine layers of 0.4 % to 12 % of the height, rough
+temtwin.testing.synth.scenes.lowmag_device draws it (nine layers of 0.4 % to 12 % of the height, rough
 interfaces of 3 nm, a round wire in the second layer, 5 % correlated mass-thickness texture, 0.7 nm blur,
 Poisson noise at 200 e⁻/px), rendered lazily in row blocks (:func:`render`, never an n² float64 array)
 and written as a calibrated 16-bit TIFF; the truth labels are kept for the IoU.  A second image of the

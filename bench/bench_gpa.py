@@ -8,8 +8,8 @@ Measures
   (target 0.5 nm);
 * insb_inp (10.4 % mismatch, HRTEM): mean exx, eyy of InSb relative to InP (target 0.3 %), largest
   error and fraction of pixels off by > 1 % away from the interface (wrapping artefacts);
-* noise study: RMS strain error inside uniform layers of a temtwin.synth layered scene (eyy = 2 %
-  layer) vs dose and resolution, temtwin GPA vs the textbook GPA (temtwin.gpa.textbook) with the
+* noise study: RMS strain error inside uniform layers of a temtwin.testing.synth layered scene (eyy = 2 %
+  layer) vs dose and resolution, temtwin GPA vs the textbook GPA (temtwin.testing.gpa_textbook) with the
   same g, reference region and resolution;
 * wall time of the analysis (automatic choices + GPA + statistics) and of the GPA core on a
   4096 x 4096 image, 2 threads (target 5 s), and of the whole stage (incl. gpa.h5 + figures).
@@ -45,10 +45,10 @@ from scipy import ndimage  # noqa: E402
 from temtwin.config import load_config  # noqa: E402
 from temtwin.gpa.core import gpa  # noqa: E402
 from temtwin.gpa.stage import analyse  # noqa: E402
-from temtwin.gpa.textbook import textbook_gpa  # noqa: E402
+from temtwin.testing.gpa_textbook import textbook_gpa  # noqa: E402
 from temtwin.io.image import Micrograph  # noqa: E402
 from temtwin.io.ingest import read_micrograph  # noqa: E402
-from temtwin.synth import add_noise, layered_scene  # noqa: E402
+from temtwin.testing.synth import add_noise, layered_scene  # noqa: E402
 
 cv2.setNumThreads(THREADS)
 CFG = load_config({}, require_dataset=False)["gpa"]
@@ -372,7 +372,8 @@ def main() -> None:
         parts.append(md_table(["case", "quantity", "measured", "truth", "error", "target", "met"], pipeline(root)))
         parts.append("")
     rows, worse, g = noise_study()
-    parts.append("### Noise study: RMS strain error in uniform layers (temtwin.synth layered scene, HRTEM-like, "
+    parts.append("### Noise study: RMS strain error in uniform layers (temtwin.testing.synth layered scene, "
+                 "HRTEM-like, "
                  "680x384 at 0.02 nm, 2 % eyy layer, lattice rotated -1°)\n")
     parts.append(md_table(["dose (e/px, vacuum = 1)", "resolution (nm)", "temtwin RMS (%)", "textbook RMS (%)",
                            "textbook / temtwin"], rows))

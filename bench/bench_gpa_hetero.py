@@ -47,7 +47,7 @@ from scipy import ndimage  # noqa: E402
 from temtwin.config import load_config  # noqa: E402
 from temtwin.gpa.stage import analyse  # noqa: E402
 from temtwin.io.image import Micrograph  # noqa: E402
-from temtwin.synth import add_noise  # noqa: E402
+from temtwin.testing.synth import add_noise  # noqa: E402
 from temtwin.testing.heterostructure import SYSTEMS, heterostructure  # noqa: E402
 
 CFG = load_config({}, require_dataset=False)["gpa"]
@@ -228,7 +228,8 @@ def main() -> None:
         summary[(mode, resol)] = res
     n_ab = sum(bool(c.get("abtem")) for c in cs)
     parts = [f"Machine: {machine()}. {len(cs)} generated HRTEM heterostructures: {len(cs) - n_ab} rendered by the "
-             f"projection model of `temtwin.synth` and {n_ab} by abTEM multislice (one per system, thickness 3.5-18 "
+             f"projection model of `temtwin.testing.synth` and {n_ab} by abTEM multislice (one per system, "
+             f"thickness 3.5-18 "
              "nm; `abtem_image` in the bench) (structure and artefact model: "
              "`temtwin.testing.heterostructure`; cases: `bench/bench_gpa_hetero.py`, seeds 17 and 1717), analysed by "
              "`temtwin.gpa.stage.analyse` with the default config (automatic resolution raised for a median σ "

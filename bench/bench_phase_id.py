@@ -3,7 +3,7 @@
 Measures the issue's "done when" figures:
 
 * top-1 phase + zone axis (up to symmetry equivalence), in-plane rotation error and scale error on
-  (a) our own generated peak lists (temtwin.phase.simulate: every phase of the shipped database x
+  (a) our own generated peak lists (temtwin.testing.phase_spots: every phase of the shipped database x
   its low-index zones, position noise, 25 % missing reflections, 2 spurious Friedel pairs, ±1 %
   calibration), with candidates = the true phase + 5 random distractors (validation-set rule: no
   distractor with the same system, centring and all lattice parameters within 3 %), and against
@@ -41,7 +41,7 @@ from temtwin.phase.library import build_library  # noqa: E402
 from temtwin.phase.matching import MatchSettings, Spots, identify  # noqa: E402
 from temtwin.phase.orientation import misorientation  # noqa: E402
 from temtwin.phase.calibration import image_calibration, shared_settings  # noqa: E402
-from temtwin.phase.simulate import angle_set_error, held_set, indistinguishable, simulate_spots  # noqa: E402
+from temtwin.testing.phase_spots import angle_set_error, held_set, indistinguishable, simulate_spots  # noqa: E402
 from temtwin.phase.zones import parse_zone_symbol, same_zone  # noqa: E402
 
 warnings.filterwarnings("ignore")

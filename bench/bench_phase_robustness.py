@@ -6,7 +6,7 @@ against all shipped phases (no elements) and against the phases made of the case
 
 * **abTEM HRTEM** (independent multislice code, abTEM, Lobato potentials, 300 kV): plane-wave exit wave
   through the crystal, then a CTF with Cs = 0.5 mm, a 30 mrad objective aperture, focal spread 3 nm.
-* **own HAADF** (temtwin.synth.render, incoherent Z^1.7 columns, probe 0.06 nm), STEM scan distortion
+* **own HAADF** (temtwin.testing.synth.render, incoherent Z^1.7 columns, probe 0.06 nm), STEM scan distortion
   from temtwin.testing.scan_distortion.
 
 Artefact models (each drawn independently per case, uniform unless stated):
@@ -113,7 +113,7 @@ def make_cases(repeats: int, use_abtem: bool) -> list[Case]:
 def _atoms(c: Case, db):
     """Atoms (positions nm, Z) of the case's crystal in the image frame (tilted for HAADF)."""
     from temtwin.phase.layers import is_two_dimensional
-    from temtwin.synth.crystal import orientation_matrix, oriented_atoms
+    from temtwin.testing.synth.crystal import orientation_matrix, oriented_atoms
 
     st = db[c.phase].structure
     M = orientation_matrix(st, c.zone, c.rotation_deg)
@@ -137,7 +137,7 @@ def render(c: Case, db) -> np.ndarray:
     """Noise-free image (N x N, true pixel size PX), before the scan distortion and the dose."""
     pos, Z, L, t = _atoms(c, db)
     if c.code == "haadf":
-        from temtwin.synth.render import render_atoms
+        from temtwin.testing.synth.render import render_atoms
 
         return render_atoms(pos, Z, (N, N), (PX, PX), mode="haadf", sigma_nm=0.06, background=0.02)
     import abtem

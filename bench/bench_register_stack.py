@@ -4,7 +4,7 @@
   medium_1 512² at 0.08 nm (−1.5°), hrtem 384² at 0.022 nm, placed by the stage's chain; errors against
   truth.json (offset of the image centre and of the worst corner, as % of the image's field of view;
   scale and rotation errors);
-* generated stacks (temtwin.synth.stack): magnification ratios 5-50x to the overview, chains of links
+* generated stacks (temtwin.testing.synth.stack): magnification ratios 5-50x to the overview, chains of links
   of 4-10x, 3 % calibration error, rotations up to 3°, plus a wrong image (another device) per stack;
   images 512² and again 1024² (not with --quick);
 * speed: one 1024² image into a 4096² overview (register_pair, best of 3).
@@ -30,7 +30,7 @@ from common import best_time, machine, md_table, peak_rss_mb, validation_root, w
 
 from temtwin.stack.chain import place_stack  # noqa: E402
 from temtwin.stack.register import register_pair  # noqa: E402
-from temtwin.synth.stack import device_field, device_stack  # noqa: E402
+from temtwin.testing.synth.stack import device_field, device_stack  # noqa: E402
 
 TARGET_POS, TARGET_SCALE, TARGET_ROT = 1.0, 0.5, 0.3   # % of FOV, %, degrees
 

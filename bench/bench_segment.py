@@ -89,7 +89,7 @@ def validation_rows(root: Path):
 
 
 def timing_rows(skip_sam: bool):
-    from temtwin.synth import lowmag_device
+    from temtwin.testing.synth import lowmag_device
 
     images = {}
     s = lowmag_device(shape=(4096, 4096), pixel_size_nm=(0.25, 0.25), blur_nm=0.5, seed=5)
@@ -130,7 +130,7 @@ def timing_rows(skip_sam: bool):
 def main() -> None:
     skip_sam = os.environ.get("TEMTWIN_BENCH_SKIP_SAM", "") not in ("", "0")
     parts = [f"Machine: {machine()}; threads {THREADS}; load average at start {os.getloadavg()[0]:.1f} "
-             "(timings on a shared machine are inflated). Default method (`segmentation.method: canny`), "
+             "(timings on a shared machine are inflated). Default method (`segment.method: canny`), "
              "default settings, every parameter derived from the image."]
     root = validation_root()
     if root is None:

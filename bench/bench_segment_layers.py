@@ -1,6 +1,6 @@
 """Bench of `segment` on multilayer device overviews (issue 20): IoU per layer width and contrast.
 
-Generated family (temtwin.synth.scenes.device_overview, 512² at 1 nm/px, seeds 0-11, each in
+Generated family (temtwin.testing.synth.scenes.device_overview, 512² at 1 nm/px, seeds 0-11, each in
 bright-field and HAADF contrast): under 40 px of vacuum, layers 2, 3, 5, 8, 12, 20, 40 and 100 px
 wide in random order over a substrate; transmissions uniform in [0.25, 0.9] with neighbours >= 0.12
 apart; the layer normal tilted uniformly within ±8°; every interface rough (rms 0-1.5 px, correlation
@@ -29,7 +29,7 @@ from common import load_truth, md_table, validation_root, write_section  # noqa:
 
 from temtwin.segment.canny import segment_auto  # noqa: E402
 from temtwin.segment.metrics import matched_iou  # noqa: E402
-from temtwin.synth.scenes import device_overview  # noqa: E402
+from temtwin.testing.synth.scenes import device_overview  # noqa: E402
 
 WIDTHS = (2, 3, 5, 8, 12, 20, 40, 100)
 INCLUSIONS = [(), ("wire",), ("fin",), ("trench",), ("wire", "fin", "trench")]

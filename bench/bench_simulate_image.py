@@ -36,7 +36,7 @@ from temtwin.simulate_image.multislice import exit_waves  # noqa: E402
 from temtwin.simulate_image.refine import (composition_from_weight, find_columns, refine_columns,  # noqa: E402
                                            weight_from_composition)
 from temtwin.simulate_image.stage import _crop_atoms  # noqa: E402
-from temtwin.simulate_image.synthetic import sige110_atoms  # noqa: E402
+from temtwin.testing.sige_atoms import sige110_atoms  # noqa: E402
 
 THREADS = 2
 FIT = dict(defocus_range_nm=(-30.0, 30.0), defocus_step_nm=1.0, cs_um=[-15.0, 0.0, 15.0, 30.0], focal_spread_nm=3.0,

@@ -3,7 +3,7 @@
 Every image gets a stage position (its true centre in the overview frame, µm) plus a stage error drawn
 from N(0, sigma) per axis *relative to its parent's stage position* (its parent's error plus its own),
 sigma = 0, 1 or 3 % of the parent's field of view (the documented artefact: stage read-out error, on the
-same base as ``stack.stage_uncertainty_pct``, default 3; seeds fixed), and its true rotation as the
+same base as ``register_stack.stage_uncertainty_pct``, default 3; seeds fixed), and its true rotation as the
 scan rotation.  The chain
 (``place_stack``, default settings, stage_uncertainty_pct 3) then places them; errors against the
 truth: worst corner as % of the image's field of view (target 1 %), and the basis of the placement.
@@ -11,7 +11,7 @@ truth: worst corner as % of the image's field of view (target 1 %), and the basi
 * demo ``sige_qw_device``: the HRTEM with the stage position of resources/demo/sige_qw_device/sample.yaml
   (and without, to show the refusal);
 * validation ``stack/device_dev`` (when ../shared/validation is present): medium_1 and hrtem;
-* generated stacks (temtwin.synth.stack.device_stack, ratios 6x and 42x, 3 % calibration error,
+* generated stacks (temtwin.testing.synth.stack.device_stack, ratios 6x and 42x, 3 % calibration error,
   rotations up to 3°), 4 seeds;
 * generated interface-only pairs (a single straight interface: the content fixes only the direction
   across it), 6 seeds.
@@ -156,7 +156,7 @@ def main() -> None:
         pfov = {"medium_1": ("overview", 768 * 0.25), "hrtem": ("medium_1", 512 * 0.08)}
         for nm in ("medium_1", "hrtem"):
             run_family(rows, f"validation {nm}", mics, truth, "overview", [nm], 6, pfov)
-    from temtwin.synth.stack import device_stack
+    from temtwin.testing.synth.stack import device_stack
 
     fam: list = []
     for seed in range(4):

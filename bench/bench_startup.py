@@ -70,7 +70,7 @@ def run_job(spec: dict) -> dict:
 
 def lattice_image(n: int, seed: int = 0) -> np.ndarray:
     """N x N uint16 two-texture lattice image: Si [110] above, Si [110] rotated by 30° below."""
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     rng = np.random.default_rng(seed)
     tiles = []
@@ -207,7 +207,7 @@ def write_md(res: dict) -> None:
               "phase_id grew by ~845 B/px (12.4 GB on 4096² with 44 crystals: full-size maps and masks per "
               "crystal) before issue 22; since then by ~48 B/px whatever the number of crystals. "
               "Round of issue 20/22 (wave 3): segment split the two-texture lattice into 1242 regions (the "
-              "method's over-segmentation of this image; 300 kept by segmentation.max_regions), so fft_peaks "
+              "method's over-segmentation of this image; 300 kept by segment.max_regions), so fft_peaks "
               "analysed 300 regions; phase_id was stopped after 21 min (12 min CPU; no progress line after its "
               "shared-calibration pass) at a peak of 6.7 GB (VmHWM) against 14 900 MB declared, and gpa was not "
               "reached (7.8 GB measured in issue 22, 14 700 MB declared). "

@@ -322,8 +322,8 @@ def qw_profile(n_moments, vectors, nx):
                                     "growth_direction": [0.0, -1.0, 0.0]})
     with atomic_h5(d / "model.h5") as f:
         write_model_h5(f, atoms)
-    cfg = {"tight_binding": {"n_chunks": 1, "n_moments": n_moments, "vectors_per_region": vectors,
-                             "structure": "as_built", "slab_thickness_nm": 1.0, "block_size": 32}}
+    cfg = {"tb_moments": {"n_chunks": 1, "n_moments": n_moments, "vectors_per_region": vectors,
+                          "structure": "as_built", "slab_thickness_nm": 1.0, "block_size": 32}}
     t = time.perf_counter()
     ctx = StageContext.create("tb_moments", {"model": d / "model.h5"}, {"h5": d / "m0.h5"}, config=cfg,
                               wildcards={"sample": "qw", "chunk": "0"})

@@ -104,11 +104,11 @@ def child_stage(d: Path, rule: str, backend: str, moments: int, ranks: int = 1, 
     from temtwin.physics import tb_stage
     from temtwin.workflow.context import StageContext
 
-    cfg = {"tight_binding": {"n_chunks": 1, "n_moments": moments, "vectors_per_region": 1,
-                             "structure": "as_built", "partitions": "regions", "block_size": 4,
-                             "backend": backend, "checkpoint_every_moments": 0, "mpi_ranks": ranks,
-                             "mpi_launcher": "mpirun", "energy_step_eV": 0.01,
-                             "lanczos_steps": lanczos}}
+    cfg = {"tb_moments": {"n_chunks": 1, "n_moments": moments, "vectors_per_region": 1,
+                          "structure": "as_built", "partitions": "regions", "block_size": 4,
+                          "backend": backend, "checkpoint_every_moments": 0, "mpi_ranks": ranks,
+                          "mpi_launcher": "mpirun", "lanczos_steps": lanczos},
+           "tb_ldos": {"energy_step_eV": 0.01}}
     log = logging.getLogger(f"bench.{rule}.{backend}")
     h = PhaseLog()
     log.addHandler(h)

@@ -10,7 +10,8 @@ from common import BENCH, RESULTS_DIR, machine
 from temtwin.workflow.stages import STAGES
 
 TAIL = ["startup", "workflow"]
-BELONGS_TO = {"gigapixel_segment": "segment", "phase_robustness": "phase_id", "stage_placement": "register_stack"}
+BELONGS_TO = {"gigapixel_segment": "segment", "phase_robustness": "phase_id", "stage_placement": "register_stack",
+              "tight_binding": "tb_moments", "tight_binding_kernels": "tb_moments", "tight_binding_scale": "tb_moments"}
 
 
 def _key(stem: str) -> tuple[int, int, str]:
@@ -26,7 +27,7 @@ def main() -> None:
     parts = sorted(RESULTS_DIR.glob("*.md"), key=lambda p: _key(p.stem))
     head = ("# temtwin benchmark results\n\nWritten by `make bench` (bench/*.py). Machine: "
             f"{machine()}. Accuracy is measured against ground truth: the abTEM-simulated images of "
-            "../shared/validation (when present) and temtwin.synth scenes.\n\n")
+            "../shared/validation (when present) and temtwin.testing.synth scenes.\n\n")
     (BENCH / "RESULTS.md").write_text(head + "\n\n".join(p.read_text().strip() for p in parts) + "\n")
     print(f"wrote {BENCH / 'RESULTS.md'} ({len(parts)} sections)")
 

@@ -1,7 +1,7 @@
 """Shared helpers for bench scripts: validation data, timing, memory, result sections.
 
 Each ``bench/bench_<stage>.py`` measures accuracy (on ../shared/validation when present, and on
-temtwin.synth data) and speed, then writes ``bench/results/<stage>.md``; ``make bench`` runs them all
+temtwin.testing.synth data) and speed, then writes ``bench/results/<stage>.md``; ``make bench`` runs them all
 and ``bench/collect.py`` concatenates the sections into ``bench/RESULTS.md``.
 """
 

@@ -53,20 +53,21 @@ def table() -> str:
 PURPOSE = {
     "stages": "switch the costly per-sample stages on or off",
     "ingest": "reading micrographs: frame alignment, calibration fallbacks",
-    "segmentation": "rule `segment`: method (auto / canny / layers / sam / override), scales, multilayer-device settings, minimum region area, region cap, SAM checkpoint",
-    "peaks": "rule `fft_peaks`: region windows, FFT grid, detectors (gauss / unet / profile), thresholds",
+    "segment": "rule `segment`: method (auto / canny / layers / sam / override), scales, multilayer-device settings, minimum region area, region cap, SAM checkpoint",
+    "fft_peaks": "rule `fft_peaks`: region windows, FFT grid, detectors (gauss / unet / profile), thresholds",
     "phase_id": "rule `phase_id`: candidate phases, zone-axis search, tolerances, scoring, Bragg filtering",
-    "stack": "rule `register_stack`: overview choice, scale/rotation search ranges, minimum confidence",
+    "register_stack": "rule `register_stack`: overview choice, scale/rotation search ranges, minimum confidence",
     "gpa": "rule `gpa`: reference region, g vectors, mask resolution, tensor frame",
-    "fem": "rule `fem_geometry`: source image, contour tolerance, mesh sizes",
+    "fem_geometry": "rule `fem_geometry`: source image, contour tolerance, mesh sizes",
     "fem_relax": "rule `fem_relax`: lamella thickness and layers, lateral boundary, reference region, compositions, "
                  "extra materials, fit",
     "spin_orbit": "rule `spin_orbit`: strain source, well phase, section direction, profile grid, positions, "
                   "Monte-Carlo samples",
-    "model": "rule `atomic_model`: thickness, periodicity, displacement and composition maps, quality screen",
+    "atomic_model": "rule `atomic_model`: thickness, periodicity, displacement and composition maps, quality screen",
     "keating": "rule `keating`: relaxation method, force tolerance, fixed slabs, map bins",
     "phonons": "rule `phonons`: structure, regions/slabs, KPM moments and vectors, broadening",
-    "tight_binding": "rules `tb_moments`/`tb_ldos`: Hamiltonian options, KPM moments, chunks, backend, band edges",
+    "tb_moments": "rule `tb_moments`: Hamiltonian options, KPM moments, chunks, backend, MPI, checkpoints, resources",
+    "tb_ldos": "rule `tb_ldos`: LDOS energy grid, band edges, eigenstates (reads the model keys of tb_moments)",
     "simulate_image": "rule `simulate_image`: imaging mode, optics start values and search ranges, multislice "
                       "sampling, fit crop, coverage, HAADF linear model, refinement, device",
 }

@@ -18,7 +18,7 @@ rule atomic_model:
             subcategory="{sample}",
         ),
     params:
-        settings=W.settings("model"),
+        settings=W.settings("atomic_model"),
     log:
         f"{R}/logs/{{sample}}/atomic_model.log",
     benchmark:

@@ -18,7 +18,7 @@ rule fem_geometry:
             subcategory="{sample}",
         ),
     params:
-        settings=W.settings("fem"),
+        settings=W.settings("fem_geometry"),
     log:
         f"{R}/logs/{{sample}}/fem_geometry.log",
     benchmark:

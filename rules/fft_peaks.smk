@@ -12,7 +12,7 @@ rule fft_peaks:
             subcategory="{sample}/{image}",
         ),
     params:
-        settings=W.settings("peaks"),
+        settings=W.settings("fft_peaks"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/fft_peaks.log",
     benchmark:

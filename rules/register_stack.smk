@@ -14,7 +14,7 @@ rule register_stack:
             subcategory="{sample}",
         ),
     params:
-        settings=W.settings("stack"),
+        settings=W.settings("register_stack"),
     log:
         f"{R}/logs/{{sample}}/register_stack.log",
     benchmark:

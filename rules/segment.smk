@@ -13,7 +13,7 @@ rule segment:
             subcategory="{sample}/{image}",
         ),
     params:
-        settings=W.settings("segmentation", overrides="segment"),
+        settings=W.settings("segment", overrides="segment"),
     log:
         f"{R}/logs/{{sample}}/{{image}}/segment.log",
     benchmark:

@@ -45,7 +45,7 @@ def write_tif(path, data, scale=(0.02, 0.02), units=("nm", "nm")):
 @pytest.fixture
 def lattice_image():
     """A small HAADF-like Si [110] image (uint16 counts), 128 x 128 at 0.02 nm."""
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     s = crystal_scene("Si", (1, 1, 0), 12.0, shape=(128, 128), pixel_size_nm=(0.02, 0.02), dose=500, seed=3)
     return np.clip(s.image, 0, 65535).astype(np.uint16)

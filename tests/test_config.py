@@ -9,7 +9,7 @@ from temtwin.errors import UserError
 def test_defaults_filled():
     cfg = load_config({}, require_dataset=False)
     assert cfg["results"] == "results" and cfg["ingest"]["align_frames"] is True
-    assert cfg["stages"]["keating"] is True and cfg["tight_binding"]["n_chunks"] >= 1
+    assert cfg["stages"]["keating"] is True and cfg["tb_moments"]["n_chunks"] >= 1
 
 
 def test_unknown_key_named():

@@ -83,7 +83,7 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
 
     from temtwin.io.h5 import missing_units, read_summary
     from temtwin.twin import fem_stage
-    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
     from temtwin.fem_relax import stage
 
@@ -93,7 +93,7 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
            "regions": d / "fem/regions.json", "figures": d / "figures/fem_geometry"}
     inputs = {"stack": "", "images": [p["image"]], "segmentations": [p["segmentation"]], "phases": [p["phases"]],
               "gpas": [p["gpa"]]}
-    fem_stage.run(StageContext.create("fem_geometry", inputs, out, {"fem": {"mesh_size_nm": 0.4}},
+    fem_stage.run(StageContext.create("fem_geometry", inputs, out, {"fem_geometry": {"mesh_size_nm": 0.4}},
                                       wildcards={"sample": "s"}))
     ro = {"h5": d / "fem/relax.h5", "vtu": d / "fem/device.vtu", "figures": d / "figures/fem_relax"}
     cfg = {"fem_relax": {"thickness_nm": 40.0, "n_layers": 3, "composition": {"1": "Si0.3Ge0.7", "3": "Si0.3Ge0.7"}}}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from temtwin.peaks import analyse_image
-from temtwin.synth import layered_scene
+from temtwin.testing.synth import layered_scene
 
 FAST = {"detectors": ["gaussian", "profile"]}
 

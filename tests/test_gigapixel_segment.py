@@ -13,7 +13,7 @@ from temtwin.segment.canny import segment_auto
 from temtwin.segment.metrics import matched_iou
 from temtwin.segment.refine import upsample_labels
 from temtwin.segment.tiled import bin_image, refine_tiled, segment_large
-from temtwin.synth.scenes import lowmag_device
+from temtwin.testing.synth.scenes import lowmag_device
 
 LAYERS = [("vacuum", 100.0, 0.95), ("Pt", 100.0, 0.3), ("W", 80.0, 0.45), ("TiN", 24.0, 0.7),
           ("HfO2", 12.0, 0.5), ("Si", 100.0, 0.72), ("BOX", 120.0, 0.9), ("Si-sub", 1e12, 0.7)]
@@ -99,7 +99,7 @@ def test_segment_stage_takes_the_tiled_path_above_the_size_limit(tmp_path, devic
                                                                  "source_sha256": "0"})
     with atomic_h5(tmp_path / "image.h5") as f:
         write_image_h5(f, m)
-    cfg = {"segmentation": {"max_analysis_px": 256, "tiled": {"above_px": 10 ** 5, "layout_px": 512, "tile_px": 256}}}
+    cfg = {"segment": {"max_analysis_px": 256, "tiled": {"above_px": 10 ** 5, "layout_px": 512, "tile_px": 256}}}
     run(StageContext.create("segment", {"image": str(tmp_path / "image.h5"), "override": []},
                             {"h5": str(tmp_path / "seg.h5"), "figures": str(tmp_path / "figs")}, cfg))
     assert missing_units(tmp_path / "seg.h5") == []

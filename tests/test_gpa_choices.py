@@ -8,7 +8,7 @@ import pytest
 
 from temtwin.gpa.choices import (Spots, auto_resolution, choose_reference, fft_spots, mask_centres,
                                  match_spot, pick_g_pair, region_spots)
-from temtwin.synth import crystal_scene, load_structure, render_atoms
+from temtwin.testing.synth import crystal_scene, load_structure, render_atoms
 
 PX = (0.02, 0.02)
 

@@ -8,8 +8,8 @@ import pytest
 
 from temtwin.gpa.core import (gpa, integrate_gradient, periodic_component, polar_strain, resolution_to_sigma,
                               sigma_to_resolution)
-from temtwin.gpa.textbook import textbook_gpa
-from temtwin.synth import crystal_scene, layered_scene, load_structure
+from temtwin.testing.gpa_textbook import textbook_gpa
+from temtwin.testing.synth import crystal_scene, layered_scene, load_structure
 
 PX = (0.02, 0.02)
 

@@ -16,7 +16,7 @@ from temtwin.gpa.stage import run
 from temtwin.io.h5 import atomic_h5, missing_units, read_summary, read_table, write_array, write_table
 from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
-from temtwin.synth import crystal_scene, layered_scene, load_structure, render_atoms
+from temtwin.testing.synth import crystal_scene, layered_scene, load_structure, render_atoms
 from temtwin.workflow.context import StageContext
 
 PX = (0.02, 0.02)

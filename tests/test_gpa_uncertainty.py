@@ -15,7 +15,7 @@ from temtwin.gpa.core import gpa
 from temtwin.gpa.stage import analyse, run
 from temtwin.io.h5 import read_summary, read_table
 from temtwin.io.image import Micrograph
-from temtwin.synth import add_noise, layered_scene
+from temtwin.testing.synth import add_noise, layered_scene
 
 PX = (0.02, 0.02)
 CFG = load_config({}, require_dataset=False)["gpa"]

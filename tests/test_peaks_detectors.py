@@ -9,7 +9,7 @@ from temtwin.peaks.combine import find_peaks, fit_lattice, friedel_pairs
 from temtwin.peaks.gaussian import detect_gaussian, noise_threshold
 from temtwin.peaks.metrics import counts, prf
 from temtwin.peaks.profile import detect_profile
-from temtwin.peaks.simulate import simulate_spectrum, zone_lattice
+from temtwin.testing.fft_spectra import simulate_spectrum, zone_lattice
 from temtwin.workflow.seeds import rng as seeded
 
 

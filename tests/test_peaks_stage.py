@@ -11,9 +11,9 @@ from temtwin.io.h5 import atomic_h5, missing_units, read_summary, read_table, wr
 from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.peaks import analyse_image, analyse_region
-from temtwin.peaks.simulate import render_amorphous, render_region
+from temtwin.testing.fft_spectra import render_amorphous, render_region
 from temtwin.peaks.stage import run
-from temtwin.synth import layered_scene, lowmag_device
+from temtwin.testing.synth import layered_scene, lowmag_device
 from temtwin.workflow.context import StageContext
 from temtwin.workflow.seeds import rng as seeded
 
@@ -33,7 +33,7 @@ def _inputs(tmp_path, image, labels, px):
 def _ctx(tmp_path, img, seg, config=None):
     return StageContext.create("fft_peaks", {"image": str(img), "segmentation": str(seg)},
                                {"h5": str(tmp_path / "peaks.h5"), "figures": str(tmp_path / "figs")},
-                               {"peaks": {**FAST, **(config or {})}})
+                               {"fft_peaks": {**FAST, **(config or {})}})
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""The U-Net detector: shipped weights (made by temtwin.peaks.train) load and find reflections on a
+"""The U-Net detector: shipped weights (made by temtwin.training.fft_unet) load and find reflections on a
 fixed synthetic set; training is reproducible from its seed and records how the weights were made."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from temtwin.peaks.metrics import counts, prf
-from temtwin.peaks.simulate import simulate_spectrum
-from temtwin.peaks.train import main as train_main
-from temtwin.peaks.train import make_sample
+from temtwin.testing.fft_spectra import simulate_spectrum
+from temtwin.training.fft_unet import main as train_main
+from temtwin.training.fft_unet import make_sample
 from temtwin.peaks.unet import DEFAULT_WEIGHTS, detect_unet, load_model, symmetrise
 from temtwin.workflow.seeds import rng as seeded
 
@@ -23,7 +23,7 @@ def test_shipped_weights_and_record():
     net, rec = load_model(None)
     assert rec["weights_sha256"] == hashlib.sha256(DEFAULT_WEIGHTS.read_bytes()).hexdigest()
     assert rec["arguments"]["seed"] == 0 and rec["model"]["parameters"] == sum(p.numel() for p in net.parameters())
-    assert rec["time_s"]["total"] > 0 and "temtwin.peaks.simulate" in rec["data"]["generator"]
+    assert rec["time_s"]["total"] > 0 and "temtwin.testing.fft_spectra" in rec["data"]["generator"]
 
 
 def test_shipped_unet_beats_threshold_on_fixed_set():

@@ -1,7 +1,7 @@
 """Honest phase answers: calibration searched over ±12 %, ambiguity report, lattice-identical phases,
 pinned reference calibration, instrument uncertainty, elements from maps / metadata, 2D crystals.
 
-Ground truth: peak lists simulated from the CIFs (temtwin.phase.simulate, point-charge structure
+Ground truth: peak lists simulated from the CIFs (temtwin.testing.phase_spots, point-charge structure
 factors) with a known calibration error and orientation."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from temtwin.phase.database import builtin_phase_files, load_builtin
 from temtwin.phase.layers import is_two_dimensional
 from temtwin.phase.library import build_library
 from temtwin.phase.matching import MatchSettings, Spots, identify
-from temtwin.phase.simulate import simulate_spots
+from temtwin.testing.phase_spots import simulate_spots
 from temtwin.phase.stage import run
 from temtwin.phase.zones import same_zone
 from temtwin.workflow.context import StageContext

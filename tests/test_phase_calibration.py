@@ -9,7 +9,7 @@ from temtwin.phase.calibration import image_calibration, shared_settings
 from temtwin.phase.database import load_builtin
 from temtwin.phase.library import build_library
 from temtwin.phase.matching import MatchSettings, Spots, identify
-from temtwin.phase.simulate import simulate_spots
+from temtwin.testing.phase_spots import simulate_spots
 from temtwin.phase.zones import same_zone
 
 

@@ -10,9 +10,9 @@ from temtwin.phase.database import load_builtin
 from temtwin.phase.library import build_library
 from temtwin.phase.matching import MatchSettings, Spots, identify
 from temtwin.phase.orientation import misorientation
-from temtwin.phase.simulate import angle_set_error, held_set, simulate_spots
+from temtwin.testing.phase_spots import angle_set_error, held_set, simulate_spots
 from temtwin.phase.zones import same_zone
-from temtwin.synth.crystal import zone_frame
+from temtwin.testing.synth.crystal import zone_frame
 
 HELD = ["Si", "GaAs", "InP", "Cu", "Au", "Fe-bcc", "MgO", "SrTiO3", "GaN", "ZnO", "TiO2-rutile", "TiO2-anatase",
         "Al2O3-corundum", "HfO2-monoclinic", "InAs-wurtzite", "W"]

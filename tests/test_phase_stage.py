@@ -16,11 +16,11 @@ from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.phase.database import builtin_phase_files, load_builtin
 from temtwin.phase.orientation import misorientation
-from temtwin.phase.simulate import simulate_spots
+from temtwin.testing.phase_spots import simulate_spots
 from temtwin.phase.stage import run
 from temtwin.phase.zones import same_zone
-from temtwin.synth.crystal import load_structure, orientation_matrix, oriented_atoms
-from temtwin.synth.render import add_noise, render_atoms
+from temtwin.testing.synth.crystal import load_structure, orientation_matrix, oriented_atoms
+from temtwin.testing.synth.render import add_noise, render_atoms
 from temtwin.workflow.context import StageContext
 
 SHAPE, PX, ROT = (192, 192), (0.025, 0.025), 6.5
@@ -195,7 +195,7 @@ def test_with_the_fft_peak_finder(tmp_path):
     """Integration: a simulated HAADF GaAs [001] crystal through rule fft_peaks, then phase_id."""
     pytest.importorskip("temtwin.peaks.stage")
     from temtwin.peaks.stage import run as run_peaks
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     s = crystal_scene("GaAs", (0, 0, 1), 23.0, shape=(256, 256), pixel_size_nm=(0.02, 0.02), dose=800, seed=2)
     m = Micrograph(np.asarray(s.image, np.float32), (0.02, 0.02), name="img", sample="s",
@@ -207,7 +207,7 @@ def test_with_the_fft_peak_finder(tmp_path):
     run_peaks(StageContext.create("fft_peaks", {"image": str(tmp_path / "image.h5"),
                                                 "segmentation": str(tmp_path / "segmentation.h5")},
                                   {"h5": str(tmp_path / "peaks.h5"), "figures": str(tmp_path / "fp")},
-                                  {"peaks": {"detectors": ["gaussian", "profile"]}}))
+                                  {"fft_peaks": {"detectors": ["gaussian", "profile"]}}))
     run(_ctx(tmp_path, tmp_path, config={"elements": ["Ga", "As", "Si", "Au", "In", "P"]}))
     db = {p.name: p for p in load_builtin(["GaAs"])}
     with h5py.File(tmp_path / "phases.h5", "r") as f:

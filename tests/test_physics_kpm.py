@@ -153,9 +153,9 @@ def _write_model(path, numbers_fn=None, info=None):
         write_model_h5(f, atoms)
 
 
-def _run(tmp, n_chunks, extra=None):
-    cfg = {"tight_binding": {"n_chunks": n_chunks, "n_moments": 128, "vectors_per_region": 3,
-                             "structure": "as_built", "slab_thickness_nm": 0.5, **(extra or {})}}
+def _run(tmp, n_chunks, ldos=None):
+    cfg = {"tb_moments": {"n_chunks": n_chunks, "n_moments": 128, "vectors_per_region": 3,
+                          "structure": "as_built", "slab_thickness_nm": 0.5}, "tb_ldos": dict(ldos or {})}
     files = []
     for c in range(n_chunks):
         out = tmp / f"n{n_chunks}" / f"moments_{c}.h5"
@@ -230,8 +230,11 @@ def test_config_defaults_and_validation():
     from temtwin.config import load_config
     from temtwin.errors import UserError
 
-    cfg = load_config({}, require_dataset=False)["tight_binding"]
+    full = load_config({}, require_dataset=False)
+    cfg, ldos = full["tb_moments"], full["tb_ldos"]
     assert cfg["n_moments"] == 512 and cfg["passivation"] == "sp3_shift" and cfg["structure"] == "relaxed"
-    assert cfg["n_chunks"] == 2 and cfg["gap_window_eV"] == [-0.5, 2.0]
+    assert cfg["n_chunks"] == 2 and ldos["gap_window_eV"] == [-0.5, 2.0]
     with pytest.raises(UserError):
-        load_config({"tight_binding": {"passivation": "hydrogen"}}, require_dataset=False)
+        load_config({"tb_moments": {"passivation": "hydrogen"}}, require_dataset=False)
+    with pytest.raises(UserError, match="tb_ldos.n_moments"):   # a moments key is not an LDOS key
+        load_config({"tb_ldos": {"n_moments": 64}}, require_dataset=False)

@@ -87,7 +87,7 @@ def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
     from temtwin.twin.boundaries import region_boundaries
     from temtwin.twin.fem import write_gds
     from temtwin.twin.model_stage import run
-    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
     from temtwin.io.h5 import read_summary
 
@@ -108,7 +108,7 @@ def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
             {"h5": d / "model.h5", "extxyz": d / "model.extxyz", "lammps": d / "model.lmp",
-             "figures": d / "figures"}, {"model": {"thickness_nm": 1.0}}, wildcards={"sample": "s"})
+             "figures": d / "figures"}, {"atomic_model": {"thickness_nm": 1.0}}, wildcards={"sample": "s"})
         run(ctx)
         summaries.append(read_summary(d / "model.h5"))
         extxyz.append((d / "model.extxyz").read_bytes())
@@ -197,11 +197,11 @@ def test_dotted_config_key_is_one_line(tiny_dataset, capsys, monkeypatch):
     from temtwin import cli
 
     monkeypatch.setattr(cli.subprocess, "call", lambda cmd: pytest.fail("snakemake must not start"))
-    rc = cli.main(["run", "--dataset", str(tiny_dataset), "--", "--config", "segmentation.min_area_nm2=5"])
+    rc = cli.main(["run", "--dataset", str(tiny_dataset), "--", "--config", "segment.min_area_nm2=5"])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1 and len(err) == 1
-    assert "put `segmentation: {min_area_nm2: 5}` in a YAML file" in err[0]
-    assert "temtwin run --set segmentation.min_area_nm2=5" in err[0]
+    assert "put `segment: {min_area_nm2: 5}` in a YAML file" in err[0]
+    assert "temtwin run --set segment.min_area_nm2=5" in err[0]
 
 
 # ------------------------------------------------------------------ defect 7: RGB images
@@ -283,7 +283,7 @@ def test_duplicate_cifs_are_pooled_with_a_warning(tmp_path, caplog):
     from temtwin.phase.database import load_phases
     from temtwin.phase.library import build_library
     from temtwin.phase.matching import MatchSettings, Spots, identify
-    from temtwin.phase.simulate import simulate_spots
+    from temtwin.testing.phase_spots import simulate_spots
 
     phases_dir = REPO / "resources" / "phases"
     base = [phases_dir / f"{n}.cif" for n in ("InSb", "InP", "GaSb", "InAs")]
@@ -330,7 +330,7 @@ def test_speckle_rings_are_not_crystals_and_get_no_strain_maps(tmp_path):
 
     from temtwin.gpa.stage import run as gpa_run
     from temtwin.peaks.stage import analyse_region
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
     from temtwin.workflow.context import StageContext
 
     # a family of speckle rings that the spot detectors alone call crystalline (issue 22, defect 1)

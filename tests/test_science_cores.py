@@ -91,7 +91,7 @@ def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(monkeypatch):
     from temtwin.io.image import Micrograph
     from temtwin.peaks.spots import Spots, fft_spots
     from temtwin.peaks.stage import analyse_region
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     px = (0.02, 0.02)
     sc = crystal_scene("Si", (1, 1, 0), 10.0, shape=(256, 256), pixel_size_nm=px, dose=500, seed=3)
@@ -133,10 +133,10 @@ def test_twin_reads_gpa_hkl_instead_of_reindexing(tmp_path):
     import pytest
 
     from temtwin.io.h5 import atomic_h5, write_array
-    from temtwin.synth.crystal import load_structure, orientation_matrix
+    from temtwin.testing.synth.crystal import load_structure, orientation_matrix
     from temtwin.twin.fill import cell_from_structure, virtual_cell
     from temtwin.twin.inputs import read_gpa
-    from temtwin.twin.synthetic import reciprocal_g
+    from temtwin.testing.twin_inputs import reciprocal_g
 
     st = load_structure("Si")
     cell = cell_from_structure(st, orientation_matrix(st, (1, 1, 0), 10.0, reference=(1, -1, 0)), (1, 1, 0))
@@ -170,7 +170,7 @@ def test_one_structure_loader_for_phase_id_synth_and_twins(tmp_path):
 
     from temtwin.errors import UserError
     from temtwin.phase.database import RESOURCE_PHASES, load_cif, load_structure
-    from temtwin.synth.crystal import load_structure as synth_load
+    from temtwin.testing.synth.crystal import load_structure as synth_load
     from temtwin.twin.inputs import ImageInputs
 
     si_cif = RESOURCE_PHASES / "Si.cif"

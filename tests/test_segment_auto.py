@@ -8,7 +8,7 @@ import pytest
 from temtwin.segment.canny import order_labels, segment_auto
 from temtwin.segment.metrics import boundary_errors_nm, matched_iou
 from temtwin.segment.scale import find_lattice, smoothing_scale_nm
-from temtwin.synth import crystal_scene, layered_scene, lowmag_device, particles_scene
+from temtwin.testing.synth import crystal_scene, layered_scene, lowmag_device, particles_scene
 
 # SiGe(0.7) / Ge QW (pseudomorphic, +2.31 % along growth) / SiGe(0.7), HAADF, filling the field
 LAYERS = [dict(thickness_nm=2.5, ge_fraction=0.7), dict(thickness_nm=2.5, ge_fraction=1.0, eyy=0.0231),

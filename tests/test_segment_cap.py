@@ -91,18 +91,18 @@ def test_stage_merges_over_the_cap_with_a_message(tmp_path, caplog):
     import h5py
 
     from temtwin.segment.stage import run
-    from temtwin.synth import device_overview
+    from temtwin.testing.synth import device_overview
     from test_segment_stage import _ctx, _image_h5
 
     sc = device_overview(shape=(256, 256), seed=3, inclusions=(), widths_px=(8, 20, 40), tilt_deg=0.0)
     img = _image_h5(tmp_path / "image.h5", sc.image, px=(1.0, 1.0))
     with caplog.at_level("WARNING", logger="temtwin"):
-        run(_ctx(tmp_path, img, config={"segmentation": {"max_regions": 3}}))
+        run(_ctx(tmp_path, img, config={"segment": {"max_regions": 3}}))
     assert "merged into their most similar neighbour" in caplog.text
     with h5py.File(tmp_path / "segmentation.h5") as f:
         labels = f["labels"][()]
         assert f.attrs["method"] == "layers"
-        assert "segmentation.max_regions (3)" in f.attrs["regions_capped"]
+        assert "segment.max_regions (3)" in f.attrs["regions_capped"]
     assert labels.max() == 3 and np.all(labels > 0)
     # 5 truth regions (vacuum, 8, 20, 40 px, substrate) -> 3: the thin ones went to a neighbour, the
     # vacuum and the substrate stay whole

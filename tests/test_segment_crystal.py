@@ -8,7 +8,7 @@ import pytest
 from temtwin.segment.canny import segment_auto
 from temtwin.segment.crystal import crystal_levels, crystal_mask
 from temtwin.segment.metrics import matched_iou
-from temtwin.synth import particles_scene
+from temtwin.testing.synth import particles_scene
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,5 @@
 """Multilayer-device overview segmentation (issue 20): generated device cross-sections with exact
-truth (temtwin.synth.device_overview: random layer order and contrasts, rough interfaces, tilted
+truth (temtwin.testing.synth.device_overview: random layer order and contrasts, rough interfaces, tilted
 normal, blur, texture, Poisson noise, nanowires / fins / trenches)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from temtwin.segment.canny import segment_auto
 from temtwin.segment.layers import analyse, choose_layers
 from temtwin.segment.metrics import matched_iou
-from temtwin.synth import crystal_scene, device_overview
+from temtwin.testing.synth import crystal_scene, device_overview
 
 
 def _per_layer(sc, labels):

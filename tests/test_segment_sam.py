@@ -16,7 +16,7 @@ from segment_anything.modeling import (  # noqa: E402
 from temtwin.errors import UserError  # noqa: E402
 from temtwin.segment.sam import (  # noqa: E402
     SAM_CHECKPOINTS, load_sam, masks_to_labels, segment_sam, to_uint8_rgb)
-from temtwin.synth import particles_scene  # noqa: E402
+from temtwin.testing.synth import particles_scene  # noqa: E402
 
 
 def tiny_sam(seed: int = 0) -> Sam:
@@ -88,9 +88,9 @@ def test_missing_checkpoint_says_where_to_get_it_and_which_key(tmp_path, model_t
     with pytest.raises(UserError) as e:
         load_sam(str(tmp_path / "nope.pth"), model_type)
     msg = str(e.value)
-    assert SAM_CHECKPOINTS[model_type] in msg and "segmentation.sam.checkpoint" in msg
+    assert SAM_CHECKPOINTS[model_type] in msg and "segment.sam.checkpoint" in msg
     assert "\n" not in msg
-    with pytest.raises(UserError, match="segmentation.sam.checkpoint"):
+    with pytest.raises(UserError, match="segment.sam.checkpoint"):
         load_sam(None, model_type)
 
 

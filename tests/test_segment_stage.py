@@ -16,7 +16,7 @@ from temtwin.io.ingest import write_image_h5
 from temtwin.segment.metrics import matched_iou
 from temtwin.segment.regions import polygon_area
 from temtwin.segment.stage import run
-from temtwin.synth import layered_scene
+from temtwin.testing.synth import layered_scene
 from temtwin.workflow.context import StageContext
 
 LAYERS = [dict(thickness_nm=2.5, ge_fraction=0.7), dict(thickness_nm=2.5, ge_fraction=1.0, eyy=0.0231),
@@ -125,16 +125,16 @@ def test_blank_image_is_a_clear_user_error(tmp_path):
 
 def test_sam_without_checkpoint_fails_before_writing(tmp_path, scene):
     img = _image_h5(tmp_path / "image.h5", scene.image)
-    with pytest.raises(UserError, match="segmentation.sam.checkpoint"):
-        run(_ctx(tmp_path, img, config={"segmentation": {"method": "sam"}}))
+    with pytest.raises(UserError, match="segment.sam.checkpoint"):
+        run(_ctx(tmp_path, img, config={"segment": {"method": "sam"}}))
     assert not (tmp_path / "segmentation.h5").exists()
 
 
 def test_config_defaults_and_validation():
-    cfg = load_config({}, require_dataset=False)["segmentation"]
+    cfg = load_config({}, require_dataset=False)["segment"]
     assert cfg["method"] == "auto" and cfg["sam"]["model_type"] == "vit_b" and cfg["sam"]["checkpoint"] is None
     assert cfg["canny"]["hysteresis"] == [2.0, 4.0]
-    with pytest.raises(UserError, match="segmentation.sam.model_type"):
-        load_config({"segmentation": {"sam": {"model_type": "vit_x"}}}, require_dataset=False)
+    with pytest.raises(UserError, match="segment.sam.model_type"):
+        load_config({"segment": {"sam": {"model_type": "vit_x"}}}, require_dataset=False)
     with pytest.raises(UserError, match="unknown key"):
-        load_config({"segmentation": {"canny": {"sigma": 1}}}, require_dataset=False)
+        load_config({"segment": {"canny": {"sigma": 1}}}, require_dataset=False)

@@ -17,7 +17,7 @@ from temtwin.simulate_image.linear import LinearHAADF, z_weights
 from temtwin.simulate_image.multislice import exit_waves, haadf_multislice
 from temtwin.simulate_image.refine import (composition_from_weight, find_columns, refine_columns,
                                            weight_from_composition)
-from temtwin.simulate_image.synthetic import sige110_atoms
+from temtwin.testing.sige_atoms import sige110_atoms
 
 
 @pytest.fixture(scope="module")

@@ -116,7 +116,7 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
     from temtwin.io.h5 import missing_units, read_summary
     from temtwin.spin_orbit import stage
     from temtwin.twin import fem_stage
-    from temtwin.twin.synthetic import write_layered_inputs
+    from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
 
     layers = [dict(thickness_nm=3.0, ge_fraction=0.7), dict(thickness_nm=4.0, ge_fraction=1.0, eyy=0.0231),
@@ -127,7 +127,7 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
           "regions": d / "fem/regions.json", "figures": d / "figures/fem_geometry"}
     inputs = {"stack": "", "images": [p["image"]], "segmentations": [p["segmentation"]], "phases": [p["phases"]],
               "gpas": [p["gpa"]]}
-    fem_stage.run(StageContext.create("fem_geometry", inputs, fo, {"fem": {"mesh_size_nm": 1.0}},
+    fem_stage.run(StageContext.create("fem_geometry", inputs, fo, {"fem_geometry": {"mesh_size_nm": 1.0}},
                                       wildcards={"sample": "s"}))
     ro = {"h5": d / "fem/relax.h5", "vtu": d / "fem/device.vtu", "figures": d / "figures/fem_relax"}
     comp = {"1": "Si0.3Ge0.7", "3": "Si0.3Ge0.7"}

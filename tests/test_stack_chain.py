@@ -10,7 +10,7 @@ import pytest
 from temtwin.errors import UserError
 from temtwin.io.image import Micrograph
 from temtwin.stack.chain import choose_overview, place_stack
-from temtwin.synth.stack import device_stack
+from temtwin.testing.synth.stack import device_stack
 
 
 def _corner_error_pct(pl, shape, t: dict, px_ov: float) -> float:
@@ -58,7 +58,7 @@ def test_overview_choice():
     c = Micrograph(np.zeros((100, 100), np.float32), (1.0, 1.0), "c")
     assert choose_overview([a, b, c]) == "c"          # largest field of view; ties by name
     assert choose_overview([a, b, c], "b") == "b"
-    with pytest.raises(UserError, match="stack.overview"):
+    with pytest.raises(UserError, match="register_stack.overview"):
         choose_overview([a, b], "nope")
 
 

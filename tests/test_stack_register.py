@@ -9,7 +9,7 @@ import pytest
 
 from temtwin.stack.lattice import auto_lowpass_nm, lattice_spacing_nm
 from temtwin.stack.register import register_pair
-from temtwin.synth.stack import device_field, device_stack
+from temtwin.testing.synth.stack import device_field, device_stack
 
 
 def truth_matrix(truth: dict, child: str, parent: str) -> np.ndarray:
@@ -98,7 +98,7 @@ def test_refusals_without_search():
 
 
 def test_lattice_detection_sets_the_lowpass():
-    from temtwin.synth import crystal_scene, lowmag_device
+    from temtwin.testing.synth import crystal_scene, lowmag_device
 
     s = crystal_scene("Si", (1, 1, 0), 7.0, shape=(256, 256), pixel_size_nm=(0.02, 0.02), mode="hrtem",
                       dose=500, seed=1)

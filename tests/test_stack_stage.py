@@ -15,10 +15,10 @@ from temtwin.config import load_config
 from temtwin.io.h5 import atomic_h5, missing_units, read_summary, write_array
 from temtwin.io.ingest import write_image_h5
 from temtwin.stack.stage import run
-from temtwin.synth.stack import device_stack
+from temtwin.testing.synth.stack import device_stack
 from temtwin.workflow.context import StageContext
 
-PHASES = {7: "Si", 9: "Si", 3: "W"}      # truth labels of temtwin.synth.stack: 7 Si channel, 9 substrate, 3 W
+PHASES = {7: "Si", 9: "Si", 3: "W"}      # truth labels of temtwin.testing.synth.stack: 7 Si channel, 9 substrate, 3 W
 
 
 def write_inputs(root: Path, st, phases_for=("mag1",), gpa_for=("mag1",), strain=(0.01, -0.02)) -> dict:
@@ -154,12 +154,12 @@ def test_missing_upstream_results_are_tolerated(tmp_path):
 
 
 def test_config_section_defaults_and_validation():
-    cfg = load_config({}, require_dataset=False)["stack"]
+    cfg = load_config({}, require_dataset=False)["register_stack"]
     assert cfg["min_confidence"] == 0.3 and cfg["lowpass_nm"] == "auto" and cfg["overview"] == ""
     assert cfg["scale_search_pct"] == 5.0 and cfg["rotation_search_deg"] == 4.0 and cfg["max_error_pct"] == 2.0
     from temtwin.errors import UserError
 
     with pytest.raises(UserError):
-        load_config({"stack": {"min_confidence": 2}}, require_dataset=False)
+        load_config({"register_stack": {"min_confidence": 2}}, require_dataset=False)
     with pytest.raises(UserError):
-        load_config({"stack": {"unknown_key": 1}}, require_dataset=False)
+        load_config({"register_stack": {"unknown_key": 1}}, require_dataset=False)

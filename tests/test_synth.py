@@ -1,9 +1,9 @@
-"""temtwin.synth: the generated images carry exactly the structure they claim."""
+"""temtwin.testing.synth: the generated images carry exactly the structure they claim."""
 
 import numpy as np
 import pytest
 
-from temtwin.synth import crystal_scene, layered_scene, load_structure, lowmag_device, orientation_matrix
+from temtwin.testing.synth import crystal_scene, layered_scene, load_structure, lowmag_device, orientation_matrix
 
 
 def _fft_peak(img, px, g):

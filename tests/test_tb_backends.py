@@ -68,9 +68,9 @@ def test_stage_matrix_free_backend_same_moments(tmp_path):
     _write_model(tmp_path / "model.h5")
     out = {}
     for backend in ("numba", "matrix_free"):
-        cfg = {"tight_binding": {"n_chunks": 1, "n_moments": 64, "vectors_per_region": 2,
-                                 "structure": "as_built", "partitions": "regions", "backend": backend,
-                                 "checkpoint_every_moments": 0}}
+        cfg = {"tb_moments": {"n_chunks": 1, "n_moments": 64, "vectors_per_region": 2,
+                              "structure": "as_built", "partitions": "regions", "backend": backend,
+                              "checkpoint_every_moments": 0}}
         out[backend] = tmp_path / backend / "moments_0.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[backend]},
                                   config=cfg, wildcards={"sample": "s1", "chunk": "0"})

@@ -35,7 +35,7 @@ class Killed(Exception):
 
 def _ctx(tmp, out, extra=None):
     return StageContext.create("tb_moments", {"model": tmp / "model.h5"}, {"h5": out},
-                               config={"tight_binding": {**CFG, **(extra or {})}},
+                               config={"tb_moments": {**CFG, **(extra or {})}},
                                wildcards={"sample": "s1", "chunk": "0"})
 
 

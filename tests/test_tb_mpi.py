@@ -117,9 +117,9 @@ def test_stage_with_two_ranks_writes_same_moments(tmp_path, monkeypatch):
     _write_model(tmp_path / "model.h5")
     out = {}
     for ranks in (1, 2):
-        cfg = {"tight_binding": {"n_chunks": 1, "n_moments": 64, "vectors_per_region": 2,
-                                 "structure": "as_built", "partitions": "regions", "mpi_ranks": ranks,
-                                 "mpi_launcher": "auto", "checkpoint_every_moments": 32}}
+        cfg = {"tb_moments": {"n_chunks": 1, "n_moments": 64, "vectors_per_region": 2,
+                               "structure": "as_built", "partitions": "regions", "mpi_ranks": ranks,
+                               "mpi_launcher": "auto", "checkpoint_every_moments": 32}}
         out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
                                   config=cfg, wildcards={"sample": "s1", "chunk": "0"})
@@ -152,7 +152,7 @@ def test_mpi_ranks_without_mpi_is_one_clear_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(distributed, "mpi_available", lambda: "no mpirun/srun on PATH")
     ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": tmp_path / "m.h5"},
-                              config={"tight_binding": {"n_chunks": 1, "mpi_ranks": 2}},
+                              config={"tb_moments": {"n_chunks": 1, "mpi_ranks": 2}},
                               wildcards={"sample": "s", "chunk": "0"})
     with pytest.raises(UserError, match="mpi_ranks"):
         tb_stage.run_moments(ctx)

@@ -8,7 +8,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from temtwin.errors import UserError
-from temtwin.synth.crystal import load_structure, orientation_matrix
+from temtwin.testing.synth.crystal import load_structure, orientation_matrix
 from temtwin.twin.builder import RegionPlan, build_model
 from temtwin.twin.composition import (ElementMap, assign_species, read_element_maps, register_maps,
                                       substitution_plan)

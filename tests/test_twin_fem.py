@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 
 from temtwin.io.h5 import missing_units, read_summary
-from temtwin.synth import lowmag_device
+from temtwin.testing.synth import lowmag_device
 from temtwin.twin.boundaries import region_boundaries, shoelace
 from temtwin.twin.fem import read_gds_polygons, write_gds
 from temtwin.twin.mesh import build_mesh, read_msh_areas
-from temtwin.twin.synthetic import write_layered_inputs
+from temtwin.testing.twin_inputs import write_layered_inputs
 from temtwin.workflow.context import StageContext
 
 
@@ -107,7 +107,7 @@ def test_fem_stage_outputs(tmp_path):
     ctx = StageContext.create("fem_geometry", {"stack": "", "images": [p["image"]],
                                                "segmentations": [p["segmentation"]],
                                                "phases": [p["phases"]], "gpas": [p["gpa"]]}, out,
-                              {"fem": {"mesh_size_nm": 0.5}}, wildcards={"sample": "s"})
+                              {"fem_geometry": {"mesh_size_nm": 0.5}}, wildcards={"sample": "s"})
     from temtwin.twin import fem_stage
 
     fem_stage.run(ctx)

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from temtwin.synth.crystal import load_structure, orientation_matrix, oriented_atoms
+from temtwin.testing.synth.crystal import load_structure, orientation_matrix, oriented_atoms
 from temtwin.twin.builder import RegionPlan, build_model
 from temtwin.twin.displace import DisplacementField, remove_close_atoms
 from temtwin.twin.fill import (beam_period, cell_from_structure, commensurate_thickness, crystal_columns,
                                expand_columns, virtual_cell)
-from temtwin.twin.synthetic import reciprocal_g
+from temtwin.testing.twin_inputs import reciprocal_g
 
 
 @pytest.mark.parametrize("phase,zone,rot", [("Si", (1, 1, 0), 17.0), ("GaAs", (1, 1, 2), -40.0),

@@ -10,10 +10,10 @@ from scipy.spatial import cKDTree
 from temtwin.config import load_config
 from temtwin.errors import UserError
 from temtwin.io.h5 import missing_units, read_summary
-from temtwin.synth.crystal import load_structure, orientation_matrix
+from temtwin.testing.synth.crystal import load_structure, orientation_matrix
 from temtwin.twin import model_stage
 from temtwin.twin.model_io import read_model
-from temtwin.twin.synthetic import write_image_results, write_layered_inputs
+from temtwin.testing.twin_inputs import write_image_results, write_layered_inputs
 from temtwin.workflow.context import StageContext
 
 from conftest import write_hspy
@@ -34,7 +34,7 @@ def _run(tmp_path, paths, config=None, eels=(), settings=()):
 def test_layered_round_trip_positions_counts_and_outputs(tmp_path):
     """Virtual cell from the g vectors + the exact displacement + image registration → true atoms."""
     sc, paths = write_layered_inputs(tmp_path / "s" / "im", shape=(200, 200), thickness_nm=2.0)
-    out = _run(tmp_path, paths, {"model": {"thickness_nm": 2.0, "periodic_along_beam": True}})
+    out = _run(tmp_path, paths, {"atomic_model": {"thickness_nm": 2.0, "periodic_along_beam": True}})
     atoms = read_model(out["h5"])
     s = read_summary(out["h5"])["model"]
     # in-plane: every model column sits on a true column (projection removes the z gauge)
@@ -94,7 +94,7 @@ def test_composition_from_eels_maps_and_determinism(tmp_path):
     write_hspy(tmp_path / "eels" / "Ge.hspy", m.astype(np.float32), scale=(pe, pe))
     sy = tmp_path / "sample.yaml"
     sy.write_text("eels:\n  offset_nm: [0.09, 0.09]\n")
-    cfg = {"model": {"thickness_nm": 1.5}}
+    cfg = {"atomic_model": {"thickness_nm": 1.5}}
     out = _run(tmp_path, paths, cfg, eels=[tmp_path / "eels" / "Ge.hspy"], settings=[sy])
     a = read_model(out["h5"])
     s = read_summary(out["h5"])["model"]
@@ -126,12 +126,12 @@ def test_mismatched_region_gets_its_own_cell(tmp_path):
         M = orientation_matrix(st, (1, 1, 0), 0.0, reference=(1, -1, 0))
         regions[k] = dict(phase=ph, zone_axis=[1, 1, 0], orientation_matrix=M, space_group="F-43m")
     st = load_structure("InP")
-    from temtwin.twin.synthetic import reciprocal_g
+    from temtwin.testing.twin_inputs import reciprocal_g
 
     g = reciprocal_g(st, regions[1]["orientation_matrix"], [[1, -1, -1], [2, -2, 0]])
     paths = write_image_results(tmp_path / "s" / "im", np.random.default_rng(0).random(shape), (px, px), lab,
                                 regions, displacement=np.zeros((2, *shape)), g_vectors=g, reference_label=1)
-    out = _run(tmp_path, paths, {"model": {"thickness_nm": 1.5, "origin": "zero"}})
+    out = _run(tmp_path, paths, {"atomic_model": {"thickness_nm": 1.5, "origin": "zero"}})
     s = read_summary(out["h5"])["model"]
     assert s["regions"]["1"]["kind"] == "reference" and s["regions"]["2"]["kind"] == "mismatched"
     q = s["quality"]["regions"]
@@ -158,12 +158,12 @@ def test_not_applicable_without_crystalline_regions(tmp_path):
 
 def test_config_defaults_and_errors(tmp_path):
     cfg = load_config({}, require_dataset=False)
-    assert cfg["model"]["thickness_nm"] == 2.0 and cfg["model"]["origin"] == "image"
-    assert cfg["fem"]["interface_refinement"] == 4.0 and cfg["fem"]["simplify_tolerance_nm"] is None
+    assert cfg["atomic_model"]["thickness_nm"] == 2.0 and cfg["atomic_model"]["origin"] == "image"
+    assert cfg["fem_geometry"]["interface_refinement"] == 4.0 and cfg["fem_geometry"]["simplify_tolerance_nm"] is None
     with pytest.raises(UserError, match="model.thicknes"):
-        load_config({"model": {"thicknes_nm": 3}}, require_dataset=False)
+        load_config({"atomic_model": {"thicknes_nm": 3}}, require_dataset=False)
     _, paths = write_layered_inputs(tmp_path / "s" / "im", shape=(100, 100), dose=None)
     with pytest.raises(UserError, match="max_atoms"):
-        _run(tmp_path, paths, {"model": {"max_atoms": 100}})
+        _run(tmp_path, paths, {"atomic_model": {"max_atoms": 100}})
     with pytest.raises(UserError, match="not an image"):
-        _run(tmp_path, paths, {"model": {"image": "nope"}})
+        _run(tmp_path, paths, {"atomic_model": {"image": "nope"}})

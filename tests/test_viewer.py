@@ -63,7 +63,7 @@ def planned_jobs(work: Path) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    from temtwin.synth import crystal_scene
+    from temtwin.testing.synth import crystal_scene
 
     work = tmp_path_factory.mktemp("viewer")
     s = crystal_scene("Si", (1, 1, 0), 12.0, shape=(160, 160), pixel_size_nm=(0.02, 0.02), dose=500, seed=3)

@@ -68,14 +68,14 @@ def test_sample_overrides_reach_every_stage_through_settings(tmp_path, tiny_data
     from temtwin.workflow.snake import Workflow
 
     (tiny_dataset / "s1" / "sample.yaml").write_text(yaml.safe_dump(
-        {"overrides": {"gpa": {"resolution_nm": 1.7}, "segmentation": {"min_area_nm2": 0.5}}}))
+        {"overrides": {"gpa": {"resolution_nm": 1.7}, "segment": {"min_area_nm2": 0.5}}}))
     w = Workflow({"dataset": str(tiny_dataset), "results": str(tmp_path / "r")})
     wc = types.SimpleNamespace(sample="s1", image="a")
     gpa = w.settings("gpa")(wc)
     assert gpa["gpa"]["resolution_nm"] == 1.7 and gpa["seed"] == w.config["seed"]
     assert set(gpa["gpa"]) == set(w.config["gpa"])
-    assert w.settings("segmentation")(wc)["segmentation"]["min_area_nm2"] == 0.5
-    assert w.settings("peaks")(wc)["peaks"] == w.config["peaks"]
+    assert w.settings("segment")(wc)["segment"]["min_area_nm2"] == 0.5
+    assert w.settings("fft_peaks")(wc)["fft_peaks"] == w.config["fft_peaks"]
     ctx = StageContext.create("gpa", {}, {}, params={"settings": gpa})
     assert ctx.section("gpa")["resolution_nm"] == 1.7
     (tiny_dataset / "s1" / "sample.yaml").write_text(yaml.safe_dump({"overrides": {"gpa": {"resolution": 1.7}}}))

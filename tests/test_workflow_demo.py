@@ -2,7 +2,7 @@
 
 One run (module fixture) of every rule, from the micrographs to the electronic LDOS, with small
 physics settings, checked against the demo's ground truth (``resources/demo/truth_demo.json``,
-written by ``resources/demo/make_demo.py`` from :mod:`temtwin.synth.device`):
+written by ``resources/demo/make_demo.py`` from :mod:`temtwin.testing.synth.device`):
 
 * the layers of the atomic-resolution image are Si/Ge-family crystals seen along <110>, all
   parallel (cube-on-cube), the trench fill is not crystalline;
@@ -40,8 +40,8 @@ TRUTH = json.loads((DEMO / "truth_demo.json").read_text())
 # Small physics for a test: the demo's model has ~12 000 atoms.
 SMALL = {
     "phonons": {"n_moments": 256, "n_vectors": 2},
-    "tight_binding": {"n_moments": 384, "vectors_per_region": 2, "n_chunks": 2, "threads": 1,
-                      "backend": "numba"},
+    "tb_moments": {"n_moments": 384, "vectors_per_region": 2, "n_chunks": 2, "threads": 1,
+                   "backend": "numba"},
 }
 
 
@@ -192,7 +192,7 @@ def test_tight_binding_on_slurm_reproduces_the_local_run(demo_run, tmp_path):
     ran = {line.split("(Rule: ")[1].rstrip(")") for line in out.splitlines() if "(Rule: " in line}
     assert ran == {"tb_moments", "tb_ldos"}, ran                  # nothing upstream was redone
     slurm_logs = list((work / ".snakemake" / "slurm_logs").rglob("*.log"))    # one per SLURM job
-    assert sum("rule_tb_moments" in p.parts for p in slurm_logs) == SMALL["tight_binding"]["n_chunks"]
+    assert sum("rule_tb_moments" in p.parts for p in slurm_logs) == SMALL["tb_moments"]["n_chunks"]
     assert sum("rule_tb_ldos" in p.parts for p in slurm_logs) == 1
     local, cluster = demo_run["results"] / "sige_qw_device" / "tb.h5", res / "sige_qw_device" / "tb.h5"
     a, b = _datasets(local), _datasets(cluster)

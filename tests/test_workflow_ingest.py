@@ -89,8 +89,8 @@ def test_a_config_change_reruns_its_stage_and_dependents_only(tmp_path, tiny_dat
     assert r.returncode == 0, r.stderr[-3000:]
     r = snakemake(tmp_path, "-n", "--until", "fft_peaks", "--configfile", base, dataset=tiny_dataset)
     assert _planned_jobs(r.stdout) == {}
-    for change, expect in (({"peaks": {"max_figures": 3}}, {"fft_peaks": 2}),
-                           ({"segmentation": {"min_area_nm2": 0.9}}, {"segment": 2, "fft_peaks": 2})):
+    for change, expect in (({"fft_peaks": {"max_figures": 3}}, {"fft_peaks": 2}),
+                           ({"segment": {"min_area_nm2": 0.9}}, {"segment": 2, "fft_peaks": 2})):
         r = snakemake(tmp_path, "-n", "--until", "fft_peaks", "--configfile", _image_stages_only(tmp_path, change),
                       dataset=tiny_dataset)
         assert r.returncode == 0, r.stderr[-3000:]

@@ -20,9 +20,9 @@ from temtwin.io.h5 import atomic_h5, read_summary, read_table, write_array
 from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.phase.database import builtin_phase_files, load_builtin
-from temtwin.phase.simulate import simulate_spots
+from temtwin.testing.phase_spots import simulate_spots
 from temtwin.phase.stage import run as run_phase
-from temtwin.synth.crystal import load_structure, orientation_matrix
+from temtwin.testing.synth.crystal import load_structure, orientation_matrix
 from temtwin.workflow.context import StageContext
 from temtwin.workflow.overrides import apply_segment, read_overrides, stage_actions
 

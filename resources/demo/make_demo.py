@@ -1,7 +1,7 @@
 """Regenerate the demo dataset (deterministic): ``python resources/demo/make_demo.py``.
 
 Sample ``sige_qw_device``: a Si0.3Ge0.7 / Ge (5 nm) / Si0.3Ge0.7 quantum-well cross-section along [110]
-with a trench, built as one atomic model by :mod:`temtwin.synth.device` and rendered as
+with a trench, built as one atomic model by :mod:`temtwin.testing.synth.device` and rendered as
 * ``overview.tif``: 512² bright-field overview at 0.125 nm/px (calibrated ImageJ TIFF),
 * ``hrtem.hspy``: 512² HRTEM at 0.025 nm/px of a window holding the QW and the trench corner, placed at
   offset (30, 17) nm in the overview and rotated by 1.2° (scan rotation),
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from temtwin.synth.device import eels_maps, render_hrtem, render_overview, sige_qw_device
+from temtwin.testing.synth.device import eels_maps, render_hrtem, render_overview, sige_qw_device
 
 HERE = Path(__file__).resolve().parent
 
@@ -67,7 +67,7 @@ def main() -> None:
     st = (c_hr - c_ov) / 1e3
     (out / "sample.yaml").write_text(
         "# Si0.3Ge0.7 / Ge / Si0.3Ge0.7 quantum-well device, cross-section along [110]\n"
-        "description: SiGe quantum well with a trench (synthetic demo, temtwin.synth.device)\n"
+        "description: SiGe quantum well with a trench (synthetic demo, temtwin.testing.synth.device)\n"
         "elements: [Si, Ge, O]\n"
         "images:\n  overview: {role: overview, stage_position_um: [0.0, 0.0], rotation_deg: 0.0}\n"
         f"  hrtem: {{role: atomic, stage_position_um: [{st[0]:.6f}, {st[1]:.6f}], rotation_deg: {rot}}}\n"

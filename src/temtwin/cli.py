@@ -5,7 +5,7 @@
     temtwin check [--config FILE] [--dataset DIR] [--set a.b=V ...]   validate config and dataset
     temtwin info FILE                               read one micrograph and print its calibration
     temtwin view RESULTS                            (re)build the interactive pages viewer.html, index.html
-    temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.peaks.train)
+    temtwin train-unet [ARGS...]                    train the FFT-peak U-Net (see temtwin.training.fft_unet)
 
 User errors print one line ``temtwin: error: ...`` and exit with status 1.
 """
@@ -73,12 +73,14 @@ def _user_config(args: argparse.Namespace) -> tuple[dict, dict]:
     """(validated config, nested overrides) from --config FILE, --dataset and --set."""
     import yaml
 
-    from .config import load_config
+    from .config import check_renamed_sections, load_config
     from .report.summary import deep_merge
 
     cfg_file = Path(args.config)
     cfg = yaml.safe_load(cfg_file.read_text()) if cfg_file.is_file() else {}
+    check_renamed_sections(cfg if isinstance(cfg, dict) else None, cfg_file)
     sets = parse_sets(getattr(args, "set", None))
+    check_renamed_sections(sets, "--set")
     if args.dataset:
         sets["dataset"] = args.dataset
     deep_merge(cfg, sets)
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     v.add_argument("--config", help="config file whose `viewer:` section to use")
     sub.add_parser("train-unet", help="train the FFT-peak U-Net", add_help=False)
     if argv and argv[0] == "train-unet":
-        from .peaks.train import main as train_main
+        from .training.fft_unet import main as train_main
 
         return int(train_main(argv[1:]) or 0)
     args = ap.parse_args(argv)

@@ -7,7 +7,7 @@ schema with relative ``$ref``; they are resolved by a :mod:`referencing` registr
 
 A wrong key or type fails at start with one line that names the key, e.g.::
 
-    config: segmentation.min_area_nm2: 'big' is not of type 'number'
+    config: segment.min_area_nm2: 'big' is not of type 'number'
 """
 
 from __future__ import annotations
@@ -95,10 +95,33 @@ def _error_line(err) -> str:
     return f"{path or '(top level)'}: {msg}"
 
 
-def validate(config: Mapping[str, Any], folder: Path | None = None) -> dict:
+#: config sections renamed to their rule's name (issue 15: one name per stage): old -> new
+RENAMED_SECTIONS = {"segmentation": "segment", "peaks": "fft_peaks", "stack": "register_stack",
+                    "fem": "fem_geometry", "model": "atomic_model", "tight_binding": ("tb_moments", "tb_ldos")}
+
+
+def renamed_section_message(old: str, where: str = "") -> str:
+    """The one-line fix for a config section under its former name ``old`` (``where``: e.g. 'overrides.')."""
+    new = RENAMED_SECTIONS[old]
+    if isinstance(new, tuple):
+        return (f"config section `{where}{old}` was split into `{where}{new[0]}` (model, structure, moments, "
+                f"chunks, MPI, checkpoints, resources) and `{where}{new[1]}` (LDOS energies, band edges, "
+                f"states); move each key to its section (see config/schema/{new[0]}.yaml and {new[1]}.yaml)")
+    return f"config section `{where}{old}` is now called `{where}{new}` (its rule's name); rename it"
+
+
+def check_renamed_sections(doc: Mapping[str, Any] | None, path, where: str = "") -> None:
+    """UserError naming ``path`` when ``doc`` holds a section under its former name."""
+    old = next((k for k in (doc or {}) if k in RENAMED_SECTIONS), None)
+    if old is not None:
+        raise UserError(renamed_section_message(old, where), path)
+
+
+def validate(config: Mapping[str, Any], folder: Path | None = None, path: Path | str = "config") -> dict:
     """Validate ``config`` and return a copy with defaults filled in; UserError on the first problem."""
     main, registry = _load_schema(str(folder or schema_dir()))
     cfg = copy.deepcopy(dict(config))
+    check_renamed_sections(cfg, path)
     v = _DefaultFilling(main, registry=registry)
     # two passes: the first fills defaults (so nested defaults exist), the second reports errors
     for _ in v.iter_errors(cfg):
@@ -106,8 +129,8 @@ def validate(config: Mapping[str, Any], folder: Path | None = None) -> dict:
     errors = sorted(Draft202012Validator(main, registry=registry).iter_errors(cfg),
                     key=lambda e: (len(list(e.absolute_path)), str(list(e.absolute_path))))
     if errors:
-        raise UserError(_error_line(errors[0]), "config")
-    _check_elements((cfg.get("phase_id") or {}).get("elements"), "phase_id.elements", "config")
+        raise UserError(_error_line(errors[0]), path)
+    _check_elements((cfg.get("phase_id") or {}).get("elements"), "phase_id.elements", path)
     return cfg
 
 
@@ -127,6 +150,7 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike | None = None,
 
     With ``require_dataset`` the ``dataset`` folder must exist.
     """
+    p: Path | str = "config"
     if config is None:
         cfg: dict = {}
     elif isinstance(config, (str, os.PathLike)):
@@ -138,8 +162,8 @@ def load_config(config: Mapping[str, Any] | str | os.PathLike | None = None,
         except yaml.YAMLError as e:
             raise UserError(f"not valid YAML ({str(e).splitlines()[0]})", p) from None
     else:
-        cfg = dict(config)
-    cfg = validate(cfg)
+        cfg, p = dict(config), "config"
+    cfg = validate(cfg, path=p)
     if require_dataset:
         ds = Path(cfg["dataset"])
         if not ds.is_dir():
@@ -154,6 +178,8 @@ def validate_sample(doc: Mapping[str, Any], path: Path | str = "sample.yaml") ->
     _, registry = _load_schema(str(folder))
     uri = (folder / "schema" / "sample.yaml").resolve().as_uri()
     schema = registry.get_or_retrieve(uri).value.contents
+    ov = doc.get("overrides")
+    check_renamed_sections(ov if isinstance(ov, Mapping) else None, path, "overrides.")
     errors = sorted(Draft202012Validator(schema, registry=registry).iter_errors(dict(doc)),
                     key=lambda e: len(list(e.absolute_path)))
     if errors:

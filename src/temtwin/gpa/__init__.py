@@ -5,7 +5,6 @@
 * :mod:`.choices`: automatic choices (reference region, g vectors, mask resolution, mask centres);
 * :mod:`.absolute`: local lattice parameters and strain relative to each region's relaxed lattice,
   rotation of the tensor into the crystal or interface frame;
-* :mod:`.textbook`: a plain textbook two-g GPA (for the comparison in bench/bench_gpa.py);
 * :mod:`.stage`: ``run(ctx)`` of rule ``gpa``.
 """
 

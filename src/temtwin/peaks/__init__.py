@@ -5,7 +5,8 @@
 * :mod:`.fftprep`: Welch-averaged, Hann-apodised power spectra on a standard frequency grid (nm^-1),
   ring-standardised log-power ``z`` and Gaussian-equivalent significance ``q`` (the SNR scale);
 * detectors, each usable alone: :mod:`.gaussian` (blobs + 2D Gaussian fits), :mod:`.unet` (a small
-  U-Net trained by :mod:`.train` on spectra from :mod:`.simulate`), :mod:`.profile` (row/column
+  U-Net trained by :mod:`temtwin.training.fft_unet` on spectra from
+  :mod:`temtwin.testing.fft_spectra`), :mod:`.profile` (row/column
   profile scanning merged against cross artefacts);
 * :mod:`.combine`: merging, Friedel pairs, lattice completion, sub-pixel refinement, SNR, the
   amorphous / crystalline decision;

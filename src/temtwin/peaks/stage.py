@@ -65,7 +65,7 @@ def default_settings() -> dict:
     """The ``peaks`` config section with every default filled in."""
     from ..config import load_config
 
-    return dict(load_config({}, require_dataset=False)["peaks"])
+    return dict(load_config({}, require_dataset=False)["fft_peaks"])
 
 
 def _net(cfg: dict):
@@ -206,7 +206,7 @@ def run(ctx) -> None:
     """Stage ``fft_peaks``: image.h5 + segmentation.h5 -> peaks.h5 and figures."""
     from pathlib import Path
 
-    cfg = ctx.section("peaks")
+    cfg = ctx.section("fft_peaks")
     m = read_image(ctx.input["image"])
     labels = Segmentation.read_labels(ctx.input["segmentation"], m.shape)
     if not np.isfinite(m.data).all():

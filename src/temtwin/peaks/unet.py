@@ -73,7 +73,7 @@ def load_model(path: str | None = None):
 
     p = Path(path) if path else DEFAULT_WEIGHTS
     if not p.is_file():
-        raise UserError("U-Net weights not found; run `temtwin train-unet` or set peaks.unet.weights", p)
+        raise UserError("U-Net weights not found; run `temtwin train-unet` or set fft_peaks.unet.weights", p)
     state = torch.load(p, map_location="cpu", weights_only=True)
     arch = state.pop("__arch__", None)
     base, depth = (int(arch[0]), int(arch[1])) if arch is not None else (8, 3)

@@ -1,6 +1,6 @@
 """MPI launch of ``tb_moments``: ``python -m temtwin.physics.tb_mpi <spec.json>`` on every rank.
 
-:func:`launch` (called by :func:`.tb_stage.run_moments` when ``tight_binding.mpi_ranks`` > 1)
+:func:`launch` (called by :func:`.tb_stage.run_moments` when ``tb_moments.mpi_ranks`` > 1)
 writes the job's inputs, outputs, configuration and wildcards to a JSON file beside the output,
 starts ``mpi_ranks`` processes with ``srun`` (inside a SLURM allocation: the rule requests
 ``tasks = mpi_ranks``) or ``mpirun -n`` (locally), forwards rank 0's log lines into the job's log,
@@ -26,8 +26,8 @@ def launch(ctx, n_ranks: int, kind: str = "auto") -> None:
 
     reason = mpi_available()
     if reason:
-        raise UserError(f"tight_binding.mpi_ranks = {n_ranks} needs MPI: {reason} "
-                        "(or set tight_binding.mpi_ranks: 1)", "config")
+        raise UserError(f"tb_moments.mpi_ranks = {n_ranks} needs MPI: {reason} "
+                        "(or set tb_moments.mpi_ranks: 1)", "config")
     out = Path(ctx.output["h5"])
     out.parent.mkdir(parents=True, exist_ok=True)
     spec_path = out.with_name(f".{out.name}.mpi.json")

@@ -2,7 +2,7 @@
 
 Partitions
 ----------
-The LDOS is computed for two partitions of the atoms (config ``tight_binding.partitions``):
+The LDOS is computed for two partitions of the atoms (config ``tb_moments.partitions``):
 ``region`` (the segmented regions, ``atoms.arrays["region"]``) and ``slab`` (slabs of
 ``slab_thickness_nm`` along the growth direction, ``atoms.info["growth_direction"]``, image frame,
 default (0, −1, 0) = up the image; slab 0 is where growth starts).  H atoms belong to their host.
@@ -165,7 +165,7 @@ def _operator(ham, cfg) -> TBOperator:
         from .tightbinding.operator import _cuda_available
 
         if not _cuda_available():
-            raise UserError("tight_binding.backend is 'cuda' but no GPU is visible; use 'auto'",
+            raise UserError("tb_moments.backend is 'cuda' but no GPU is visible; use 'auto'",
                             "config")
     return TBOperator(ham, backend=backend, complex_dtype=cd)
 
@@ -174,7 +174,7 @@ def _bounds(ctx, cfg, ham, sample) -> tuple[float, float]:
     if cfg.get("spectral_bounds_eV"):
         lo, hi = (float(v) for v in cfg["spectral_bounds_eV"])
         if not hi > lo:
-            raise UserError("tight_binding.spectral_bounds_eV must be [min, max] with max > min", "config")
+            raise UserError("tb_moments.spectral_bounds_eV must be [min, max] with max > min", "config")
         return lo, hi
     seed = int(rng(ctx.seed, "tb", sample, "lanczos").integers(2**31 - 1))
     if hasattr(ham, "comm"):                      # a complex128 DistributedOperator
@@ -194,7 +194,7 @@ def _mpi_operator(ctx, cfg: dict, comm, st, params, sample: str):
     from .tightbinding.distributed import DistributedOperator
 
     if cfg["backend"] not in ("auto", "numba"):
-        raise UserError("tight_binding.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
+        raise UserError("tb_moments.mpi_ranks > 1 runs the numba CSR kernel; set backend: auto",
                         "config")
     mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
               sp3_shift_eV=float(cfg["sp3_shift_eV"]),
@@ -231,17 +231,17 @@ def _log_mpi(ctx, op) -> None:
 def run_moments(ctx, comm=None) -> None:
     """Rule ``tb_moments``: Chebyshev moments of this chunk's random vectors (see module doc).
 
-    With ``tight_binding.mpi_ranks`` > 1 the job starts that many MPI processes (``srun`` inside a
+    With ``tb_moments.mpi_ranks`` > 1 the job starts that many MPI processes (``srun`` inside a
     SLURM allocation, else ``mpirun``; :mod:`.tb_mpi`) which call this function with their
     communicator ``comm``: each holds one domain of the Hamiltonian (:mod:`.tightbinding.distributed`)
     and rank 0 writes the output.
     """
-    cfg = ctx.section("tight_binding")
+    cfg = ctx.section("tb_moments")
     sample = str(ctx.wildcards.get("sample", ""))
     chunk = int(ctx.wildcards.get("chunk", 0))
     n_chunks = int(cfg["n_chunks"])
     if not 0 <= chunk < n_chunks:
-        raise UserError(f"chunk {chunk} outside 0..{n_chunks - 1} (tight_binding.n_chunks)", "config")
+        raise UserError(f"chunk {chunk} outside 0..{n_chunks - 1} (tb_moments.n_chunks)", "config")
     if comm is None and int(cfg.get("mpi_ranks", 1)) > 1:
         from .tb_mpi import launch
 
@@ -454,7 +454,8 @@ def run_ldos(ctx) -> None:
     """Rule ``tb_ldos``: gather moments into LDOS per region and slab, band edges, figures."""
     from pathlib import Path
 
-    cfg = ctx.section("tight_binding")
+    # the LDOS keys, and the model keys of tb_moments that the eigenstates need (the rule declares both)
+    cfg = {**ctx.section("tb_moments"), **ctx.section("tb_ldos")}
     paths = ctx.input["moments"]
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     g = gather_moments(paths)
@@ -467,7 +468,7 @@ def run_ldos(ctx) -> None:
     a, b, N = float(at["a_eV"]), float(at["b_eV"]), int(at["n_moments"])
     e0, e1, de = float(cfg["energy_min_eV"]), float(cfg["energy_max_eV"]), float(cfg["energy_step_eV"])
     if not e1 > e0:
-        raise UserError("tight_binding.energy_max_eV must exceed energy_min_eV", "config")
+        raise UserError("tb_ldos.energy_max_eV must exceed energy_min_eV", "config")
     E = np.round(e0 + de * np.arange(int(np.floor((e1 - e0) / de + 1e-9)) + 1), 9)
     window = tuple(float(v) for v in cfg["gap_window_eV"])
     q = float(cfg["band_edge_states_per_atom"])

@@ -1,4 +1,4 @@
-"""Automatic edge-based segmentation (``segmentation.method: canny``), every parameter from the image.
+"""Automatic edge-based segmentation (``segment.method: canny``), every parameter from the image.
 
 1. Scale (:mod:`.scale`): the dominant lattice periodicity from the power spectrum, σ ≥ the largest
    lattice period (fringes never become edges) and ≥ ``min_sigma_px`` pixels.

@@ -1,4 +1,4 @@
-"""Multilayer-device overview segmentation (``segmentation.method: layers``; chosen by ``auto`` for a
+"""Multilayer-device overview segmentation (``segment.method: layers``; chosen by ``auto`` for a
 lattice-free image whose contrast is layered).
 
 Low-magnification cross-sections of devices are stacks of layers (gates, spacers, oxides, channels,
@@ -406,7 +406,7 @@ def is_layered(model: LayerModel) -> bool:
 def choose_layers(img: np.ndarray, has_lattice: bool, cfg: dict | None = None, forced: bool = False):
     """(layer model or None, reason): the multilayer-device mode applies to a low-magnification image
     (no lattice fringes) whose contrast is layered (coherent normal, at least one interface);
-    ``forced`` (``segmentation.method: layers``) skips the lattice and coherence tests."""
+    ``forced`` (``segment.method: layers``) skips the lattice and coherence tests."""
     if has_lattice and not forced:
         return None, "lattice fringes found (atomic-resolution image)"
     model = analyse(img, cfg)
@@ -422,7 +422,7 @@ def choose_layers(img: np.ndarray, has_lattice: bool, cfg: dict | None = None, f
 def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, model: LayerModel | None = None,
                    min_area_nm2: float = 1.0):
     """Labels (int32, 1..n, every pixel assigned) and info of a layered device overview (module
-    docstring).  ``cfg``: the ``segmentation.layers`` settings (missing keys: :data:`DEFAULTS`)."""
+    docstring).  ``cfg``: the ``segment.layers`` settings (missing keys: :data:`DEFAULTS`)."""
     from .canny import order_labels
     from .refine import remove_islands
     from .smallmerge import merge_smallest

@@ -1,7 +1,7 @@
-"""Segment Anything (``segmentation.method: sam``) through the ``segment-anything`` package.
+"""Segment Anything (``segment.method: sam``) through the ``segment-anything`` package.
 
-The model is built from the checkpoint named in the config (``segmentation.sam.checkpoint``, type
-``segmentation.sam.model_type``: vit_b, vit_l or vit_h); weights are never downloaded at run time.
+The model is built from the checkpoint named in the config (``segment.sam.checkpoint``, type
+``segment.sam.model_type``: vit_b, vit_l or vit_h); weights are never downloaded at run time.
 The micrograph (any bit depth) is scaled to 8 bits between its 0.5th and 99.5th intensity
 percentiles, reduced to at most ``sam.max_size`` pixels (SAM works at 1024 px internally), given to
 ``SamAutomaticMaskGenerator``, and the overlapping masks are resolved into one label image:
@@ -80,14 +80,14 @@ def load_sam(checkpoint: str | None, model_type: str = "vit_b", device: str = "a
     """Build a SAM model from a local checkpoint; UserError (one line: where to get it, which key
     to set) when the checkpoint is missing or does not fit the model type."""
     if model_type not in SAM_CHECKPOINTS:
-        raise UserError(f"unknown segmentation.sam.model_type {model_type!r}; use one of "
+        raise UserError(f"unknown segment.sam.model_type {model_type!r}; use one of "
                         f"{', '.join(SAM_CHECKPOINTS)}", "config")
     url = SAM_CHECKPOINTS[model_type]
     if not checkpoint or not Path(checkpoint).expanduser().is_file():
         where = checkpoint or "(not set)"
         raise UserError(f"Segment Anything checkpoint not found: {where}; download {url} and set "
-                        f"segmentation.sam.checkpoint to its path (model_type {model_type}), or use "
-                        "segmentation.method: canny", "config")
+                        f"segment.sam.checkpoint to its path (model_type {model_type}), or use "
+                        "segment.method: canny", "config")
     import torch
     from segment_anything import sam_model_registry
 
@@ -98,7 +98,7 @@ def load_sam(checkpoint: str | None, model_type: str = "vit_b", device: str = "a
         model.load_state_dict(state)
     except Exception as e:  # noqa: BLE001 - a corrupt or mismatched file is the user's to fix
         raise UserError(f"cannot load this SAM checkpoint as {model_type} ({e.__class__.__name__}); "
-                        f"set segmentation.sam.model_type to the checkpoint's type or download {url}",
+                        f"set segment.sam.model_type to the checkpoint's type or download {url}",
                         path) from None
     model.to(resolve_device(device))
     model.eval()
@@ -162,7 +162,7 @@ def segment_sam(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dict
                 model=None, min_area_nm2: float = 1.0) -> tuple[np.ndarray, dict]:
     """Segment with Segment Anything; returns (labels int32 full resolution, info).
 
-    cfg: the ``segmentation.sam`` config section; model: an already built ``Sam`` (tests pass a
+    cfg: the ``segment.sam`` config section; model: an already built ``Sam`` (tests pass a
     small randomly initialised one), else it is loaded from ``cfg['checkpoint']``.
     """
     c = dict(SAM_DEFAULTS)

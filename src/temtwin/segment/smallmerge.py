@@ -1,6 +1,6 @@
 """Merging the smallest regions of a label map into their most similar neighbour.
 
-Used by the region cap of rule ``segment`` (``segmentation.max_regions``: an over-segmented image is
+Used by the region cap of rule ``segment`` (``segment.max_regions``: an over-segmented image is
 brought under the cap by merging, not by dropping regions) and by the multilayer-device mode (regions
 smaller than the minimum area).  Similarity = the difference of the regions' mean intensities; ties
 go to the neighbour sharing the longest boundary.  Label 0 (unassigned) is never merged nor merged

@@ -92,7 +92,7 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
                                    min_area_nm2=float(cfg.get("min_area_nm2", 1.0)))
         return labels, {"method": "sam", "source": "automatic", **info}
-    from .tiled import segment_large   # segment_auto; tiled above segmentation.tiled.above_px pixels
+    from .tiled import segment_large   # segment_auto; tiled above segment.tiled.above_px pixels
 
     res = segment_large(m.data, m.pixel_size_nm, cfg, progress=progress)
     return res.labels, {"method": "canny", "source": "automatic", **res.info}   # info may set method: layers
@@ -123,7 +123,7 @@ def write_segmentation(f, m: Micrograph, labels: np.ndarray, attrs: dict, tolera
 
 def run(ctx) -> None:
     """Stage function of rule ``segment`` (inputs ``image``, ``override``; outputs ``h5``, ``figures``)."""
-    cfg = ctx.section("segmentation")
+    cfg = ctx.section("segment")
     m = read_image(ctx.input["image"])
     check_image(m, ctx.input["image"])
     override = _override_path(ctx.input.get("override"))
@@ -144,8 +144,8 @@ def run(ctx) -> None:
     labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)), m.data)
     if dropped:
         msg = (f"{dropped} smallest regions merged into their most similar neighbour (isolated ones left "
-               f"unassigned) to stay within segmentation.max_regions ({cfg.get('max_regions', 300)}); raise "
-               "segmentation.min_area_nm2 or max_regions")
+               f"unassigned) to stay within segment.max_regions ({cfg.get('max_regions', 300)}); raise "
+               "segment.min_area_nm2 or max_regions")
         ctx.log.warning("%s: %s", ctx.input["image"], msg)
         attrs["regions_capped"] = msg
     ctx.progress(1, 3, "steps (segment, region table, contours)")

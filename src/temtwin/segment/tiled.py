@@ -2,7 +2,7 @@
 
 An overview of 16 384² pixels (1 GB as float32) cannot be segmented by :func:`segment_auto` at full
 resolution within a few GB: its full-resolution steps (boundary refinement, island removal, label
-ordering) hold several full-size integer and float64 copies.  Above ``segmentation.tiled.above_px``
+ordering) hold several full-size integer and float64 copies.  Above ``segment.tiled.above_px``
 pixels the image is segmented in two steps instead:
 
 1. Layout: the image is binned by an integer factor b (b × b block means, streamed in row blocks, no
@@ -48,7 +48,7 @@ TILED_DEFAULTS: dict[str, Any] = {"above_px": 8192 * 8192, "layout_px": 4096, "t
 
 
 def tiled_settings(cfg: dict | None) -> dict:
-    """The ``segmentation.tiled`` section with defaults filled in."""
+    """The ``segment.tiled`` section with defaults filled in."""
     return {**TILED_DEFAULTS, **((cfg or {}).get("tiled") or {})}
 
 
@@ -182,7 +182,7 @@ def refine_tiled(image: np.ndarray, layout: np.ndarray, b: int, tile_px: int = 2
 
 def segment_large(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, progress=None) -> AutoResult:
     """:func:`segment_auto` for images of any size: plain ``segment_auto`` up to
-    ``segmentation.tiled.above_px`` pixels (results unchanged), the tiled method above (module
+    ``segment.tiled.above_px`` pixels (results unchanged), the tiled method above (module
     docstring).  ``info`` gains ``tiled``, ``layout_binning``, ``tile_px``, ``refined_pixels``,
     ``moved_pixels`` and ``refine_sigma_px`` on the tiled path."""
     tc = tiled_settings(cfg)

@@ -34,5 +34,5 @@ def check_coverage(positions_nm: np.ndarray, shape, pixel_nm, model_path: str, i
         raise UserError(
             f"the atomic model covers {100 * frac:.1f}% of image {image_name} ({fov[0]:.2f} x {fov[1]:.2f} nm), "
             f"less than simulate_image.min_coverage = {100 * min_coverage:.0f}%: rebuild the model for this image "
-            f"(model.image, model.regions) or lower simulate_image.min_coverage", model_path)
+            f"(atomic_model.image, atomic_model.regions) or lower simulate_image.min_coverage", model_path)
     return cov

@@ -67,8 +67,8 @@ def choose_overview(images: Sequence[Micrograph], choice: str | None = None) -> 
     names = [m.name for m in images]
     if choice:
         if choice not in names:
-            raise UserError(f"stack.overview = {choice!r} is not an image of this sample "
-                            f"(images: {', '.join(sorted(names))}); fix stack.overview in the config")
+            raise UserError(f"register_stack.overview = {choice!r} is not an image of this sample "
+                            f"(images: {', '.join(sorted(names))}); fix register_stack.overview in the config")
         return choice
     return max(images, key=lambda m: (field_of_view_nm2(m), m.name)).name
 

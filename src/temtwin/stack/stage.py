@@ -66,7 +66,7 @@ def _placement_summary(p: StackPlacement) -> dict:
 
 def run(ctx) -> None:
     """Stage ``register_stack`` (see module docstring)."""
-    cfg = ctx.section("stack")
+    cfg = ctx.section("register_stack")
     try:
         cv2.setNumThreads(int(ctx.threads))
     except Exception:  # pragma: no cover

@@ -12,7 +12,7 @@ Model (documented artefact model of the ``gpa_hetero`` bench):
 * **Geometry**: the interface is a straight line through the image centre along the rotated
   in-plane ``reference`` direction (growth normal to it); the whole structure is rotated by
   ``rotation_deg`` (from +x towards +y).  Thickness along the beam ``thickness_nm``.
-* **Imaging**: ``temtwin.synth.render_atoms``: weak-phase HRTEM (projected potential, CTF with
+* **Imaging**: ``temtwin.testing.synth.render_atoms``: weak-phase HRTEM (projected potential, CTF with
   ``defocus_nm``, Cs 0.015 mm, 300 kV, objective aperture 12 nm⁻¹) or HAADF (Z^1.7 Gaussians).  A
   projection model: thickness changes the projected potential (column contrast), not dynamical
   scattering.  The composition change across the interface changes the contrast and the
@@ -32,8 +32,8 @@ import math
 import numpy as np
 
 from ..gpa.core import polar_strain
-from ..synth import add_noise, load_structure, oriented_atoms, render_atoms
-from ..synth.crystal import orientation_matrix
+from .synth import add_noise, load_structure, oriented_atoms, render_atoms
+from .synth.crystal import orientation_matrix
 
 #: the families of the gpa_hetero bench: (A, B, zone axis, in-plane interface direction, alloy of A)
 SYSTEMS = {

@@ -8,5 +8,5 @@ virtual unit cell), :mod:`.displace` (Lagrangian displacement, close-atom remova
 :mod:`.register` (lattice origin on the image), :mod:`.composition` (element maps, sublattice-aware
 species), :mod:`.builder` (region plans and the model), :mod:`.quality` (nearest-neighbour screen),
 :mod:`.model_io` / :mod:`.extxyz` / :mod:`.lammps` (files).  :mod:`.inputs` reads the upstream
-results; :mod:`.synthetic` writes exact ones for tests and benchmarks.
+results; :mod:`temtwin.testing.twin_inputs` writes exact ones for tests and benchmarks.
 """

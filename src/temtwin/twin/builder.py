@@ -210,8 +210,8 @@ def build_model(labels: np.ndarray, pixel_size_nm, plans: list[RegionPlan], thic
     if max_atoms:
         est = sum((labels == p.label).sum() * px * py * thickness_nm * p.cell.density_nm3 for p in plans)
         if est > max_atoms:
-            raise ModelTooLarge(f"the model would hold about {est:.3g} atoms, more than model.max_atoms = "
-                             f"{max_atoms}; reduce model.thickness_nm or select fewer model.regions")
+            raise ModelTooLarge(f"the model would hold about {est:.3g} atoms, more than atomic_model.max_atoms = "
+                             f"{max_atoms}; reduce atomic_model.thickness_nm or select fewer atomic_model.regions")
     umax = 0.0
     if field is not None:
         umax = 1.5 * field.max_abs_nm + 0.1

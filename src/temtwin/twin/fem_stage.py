@@ -1,8 +1,8 @@
 """Rule ``fem_geometry``: region polygons → GDS, regions.json sidecar, gmsh 2D mesh, fem.h5, figures.
 
-The geometry is taken from one image of the sample (config ``fem.image``, default the largest field
+The geometry is taken from one image of the sample (config ``fem_geometry.image``, default the largest field
 of view).  Polygons are built from the label map's shared boundaries (conformal, see
-:mod:`.boundaries`), simplified with ``fem.simplify_tolerance_nm`` (default one pixel).  Phases come
+:mod:`.boundaries`), simplified with ``fem_geometry.simplify_tolerance_nm`` (default one pixel).  Phases come
 from the image's phases.h5 (or, for the stack's overview, from stack.h5 ``/regions``); the mean
 measured strain of each region from the image's own GPA and from every accepted higher-resolution
 image registered into it (stack.h5 transforms).
@@ -35,7 +35,7 @@ def choose_image(images: list[ImageInputs], name: str | None, prefer_phased: boo
     among those whose own phases.h5 identifies at least one region's phase when any does (regions.json, hence
     fem_relax's materials, carries those; phases the stack propagates to an overview have no orientation
     and are not exported), so an overview without lattice fringes loses to the HRTEM of the same stack."""
-    named = named_image(images, name, "fem.image")
+    named = named_image(images, name, "fem_geometry.image")
     if named is not None:
         return named
     if not images:
@@ -125,7 +125,7 @@ def mean_strains(img: ImageInputs, images: list[ImageInputs], stack: dict, label
 
 
 def run(ctx) -> None:
-    cfg = ctx.section("fem")
+    cfg = ctx.section("fem_geometry")
     t0 = time.perf_counter()
     images = all_images(ctx)
     sp = ctx.input.get("stack")

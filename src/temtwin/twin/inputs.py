@@ -188,7 +188,7 @@ def read_image_inputs(image_h5, seg_h5, phases_h5, gpa_h5, with_gpa: bool = True
 
 
 def named_image(images: list[ImageInputs], name: str | None, key: str) -> ImageInputs | None:
-    """The image called ``name`` (config key ``key``, e.g. ``fem.image``); None when no name is set;
+    """The image called ``name`` (config key ``key``, e.g. ``fem_geometry.image``); None when no name is set;
     a UserError naming the key when no image has that name."""
     if not name:
         return None

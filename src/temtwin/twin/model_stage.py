@@ -6,7 +6,7 @@ Outputs: ``model.h5`` (:class:`temtwin.results.model.Model`: the per-atom core p
 displacement, quality map).  Summary fragment (sample level): ``model`` = {n_atoms, species,
 thickness_nm, files, quality, image, reference_label, regions, composition}.
 
-Config section ``model`` (config/schema/model.yaml): image, thickness_nm, periodic_along_beam,
+Config section ``atomic_model`` (config/schema/atomic_model.yaml): image, thickness_nm, periodic_along_beam,
 min_distance_A, max_atoms, origin, atom_contrast, apply_displacement, coherence_tolerance,
 g_match_tolerance, regions, composition, eels_offset_nm, register_maps, substitutions,
 quality_threshold, quality_bin_nm.
@@ -35,7 +35,7 @@ from .register import lattice_origin
 def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs | None:
     """The configured image, else the highest-resolution image with crystalline regions and GPA
     (else with crystalline regions only); None when no image has an oriented crystal."""
-    named = named_image(images, name, "model.image")
+    named = named_image(images, name, "atomic_model.image")
     if named is not None:
         return named
 
@@ -66,7 +66,7 @@ def _not_applicable(ctx, reason: str, image: str = "") -> None:
 
 
 def run(ctx) -> None:
-    cfg = ctx.section("model")
+    cfg = ctx.section("atomic_model")
     sample = ctx.wildcards.get("sample", "sample")
     t_start = time.perf_counter()
     images = all_images(ctx)
@@ -174,7 +174,7 @@ def _composition(ctx, cfg, settings, img, res: ModelResult, sample: str) -> dict
     if offset is None:
         if not cfg["register_maps"]:
             raise UserError("no position for the composition maps: set eels.offset_nm in sample.yaml or "
-                            "model.register_maps: true", paths[0])
+                            "atomic_model.register_maps: true", paths[0])
         offset, score = register_maps(maps, img.load_image(), img.pixel_size_nm)
         ctx.log.info("composition maps registered at offset %s nm (correlation %.2f)", np.round(offset, 3), score)
         source = "template matching"

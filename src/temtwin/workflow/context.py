@@ -80,7 +80,7 @@ class StageContext:
         return make_provenance(self.rule, self.config, self.input)
 
     def section(self, name: str) -> dict:
-        """The config section of a stage (e.g. ``ctx.section("segmentation")``).
+        """The config section of a stage (e.g. ``ctx.section("segment")``).
 
         Under Snakemake this is the rule's ``params.settings[name]``: the global section with the
         sample's ``sample.yaml`` ``overrides.<name>`` merged in (``Workflow.settings``); otherwise the

@@ -173,7 +173,7 @@ class Workflow:
         return f
 
     def chunks(self) -> list[int]:
-        return list(range(int(self.config["tight_binding"]["n_chunks"])))
+        return list(range(int(self.config["tb_moments"]["n_chunks"])))
 
     def settings(self, *sections: str, overrides: str | None = None):
         """A rule's ``params: settings=``: the config sections its stage reads, and the seed.

@@ -3,8 +3,10 @@
 This table feeds the workflow's targets (:meth:`temtwin.workflow.snake.Workflow.sample_targets`), the
 files ``summarize`` merges into ``summary.json``, the rules' report categories and the stage table of
 ``docs/DEVELOPING.md`` (:func:`markdown_table`; a test keeps that page in step). A stage has one name:
-its rule, its figure folder (``figures/<rule>/``) and its report category; ``section`` is the config
-section its rule declares as ``params: settings=W.settings(section)``.
+its rule, its config section, its figure folder (``figures/<rule>/``) and its report category; its rule
+declares ``params: settings=W.settings(section, *reads)``.  Exceptions: the three viewer rules share the
+section ``viewer``; ``summarize`` and ``summary_table`` have none; ``tb_ldos`` also reads the model keys
+of ``tb_moments`` (``reads``), so an LDOS-only key does not rerun the moments.
 
 Adding a stage: a row here, ``rules/<rule>.smk``, ``scripts/<rule>.py`` (``run_stage(snakemake,
 "<entry>")``), the config section's schema, and the science in ``src/temtwin/<package>/``.
@@ -22,7 +24,7 @@ class Stage:
     Attributes
     ----------
     rule: rule name (also the figure folder and report category name).
-    section: config section the stage reads ("" for none).
+    section: the stage's own config section (its rule's name; "" for none; ``viewer`` for the viewer rules).
     scope: ``image`` (one job per image: ``results/<sample>/<image>/<result>``), ``sample`` (one job per
         sample: ``results/<sample>/<result>``), ``chunk`` (several jobs per sample) or ``run`` (one job).
     result: the result file, relative to the scope's folder.
@@ -31,6 +33,7 @@ class Stage:
     switch: ``stages.<switch>`` config key that turns the stage on (None: always on).
     requires: other switches that must be on too (e.g. the physics needs the atomic model).
     summary: whether the result file carries a fragment of ``summary.json``.
+    reads: other stages' config sections the rule declares too (after its own).
     """
 
     rule: str
@@ -42,24 +45,30 @@ class Stage:
     switch: str | None = None
     requires: tuple[str, ...] = ()
     summary: bool = True
+    reads: tuple[str, ...] = ()
+
+    @property
+    def sections(self) -> tuple[str, ...]:
+        """The config sections the rule declares in ``params: settings=W.settings(...)``, in order."""
+        return (self.reads + (self.section,)) if self.section else self.reads
 
 
 STAGES: tuple[Stage, ...] = (
     Stage("ingest", "ingest", "image", "raw.h5", "temtwin.io.ingest:run", "Micrographs", summary=False),
     Stage("scan_correct", "scan_correct", "image", "image.h5", "temtwin.scan_correct.stage:run",
           "Scan correction"),
-    Stage("segment", "segmentation", "image", "segmentation.h5", "temtwin.segment.stage:run", "Segmentation"),
-    Stage("fft_peaks", "peaks", "image", "peaks.h5", "temtwin.peaks.stage:run", "FFT peaks"),
+    Stage("segment", "segment", "image", "segmentation.h5", "temtwin.segment.stage:run", "Segmentation"),
+    Stage("fft_peaks", "fft_peaks", "image", "peaks.h5", "temtwin.peaks.stage:run", "FFT peaks"),
     Stage("phase_id", "phase_id", "image", "phases.h5", "temtwin.phase.stage:run", "Phases and orientations"),
     Stage("gpa", "gpa", "image", "gpa.h5", "temtwin.gpa.stage:run", "Strain (GPA)"),
-    Stage("register_stack", "stack", "sample", "stack.h5", "temtwin.stack.stage:run", "Image stack"),
-    Stage("fem_geometry", "fem", "sample", "fem/fem.h5", "temtwin.twin.fem_stage:run", "FEM geometry",
+    Stage("register_stack", "register_stack", "sample", "stack.h5", "temtwin.stack.stage:run", "Image stack"),
+    Stage("fem_geometry", "fem_geometry", "sample", "fem/fem.h5", "temtwin.twin.fem_stage:run", "FEM geometry",
           switch="fem_geometry"),
     Stage("fem_relax", "fem_relax", "sample", "fem/relax.h5", "temtwin.fem_relax.stage:run",
           "FEM relaxation (lamella and device)", switch="fem_relax", requires=("fem_geometry",)),
     Stage("spin_orbit", "spin_orbit", "sample", "spin_orbit.h5", "temtwin.spin_orbit.stage:run",
           "Spin-orbit map", switch="spin_orbit", requires=("fem_geometry", "fem_relax")),
-    Stage("atomic_model", "model", "sample", "model.h5", "temtwin.twin.model_stage:run", "Atomic model",
+    Stage("atomic_model", "atomic_model", "sample", "model.h5", "temtwin.twin.model_stage:run", "Atomic model",
           switch="atomic_model"),
     Stage("keating", "keating", "sample", "keating.h5", "temtwin.physics.keating_stage:run", "Keating forces",
           switch="keating", requires=("atomic_model",)),
@@ -67,10 +76,10 @@ STAGES: tuple[Stage, ...] = (
           "Simulated micrographs", switch="simulate_image", requires=("atomic_model",)),
     Stage("phonons", "phonons", "sample", "phonons.h5", "temtwin.physics.phonons_stage:run", "Phonons",
           switch="phonons", requires=("atomic_model",)),
-    Stage("tb_moments", "tight_binding", "chunk", "tb/moments_{chunk}.h5", "temtwin.physics.tb_stage:run_moments",
+    Stage("tb_moments", "tb_moments", "chunk", "tb/moments_{chunk}.h5", "temtwin.physics.tb_stage:run_moments",
           "KPM moments", switch="tight_binding", requires=("atomic_model",), summary=False),
-    Stage("tb_ldos", "tight_binding", "sample", "tb.h5", "temtwin.physics.tb_stage:run_ldos", "Electronic LDOS",
-          switch="tight_binding", requires=("atomic_model",)),
+    Stage("tb_ldos", "tb_ldos", "sample", "tb.h5", "temtwin.physics.tb_stage:run_ldos", "Electronic LDOS",
+          switch="tight_binding", requires=("atomic_model",), reads=("tb_moments",)),
     Stage("viewer_assets", "viewer", "run", "viewer_assets/plotly.min.js", "temtwin.viewer.stage:run_assets",
           "Viewer assets", switch="viewer", summary=False),
     Stage("summarize", "", "sample", "summary.json", "temtwin.report.summary:run", "Summary", summary=False),
@@ -114,10 +123,12 @@ def markdown_table() -> str:
     """The registry as the markdown table shown in docs/DEVELOPING.md."""
     where = {"image": "results/<sample>/<image>/", "sample": "results/<sample>/", "chunk": "results/<sample>/",
              "run": "results/"}
-    rows = ["| rule = figures/ folder | config section | one job per | result | switch | stage function |",
+    rows = ["| stage = rule = config section = figures/ folder | config sections declared | one job per | result "
+            "| switch | stage function |",
             "| --- | --- | --- | --- | --- | --- |"]
     for s in STAGES:
         sw = " + ".join(f"`stages.{k}`" for k in ((s.switch,) if s.switch else ()) + s.requires) or "always"
-        rows.append(f"| `{s.rule}` | {f'`{s.section}`' if s.section else '—'} | {s.scope} | "
+        secs = " + ".join(f"`{x}`" for x in s.sections) or "—"
+        rows.append(f"| `{s.rule}` | {secs} | {s.scope} | "
                     f"`{where[s.scope]}{s.result}` | {sw} | `{s.entry}` |")
     return "\n".join(rows)

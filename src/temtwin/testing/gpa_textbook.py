@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .core import resolution_to_sigma
+from ..gpa.core import resolution_to_sigma
 
 
 def textbook_gpa(image: np.ndarray, pixel_size_nm, g_vectors, resolution_nm: float,

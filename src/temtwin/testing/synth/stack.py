@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, spatial
 
-from ..io.image import Micrograph
+from ...io.image import Micrograph
 from .render import add_noise
 
 # bright-field absorption per nm of thickness, per material: mass-thickness, plus diffraction contrast for

@@ -12,7 +12,7 @@ Two generators:
   from ``M`` averaged tiles, centrosymmetric like the power spectrum of any real image.  Each
   reflection is the exact Hann main lobe of the tile window, so the truth positions are exact; the
   noise is complex Gaussian passed through the same window.
-* :func:`render_region`: a real-space image rendered with :mod:`temtwin.synth` (HAADF or HRTEM,
+* :func:`render_region`: a real-space image rendered with :mod:`temtwin.testing.synth` (HAADF or HRTEM,
   dose, scan drift) whose truth is the projected reciprocal lattice of the zone, with the visible
   reflections measured on the noise-free image.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fftprep import Spectrum, region_spectrum, standardise
+from ..peaks.fftprep import Spectrum, region_spectrum, standardise
 
 BUILTIN_PHASES = ("Si", "Ge", "GaAs", "InP", "InSb", "Au", "Cu", "Al")
 CUBIC_ZONES = ((0, 0, 1), (0, 1, 1), (1, 1, 1), (1, 1, 2), (0, 1, 2), (0, 1, 3), (1, 2, 3), (1, 1, 3))
@@ -39,7 +39,7 @@ ELECTRON_WAVELENGTH_NM = 1.9687e-3  # 300 kV
 
 def available_phases() -> list[str]:
     """Built-in phases plus the CIF stems in resources/phases (when present)."""
-    from ..synth.crystal import RESOURCE_PHASES
+    from .synth.crystal import RESOURCE_PHASES
 
     names = list(BUILTIN_PHASES)
     if RESOURCE_PHASES.is_dir():
@@ -49,7 +49,7 @@ def available_phases() -> list[str]:
 
 @lru_cache(maxsize=256)
 def _structure_arrays(phase: str):
-    from ..synth.crystal import load_structure
+    from .synth.crystal import load_structure
 
     st = load_structure(phase)
     frac = np.array([s.frac_coords for s in st.sites]) % 1.0
@@ -67,7 +67,7 @@ def zone_lattice(phase: str, zone_axis, rotation_deg: float, g_max: float, disto
     ``hkl`` (n, 3), ``M`` the orientation matrix.  ``distortion`` (2x2, u = E r) maps the lattice
     (reciprocal vectors transform with (I + E)^-T).
     """
-    from ..synth.crystal import zone_frame
+    from .synth.crystal import zone_frame
 
     L, recip, frac, Z, _ = _structure_arrays(phase)
     M = zone_frame(L, zone_axis, rotation_deg)
@@ -389,7 +389,7 @@ def lattice_points_px(sp: Spectrum, g: np.ndarray):
 def render_region(rng: np.random.Generator, shape=(512, 512), phase: str | None = None, zone_axis=None,
                   pixel_size_nm: float | None = None, mode: str | None = None, dose: float | None = None,
                   size: int = 256, k_max: float = 12.5, drift: bool | None = None) -> RenderedRegion:
-    """Render a crystal with :func:`temtwin.synth.crystal_scene` and measure its truth reflections.
+    """Render a crystal with :func:`temtwin.testing.synth.crystal_scene` and measure its truth reflections.
 
     Truth: every point of the zone's reciprocal lattice (extinct ones included) inside the valid area,
     plus every other reflection the noise-free image's spectrum carries (a finite slab projects
@@ -397,7 +397,7 @@ def render_region(rng: np.random.Generator, shape=(512, 512), phase: str | None 
     (so only reflections the image really carries count as visible).  Scan drift shears the lattice;
     the truth lattice is sheared with it.
     """
-    from ..synth import crystal_scene
+    from .synth import crystal_scene
 
     ph = phase or str(rng.choice(BUILTIN_PHASES))
     za = tuple(zone_axis) if zone_axis is not None else CUBIC_ZONES[rng.integers(4)]
@@ -429,7 +429,7 @@ def render_amorphous(rng: np.random.Generator, shape=(512, 512), pixel_size_nm: 
 
     Returns (image, pixel size (x, y), kind).
     """
-    from ..synth.render import add_noise, render_atoms
+    from .synth.render import add_noise, render_atoms
 
     px = float(pixel_size_nm or np.exp(rng.uniform(np.log(0.008), np.log(0.04))))
     kind = kind or str(rng.choice(["film_hrtem", "film_haadf", "vacuum"]))
@@ -451,7 +451,7 @@ def render_amorphous(rng: np.random.Generator, shape=(512, 512), pixel_size_nm: 
 
 
 def phases_dir() -> Path:
-    from ..synth.crystal import RESOURCE_PHASES
+    from .synth.crystal import RESOURCE_PHASES
 
     return RESOURCE_PHASES
 
@@ -468,7 +468,7 @@ def truth_with_clean_peaks(clean: Spectrum, noisy: Spectrum, rows, cols, min_snr
     """
     from scipy import ndimage
 
-    from .gaussian import fit_gaussians
+    from ..peaks.gaussian import fit_gaussians
 
     rows = np.asarray(rows, float)
     cols = np.asarray(cols, float)

@@ -3,7 +3,7 @@
     temtwin train-unet [--out resources/models/fft_unet.pt] [--seed 0] [--iters 2400] [--threads 2] ...
 
 Reproducible from the seed: every training and validation spectrum is drawn by
-:func:`temtwin.peaks.simulate.simulate_spectrum` from its own generator
+:func:`temtwin.testing.fft_spectra.simulate_spectrum` from its own generator
 ``temtwin.workflow.seeds.rng(seed, "peaks-unet", split, index)`` (so the data do not depend on the
 number of worker processes), the network is initialised with ``torch.manual_seed(seed)`` and the
 batches come from a generator of the same seed.  (Threaded CPU convolutions may still differ in the
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .simulate import BUILTIN_PHASES
-from .unet import DEFAULT_WEIGHTS, build_unet, input_channel
+from ..testing.fft_spectra import BUILTIN_PHASES
+from ..peaks.unet import DEFAULT_WEIGHTS, build_unet, input_channel
 
 POS_RADIUS = 1.5
 
@@ -62,7 +62,7 @@ def _targets(S: int, rows, cols, snr, valid):
 def make_sample(args):
     """One training sample (x float16, target, weight, truth rows/cols/snr) from (seed, split, index, size)."""
     from ..workflow.seeds import rng as seeded
-    from .simulate import BUILTIN_PHASES, simulate_spectrum
+    from ..testing.fft_spectra import BUILTIN_PHASES, simulate_spectrum
 
     seed, split, i, size = args
     g = seeded(seed, "peaks-unet", split, i)
@@ -95,8 +95,8 @@ def evaluate(net, X, truth, threshold: float = 0.5) -> dict:
     import torch
     from scipy import ndimage
 
-    from .metrics import counts, prf
-    from .unet import symmetrise
+    from ..peaks.metrics import counts, prf
+    from ..peaks.unet import symmetrise
 
     tot = np.zeros(4)
     net.eval()
@@ -196,10 +196,10 @@ def main(argv=None) -> int:
     from .. import __version__
 
     record = {
-        "what": "temtwin FFT-peak U-Net (temtwin.peaks.unet), trained by temtwin.peaks.train",
+        "what": "temtwin FFT-peak U-Net (temtwin.peaks.unet), trained by temtwin.training.fft_unet",
         "command": "temtwin train-unet " + " ".join(argv if argv is not None else sys.argv[1:]),
         "arguments": vars(a),
-        "data": {"generator": "temtwin.peaks.simulate.simulate_spectrum (kinematical zone-axis spectra of "
+        "data": {"generator": "temtwin.testing.fft_spectra.simulate_spectrum (kinematical zone-axis spectra of "
                               "the built-in phases, random 2D lattices, second grains, distortion, broadening, "
                               "Thon rings, streak artefacts, 1-40 Welch tiles, centrosymmetric; 12% without any "
                               "crystal)",

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..phase.database import RESOURCE_PHASES  # noqa: F401  (re-exported)
-from ..phase.database import load_structure as _load_structure
+from ...phase.database import RESOURCE_PHASES  # noqa: F401  (re-exported)
+from ...phase.database import load_structure as _load_structure
 
 
 #: tolerance (nm) of the box faces in :func:`oriented_atoms`

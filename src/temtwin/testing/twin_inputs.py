@@ -61,7 +61,7 @@ def write_image_results(folder, image: np.ndarray, pixel_size_nm, labels: np.nda
         cifs = {}
         from pymatgen.io.cif import CifWriter
 
-        from ..synth.crystal import load_structure
+        from .synth.crystal import load_structure
 
         for r in regions.values():
             if r.get("phase") and r["phase"] not in cifs:
@@ -101,7 +101,7 @@ def write_image_results(folder, image: np.ndarray, pixel_size_nm, labels: np.nda
 
 
 def layered_displacement(truth: dict, shape, pixel_size_nm) -> np.ndarray:
-    """Eulerian displacement maps (2, rows, cols) nm of :func:`temtwin.synth.layered_scene`'s truth.
+    """Eulerian displacement maps (2, rows, cols) nm of :func:`temtwin.testing.synth.layered_scene`'s truth.
 
     The scene strains each layer along y (and x) relative to the bottom layer (u = 0 at the bottom
     edge of the image); returns u at every pixel's (deformed) position.
@@ -128,11 +128,11 @@ def layered_displacement(truth: dict, shape, pixel_size_nm) -> np.ndarray:
 def write_layered_inputs(folder, shape=(200, 200), pixel_size_nm: float = 0.02, layers=None, seed: int = 1,
                          mode: str = "haadf", dose: float | None = 2000.0, thickness_nm: float = 2.0,
                          phases=("Si", "Ge", "Si")):
-    """A Si(1-x)Ge(x)/Ge/Si(1-x)Ge(x) stack from :func:`temtwin.synth.layered_scene` with exact
+    """A Si(1-x)Ge(x)/Ge/Si(1-x)Ge(x) stack from :func:`temtwin.testing.synth.layered_scene` with exact
     upstream results: labels, per-layer phase and orientation, GPA g vectors of the bottom layer and
     its exact displacement and strain maps.  Returns (scene, paths)."""
-    from ..synth import layered_scene
-    from ..synth.crystal import load_structure
+    from .synth import layered_scene
+    from .synth.crystal import load_structure
 
     if layers is None:
         layers = [dict(thickness_nm=1.5, ge_fraction=0.7), dict(thickness_nm=1.5, ge_fraction=1.0, eyy=0.0231),
