@@ -92,8 +92,8 @@ def read_gpa_maps(path) -> dict:
         return out
     from ..results.gpa import Gpa
 
-    g = Gpa.read(path, parts=("strain", "strain_sigma", "mask"))
-    if not g.applicable or g.content.sub("strain") is None:
+    g = Gpa.read(path, only=("strain", "strain_sigma", "mask"))
+    if not g.applicable or not g.has("strain"):
         return out
     out["applicable"] = True
     out["strain"] = {k: np.asarray(v, float) for k, v in g.strain.items()}

@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.h5 import set_summary
-from ..results.base import Array, Group, table
 from ..results.simulation import Simulation
 from ..io.image import read_image
 from .compare import metrics, noise_sigma, ssim_full
@@ -49,25 +48,24 @@ def _not_applicable(ctx, reason: str, mode: str = "") -> None:
     ctx.log.info("simulate_image not applicable: %s", reason)
     Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
     with ctx.h5("h5") as f:
-        Simulation(applicable=False, reason=reason, content=Group(attrs={"mode": mode})).write(f)
+        Simulation(applicable=False, reason=reason, attrs={"": {"mode": mode}}).write(f)
         set_summary(f, {"simulation": {"applicable": False, "reason": reason}})
 
 
 def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, valid, ssim_map, units: str,
                       rows: list) -> Simulation:
     """The simulation.h5 content (layout: :class:`temtwin.results.simulation.Simulation`)."""
-    out = Group(attrs={"mode": mode, "model": which, "ambiguous": bool(fit.ambiguous), "noise_sigma": noise,
-                       "fit_box_px": np.asarray(res["box"], int)})
-    a, g = out.arrays, out.groups
-    a["simulated"] = Array(sim.astype(np.float32), units)
-    a["residual"] = Array((data - sim).astype(np.float32), units)
-    a["mask"] = Array(valid, "1")
-    a["ssim_map"] = Array(ssim_map.astype(np.float32), "1")
+    out = Simulation(attrs={"": {"mode": mode, "model": which, "ambiguous": bool(fit.ambiguous),
+                                 "noise_sigma": noise, "fit_box_px": np.asarray(res["box"], int)}})
+    out.put("simulated", sim.astype(np.float32), units)
+    out.put("residual", (data - sim).astype(np.float32), units)
+    out.put("mask", valid, "1")
+    out.put("ssim_map", ssim_map.astype(np.float32), "1")
     for k, s in res["sims"].items():
         if k != which:
-            g[k] = Group(arrays={"simulated": Array(s.astype(np.float32), units)})
+            out.put(f"{k}/simulated", s.astype(np.float32), units)
     names = [k for k in fit.values if k != "plane" and fit.values[k] is not None]
-    g["fit"] = table({
+    out.put_table("fit", {
         "parameter": (np.array(names, dtype=object), "1"),
         "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
         "sigma": (np.array([np.nan if fit.sigma.get(k) is None else float(fit.sigma[k]) for k in names]), "mixed"),
@@ -75,27 +73,26 @@ def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, v
         note="value/sigma units per row in column units; sigma NaN = not determined")
     if rows:
         r = np.array(rows, float)
-        g["regions"] = table({"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
-                              "ncc": (r[:, 2], "1"), "ssim": (r[:, 3], "1"), "rms_noise": (r[:, 4], "1")})
+        out.put_table("regions", {"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
+                                  "ncc": (r[:, 2], "1"), "ssim": (r[:, 3], "1"), "rms_noise": (r[:, 4], "1")})
     if res.get("scan"):
-        g["fit_scan"] = Group(arrays={
-            "ncc": Array(np.asarray(res["scan"]["ncc"], np.float32), "1"),
-            "cs_um": Array(np.asarray(res["scan"]["cs_um"], float), "um"),
-            "defocus_nm": Array(np.asarray(res["scan"]["defocus_nm"], float), "nm"),
-            "thickness_nm": Array(np.asarray(res["thickness_planes"])[np.asarray(res["scan"]["planes"])], "nm")})
+        out.put("fit_scan/ncc", np.asarray(res["scan"]["ncc"], np.float32), "1")
+        out.put("fit_scan/cs_um", np.asarray(res["scan"]["cs_um"], float), "um")
+        out.put("fit_scan/defocus_nm", np.asarray(res["scan"]["defocus_nm"], float), "nm")
+        out.put("fit_scan/thickness_nm",
+                np.asarray(res["thickness_planes"])[np.asarray(res["scan"]["planes"])], "nm")
     if res["refine"] is not None:
         rf = res["refine"]
         d = rf["xy"] - rf["xy0"]
-        g["refine"] = Group(groups={
-            "history": table({"iteration": (np.arange(len(rf["history"])), "1"),
-                              "residual_rms": (np.asarray(rf["history"]), units)}),
-            "columns": table({"x_nm": (rf["xy"][:, 0], "nm"), "y_nm": (rf["xy"][:, 1], "nm"),
-                              "dx_nm": (d[:, 0], "nm"), "dy_nm": (d[:, 1], "nm"),
-                              "n_atoms": (rf["n_atoms"], "1"), "fraction_start": (rf["x0"], "1"),
-                              "fraction": (rf["x"], "1")})})
+        out.put_table("refine/history", {"iteration": (np.arange(len(rf["history"])), "1"),
+                                         "residual_rms": (np.asarray(rf["history"]), units)})
+        out.put_table("refine/columns", {"x_nm": (rf["xy"][:, 0], "nm"), "y_nm": (rf["xy"][:, 1], "nm"),
+                                         "dx_nm": (d[:, 0], "nm"), "dy_nm": (d[:, 1], "nm"),
+                                         "n_atoms": (rf["n_atoms"], "1"), "fraction_start": (rf["x0"], "1"),
+                                         "fraction": (rf["x"], "1")})
     else:
-        out.attrs["refine_reason"] = res["refine_reason"]
-    return Simulation(content=out)
+        out.attrs[""]["refine_reason"] = res["refine_reason"]
+    return out
 
 
 def choose_mode(cfg: dict, meta: dict) -> tuple[str | None, str]:

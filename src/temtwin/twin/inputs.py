@@ -155,8 +155,7 @@ def read_gpa(gpa_h5: str | Path) -> Gpa:
     p = Path(gpa_h5)
     if not p.is_file():
         return Gpa(False, "no gpa.h5")
-    g = GpaResult.read(p, parts=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude",
-                                 "lattice@"))
+    g = GpaResult.read(p, only=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude"))
     if not g.applicable or g.displacement is None or g.g_vectors is None:
         return Gpa(False, g.reason or "GPA not applicable")
     strain = dict(g.strain)
