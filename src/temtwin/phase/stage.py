@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
+from ..io.h5 import set_summary
 from ..results import TreeResult
 from ..results.image import Image
 from ..results.phases import Phases
@@ -441,20 +441,19 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
 
     def sink(i, entry, a):
         label, k, c = entry
-        write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
-                    description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
+        Phases.append(f, f"bragg/{label}" if k == 0 else f"bragg/{label}_{k + 1}", a, "1",
+                      description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
         if cfg["figures"] and i < 3:
             thumbs.append(thumbnail(a))
 
     entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink)
     if entries:
-        bg = f.require_group("bragg")
-        bg.attrs["sigma_k_nm-1"] = float(extra[1])
+        part = Phases()
+        part.set_attrs("bragg", **{"sigma_k_nm-1": float(extra[1])})
         if extra[0] is not None:
-            write_array(bg, "crystal_map", extra[0], "label",
-                        description="1-based row of /bragg/crystals with the largest normalised amplitude, "
-                                    "0 = none")
-        write_table(bg, "crystals", {
+            part.put("bragg/crystal_map", extra[0], "label",
+                     description="1-based row of /bragg/crystals with the largest normalised amplitude, 0 = none")
+        part.put_table("bragg/crystals", {
             "region": (np.array([e[0] for e in entries], np.int64), "label"),
             "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
             "phase": (np.array([e[2].phase for e in entries], object), "1"),
@@ -462,6 +461,7 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
             "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
             "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
         })
+        part.write_part(f)
     return entries, thumbs, extra
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 from ._tree import TreeResult
-from .base import Entry, Result, layout_markdown, open_result
+from .base import Entry, Result, layout_markdown, open_result, read_summary
 
 #: result modules in pipeline order (module name under temtwin.results -> class name)
 MODULES: dict[str, str] = {
@@ -48,4 +48,5 @@ def markdown_layout() -> str:
     return "\n\n".join(layout_markdown(c) for c in result_classes())
 
 
-__all__ = ["Entry", "Result", "TreeResult", "open_result", "result_classes", "markdown_layout", "MODULES"]
+__all__ = ["Entry", "Result", "TreeResult", "read_summary", "open_result", "result_classes", "markdown_layout",
+           "MODULES"]

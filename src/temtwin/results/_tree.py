@@ -12,13 +12,13 @@ attributes are always read): the per-atom arrays of a 1e6-atom model or the maps
 when a reader does not need them. Writers build the tree with :meth:`TreeResult.put`,
 :meth:`TreeResult.put_table`, :meth:`TreeResult.set_attrs` and :meth:`TreeResult.graft` (a sub-tree built on
 its own, e.g. one region); :meth:`TreeResult.write_part` writes a tree into an open group without the
-file-level flag and summary (streaming one part at a time). Subclasses add typed properties and ``REQUIRED``
-datasets.
+file-level flag and summary; :meth:`TreeResult.append` streams one dataset into an open file and
+:meth:`TreeResult.update_attrs` annotates a group already written (one part at a time, memory of one part).
+Subclasses add typed properties and ``REQUIRED`` datasets.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -28,8 +28,8 @@ import h5py
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import SUMMARY_ATTR, set_summary, write_array
-from .base import META_ATTRS, Result, applicability, attr, open_result
+from ..io.h5 import set_summary, write_array
+from .base import META_ATTRS, Result, applicability, attr, open_result, summary_of
 
 
 def _value(ds: h5py.Dataset) -> np.ndarray:
@@ -72,8 +72,7 @@ class TreeResult(Result):
         with open_result(path, cls) as f:
             ok, reason = applicability(f)
             file_attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            s = f.attrs.get(SUMMARY_ATTR)
-            summary = json.loads(s) if s else {}
+            summary = summary_of(f)
             root = {"": {k: attr(f, k) for k in f.attrs if k not in META_ATTRS}}
             if not ok:
                 out = cls.not_applicable(reason)
@@ -206,6 +205,22 @@ class TreeResult(Result):
             parent, _, name = path.rpartition("/")
             write_array(g.require_group(parent) if parent else g, name, value, self.units.get(path, "1"),
                         **self.dataset_attrs.get(path, {}))
+
+    @staticmethod
+    def append(f: h5py.Group, path: str, value, units: str, **attrs) -> None:
+        """Stream one dataset into an open result file (``ctx.h5``) at ``path``, with its units: for parts
+        computed one at a time (Bragg maps), so that no more than one is held in memory."""
+        parent, _, name = path.strip("/").rpartition("/")
+        write_array(f.require_group(parent) if parent else f, name, value, units, **attrs)
+
+    @staticmethod
+    def update_attrs(f: h5py.Group, path: str, **attrs) -> None:
+        """Set attributes of an existing group ``path`` of an open result file (a later annotation, e.g.
+        the honoured ``sample.yaml`` overrides of phases.h5); nothing when the group is absent."""
+        g = f.get(path.strip("/")) if path.strip("/") else f
+        if g is not None:
+            for k, v in attrs.items():
+                g.attrs[k] = v
 
     def write(self, f: h5py.File) -> None:
         """Write into an open result file (opened with ``ctx.h5``: provenance and atomic rename)."""

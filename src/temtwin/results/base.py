@@ -21,6 +21,7 @@ degrees from +x towards +y unless an entry says otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -88,6 +89,21 @@ def open_result(path: str | os.PathLike, cls: type[Result]) -> Iterator[h5py.Fil
                         p) from None
     with f:
         yield f
+
+
+def summary_of(f: h5py.File) -> dict:
+    """The summary fragment of an open result file (root attribute ``summary``, JSON; {} when absent)."""
+    from ..io.h5 import SUMMARY_ATTR
+
+    s = f.attrs.get(SUMMARY_ATTR)
+    return json.loads(s) if s else {}
+
+
+def read_summary(path: str | os.PathLike) -> dict:
+    """The summary fragment of any result file ({} when it has none): the one reader of the ``summary``
+    attribute (``summarize`` gathers these into summary.json)."""
+    with h5py.File(path, "r") as f:
+        return summary_of(f)
 
 
 #: root attributes every result file carries that are not part of its content (provenance, summary)

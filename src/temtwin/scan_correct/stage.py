@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.h5 import read_summary, set_summary
-from ..results import TreeResult
+from ..io.h5 import set_summary
+from ..results import TreeResult, read_summary
 from ..results.image import Image
 from ..io.image import read_image
 from .core import correct_scan, valid_region
