@@ -384,7 +384,8 @@ def test_required_datasets_are_checked(tmp_path):
 
 def test_model_atoms_round_trip_and_selective_read(tmp_path):
     """model.h5 <-> ase.Atoms: positions nm in the file, Å in memory; only= reads the named arrays only."""
-    from temtwin.twin.model_io import atoms_from_arrays, read_model, write_model_h5
+    from temtwin.twin.model_io import atoms_from_arrays
+    from temtwin.results.model import Model
 
     g = _rng()
     pos = g.random((30, 3)) * 4
@@ -393,8 +394,8 @@ def test_model_atoms_round_trip_and_selective_read(tmp_path):
                               info={"image": "hrtem", "thickness_nm": 1.0, "applicable": True})
     p = tmp_path / "model.h5"
     with atomic_h5(p, make_provenance("atomic_model", {}, None)) as f:
-        write_model_h5(f, atoms)
-    back = read_model(p)
+        Model.from_atoms(atoms).write(f)
+    back = Model.core(p).to_atoms()
     assert np.allclose(back.get_positions(), pos * 10.0, rtol=0, atol=1e-12)
     assert np.array_equal(back.numbers, atoms.numbers) and np.array_equal(back.arrays["region"], np.arange(30) % 3)
     assert np.allclose(back.cell[:], np.diag([40.0, 40.0, 10.0]))

@@ -131,7 +131,7 @@ def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", dat
     from temtwin.io.h5 import atomic_h5
     from temtwin.io.image import Micrograph
     from temtwin.io.ingest import write_image_h5
-    from temtwin.twin.model_io import write_model_h5
+    from temtwin.results.model import Model
 
     data = np.ones(shape, np.float32) if data is None else data
     m = Micrograph(data.astype(np.float32), px, image, "s",
@@ -141,7 +141,7 @@ def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", dat
         write_image_h5(f, m)
     atoms.info.update(image=image, applicable=True, thickness_nm=float(atoms.cell[2, 2]) / 10)
     with atomic_h5(tmp_path / "model.h5") as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
 
 
 def _ctx(tmp_path, **cfg):

@@ -59,9 +59,9 @@ def _settings_digest(cfg: dict) -> str:
 
 def _read_atoms(ctx, cfg):
     """The model (ase.Atoms, Å) with the relaxed positions when configured; raises NotApplicable."""
-    from ..twin.model_io import read_model
+    from ..results.model import Model
 
-    atoms = read_model(ctx.input["model"])
+    atoms = Model.core(ctx.input["model"]).to_atoms()
     if not atoms.info.get("applicable", True):
         raise NotApplicable(f"atomic model not applicable: {atoms.info.get('reason', '')}")
     if len(atoms) == 0:

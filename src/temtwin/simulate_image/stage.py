@@ -150,10 +150,10 @@ def _extend_along_beam(atoms, factor: float):
 def _load_models(ctx):
     from ase.io import read as ase_read
 
-    from ..twin.model_io import read_model
+    from ..results.model import Model
 
     mp = ctx.input["model"]
-    built = read_model(mp)
+    built = Model.core(mp).to_atoms()
     models = {"as_built": built}
     rel = ctx.paths("relaxed")
     if rel and Path(rel[0]).is_file() and len(built):
