@@ -29,7 +29,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
@@ -161,11 +160,6 @@ def region_group(res: RegionResult) -> TreeResult:
         g.put_table(f"detectors/{name}", {"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"),
                                           "score": (np.asarray(raw["score"]), "1")})
     return g
-
-
-def write_region(f: h5py.File, res: RegionResult) -> None:
-    """Write one region's group into an open peaks.h5 (:func:`region_group`)."""
-    region_group(res).write_part(f.require_group("regions").require_group(str(res.label)))
 
 
 def region_figure(res: RegionResult, path, title: str = "") -> None:
