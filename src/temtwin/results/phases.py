@@ -75,6 +75,10 @@ class Phases(TreeResult):
               "each candidate shown"),
     )
 
+    #: ``Phases.read(path, only=Phases.CALLS)``: the per-region calls and the phases, without the Bragg maps
+    #: (one full-size map per crystal) that no downstream stage reads
+    CALLS: ClassVar[tuple[str, ...]] = ("regions", "phases")
+
     @property
     def regions(self) -> dict[int, PhaseRegion]:
         """label -> :class:`PhaseRegion`, in file order (non-integer group names skipped)."""
