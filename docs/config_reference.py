@@ -53,7 +53,7 @@ def table() -> str:
 PURPOSE = {
     "stages": "switch the costly per-sample stages on or off",
     "ingest": "reading micrographs: frame alignment, calibration fallbacks",
-    "segmentation": "rule `segment`: method (canny / sam / override), scales, minimum region area, SAM checkpoint",
+    "segmentation": "rule `segment`: method (auto / canny / layers / sam / override), scales, multilayer-device settings, minimum region area, region cap, SAM checkpoint",
     "peaks": "rule `fft_peaks`: region windows, FFT grid, detectors (gauss / unet / profile), thresholds",
     "phase_id": "rule `phase_id`: candidate phases, zone-axis search, tolerances, scoring, Bragg filtering",
     "stack": "rule `register_stack`: overview choice, scale/rotation search ranges, minimum confidence",

@@ -7,6 +7,13 @@ rule fem_relax:
         segmentations=W.per_image("segmentation.h5"),
         gpas=W.per_image("gpa.h5"),
         eels=W.eels_files,
+        # the lamella thickness fitted by simulate_image (only when that stage is on and fem_relax uses it)
+        simulations=lambda wc: (
+            W.per_image("simulation.h5")(wc)
+            if W.enabled("simulate_image") and W.enabled("atomic_model")
+            and W.config.get("fem_relax", {}).get("thickness_source", "auto") == "auto"
+            else []
+        ),
         settings=W.sample_files,
     output:
         h5=f"{R}/{{sample}}/fem/relax.h5",

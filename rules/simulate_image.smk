@@ -1,5 +1,5 @@
 rule simulate_image:
-    """Simulate the atomic model's micrograph (abTEM HRTEM / linear HAADF), fit the optics, compare, refine."""
+    """Simulate the atomic model's micrograph (abTEM HRTEM / linear HAADF / abTEM STEM crop), fit, compare, refine."""
     input:
         image=f"{R}/{{sample}}/{{image}}/image.h5",
         segmentation=f"{R}/{{sample}}/{{image}}/segmentation.h5",

@@ -1,5 +1,7 @@
 """fem_relax: analytic pseudomorphic strain, mesh convergence of the lamella, materials table errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skfem import MeshTri
@@ -131,6 +133,17 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
     ge3 = read_summary(ro3["h5"])["fem_relax"]["regions"]["2"]
     assert ge3["delta_fit"] == pytest.approx(ge["delta_fit"], abs=3e-4)
     assert ge3["delta_sigma"] > 2 * ge["delta_sigma"]
+    assert s["thickness"]["source"] == "config" and s["thickness"]["sigma_nm"] == pytest.approx(8.0)
+    # simulate_image fitted the lamella thickness of the geometry image: used, with its σ, and recorded
+    sim = _simulation_h5(Path(p["image"]).parent / "simulation.h5", 25.0, 3.0)
+    ro4 = {"h5": d / "fem/relax4.h5", "vtu": d / "fem/device4.vtu", "figures": d / "figures/fem_relax4"}
+    stage.run(StageContext.create("fem_relax", {"fem": out["h5"], "regions": out["regions"], **inputs,
+                                                "simulations": [sim]}, ro4, cfg3, wildcards={"sample": "s"}))
+    s4 = read_summary(ro4["h5"])["fem_relax"]
+    assert s4["thickness_nm"] == 25.0 and s4["thickness"] == {**s4["thickness"], "source": "simulate_image",
+                                                               "sigma_nm": 3.0}
+    with h5py.File(ro4["h5"], "r") as f:
+        assert f.attrs["thickness_source"] == "simulate_image" and f.attrs["thickness_sigma_nm"] == 3.0
     # a region whose phase has no elastic constants: one clear error naming the file and the fix, no output
     doc = json.loads(out["regions"].read_text())
     doc["regions"]["3"]["phase"] = "Al2O3-corundum"
@@ -153,3 +166,60 @@ def test_thin_foil_relaxation_matches_keating_slab():
     assert r["converged"]
     assert r["eps_yy_fem_lamella"] == pytest.approx(r["eps_yy_keating"], rel=0.05)
     assert r["eps_yy_keating"] < 0.92 * r["eps_yy_fem_device"]
+
+
+def _simulation_h5(path, t, sigma, scanned=(5.0, 10.0, 20.0, 30.0), applicable=True):
+    """A simulate_image result with a fitted thickness (the /fit table and the scanned planes)."""
+    import h5py
+
+    from temtwin.io.h5 import write_array, write_table
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as f:
+        f.attrs["applicable"] = applicable
+        f.attrs["reason"] = "" if applicable else "no model"
+        if applicable:
+            write_table(f, "fit", {"parameter": (np.array(["defocus_nm", "thickness_nm"], dtype=object), "1"),
+                                   "value": (np.array([-5.0, t]), "mixed"),
+                                   "sigma": (np.array([1.0, sigma]), "mixed"),
+                                   "units": (np.array(["nm", "nm"], dtype=object), "1")})
+            write_array(f.require_group("fit_scan"), "thickness_nm", np.asarray(scanned, float), "nm")
+    return path
+
+
+def test_lamella_thickness_from_simulate_image_else_config(tmp_path):
+    from temtwin.fem_relax.thickness import lamella_thickness
+
+    cfg = {"thickness_nm": 40.0, "thickness_sigma_nm": None, "thickness_source": "auto"}
+    th = lamella_thickness(cfg, _simulation_h5(tmp_path / "a/simulation.h5", 25.0, 3.0))
+    assert (th.value_nm, th.sigma_nm, th.source) == (25.0, 3.0, "simulate_image")
+    th = lamella_thickness(cfg, _simulation_h5(tmp_path / "b/simulation.h5", 25.0, np.nan))   # σ not determined
+    assert (th.value_nm, th.sigma_nm, th.source) == (25.0, 5.0, "simulate_image")
+    th = lamella_thickness(cfg, _simulation_h5(tmp_path / "c/simulation.h5", 30.0, 1.0))     # at the scan's end
+    assert (th.value_nm, th.source) == (40.0, "config") and "lower bound" in th.note
+    th = lamella_thickness(cfg, _simulation_h5(tmp_path / "d/simulation.h5", 0, 0, applicable=False))
+    assert (th.value_nm, th.sigma_nm, th.source) == (40.0, 8.0, "config")
+    assert lamella_thickness(cfg, None).source == "config"
+    th = lamella_thickness({**cfg, "thickness_source": "config"}, tmp_path / "a/simulation.h5")
+    assert (th.value_nm, th.source) == (40.0, "config")
+
+
+def test_geometry_image_defaults_to_the_largest_image_with_identified_phases():
+    """Demo case: the overview (large, no lattice fringes) has no identified phase, the HRTEM has: fem_geometry
+    meshes the HRTEM so fem_relax has materials; with no phase anywhere the largest image stays (fem_relax
+    then reports not applicable); a configured image always wins."""
+    from temtwin.twin.fem_stage import choose_image
+    from temtwin.twin.inputs import ImageInputs, RegionPhase
+
+    ov = ImageInputs("overview", (1.0, 1.0), (1000, 1000), regions={1: RegionPhase(1)})
+    hr = ImageInputs("hrtem", (0.02, 0.02), (600, 600), regions={1: RegionPhase(1, "Ge", identified=True)})
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "hrtem"
+    assert choose_image([ov, hr], None).name == "overview"                       # plain rule: the largest
+    assert choose_image([ov, hr], "overview", prefer_phased=True).name == "overview"
+    hr.regions[1].identified = False
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "overview"
+    # only an image's own phases count (those the stack propagates to an overview are not in regions.json)
+    hr.regions[1].identified = True
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "hrtem"
+    ov.regions[1] = RegionPhase(1, "Si0.3Ge0.7", identified=True)           # an overview with its own phases
+    assert choose_image([ov, hr], None, prefer_phased=True).name == "overview"

@@ -132,7 +132,7 @@ def test_sam_without_checkpoint_fails_before_writing(tmp_path, scene):
 
 def test_config_defaults_and_validation():
     cfg = load_config({}, require_dataset=False)["segmentation"]
-    assert cfg["method"] == "canny" and cfg["sam"]["model_type"] == "vit_b" and cfg["sam"]["checkpoint"] is None
+    assert cfg["method"] == "auto" and cfg["sam"]["model_type"] == "vit_b" and cfg["sam"]["checkpoint"] is None
     assert cfg["canny"]["hysteresis"] == [2.0, 4.0]
     with pytest.raises(UserError, match="segmentation.sam.model_type"):
         load_config({"segmentation": {"sam": {"model_type": "vit_x"}}}, require_dataset=False)

@@ -44,6 +44,21 @@ def test_hrtem_transfer_matches_abtem(si_waves):
     assert abs(ours.mean() - ref.mean()) < 0.02 * ref.mean()
 
 
+def test_fast_potential_integrator_equals_abtem():
+    """The real-FFT slice integrator gives abTEM's own infinite-projection potential (even and odd grids)."""
+    import abtem
+
+    from temtwin.simulate_image.potential import fast_integrator
+
+    at = sige110_atoms((1.5, 1.5), 1.2, 0.3, np.random.default_rng(0))
+    for gp in ((150, 150), (151, 147)):
+        kw = dict(gpts=gp, slice_thickness=2.0, projection="infinite", parametrization="lobato")
+        ref = abtem.Potential(at, **kw).build().compute(scheduler="synchronous").array
+        ours = abtem.Potential(at, integrator=fast_integrator(), **kw).build().compute(scheduler="synchronous").array
+        assert ours.shape == ref.shape
+        assert np.abs(ours - ref).max() < 1e-5 * np.abs(ref).max()
+
+
 def test_linear_haadf_vs_multislice_thin_crystal():
     """On a thin Si [110] crystal the linear model reproduces abTEM's multislice HAADF image."""
     at = sige110_atoms((1.2, 1.1), 1.2, 0.0, np.random.default_rng(0))
@@ -56,6 +71,35 @@ def test_linear_haadf_vs_multislice_thin_crystal():
     pos = at.get_positions() / 10.0
     best = max(ncc(lin.image(pos[:, :2], z_weights(at.numbers, 1.7), 0.0, 0.0, s), ms) for s in (0.01, 0.02, 0.03))
     assert best > 0.9, best
+
+
+def test_linear_haadf_ranks_models_like_multislice():
+    """On a thin SiGe [110] crystal whose columns differ in Ge content, the linear model of the true model
+    matches abTEM's multislice HAADF image better than the linear model of wrong models (the same columns
+    with permuted compositions; pure Si): the linear model ranks models as multislice does."""
+    from temtwin.simulate_image.refine import find_columns
+
+    rng = np.random.default_rng(0)
+    at = sige110_atoms((1.2, 1.1), 1.2, 0.5, rng, column_fraction_sd=0.35)
+    ms = haadf_multislice(at, 300e3, 25.0, (45.0, 65.0), 0.45, sampling_A=0.1, slice_A=2.0)
+    rows, cols = ms.shape
+    lin = LinearHAADF((rows, cols), (at.cell[0, 0] / cols / 10, at.cell[1, 1] / rows / 10), 300e3, 25.0,
+                      oversample=4)
+    pos = at.get_positions()[:, :2] / 10.0
+
+    def score(numbers):
+        return max(ncc(lin.image(pos, z_weights(numbers, 1.7), 0.0, 0.0, s), ms) for s in (0.01, 0.02, 0.03))
+
+    col = find_columns(at.get_positions() / 10.0)
+    perm = rng.permutation(len(col.n_atoms))
+    wrong = at.numbers.copy()
+    for c in range(len(col.n_atoms)):
+        src, dst = np.where(col.atom_column == perm[c])[0], np.where(col.atom_column == c)[0]
+        if len(src) == len(dst):
+            wrong[dst] = at.numbers[src]
+    s_true, s_perm, s_si = score(at.numbers), score(wrong), score(np.full_like(at.numbers, 14))
+    assert s_true > 0.8, s_true
+    assert s_true > s_perm + 0.1 and s_true > s_si + 0.05, (s_true, s_perm, s_si)
 
 
 def test_hrtem_parameter_recovery(si_waves):
@@ -78,6 +122,26 @@ def test_hrtem_parameter_recovery(si_waves):
     assert abs(v["shift_x_px"] - 0.3) < 0.1 and abs(v["shift_y_px"] + 0.2) < 0.1
     assert s["defocus_nm"] is not None and 0 < s["defocus_nm"] < 1.0
     assert fit.ncc > 0.9
+
+
+def test_hrtem_sigma_covers_a_wrong_fixed_focal_spread(si_waves):
+    """The image is made with a focal spread of 4 nm but fitted with it fixed at 3 ± 1 nm: the systematic part
+    of σ (refits at 2 and 4 nm) makes the total σ cover the resulting defocus and thickness errors."""
+    at, ew = si_waves
+    shape = (96, 96)
+    px = (0.017, 0.017)
+    imager = HRTEMImager(ew, shape, px, aperture_mrad=25.0)
+    clean = imager.image(7, 8.0, 15.0, 4.0, 0.006, (0.3, -0.2))
+    data = np.random.default_rng(6).poisson(400 * clean).astype(float)
+    fit = fit_hrtem(imager, data, np.ones(shape, bool), defocus_range_nm=(-20, 20), defocus_step_nm=2.0,
+                    cs_um=[15.0], planes=np.arange(1, len(ew.thickness_nm), 2), focal_spread_nm=3.0,
+                    focal_spread_sigma_nm=1.0)
+    v, s, st, sy = fit.values, fit.sigma, fit.sigma_stat, fit.sigma_sys
+    assert sy["defocus_nm"] > 0 and s["defocus_nm"] > st["defocus_nm"]
+    assert np.isclose(s["defocus_nm"], np.hypot(st["defocus_nm"], sy["defocus_nm"]))
+    assert abs(v["defocus_nm"] - 8.0) < 3 * s["defocus_nm"]
+    t_true = ew.thickness_nm[7]
+    assert abs(v["thickness_nm"] - t_true) < 3 * s["thickness_nm"]
 
 
 def test_haadf_fit_recovers_source_and_shift():
@@ -194,3 +258,90 @@ def test_stage_haadf_end_to_end_with_refinement(tmp_path):
     with h5py.File(out) as f:
         assert f["refine/history/residual_rms"].shape == (3,)
     assert (tmp_path / "figs" / "comparison.png").is_file()
+
+
+def test_stage_abf_by_multislice_recovers_blur_and_shift(tmp_path):
+    """An ABF image (detector named ABF) is simulated by abTEM multislice over a crop and its source blur and
+    shift are recovered from a noisy image made by the same multislice (known truth)."""
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.simulate_image.coverage import check_coverage
+    from temtwin.simulate_image.stage import best_box, run
+    from temtwin.simulate_image.stem import render, simulate_stem_crop
+
+    at = sige110_atoms((1.6, 1.6), 1.2, 0.0, np.random.default_rng(0))
+    shape = (64, 64)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    box = best_box(check_coverage(at.get_positions() / 10, shape, px, "m", "img", 0.05), 16)  # the stage's crop
+    r0, c0, r1, c1 = box
+    crop = simulate_stem_crop(at, box, px, 300e3, 25.0, (12.5, 25.0), margin_nm=0.35, sampling_A=0.1)
+    rng = np.random.default_rng(1)
+    clean = render(crop.raw, px, 0.03, (0.4, -0.3))
+    data = np.full(shape, float(clean.mean()))
+    data[r0:r1, c0:c1] = clean
+    data = rng.poisson(1e6 * data).astype(float)
+    _write_inputs(tmp_path, at, shape, px, detector="ABF", data=data)
+    run(_ctx(tmp_path, stem={"size_nm": 16 * px[0], "margin_nm": 0.35, "sampling_A": 0.1}))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    assert s["mode"] == "abf" and s["ncc"] > 0.95 and 0.7 < s["rms_noise"] < 1.4
+    ms = s["multislice"]
+    assert ms["box_px"] == list(box) and ms["detector_mrad"] == [12.5, 25.0] and ms["detector_source"] == "default"
+    assert abs(s["fit"]["blur_nm"] - 0.03) < 0.006
+    assert abs(s["fit"]["shift_x_px"] - 0.4) < 0.1 and abs(s["fit"]["shift_y_px"] + 0.3) < 0.1
+    with h5py.File(out) as f:
+        assert np.isnan(f["simulated"][0, 0]) and not f["mask"][0, 0] and f["mask"][r0 + 8, c0 + 8]
+
+
+def test_stage_haadf_multislice_crop_uses_metadata_angles(tmp_path):
+    """HAADF with stem.simulator = multislice: the linear model stays the main simulation, an abTEM crop is
+    added with the detector and convergence angles of the image metadata, and the linear model agrees with it."""
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.simulate_image.stage import run
+
+    rng = np.random.default_rng(4)
+    at = sige110_atoms((1.6, 1.6), 1.2, 0.3, rng, column_fraction_sd=0.1)
+    shape = (64, 64)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    clean = LinearHAADF(shape, px, 300e3, 22.0).image(at.get_positions()[:, :2] / 10, z_weights(at.numbers, 1.7),
+                                                      0.0, 0.0, 0.03)
+    _write_inputs(tmp_path, at, shape, px, data=rng.poisson(100 + 3000 * clean / clean.max()).astype(float))
+    with h5py.File(tmp_path / "image.h5", "a") as f:
+        f.attrs.update(convergence_angle_mrad=22.0, detector_inner_mrad=40.0, detector_outer_mrad=65.0)
+    run(_ctx(tmp_path, edge_margin_nm=0.0, fit_size_px=64,
+             stem={"simulator": "multislice", "size_nm": 12 * px[0], "margin_nm": 0.35, "sampling_A": 0.1}))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    ms = s["multislice"]
+    assert s["mode"] == "haadf" and s["ncc"] > 0.9
+    assert ms["detector_mrad"] == [40.0, 65.0] and ms["detector_source"] == "metadata"
+    assert ms["ncc_linear_vs_multislice"] > 0.8 and ms["ncc"] > 0.8
+    with h5py.File(out) as f:
+        assert f["multislice"].attrs["convergence_mrad"] == 22.0 and f["multislice/simulated"].shape == (12, 12)
+
+
+def test_stage_hrtem_end_to_end_with_systematic_sigma(tmp_path):
+    """HRTEM through the stage: optics recovered from a generated image of the model, the /fit table carries
+    sigma = sigma_stat ⊕ sigma_sys (focal spread prior) and the defocus error is within 3 sigma."""
+    from temtwin.io.h5 import missing_units, read_summary
+    from temtwin.results.simulation import Simulation
+    from temtwin.simulate_image.stage import run
+
+    at = sige110_atoms((1.6, 1.7), 2.0, 0.0, np.random.default_rng(0))
+    shape = (80, 80)
+    px = (at.cell[0, 0] / 10 / shape[1], at.cell[1, 1] / 10 / shape[0])
+    ew = exit_waves(at, 300e3, sampling_A=0.1, slice_A=2.0, every_slices=2)
+    clean = HRTEMImager(ew, shape, px, aperture_mrad=25.0).image(len(ew.thickness_nm) - 1, 6.0, 15.0, 3.5, 0.005)
+    data = np.random.default_rng(2).poisson(500 * clean).astype(float)
+    _write_inputs(tmp_path, at, shape, px, mode="TEM", detector="", data=data)
+    run(_ctx(tmp_path, sampling_A=0.1, fit_size_px=80, edge_margin_nm=0.0, cs_um=[15.0], fit_cs=False,
+             defocus_range_nm=[-10.0, 10.0], defocus_step_nm=2.0, max_thickness_factor=1.0))
+    out = tmp_path / "simulation.h5"
+    assert missing_units(out) == []
+    s = read_summary(out)["simulation"]
+    assert s["mode"] == "hrtem" and s["ncc"] > 0.9
+    fit = Simulation.read(out).table("fit")
+    k = list(fit["parameter"]).index("defocus_nm")
+    assert fit["sigma_sys"][k] > 0 and np.isclose(fit["sigma"][k], np.hypot(fit["sigma_stat"][k], fit["sigma_sys"][k]))
+    assert abs(fit["value"][k] - 6.0) < 3 * fit["sigma"][k]

@@ -27,9 +27,10 @@ def hard_wall_profile(g, shear0=0.0, h=0.1):
     return Profile(z, par, strain(z, g, shear0))
 
 
-def sine_basis_alpha(g, nb=24, k=0.02):
+def sine_basis_alpha(g, nb=24, k=0.02, signed=False, direction=DIR):
     """Independent reference: Luttinger–Kohn + Bir–Pikus in the basis of the infinite well's sines,
-    matrix elements by Gauss–Legendre quadrature, dense diagonalisation, same ΔE(k), ΔE(2k) formula."""
+    matrix elements by Gauss–Legendre quadrature, dense diagonalisation, same ΔE(k), ΔE(2k) formula.
+    ``signed``: ΔE = E(⇑) − E(⇓) with ⇑ the top-doublet member of larger ⟨J_z⟩."""
     xq, wq = np.polynomial.legendre.leggauss(400)
     z = xq * L / 2
     w = wq * L / 2
@@ -54,8 +55,12 @@ def sine_basis_alpha(g, nb=24, k=0.02):
         return -np.block([[P + Q, -S, R, Z], [-Sd, P - Q, Z, R], [Rd, Z, P - Q, S], [Z, Rd, Sd, P + Q]])
 
     def split(kk):
-        e = np.linalg.eigvalsh(H(*(kk * DIR[:2])))[::-1]
-        return e[0] - e[1]
+        e, v = np.linalg.eigh(H(*(kk * np.asarray(direction)[:2])))
+        if not signed:
+            return e[-1] - e[-2]
+        w = np.abs(v[:, [-1, -2]]) ** 2
+        jz = np.repeat([1.5, 0.5, -0.5, -1.5], nb) @ w
+        return (e[-1] - e[-2]) * np.sign(jz[0] - jz[1])
 
     return (8 * split(k) - split(2 * k)) / (12 * k)
 
@@ -86,6 +91,22 @@ def test_linear_response_to_shear_gradient_matches_small_matrix_reference():
     # heavy-hole in-plane mass of compressively strained Ge: light (0.05-0.1 m0)
     assert 0.04 < r1.mass < 0.1
     assert r1.inv_lso_per_um == pytest.approx(r1.mass * r1.alpha_eV_nm / (2 * HBAR2_2M0) * 1e3)
+
+
+def test_signed_alpha_flips_with_the_shear_gradient_and_with_k():
+    """Convention (kp module): E(⇑) − E(⇓) = 2 α_s k, ⇑ = ⟨J_z⟩ > 0 along growth [001]; α_s ∝ (k × ∂ε/∂z)_z."""
+    g = 1e-5
+    ky = np.array([0.0, 1.0, 0.0])
+    up = linear_soi(hard_wall_profile(g), ky).alpha_signed_eV_nm
+    down = linear_soi(hard_wall_profile(-g), ky).alpha_signed_eV_nm
+    back = linear_soi(hard_wall_profile(g), -ky).alpha_signed_eV_nm
+    assert up < 0 and down == pytest.approx(-up, rel=1e-6) and back == pytest.approx(-up, rel=1e-6)
+    assert abs(up) == pytest.approx(linear_soi(hard_wall_profile(g), ky).alpha_eV_nm, rel=1e-9)
+    # the independent sine-basis diagonalisation gives the same sign and value
+    assert sine_basis_alpha(g, signed=True, direction=ky) == pytest.approx(up, rel=0.03)
+    assert sine_basis_alpha(-g, signed=True, direction=ky) == pytest.approx(down, rel=0.03)
+    # k along [1-10] (k_y < 0): the opposite sign, √2 smaller (only the k_y part couples to ε_xz)
+    assert linear_soi(hard_wall_profile(g), DIR).alpha_signed_eV_nm == pytest.approx(-up / np.sqrt(2), rel=1e-3)
 
 
 def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path):
@@ -128,5 +149,32 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
     s2 = read_summary(so["h5"])["spin_orbit"]
     assert s2["inv_lso_per_um"]["mean"] > 0.1
     assert s2["inv_lso_per_um"]["max"] == pytest.approx(s2["inv_lso_per_um"]["mean"], rel=0.02)   # uniform along x
+    a2 = s2["alpha_signed_eV_nm"]["mean"]
+    assert abs(a2) == pytest.approx(s2["alpha_eV_nm"]["mean"], rel=1e-6)
+    with h5py.File(ro["h5"], "r+") as f:                                  # reversed shear gradient
+        ex = f["image_grid/device_fit_elastic/exy"]
+        ex[...] = -ex[()]
+    stage.run(StageContext.create("spin_orbit", {"relax": ro["h5"]}, so, cfg, wildcards={"sample": "s"}))
+    s3 = read_summary(so["h5"])["spin_orbit"]
+    assert s3["alpha_signed_eV_nm"]["mean"] == pytest.approx(-a2, rel=1e-3)
     assert missing_units(so["h5"]) == []
     assert [x.name for x in so["figures"].iterdir()] == ["spin_orbit.png"]
+
+
+def test_tight_binding_sheared_well_agrees_in_sign_and_magnitude_with_kp():
+    """sp3d5s* tight binding of a sheared Ge/Si superlattice (16 Ge + 12 Si monolayers) against the k·p α_s
+    of the same Ge well with hard walls: same sign, flips with the gradient, magnitude within a factor 2."""
+    from temtwin.physics.tightbinding.sheared_well import sheared_well_alpha
+    from temtwin.spin_orbit.kp import Profile
+
+    g, k, L, h = 4e-3, 0.05, 16 * 0.5658 / 4, 0.05
+    tb = sheared_well_alpha(16, 12, g, (0.0, 1.0, 0.0), k)
+    tb_m = sheared_well_alpha(16, 12, -g, (0.0, 1.0, 0.0), k)
+    z = np.arange(-L / 2 + h, L / 2 - h / 2, h)
+    e = np.zeros((len(z), 3, 3))
+    e[:, 0, 2] = e[:, 2, 0] = g * z
+    kp = linear_soi(Profile(z, alloy_parameters(np.ones(len(z))), e), np.array([0.0, 1.0, 0.0]), k).alpha_signed_eV_nm
+    assert tb.alpha_signed_eV_nm < 0 and kp < 0
+    assert tb_m.alpha_signed_eV_nm == pytest.approx(-tb.alpha_signed_eV_nm, rel=1e-6)
+    assert 0.5 < tb.alpha_signed_eV_nm / kp < 2.0
+    assert min(abs(s) for s in tb.sz_k) > 0.9            # the doublet is heavy-hole, spin along growth

@@ -28,7 +28,7 @@ def relax_figures(folder, grid: dict, px, regions: dict, thickness: float, model
     fig, axs = new_figure(3, 1, size=4.2)
     fig.subplots_adjust(wspace=0.45)
     for ax, v, title in ((axs[0, 0], dev, "device (plane strain)"),
-                         (axs[0, 1], lam, f"lamella t = {thickness:g} nm (thickness average)")):
+                         (axs[0, 1], lam, f"lamella t = {thickness:.3g} nm (thickness average)")):
         im = ax.tripcolor(x, y, model.tri, facecolors=v, cmap="RdBu_r", vmin=-lim, vmax=lim)
         ax.set_aspect("equal")
         ax.set_title(f"ε_yy {title}, table lattices", fontsize=8)

@@ -141,6 +141,7 @@ class FitResult:
     fitted: np.ndarray             # bool per label: constrained by data
     chi2_red: float
     n_data: int
+    predicted: np.ndarray | None = None   # model value of each datum at the fitted deltas
 
 
 def fit_deltas(model_means: np.ndarray, data: np.ndarray, sigma: np.ndarray, prior: np.ndarray) -> FitResult:
@@ -168,4 +169,4 @@ def fit_deltas(model_means: np.ndarray, data: np.ndarray, sigma: np.ndarray, pri
         cov = np.zeros((n_par, n_par))
         cov[np.ix_(sens, sens)] = c
     sig = np.where(sens, np.sqrt(np.clip(np.diag(np.nan_to_num(cov)), 0, None)), np.nan)
-    return FitResult([], delta, sig, np.nan_to_num(cov), sens, chi2, int(ok.sum()))
+    return FitResult([], delta, sig, np.nan_to_num(cov), sens, chi2, int(ok.sum()), model_means @ delta)

@@ -323,7 +323,7 @@ def read_micrograph(path: str | Path, sample: str = "sample", settings: dict | N
     meta.update({"n_frames": n_frames, "units": "counts" if units_counts else "a.u.",
                  "intensity_offset": offset, "intensity_scale": scale, "rgb": rgb,
                  "source_file": str(path), "source_sha256": sha256_file(path)})
-    meta.update(stage_meta(s, path.suffix, settings, name))       # stage position / scan rotation
+    meta.update(stage_meta(s, path.suffix, settings, name, path))   # stage position / scan rotation
     return Micrograph(data=img, pixel_size_nm=(float(px_nm[0]), float(px_nm[1])), name=name,
                       sample=sample, meta=meta)
 

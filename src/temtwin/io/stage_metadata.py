@@ -21,7 +21,9 @@ not taken from rosettasciio's ``metadata`` mapping, whose units differ between r
 * Thermo Fisher Velox (.emd): ``Stage.Position.x/y`` (m), ``Scan.ScanRotation`` (rad),
   ``Optics.NominalMagnification`` / ``CustomProperties.StemMagnification.value``;
 * FEI TIA (.ser with .emi): ``ObjectInfo.ExperimentalDescription.Stage X [um]`` (any spelling that
-  rosettasciio produces), ``Magnification_x``;
+  rosettasciio produces), ``Magnification_x``, ``Stem Rotation_deg`` when present; the experimental
+  description lives in the companion ``<name>.emi`` of ``<name>_<n>.ser`` (read by
+  :func:`tia_companion_metadata` when the .ser's own signal lacks it);
 * HyperSpy (.hspy): ``Acquisition_instrument.TEM.Stage.x/y`` (mm, HyperSpy's convention).
 """
 
@@ -101,7 +103,34 @@ def _tia(om: dict) -> dict:
         return {}
     return {"x_um": _num(_find_key(ed, r"stage[ _]?x[ _\[]*um\]?")),
             "y_um": _num(_find_key(ed, r"stage[ _]?y[ _\[]*um\]?")),
-            "rot_deg": math.nan, "mag": _num(_find_key(ed, r"magnification[ _]?x?"))}
+            "rot_deg": _num(_find_key(ed, r"stem[ _]?rotation([ _\[]*deg\]?)?")),
+            "mag": _num(_find_key(ed, r"magnification[ _]?x?"))}
+
+
+def tia_companion_metadata(path) -> dict:
+    """``original_metadata`` (with ``ObjectInfo``) of a TIA ``<name>_<n>.ser`` read through its
+    companion ``<name>.emi`` (rosettasciio's TIA reader, lazily: no pixel data), or {} when there is
+    no companion or it cannot be read (the stage is then unknown, not zero)."""
+    from pathlib import Path
+
+    p = Path(path)
+    m = re.fullmatch(r"(.*)_(\d+)", p.stem)
+    if p.suffix.lower() != ".ser" or not m:
+        return {}
+    emi = next((q for q in (p.with_name(m.group(1) + ".emi"), p.with_name(m.group(1) + ".EMI")) if q.is_file()),
+               None)
+    if emi is None:
+        return {}
+    try:
+        from rsciio.tia import file_reader
+
+        sigs = file_reader(str(emi), lazy=True)
+    except Exception:  # noqa: BLE001 - a damaged .emi only loses the stage metadata
+        return {}
+    k = int(m.group(2)) - 1
+    if not isinstance(sigs, list) or not 0 <= k < len(sigs):
+        return {}
+    return sigs[k].get("original_metadata") or {}
 
 
 def _hyperspy(md: dict) -> dict:
@@ -172,9 +201,15 @@ def stage_of(meta: dict) -> tuple[float, float, float] | None:
     return x, y, (r if math.isfinite(r) else 0.0)
 
 
-def stage_meta(signal: dict, suffix: str, settings: dict | None, image: str) -> dict:
+def stage_meta(signal: dict, suffix: str, settings: dict | None, image: str, path=None) -> dict:
     """Stage values for an image's metadata: the file's (:func:`stage_from_signal`) with sample.yaml's
-    applied; ``magnification`` is included when the file's mapped metadata lacked it."""
+    applied; ``magnification`` is included when the file's mapped metadata lacked it.  ``path``: the
+    image file (a TIA .ser's experimental description is then read from its companion .emi)."""
+    if suffix.lower() == ".ser" and path is not None and not _get(signal.get("original_metadata") or {},
+                                                                  "ObjectInfo", "ExperimentalDescription"):
+        om = tia_companion_metadata(path)
+        if om:
+            signal = {**signal, "original_metadata": om}
     v = apply_sample_yaml(stage_from_signal(signal, suffix), settings, image)
     mag = v.pop("magnification_metadata", math.nan)
     md_mag = _num(_get(signal.get("metadata") or {}, "Acquisition_instrument", "TEM", "magnification"))

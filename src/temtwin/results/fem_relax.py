@@ -21,8 +21,9 @@ class FemRelax(TreeResult):
     RULE: ClassVar[str] = "fem_relax"
     LAYOUT: ClassVar[tuple[Entry, ...]] = (
         Entry("@applicable, @reason", "attr", "bool, str", "", "not applicable without identified phases"),
-        Entry("@thickness_nm, @reference_label", "attr", "float, int", "", "lamella thickness (nm), reference "
-              "region"),
+        Entry("@thickness_nm, @thickness_sigma_nm, @thickness_source, @reference_label", "attr",
+              "float, float, str, int", "", "lamella thickness and its σ (nm), where it comes from (simulate_image "
+              "or config), reference region"),
         Entry("/mesh/{nodes, triangles, triangle_region}", "dataset", "(n, 2) / (m, 3) / (m,)", "nm / 1 / label",
               "the mesh, model axes (y up)"),
         Entry("/{device,lamella,device_fit,lamella_fit}/strain/{exx,eyy,ezz,eyz,exz,exy}", "dataset",

@@ -37,7 +37,7 @@ class Segmentation(Result):
         Entry("/contours/<label>", "dataset", "float64 (m, 2)", "nm", "closed outer polygon [x, y] of the "
               "region's largest part"),
         Entry("/holes/<label>/<k>", "dataset", "float64 (m, 2)", "nm", "polygons of the region's holes"),
-        Entry("@method", "attr", "str", "", "`canny`, `sam`, `override`, ..."),
+        Entry("@method", "attr", "str", "", "`canny`, `layers`, `sam`, `override`, ..."),
         Entry("@source", "attr", "str", "", "`automatic` or `override`"),
     )
 

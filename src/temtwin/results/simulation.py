@@ -22,7 +22,7 @@ class Simulation(TreeResult):
     WRITES_FLAG: ClassVar[bool] = True
     LAYOUT: ClassVar[tuple[Entry, ...]] = (
         Entry("@applicable", "attr", "bool", "", "False with `reason` when no simulation applies"),
-        Entry("@mode", "attr", "str", "", "`hrtem` or `haadf`"),
+        Entry("@mode", "attr", "str", "", "`hrtem`, `haadf`, `abf` or `bf`"),
         Entry("@model", "attr", "str", "", "`as_built` or `relaxed`: the model fitted"),
         Entry("@ambiguous", "attr", "bool", "", "the fit does not decide between parameter sets"),
         Entry("@noise_sigma", "attr", "float", "", "image noise, image units"),
@@ -34,10 +34,14 @@ class Simulation(TreeResult):
         Entry("/ssim_map", "dataset", "float32 (rows, cols)", "1", "local structural similarity"),
         Entry("/<other model>/simulated", "dataset", "float32 (rows, cols)", "image units", "the other model"),
         Entry("/fit", "table", "(n,) per column", "", "`parameter`, `value`, `sigma` (NaN = not determined), "
-              "`units`"),
+              "`sigma_stat`, `sigma_sys` (sigma = their quadrature sum), `units`"),
         Entry("/regions", "table", "(n,) per column", "", "`label`, `coverage`, `ncc`, `ssim`, `rms_noise`"),
         Entry("/fit_scan/{ncc, cs_um, thickness_nm, defocus_nm}", "dataset", "(n,)", "1, um, nm, nm",
               "HRTEM parameter scan"),
+        Entry("/multislice/{simulated, raw}", "dataset", "float32 (crop rows, cols)", "image units, 1",
+              "STEM abTEM multislice crop: fitted, and detector fraction of the probe (optional)"),
+        Entry("/multislice/fit", "table", "(n,) per column", "", "`parameter`, `value`, `sigma`, `units` of the "
+              "crop fit; group attrs `box_px`, `detector_mrad`, `detector_source`, `convergence_mrad`"),
         Entry("/refine/history", "table", "(n,) per column", "", "`iteration`, `residual_rms`"),
         Entry("/refine/columns", "table", "(n,) per column", "", "`x_nm`, `y_nm`, `dx_nm`, `dy_nm`, `n_atoms`, "
               "`fraction_start`, `fraction`"),

@@ -174,7 +174,10 @@ def segment_auto(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dic
     """Segment a micrograph (float array, rows = y) with the automatic edge-based method.
 
     cfg: the ``segmentation`` config section (top-level keys and its ``canny`` subsection; missing
-    keys take :data:`DEFAULTS`).
+    keys take :data:`DEFAULTS`).  ``method``: ``auto`` (default) runs the multilayer-device mode
+    (:mod:`temtwin.segment.layers`, ``info["method"] == "layers"``) on a lattice-free, layered image
+    and this edge-based method otherwise; ``layers`` forces the former (unless the image shows no
+    layer interface at all), ``canny`` the latter.
     """
     c = dict(DEFAULTS)
     cfg = dict(cfg or {})
@@ -183,6 +186,17 @@ def segment_auto(image: np.ndarray, pixel_size_nm: tuple[float, float], cfg: dic
     img = np.asarray(image, np.float32)
     px, py = (float(pixel_size_nm[0]), float(pixel_size_nm[1]))
     lattice = find_lattice(img, (px, py), max_period_nm=c["max_lattice_period_nm"])
+    method = cfg.get("method") or "auto"
+    if method in ("auto", "layers"):
+        from .layers import layered_segmentation
+
+        labels, linfo, why = layered_segmentation(img, (px, py), cfg.get("layers"), lattice.found,
+                                                  forced=method == "layers", min_area_nm2=c["min_area_nm2"])
+        if labels is not None:
+            info = {"method": "layers", "method_reason": why,
+                    "lattice_periods_nm": [float(d) for d in lattice.periods_nm], **linfo}
+            return AutoResult(labels=labels, info=info)
+        log.info("segment: %s; edge-based method", why)
     sigma_nm = smoothing_scale_nm((px, py), lattice, c["lattice_factor"], c["min_sigma_px"],
                                   c["smoothing_nm"])
     ring_k = np.hypot(lattice.g[:, 0], lattice.g[:, 1]) if (c["crystallinity"] and lattice.found) else None

@@ -11,7 +11,7 @@ Output ``segmentation.h5``:
 * ``/contours/<label>`` float64 (m, 2) [x, y] nm: the closed outer polygon of the region's largest
   piece (first point not repeated); ``/holes/<label>/<k>``: polygons of holes in it (e.g. the
   film around particles), when there are any;
-* root attributes ``method`` (canny / sam / override), ``source`` (automatic / override) and the
+* root attributes ``method`` (canny / layers / sam / override), ``source`` (automatic / override) and the
   parameters the method derived (``sigma_nm``, ``lattice_periods_nm``, ...);
 * summary fragment ``{"regions": {label: {"area_nm2", "centroid_nm"}}}``.
 
@@ -54,16 +54,27 @@ def check_image(m: Micrograph, path) -> None:
                         "the acquisition or remove the file from the dataset", path)
 
 
-def cap_regions(labels: np.ndarray, max_regions: int) -> tuple[np.ndarray, int]:
-    """Keep the ``max_regions`` largest regions (renumbered 1..n in their previous order); the others
-    become 0 (unassigned).  Returns (labels, number of regions dropped)."""
-    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+def cap_regions(labels: np.ndarray, max_regions: int, image: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """At most ``max_regions`` regions: the smallest region is merged into its most similar neighbour
+    (closest mean intensity of ``image``; the longest shared boundary without an image), repeatedly
+    (:func:`temtwin.segment.smallmerge.merge_smallest`), so every pixel keeps a region.  Regions
+    without any neighbour (surrounded by unassigned pixels) cannot merge: if the cap is still
+    exceeded, the smallest of them become unassigned (0).  Labels are renumbered 1..n in their
+    previous order.  Returns (labels, number of regions merged or dropped)."""
+    from .smallmerge import merge_smallest
+
+    ids = np.unique(labels[labels > 0])
     if len(ids) <= max_regions:
         return labels, 0
+    img = np.zeros(labels.shape) if image is None else image
+    out, merged = merge_smallest(labels, img, max_regions=max_regions)
+    ids, counts = np.unique(out[out > 0], return_counts=True)
+    if len(ids) <= max_regions:
+        return out, merged
     keep = np.sort(ids[np.argsort(-counts, kind="stable")[:max_regions]])
-    lut = np.zeros(int(labels.max()) + 1, np.int32)
+    lut = np.zeros(int(out.max()) + 1, np.int32)
     lut[keep] = np.arange(1, len(keep) + 1, dtype=np.int32)
-    return lut[labels], int(len(ids) - len(keep))
+    return lut[out], merged + int(len(ids) - len(keep))
 
 
 def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=None):
@@ -73,7 +84,7 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         labels, values = read_label_override(override, m.shape)
         return labels, {"method": "override", "source": "override", "override_file": str(override),
                         "override_values": values}
-    if cfg.get("method", "canny") == "sam":
+    if cfg.get("method", "auto") == "sam":
         from .sam import segment_sam
 
         labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
@@ -82,7 +93,7 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
     from .canny import segment_auto
 
     res = segment_auto(m.data, m.pixel_size_nm, cfg)
-    return res.labels, {"method": "canny", "source": "automatic", **res.info}
+    return res.labels, {"method": "canny", "source": "automatic", **res.info}   # info may set method: layers
 
 
 def _attr(v):
@@ -116,7 +127,7 @@ def run(ctx) -> None:
     override = _override_path(ctx.input.get("override"))
     if override:
         ctx.log.info("segment: using the hand-made label map %s", override)
-    ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "canny"),
+    ctx.log.info("segment: %s, %d x %d px", "hand-made label map" if override else cfg.get("method", "auto"),
                  m.shape[1], m.shape[0])
     ctx.progress(0, 3, "steps (segment, region table, contours)")
     labels, attrs = segment_image(m, cfg, override)
@@ -128,10 +139,11 @@ def run(ctx) -> None:
         attrs.update(extra, source=f"{attrs['source']}+overrides")
         ctx.log.info("segment: overrides %s applied from %s", extra["overrides"], ov)
     ctx.log.info("segment: %s -> %d regions", attrs["method"], int(labels.max()))
-    labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)))
+    labels, dropped = cap_regions(labels, int(cfg.get("max_regions", 300)), m.data)
     if dropped:
-        msg = (f"{dropped} regions beyond segmentation.max_regions ({cfg.get('max_regions', 300)}) left unassigned "
-               "(the smallest); raise segmentation.min_area_nm2 or max_regions")
+        msg = (f"{dropped} smallest regions merged into their most similar neighbour (isolated ones left "
+               f"unassigned) to stay within segmentation.max_regions ({cfg.get('max_regions', 300)}); raise "
+               "segmentation.min_area_nm2 or max_regions")
         ctx.log.warning("%s: %s", ctx.input["image"], msg)
         attrs["regions_capped"] = msg
     ctx.progress(1, 3, "steps (segment, region table, contours)")

@@ -47,6 +47,7 @@ def ssim_full(data: np.ndarray, sim: np.ndarray, mask: np.ndarray) -> np.ndarray
         v = x[mask]
         return (x - v.mean()) / (v.std() + 1e-12)
     a, b = std(data), std(sim)
+    a, b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)  # sim is NaN where not simulated
     rng = float(max(a[mask].max(), b[mask].max()) - min(a[mask].min(), b[mask].min()))
     _, full = structural_similarity(a, b, data_range=rng, full=True, win_size=7)
     return full

@@ -6,8 +6,16 @@ trial (variable projection), over the pixels of ``mask``.  Nonlinear parameters 
 cov = s² (JᵀJ)⁻¹ with s² = χ²/(n − p) (the residual variance, so model error widens them), inflated by
 √(Σ_τ ρ(τ)), the sum of the residual's normalised autocorrelation over lags within ``corr_window_px``
 (1 for white noise): residuals correlated in space (model error, blur) carry fewer independent samples.
-They remain statistical: a systematic error shared by all pixels (a wrong fixed focal spread) is not in
-them.
+Because s² is the residual variance and not the noise variance, this is the reduced-χ² (model-error)
+inflation: a model that explains the image only to k × the noise gets k × wider σ.  Parameter
+correlations are in it too (the diagonal of the full inverse, not 1/diag(JᵀJ)).
+Systematic part: a parameter held fixed (HRTEM focal spread, probe convergence angle) is not known
+exactly either.  With a prior 1-σ δ for it (``simulate_image.systematic``), the fit is repeated from its
+optimum with that parameter at p₀ − δ and p₀ + δ; σ_sys,k = |θ_k(p₀+δ) − θ_k(p₀−δ)| / 2 (linear propagation
+of the prior) and the reported σ = √(σ_stat² + σ_sys²), with both parts stored.  The HRTEM thickness also
+gets the quantisation term h/√12 of its exit-plane spacing h (the parabola only interpolates between
+planes).  A parameter that ends at a bound of its search range, or whose σ is beyond ``SIGMA_LIMITS``, is
+reported as not determined.
 The HRTEM thickness is discrete (exit planes); it is refined by a parabola through the costs of the best
 plane and its neighbours, and its uncertainty is from that parabola's curvature.
 """
@@ -54,6 +62,34 @@ class FitResult:
     ambiguous: bool = False
     notes: list = field(default_factory=list)
     scan: dict = field(default_factory=dict)
+    sigma_stat: dict = field(default_factory=dict)
+    sigma_sys: dict = field(default_factory=dict)
+
+
+def add_systematic(sigma: dict, values: dict, hi: dict, lo: dict, what: str, notes: list) -> tuple[dict, dict]:
+    """(total σ, σ_sys) from the statistical ``sigma`` and two refits ``hi``/``lo`` at a fixed parameter's ±1-σ.
+
+    Only parameters with a statistical σ get a systematic part (the others stay not determined).
+    """
+    sys_ = {}
+    tot = dict(sigma)
+    for k, s in sigma.items():
+        if s is None or k not in hi or k not in lo or hi[k] is None or lo[k] is None:
+            continue
+        d = 0.5 * abs(float(hi[k]) - float(lo[k]))
+        sys_[k] = d
+        tot[k] = float(np.hypot(s, d))
+    if sys_:
+        notes.append(f"sigma includes the systematic part from {what}")
+    return tot, sys_
+
+
+def _at_bound(x, lo, hi, names, sigma: dict, notes: list) -> None:
+    """Mark parameters that ended at a bound of their search range as not determined."""
+    for xi, a, b, k in zip(x, lo, hi, names):
+        if np.isfinite(a) and np.isfinite(b) and min(xi - a, b - xi) <= 1e-3 * (b - a):
+            notes.append(f"{k} at the bound of its search range [{a:g}, {b:g}]: not determined")
+            sigma[k] = None
 
 
 def correlation_inflation(resid: np.ndarray, mask: np.ndarray, window_px: int = 8) -> float:
@@ -108,7 +144,7 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
               defocus_step_nm: float = 1.0, cs_um=(-15.0, 0.0, 15.0, 30.0), fit_cs: bool = True,
               focal_spread_nm: float = 3.0,
               blur_nm: float = 0.005, fit_blur: bool = True, planes: np.ndarray | None = None,
-              corr_window_px: int = 8, log=None) -> FitResult:
+              corr_window_px: int = 8, focal_spread_sigma_nm: float = 0.0, log=None) -> FitResult:
     """Fit defocus (nm, +underfocus), thickness (exit plane), Cs (µm), blur (nm), shift (px) and a, b.
 
     Coarse: every exit plane in ``planes`` × a defocus grid × the start values ``cs_um`` (µm, a number or a
@@ -144,8 +180,8 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
     names = ["defocus_nm", "cs_um", "blur_nm", "shift_x_px", "shift_y_px"]
     free = [True, bool(fit_cs), bool(fit_blur), True, True]
 
-    def refine(plane: int, df0: float):
-        x0_full = np.array([df0, cs_start, blur_nm, 0.0, 0.0])
+    def refine(plane: int, df0: float, fs: float = focal_spread_nm, start=None):
+        x0_full = np.array([df0, cs_start, blur_nm, 0.0, 0.0]) if start is None else np.array(start, float)
         idx = [k for k in range(5) if free[k]]
 
         def full(x):
@@ -155,7 +191,7 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
 
         def resid(x):
             v = full(x)
-            sim = imager.image(plane, v[0], v[1], focal_spread_nm, max(v[2], 0.0), (v[3], v[4]))
+            sim = imager.image(plane, v[0], v[1], fs, max(v[2], 0.0), (v[3], v[4]))
             a, b = linear_intensity(sim, data, mask)
             return (data[mask] - a - b * sim[mask])
 
@@ -181,19 +217,20 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
             break
         i_start = ib
     v, sig, cost = cand[ib]
-    # thickness: parabola through plane costs
-    t = float(th[planes[ib]])
-    t_sig = None
-    if ib - 1 in costs and ib + 1 in costs:
-        c0, c1, c2 = costs[ib - 1], costs[ib], costs[ib + 1]
-        t_lo, t_hi = float(th[planes[ib - 1]]), float(th[planes[ib + 1]])
-        h = 0.5 * (t_hi - t_lo)
-        curv = (c0 - 2 * c1 + c2) / h**2
-        if curv > 0:
-            t = t + float(np.clip(-(c2 - c0) / (2 * h) / curv, -h, h))
-            n = int(mask.sum())
-            s2 = c1 / max(n - 8, 1)
-            t_sig = float(np.sqrt(2.0 * s2 / curv))
+
+    def parabola(costs):
+        """Thickness (nm) and its σ from the parabola through the costs of plane ib and its neighbours."""
+        t = float(th[planes[ib]])
+        if ib - 1 in costs and ib + 1 in costs:
+            c0, c1, c2 = costs[ib - 1], costs[ib], costs[ib + 1]
+            h = 0.5 * (float(th[planes[ib + 1]]) - float(th[planes[ib - 1]]))
+            curv = (c0 - 2 * c1 + c2) / h**2
+            if curv > 0:
+                s2 = c1 / max(int(mask.sum()) - 8, 1)
+                return t + float(np.clip(-(c2 - c0) / (2 * h) / curv, -h, h)), float(np.sqrt(2.0 * s2 / curv))
+        return t, None
+
+    t, t_sig = parabola(costs)
     sim = imager.image(int(planes[ib]), v[0], v[1], focal_spread_nm, max(v[2], 0.0), (v[3], v[4]))
     a, b = linear_intensity(sim, data, mask)
     best_ncc = ncc(sim, data, mask)
@@ -222,17 +259,42 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
                 notes.append(f"rival optimum at defocus {rv[0]:.1f} nm, thickness {th[planes[ri]]:.2f} nm "
                              f"with cost ratio {rcost / cost:.3f}")
     sigma = _determined(sigma, notes)
+    stat, sys_ = dict(sigma), {}
+    if focal_spread_sigma_nm > 0:
+        alt = []
+        for fs in (max(focal_spread_nm - focal_spread_sigma_nm, 0.0), focal_spread_nm + focal_spread_sigma_nm):
+            c_fs, v_fs = {}, None
+            for i in (ib - 1, ib, ib + 1):
+                if i in costs:
+                    vi, _, ci = refine(int(planes[i]), float(v[0]), fs, start=v)
+                    c_fs[i] = ci
+                    v_fs = vi if i == ib else v_fs
+            t_fs, _ = parabola(c_fs)
+            alt.append({**dict(zip(names, [float(x) for x in v_fs])), "thickness_nm": t_fs})
+            if log is not None:
+                log.info("progress: hrtem systematic refit at focal spread %.2f nm", fs)
+        sigma, sys_ = add_systematic(sigma, values, alt[1], alt[0],
+                                     f"the focal spread's prior 1-sigma {focal_spread_sigma_nm:g} nm", notes)
+    if sigma.get("thickness_nm") is not None and len(planes) > 1:
+        # the thickness candidates are exit planes h apart and the parabola through three plane costs only
+        # interpolates between them: its error is bounded by the quantisation term h/√12
+        h = float(np.median(np.diff(th[planes])))
+        sys_["thickness_nm"] = float(np.hypot(sys_.get("thickness_nm", 0.0), h / np.sqrt(12.0)))
+        sigma["thickness_nm"] = float(np.hypot(stat["thickness_nm"], sys_["thickness_nm"]))
+        notes.append(f"thickness sigma includes the exit-plane quantisation {h:.3g}/sqrt(12) nm")
     return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
-                     {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3})
+                     {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3}, stat, sys_)
 
 
 def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, numbers: np.ndarray, *,
               defocus_range_nm=(-6.0, 6.0), defocus_step_nm: float = 2.0, cs_um: float = 0.0, fit_cs: bool = False,
               source_nm: float = 0.03, exponent: float = 1.7, fit_exponent: bool = True,
-              corr_window_px: int = 8) -> FitResult:
+              corr_window_px: int = 8, imager_at=None, convergence_sigma_mrad: float = 0.0) -> FitResult:
     """Fit the linear HAADF model: probe defocus (nm), Cs (µm, optional), source size (nm), Z exponent n,
     shift (px) and a, b.  Thickness is not identifiable in the linear model (it only scales the column
     weights, absorbed by b): it is reported absent with that reason.
+    ``imager_at(convergence_mrad)`` -> imager and ``convergence_sigma_mrad`` > 0 add the systematic part of
+    the convergence angle's uncertainty (refits from the optimum at α ± δ).
     """
     xy = np.asarray(xy_nm, float)[:, :2]
     z = np.asarray(numbers, float)
@@ -278,5 +340,17 @@ def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, num
     notes = ["thickness not identifiable with the linear HAADF model (it only scales the column weights)"]
     if not multi_species:
         notes.append("Z exponent not fitted: one species only")
+    _at_bound(v[idx], lo, hi, [names[k] for k in idx], sigma, notes)
     sigma = _determined(sigma, notes)
-    return FitResult(values, sigma, cost, ncc(sim, data, mask), a + b * sim, False, notes)
+    stat, sys_ = dict(sigma), {}
+    if imager_at is not None and convergence_sigma_mrad > 0:
+        conv = float(imager.conv)
+        alt = []
+        for c in (conv - convergence_sigma_mrad, conv + convergence_sigma_mrad):
+            f2 = fit_haadf(imager_at(c), data, mask, xy, z, defocus_range_nm=(v[0], v[0]), defocus_step_nm=1.0,
+                           cs_um=v[1], fit_cs=fit_cs, source_nm=v[2], exponent=v[3], fit_exponent=fit_exponent,
+                           corr_window_px=corr_window_px)
+            alt.append(f2.values)
+        sigma, sys_ = add_systematic(sigma, values, alt[1], alt[0],
+                                     f"the convergence angle's prior 1-sigma {convergence_sigma_mrad:g} mrad", notes)
+    return FitResult(values, sigma, cost, ncc(sim, data, mask), a + b * sim, False, notes, {}, stat, sys_)

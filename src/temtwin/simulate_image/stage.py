@@ -30,6 +30,7 @@ from ..results.simulation import Simulation
 from ..io.image import read_image
 from .compare import metrics, noise_sigma, ssim_full
 from .coverage import check_coverage
+from .fit import ncc
 
 PARAM_UNITS = {"defocus_nm": "nm", "cs_um": "um", "blur_nm": "nm", "source_nm": "nm", "exponent": "1",
                "shift_x_px": "px", "shift_y_px": "px", "thickness_nm": "nm", "focal_spread_nm": "nm",
@@ -69,8 +70,10 @@ def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, v
         "parameter": (np.array(names, dtype=object), "1"),
         "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
         "sigma": (np.array([np.nan if fit.sigma.get(k) is None else float(fit.sigma[k]) for k in names]), "mixed"),
+        "sigma_stat": (_col(fit.sigma_stat, names), "mixed"), "sigma_sys": (_col(fit.sigma_sys, names), "mixed"),
         "units": (np.array([PARAM_UNITS.get(k, "1") for k in names], dtype=object), "1")},
-        note="value/sigma units per row in column units; sigma NaN = not determined")
+        note="value/sigma units per row in column units; sigma NaN = not determined; sigma = "
+             "sqrt(sigma_stat^2 + sigma_sys^2), sigma_sys NaN = no systematic part evaluated")
     if rows:
         r = np.array(rows, float)
         out.put_table("regions", {"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
@@ -104,16 +107,21 @@ def choose_mode(cfg: dict, meta: dict) -> tuple[str | None, str]:
     if mode == "TEM":
         return "hrtem", ""
     if mode == "STEM":
-        if any(k in det for k in ("HAADF", "ADF", "DF", "ANNULAR")) and "ABF" not in det and det != "BF":
+        if "ABF" in det:
+            return "abf", ""
+        if det in ("BF", "BRIGHT FIELD", "BRIGHTFIELD") or det.startswith("BF"):
+            return "bf", ""
+        if any(k in det for k in ("HAADF", "ADF", "DF", "ANNULAR")):
             return "haadf", ""
         if det in ("", "NONE", "UNKNOWN"):
             return "haadf", ""
-        return None, f"STEM detector {det!r}: only HAADF is simulated (linear model); BF/ABF need STEM multislice"
-    return None, f"imaging mode {mode!r} unknown: set simulate_image.mode (hrtem or haadf)"
+        return None, f"STEM detector {det!r} not recognised: set simulate_image.mode (haadf, abf or bf)"
+    return None, f"imaging mode {mode!r} unknown: set simulate_image.mode (hrtem, haadf, abf or bf)"
 
 
 def best_box(cov: np.ndarray, size: int) -> tuple[int, int, int, int]:
-    """(row0, col0, row1, col1) of the ``size``² crop with the largest covered area (clipped to the image)."""
+    """(row0, col0, row1, col1) of the ``size``² crop with the largest covered area (clipped to the image);
+    of equally covered crops the one whose centre is nearest the covered pixels' centroid."""
     from scipy.ndimage import uniform_filter
 
     rows, cols = cov.shape
@@ -121,7 +129,10 @@ def best_box(cov: np.ndarray, size: int) -> tuple[int, int, int, int]:
     dens = uniform_filter(cov.astype(float), size=(hr, hc), mode="constant")
     r0 = np.clip(np.arange(rows) - hr // 2, 0, rows - hr)
     c0 = np.clip(np.arange(cols) - hc // 2, 0, cols - hc)
-    i, j = np.unravel_index(int(np.argmax(dens)), dens.shape)
+    # among the best-covered crops, the one nearest the centroid of the covered pixels
+    cand = np.argwhere(dens >= dens.max() - 1e-9)
+    cen = np.argwhere(cov).mean(0) if cov.any() else np.array([rows / 2, cols / 2])
+    i, j = cand[int(np.argmin(np.sum((cand - cen) ** 2, 1)))]
     return int(r0[i]), int(c0[j]), int(r0[i]) + hr, int(c0[j]) + hc
 
 
@@ -222,8 +233,12 @@ def run(ctx) -> None:
     t0 = time.perf_counter()
     if mode == "hrtem":
         res = _run_hrtem(ctx, cfg, img, models, which, cov, energy)
-    else:
+    elif mode == "haadf":
         res = _run_haadf(ctx, cfg, img, models, which, cov, energy)
+        if cfg["stem"]["simulator"] == "multislice":
+            res["multislice"] = _stem_crop(ctx, cfg, img, models[which], cov, energy, mode, res["fit"].values)
+    else:  # ABF / BF: no linear model; abTEM multislice over a crop
+        res = _run_stem_multislice(ctx, cfg, img, models, which, cov, energy, mode)
     res["timing_s"] = time.perf_counter() - t0
     _write(ctx, cfg, img, mode, which, res, cov, noise)
 
@@ -264,7 +279,8 @@ def _run_hrtem(ctx, cfg, img, models, which, cov, energy):
     fit = fit_hrtem(imager, sub, mask, defocus_range_nm=tuple(cfg["defocus_range_nm"]),
                     defocus_step_nm=float(cfg["defocus_step_nm"]), cs_um=list(cfg["cs_um"]),
                     fit_cs=bool(cfg["fit_cs"]), focal_spread_nm=float(cfg["focal_spread_nm"]),
-                    blur_nm=float(cfg["blur_nm"]), log=ctx.log)
+                    blur_nm=float(cfg["blur_nm"]), log=ctx.log,
+                    focal_spread_sigma_nm=float(cfg["systematic"]["focal_spread_nm"]))
     v = fit.values
     plane_t = float(imager.thickness_nm[v["plane"]])
     ctx.log.info("HRTEM fit: defocus %.2f nm, Cs %.1f um, thickness %.2f nm, NCC %.3f", v["defocus_nm"], v["cs_um"],
@@ -306,7 +322,9 @@ def _run_haadf(ctx, cfg, img, models, which, cov, energy):
     ext = np.array([(c1 - c0) * px[0], (r1 - r0) * px[1]])
     inb = np.all((pos[:, :2] - off >= 0) & (pos[:, :2] - off < ext), axis=1)  # no wrap-around of outside atoms
     fit = fit_haadf(crop, sub, mask, pos[inb, :2] - off, atoms.numbers[inb], cs_um=cs0, fit_cs=False,
-                    source_nm=float(h["source_nm"]), exponent=float(h["exponent"]))
+                    source_nm=float(h["source_nm"]), exponent=float(h["exponent"]),
+                    imager_at=lambda c: LinearHAADF(sub.shape, px, energy, c, int(h["oversample"])),
+                    convergence_sigma_mrad=float(cfg["systematic"]["convergence_mrad"]))
     v = fit.values
     full = LinearHAADF(img.shape, px, energy, conv, int(h["oversample"]))
     sims = {}
@@ -336,6 +354,63 @@ def _run_haadf(ctx, cfg, img, models, which, cov, energy):
     return out
 
 
+def _stem_conv(cfg, img) -> float:
+    v = img.meta.get("convergence_angle_mrad")
+    try:
+        v = float(v)
+    except (TypeError, ValueError):
+        v = float("nan")
+    return v if np.isfinite(v) and v > 0 else float(cfg["haadf"]["convergence_mrad"])
+
+
+def _stem_crop(ctx, cfg, img, atoms, cov, energy, mode, start):
+    """abTEM multislice of the best-covered crop (``stem.size_nm``) and the fit of blur, shift, a, b."""
+    from .stem import detector_angles, fit_stem, simulate_stem_crop
+
+    sc = cfg["stem"]
+    px = tuple(float(v) for v in img.pixel_size_nm)
+    conv = _stem_conv(cfg, img)
+    det, det_src = detector_angles(mode, img.meta, sc["detector_mrad"], conv)
+    n = max(8, int(round(float(sc["size_nm"]) / px[0])))
+    box = best_box(cov, n)
+    r0, c0, r1, c1 = box
+    ctx.log.info("STEM multislice (%s): %d x %d px crop, detector %.0f-%.0f mrad (%s), convergence %.1f mrad",
+                 mode, r1 - r0, c1 - c0, det[0], det[1], det_src, conv)
+    crop = simulate_stem_crop(atoms, box, px, energy, conv, det, margin_nm=float(sc["margin_nm"]),
+                              sampling_A=float(sc["sampling_A"]), slice_A=float(cfg["slice_A"]),
+                              defocus_nm=float(start.get("defocus_nm") or 0.0), cs_um=float(start.get("cs_um") or 0.0),
+                              max_thickness_nm=sc["max_thickness_nm"], threads=ctx.threads,
+                              device="gpu" if cfg["device"] == "gpu" else "cpu")
+    data = np.asarray(img.data, float)[r0:r1, c0:c1]
+    mask = cov[r0:r1, c0:c1]
+    if mask.sum() < 16:
+        raise UserError(f"the model covers too few pixels of the STEM multislice crop of image {img.name}",
+                        str(ctx.input["model"]))
+    fit = fit_stem(crop.raw, data, mask, px, blur_nm=float(cfg["haadf"]["source_nm"]),
+                   defocus_nm=float(start.get("defocus_nm") or 0.0), cs_um=float(start.get("cs_um") or 0.0),
+                   thickness_nm=crop.thickness_nm)
+    if crop.collected_outer_mrad < det[1] - 1e-6:
+        fit.notes.append(f"detector outer angle {det[1]:.0f} mrad collected only to {crop.collected_outer_mrad:.0f} "
+                         f"mrad by the {crop.sampling_A:.3f} Å sampling (simulate_image.stem.sampling_A)")
+    ctx.log.info("STEM multislice: %d atoms, %.1f s, NCC %.3f", crop.n_atoms, crop.seconds, fit.ncc)
+    return {"crop": crop, "fit": fit, "detector_source": det_src, "convergence_mrad": conv, "mode": mode}
+
+
+def _run_stem_multislice(ctx, cfg, img, models, which, cov, energy, mode):
+    ms = _stem_crop(ctx, cfg, img, models[which], cov, energy, mode, {"defocus_nm": cfg["stem"]["defocus_nm"],
+                                                                      "cs_um": 0.0})
+    r0, c0, r1, c1 = ms["crop"].box_px
+    sim = np.full(img.shape, np.nan)
+    sim[r0:r1, c0:c1] = ms["fit"].simulated
+    valid = np.zeros(img.shape, bool)
+    valid[r0:r1, c0:c1] = cov[r0:r1, c0:c1]
+    if len(models) > 1:
+        ms["fit"].notes.append(f"only the {which} model is simulated by multislice (one crop per job)")
+    return {"fit": ms["fit"], "sims": {which: sim}, "box": ms["crop"].box_px, "scan": None, "valid": valid,
+            "multislice": ms, "refine": None,
+            "refine_reason": f"refinement uses the linear HAADF model; not available for {mode.upper()}"}
+
+
 def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
     from .figures import comparison_figure
 
@@ -343,7 +418,7 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
     px = tuple(float(v) for v in img.pixel_size_nm)
     units = img.meta.get("units", "counts") if isinstance(img.meta.get("units"), str) else "counts"
     sim = res["sims"][which]
-    valid = cov & _edge_mask(img.shape, px, float(cfg["edge_margin_nm"]))
+    valid = res["valid"] if "valid" in res else cov & _edge_mask(img.shape, px, float(cfg["edge_margin_nm"]))
     ssim_map = ssim_full(data, sim, valid)
     m_img = metrics(data, sim, valid, noise, ssim_map)
     labels = _read_labels(ctx.input.get("segmentation"))
@@ -367,7 +442,8 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
             others[k] = metrics(data, s, valid, noise)
     summ = {"applicable": True, "mode": mode, "model": which, **{k: v for k, v in m_img.items()},
             "fit": {k: v for k, v in fit.values.items() if k != "plane"},
-            "fit_sigma": fit.sigma, "fit_ncc": fit.ncc, "ambiguous": bool(fit.ambiguous), "notes": list(fit.notes),
+            "fit_sigma": fit.sigma, "fit_sigma_stat": fit.sigma_stat, "fit_sigma_sys": fit.sigma_sys,
+            "fit_ncc": fit.ncc, "ambiguous": bool(fit.ambiguous), "notes": list(fit.notes),
             "noise_sigma": noise, "timing_s": res["timing_s"], "other_models": others}
     if res["refine"] is not None:
         rf = res["refine"]
@@ -376,9 +452,48 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
     Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
     out = simulation_result(res, which, mode, fit, noise, sim, data, valid, ssim_map, units, rows)
     with ctx.h5("h5") as f:
+        if res.get("multislice"):
+            out.graft("multislice", multislice_group(res["multislice"], data, sim, noise, units, summ))
         out.write(f)
         set_summary(f, {"simulation": summ, "regions": regions})
     comparison_figure(data, sim, px, ctx.output["figures"] / "comparison.png" if isinstance(ctx.output["figures"], Path)
                       else Path(ctx.output["figures"]) / "comparison.png",
                       title=f"{img.name}: {mode}, {which} model, NCC {m_img.get('ncc', float('nan')):.3f}",
                       mask=valid)
+
+
+def multislice_group(ms, data, sim, noise, units, summ) -> Simulation:
+    """``/multislice``: the abTEM crop (``simulated`` fitted, ``raw`` detector fraction), its box and fit; adds
+    ``summ["multislice"]``.  ``sim`` is the main simulation (the linear model for HAADF)."""
+    crop, fit = ms["crop"], ms["fit"]
+    r0, c0, r1, c1 = crop.box_px
+    names = [k for k in fit.values if fit.values[k] is not None]
+    g = Simulation(attrs={"": {"box_px": np.asarray(crop.box_px, int),
+                               "detector_mrad": np.asarray(crop.detector_mrad, float),
+                               "detector_source": ms["detector_source"],
+                               "collected_outer_mrad": crop.collected_outer_mrad,
+                               "convergence_mrad": ms["convergence_mrad"], "sampling_A": crop.sampling_A}})
+    g.put("simulated", fit.simulated.astype(np.float32), units)
+    g.put("raw", crop.raw.astype(np.float32), "1", description="fraction of the probe intensity on the detector")
+    g.put_table("fit", {
+        "parameter": (np.array(names, dtype=object), "1"),
+        "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
+        "sigma": (_col(fit.sigma, names), "mixed"),
+        "units": (np.array([PARAM_UNITS.get(k, "1") for k in names], dtype=object), "1")},
+        note="value/sigma units per row in column units; sigma NaN = not determined")
+    m = np.ones(fit.simulated.shape, bool)
+    d = data[r0:r1, c0:c1]
+    out = {"mode": ms["mode"], "box_px": [int(v) for v in crop.box_px], "detector_mrad": list(crop.detector_mrad),
+           "detector_source": ms["detector_source"], "collected_outer_mrad": crop.collected_outer_mrad,
+           "thickness_nm": crop.thickness_nm, "n_atoms": crop.n_atoms, "seconds": crop.seconds,
+           "ncc": ncc(d, fit.simulated, m),
+           "rms_noise": float(np.sqrt(np.mean((d - fit.simulated) ** 2)) / noise) if noise > 0 else None,
+           "fit": {k: v for k, v in fit.values.items()}, "fit_sigma": fit.sigma, "notes": list(fit.notes)}
+    if ms["mode"] == "haadf":
+        out["ncc_linear_vs_multislice"] = ncc(np.asarray(sim, float)[r0:r1, c0:c1], fit.simulated, m)
+    summ["multislice"] = out
+    return g
+
+
+def _col(d: dict, names) -> np.ndarray:
+    return np.array([np.nan if d.get(k) is None else float(d[k]) for k in names])

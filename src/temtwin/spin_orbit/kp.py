@@ -23,7 +23,17 @@ symmetric well gives none (inversion × time reversal keep every level doubly de
 
 Linear-in-k coefficient: the splitting of the top (ground heavy-hole) doublet ΔE(k) = 2 α k + 2 β k³
 at k and 2k along the in-plane direction gives α = (8 ΔE(k) − ΔE(2k)) / (12 k) (eV nm; ≥ 0: the
-magnitude of the spin–orbit field).  In-plane mass m∥ from the doublet's mean curvature; inverse
+magnitude of the spin–orbit field).
+
+**Signed α** (``alpha_signed_eV_nm``): the linear term of a shear gradient is diagonal in the heavy-hole
+pseudospin σ_z (J_z = ±3/2 along the growth axis), H_so = α_s σ_z k for k along the given in-plane
+direction u, so ΔE_s(k) = E(⇑) − E(⇓), with ⇑ the doublet member with ⟨J_z⟩ > 0 (J_z along crystal +z =
+[001], the growth direction pointing from the substrate to the surface) and E electron energies (the
+hole ground doublet is the top of the spectrum), gives α_s = (8 ΔE_s(k) − ΔE_s(2k)) / (12 k), |α_s| = α.
+Perturbation theory (S couples HH and LH through the kinetic term {γ3, kz} k₋ and the shear term
+d (ε_xz − i ε_yz)) gives α_s ∝ (k̂ × ∂ε/∂z)_z with ∂ε/∂z = (∂ε_xz/∂z, ∂ε_yz/∂z): reversing the shear
+gradient, or k, flips the sign; for Ge parameters (d < 0) α_s < 0 for k along +y and ∂ε_xz/∂z > 0
+(bench/results/spin_orbit.md).  In-plane mass m∥ from the doublet's mean curvature; inverse
 spin–orbit length 1/l_so = m∥ α / ħ² (nm⁻¹; convention H_so = α (σ × k), l_so = ħ²/(m∥ α)).
 
 Wave vectors k in rad/nm (k·p convention, 2π included), lengths in nm, energies in eV.
@@ -135,7 +145,8 @@ class SpinOrbit:
     """Linear-in-k spin–orbit of the ground heavy-hole doublet.
 
     alpha_eV_nm: |α| (eV nm); inv_lso_per_um: 1/l_so (µm⁻¹); mass: in-plane m∥/m0; splitting_eV at k;
-    E0_eV: doublet energy at k = 0 (eV, electron-energy scale).
+    E0_eV: doublet energy at k = 0 (eV, electron-energy scale); alpha_signed_eV_nm: α with the sign of
+    E(⇑) − E(⇓) (module docstring).
     """
 
     alpha_eV_nm: float
@@ -143,6 +154,17 @@ class SpinOrbit:
     mass: float
     splitting_eV: float
     E0_eV: float
+    alpha_signed_eV_nm: float = float("nan")
+
+
+def top_doublet(H: sp.csr_matrix, sigma: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The two highest eigenvalues (eV, descending) and their ⟨J_z⟩ (J_z = +3/2, +1/2, −1/2, −3/2 on the
+    four blocks of ``n`` grid points)."""
+    vals, vecs = spla.eigsh(H.tocsc(), k=4, sigma=sigma, which="LM", tol=1e-12)
+    o = np.argsort(vals.real)[::-1][:2]
+    jz = np.repeat([1.5, 0.5, -0.5, -1.5], n)
+    w = np.abs(vecs[:, o]) ** 2
+    return vals.real[o], (jz @ w) / w.sum(axis=0)
 
 
 def linear_soi(p: Profile, direction: np.ndarray, k: float = 0.02) -> SpinOrbit:
@@ -151,15 +173,18 @@ def linear_soi(p: Profile, direction: np.ndarray, k: float = 0.02) -> SpinOrbit:
     u = u / np.linalg.norm(u)
     sig = spectrum_top(p)
     # k > 0 only: at k = 0 the doublet is exactly degenerate, which Lanczos may resolve as one level
-    e1 = top_levels(hamiltonian(p, *(k * u)), 4, sig)[:2]
-    e2 = top_levels(hamiltonian(p, *(2 * k * u)), 4, sig)[:2]
+    n = len(p.z)
+    e1, j1 = top_doublet(hamiltonian(p, *(k * u)), sig, n)
+    e2, j2 = top_doublet(hamiltonian(p, *(2 * k * u)), sig, n)
     d1, d2 = e1[0] - e1[1], e2[0] - e2[1]
     alpha = max((8 * d1 - d2) / (12 * k), 0.0)
+    s1, s2 = np.sign(j1[0] - j1[1]), np.sign(j2[0] - j2[1])        # E(⇑) − E(⇓) = sign · (E0 − E1)
+    alpha_s = (8 * s1 * d1 - s2 * d2) / (12 * k)
     curv = (e1.mean() - e2.mean()) / (3 * k**2)          # = ħ²/2m∥ (eV nm²), quartic terms neglected
     mean0 = e1.mean() + curv * k**2
     mass = HBAR2_2M0 / curv if curv > 0 else np.nan
     inv_lso = mass * alpha / (2 * HBAR2_2M0) if np.isfinite(mass) else np.nan   # m α / ħ²
-    return SpinOrbit(float(alpha), float(inv_lso) * 1e3, float(mass), float(d1), float(mean0))
+    return SpinOrbit(float(alpha), float(inv_lso) * 1e3, float(mass), float(d1), float(mean0), float(alpha_s))
 
 
 def crystal_strain(eps_model: np.ndarray, R: np.ndarray) -> np.ndarray:

@@ -9,8 +9,9 @@ layer's own lattice) and the Ge fraction of each layer are resampled on a ``dz_n
 4×4 Luttinger–Kohn + Bir–Pikus subbands are solved (:mod:`.kp`).  Strain sources: ``device_fit``
 (the device strain implied by the GPA fit; elastic strain as written by fem_relax), ``lamella_fit`` and
 ``device`` (the a-priori device strain from the table lattices), ``gpa`` (total strain minus the fitted
-eigenstrain of the region; beam strain ε_zz taken as 0); ``auto`` = ``device_fit`` when fem_relax's fit
-is consistent (χ² check), else ``device`` with a note in the summary.  ``device`` has no σ.
+eigenstrain of the region; beam strain ε_zz taken as 0); ``auto`` = ``device_fit`` whenever fem_relax fitted
+the GPA maps (when that fit is inconsistent, its σ are inflated by √χ²_red and the summary says so), else
+``device`` with a note.  ``device`` has no σ.
 
 The in-plane wave vector is along the **beam** (the well's in-plane direction perpendicular to the
 image): the measured in-plane shear ε_xy(image) is ε_x'z (x' = image x, z = growth), and the linear
@@ -23,7 +24,10 @@ is correlated over the map; ``n_samples`` draws ε + ξσ (one ξ ~ N(0, 1) per 
 deviation of α and 1/l_so.  ``gpa``: no σ (reported as null).
 
 Output ``spin_orbit.h5``: table ``/profile`` (x_nm, column, alpha_eV_nm, alpha_sigma, inv_lso_per_um,
-inv_lso_sigma, mass_m0, E0_eV, dexz_dz_per_nm: mean shear gradient (crystal ε_xz) over the well),
+inv_lso_sigma, mass_m0, E0_eV, dexz_dz_per_nm: mean shear gradient (crystal ε_xz) over the well,
+alpha_signed_eV_nm: α with its sign, :mod:`.kp` convention: E(⇑) − E(⇓) = 2 α_s k with k along the
+beam direction ``R[2]`` = image x × growth (crystal axes, stored in the summary), ⇑ = ⟨J_z⟩ > 0 along
+the growth direction [001] = image −y (substrate → surface); flips with the shear gradient),
 ``/map/inv_lso_per_um`` (rows, cols) on the well pixels (NaN elsewhere); summary ``spin_orbit``.
 Not applicable (root ``applicable`` false + ``reason``) when fem_relax was not, or no well / non-SiGe
 layers in the profile.
@@ -105,7 +109,7 @@ def read_relax_strain(ctx, src: str):
     """The strain ``spin_orbit`` uses from fem/relax.h5 (:class:`temtwin.results.fem_relax.FemRelax`), on the
     geometry image's pixels (image axes): (source, note, pixel size nm, region map, region table, strain
     components, σ components or None), or the reason it does not apply (str). ``src`` = config
-    ``strain_source`` (``auto`` picks ``device_fit`` when the fit to GPA is consistent)."""
+    ``strain_source`` (``auto`` picks ``device_fit`` whenever fem_relax fitted the GPA maps)."""
     note = ""
     f = FemRelax.read(ctx.input["relax"], only=("image_grid", "regions"))
     if not f.applicable or "image_grid" not in f.attrs:
@@ -115,11 +119,14 @@ def read_relax_strain(ctx, src: str):
     if src == "auto":
         if fit and fit.get("consistent"):
             src = "device_fit"
+        elif fit:   # an inconsistent fit still carries a σ (inflated by √χ²_red); the a-priori strain has none
+            src = "device_fit"
+            note = ("the fit to GPA is inconsistent (" + str(fit.get("warning")) + "); its σ are inflated by "
+                    f"{float(fit.get('sigma_inflation') or 1.0):.3g} (√χ²_red) and propagated")
+            ctx.log.warning("spin_orbit: %s", note)
         else:
             src = "device"
-            note = ("device strain from the table lattices (a priori): " +
-                    ("no fit to GPA" if not fit else "the fit to GPA is inconsistent (" + str(fit.get("warning"))
-                     + ")"))
+            note = "device strain from the table lattices (a priori, no σ): no fit to GPA"
             ctx.log.warning("spin_orbit: %s", note)
     px = tuple(float(v) for v in f.group_attrs("image_grid")["pixel_size_nm"])
     region = f.data["image_grid/region"]
@@ -193,7 +200,8 @@ def run(ctx) -> None:
             dr = np.array(draws)
             a_s, l_s = float(dr[:, 0].std(ddof=1)) if len(dr) > 1 else np.nan, \
                 float(dr[:, 1].std(ddof=1)) if len(dr) > 1 else np.nan
-        rows_out.append((col * px[0], col, r.alpha_eV_nm, a_s, r.inv_lso_per_um, l_s, r.mass, r.E0_eV, grad))
+        rows_out.append((col * px[0], col, r.alpha_eV_nm, a_s, r.inv_lso_per_um, l_s, r.mass, r.E0_eV, grad,
+                         r.alpha_signed_eV_nm))
     if not rows_out:
         return _not_applicable(ctx, "no column of the well has a SiGe growth profile inside the mesh")
     arr = np.array(rows_out, float)
@@ -214,19 +222,25 @@ def run(ctx) -> None:
 def spin_orbit_result(cfg: dict, arr: np.ndarray, smap: np.ndarray, src: str, note: str, well_labels,
                       phases: dict) -> SpinOrbit:
     """The spin_orbit.h5 content (:class:`temtwin.results.spin_orbit.SpinOrbit`): the profile table ``arr``
-    (rows = solved columns; x nm, column, alpha, σ, 1/l_so, σ, mass, E0, dexz/dz), the 1/l_so map and the
-    summary fragment."""
+    (rows = solved columns; x nm, column, alpha, σ, 1/l_so, σ, mass, E0, dexz/dz, signed alpha), the 1/l_so
+    map and the summary fragment."""
     names = ["x_nm", "column", "alpha_eV_nm", "alpha_sigma", "inv_lso_per_um", "inv_lso_sigma", "mass_m0", "E0_eV",
-             "dexz_dz_per_nm"]
-    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1"]
+             "dexz_dz_per_nm", "alpha_signed_eV_nm"]
+    units = ["nm", "1", "eV nm", "eV nm", "um^-1", "um^-1", "1", "eV", "nm^-1", "eV nm"]
+    kdir = section_rotation(np.asarray(cfg["inplane_direction"], float))[2]      # k along the beam
     summary = {"applicable": True, "strain_source": src, "note": note or None, "n_positions": int(len(arr)),
                "well_labels": [int(x) for x in well_labels],
                "inv_lso_per_um": {"mean": float(np.nanmean(arr[:, 4])), "max": float(np.nanmax(arr[:, 4])),
                                   "sigma_mean": None if not np.isfinite(arr[:, 5]).any()
                                   else float(np.nanmean(arr[:, 5]))},
                "alpha_eV_nm": {"mean": float(np.nanmean(arr[:, 2])), "max": float(np.nanmax(arr[:, 2]))},
+               "alpha_signed_eV_nm": {"mean": float(np.nanmean(arr[:, 9])), "min": float(np.nanmin(arr[:, 9])),
+                                      "max": float(np.nanmax(arr[:, 9]))},
+               "k_direction_crystal": [float(v) for v in kdir],
                "mass_m0": float(np.nanmean(arr[:, 6])),
-               "conventions": "alpha = |linear-in-k splitting|/2k of the ground heavy-hole doublet, k along the beam; "
+               "conventions": "alpha = |linear-in-k splitting|/2k of the ground heavy-hole doublet, k along the beam "
+                              "(k_direction_crystal); alpha_signed: E(up) - E(down) = 2 alpha_signed k, up = <J_z> > 0 "
+                              "along growth [001] (image -y, substrate to surface), electron energies; "
                               "1/l_so = m alpha / hbar^2",
                "regions": {str(lab): {"phase": phases[lab], "inv_lso_per_um_mean": float(np.nanmean(arr[:, 4]))}
                            for lab in well_labels}}

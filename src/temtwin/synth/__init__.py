@@ -9,4 +9,4 @@
 
 from .crystal import load_structure, oriented_atoms, orientation_matrix, zone_frame  # noqa: F401
 from .render import add_noise, apply_scan_drift, render_atoms  # noqa: F401
-from .scenes import Scene, crystal_scene, layered_scene, lowmag_device, particles_scene  # noqa: F401
+from .scenes import Scene, crystal_scene, device_overview, layered_scene, lowmag_device, particles_scene  # noqa: F401

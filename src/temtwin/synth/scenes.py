@@ -235,3 +235,115 @@ def lowmag_device(shape=(512, 512), pixel_size_nm=(1.0, 1.0), layers=None, seed:
     img = add_noise(clean, rng, dose) if dose else clean.copy()
     names = [l[0] for l in layers] + (["wire"] if wire else [])
     return Scene(img, (px, py), lab, {"names": names}, None, None, clean)
+
+
+def device_overview(shape=(512, 512), pixel_size_nm=(1.0, 1.0), seed: int = 0,
+                    widths_px=(2, 3, 5, 8, 12, 20, 40, 100), contrast: str = "bf", tilt_deg: float | None = None,
+                    roughness_px: float | None = None, blur_px: float | None = None, dose: float | None = None,
+                    texture: float | None = None, min_step: float = 0.12, inclusions: tuple = ("wire",),
+                    vacuum_px: float = 40.0) -> Scene:
+    """A random low-magnification device cross-section (the family of the multilayer segmentation
+    bench).  Artefact model, all drawn from ``seed`` where not given:
+
+    * layers: one per entry of ``widths_px`` (pixels along the layer normal), in random order, under
+      ``vacuum_px`` of vacuum and over a substrate filling the rest; transmissions uniform in
+      [0.25, 0.9], neighbours differing by at least ``min_step`` (and inclusions from every layer
+      they touch);
+    * geometry: the layer normal tilted by ``tilt_deg`` from the image vertical (uniform ±8°);
+      every interface rough, an independent Gaussian-correlated profile (correlation 10 px) of rms
+      ``roughness_px`` (uniform 0-1.5 px);
+    * inclusions (each its own truth label): ``wire`` a disc in a layer ≥ 20 px (diameter 60-90 % of
+      it), ``fin`` a rectangle 10-30 px wide rising from the substrate through the lowest 1-3 layers,
+      ``trench`` a rectangle 10-30 px wide cut from the top of the stack down through 1-3 layers;
+    * contrast: ``bf`` = transmission, ``haadf`` = 1.2 − transmission (mass-thickness, inverted);
+      mottled texture of rms ``texture`` (2-8 %, correlation 2 px), Gaussian blur ``blur_px``
+      (0.5-1.5 px), Poisson noise at ``dose`` (100-1000 counts per unit transmission).
+
+    labels: 1 vacuum, 2..n+1 the layers top to bottom, n+2 the substrate, then the inclusions.
+    truth: ``names``, ``widths_px`` (per label, None for vacuum/substrate/inclusions), ``contrast``
+    (per label: smallest transmission step to a neighbour), and the drawn parameters.
+    """
+    rng = np.random.default_rng(seed)
+    px, py = pixel_size_nm
+    rows, cols = shape
+    tilt = float(rng.uniform(-8, 8)) if tilt_deg is None else float(tilt_deg)
+    rough = float(rng.uniform(0, 1.5)) if roughness_px is None else float(roughness_px)
+    blur = float(rng.uniform(0.5, 1.5)) if blur_px is None else float(blur_px)
+    dose_ = float(rng.uniform(100, 1000)) if dose is None else dose
+    tex_amp = float(rng.uniform(0.02, 0.08)) if texture is None else float(texture)
+    order = [int(w) for w in rng.permutation(np.asarray(widths_px))]
+    trans = [0.97]
+    for _ in range(len(order) + 1):
+        t = trans[-1]
+        while abs(t - trans[-1]) < min_step:
+            t = float(rng.uniform(0.25, 0.9))
+        trans.append(t)
+    names = ["vacuum"] + [f"w{w}" for w in order] + ["substrate"]
+    tops = np.concatenate([[vacuum_px], vacuum_px + np.cumsum(order)])        # interface positions (px)
+    y, x = np.mgrid[0:rows, 0:cols].astype(float)
+    t = np.deg2rad(tilt)
+    u = -np.sin(t) * (x - cols / 2) + np.cos(t) * (y - rows / 2) + rows / 2      # along the normal
+    v = np.cos(t) * (x - cols / 2) + np.sin(t) * (y - rows / 2) + cols / 2      # along the layers
+    n_lat = int(np.ceil(np.hypot(rows, cols))) + 4
+    vi = np.clip(np.rint(v + (n_lat - cols) / 2).astype(int), 0, n_lat - 1)
+    lab = np.ones(shape, np.int32)
+    for k, top in enumerate(tops):
+        prof = ndimage.gaussian_filter1d(rng.normal(0, 1, n_lat), 10.0)
+        prof *= rough / max(prof.std(), 1e-9)
+        lab = np.where(u >= top + prof[vi], k + 2, lab)
+    tr = np.asarray(trans)[lab - 1]
+    truth_contrast = [min(abs(trans[i] - trans[i - 1]) if i > 0 else 9, abs(trans[i] - trans[i + 1])
+                          if i + 1 < len(trans) else 9) for i in range(len(trans))]
+    widths = [None] + order + [None]
+    nxt = len(names) + 1
+    for kind in inclusions:
+        if kind == "wire":
+            thick = [i for i, w in enumerate(order) if w >= 20]
+            if not thick:
+                continue
+            i = int(rng.choice(thick))
+            d = order[i] * float(rng.uniform(0.6, 0.9))
+            cu, cv = tops[i] + order[i] / 2, float(rng.uniform(0.25, 0.75)) * cols
+            m = (u - cu) ** 2 + (v - cv) ** 2 <= (d / 2) ** 2
+            touched = [i + 2]
+        elif kind in ("fin", "trench"):
+            k = int(rng.integers(1, 4))
+            # at least 20 px tall: more layers are crossed where the drawn ones are thin
+            if kind == "fin":
+                while k < len(order) and tops[-1] - tops[len(order) - k] < 20:
+                    k += 1
+            else:
+                while k < len(order) and tops[k] - tops[0] < 20:
+                    k += 1
+            w = float(rng.uniform(10, 30))
+            cv = float(rng.uniform(0.2, 0.8)) * cols
+            if kind == "fin":
+                lo_, hi_ = tops[len(order) - k], tops[-1] + 1
+                touched = list(range(len(order) - k + 1, len(order) + 3))
+            else:
+                lo_, hi_ = tops[0] - 1, tops[k]
+                touched = list(range(1, k + 3))
+            m = (np.abs(v - cv) <= w / 2) & (u >= lo_) & (u < hi_)
+        else:
+            raise ValueError(f"unknown inclusion {kind!r}")
+        near = [trans[j - 1] for j in touched]
+        tv = float(rng.uniform(0.25, 0.9))
+        while min(abs(tv - q) for q in near) < min_step:
+            tv = float(rng.uniform(0.25, 0.9))
+        lab = np.where(m, nxt, lab)
+        tr = np.where(m, tv, tr)
+        names.append(f"{kind}{nxt}")
+        widths.append(None)
+        truth_contrast.append(min(abs(tv - q) for q in near))
+        nxt += 1
+    tex = ndimage.gaussian_filter(rng.normal(0, 1, shape), 2.0)
+    clean = tr * (1 + tex_amp * tex / max(tex.std(), 1e-9))
+    if contrast == "haadf":
+        clean = 1.2 - clean
+    elif contrast != "bf":
+        raise ValueError("contrast is 'bf' or 'haadf'")
+    clean = ndimage.gaussian_filter(clean, blur).astype(np.float32)
+    img = add_noise(clean, rng, dose_) if dose_ else clean.copy()
+    truth = {"names": names, "widths_px": widths, "contrast": truth_contrast, "tilt_deg": tilt,
+             "roughness_px": rough, "blur_px": blur, "dose": dose_, "texture": tex_amp, "mode": contrast}
+    return Scene(img.astype(np.float32), (px, py), lab.astype(np.int32), truth, None, None, clean)

@@ -30,14 +30,19 @@ from .inputs import ImageInputs, all_images, named_image
 from .mesh import mesh_regions
 
 
-def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs:
-    """The configured image, else the image with the largest field of view."""
+def choose_image(images: list[ImageInputs], name: str | None, prefer_phased: bool = False) -> ImageInputs:
+    """The configured image, else the image with the largest field of view; ``prefer_phased`` (fem_geometry):
+    among those whose own phases.h5 identifies at least one region's phase when any does (regions.json, hence
+    fem_relax's materials, carries those; phases the stack propagates to an overview have no orientation
+    and are not exported), so an overview without lattice fringes loses to the HRTEM of the same stack."""
     named = named_image(images, name, "fem.image")
     if named is not None:
         return named
     if not images:
         raise UserError("the sample has no images", "rule inputs")
-    return max(images, key=lambda im: (im.field_of_view_nm2, im.name))
+    phased = [im for im in images if any(rp.phase and rp.identified for rp in im.regions.values())] \
+        if prefer_phased else []
+    return max(phased or images, key=lambda im: (im.field_of_view_nm2, im.name))
 
 
 def region_phases(img: ImageInputs, stack: dict) -> dict[int, str]:
@@ -125,7 +130,7 @@ def run(ctx) -> None:
     images = all_images(ctx)
     sp = ctx.input.get("stack")
     stack = Stack.read(sp).as_dict() if sp and Path(sp).is_file() else {}
-    img = choose_image(images, cfg.get("image"))
+    img = choose_image(images, cfg.get("image"), prefer_phased=True)
     labels = img.labels
     px = img.pixel_size_nm
     tol = cfg.get("simplify_tolerance_nm")

@@ -1,0 +1,619 @@
+"""Multilayer-device overview segmentation (``segmentation.method: layers``; chosen by ``auto`` for a
+lattice-free image whose contrast is layered).
+
+Low-magnification cross-sections of devices are stacks of layers (gates, spacers, oxides, channels,
+substrates) crossed by a few inclusions (nanowires, particles, fins, trenches).  Their thinnest layers
+are only 2-8 pixels wide, far below the smoothing footprint an edge detector needs in 2D, but every
+layer runs across the whole field of view, so averaging *along* the layers gives a 1D profile whose
+noise is √(number of columns) times lower.  The method:
+
+1. Layer normal: the dominant orientation of the structure tensor of the smoothed image (angle θ of
+   the normal n = (cos θ, sin θ) from +x towards +y, chosen pointing down the image, y > 0); its
+   coherence says how layered the image is.
+2. Layer frame: the image resampled (bilinear) on a grid with rows along n (u) and columns along the
+   layers (v), 1 pixel spacing.
+3. Profiles: the frame is cut into lateral bands; each band's mean profile along u, and their median
+   (robust to inclusions that cover a minority of the bands).
+4. Interfaces: maxima of the profile derivative (derivative of Gaussian, σ = ``profile_sigma_px``)
+   kept when (a) the derivative has the same sign in the bands (t statistic across the bands ≥
+   ``min_t``), (b) the step is sharp (≥ ``min_sharpness`` times the lower quartile of the derivative within
+   ±32 pixels: a smooth thickness ramp or a bend contour is not an interface) and (c) the step height is
+   at least ``min_step_noise`` times the pixel noise.
+5. Edge snapping: each interface is followed column by column to the derivative maximum of the same
+   sign within ± min(``max_roughness_px``, half the distance to its neighbours), on the image
+   smoothed by σ = ``lateral_sigma_px`` along the layers; positions are median-filtered along v and
+   fall back to the profile position where the local step is weak (an inclusion interrupts it).
+6. Inclusions: pixels whose smoothed intensity departs from their layer's level by more than
+   ``inclusion_z`` times the layer's robust spread (MAD) and the smoothed noise; opened by a 3×3
+   square (slivers < 3 px along misplaced interfaces vanish), components smaller than the minimum
+   area dropped; each remaining component is split in two intensity levels (Otsu) when the levels
+   differ by more than ``inclusion_z`` smoothed noise and both parts are large enough (core/shell
+   nanowires).
+7. Regions: one per layer (a layer cut by an inclusion keeps one label) and one per inclusion part;
+   pieces smaller than the minimum area join the neighbour they border most.
+
+All positions are in pixels of the input image; labels 1..n are numbered top to bottom, then left to
+right (:func:`temtwin.segment.canny.order_labels`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import ndimage as ndi
+
+log = logging.getLogger("temtwin")
+
+DEFAULTS: dict[str, Any] = {
+    "min_coherence": 0.2,
+    "profile_sigma_px": 1.0,
+    "profile_scales_px": [1.0, 2.0, 4.0],
+    "band_px": 32,
+    "min_z": 8.0,
+    "min_sign_fraction": 0.65,
+    "min_sharpness": 3.0,
+    "min_step_noise": 0.5,
+    "lateral_sigma_px": 2.0,
+    "max_roughness_px": 12.0,
+    "inclusion_z": 4.0,
+    "inclusion_sigma_px": 2.5,
+    "inclusion_core_ratio": 1.25,
+    "inclusion_edge_ratio": 0.35,
+    "inclusion_edge_px": 6.0,
+    "min_width_px": 3.0,
+    "max_px": 4096,
+}
+
+
+@dataclass
+class LayerModel:
+    """theta_deg: angle of the layer normal (from +x towards +y); coherence in [0, 1];
+    interfaces_px: interface positions along the normal in the layer frame (rows of the frame);
+    steps: step height (image units, signed, downwards along n) of each interface;
+    noise: pixel noise (image units)."""
+
+    theta_deg: float
+    coherence: float
+    interfaces_px: np.ndarray
+    steps: np.ndarray
+    noise: float
+    info: dict = field(default_factory=dict)
+
+
+def pixel_noise(img: np.ndarray) -> float:
+    """Robust white-noise standard deviation (image units) from horizontal neighbour differences."""
+    d = np.diff(np.asarray(img, np.float64), axis=1).ravel()
+    d = d[np.isfinite(d)]
+    if d.size == 0:
+        return 0.0
+    return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
+
+
+def layer_normal(img: np.ndarray, sigma_px: float = 2.0) -> tuple[float, float]:
+    """(θ in degrees, coherence): the dominant gradient direction of the image smoothed by ``sigma_px``
+    (structure tensor summed over the image), pointing down the image (sin θ ≥ 0)."""
+    s = ndi.gaussian_filter(np.asarray(img, np.float64), sigma_px)
+    gy, gx = np.gradient(s)
+    j11, j22, j12 = float(np.sum(gx * gx)), float(np.sum(gy * gy)), float(np.sum(gx * gy))
+    tot = j11 + j22
+    if tot <= 0:
+        return 90.0, 0.0
+    theta = 0.5 * np.degrees(np.arctan2(2 * j12, j11 - j22))
+    coh = float(np.hypot(j11 - j22, 2 * j12) / tot)
+    if theta < 0:
+        theta += 180.0
+    if theta >= 180.0 - 1e-9:
+        theta -= 180.0
+    return float(theta), coh
+
+
+def _frame(shape, theta_deg: float):
+    """Layer-frame geometry: unit normal n, tangent t, origins u0, v0 and frame size (nu, nv)."""
+    th = np.radians(theta_deg)
+    n = np.array([np.cos(th), np.sin(th)])        # (x, y)
+    t = np.array([-np.sin(th), np.cos(th)])
+    rows, cols = shape
+    cx = np.array([0, cols - 1, 0, cols - 1], float)
+    cy = np.array([0, 0, rows - 1, rows - 1], float)
+    u = cx * n[0] + cy * n[1]
+    v = cx * t[0] + cy * t[1]
+    u0, v0 = np.floor(u.min()), np.floor(v.min())
+    nu, nv = int(np.ceil(u.max() - u0)) + 1, int(np.ceil(v.max() - v0)) + 1
+    return n, t, u0, v0, nu, nv
+
+
+def to_frame(img: np.ndarray, theta_deg: float):
+    """(frame image with NaN outside the input, geometry) — rows along the normal, columns along the
+    layers, bilinear resampling at 1 pixel spacing."""
+    n, t, u0, v0, nu, nv = _frame(img.shape, theta_deg)
+    uu = (np.arange(nu) + u0)[:, None]
+    vv = (np.arange(nv) + v0)[None, :]
+    x = uu * n[0] + vv * t[0]
+    y = uu * n[1] + vv * t[1]
+    fr = ndi.map_coordinates(np.asarray(img, np.float32), [y, x], order=1, mode="constant", cval=np.nan)
+    out = (x < -0.5) | (x > img.shape[1] - 0.5) | (y < -0.5) | (y > img.shape[0] - 0.5)
+    fr[out] = np.nan
+    return fr, (n, t, u0, v0)
+
+
+def _fill_nan_rows(p: np.ndarray) -> np.ndarray:
+    """Each row of ``p`` (bands × u) with NaNs replaced by the nearest finite value along u."""
+    out = p.copy()
+    bad = ~np.isfinite(out)
+    if not bad.any():
+        return out
+    idx = np.where(~bad, np.arange(p.shape[1])[None, :], 0)
+    np.maximum.accumulate(idx, axis=1, out=idx)
+    out = np.take_along_axis(out, idx, 1)
+    bad2 = ~np.isfinite(out)
+    if bad2.any():                                 # leading NaNs: first finite value after them
+        rev = out[:, ::-1]
+        idx = np.where(np.isfinite(rev), np.arange(p.shape[1])[None, :], 0)
+        np.maximum.accumulate(idx, axis=1, out=idx)
+        out = np.take_along_axis(rev, idx, 1)[:, ::-1]
+    return np.nan_to_num(out)
+
+
+def band_profiles(fr: np.ndarray, band_px: int) -> tuple[np.ndarray, np.ndarray]:
+    """(profiles (bands, u), valid pixel count (bands, u)): mean of each lateral band of the frame."""
+    nv = fr.shape[1]
+    nb = max(3, min(48, nv // max(int(band_px), 4)))
+    edges = np.linspace(0, nv, nb + 1).astype(int)
+    ok = np.isfinite(fr)
+    val = np.where(ok, fr, 0.0).astype(np.float64)
+    s = np.add.reduceat(val, edges[:-1], axis=1).T
+    c = np.add.reduceat(ok.astype(np.float64), edges[:-1], axis=1).T
+    prof = np.where(c >= 2, s / np.maximum(c, 1), np.nan)
+    return prof, c
+
+
+def _interfaces_at(P, have, nb_u, npx, noise, s, c):
+    """Candidate interfaces of the band profiles at one derivative scale ``s`` (px): (index,
+    derivative of the median profile, its noise z-score, step height, sign fraction).
+
+    The median over the bands is robust to what only a minority of bands show (grain boundaries,
+    inclusions).  Its noise follows from the pixel noise: a band mean of ``npx`` pixels has σ/√npx, a
+    derivative of Gaussian (scale s) of white noise has that times (4√π s³)^-1/2, and the median of B
+    bands √(π/2)/√B of it; or, when larger, the robust spread (MAD) of the median derivative over
+    the profile."""
+    d_b = ndi.gaussian_filter1d(P, s, axis=1, order=1, mode="nearest")
+    d_b = np.where(have, d_b, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        d = np.nanmedian(d_b, axis=0)
+        frac = np.nanmean(np.sign(d_b) == np.sign(d)[None, :], axis=0)
+        npx_u = np.nanmedian(np.where(have, npx, np.nan), axis=0)
+    d = np.nan_to_num(d)
+    frac = np.nan_to_num(frac)
+    sd_bin = noise / np.sqrt(np.maximum(np.nan_to_num(npx_u), 1.0))
+    sd_d = sd_bin / np.sqrt(4 * np.sqrt(np.pi) * s ** 3) * np.sqrt(np.pi / 2) / np.sqrt(np.maximum(nb_u, 1))
+    # empirical noise of the median derivative (most positions lie between interfaces): it includes
+    # correlated texture and detector noise that the neighbour differences miss
+    sd_emp = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    z = np.abs(d) / np.maximum(np.maximum(sd_d, sd_emp), 1e-12)
+    a = np.abs(d)
+    # sharpness: the peak against the lower quartile of |derivative| within ±32 px (a ramp has ratio
+    # ~1; the quartile, not the median, so that the flanks of the other interfaces of a dense stack
+    # do not count as background)
+    bg = ndi.percentile_filter(a, 25, size=65, mode="nearest")
+    peak = (a >= np.roll(a, 1)) & (a > np.roll(a, -1))
+    peak[[0, -1]] = False
+    step = a * np.sqrt(2 * np.pi) * np.hypot(s, 0.5)     # step height of an ideal (slightly blurred) edge
+    keep = (peak & (z >= c["min_z"]) & (frac >= c["min_sign_fraction"])
+            & (a >= c["min_sharpness"] * np.maximum(bg, 1e-12))
+            & (step >= c["min_step_noise"] * noise) & (nb_u >= 3))
+    idx = np.nonzero(keep)[0]
+    return idx, d, z, step, frac
+
+
+def refine_normal(prof: np.ndarray, counts: np.ndarray, nv: int, max_lag: int = 8) -> float | None:
+    """Correction (degrees, to add to θ) of the layer normal from the drift of the band profiles:
+    each band's derivative profile is cross-correlated with the median one (lags ±``max_lag`` px,
+    parabolic sub-pixel peak), and a straight line fitted to the shifts against the band centres
+    (its slope is −tan Δθ).  None when fewer than 3 bands give a peak."""
+    P = _fill_nan_rows(prof)
+    d_b = ndi.gaussian_filter1d(P, 1.0, axis=1, order=1, mode="nearest")
+    d_b = np.where(np.isfinite(prof) & (counts >= 2), d_b, 0.0)
+    ref = np.median(d_b, axis=0)
+    nb, nu = d_b.shape
+    lags = np.arange(-max_lag, max_lag + 1)
+    F = np.fft.rfft(d_b, n=2 * nu, axis=1)
+    R = np.fft.rfft(ref, n=2 * nu)
+    cc = np.fft.irfft(F * np.conj(R)[None, :], n=2 * nu, axis=1)[:, lags % (2 * nu)]
+    j = np.argmax(cc, axis=1)
+    ok = (j > 0) & (j < len(lags) - 1) & (cc.max(1) > 0)
+    if ok.sum() < 3:
+        return None
+    r = np.arange(nb)
+    y0, y1, y2 = cc[r, np.clip(j - 1, 0, None)], cc[r, j], cc[r, np.clip(j + 1, None, len(lags) - 1)]
+    den = y0 - 2 * y1 + y2
+    shift = lags[j] + np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
+    centres = (np.arange(nb) + 0.5) * nv / nb
+    k = np.polyfit(centres[ok], shift[ok], 1)[0]
+    return float(-np.degrees(np.arctan(k)))     # an interface u = c - v·tan Δθ in the frame
+
+
+def find_interfaces(prof: np.ndarray, counts: np.ndarray, noise: float, c: dict):
+    """Interfaces of the band profiles (rows = bands): (positions (sub-pixel), signed steps, t).
+
+    Scales ``profile_scales_px`` from fine to coarse: a fine scale resolves thin layers, a coarse one
+    finds rough interfaces (whose fine derivative wanders from band to band).  A candidate at a
+    coarser scale is added only where no interface of the same sign was found within ±(1.5 s + 1)
+    px; two candidates of the same sign closer than 2.5 px are one interface (the stronger)."""
+    P = _fill_nan_rows(prof)
+    have = np.isfinite(prof) & (counts >= 2)
+    nb_u = have.sum(0)
+    found: list[tuple[float, float, float, float]] = []      # (position, signed step, t, scale)
+    for s in sorted(float(x) for x in c["profile_scales_px"]):
+        idx, d, tstat, step, _ = _interfaces_at(P, have, nb_u, counts, noise, s, c)
+        a = np.abs(d)
+        cand = []
+        for i in idx:                # loop over candidate interfaces (tens)
+            y0, y1, y2 = a[i - 1], a[i], a[i + 1]
+            den = y0 - 2 * y1 + y2
+            p = i + (0.5 * (y0 - y2) / den if den < 0 else 0.0)
+            cand.append((float(p), float(np.sign(d[i]) * step[i]), float(tstat[i]), s))
+        # same-sign candidates closer than 2.5 px at this scale: keep the stronger
+        cand.sort(key=lambda q: -abs(q[1]))
+        sel: list[tuple[float, float, float, float]] = []
+        for q in cand:
+            if all(abs(q[0] - r[0]) >= 2.5 or np.sign(q[1]) != np.sign(r[1]) for r in sel):
+                sel.append(q)
+        for q in sel:
+            if all(abs(q[0] - r[0]) > 1.5 * s + 1 or (np.sign(q[1]) != np.sign(r[1]) and abs(q[0] - r[0]) > 1.5)
+                   for r in found):
+                found.append(q)
+    found.sort()
+    # a weak interface next to a much stronger one of the same sign (within the roughness window)
+    # is the tail of the rough strong one
+    rw = 1.5 * float(c["max_roughness_px"])
+    found = [q for q in found if not any(np.sign(r[1]) == np.sign(q[1]) and abs(r[0] - q[0]) <= rw
+                                         and abs(q[1]) < 0.15 * abs(r[1]) for r in found)]
+    if not found:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    arr = np.asarray(found)
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def _argmax_window(D: np.ndarray, center: np.ndarray, r: int, sign: float):
+    """Per column of ``D`` (u × columns): the sub-pixel row of the maximum of sign·D within
+    ±r rows of ``center`` (rows, per column), and that maximum."""
+    nu, nv = D.shape
+    off = np.arange(-r, r + 1)
+    rows = np.clip(np.rint(center).astype(np.int64)[None, :] + off[:, None], 1, nu - 2)
+    cols = np.arange(nv)[None, :]
+    slab = sign * D[rows, cols]
+    j = np.argmax(slab, axis=0)
+    ar = np.arange(nv)
+    best = slab[j, ar]
+    y0 = sign * D[np.clip(rows[j, ar] - 1, 0, nu - 1), ar]
+    y2 = sign * D[np.clip(rows[j, ar] + 1, 0, nu - 1), ar]
+    den = y0 - 2 * best + y2
+    frac = np.where(den < 0, 0.5 * (y0 - y2) / np.where(den < 0, den, -1.0), 0.0)
+    return rows[j, ar] + np.clip(frac, -0.5, 0.5), best
+
+
+def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict) -> np.ndarray:
+    """Per-column interface positions (K, nv) in frame rows, coarse to fine: (1) in each lateral band
+    the derivative maximum of the interface's sign within ± min(``max_roughness_px``, half the gaps
+    to its neighbours) of the profile position, median-filtered over 3 bands and interpolated to the
+    columns (follows bowing and long undulations); (2) in each column the maximum within ±3 px of
+    that, median-filtered along the layers, where the local step is detectable (expected derivative
+    peak ≥ 4 × the derivative noise), else the band position."""
+    K = len(pos)
+    nu, nv = fr.shape
+    if K == 0:
+        return np.zeros((0, nv))
+    ok = np.isfinite(fr)
+    filled = _fill_nan_rows(np.where(ok, fr, np.nan).T).T          # along u within each column
+    su = float(c["profile_sigma_px"])
+    sv = float(c["lateral_sigma_px"])
+    sm = ndi.gaussian_filter(filled.astype(np.float64), (su, sv))
+    D = np.gradient(sm, axis=0)
+    noise_d = 1.4826 * float(np.median(np.abs(D[ok] - np.median(D[ok])))) if ok.any() else 0.0
+    # band-scale derivative (strong lateral smoothing) for the coarse pass
+    nb = max(3, min(48, nv // max(int(c["band_px"]), 4)))
+    bw = nv / nb
+    Db = np.gradient(ndi.gaussian_filter(filled.astype(np.float64), (2.0, bw / 2.0)), axis=0)
+    centers = ((np.arange(nb) + 0.5) * bw).astype(int).clip(0, nv - 1)
+    gaps = np.diff(np.concatenate([[-1e9], pos, [1e9]]))
+    out = np.repeat(pos[:, None], nv, 1).astype(float)
+    cols = np.arange(nv)
+    for k in range(K):               # loop over interfaces; each is vectorised over the columns
+        sg = float(np.sign(steps[k]))
+        half = 0.5 * min(gaps[k], gaps[k + 1]) - 0.5
+        r1 = int(np.floor(min(float(c["max_roughness_px"]), half)))
+        coarse = np.full(nv, pos[k])
+        if r1 >= 1:
+            loc, best = _argmax_window(Db[:, centers], np.full(nb, pos[k]), r1, sg)
+            weak = best < 0.3 * abs(steps[k]) / (np.sqrt(2 * np.pi) * 2.5)
+            loc = np.where(weak, pos[k], loc)
+            loc = ndi.median_filter(loc, size=3, mode="nearest")
+            coarse = np.interp(cols, centers, loc)
+        r2 = int(np.floor(min(3.0, half)))
+        peak = abs(steps[k]) / (np.sqrt(2 * np.pi) * np.hypot(su, 1.0))
+        if r2 >= 1 and peak >= 4.0 * noise_d:
+            loc, best = _argmax_window(D, coarse, r2, sg)
+            loc = np.where(best >= 0.3 * peak, loc, coarse)
+            coarse = ndi.median_filter(loc, size=int(2 * round(2 * sv) + 1), mode="nearest")
+        out[k] = coarse
+    for k in range(1, K):            # keep the order of the interfaces (at least 1 px apart)
+        out[k] = np.maximum(out[k], out[k - 1] + 1.0)
+    return out
+
+
+def _box(sl, shape, pad: int):
+    """Bounding box (r0, r1, c0, c1) of a ``find_objects`` slice, widened by ``pad`` pixels."""
+    return (max(sl[0].start - pad, 0), min(sl[0].stop + pad, shape[0]),
+            max(sl[1].start - pad, 0), min(sl[1].stop + pad, shape[1]))
+
+
+def _label_median(values: np.ndarray, labels: np.ndarray, n: int, max_px: int = 1 << 20) -> np.ndarray:
+    """Median of ``values`` per label 0..n-1 (NaN-free; 0 for absent labels), on a regular subsample
+    of at most about ``max_px`` pixels (the layers are large: their medians do not need every pixel)."""
+    step = max(1, int(np.ceil(np.sqrt(values.size / max_px))))
+    v = values[::step, ::step].ravel()
+    lb = labels[::step, ::step].ravel()
+    out = np.zeros(n)
+    present = np.unique(lb)
+    present = present[present < n]
+    if present.size:
+        out[present] = np.asarray(ndi.median(v, lb, present), float)
+    return np.nan_to_num(out)
+
+
+def _otsu(v: np.ndarray) -> float:
+    h, e = np.histogram(v, 128)
+    cen = 0.5 * (e[1:] + e[:-1])
+    w0 = np.cumsum(h)
+    w1 = w0[-1] - w0
+    m0 = np.cumsum(h * cen)
+    mu0 = m0 / np.maximum(w0, 1)
+    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
+    between = w0 * w1 * (mu0 - mu1) ** 2
+    return float(cen[int(np.argmax(between))])
+
+
+def analyse(img: np.ndarray, cfg: dict | None = None) -> LayerModel:
+    """The layer model of an image: normal, interfaces (profile positions), steps, noise."""
+    c = dict(DEFAULTS)
+    c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+    img = np.asarray(img, np.float32)
+    noise = pixel_noise(img)
+    theta, coh = layer_normal(img)
+    fr, _geo = to_frame(img, theta)
+    prof, counts = band_profiles(fr, int(c["band_px"]))
+    for _ in range(2):               # the structure tensor is biased by inclusions and texture
+        dth = refine_normal(prof, counts, fr.shape[1])
+        if dth is None or abs(dth) <= 0.02:
+            break
+        theta += dth
+        fr, _geo = to_frame(img, theta)
+        prof, counts = band_profiles(fr, int(c["band_px"]))
+    pos, steps, tst = find_interfaces(prof, counts, noise, c)
+    return LayerModel(theta, coh, pos, steps, noise, {"t": tst, "frame": fr, "geometry": _geo, "c": c})
+
+
+def is_layered(model: LayerModel) -> bool:
+    """True when the image looks like a layered device: a coherent normal and at least one interface."""
+    return model.coherence >= model.info["c"]["min_coherence"] and len(model.interfaces_px) >= 1
+
+
+def choose_layers(img: np.ndarray, has_lattice: bool, cfg: dict | None = None, forced: bool = False):
+    """(layer model or None, reason): the multilayer-device mode applies to a low-magnification image
+    (no lattice fringes) whose contrast is layered (coherent normal, at least one interface);
+    ``forced`` (``segmentation.method: layers``) skips the lattice and coherence tests."""
+    if has_lattice and not forced:
+        return None, "lattice fringes found (atomic-resolution image)"
+    model = analyse(img, cfg)
+    c = model.info["c"]
+    if not len(model.interfaces_px):
+        return None, "no layer interface found"
+    if not forced and model.coherence < c["min_coherence"]:
+        return None, f"contrast not layered (orientation coherence {model.coherence:.2f} < {c['min_coherence']})"
+    return model, (f"layered overview: normal {model.theta_deg:.1f} deg, coherence {model.coherence:.2f}, "
+                   f"{len(model.interfaces_px)} interfaces")
+
+
+def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, model: LayerModel | None = None,
+                   min_area_nm2: float = 1.0):
+    """Labels (int32, 1..n, every pixel assigned) and info of a layered device overview (module
+    docstring).  ``cfg``: the ``segmentation.layers`` settings (missing keys: :data:`DEFAULTS`)."""
+    from .canny import order_labels
+    from .refine import remove_islands
+    from .smallmerge import merge_smallest
+
+    c = dict(DEFAULTS)
+    c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+    img = np.asarray(image, np.float32)
+    if model is None:
+        model = analyse(img, c)
+    fr = model.info["frame"]
+    n, t, u0, v0 = model.info["geometry"]
+    b = snap_interfaces(fr, model.interfaces_px, model.steps, c)
+    rows, cols = img.shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    u = xx * n[0] + yy * n[1] - u0
+    v = np.clip(np.rint(xx * t[0] + yy * t[1] - v0).astype(np.int64), 0, fr.shape[1] - 1)
+    lab = np.ones(img.shape, np.int32)
+    for k in range(len(b)):          # loop over interfaces (tens), vectorised over the pixels
+        lab += (u > b[k][v]).astype(np.int32)
+    del u, v, xx, yy
+    px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
+    min_px = max(float(min_area_nm2) / (px * py), float(c["min_width_px"]) ** 2)
+    # drop layers thinner than the minimum width (median over the columns): they join a neighbour
+    widths = np.median(np.diff(b, axis=0), axis=1) if len(b) > 1 else np.zeros(0)
+    thin = np.nonzero(widths < float(c["min_width_px"]) - 0.5)[0] + 2       # layer ids (2..K)
+    # inclusions: detected on the image smoothed within each layer (σ = inclusion_sigma_px, normalised
+    # convolution: interfaces do not blur into the layers beside them), outlined at half their contrast
+    # on the image smoothed by 1 px
+    img64 = img.astype(np.float64)
+    s1 = ndi.gaussian_filter(img64, 1.0)
+    sc = float(c["inclusion_sigma_px"])
+    nl = int(lab.max()) + 1
+    s3 = np.empty_like(img64)
+    pad = int(np.ceil(4 * sc))
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):   # loop over layers (tens), on their boxes
+        if sl is None:
+            continue
+        r0, r1, c0, c1 = _box(sl, lab.shape, pad)
+        m = lab[r0:r1, c0:c1] == k
+        w = ndi.gaussian_filter(m.astype(np.float64), sc)
+        num = ndi.gaussian_filter(np.where(m, img64[r0:r1, c0:c1], 0.0), sc)
+        s3[r0:r1, c0:c1][m] = num[m] / np.maximum(w[m], 1e-6)
+    noise_s = model.noise / (2 * np.sqrt(np.pi) * sc)
+    level = _label_median(s3, lab, nl)
+    dev3 = np.abs(s3 - level[lab])
+    spread = 1.4826 * _label_median(dev3, lab, nl)
+    thr = float(c["inclusion_z"]) * np.maximum(spread, noise_s)
+    # cores away from the interfaces and the image border (±3 px: a pixel on the wrong side of a
+    # snapped interface departs by the full step, one beside it by the blurred step)
+    band = (ndi.maximum_filter(lab, 5) != ndi.minimum_filter(lab, 5))
+    band[:3] = band[-3:] = True
+    band[:, :3] = band[:, -3:] = True
+    core = (dev3 > thr[lab]) & ~band
+    core = ndi.binary_opening(core, np.ones((3, 3), bool))
+    # a core whose median departure is barely above the threshold is the tail of the texture/noise
+    cc0, nc0 = ndi.label(core)
+    if nc0:
+        sel = cc0 > 0
+        rel = np.zeros(nc0 + 1)
+        rel[1:] = np.asarray(ndi.median((dev3 / np.maximum(thr[lab], 1e-12))[sel], cc0[sel], np.arange(1, nc0 + 1)))
+        core = (rel >= float(c["inclusion_core_ratio"]))[cc0] & core
+    dev = np.abs(s1 - level[lab])
+    comp0, n0 = ndi.label(core)
+    if n0:
+        sel = comp0 > 0
+        cmed = np.zeros(n0 + 1)
+        cmed[1:] = np.asarray(ndi.median(dev3[sel], comp0[sel], np.arange(1, n0 + 1)))
+        half = np.zeros(n0 + 1)
+        half[1:] = 0.5 * cmed[1:]
+        # geodesic growth of each core into the pixels above half its contrast (and above the
+        # detection threshold of their layer: noise does not carry the growth into a layer)
+        near_idx = ndi.distance_transform_edt(comp0 == 0, return_distances=False, return_indices=True)
+        nearest = comp0[near_idx[0], near_idx[1]]
+        low = (dev >= np.maximum(half[nearest], thr[lab])) & (nearest > 0)
+        inc = ndi.binary_propagation(core & low, mask=low)        # trimmed to half contrast, grown
+    else:
+        inc = core
+    inc = ndi.binary_opening(inc, np.ones((3, 3), bool))
+    # steepest gradient within ±2 px of each pixel (an outline at half contrast may sit a pixel or
+    # two off the steepest point of a blurred edge)
+    grad = ndi.maximum_filter(ndi.gaussian_gradient_magnitude(img64, 1.0), size=5)
+    band9 = (ndi.maximum_filter(lab, 9) != ndi.minimum_filter(lab, 9))      # its reach off the interfaces
+    comp, ncomp = ndi.label(inc)
+    out = lab.copy()
+    n_inc = 0
+    if ncomp:
+        sizes = np.bincount(comp.ravel())
+        objs = ndi.find_objects(comp)
+        nxt = nl
+        for k in range(1, ncomp + 1):   # loop over inclusions (a few), each vectorised on its box
+            if sizes[k] < min_px:
+                continue
+            r0, r1, c0, c1 = _box(objs[k - 1], comp.shape, 8)
+            mk = comp[r0:r1, c0:c1] == k
+            # an inclusion has a sharp edge: 2-4 px outside its outline (beside it in the layer(s) it
+            # sits in) the intensity is back at the level of the layer, 2-4 px inside it departs by
+            # nearly its full contrast (a bend contour or a thickness ramp departs about as much on
+            # both sides); and it is at least 2·min_width wide (misplaced interfaces leave slivers)
+            lb = lab[r0:r1, c0:c1]
+            dv = dev[r0:r1, c0:c1]
+            out_r = ndi.binary_dilation(mk, iterations=4) & ~ndi.binary_dilation(mk, iterations=2)
+            out_r &= np.isin(lb, np.unique(lb[mk]))
+            in_r = ndi.binary_erosion(mk, iterations=2) & ~ndi.binary_erosion(mk, iterations=4)
+            if not in_r.any():
+                in_r = mk
+            base = 0.67 * model.noise / (2 * np.sqrt(np.pi))       # median |noise| at σ = 1 px
+            outer = (float(np.median(dv[out_r])) - base) if out_r.any() else np.inf
+            inner = float(np.median(dv[in_r])) - base
+            width = 2.0 * float(ndi.distance_transform_edt(np.pad(mk, 1)).max())
+            # and its outline (away from the interfaces) is steep: the contrast is crossed within
+            # ``inclusion_edge_px`` (a bend contour fades over tens of pixels)
+            line = mk & ~ndi.binary_erosion(mk) & ~band9[r0:r1, c0:c1]
+            g_out = float(np.median(grad[r0:r1, c0:c1][line])) if line.sum() >= 8 else 0.0
+            ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
+                  and g_out * float(c["inclusion_edge_px"]) >= inner)
+            if not ok:
+                continue
+            # the work below stays inside the inclusion's box
+            bs = (slice(r0, r1), slice(c0, c1))
+            m = mk
+            vals = s1[bs][m]
+            split = False
+            if vals.size >= 2 * min_px:
+                th = _otsu(vals)
+                lo_, hi_ = vals[vals <= th], vals[vals > th]
+                if (lo_.size >= min_px and hi_.size >= min_px
+                        and hi_.mean() - lo_.mean() > float(c["inclusion_z"]) * max(noise_s, 1e-12)
+                        and hi_.mean() - lo_.mean() > 0.25 * float(np.median(dev[bs][m]))):
+                    split = True
+            ob = out[bs]
+            if split:
+                ob[m] = nxt
+                ob[m & (s1[bs] > th)] = nxt + 1
+                nxt += 2
+                n_inc += 2
+            else:
+                ob[m] = nxt
+                nxt += 1
+                n_inc += 1
+    if len(thin):
+        # a layer thinner than the minimum width: its pixels go to the nearest other region
+        gone = np.isin(out, thin)
+        if gone.any() and not gone.all():
+            idx = ndi.distance_transform_edt(gone, return_distances=False, return_indices=True)
+            out = out[idx[0], idx[1]]
+    out = remove_islands(out, None, int(np.ceil(min_px)))
+    # regions smaller than the minimum area (slivers at the frame corners, split halves) join their
+    # most similar neighbour
+    out, _ = merge_smallest(out, img, None, max(min_px, 4 * float(c["min_width_px"]) ** 2))
+    used = np.unique(out)
+    lut = np.zeros(int(out.max()) + 1, np.int32)
+    lut[used] = np.arange(1, len(used) + 1, dtype=np.int32)
+    out = order_labels(lut[out])
+    info = {
+        "layer_normal_deg": model.theta_deg,
+        "layer_coherence": model.coherence,
+        "n_interfaces": int(len(b)),
+        "n_inclusions": n_inc,
+        "n_regions": int(out.max()),
+        "noise": model.noise,
+        "min_area_nm2_effective": float(min_px * px * py),
+    }
+    log.info("segment (layers): normal %.1f deg, %d interfaces, %d inclusion regions -> %d regions",
+             model.theta_deg, len(b), n_inc, info["n_regions"])
+    return out, info
+
+
+def layered_segmentation(image: np.ndarray, pixel_size_nm, cfg: dict | None, has_lattice: bool,
+                         forced: bool = False, min_area_nm2: float = 1.0):
+    """(labels or None, info, reason): the multilayer-device mode when it applies
+    (:func:`choose_layers`).  Images larger than ``max_px`` per side are analysed on a block-averaged
+    copy (factor f = ⌈side / max_px⌉; memory and time stay bounded) and the labels are returned at full
+    resolution (nearest neighbour; boundaries then within f/2 pixels, layers thinner than 3·f pixels
+    are not resolved: the reason says so)."""
+    c = dict(DEFAULTS)
+    c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+    img = np.asarray(image, np.float32)
+    f = max(1, int(np.ceil(max(img.shape) / float(c["max_px"]))))
+    work = img
+    if f > 1:
+        r, q = (img.shape[0] // f) * f, (img.shape[1] // f) * f
+        work = img[:r, :q].reshape(r // f, f, q // f, f).mean(axis=(1, 3), dtype=np.float64).astype(np.float32)
+    model, why = choose_layers(work, has_lattice, c, forced=forced)
+    if model is None:
+        return None, {}, why
+    px, py = float(pixel_size_nm[0]) * f, float(pixel_size_nm[1]) * f
+    labels, info = segment_layers(work, (px, py), c, model=model, min_area_nm2=min_area_nm2)
+    if f > 1:
+        labels = np.repeat(np.repeat(labels, f, axis=0), f, axis=1)
+        pr, pc = img.shape[0] - labels.shape[0], img.shape[1] - labels.shape[1]
+        labels = np.pad(labels, ((0, pr), (0, pc)), mode="edge")
+        why += f"; analysed on a {f}x{f} block-averaged copy (layers thinner than {3 * f} px not resolved)"
+    info["analysis_factor"] = f
+    return labels.astype(np.int32), info, why

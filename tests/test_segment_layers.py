@@ -1,0 +1,87 @@
+"""Multilayer-device overview segmentation (issue 20): generated device cross-sections with exact
+truth (temtwin.synth.device_overview: random layer order and contrasts, rough interfaces, tilted
+normal, blur, texture, Poisson noise, nanowires / fins / trenches)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from temtwin.segment.canny import segment_auto
+from temtwin.segment.layers import analyse, choose_layers
+from temtwin.segment.metrics import matched_iou
+from temtwin.synth import crystal_scene, device_overview
+
+
+def _per_layer(sc, labels):
+    _, match = matched_iou(sc.labels.astype(np.int64), labels)
+    return {sc.truth["names"][k - 1]: v[1] for k, v in match.items()}
+
+
+@pytest.mark.parametrize("contrast", ["bf", "haadf"])
+def test_layers_of_3_px_and_more_and_a_nanowire_are_their_own_regions(contrast):
+    sc = device_overview(shape=(384, 384), seed=6, contrast=contrast, inclusions=("wire",),
+                         widths_px=(3, 5, 8, 12, 20, 40))
+    r = segment_auto(sc.image, sc.pixel_size_nm)
+    assert r.info["method"] == "layers"
+    iou = _per_layer(sc, r.labels)
+    assert all(v >= 0.5 for v in iou.values()), iou                 # every layer its own region
+    assert np.mean(list(iou.values())) >= 0.85, iou
+    assert min(v for k, v in iou.items() if k in ("w8", "w12", "w20", "w40", "vacuum", "substrate")) >= 0.85, iou
+    assert iou[sc.truth["names"][-1]] >= 0.7                         # the wire
+    assert r.labels.max() <= len(sc.truth["names"]) + 2              # no fragments
+    assert np.all(r.labels > 0)
+
+
+def test_trench_and_fin_are_their_own_regions():
+    sc = device_overview(shape=(384, 384), seed=4, inclusions=("fin", "trench"), widths_px=(5, 12, 20, 40))
+    r = segment_auto(sc.image, sc.pixel_size_nm)
+    iou = _per_layer(sc, r.labels)
+    inc = {k: v for k, v in iou.items() if k.startswith(("fin", "trench"))}
+    assert len(inc) == 2 and min(inc.values()) >= 0.6, iou
+    assert np.mean(list(iou.values())) >= 0.8, iou
+
+
+@pytest.mark.parametrize("tilt", [-7.0, 3.5])
+def test_tilted_layer_normal_is_measured(tilt):
+    sc = device_overview(shape=(320, 320), seed=2, tilt_deg=tilt, inclusions=(), widths_px=(8, 20, 40))
+    m = analyse(sc.image)
+    assert abs(m.theta_deg - (90.0 + tilt)) < 0.25
+    assert len(m.interfaces_px) == 4                                 # vacuum/8/20/40/substrate
+
+
+def test_smooth_ramps_and_bend_contours_are_not_interfaces():
+    """A thickness ramp and a diagonal bend contour in the substrate: neither gives an interface nor
+    an inclusion (they fade over tens of pixels)."""
+    sc = device_overview(shape=(384, 384), seed=1, tilt_deg=0.0, roughness_px=0.3, inclusions=(),
+                         widths_px=(10, 30), dose=None, texture=0.0)
+    y, x = np.mgrid[0:384, 0:384].astype(float)
+    ramp = 1.0 - 0.3 * y / 384
+    contour = 1.0 - 0.25 * np.exp(-0.5 * ((x - y + 60) / 25.0) ** 2) * (y > 140)
+    clean = sc.noisefree * ramp * contour
+    img = np.random.default_rng(0).poisson(clean * 400).astype(np.float32)
+    r = segment_auto(img, sc.pixel_size_nm)
+    assert r.info["method"] == "layers" and r.info["n_interfaces"] == 3, r.info
+    assert r.info["n_inclusions"] == 0 and r.labels.max() == 4
+    assert matched_iou(sc.labels.astype(np.int64), r.labels)[0] >= 0.9
+
+
+def test_auto_keeps_the_edge_method_for_lattice_images_and_noise():
+    s = crystal_scene("Si", (1, 1, 0), 12.0, shape=(160, 160), pixel_size_nm=(0.02, 0.02), seed=2)
+    assert segment_auto(s.image, s.pixel_size_nm).info.get("method") != "layers"
+    noise = np.random.default_rng(3).poisson(200.0, (256, 256)).astype(np.float32)
+    model, why = choose_layers(noise, False)
+    assert model is None and "no layer interface" in why
+    assert segment_auto(noise, (0.5, 0.5)).labels.max() == 1
+    # forced by the config, the layered mode still refuses an image without any interface
+    assert segment_auto(noise, (0.5, 0.5), {"method": "layers"}).labels.max() == 1
+
+
+def test_large_overview_is_analysed_block_averaged_and_labelled_at_full_resolution():
+    sc = device_overview(shape=(900, 900), seed=6, inclusions=("wire",), widths_px=(12, 40, 100), tilt_deg=2.0)
+    r = segment_auto(sc.image, sc.pixel_size_nm, {"layers": {"max_px": 300}})
+    assert r.info["method"] == "layers" and r.info["analysis_factor"] == 3
+    assert "block-averaged" in r.info["method_reason"]
+    assert r.labels.shape == sc.image.shape and np.all(r.labels > 0)
+    iou = _per_layer(sc, r.labels)
+    assert min(iou.values()) >= 0.75 and np.mean(list(iou.values())) >= 0.9, iou
