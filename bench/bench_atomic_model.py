@@ -98,7 +98,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
 
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
-    from temtwin.twin.model_io import read_model
+    from temtwin.results.model import Model
     from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
 
@@ -135,7 +135,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
         t0 = time.perf_counter()
         model_stage.run(ctx)
         t_stage = time.perf_counter() - t0
-        model = read_model(out["h5"])
+        model = Model.core(out["h5"]).to_atoms()
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
     truth, tp, treg, p, inside, interior, src, tree = _compare_setup(case, model, labels, px)
     reg = model.arrays["region"]
@@ -177,7 +177,7 @@ def round_trip_pipeline(case: Path) -> dict:
     import shutil
 
 
-    from temtwin.twin.model_io import read_model
+    from temtwin.results.model import Model
 
     tj, tz = load_truth(case)
     px = float(tj["images"]["hrtem.hspy"]["pixel_size_nm"])
@@ -202,7 +202,7 @@ def round_trip_pipeline(case: Path) -> dict:
         wall = time.perf_counter() - t0
         if r.returncode != 0:
             raise RuntimeError(r.stderr[-3000:])
-        model = read_model(d / "results" / "qw_dev" / "model.h5")
+        model = Model.core(d / "results" / "qw_dev" / "model.h5").to_atoms()
     truth, tp, treg, p, inside, interior, src, tree = _compare_setup(case, model, labels, px)
     shift = np.array([0.0, 0.0, fit_z(tree, tp, p[interior], 1.0)])
     for _ in range(6):
@@ -255,7 +255,7 @@ def round_trip_mismatched(case: Path) -> dict:
 
     from temtwin.io.ingest import read_micrograph
     from temtwin.twin import model_stage
-    from temtwin.twin.model_io import read_model
+    from temtwin.results.model import Model
     from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
 
@@ -283,7 +283,7 @@ def round_trip_mismatched(case: Path) -> dict:
             "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
             out, {"atomic_model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
         model_stage.run(ctx)
-        model = read_model(out["h5"])
+        model = Model.core(out["h5"]).to_atoms()
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
     truth, tp, treg, p, inside, interior, src, _ = _compare_setup(case, model, labels, px)
     reg = model.arrays["region"]
@@ -320,7 +320,8 @@ def build_scaled(n_atoms: int, out_dir: Path) -> dict:
     from temtwin.twin.extxyz import write_extxyz
     from temtwin.twin.fill import cell_from_structure, virtual_cell
     from temtwin.twin.lammps import write_lammps_data
-    from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+    from temtwin.results.model import Model
+    from temtwin.twin.model_io import atoms_from_arrays
     from temtwin.twin.quality import screen
     from temtwin.testing.twin_inputs import reciprocal_g
     import h5py
@@ -363,7 +364,7 @@ def build_scaled(n_atoms: int, out_dir: Path) -> dict:
     atoms = atoms_from_arrays(res.positions_nm, Z, res.cell_nm, res.pbc, res.region, res.displacement_nm,
                               res.source_pixel, {"image": "synthetic", "thickness_nm": thickness})
     with h5py.File(out_dir / "model.h5", "w") as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
     write_extxyz(out_dir / "model.extxyz", atoms, {"image": "synthetic"})
     write_lammps_data(out_dir / "model.lmp", atoms)
     t["write"] = time.perf_counter() - t0

@@ -311,7 +311,8 @@ def qw_model(nx=4, buffer_nm=6.0, qw_nm=5.0, cap_nm=6.0, seed=0):
 
 def qw_profile(n_moments, vectors, nx):
     from temtwin.io.h5 import atomic_h5
-    from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+    from temtwin.twin.model_io import atoms_from_arrays
+    from temtwin.results.model import Model
     from temtwin.workflow.context import StageContext
     import h5py
 
@@ -321,7 +322,7 @@ def qw_profile(n_moments, vectors, nx):
                               info={"image": "qw", "pixel_size_nm": [0.024, 0.024], "thickness_nm": 2.2,
                                     "growth_direction": [0.0, -1.0, 0.0]})
     with atomic_h5(d / "model.h5") as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
     cfg = {"tb_moments": {"n_chunks": 1, "n_moments": n_moments, "vectors_per_region": vectors,
                           "structure": "as_built", "slab_thickness_nm": 1.0, "block_size": 32}}
     t = time.perf_counter()

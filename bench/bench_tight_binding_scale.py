@@ -76,14 +76,15 @@ def cube(n_atoms: float, seed=0, x_ge=0.7):
 
 def write_model(path: Path, n_atoms: float, n_regions=4):
     from temtwin.io.h5 import atomic_h5
-    from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+    from temtwin.twin.model_io import atoms_from_arrays
+    from temtwin.results.model import Model
 
     pos, z = cube(n_atoms)
     edges = np.quantile(pos[:, 2], np.linspace(0, 1, n_regions + 1))
     reg = np.clip(np.searchsorted(edges, pos[:, 2], side="right") - 1, 0, n_regions - 1)
     atoms = atoms_from_arrays(pos / 10, z, region=reg, info={"image": "bench", "pixel_size_nm": [0.05, 0.05]})
     with atomic_h5(path) as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
     return len(z)
 
 

@@ -12,7 +12,8 @@ from temtwin.physics.elastic import cubic_constants, elastic_tensor, equilibrium
 from temtwin.physics.keating import (KeatingCalculator, KeatingModel, analytic_constants, central_differences,
                                      default_parameters, energy_forces)
 from temtwin.physics.relax import relax
-from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+from temtwin.twin.model_io import atoms_from_arrays
+from temtwin.results.model import Model
 from temtwin.workflow.context import StageContext
 
 A = {"Si": 5.431, "Ge": 5.658}
@@ -145,7 +146,7 @@ def write_model(path, atoms_A, region, pbc, info=None):
     m = atoms_from_arrays(atoms_A.positions / 10, atoms_A.numbers, atoms_A.cell[:] / 10, pbc, region=region,
                           info={"image": "hr", "thickness_nm": 1.0, "applicable": True, **(info or {})})
     with atomic_h5(path) as f:
-        write_model_h5(f, m)
+        Model.from_atoms(m).write(f)
 
 
 def device_model(seed=0):

@@ -14,7 +14,8 @@ from temtwin.physics import kpm, tb_stage, tb_states
 from temtwin.physics.tightbinding import (
     TBOperator, build_hamiltonian, diamond_cubic, load_parameters, prepare_structure,
 )
-from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+from temtwin.twin.model_io import atoms_from_arrays
+from temtwin.results.model import Model
 from temtwin.workflow.context import StageContext
 
 warnings.filterwarnings("ignore", message=".*[Ss]parse.*")
@@ -150,7 +151,7 @@ def _write_model(path, numbers_fn=None, info=None):
                               info={"image": "img", "pixel_size_nm": [0.05, 0.05], "thickness_nm": 1.1,
                                     **(info or {})})
     with atomic_h5(path) as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
 
 
 def _run(tmp, n_chunks, ldos=None):

@@ -195,7 +195,7 @@ def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", dat
     from temtwin.io.h5 import atomic_h5
     from temtwin.io.image import Micrograph
     from temtwin.io.ingest import write_image_h5
-    from temtwin.twin.model_io import write_model_h5
+    from temtwin.results.model import Model
 
     data = np.ones(shape, np.float32) if data is None else data
     m = Micrograph(data.astype(np.float32), px, image, "s",
@@ -205,7 +205,7 @@ def _write_inputs(tmp_path, atoms, shape, px, mode="STEM", detector="HAADF", dat
         write_image_h5(f, m)
     atoms.info.update(image=image, applicable=True, thickness_nm=float(atoms.cell[2, 2]) / 10)
     with atomic_h5(tmp_path / "model.h5") as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
 
 
 def _ctx(tmp_path, **cfg):
@@ -341,7 +341,7 @@ def test_stage_hrtem_end_to_end_with_systematic_sigma(tmp_path):
     assert missing_units(out) == []
     s = read_summary(out)["simulation"]
     assert s["mode"] == "hrtem" and s["ncc"] > 0.9
-    fit = Simulation.read(out).content.table("fit")
+    fit = Simulation.read(out).table("fit")
     k = list(fit["parameter"]).index("defocus_nm")
     assert fit["sigma_sys"][k] > 0 and np.isclose(fit["sigma"][k], np.hypot(fit["sigma_stat"][k], fit["sigma_sys"][k]))
     assert abs(fit["value"][k] - 6.0) < 3 * fit["sigma"][k]

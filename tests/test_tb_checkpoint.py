@@ -11,7 +11,8 @@ import pytest
 from temtwin.io.h5 import atomic_h5
 from temtwin.physics import kpm, tb_stage
 from temtwin.physics.tightbinding import TBOperator, diamond_cubic
-from temtwin.twin.model_io import atoms_from_arrays, write_model_h5
+from temtwin.twin.model_io import atoms_from_arrays
+from temtwin.results.model import Model
 from temtwin.workflow.context import StageContext
 
 CFG = {"n_chunks": 1, "n_moments": 96, "vectors_per_region": 3, "structure": "as_built",
@@ -26,7 +27,7 @@ def _write_model(path):
     atoms = atoms_from_arrays(pos / 10, z, region=(pos[:, 1] > 8.0).astype(int),
                               info={"image": "img", "pixel_size_nm": [0.05, 0.05]})
     with atomic_h5(path) as f:
-        write_model_h5(f, atoms)
+        Model.from_atoms(atoms).write(f)
 
 
 class Killed(Exception):

@@ -12,7 +12,7 @@ from temtwin.errors import UserError
 from temtwin.io.h5 import missing_units, read_summary
 from temtwin.testing.synth.crystal import load_structure, orientation_matrix
 from temtwin.twin import model_stage
-from temtwin.twin.model_io import read_model
+from temtwin.results.model import Model
 from temtwin.testing.twin_inputs import write_image_results, write_layered_inputs
 from temtwin.workflow.context import StageContext
 
@@ -35,7 +35,7 @@ def test_layered_round_trip_positions_counts_and_outputs(tmp_path):
     """Virtual cell from the g vectors + the exact displacement + image registration → true atoms."""
     sc, paths = write_layered_inputs(tmp_path / "s" / "im", shape=(200, 200), thickness_nm=2.0)
     out = _run(tmp_path, paths, {"atomic_model": {"thickness_nm": 2.0, "periodic_along_beam": True}})
-    atoms = read_model(out["h5"])
+    atoms = Model.core(out["h5"]).to_atoms()
     s = read_summary(out["h5"])["model"]
     # in-plane: every model column sits on a true column (projection removes the z gauge)
     p = atoms.positions / 10.0
@@ -62,7 +62,7 @@ def test_layered_round_trip_positions_counts_and_outputs(tmp_path):
     assert s["n_atoms"] == len(atoms)
     assert s["registration"]["1"]["contrast"] == "bright"
     assert s["quality"]["flagged_fraction"] == 0.0 and s["removed_close_atoms"] == 0
-    # read_model contract used by the physics stages
+    # Model.core(...).to_atoms() contract used by the physics stages
     assert set(atoms.arrays) >= {"region", "displacement_nm", "source_pixel"}
     assert atoms.info["image"] == "im" and atoms.info["applicable"] and atoms.info["thickness_nm"] == pytest.approx(t)
     assert np.allclose(atoms.info["growth_direction"], [0, -1, 0], atol=1e-6)
@@ -96,7 +96,7 @@ def test_composition_from_eels_maps_and_determinism(tmp_path):
     sy.write_text("eels:\n  offset_nm: [0.09, 0.09]\n")
     cfg = {"atomic_model": {"thickness_nm": 1.5}}
     out = _run(tmp_path, paths, cfg, eels=[tmp_path / "eels" / "Ge.hspy"], settings=[sy])
-    a = read_model(out["h5"])
+    a = Model.core(out["h5"]).to_atoms()
     s = read_summary(out["h5"])["model"]
     assert s["composition"]["applied"] and s["composition"]["offset_source"] == "given"
     Z = a.numbers
@@ -111,7 +111,7 @@ def test_composition_from_eels_maps_and_determinism(tmp_path):
         assert set(np.unique(f["host_numbers"][()])) == {14, 32}    # Si sites (layers 1, 3), Ge sites (QW)
     first = (a.positions.copy(), Z.copy())
     out2 = _run(tmp_path, paths, cfg, eels=[tmp_path / "eels" / "Ge.hspy"], settings=[sy])
-    b = read_model(out2["h5"])
+    b = Model.core(out2["h5"]).to_atoms()
     assert np.array_equal(b.numbers, first[1]) and np.array_equal(b.positions, first[0])
 
 
@@ -137,7 +137,7 @@ def test_mismatched_region_gets_its_own_cell(tmp_path):
     q = s["quality"]["regions"]
     assert q["1"]["ideal_nn_nm"] == pytest.approx(0.58687 * np.sqrt(3) / 4, rel=1e-6)
     assert q["2"]["ideal_nn_nm"] == pytest.approx(0.64794 * np.sqrt(3) / 4, rel=1e-6)
-    a = read_model(out["h5"])
+    a = Model.core(out["h5"]).to_atoms()
     nn, _ = cKDTree(a.positions).query(a.positions, k=2)
     assert nn[:, 1].min() >= s["min_distance_nm"] * 10 - 1e-9
     assert s["removed_close_atoms"] > 0              # the incoherent interface had clashes
@@ -148,7 +148,7 @@ def test_not_applicable_without_crystalline_regions(tmp_path):
     shape = (64, 64)
     paths = write_image_results(tmp_path / "s" / "im", np.zeros(shape), (0.05, 0.05), np.ones(shape, np.int32), {})
     out = _run(tmp_path, paths)
-    a = read_model(out["h5"])
+    a = Model.core(out["h5"]).to_atoms()
     assert len(a) == 0 and not a.info["applicable"] and "no image" in a.info["reason"]
     import ase.io
 

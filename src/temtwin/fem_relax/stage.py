@@ -100,8 +100,8 @@ def read_gpa_maps(path) -> dict:
         return out
     from ..results.gpa import Gpa
 
-    g = Gpa.read(path, parts=("strain", "strain_sigma", "mask", "reference", "regions"))
-    if not g.applicable or g.content.sub("strain") is None:
+    g = Gpa.read(path, only=("strain", "strain_sigma", "mask", "reference", "regions"))
+    if not g.applicable or not g.has("strain"):
         return out
     out["applicable"] = True
     out["strain"] = {k: np.asarray(v, float) for k, v in g.strain.items()}
@@ -109,9 +109,9 @@ def read_gpa_maps(path) -> dict:
     out["mask"] = g.mask if g.mask is not None else np.ones(out["strain"]["exx"].shape, bool)
     out["reference_label"] = g.reference_label
     out["resolution_nm"] = g.resolution_nm
-    ref = g.content.get("reference")
+    ref = g.get("reference")
     out["reference"] = None if ref is None else np.asarray(ref, bool)
-    tab = g.content.table("regions") or {}
+    tab = g.table("regions")
     out["se"] = {(int(lab), k): float(tab[f"{k}_se"][i]) for i, lab in enumerate(tab.get("label", []))
                  for k in ("exx", "eyy", "exy") if f"{k}_se" in tab}
     return out

@@ -37,16 +37,16 @@ def read_simulated_thickness(path) -> tuple[float | None, float | None, str]:
     p = Path(path)
     if not p.is_file():
         return None, None, f"{p.name}: no simulation file"
-    sim = Simulation.read(p, parts=("fit", "fit_scan"))
+    sim = Simulation.read(p, only=("fit", "fit_scan"))
     if not sim.applicable:
         return None, None, "simulate_image not applicable: " + sim.reason
-    fit = sim.content.table("fit") or {}
+    fit = sim.table("fit")
     names = [str(x) for x in fit.get("parameter", [])]
     if "thickness_nm" not in names:
-        return None, None, f"simulate_image ({sim.attrs.get('mode', '')}) did not fit a thickness"
+        return None, None, f"simulate_image ({sim.group_attrs().get('mode', '')}) did not fit a thickness"
     i = names.index("thickness_nm")
     t, s = float(fit["value"][i]), float(fit["sigma"][i])
-    scanned = np.asarray(sim.content.get("fit_scan/thickness_nm", np.zeros(0)), float)
+    scanned = np.asarray(sim.get("fit_scan/thickness_nm", np.zeros(0)), float)
     if not np.isfinite(t) or t <= 0:
         return None, None, "simulate_image's thickness is not finite"
     if scanned.size and t >= float(np.max(scanned)) - 1e-6:

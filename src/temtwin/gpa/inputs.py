@@ -52,7 +52,7 @@ def read_phases(path) -> dict:
     out: dict = {"regions": {}, "phases": {}}
     if p is None:
         return out
-    ph = Phases.read(p)
+    ph = Phases.read(p, only=Phases.CALLS)
     for label, r in ph.regions.items():
         a = r.attrs
         out["regions"][label] = {

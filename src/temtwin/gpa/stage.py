@@ -65,7 +65,6 @@ from ..errors import NotApplicable, UserError
 from ..io.h5 import set_summary
 from ..io.image import Micrograph, read_image
 from ..peaks.spots import Spots, region_spots
-from ..results.base import Array, Group, table
 from ..results.gpa import Gpa as GpaFile
 from . import absolute as ab
 from .choices import (auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
@@ -616,53 +615,53 @@ def output_result(an: Analysis) -> GpaFile:
     """The gpa.h5 content of an :class:`Analysis` (layout: :class:`temtwin.results.gpa.Gpa`)."""
     res = an.result
     desc_sigma = "standard deviation propagated from the image noise"
-    out = Group(attrs={
+    out = GpaFile(attrs={"": {
         "reference_label": int(an.reference_label), "reference_rule": an.reference_rule,
         "resolution_nm": float(res.resolution_nm), "sigma_k_nm-1": float(res.sigma_k),
         "resolution_rule": an.resolution_rule, "g_rule": an.g_rule,
-        "frame": an.frame["frame"] if an.frame else "image"})
-    a, g = out.arrays, out.groups
-    a["g_vectors"] = Array(res.g_vectors, "nm^-1", {"description": "refined reference g, rows g1, g2 [kx, ky]"})
-    a["g_vectors_input"] = Array(res.g_input, "nm^-1", {"description": "g before refinement"})
-    a["mask_centers"] = Array(res.mask_centers, "nm^-1", {
-        "sigma_k": float(res.sigma_k),
-        "description": "Gaussian mask centres: (2, 2), or (K, 2, 2) region-adaptive sets"})
-    g["strain"] = Group(arrays={k: Array(getattr(res, k), "1", {"axes": "image (x right, y down)"})
-                                for k in ("exx", "eyy", "exy")})
-    a["rotation"] = Array(res.rotation, "rad", {"convention": "from +x towards +y"})
-    a["displacement"] = Array(res.displacement, "nm", {"components": "ux, uy"})
-    a["amplitude"] = Array(res.amplitude, "a.u.")
-    a["mask"] = Array(res.mask, "1")
+        "frame": an.frame["frame"] if an.frame else "image"}})
+    put = out.put
+    put("g_vectors", res.g_vectors, "nm^-1", description="refined reference g, rows g1, g2 [kx, ky]")
+    put("g_vectors_input", res.g_input, "nm^-1", description="g before refinement")
+    put("mask_centers", res.mask_centers, "nm^-1", sigma_k=float(res.sigma_k),
+        description="Gaussian mask centres: (2, 2), or (K, 2, 2) region-adaptive sets")
+    for k in ("exx", "eyy", "exy"):
+        put(f"strain/{k}", getattr(res, k), "1", axes="image (x right, y down)")
+    put("rotation", res.rotation, "rad", convention="from +x towards +y")
+    put("displacement", res.displacement, "nm", components="ux, uy")
+    put("amplitude", res.amplitude, "a.u.")
+    put("mask", res.mask, "1")
     if res.sigma:
-        g["strain_sigma"] = Group(arrays={k: Array(res.sigma[k], "1", {"description": desc_sigma})
-                                          for k in ("exx", "eyy", "exy")})
-        a["rotation_sigma"] = Array(res.sigma["rotation"], "rad", {"description": desc_sigma})
+        for k in ("exx", "eyy", "exy"):
+            put(f"strain_sigma/{k}", res.sigma[k], "1", description=desc_sigma)
+        put("rotation_sigma", res.sigma["rotation"], "rad", description=desc_sigma)
     if an.invalid_reason is not None:
-        a["invalid_reason"] = Array(an.invalid_reason, "1", {
-            "codes": "; ".join(f"{k}: {v}" for k, v in INVALID_CODES.items()) + "; 0: valid"})
+        put("invalid_reason", an.invalid_reason, "1",
+            codes="; ".join(f"{k}: {v}" for k, v in INVALID_CODES.items()) + "; 0: valid")
     if an.separate:
-        g["separate_g"] = Group(arrays={str(lab): Array(np.asarray(sp["g"], float), "nm^-1", {
-            "description": "the region's own g vectors (corresponding to g1, g2) before refinement"})
-            for lab, sp in an.separate.items()})
-    a["reference"] = Array(an.reference_mask, "1")
+        out.set_attrs("separate_g")
+        for lab, sp in an.separate.items():
+            put(f"separate_g/{lab}", np.asarray(sp["g"], float), "nm^-1",
+                description="the region's own g vectors (corresponding to g1, g2) before refinement")
+    put("reference", an.reference_mask, "1")
     if an.lattice:
-        lg = Group(attrs={k: an.lattice[k] for k in ("reference_phase", "hkl", "calibration")})
-        lg.arrays["d_spacing"] = Array(an.lattice["d_spacing"], "nm",
-                                       {"description": "local spacing of the g1, g2 planes"})
-        lg.arrays["g_relaxed"] = Array(an.lattice["G_relaxed"], "nm^-1")
+        out.set_attrs("lattice", **{k: an.lattice[k] for k in ("reference_phase", "hkl", "calibration")})
+        put("lattice/d_spacing", an.lattice["d_spacing"], "nm", description="local spacing of the g1, g2 planes")
+        put("lattice/g_relaxed", an.lattice["G_relaxed"], "nm^-1")
         if "a_from_g" in an.lattice:
-            lg.arrays["a_from_g"] = Array(an.lattice["a_from_g"], "nm", {
-                "description": "cubic lattice parameter implied by each reflection's local spacing"})
-        g["lattice"] = lg
+            put("lattice/a_from_g", an.lattice["a_from_g"], "nm",
+                description="cubic lattice parameter implied by each reflection's local spacing")
     if an.relaxed:
-        g["strain_relaxed"] = Group(attrs={"regions": np.array(an.relaxed["labels"], np.int32)},
-                                    arrays={k: Array(v, "1") for k, v in an.relaxed["maps"].items()})
+        out.set_attrs("strain_relaxed", regions=np.array(an.relaxed["labels"], np.int32))
+        for k, v in an.relaxed["maps"].items():
+            put(f"strain_relaxed/{k}", v, "1")
     if an.frame:
-        g["strain_frame"] = Group(attrs={"frame": an.frame["frame"], "angle_deg": float(an.frame["angle_deg"]),
-                                         "how": an.frame["how"]},
-                                  arrays={k: Array(an.frame[k], "1") for k in ("exx", "eyy", "exy")})
-    g["regions"] = table(_region_columns(an), description="statistics over each region's interior (valid pixels)")
-    return GpaFile(content=out)
+        out.set_attrs("strain_frame", frame=an.frame["frame"], angle_deg=float(an.frame["angle_deg"]),
+                      how=an.frame["how"])
+        for k in ("exx", "eyy", "exy"):
+            put(f"strain_frame/{k}", an.frame[k], "1")
+    out.put_table("regions", _region_columns(an), description="statistics over each region's interior (valid pixels)")
+    return out
 
 
 def _region_columns(an: Analysis) -> dict:
@@ -692,7 +691,7 @@ def _not_applicable(ctx, m: Micrograph, reason: str, figdir: Path) -> None:
     ctx.log.warning("gpa: not applicable for %s/%s: %s", m.sample, m.name, reason)
     with ctx.h5("h5") as f:
         GpaFile(applicable=False, reason=reason,
-                content=Group(attrs={"reference_label": 0, "resolution_nm": float("nan")})).write(f)
+                attrs={"": {"reference_label": 0, "resolution_nm": float("nan")}}).write(f)
         set_summary(f, {"gpa": {"applicable": False, "reason": reason}})
     message_figure(m.data, m.pixel_size_nm, reason, figdir / "not_applicable.png")
 

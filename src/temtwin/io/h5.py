@@ -255,12 +255,10 @@ def set_summary(f: h5py.File, fragment: Mapping) -> None:
 
 
 def read_summary(path: str | os.PathLike) -> dict:
-    """The summary fragment of a result file ({} when it has none)."""
-    with h5py.File(path, "r") as f:
-        s = f.attrs.get(SUMMARY_ATTR)
-    if s is None:
-        return {}
-    return json.loads(s)
+    """The summary fragment of a result file ({} when it has none): :func:`temtwin.results.read_summary`."""
+    from ..results.base import read_summary as _read
+
+    return _read(path)
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -29,13 +29,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-import h5py
 import numpy as np
 
 from ..errors import UserError
 from ..io.h5 import set_summary
 from ..io.image import read_image
-from ..results.base import Array, Group, table, write_group
+from ..results import TreeResult
 from ..results.peaks import Peaks
 from ..results.segmentation import Segmentation
 from .combine import PeakSet, find_peaks
@@ -124,53 +123,49 @@ def analyse_image(image: np.ndarray, pixel_size_nm, labels: np.ndarray | None = 
     return out
 
 
-def region_group(res: RegionResult) -> Group:
-    """One region's group ``/regions/<label>`` of peaks.h5 (layout: :class:`temtwin.results.peaks.Peaks`)."""
-    g = Group(attrs={"crystalline": res.crystalline, "window_px": np.asarray(res.window.box, np.int64),
-                     "window_mode": res.window.mode, "n_peaks": res.n_peaks})
+def region_group(res: RegionResult) -> TreeResult:
+    """One region's group ``/regions/<label>`` of peaks.h5 as a tree (layout: :class:`temtwin.results.peaks.Peaks`)."""
+    g = TreeResult(attrs={"": {"crystalline": res.crystalline, "window_px": np.asarray(res.window.box, np.int64),
+                     "window_mode": res.window.mode, "n_peaks": res.n_peaks}})
+    a = g.attrs[""]
     sp, pk = res.spectrum, res.peaks
     if sp is None:
-        g.attrs["fft_sampling_nm-1"] = np.nan
-        g.attrs["reason"] = (f"region too small for a reliable FFT (minimum window {res.window.min_side_px} px "
+        a["fft_sampling_nm-1"] = np.nan
+        a["reason"] = (f"region too small for a reliable FFT (minimum window {res.window.min_side_px} px "
                              f"per side)")
         empty = np.zeros(0)
-        g.groups["peaks"] = table({"kx": (empty, "nm^-1"), "ky": (empty, "nm^-1"), "g": (empty, "nm^-1"),
-                                   "d": (empty, "nm"), "angle_deg": (empty, "deg"), "intensity": (empty, "a.u."),
-                                   "snr": (empty, "1"), "detectors": (np.zeros(0, np.uint8), "1"),
-                                   "paired": (np.zeros(0, bool), "1"), "row_px": (empty, "px"),
-                                   "col_px": (empty, "px")})
+        g.put_table("peaks", {"kx": (empty, "nm^-1"), "ky": (empty, "nm^-1"), "g": (empty, "nm^-1"),
+                              "d": (empty, "nm"), "angle_deg": (empty, "deg"), "intensity": (empty, "a.u."),
+                              "snr": (empty, "1"), "detectors": (np.zeros(0, np.uint8), "1"),
+                              "paired": (np.zeros(0, bool), "1"), "row_px": (empty, "px"),
+                              "col_px": (empty, "px")})
         return g
-    g.attrs["fft_sampling_nm-1"] = sp.sampling
-    g.attrs["fft_sampling_xy_nm-1"] = np.asarray(sp.dk, float)
-    g.attrs["n_tiles"] = int(sp.n_tiles)
-    g.attrs["tile_px"] = np.asarray(sp.tile_px, np.int64)
-    g.attrs["threshold_detect"] = float(pk.info["threshold_detect"])
-    g.attrs["threshold_crystalline"] = float(pk.info["threshold_crystalline"])
+    a["fft_sampling_nm-1"] = sp.sampling
+    a["fft_sampling_xy_nm-1"] = np.asarray(sp.dk, float)
+    a["n_tiles"] = int(sp.n_tiles)
+    a["tile_px"] = np.asarray(sp.tile_px, np.int64)
+    a["threshold_detect"] = float(pk.info["threshold_detect"])
+    a["threshold_crystalline"] = float(pk.info["threshold_crystalline"])
     bases_k = []
     for B in pk.info["lattice_bases_px"]:
         B = np.asarray(B)
         bases_k.append(np.c_[B[:, 1] * sp.dk[0], B[:, 0] * sp.dk[1]].tolist())
-    g.attrs["lattice_bases_nm-1"] = json.dumps(bases_k)
-    g.groups["peaks"] = table({
+    a["lattice_bases_nm-1"] = json.dumps(bases_k)
+    g.put_table("peaks", {
         "kx": (pk.kx, "nm^-1"), "ky": (pk.ky, "nm^-1"), "g": (pk.g, "nm^-1"), "d": (pk.d, "nm"),
         "angle_deg": (pk.angle_deg, "deg"), "intensity": (pk.intensity, "a.u."), "snr": (pk.snr, "1"),
         "detectors": (pk.detectors.astype(np.uint8), "1"), "paired": (pk.paired, "1"),
         "row_px": (pk.rows, "px"), "col_px": (pk.cols, "px")},
         description="reflections; detectors bitmask 1 gaussian, 2 unet, 4 profile, 8 lattice completion")
-    g.arrays["fft"] = Array(sp.z.astype(np.float32), "1", {
+    g.put("fft", sp.z.astype(np.float32), "1", **{
         "k_extent_nm-1": np.asarray(sp.k_extent, float),
         "description": "standardised log-power spectrum; zero frequency at pixel (S/2, S/2)"})
-    dg = Group()
+    g.set_attrs("detectors")
     for name, raw in pk.info["raw"].items():
         kx, ky = sp.to_k(raw["rows"], raw["cols"])
-        dg.groups[name] = table({"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"), "score": (np.asarray(raw["score"]), "1")})
-    g.groups["detectors"] = dg
+        g.put_table(f"detectors/{name}", {"kx": (kx, "nm^-1"), "ky": (ky, "nm^-1"),
+                                          "score": (np.asarray(raw["score"]), "1")})
     return g
-
-
-def write_region(f: h5py.File, res: RegionResult) -> None:
-    """Write one region's group into an open peaks.h5 (:func:`region_group`)."""
-    write_group(f.require_group("regions").require_group(str(res.label)), region_group(res))
 
 
 def region_figure(res: RegionResult, path, title: str = "") -> None:
@@ -219,9 +214,11 @@ def run(ctx) -> None:
 
         _, rec = load_model(cfg["unet"].get("weights"))
         attrs["unet_weights_sha256"] = str(rec.get("weights_sha256", ""))
-    regions = Group(groups={str(r.label): region_group(r) for r in results.values()})
+    out = Peaks(attrs={"": attrs, "regions": {}})
+    for r in results.values():
+        out.graft(f"regions/{r.label}", region_group(r))
     with ctx.h5("h5") as f:
-        Peaks(content=Group(attrs=attrs, groups={"regions": regions})).write(f)
+        out.write(f)
         set_summary(f, summary)
     figdir = Path(ctx.output["figures"])
     figdir.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from ..io.h5 import set_summary, write_array, write_table
-from ..results.base import Array, Group, table
+from ..io.h5 import set_summary
+from ..results import TreeResult
 from ..results.image import Image
 from ..results.phases import Phases
 from .database import load_phases, select_phases
@@ -123,7 +123,7 @@ def read_peaks(path) -> dict[int, dict]:
     from ..results.peaks import Peaks
 
     pk = Peaks.read(path)
-    if pk.content.sub("regions") is None:
+    if not pk.has("regions"):
         raise UserError("peaks file has no /regions group; rerun the fft_peaks rule", path)
     out: dict[int, dict] = {}
     for label, r in pk.regions.items():
@@ -198,30 +198,31 @@ def _region_summary(crystals: list[Crystal]) -> dict:
     return d
 
 
-def region_group(crystals: list[Crystal], reason: str) -> Group:
-    """``/regions/<label>`` of phases.h5 (layout: :class:`temtwin.results.phases.Phases`)."""
-    g = Group()
+def region_group(crystals: list[Crystal], reason: str) -> TreeResult:
+    """``/regions/<label>`` of phases.h5 as a tree (layout: :class:`temtwin.results.phases.Phases`)."""
+    g = TreeResult(attrs={"": {}})
+    a = g.attrs[""]
     c = crystals[0] if crystals else None
     ok = bool(c is not None and c.identified)
-    g.attrs["phase"] = c.phase if ok else ""
-    g.attrs["space_group"] = c.space_group if ok else ""
-    g.attrs["zone_axis"] = np.asarray(c.uvw if c is not None else [0, 0, 0], np.int64)
-    g.attrs["zone_axis_4"] = np.asarray(c.uvw4 if c is not None and c.uvw4 is not None else [], np.int64)
-    g.attrs["rotation_deg"] = float(c.rotation_deg) if c is not None else np.nan
-    g.attrs["scale_factor"] = float(c.scale) if c is not None else np.nan
-    g.attrs["score"] = float(c.score) if c is not None else 0.0
-    g.attrs["confidence"] = float(c.confidence) if c is not None else 0.0
-    g.attrs["identified"] = ok
-    g.attrs["n_crystals"] = int(sum(x.identified for x in crystals))
-    g.attrs["explained_fraction"] = float(c.E) if c is not None else 0.0
-    g.attrs["coverage"] = float(c.C) if c is not None else 0.0
-    g.attrs["best_candidate"] = c.phase if c is not None else ""
-    g.attrs["reason"] = reason
-    g.attrs["state"] = ("not_identified" if c is None or (not ok and c.state == "identified") else c.state)
-    g.attrs["group_confidence"] = float(c.group_confidence) if c is not None else 0.0
+    a["phase"] = c.phase if ok else ""
+    a["space_group"] = c.space_group if ok else ""
+    a["zone_axis"] = np.asarray(c.uvw if c is not None else [0, 0, 0], np.int64)
+    a["zone_axis_4"] = np.asarray(c.uvw4 if c is not None and c.uvw4 is not None else [], np.int64)
+    a["rotation_deg"] = float(c.rotation_deg) if c is not None else np.nan
+    a["scale_factor"] = float(c.scale) if c is not None else np.nan
+    a["score"] = float(c.score) if c is not None else 0.0
+    a["confidence"] = float(c.confidence) if c is not None else 0.0
+    a["identified"] = ok
+    a["n_crystals"] = int(sum(x.identified for x in crystals))
+    a["explained_fraction"] = float(c.E) if c is not None else 0.0
+    a["coverage"] = float(c.C) if c is not None else 0.0
+    a["best_candidate"] = c.phase if c is not None else ""
+    a["reason"] = reason
+    a["state"] = ("not_identified" if c is None or (not ok and c.state == "identified") else c.state)
+    a["group_confidence"] = float(c.group_confidence) if c is not None else 0.0
     alts = c.alternatives if c is not None else []
     if alts:
-        g.groups["alternatives"] = table({
+        g.put_table("alternatives", {
             "phase": (np.array([a["phase"] for a in alts], object), "1"),
             "zone_u": (np.array([a["zone_axis"][0] for a in alts], np.int64), "1"),
             "zone_v": (np.array([a["zone_axis"][1] for a in alts], np.int64), "1"),
@@ -234,11 +235,11 @@ def region_group(crystals: list[Crystal], reason: str) -> Group:
                        "the calibration (scale factor) each implies; lattice_identical: same lattice at the same "
                        "calibration, only elements tell them apart")
     if c is not None and c.scan_distortion is not None:
-        g.attrs["scan_distortion"] = np.asarray(c.scan_distortion, float)
-    g.arrays["orientation_matrix"] = Array(c.M if c is not None else np.full((3, 3), np.nan), "1",
-                                           {"description": "v_image = M @ v_crystal; rows image x, image y, beam z"})
+        a["scan_distortion"] = np.asarray(c.scan_distortion, float)
+    g.put("orientation_matrix", c.M if c is not None else np.full((3, 3), np.nan), "1",
+          description="v_image = M @ v_crystal; rows image x, image y, beam z")
     cands = c.candidates if c is not None else []
-    g.groups["candidates"] = table({
+    g.put_table("candidates", {
         "rank": (np.array([x["rank"] for x in cands], np.int64), "1"),
         "phase": (np.array([x["phase"] for x in cands], object), "1"),
         "space_group": (np.array([x["space_group"] for x in cands], object), "1"),
@@ -265,7 +266,7 @@ def region_group(crystals: list[Crystal], reason: str) -> Group:
         return np.concatenate(a) if a else np.zeros(shape, dt)
 
     H = cat(hkl, (0, 3), np.int64).astype(np.int64)
-    g.groups["spots"] = table({
+    g.put_table("spots", {
         "kx": (cat(kx), "nm^-1"), "ky": (cat(ky), "nm^-1"), "h": (H[:, 0], "1"), "k": (H[:, 1], "1"),
         "l": (H[:, 2], "1"), "residual_nm-1": (cat(res), "nm^-1"),
         "crystal": (cat(cr, dt=np.int64).astype(np.int64), "1"), "peak": (cat(pk, dt=np.int64).astype(np.int64), "1"),
@@ -273,7 +274,7 @@ def region_group(crystals: list[Crystal], reason: str) -> Group:
                    "crystal = 1 for the region's phase, 2.. for further crystals; peak = row of peaks.h5 table")
     shown = [x for i, x in enumerate(crystals) if i == 0 or x.identified]
     if len(shown) > 1:
-        g.groups["crystals"] = table({
+        g.put_table("crystals", {
             "phase": (np.array([x.phase for x in shown], object), "1"),
             "space_group": (np.array([x.space_group for x in shown], object), "1"),
             "zone_u": (np.array([x.uvw[0] for x in shown], np.int64), "1"),
@@ -284,34 +285,35 @@ def region_group(crystals: list[Crystal], reason: str) -> Group:
             "score": (np.array([x.score for x in shown]), "1"),
             "confidence": (np.array([x.confidence for x in shown]), "1"),
         })
-        g.arrays["orientation_matrices"] = Array(np.array([x.M for x in shown]), "1")
+        g.put("orientation_matrices", np.array([x.M for x in shown]), "1")
     return g
 
 
-def phase_group(ph) -> Group:
-    """``/phases/<name>`` of phases.h5: the phase's CIF text and lattice."""
-    g = Group()
-    g.attrs["cif"] = ph.cif
-    g.attrs["space_group"] = ph.space_group
-    g.attrs["space_group_number"] = int(ph.space_group_number)
-    g.attrs["crystal_system"] = ph.crystal_system
-    g.attrs["lattice_abc_nm"] = ph.abc_nm
-    g.attrs["lattice_angles_deg"] = ph.angles_deg
-    g.attrs["formula"] = ph.formula
-    g.attrs["source"] = ph.path
+def phase_group(ph) -> TreeResult:
+    """``/phases/<name>`` of phases.h5: the phase's CIF text and lattice (a tree of attributes)."""
+    g = TreeResult(attrs={"": {}})
+    a = g.attrs[""]
+    a["cif"] = ph.cif
+    a["space_group"] = ph.space_group
+    a["space_group_number"] = int(ph.space_group_number)
+    a["crystal_system"] = ph.crystal_system
+    a["lattice_abc_nm"] = ph.abc_nm
+    a["lattice_angles_deg"] = ph.angles_deg
+    a["formula"] = ph.formula
+    a["source"] = ph.path
     return g
 
 
-def relative_table(rel: list[dict]) -> Group:
-    """Table ``/relative_orientations`` of phases.h5 (:func:`relative_orientations`)."""
-    return table({
+def relative_table(rel: list[dict]) -> dict:
+    """The columns of table ``/relative_orientations`` of phases.h5 (:func:`relative_orientations`)."""
+    return {
         "region_a": (np.array([r["regions"][0] for r in rel], object), "1"),
         "region_b": (np.array([r["regions"][1] for r in rel], object), "1"),
         "phase_a": (np.array([r["phases"][0] for r in rel], object), "1"),
         "phase_b": (np.array([r["phases"][1] for r in rel], object), "1"),
         "angle_deg": (np.array([r["angle_deg"] for r in rel], float), "deg"),
         "relation": (np.array([r["relation"] for r in rel], object), "1"),
-    })
+    }
 
 
 def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None):
@@ -415,18 +417,17 @@ def phases_result(phases, lib, results: dict, reasons: dict, labels_sorted: list
                   elements: list, el_src: str) -> Phases:
     """The phases.h5 content without the Bragg maps (layout: :class:`temtwin.results.phases.Phases`)."""
     byname = {p.name: p for p in phases}
-    out = Phases(content=Group(attrs={"candidates": json.dumps([p.name for p in phases]), "n_patterns": len(lib)}))
+    out = Phases(attrs={"": {"candidates": json.dumps([p.name for p in phases]), "n_patterns": len(lib)}})
     found = sorted({c.phase for cs in results.values() for c in cs if c.identified})
-    if labels_sorted:
-        out.content.groups["regions"] = Group(groups={str(label): region_group(results[label], reasons[label])
-                                                      for label in labels_sorted})
-    if found:
-        out.content.groups["phases"] = Group(groups={name: phase_group(byname[name]) for name in found})
+    for label in labels_sorted:
+        out.graft(f"regions/{label}", region_group(results[label], reasons[label]))
+    for name in found:
+        out.graft(f"phases/{name}", phase_group(byname[name]))
     if rel:
-        out.content.groups["relative_orientations"] = relative_table(rel)
+        out.put_table("relative_orientations", relative_table(rel))
     if cal is not None:
-        out.attrs["calibration_scale_factor"] = cal.scale
-    out.attrs.update({"calibration_uncertainty": float(calib.uncertainty), "calibration_status": calib.status,
+        out.attrs[""]["calibration_scale_factor"] = cal.scale
+    out.attrs[""].update({"calibration_uncertainty": float(calib.uncertainty), "calibration_status": calib.status,
                       "elements": json.dumps(elements), "elements_source": el_src})
     return out
 
@@ -440,20 +441,19 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
 
     def sink(i, entry, a):
         label, k, c = entry
-        write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
-                    description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
+        Phases.append(f, f"bragg/{label}" if k == 0 else f"bragg/{label}_{k + 1}", a, "1",
+                      description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
         if cfg["figures"] and i < 3:
             thumbs.append(thumbnail(a))
 
     entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink)
     if entries:
-        bg = f.require_group("bragg")
-        bg.attrs["sigma_k_nm-1"] = float(extra[1])
+        part = Phases()
+        part.set_attrs("bragg", **{"sigma_k_nm-1": float(extra[1])})
         if extra[0] is not None:
-            write_array(bg, "crystal_map", extra[0], "label",
-                        description="1-based row of /bragg/crystals with the largest normalised amplitude, "
-                                    "0 = none")
-        write_table(bg, "crystals", {
+            part.put("bragg/crystal_map", extra[0], "label",
+                     description="1-based row of /bragg/crystals with the largest normalised amplitude, 0 = none")
+        part.put_table("bragg/crystals", {
             "region": (np.array([e[0] for e in entries], np.int64), "label"),
             "crystal": (np.array([e[1] + 1 for e in entries], np.int64), "1"),
             "phase": (np.array([e[2].phase for e in entries], object), "1"),
@@ -461,6 +461,7 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
             "zone_v": (np.array([e[2].uvw[1] for e in entries], np.int64), "1"),
             "zone_w": (np.array([e[2].uvw[2] for e in entries], np.int64), "1"),
         })
+        part.write_part(f)
     return entries, thumbs, extra
 
 

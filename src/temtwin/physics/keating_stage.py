@@ -29,7 +29,7 @@ import numpy as np
 
 from ..plotting import new_figure, save_figure
 from ..results.keating import Keating
-from ..twin.model_io import read_model
+from ..results.model import Model
 from .growth import bin_index, growth_coordinate_nm, growth_direction
 from .keating import KeatingModel, default_parameters
 from .relax import relax
@@ -128,7 +128,7 @@ def _figures(ctx, fmap, rmap, origin, pix, prof_pos, prof_mean, prof_max, growth
 def run(ctx) -> None:
     """Stage function of rule ``keating`` (see the module docstring for the outputs)."""
     cfg = ctx.section("keating")
-    atoms = read_model(ctx.input["model"])
+    atoms = Model.core(ctx.input["model"]).to_atoms()
     params = default_parameters()
     if not atoms.info.get("applicable", True):
         return _not_applicable(ctx, atoms, "atomic model not applicable: " + str(atoms.info.get("reason", "")))

@@ -26,7 +26,7 @@ from ..errors import UserError
 from ..plotting import new_figure, save_figure
 from ..results.keating import Keating
 from ..results.phonons import Phonons
-from ..twin.model_io import read_model
+from ..results.model import Model
 from ..workflow.seeds import rng as seeded_rng
 from .growth import bin_index, growth_coordinate_nm, growth_direction
 from .keating import KeatingModel, default_parameters
@@ -102,7 +102,7 @@ def run(ctx) -> None:
     k_ok, k_reason, max_bond = kr.applicable, kr.reason, kr.max_bond_A
     if not k_ok:
         return _not_applicable(ctx, f"Keating model not applicable: {k_reason}")
-    atoms = read_model(ctx.input["model"])
+    atoms = Model.core(ctx.input["model"]).to_atoms()
     n = len(atoms)
     pos = _structure(ctx, cfg, atoms)
     params = default_parameters()

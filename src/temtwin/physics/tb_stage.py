@@ -36,7 +36,6 @@ import json
 import numpy as np
 
 from ..errors import NotApplicable, UserError
-from ..io.h5 import set_summary
 from ..plotting import new_figure, save_figure
 from ..results.tb import Tb
 from ..results.tb_moments import TbMoments
@@ -59,9 +58,9 @@ def _settings_digest(cfg: dict) -> str:
 
 def _read_atoms(ctx, cfg):
     """The model (ase.Atoms, Å) with the relaxed positions when configured; raises NotApplicable."""
-    from ..twin.model_io import read_model
+    from ..results.model import Model
 
-    atoms = read_model(ctx.input["model"])
+    atoms = Model.core(ctx.input["model"]).to_atoms()
     if not atoms.info.get("applicable", True):
         raise NotApplicable(f"atomic model not applicable: {atoms.info.get('reason', '')}")
     if len(atoms) == 0:
@@ -123,16 +122,7 @@ def _label_key(label: str):
 
 
 def _write_not_applicable(ctx, reason: str, summary: bool) -> None:
-    ctx.log.info("tight binding not applicable: %s", reason)
-    with ctx.h5("h5") as f:
-        f.attrs["applicable"] = False
-        f.attrs["reason"] = reason
-        if summary:
-            set_summary(f, {"tight_binding": {"applicable": False, "reason": reason}})
-    if "figures" in ctx.output:
-        from pathlib import Path
-
-        Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
+    ctx.not_applicable(reason, "tight_binding" if summary else None)
 
 
 def _model_setup(ctx, cfg, build_matrix: bool = True):

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..io.h5 import atomic_path, read_summary, to_jsonable
+from ..io.h5 import atomic_path, to_jsonable
+from ..results import read_summary
 from ..results.summary import read_summary_json
 from ..workflow.stages import summary_files
 

@@ -5,14 +5,16 @@ through them (``result.write(f)`` into the file ``ctx.h5`` opened). Each class d
 ``RULE`` that writes it and its documented ``LAYOUT`` (datasets with units, tables, attributes);
 docs/DEVELOPING.md shows the tables generated from them (:func:`markdown_layout`, kept in step by a test).
 Together with the stage registry (:mod:`temtwin.workflow.stages`) these modules are the two things a
-newcomer reads first. Common machinery: :mod:`temtwin.results.base`.
+newcomer reads first. Common machinery: :mod:`temtwin.results.base`; the one tree class of the files with nested parts:
+:class:`TreeResult` (:mod:`temtwin.results._tree`).
 """
 
 from __future__ import annotations
 
 import importlib
 
-from .base import Entry, Result, layout_markdown, open_result
+from ._tree import TreeResult
+from .base import Entry, Result, layout_markdown, open_result, read_summary
 
 #: result modules in pipeline order (module name under temtwin.results -> class name)
 MODULES: dict[str, str] = {
@@ -46,4 +48,5 @@ def markdown_layout() -> str:
     return "\n\n".join(layout_markdown(c) for c in result_classes())
 
 
-__all__ = ["Entry", "Result", "open_result", "result_classes", "markdown_layout", "MODULES"]
+__all__ = ["Entry", "Result", "TreeResult", "read_summary", "open_result", "result_classes", "markdown_layout",
+           "MODULES"]

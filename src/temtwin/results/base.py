@@ -21,9 +21,10 @@ degrees from +x towards +y unless an entry says otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -90,6 +91,21 @@ def open_result(path: str | os.PathLike, cls: type[Result]) -> Iterator[h5py.Fil
         yield f
 
 
+def summary_of(f: h5py.File) -> dict:
+    """The summary fragment of an open result file (root attribute ``summary``, JSON; {} when absent)."""
+    from ..io.h5 import SUMMARY_ATTR
+
+    s = f.attrs.get(SUMMARY_ATTR)
+    return json.loads(s) if s else {}
+
+
+def read_summary(path: str | os.PathLike) -> dict:
+    """The summary fragment of any result file ({} when it has none): the one reader of the ``summary``
+    attribute (``summarize`` gathers these into summary.json)."""
+    with h5py.File(path, "r") as f:
+        return summary_of(f)
+
+
 #: root attributes every result file carries that are not part of its content (provenance, summary)
 META_ATTRS = frozenset({"temtwin_version", "rule", "config_digest", "input_digests", "summary", "applicable",
                         "reason"})
@@ -133,140 +149,3 @@ def layout_markdown(cls: type[Result]) -> str:
         rows.append(f"| `{e.path}` | {e.kind} | {e.shape_dtype} | {('`' + e.units + '`') if e.units else ''} | "
                     f"{e.meaning} |")
     return "\n".join(rows)
-
-
-@dataclass
-class Array:
-    """One dataset of a :class:`Group`: its values, ``units`` and its other attributes."""
-
-    data: Any
-    units: str = "1"
-    attrs: dict = field(default_factory=dict)
-
-
-@dataclass
-class Group:
-    """The content of an HDF5 group, read or written as a whole (for result files with many nested parts).
-
-    attrs: content attributes (provenance/summary/applicability left out at the file root); arrays: name ->
-    :class:`Array`; groups: name -> :class:`Group`. Order is kept as written.
-    """
-
-    attrs: dict = field(default_factory=dict)
-    arrays: dict[str, Array] = field(default_factory=dict)
-    groups: dict[str, "Group"] = field(default_factory=dict)
-
-    def get(self, path: str, default: Any = None) -> Any:
-        """The values of dataset ``path`` (``strain/exx``), or ``default`` when absent."""
-        *parents, name = path.strip("/").split("/")
-        g: Group | None = self
-        for p in parents:
-            g = g.groups.get(p) if g is not None else None
-        if g is None or name not in g.arrays:
-            return default
-        return g.arrays[name].data
-
-    def sub(self, path: str) -> "Group | None":
-        """Sub-group ``path`` (``regions/3``), or None when absent."""
-        g: Group | None = self
-        for p in path.strip("/").split("/"):
-            if not p:
-                continue
-            g = g.groups.get(p) if g is not None else None
-        return g
-
-    def table(self, path: str) -> dict[str, np.ndarray] | None:
-        """Table ``path`` (a group of equal-length columns) as {column: values}, or None when absent."""
-        g = self.sub(path)
-        return None if g is None else {k: a.data for k, a in g.arrays.items()}
-
-
-def table(columns: dict[str, tuple[Any, str]], **attrs: Any) -> Group:
-    """A table (group of equal-length columns, each with its units, attr ``n_rows``) as a :class:`Group`:
-    the in-memory form of :func:`temtwin.io.h5.write_table`."""
-    n = None
-    arrays = {}
-    for col, (values, units) in columns.items():
-        arr = np.asarray(values)
-        if n is None:
-            n = len(arr)
-        elif len(arr) != n:
-            raise ValueError(f"table column {col} has {len(arr)} rows, expected {n}")
-        arrays[col] = Array(arr, units)
-    return Group(attrs={"n_rows": 0 if n is None else n, **attrs}, arrays=arrays)
-
-
-def _decoded(v: Any) -> Any:
-    """Dataset values with variable-length strings decoded (as :func:`temtwin.io.h5.read_table` does)."""
-    if isinstance(v, bytes):
-        return v.decode()
-    if isinstance(v, np.ndarray) and v.dtype.kind == "O":
-        return np.array([x.decode() if isinstance(x, bytes) else x for x in np.ravel(v)],
-                        dtype=object).reshape(np.shape(v))
-    return v
-
-
-def read_group(g: h5py.Group, root: bool = False, parts: Any = None) -> Group:
-    """Read an HDF5 group recursively into a :class:`Group` (``root``: leave provenance attrs out;
-    ``parts``: names of the members to read, all when None; ``name@`` reads only the attributes of
-    sub-group ``name``)."""
-    out = Group(attrs=content_attrs(g) if root else {k: attr(g, k) for k in g.attrs})
-    for k, v in g.items():
-        if parts is not None and k not in parts:
-            if isinstance(v, h5py.Group) and f"{k}@" in parts:
-                out.groups[k] = Group(attrs={n: attr(v, n) for n in v.attrs})
-            continue
-        if isinstance(v, h5py.Group):
-            out.groups[k] = read_group(v)
-        else:
-            a = {n: attr(v, n) for n in v.attrs if n != "units"}
-            out.arrays[k] = Array(_decoded(v[()]), str(attr(v, "units", "")), a)
-    return out
-
-
-def write_group(g: h5py.Group, content: Group) -> None:
-    """Write a :class:`Group` into an open HDF5 group (every dataset with its ``units``)."""
-    from ..io.h5 import write_array
-
-    for k, v in content.attrs.items():
-        g.attrs[k] = v
-    for k, a in content.arrays.items():
-        write_array(g, k, a.data, a.units, **a.attrs)
-    for k, sub in content.groups.items():
-        write_group(g.require_group(k), sub)
-
-
-@dataclass
-class TreeResult(Result):
-    """A result file read as a whole into :attr:`content` (a :class:`Group`: root content attributes,
-    datasets with units, sub-groups), for files with many nested parts. Subclasses add typed views
-    (properties) of the parts their readers use; ``write`` writes the same tree back.
-    """
-
-    content: Group = field(default_factory=Group)
-
-    #: whether ``write`` records ``applicable = True`` and ``reason = ""`` on applicable results too
-    WRITES_FLAG: ClassVar[bool] = False
-
-    @property
-    def attrs(self) -> dict:
-        """The root content attributes."""
-        return self.content.attrs
-
-    @classmethod
-    def read(cls, path: str | os.PathLike, parts: Any = None):
-        """Read ``path`` (``parts``: the root members to read, all when None); a not-applicable file reads
-        as ``applicable=False`` with its reason and its root content attributes."""
-        with open_result(path, cls) as f:
-            ok, reason = applicability(f)
-            if not ok:
-                return cls(applicable=False, reason=reason,  # type: ignore[call-arg]
-                           content=Group(attrs=content_attrs(f)))
-            return cls(content=read_group(f, root=True, parts=parts))  # type: ignore[call-arg]
-
-    def write(self, f: h5py.File) -> None:
-        """Write into an open result file (opened with ``ctx.h5``: provenance and atomic rename)."""
-        if not self.applicable or self.WRITES_FLAG:
-            f.attrs["applicable"] = bool(self.applicable)
-            f.attrs["reason"] = self.reason
-        write_group(f, self.content)

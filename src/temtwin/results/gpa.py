@@ -11,14 +11,15 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Entry, TreeResult
+from ._tree import TreeResult
+from .base import Entry
 
 STRAIN = ("exx", "eyy", "exy")
 
 
 @dataclass
 class Gpa(TreeResult):
-    """The GPA of one image (``content``: the file; typed views of the parts the other stages read)."""
+    """The GPA of one image (the file's tree; typed views of the parts the other stages read)."""
 
     FILE: ClassVar[str] = "gpa.h5"
     RULE: ClassVar[str] = "gpa"
@@ -60,58 +61,54 @@ class Gpa(TreeResult):
     @property
     def reference_label(self) -> int | None:
         try:
-            v = self.attrs.get("reference_label")
+            v = self.group_attrs().get("reference_label")
             return int(v) if v is not None and str(v) != "" else None
         except (TypeError, ValueError):
             return None
 
     @property
     def resolution_nm(self) -> float:
-        return float(self.attrs.get("resolution_nm", 0) or 0)
+        return float(self.group_attrs().get("resolution_nm", 0) or 0)
 
     @property
     def g_vectors(self) -> np.ndarray | None:
-        v = self.content.get("g_vectors")
+        v = self.get("g_vectors")
         return None if v is None else np.asarray(v, float)
 
     @property
     def displacement(self) -> np.ndarray | None:
-        v = self.content.get("displacement")
+        v = self.get("displacement")
         return None if v is None else np.asarray(v, float)
 
     @property
     def amplitude(self) -> np.ndarray | None:
-        return self.content.get("amplitude")
+        return self.get("amplitude")
 
     @property
     def mask(self) -> np.ndarray | None:
-        v = self.content.get("mask")
+        v = self.get("mask")
         return None if v is None else np.asarray(v, bool)
 
     @property
     def rotation(self) -> np.ndarray | None:
-        return self.content.get("rotation")
+        return self.get("rotation")
 
     @property
     def g_hkl(self) -> np.ndarray | None:
         """Miller indices (2, 3) of g1, g2 as GPA indexed them (``/lattice`` attr ``hkl``), None when absent."""
-        g = self.content.sub("lattice")
-        v = None if g is None else g.attrs.get("hkl")
+        v = self.group_attrs("lattice").get("hkl")
         return None if v is None else np.asarray(v, int).reshape(2, 3)
 
     @property
     def g_phase(self) -> str:
         """The phase the hkl refer to (``/lattice`` attr ``reference_phase``; "" when absent)."""
-        g = self.content.sub("lattice")
-        return "" if g is None else str(g.attrs.get("reference_phase", "") or "")
+        return str(self.group_attrs("lattice").get("reference_phase", "") or "")
 
     @property
     def strain(self) -> dict[str, np.ndarray]:
         """The strain components present (``exx``, ``eyy``, ``exy``), as stored."""
-        g = self.content.sub("strain")
-        return {k: g.arrays[k].data for k in STRAIN if g is not None and k in g.arrays}
+        return {k: self.data[f"strain/{k}"] for k in STRAIN if f"strain/{k}" in self.data}
 
     @property
     def strain_sigma(self) -> dict[str, np.ndarray]:
-        g = self.content.sub("strain_sigma")
-        return {k: g.arrays[k].data for k in STRAIN if g is not None and k in g.arrays}
+        return {k: self.data[f"strain_sigma/{k}"] for k in STRAIN if f"strain_sigma/{k}" in self.data}

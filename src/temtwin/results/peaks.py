@@ -11,7 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Entry, Group, TreeResult
+from ._tree import TreeResult
+from .base import Entry
 
 
 @dataclass
@@ -36,7 +37,7 @@ class PeakRegion:
 
 @dataclass
 class Peaks(TreeResult):
-    """The FFT peaks of every region of one image (``content``: the whole file, ``regions``: typed views)."""
+    """The FFT peaks of every region of one image (the file's tree; ``regions``: typed views)."""
 
     FILE: ClassVar[str] = "peaks.h5"
     RULE: ClassVar[str] = "fft_peaks"
@@ -60,17 +61,20 @@ class Peaks(TreeResult):
     def regions(self) -> dict[int, PeakRegion]:
         """label -> :class:`PeakRegion`, in file order (non-integer group names skipped)."""
         out: dict[int, PeakRegion] = {}
-        for name, g in (self.content.sub("regions") or Group()).groups.items():
+        for name in self.children("regions"):
             try:
                 label = int(name)
             except ValueError:
                 continue
-            table = g.table("peaks")
-            fft = g.arrays.get("fft")
-            samp = float(g.attrs.get("fft_sampling_nm-1", np.nan))
+            p = f"regions/{name}"
+            a = self.group_attrs(p)
+            table = self.table(f"{p}/peaks") if self.has(f"{p}/peaks") else None
+            fft = self.get(f"{p}/fft")
+            fa = self.dataset_attrs.get(f"{p}/fft", {})
+            samp = float(a.get("fft_sampling_nm-1", np.nan))
             out[label] = PeakRegion(
-                label, bool(g.attrs.get("crystalline", table is not None and len(table.get("kx", [])) > 0)),
-                table, samp if np.isfinite(samp) else 0.0, fft.data if fft is not None else None,
-                np.asarray(fft.attrs["k_extent_nm-1"], float) if fft is not None and "k_extent_nm-1" in fft.attrs
-                else None, str(g.attrs.get("reason", "")), dict(g.attrs))
+                label, bool(a.get("crystalline", table is not None and len(table.get("kx", [])) > 0)),
+                table, samp if np.isfinite(samp) else 0.0, fft,
+                np.asarray(fa["k_extent_nm-1"], float) if fft is not None and "k_extent_nm-1" in fa else None,
+                str(a.get("reason", "")), dict(a))
         return out

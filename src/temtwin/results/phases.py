@@ -11,7 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from .base import Entry, Group, TreeResult
+from ._tree import TreeResult
+from .base import Entry
 
 
 @dataclass
@@ -40,7 +41,7 @@ class PhaseRegion:
 
 @dataclass
 class Phases(TreeResult):
-    """The phases of every region of one image (``content``: the whole file; ``regions``, ``phases``)."""
+    """The phases of every region of one image (the file's tree; typed views ``regions``, ``phases``)."""
 
     FILE: ClassVar[str] = "phases.h5"
     RULE: ClassVar[str] = "phase_id"
@@ -74,20 +75,29 @@ class Phases(TreeResult):
               "each candidate shown"),
     )
 
+    #: ``Phases.read(path, only=Phases.CALLS)``: the per-region calls and the phases, without the Bragg maps
+    #: (one full-size map per crystal) that no downstream stage reads
+    CALLS: ClassVar[tuple[str, ...]] = ("regions", "phases")
+
     @property
     def regions(self) -> dict[int, PhaseRegion]:
         """label -> :class:`PhaseRegion`, in file order (non-integer group names skipped)."""
         out: dict[int, PhaseRegion] = {}
-        for name, g in (self.content.sub("regions") or Group()).groups.items():
+        for name in self.children("regions"):
             try:
                 label = int(name)
             except ValueError:
                 continue
-            out[label] = PhaseRegion(label, dict(g.attrs), g.get("orientation_matrix"), g.table("candidates"),
-                                     g.table("spots"), g.table("alternatives"))
+            p = f"regions/{name}"
+
+            def tab(t: str, p: str = p) -> dict | None:
+                return self.table(f"{p}/{t}") if self.has(f"{p}/{t}") else None
+
+            out[label] = PhaseRegion(label, dict(self.group_attrs(p)), self.get(f"{p}/orientation_matrix"),
+                                     tab("candidates"), tab("spots"), tab("alternatives"))
         return out
 
     @property
     def phases(self) -> dict[str, dict]:
         """phase name -> its attributes (``cif``, ``space_group``, ``lattice_abc_nm``, ...)."""
-        return {k: dict(g.attrs) for k, g in (self.content.sub("phases") or Group()).groups.items()}
+        return {k: dict(self.group_attrs(f"phases/{k}")) for k in self.children("phases")}

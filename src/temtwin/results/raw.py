@@ -15,7 +15,8 @@ import h5py
 import numpy as np
 
 from ..io.h5 import write_array
-from .base import Entry, Group, Result, applicability, attr, content_attrs, open_result, read_group, write_group
+from ._tree import TreeResult
+from .base import Entry, Result, applicability, attr, content_attrs, open_result
 
 _IMAGE_LAYOUT = (
     Entry("/image", "dataset", "float32 (rows, cols)", "counts or a.u.", "the micrograph"),
@@ -45,7 +46,7 @@ class Raw(Result):
 
     data: float32 (rows, cols); units: ``counts`` or ``a.u.``; pixel_size_nm: (x, y) nm; sample, image:
     names; attrs: the other content attributes (acquisition metadata, see LAYOUT); scan_correction: the
-    ``/scan_correction`` group (image.h5 only), else None.
+    ``/scan_correction`` group as a tree (image.h5 only), else None.
     """
 
     FILE: ClassVar[str] = "raw.h5"
@@ -58,7 +59,7 @@ class Raw(Result):
     sample: str = "sample"
     image: str = "image"
     attrs: dict = field(default_factory=dict)
-    scan_correction: Group | None = None
+    scan_correction: TreeResult | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -115,7 +116,7 @@ class Raw(Result):
             else:
                 out.data = np.asarray(f["image"][()], np.float32)
             if "scan_correction" in f:
-                out.scan_correction = read_group(f["scan_correction"])
+                out.scan_correction = TreeResult.read_group(f["scan_correction"])
             return out
 
     def write(self, f: h5py.File) -> None:
@@ -128,4 +129,4 @@ class Raw(Result):
         for k, v in self.attrs.items():
             f.attrs[k] = v
         if self.scan_correction is not None:
-            write_group(f.require_group("scan_correction"), self.scan_correction)
+            self.scan_correction.write_part(f.require_group("scan_correction"))

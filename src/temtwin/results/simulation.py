@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from .base import Entry, TreeResult
+from ._tree import TreeResult
+from .base import Entry
 
 
 @dataclass
 class Simulation(TreeResult):
-    """The simulated image of one image (``content``: the whole file)."""
+    """The simulated image of one image (the file's tree)."""
 
     FILE: ClassVar[str] = "simulation.h5"
     RULE: ClassVar[str] = "simulate_image"

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..io.h5 import read_summary, set_summary
-from ..results.base import Array, Group
+from ..io.h5 import set_summary
+from ..results import TreeResult, read_summary
 from ..results.image import Image
 from ..io.image import read_image
 from .core import correct_scan, valid_region
@@ -67,7 +67,7 @@ def run(ctx) -> None:
     drift = np.asarray(d.drift if d is not None else [0.0, 0.0], float)
     jit = res.jitter if (res is not None and "jitter" in method) else None
     o = jit.offset_px if jit is not None else np.zeros(rows)
-    g = Group(attrs={"applicable": applicable, "reason": reason, "method": method,
+    g = TreeResult(attrs={"": {"applicable": applicable, "reason": reason, "method": method,
                      "changed": frag["changed"], "lattice_assumption": frag.get("lattice_assumption", ""),
                      "jitter_rms_px": frag.get("jitter_rms_px", 0.0),
                      "jitter_rms_nm": frag.get("jitter_rms_nm", 0.0),
@@ -75,20 +75,18 @@ def run(ctx) -> None:
                                    "fraction of the frame height; specimen x at (row i, column j) = "
                                    "j + jitter_px[i] + drift[0] * i",
                      "valid_region_px": np.asarray((res.info if res is not None else {}).get(
-                         "valid_region_px", [0, 0, rows, m.data.shape[1]]), np.int64)},
-              arrays={
-                  "drift": Array(drift, "1", {"description": "[dx, dy] drift per frame / frame height"}),
-                  "drift_sigma": Array(np.asarray(d.sigma if d is not None else [np.nan, np.nan], float), "1"),
-                  "drift_measured": Array(np.asarray(d.measured if d is not None else [np.nan, np.nan], float), "1",
-                                          {"description": "drift that would restore the assumed lattice (applied "
-                                                          "only when significant)"}),
-                  "drift_px": Array(drift * rows, "px", {"description": "drift over the frame [x, y]"}),
-                  "drift_nm": Array(drift * rows * np.asarray(m.pixel_size_nm, float), "nm"),
-                  "jitter_px": Array(o, "px", {"description": "fast-scan offset of each row"}),
-                  "jitter_nm": Array(o * px_x, "nm"),
-                  "jitter_sigma_px": Array(jit.sigma_px if jit is not None else np.full(rows, np.nan), "px")})
+                         "valid_region_px", [0, 0, rows, m.data.shape[1]]), np.int64)}})
+    g.put("drift", drift, "1", description="[dx, dy] drift per frame / frame height")
+    g.put("drift_sigma", np.asarray(d.sigma if d is not None else [np.nan, np.nan], float), "1")
+    g.put("drift_measured", np.asarray(d.measured if d is not None else [np.nan, np.nan], float), "1",
+          description="drift that would restore the assumed lattice (applied only when significant)")
+    g.put("drift_px", drift * rows, "px", description="drift over the frame [x, y]")
+    g.put("drift_nm", drift * rows * np.asarray(m.pixel_size_nm, float), "nm")
+    g.put("jitter_px", o, "px", description="fast-scan offset of each row")
+    g.put("jitter_nm", o * px_x, "nm")
+    g.put("jitter_sigma_px", jit.sigma_px if jit is not None else np.full(rows, np.nan), "px")
     if res is not None and res.g_px is not None:
-        g.arrays["g_basis_px"] = Array(res.g_px, "1/px", {"description": "reduced reciprocal basis [kx, ky]"})
+        g.put("g_basis_px", res.g_px, "1/px", description="reduced reciprocal basis [kx, ky]")
     img = Image.from_micrograph(m)
     img.scan_correction = g
     with ctx.h5("h5") as f:
@@ -139,20 +137,19 @@ def _run_pair(ctx, cfg, m, partner_path) -> None:
             "drift_nm": [float(v) * rows * m.pixel_size_nm[0] for v in drift],
             "jitter_rms_px": jit_rms, "jitter_rms_nm": jit_rms * float(m.pixel_size_nm[0]),
             "pair_correlation": [float(res.score_no_drift), float(res.score)]}
-    g = Group(attrs={"applicable": True, "reason": reason, "method": frag["method"], "changed": significant,
+    g = TreeResult(attrs={"": {"applicable": True, "reason": reason, "method": frag["method"], "changed": significant,
                      "lattice_assumption": "", "scan_pair": partner, "scan_role": role,
                      "jitter_rms_px": jit_rms, "jitter_rms_nm": frag["jitter_rms_nm"],
                      "convention": "drift and row offsets in this image's own scan frame (x = its fast scan)",
                      "valid_region_px": np.asarray(valid_region(m.data.shape, drift, offsets) if significant
-                                                   else [0, 0, rows, m.data.shape[1]], np.int64)},
-              arrays={
-                  "drift": Array(drift, "1", {"description": "[dx, dy] drift per frame / frame height"}),
-                  "drift_sigma": Array(np.array([np.nan, np.nan]), "1"),
-                  "drift_px": Array(drift * rows, "px"),
-                  "drift_nm": Array(drift * rows * np.asarray(m.pixel_size_nm, float), "nm"),
-                  "jitter_px": Array(offsets, "px", {"description": "fast-scan offset of each scan line"}),
-                  "jitter_nm": Array(offsets * float(m.pixel_size_nm[0]), "nm"),
-                  "jitter_sigma_px": Array(np.full(rows, np.nan), "px")})
+                                                   else [0, 0, rows, m.data.shape[1]], np.int64)}})
+    g.put("drift", drift, "1", description="[dx, dy] drift per frame / frame height")
+    g.put("drift_sigma", np.array([np.nan, np.nan]), "1")
+    g.put("drift_px", drift * rows, "px")
+    g.put("drift_nm", drift * rows * np.asarray(m.pixel_size_nm, float), "nm")
+    g.put("jitter_px", offsets, "px", description="fast-scan offset of each scan line")
+    g.put("jitter_nm", offsets * float(m.pixel_size_nm[0]), "nm")
+    g.put("jitter_sigma_px", np.full(rows, np.nan), "px")
     img = Image.from_micrograph(m)
     img.scan_correction = g
     with ctx.h5("h5") as f:

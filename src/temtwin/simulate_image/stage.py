@@ -26,7 +26,6 @@ import numpy as np
 
 from ..errors import UserError
 from ..io.h5 import set_summary
-from ..results.base import Array, Group, table
 from ..results.simulation import Simulation
 from ..io.image import read_image
 from .compare import metrics, noise_sigma, ssim_full
@@ -50,25 +49,24 @@ def _not_applicable(ctx, reason: str, mode: str = "") -> None:
     ctx.log.info("simulate_image not applicable: %s", reason)
     Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
     with ctx.h5("h5") as f:
-        Simulation(applicable=False, reason=reason, content=Group(attrs={"mode": mode})).write(f)
+        Simulation(applicable=False, reason=reason, attrs={"": {"mode": mode}}).write(f)
         set_summary(f, {"simulation": {"applicable": False, "reason": reason}})
 
 
 def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, valid, ssim_map, units: str,
                       rows: list) -> Simulation:
     """The simulation.h5 content (layout: :class:`temtwin.results.simulation.Simulation`)."""
-    out = Group(attrs={"mode": mode, "model": which, "ambiguous": bool(fit.ambiguous), "noise_sigma": noise,
-                       "fit_box_px": np.asarray(res["box"], int)})
-    a, g = out.arrays, out.groups
-    a["simulated"] = Array(sim.astype(np.float32), units)
-    a["residual"] = Array((data - sim).astype(np.float32), units)
-    a["mask"] = Array(valid, "1")
-    a["ssim_map"] = Array(ssim_map.astype(np.float32), "1")
+    out = Simulation(attrs={"": {"mode": mode, "model": which, "ambiguous": bool(fit.ambiguous),
+                                 "noise_sigma": noise, "fit_box_px": np.asarray(res["box"], int)}})
+    out.put("simulated", sim.astype(np.float32), units)
+    out.put("residual", (data - sim).astype(np.float32), units)
+    out.put("mask", valid, "1")
+    out.put("ssim_map", ssim_map.astype(np.float32), "1")
     for k, s in res["sims"].items():
         if k != which:
-            g[k] = Group(arrays={"simulated": Array(s.astype(np.float32), units)})
+            out.put(f"{k}/simulated", s.astype(np.float32), units)
     names = [k for k in fit.values if k != "plane" and fit.values[k] is not None]
-    g["fit"] = table({
+    out.put_table("fit", {
         "parameter": (np.array(names, dtype=object), "1"),
         "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
         "sigma": (np.array([np.nan if fit.sigma.get(k) is None else float(fit.sigma[k]) for k in names]), "mixed"),
@@ -78,27 +76,26 @@ def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, v
              "sqrt(sigma_stat^2 + sigma_sys^2), sigma_sys NaN = no systematic part evaluated")
     if rows:
         r = np.array(rows, float)
-        g["regions"] = table({"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
-                              "ncc": (r[:, 2], "1"), "ssim": (r[:, 3], "1"), "rms_noise": (r[:, 4], "1")})
+        out.put_table("regions", {"label": (r[:, 0].astype(np.int32), "label"), "coverage": (r[:, 1], "1"),
+                                  "ncc": (r[:, 2], "1"), "ssim": (r[:, 3], "1"), "rms_noise": (r[:, 4], "1")})
     if res.get("scan"):
-        g["fit_scan"] = Group(arrays={
-            "ncc": Array(np.asarray(res["scan"]["ncc"], np.float32), "1"),
-            "cs_um": Array(np.asarray(res["scan"]["cs_um"], float), "um"),
-            "defocus_nm": Array(np.asarray(res["scan"]["defocus_nm"], float), "nm"),
-            "thickness_nm": Array(np.asarray(res["thickness_planes"])[np.asarray(res["scan"]["planes"])], "nm")})
+        out.put("fit_scan/ncc", np.asarray(res["scan"]["ncc"], np.float32), "1")
+        out.put("fit_scan/cs_um", np.asarray(res["scan"]["cs_um"], float), "um")
+        out.put("fit_scan/defocus_nm", np.asarray(res["scan"]["defocus_nm"], float), "nm")
+        out.put("fit_scan/thickness_nm",
+                np.asarray(res["thickness_planes"])[np.asarray(res["scan"]["planes"])], "nm")
     if res["refine"] is not None:
         rf = res["refine"]
         d = rf["xy"] - rf["xy0"]
-        g["refine"] = Group(groups={
-            "history": table({"iteration": (np.arange(len(rf["history"])), "1"),
-                              "residual_rms": (np.asarray(rf["history"]), units)}),
-            "columns": table({"x_nm": (rf["xy"][:, 0], "nm"), "y_nm": (rf["xy"][:, 1], "nm"),
-                              "dx_nm": (d[:, 0], "nm"), "dy_nm": (d[:, 1], "nm"),
-                              "n_atoms": (rf["n_atoms"], "1"), "fraction_start": (rf["x0"], "1"),
-                              "fraction": (rf["x"], "1")})})
+        out.put_table("refine/history", {"iteration": (np.arange(len(rf["history"])), "1"),
+                                         "residual_rms": (np.asarray(rf["history"]), units)})
+        out.put_table("refine/columns", {"x_nm": (rf["xy"][:, 0], "nm"), "y_nm": (rf["xy"][:, 1], "nm"),
+                                         "dx_nm": (d[:, 0], "nm"), "dy_nm": (d[:, 1], "nm"),
+                                         "n_atoms": (rf["n_atoms"], "1"), "fraction_start": (rf["x0"], "1"),
+                                         "fraction": (rf["x"], "1")})
     else:
-        out.attrs["refine_reason"] = res["refine_reason"]
-    return Simulation(content=out)
+        out.attrs[""]["refine_reason"] = res["refine_reason"]
+    return out
 
 
 def choose_mode(cfg: dict, meta: dict) -> tuple[str | None, str]:
@@ -164,10 +161,10 @@ def _extend_along_beam(atoms, factor: float):
 def _load_models(ctx):
     from ase.io import read as ase_read
 
-    from ..twin.model_io import read_model
+    from ..results.model import Model
 
     mp = ctx.input["model"]
-    built = read_model(mp)
+    built = Model.core(mp).to_atoms()
     models = {"as_built": built}
     rel = ctx.paths("relaxed")
     if rel and Path(rel[0]).is_file() and len(built):
@@ -456,7 +453,7 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
     out = simulation_result(res, which, mode, fit, noise, sim, data, valid, ssim_map, units, rows)
     with ctx.h5("h5") as f:
         if res.get("multislice"):
-            out.content.groups["multislice"] = multislice_group(res["multislice"], data, sim, noise, units, summ)
+            out.graft("multislice", multislice_group(res["multislice"], data, sim, noise, units, summ))
         out.write(f)
         set_summary(f, {"simulation": summ, "regions": regions})
     comparison_figure(data, sim, px, ctx.output["figures"] / "comparison.png" if isinstance(ctx.output["figures"], Path)
@@ -465,19 +462,20 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
                       mask=valid)
 
 
-def multislice_group(ms, data, sim, noise, units, summ) -> Group:
+def multislice_group(ms, data, sim, noise, units, summ) -> Simulation:
     """``/multislice``: the abTEM crop (``simulated`` fitted, ``raw`` detector fraction), its box and fit; adds
     ``summ["multislice"]``.  ``sim`` is the main simulation (the linear model for HAADF)."""
     crop, fit = ms["crop"], ms["fit"]
     r0, c0, r1, c1 = crop.box_px
     names = [k for k in fit.values if fit.values[k] is not None]
-    g = Group(attrs={"box_px": np.asarray(crop.box_px, int), "detector_mrad": np.asarray(crop.detector_mrad, float),
-                     "detector_source": ms["detector_source"], "collected_outer_mrad": crop.collected_outer_mrad,
-                     "convergence_mrad": ms["convergence_mrad"], "sampling_A": crop.sampling_A},
-              arrays={"simulated": Array(fit.simulated.astype(np.float32), units),
-                      "raw": Array(crop.raw.astype(np.float32), "1",
-                                   {"description": "fraction of the probe intensity on the detector"})})
-    g.groups["fit"] = table({
+    g = Simulation(attrs={"": {"box_px": np.asarray(crop.box_px, int),
+                               "detector_mrad": np.asarray(crop.detector_mrad, float),
+                               "detector_source": ms["detector_source"],
+                               "collected_outer_mrad": crop.collected_outer_mrad,
+                               "convergence_mrad": ms["convergence_mrad"], "sampling_A": crop.sampling_A}})
+    g.put("simulated", fit.simulated.astype(np.float32), units)
+    g.put("raw", crop.raw.astype(np.float32), "1", description="fraction of the probe intensity on the detector")
+    g.put_table("fit", {
         "parameter": (np.array(names, dtype=object), "1"),
         "value": (np.array([float(fit.values[k]) for k in names]), "mixed"),
         "sigma": (_col(fit.sigma, names), "mixed"),

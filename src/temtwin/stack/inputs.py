@@ -61,7 +61,7 @@ def read_phases(path) -> dict[int, dict]:
     out: dict[int, dict] = {}
     if not _exists(path):
         return out
-    for lab, r in Phases.read(path).regions.items():
+    for lab, r in Phases.read(path, only=Phases.CALLS).regions.items():
         a = {k: _s(v) for k, v in r.attrs.items()}
         a["phase"] = str(a.get("phase", "") or "")
         a["identified"] = bool(a.get("identified", bool(a["phase"])))
@@ -73,8 +73,8 @@ def read_strain(path) -> tuple[dict[str, np.ndarray] | None, np.ndarray | None]:
     """(strain maps, mask) of gpa.h5, or (None, None) when GPA did not apply or is absent."""
     if not _exists(path):
         return None, None
-    g = Gpa.read(path, parts=("strain", "rotation", "mask"))
-    if not g.applicable or g.content.sub("strain") is None:
+    g = Gpa.read(path, only=("strain", "rotation", "mask"))
+    if not g.applicable or not g.has("strain"):
         return None, None
     st = {k: np.asarray(v, np.float64) for k, v in g.strain.items()}
     if len(st) < 3:

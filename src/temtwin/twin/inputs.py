@@ -123,7 +123,7 @@ def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str
     p = Path(phases_h5)
     if not p.is_file():
         return regions, cifs
-    ph = Phases.read(p)
+    ph = Phases.read(p, only=Phases.CALLS)
     for label, r in ph.regions.items():
         a = r.attrs
         M = r.orientation_matrix
@@ -155,8 +155,7 @@ def read_gpa(gpa_h5: str | Path) -> Gpa:
     p = Path(gpa_h5)
     if not p.is_file():
         return Gpa(False, "no gpa.h5")
-    g = GpaResult.read(p, parts=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude",
-                                 "lattice@"))
+    g = GpaResult.read(p, only=("g_vectors", "displacement", "mask", "strain", "rotation", "amplitude"))
     if not g.applicable or g.displacement is None or g.g_vectors is None:
         return Gpa(False, g.reason or "GPA not applicable")
     strain = dict(g.strain)

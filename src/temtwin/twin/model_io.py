@@ -1,4 +1,5 @@
-"""Reading and writing the atomic model (``model.h5``) as ``ase.Atoms``.
+"""The atomic model as ``ase.Atoms`` (``model.h5`` is read and written by :class:`temtwin.results.model.Model`:
+``Model.core(path).to_atoms()``, ``Model.from_atoms(atoms).write(f)``).
 
 HDF5 layout (lengths in nm, per DEVELOPING.md): ``/positions`` (N, 3), ``/numbers`` (N,),
 ``/region`` (N,), ``/displacement`` (N, 3), ``/source_pixel`` (N, 2) [row, col], ``/cell`` (3, 3),
@@ -12,10 +13,8 @@ Frame: x right, y down (image rows), z along the beam.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-import h5py
 import numpy as np
 
 
@@ -35,19 +34,3 @@ def atoms_from_arrays(positions_nm, numbers, cell_nm=None, pbc=(False, False, Fa
                     else np.asarray(source_pixel, float))
     atoms.info.update(info or {})
     return atoms
-
-
-def write_model_h5(f: h5py.File, atoms) -> None:
-    """Write ``atoms`` (Å) into an open result file in the model.h5 layout (nm), through
-    :class:`temtwin.results.model.Model`."""
-    from ..results.model import Model
-
-    Model.from_atoms(atoms).write(f)
-
-
-def read_model(path: str | os.PathLike):
-    """Read ``model.h5`` as ``ase.Atoms`` (Å) through :class:`temtwin.results.model.Model` (its per-atom core
-    only); ``atoms.info`` holds the root attributes."""
-    from ..results.model import Model
-
-    return Model.core(path).to_atoms()

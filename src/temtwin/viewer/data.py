@@ -155,8 +155,8 @@ def _read_peaks(path: Path, regions: dict, fft_px: int) -> None:
 
 
 def _read_phases(path: Path, regions: dict, out: dict) -> None:
-    ph = Phases.read(path)
-    out["calibration_scale_factor"] = _s(ph.attrs.get("calibration_scale_factor"))
+    ph = Phases.read(path, only=Phases.CALLS)
+    out["calibration_scale_factor"] = _s(ph.group_attrs().get("calibration_scale_factor"))
     for label, pr in ph.regions.items():
         lab = str(label)
         r = regions.setdefault(lab, {"label": lab, "summary": {}})
@@ -174,21 +174,21 @@ def _read_phases(path: Path, regions: dict, out: dict) -> None:
 
 
 def _read_gpa(path: Path, map_px: int) -> dict:
-    g = Gpa.read(path, parts=("strain", "rotation", "mask", "strain_sigma"))
+    g = Gpa.read(path, only=("strain", "rotation", "mask", "strain_sigma"))
     res: dict[str, Any] = {"applicable": g.applicable, "reason": g.reason,
-                           "reference_label": _s(g.attrs.get("reference_label")), "maps": [], "sigma": []}
-    if not res["applicable"] or g.content.sub("strain") is None:
+                           "reference_label": _s(g.group_attrs().get("reference_label")), "maps": [], "sigma": []}
+    if not res["applicable"] or not g.has("strain"):
         return res
     mask = g.mask
     for c, v in g.strain.items():
         res["maps"].append({"name": c, "units": "1", **encode.map_image(v, map_px, mask)})
     if g.rotation is not None:
         res["maps"].append({"name": "rotation", "units": "rad", **encode.map_image(g.rotation, map_px, mask)})
-    sg = g.content.sub("strain_sigma")
-    for c, a in (sg.arrays.items() if sg is not None else []):
-        if np.ndim(a.data) == 2:
-            res["sigma"].append({"name": f"σ {c}", "units": a.units or "1",
-                                 **encode.map_image(a.data, map_px, mask, cmap="magma", symmetric=False,
+    for c in g.children("strain_sigma"):
+        d = g.get(f"strain_sigma/{c}")
+        if np.ndim(d) == 2:
+            res["sigma"].append({"name": f"σ {c}", "units": g.units.get(f"strain_sigma/{c}") or "1",
+                                 **encode.map_image(d, map_px, mask, cmap="magma", symmetric=False,
                                                     vmin=0.0, vmax=None)})
     return res
 
@@ -198,20 +198,23 @@ def _read_maps(path: Path, map_px: int) -> dict:
     maps: list[dict] = []
     sim = Simulation.read(path)
 
-    def visit(prefix: str, g) -> None:
-        for name, a in g.arrays.items():
-            d = a.data
+    def visit(prefix: str) -> None:
+        names = sim.children(prefix) if prefix else sorted({k.split("/")[0] for k in [*sim.data, *sim.attrs] if k})
+        datasets = [n for n in names if prefix + n in sim.data]
+        for name in datasets:
+            d = sim.data[prefix + name]
             if np.ndim(d) == 2 and min(np.shape(d)) >= 8 and len(maps) < 8:
                 full = prefix + name
                 sym = "resid" in full.lower() or "diff" in full.lower()
-                maps.append({"name": full, "units": a.units,
+                maps.append({"name": full, "units": sim.units.get(full, ""),
                              **encode.map_image(np.asarray(d, float), map_px, cmap="RdBu_r" if sym else "gray",
                                                 symmetric=sym)})
-        for name, sub in g.groups.items():
-            visit(prefix + name + "/", sub)
+        for name in names:
+            if name not in datasets:
+                visit(prefix + name + "/")
 
-    visit("", sim.content)
-    attrs = dict(sim.attrs, applicable=sim.applicable, reason=sim.reason)
+    visit("")
+    attrs = dict(sim.group_attrs(), applicable=sim.applicable, reason=sim.reason)
     return {"attrs": {k: _s(v) for k, v in attrs.items() if isinstance(_s(v), (int, float, str, bool))},
             "maps": maps}
 

@@ -178,11 +178,10 @@ def apply_phase(actions: dict, results: dict, reasons: dict, spots_of: dict, lib
 
 def annotate_phase(f, summary: dict, done: dict[int, dict]) -> None:
     """Record the honoured overrides in phases.h5 (``/regions/<label>`` attrs) and the summary fragment."""
+    from ..results.phases import Phases
+
     for label, rec in done.items():
-        g = f["regions"].get(str(label))
-        if g is not None:
-            g.attrs["source"] = "override"
-            g.attrs["override"] = rec["override"]
-            g.attrs["automatic_phase"] = rec["automatic_phase"]
+        Phases.update_attrs(f, f"regions/{label}", source="override", override=rec["override"],
+                            automatic_phase=rec["automatic_phase"])
         reg = summary.setdefault("regions", {}).setdefault(str(label), {})
         reg.update({k: v for k, v in rec.items() if k != "note" or v})
