@@ -52,6 +52,8 @@ log = logging.getLogger("temtwin")
 HIDDEN_Z = 5.0
 #: and is at least this fraction of the larger step beside it
 HIDDEN_MIN_REL = 0.15
+#: a layer whose median width (px) is below this is not a region (a sliver between misplaced interfaces)
+THIN_DROP_PX = 1.5
 
 DEFAULTS: dict[str, Any] = {
     "min_coherence": 0.2,
@@ -622,9 +624,10 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     del u, v, xx, yy
     px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
     min_px = max(float(min_area_nm2) / (px * py), float(c["min_width_px"]) ** 2)
-    # drop layers thinner than the minimum width (median over the columns): they join a neighbour
+    # drop layers thinner than THIN_DROP_PX (median over the columns; a layer the step fit resolved,
+    # 2 px and more, stays its own region): they join a neighbour
     widths = np.median(np.diff(b, axis=0), axis=1) if len(b) > 1 else np.zeros(0)
-    thin = np.nonzero(widths < float(c["min_width_px"]) - 0.5)[0] + 2       # layer ids (2..K)
+    thin = np.nonzero(widths < THIN_DROP_PX)[0] + 2       # layer ids (2..K)
     # inclusions: detected on the image smoothed within each layer (σ = inclusion_sigma_px, normalised
     # convolution: interfaces do not blur into the layers beside them), outlined at half their contrast
     # on the image smoothed by 1 px
