@@ -355,6 +355,28 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
     noise_pix = float(c.get("_noise", 0.0))
     added = 0
     grid = np.arange(lo + 1.0, hi - 1.0, 0.25)
+    def _new_step_ok(q, sq, kn) -> bool:
+        """The tests (b)-(d) of the step ``kn`` of the model with positions ``q`` and edge width ``sq``:
+        band consistency (band profiles fitted at the same positions), height."""
+        Xq = _step_basis(u, q, sq)
+        hb = np.full(Pb.shape[0], np.nan)
+        for b in range(Pb.shape[0]):      # loop over bands (≤ 48), each a small least-squares fit
+            m = wb[b]
+            if m.sum() > max(len(q) + 4, 0.5 * len(u)):
+                hb[b] = np.linalg.lstsq(Xq[m], Pb[b, m], rcond=None)[0][kn + 1]
+        hb = hb[np.isfinite(hb)]
+        coef_q, _ = _fit_steps(u, y, q, sq)
+        h = float(coef_q[kn + 1])
+        nbrs = [abs(coef_q[i + 1]) for i in (kn - 1, kn + 1) if 0 <= i < len(q)]
+        if hb.size < 3:
+            return False
+        t_b = abs(np.median(hb)) / (1.858 * np.median(np.abs(hb - np.median(hb))) / np.sqrt(hb.size) + 1e-30)
+        log.debug("  new %.1f h %.3g nbrs %s t %.1f", q[kn], h, nbrs, t_b)
+        return bool(np.mean(np.sign(hb) == np.sign(h)) >= float(c["min_sign_fraction"])
+                    and t_b >= float(c["min_z"])
+                    and abs(h) >= float(c["min_step_noise"]) * noise_pix
+                    and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
+
     tries = 0
     rejected: list[float] = []       # interfaces whose split failed the tests
     while added < max_add and grid.size and tries < 4 * max_add:
@@ -396,41 +418,24 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         log.debug("hidden step: best %s gain %.3g thr %.3g", trial[-2:], best_gain, HIDDEN_Z ** 2 * s2 * span)
         if best_gain < HIDDEN_Z ** 2 * max(s2, 1e-30) * span:
             break
-        flags = np.concatenate([~orig, [True]])
+        flags = np.concatenate([~orig, [False]])          # added before
+        cur = np.zeros(len(trial), bool)                  # the candidate
+        cur[-1] = True
         if new_flag is not None:
             k, weaker, _ = new_flag
             flags = np.concatenate([np.delete(~orig, k), [False, False]])
-            flags[weaker] = True
+            cur[:] = False
+            cur[weaker] = True
         srt = np.argsort(trial)
-        trial, is_new = trial[srt], flags[srt]
+        trial, cur = trial[srt], cur[srt]
+        is_new = flags[srt] | cur
+        kn = int(np.nonzero(cur)[0][0])
         q, sg_new = refit(trial, sig)
-        if np.min(np.diff(q)) < 1.5:
-            if new_flag is not None:
-                rejected.append(new_flag[2])
-            grid = grid[np.abs(grid - trial[is_new][0]) > 0.5]
-            continue
-        kn = int(np.nonzero(is_new)[0][0])
-        # band consistency of the new step (band profiles fitted at the same positions)
-        Xq = _step_basis(u, q, sg_new)
-        hb = np.full(Pb.shape[0], np.nan)
-        for b in range(Pb.shape[0]):      # loop over bands (≤ 48), each a small least-squares fit
-            m = wb[b]
-            if m.sum() > max(len(q) + 4, 0.5 * len(u)):
-                hb[b] = np.linalg.lstsq(Xq[m], Pb[b, m], rcond=None)[0][kn + 1]
-        hb = hb[np.isfinite(hb)]
-        coef_q, _ = _fit_steps(u, y, q, sg_new)
-        h = float(coef_q[kn + 1])
-        nbrs = [abs(coef_q[i + 1]) for i in (kn - 1, kn + 1) if 0 <= i < len(q)]
-        ok_new = (hb.size >= 3 and np.mean(np.sign(hb) == np.sign(h)) >= float(c["min_sign_fraction"])
-                  and abs(np.median(hb)) / (1.858 * np.median(np.abs(hb - np.median(hb))) / np.sqrt(hb.size)
-                                           + 1e-30) >= float(c["min_z"])
-                  and abs(h) >= float(c["min_step_noise"]) * noise_pix
-                  and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
-        log.debug("  new %.1f h %.3g nbrs %s hb %s", q[kn], h, nbrs, np.round(hb, 3))
+        ok_new = np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn)
         if not ok_new:
             if new_flag is not None:
                 rejected.append(new_flag[2])
-            grid = grid[np.abs(grid - trial[is_new][0]) > 1.0]
+            grid = grid[np.abs(grid - trial[kn]) > 1.0]
             continue
         p_fit, sig = q, sg_new
         orig = ~is_new
