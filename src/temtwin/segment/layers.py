@@ -49,7 +49,7 @@ from scipy import ndimage as ndi
 log = logging.getLogger("temtwin")
 
 #: a hidden step (:func:`add_hidden_steps`) lowers the residual by at least this many noise σ
-HIDDEN_Z = 5.0
+HIDDEN_Z = 4.0
 #: and is at least this fraction of the larger step beside it
 HIDDEN_MIN_REL = 0.15
 #: a layer whose median width (px) is below this is not a region (a sliver between misplaced interfaces)
