@@ -19,6 +19,11 @@ noise is √(number of columns) times lower.  The method:
    ``min_t``), (b) the step is sharp (≥ ``min_sharpness`` times the lower quartile of the derivative within
    ±32 pixels: a smooth thickness ramp or a bend contour is not an interface) and (c) the step height is
    at least ``min_step_noise`` times the pixel noise.
+   Then a piecewise-constant model of the median profile (blurred unit steps of one edge width,
+   levels by least squares) adds, greedily, the steps the derivative maxima miss: two steps of the
+   same sign a few pixels apart (a thin layer in a staircase of levels: one maximum) and a weak step
+   in the flank of a strong one; each must lower the residual significantly, agree in sign and size
+   across the bands, and be ≥ 1.5 px from the others (:func:`add_hidden_steps`).
 5. Edge snapping: each interface is followed column by column to the derivative maximum of the same
    sign within ± min(``max_roughness_px``, half the distance to its neighbours), on the image
    smoothed by σ = ``lateral_sigma_px`` along the layers; positions are median-filtered along v and
