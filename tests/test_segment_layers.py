@@ -85,3 +85,31 @@ def test_large_overview_is_analysed_block_averaged_and_labelled_at_full_resoluti
     assert r.labels.shape == sc.image.shape and np.all(r.labels > 0)
     iou = _per_layer(sc, r.labels)
     assert min(iou.values()) >= 0.75 and np.mean(list(iou.values())) >= 0.9, iou
+
+
+def test_thin_layer_in_a_staircase_is_its_own_region():
+    """A 3-px layer between two steps of the same sign (levels 0.85 → 0.6 → 0.35 here: one
+    derivative maximum) is found by the step fit and is its own region."""
+    from temtwin.segment.layers import add_hidden_steps, band_profiles, find_interfaces, pixel_noise, to_frame
+
+    rows = cols = 256
+    y = np.arange(rows, dtype=float)[:, None] * np.ones((1, cols))
+    lev = np.select([y < 60, y < 100, y < 103, y < 160], [0.95, 0.85, 0.6, 0.35], 0.7)
+    truth = np.select([y < 60, y < 100, y < 103, y < 160], [1, 2, 3, 4], 5)
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(7)
+    img = rng.poisson(gaussian_filter(lev, 1.2) * 400).astype(np.float32)
+    fr, _ = to_frame(img, 90.0)
+    prof, counts = band_profiles(fr, 32)
+    from temtwin.segment.layers import DEFAULTS
+
+    c = {**DEFAULTS, "_noise": pixel_noise(img)}
+    pos, steps, tst = find_interfaces(prof, counts, c["_noise"], c)
+    assert np.sum(np.abs(pos - 101.5) < 3) == 1                     # the derivative sees one edge
+    pos2, _, _ = add_hidden_steps(prof, counts, pos, steps, tst, c)
+    assert np.sum(np.abs(pos2 - 101.5) < 3) == 2, pos2              # the step fit, two
+    r = segment_auto(img, (1.0, 1.0))
+    _, match = matched_iou(truth.astype(np.int64), r.labels)
+    assert match[3][1] >= 0.6, match                                 # the 3-px layer
+    assert np.mean([v[1] for v in match.values()]) >= 0.9, match

@@ -19,6 +19,11 @@ noise is √(number of columns) times lower.  The method:
    ``min_t``), (b) the step is sharp (≥ ``min_sharpness`` times the lower quartile of the derivative within
    ±32 pixels: a smooth thickness ramp or a bend contour is not an interface) and (c) the step height is
    at least ``min_step_noise`` times the pixel noise.
+   Then a piecewise-constant model of the median profile (blurred unit steps of one edge width,
+   levels by least squares) adds, greedily, the steps the derivative maxima miss: two steps of the
+   same sign a few pixels apart (a thin layer in a staircase of levels: one maximum) and a weak step
+   in the flank of a strong one; each must lower the residual significantly, agree in sign and size
+   across the bands, and be ≥ 1.5 px from the others (:func:`add_hidden_steps`).
 5. Edge snapping: each interface is followed column by column to the derivative maximum of the same
    sign within ± min(``max_roughness_px``, half the distance to its neighbours), on the image
    smoothed by σ = ``lateral_sigma_px`` along the layers; positions are median-filtered along v and
@@ -47,6 +52,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 log = logging.getLogger("temtwin")
+
+#: a hidden step (:func:`add_hidden_steps`) lowers the residual by at least this many noise σ
+HIDDEN_Z = 4.0
+#: and is at least this fraction of the larger step beside it
+HIDDEN_MIN_REL = 0.15
+#: a layer whose median width (px) is below this is not a region (a sliver between misplaced interfaces)
+THIN_DROP_PX = 1.5
 
 DEFAULTS: dict[str, Any] = {
     "min_coherence": 0.2,
@@ -279,6 +291,177 @@ def find_interfaces(prof: np.ndarray, counts: np.ndarray, noise: float, c: dict)
     return arr[:, 0], arr[:, 1], arr[:, 2]
 
 
+def _step_basis(u: np.ndarray, pos, sigma: float) -> np.ndarray:
+    """Design matrix (len(u), 1 + K): a constant and one blurred unit step Φ((u − p)/σ) per position."""
+    from scipy.special import ndtr
+
+    pos = np.asarray(pos, float)
+    return np.column_stack([np.ones_like(u)] + [ndtr((u - p) / sigma) for p in pos])
+
+
+def _fit_steps(u, y, pos, sigma):
+    """(levels, residual sum of squares) of the least-squares blurred-step model at fixed positions."""
+    X = _step_basis(u, pos, sigma)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    r = y - X @ coef
+    return coef, float(r @ r)
+
+
+def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: dict, max_add: int = 8):
+    """Interfaces that the derivative maxima miss, found by a piecewise-constant fit of the profile.
+
+    Two steps of the same sign closer than about twice the edge blur (a thin layer in a staircase of
+    levels) give one derivative maximum, and a weak step beside a strong one is hidden in its flank.
+    The median band profile is modelled as a constant plus blurred unit steps Φ((u − p_k)/σ_e) at the
+    known interfaces (levels by linear least squares; positions and the common edge width σ_e (px)
+    by a nonlinear fit); then, greedily, the step whose addition lowers the residual sum of squares
+    most is added when (a) the decrease is ≥ ``HIDDEN_Z``² times the residual variance (robust, from
+    the plateaus) times the number of samples an edge spans, (b) the band profiles, fitted with the
+    same positions, agree on its sign (fraction ≥ ``min_sign_fraction``, t across the bands ≥
+    ``min_z``), (c) its height is ≥ ``min_step_noise`` pixel noise and ≥ ``HIDDEN_MIN_REL`` of the
+    larger adjacent step and (d) it is ≥ 1.5 px from the other interfaces.  Returns (positions,
+    steps, t) sorted, the added ones included."""
+    from scipy.optimize import least_squares
+
+    pos = list(map(float, pos))
+    if not pos:
+        return np.asarray(pos), np.asarray(steps), np.asarray(tst)
+    have = np.isfinite(prof) & (counts >= 2)
+    nb_u = have.sum(0)
+    ok = nb_u >= max(3, 0.5 * nb_u.max())          # not the frame's corners (few bands)
+    if ok.sum() < 16:
+        return np.asarray(pos), np.asarray(steps), np.asarray(tst)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = np.nanmedian(np.where(have, prof, np.nan), axis=0)
+    u = np.nonzero(ok & np.isfinite(med))[0].astype(float)
+    y = med[u.astype(int)]
+    Pb = _fill_nan_rows(prof)[:, u.astype(int)]
+    wb = have[:, u.astype(int)]
+    lo, hi = u[0], u[-1]
+
+    def refit(p0, s0):
+        p0 = np.asarray(p0, float)
+
+        def res(q):
+            X = _step_basis(u, q[:-1], q[-1])
+            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+            return y - X @ coef
+        lb = np.concatenate([np.maximum(p0 - 2.0, lo), [0.3]])
+        ub = np.concatenate([np.minimum(p0 + 2.0, hi), [6.0]])
+        x0 = np.clip(np.concatenate([p0, [s0]]), lb + 1e-6, ub - 1e-6)
+        q = least_squares(res, x0, bounds=(lb, ub), x_scale=1.0, max_nfev=60).x
+        return q[:-1], float(q[-1])
+
+    order = np.argsort(pos)
+    pos_a = np.asarray(pos)[order]
+    orig = np.ones(len(pos_a), bool)
+    p_fit, sig = refit(pos_a, 1.5)
+    noise_pix = float(c.get("_noise", 0.0))
+    added = 0
+    grid = np.arange(lo + 1.0, hi - 1.0, 0.25)
+    def _new_step_ok(q, sq, kn) -> bool:
+        """The tests (b)-(d) of the step ``kn`` of the model with positions ``q`` and edge width ``sq``:
+        band consistency (band profiles fitted at the same positions), height."""
+        Xq = _step_basis(u, q, sq)
+        hb = np.full(Pb.shape[0], np.nan)
+        for b in range(Pb.shape[0]):      # loop over bands (≤ 48), each a small least-squares fit
+            m = wb[b]
+            if m.sum() > max(len(q) + 4, 0.5 * len(u)):
+                hb[b] = np.linalg.lstsq(Xq[m], Pb[b, m], rcond=None)[0][kn + 1]
+        hb = hb[np.isfinite(hb)]
+        coef_q, _ = _fit_steps(u, y, q, sq)
+        h = float(coef_q[kn + 1])
+        nbrs = [abs(coef_q[i + 1]) for i in (kn - 1, kn + 1) if 0 <= i < len(q)]
+        if hb.size < 3:
+            return False
+        t_b = abs(np.median(hb)) / (1.858 * np.median(np.abs(hb - np.median(hb))) / np.sqrt(hb.size) + 1e-30)
+        log.debug("  new %.1f h %.3g nbrs %s t %.1f", q[kn], h, nbrs, t_b)
+        return bool(np.mean(np.sign(hb) == np.sign(h)) >= float(c["min_sign_fraction"])
+                    and t_b >= float(c["min_z"])
+                    and abs(h) >= float(c["min_step_noise"]) * noise_pix
+                    and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
+
+    tries = 0
+    rejected: list[float] = []       # interfaces whose split failed the tests
+    while added < max_add and grid.size and tries < 4 * max_add:
+        tries += 1
+        X = _step_basis(u, p_fit, sig)
+        coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+        r = y - X @ coef
+        # residual variance away from the edges (plateaus)
+        far = np.min(np.abs(u[:, None] - p_fit[None, :]), axis=1) > 3 * sig + 1
+        s2 = (1.4826 * np.median(np.abs(r[far] - np.median(r[far])))) ** 2 if far.sum() > 8 else float(r @ r) / len(r)
+        Q, _ = np.linalg.qr(X)
+        cand = grid[np.min(np.abs(grid[:, None] - p_fit[None, :]), axis=1) >= 1.5]
+        if not cand.size:
+            break
+        from scipy.special import ndtr
+        B = ndtr((u[:, None] - cand[None, :]) / sig)
+        B -= Q @ (Q.T @ B)
+        bb = np.einsum("ij,ij->j", B, B)
+        gain = (B.T @ r) ** 2 / np.maximum(bb, 1e-12)
+        j = int(np.argmax(gain))
+        best_gain, trial, new_flag = float(gain[j]), np.concatenate([p_fit, [cand[j]]]), None
+        # splits: an interface replaced by two of the same sign d px apart (a staircase whose two
+        # steps give one derivative maximum); a linear fit per trial
+        rss0 = float(r @ r)
+        for k in range(len(p_fit)):      # loop over interfaces × separations (tens of small fits)
+            if any(abs(p_fit[k] - q0) < 0.5 for q0 in rejected):
+                continue
+            for d in (2.0, 3.0, 4.0, 5.0, 6.0):
+                pk = np.concatenate([np.delete(p_fit, k), [p_fit[k] - d / 2, p_fit[k] + d / 2]])
+                if np.min(np.abs(np.delete(p_fit, k)[:, None] - pk[None, -2:]), initial=1e9) < 1.5:
+                    continue
+                coef_k, rss_k = _fit_steps(u, y, pk, sig)
+                if np.sign(coef_k[-1]) != np.sign(coef_k[-2]):
+                    continue
+                if rss0 - rss_k > best_gain:
+                    weaker = -1 if abs(coef_k[-1]) < abs(coef_k[-2]) else -2
+                    best_gain, trial, new_flag = rss0 - rss_k, pk, (k, weaker, float(p_fit[k]))
+        span = 2.0 * sig + 1.0
+        log.debug("hidden step: best %s gain %.3g thr %.3g", trial[-2:], best_gain, HIDDEN_Z ** 2 * s2 * span)
+        if best_gain < HIDDEN_Z ** 2 * max(s2, 1e-30) * span:
+            break
+        flags = np.concatenate([~orig, [False]])          # added before
+        cur = np.zeros(len(trial), bool)                  # the candidate
+        cur[-1] = True
+        if new_flag is not None:
+            k, weaker, _ = new_flag
+            flags = np.concatenate([np.delete(~orig, k), [False, False]])
+            cur[:] = False
+            cur[weaker] = True
+        srt = np.argsort(trial)
+        trial, cur = trial[srt], cur[srt]
+        is_new = flags[srt] | cur
+        kn = int(np.nonzero(cur)[0][0])
+        q, sg_new = refit(trial, sig)
+        ok_new = np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn)
+        if not ok_new:
+            if new_flag is not None:
+                rejected.append(new_flag[2])
+            grid = grid[np.abs(grid - trial[kn]) > 1.0]
+            continue
+        p_fit, sig = q, sg_new
+        orig = ~is_new
+        added += 1
+    if not added:
+        return np.asarray(pos)[order], np.asarray(steps)[order], np.asarray(tst)[order]
+    coef, _ = _fit_steps(u, y, p_fit, sig)
+    st = np.asarray(coef[1:], float)
+    t_old = dict(zip(np.round(pos_a, 6), np.asarray(tst)[order]))
+    # keep the derivative-based positions of the original interfaces (the fit only adds)
+    # except next to an added one (a staircase's single maximum lies between its two steps)
+    out_p = np.where(orig, np.nan, p_fit)
+    out_p[orig] = pos_a
+    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1) <= 3 * sig + 2)
+    out_p[near_new] = p_fit[near_new]
+    o = np.argsort(out_p)
+    tt = np.array([t_old.get(round(p, 6), float(c["min_z"])) for p in out_p])
+    log.info("segment (layers): %d interface(s) added by the step fit (edge width %.2f px)", added, sig)
+    return out_p[o], st[o], tt[o]
+
+
 def _argmax_window(D: np.ndarray, center: np.ndarray, r: int, sign: float):
     """Per column of ``D`` (u × columns): the sub-pixel row of the maximum of sign·D within
     ±r rows of ``center`` (rows, per column), and that maximum."""
@@ -328,6 +511,11 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
         half = 0.5 * min(gaps[k], gaps[k + 1]) - 0.5
         r1 = int(np.floor(min(float(c["max_roughness_px"]), half)))
         coarse = np.full(nv, pos[k])
+        # two steps of the same sign closer than 6 px (a staircase) share one derivative maximum:
+        # their positions are those of the step fit, not snapped
+        if any(0 <= i < K and np.sign(steps[i]) == sg and abs(pos[i] - pos[k]) < 6.0 for i in (k - 1, k + 1)):
+            out[k] = coarse
+            continue
         if r1 >= 1:
             loc, best = _argmax_window(Db[:, centers], np.full(nb, pos[k]), r1, sg)
             weak = best < 0.3 * abs(steps[k]) / (np.sqrt(2 * np.pi) * 2.5)
@@ -395,6 +583,7 @@ def analyse(img: np.ndarray, cfg: dict | None = None) -> LayerModel:
         fr, _geo = to_frame(img, theta)
         prof, counts = band_profiles(fr, int(c["band_px"]))
     pos, steps, tst = find_interfaces(prof, counts, noise, c)
+    pos, steps, tst = add_hidden_steps(prof, counts, pos, steps, tst, {**c, "_noise": noise})
     return LayerModel(theta, coh, pos, steps, noise, {"t": tst, "frame": fr, "geometry": _geo, "c": c})
 
 
@@ -445,9 +634,10 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     del u, v, xx, yy
     px, py = float(pixel_size_nm[0]), float(pixel_size_nm[1])
     min_px = max(float(min_area_nm2) / (px * py), float(c["min_width_px"]) ** 2)
-    # drop layers thinner than the minimum width (median over the columns): they join a neighbour
+    # drop layers thinner than THIN_DROP_PX (median over the columns; a layer the step fit resolved,
+    # 2 px and more, stays its own region): they join a neighbour
     widths = np.median(np.diff(b, axis=0), axis=1) if len(b) > 1 else np.zeros(0)
-    thin = np.nonzero(widths < float(c["min_width_px"]) - 0.5)[0] + 2       # layer ids (2..K)
+    thin = np.nonzero(widths < THIN_DROP_PX)[0] + 2       # layer ids (2..K)
     # inclusions: detected on the image smoothed within each layer (σ = inclusion_sigma_px, normalised
     # convolution: interfaces do not blur into the layers beside them), outlined at half their contrast
     # on the image smoothed by 1 px

@@ -328,7 +328,13 @@ def device_overview(shape=(512, 512), pixel_size_nm=(1.0, 1.0), seed: int = 0,
             raise ValueError(f"unknown inclusion {kind!r}")
         near = [trans[j - 1] for j in touched]
         tv = float(rng.uniform(0.25, 0.9))
+        tries = 0
         while min(abs(tv - q) for q in near) < min_step:
+            tries += 1
+            if tries > 200:          # no value that far from every touched layer: the farthest one
+                grid = np.linspace(0.25, 0.9, 66)
+                tv = float(grid[np.argmax([min(abs(g - q) for q in near) for g in grid])])
+                break
             tv = float(rng.uniform(0.25, 0.9))
         lab = np.where(m, nxt, lab)
         tr = np.where(m, tv, tr)
