@@ -102,7 +102,8 @@ def sigma_case(case: Path, fit_px: int = 128):
     ew = exit_waves(b, o["optics"]["energy_keV"] * 1e3, 0.05, 2.0, 2, THREADS)
     n = min(fit_px, data.shape[0])
     im = HRTEMImager(ew, (n, n), px, (0, 0), ang, 25.0)
-    r = fit_hrtem(im, data[:n, :n], np.ones((n, n), bool), **FIT, focal_spread_sigma_nm=1.0)
+    r = fit_hrtem(im, data[:n, :n], np.ones((n, n), bool), **FIT, focal_spread_sigma_nm=SYS_FOCAL_SPREAD_NM,
+                  potential_rel_sigma=SYS_POTENTIAL_REL)
     truth = {"defocus_nm": o["optics"]["defocus_A"] / 10, "thickness_nm": float(t["thickness_nm"]),
              "cs_um": o["optics"]["Cs_A"] / 1e4}
     rows = []
@@ -585,7 +586,9 @@ def main() -> None:
         parts["sigma"] = (
             f"### {SECTIONS['sigma']}\n\n"
             "HRTEM fit (128² top-left crop, 0.05 Å, focal spread fixed at 3 nm = the truth) with the systematic "
-            "part of the stage: refits at focal spread 2 and 4 nm (prior 1-σ 1 nm). |error|/σ ≫ 1 means a σ "
+            "part of the stage: refits at focal spread 2 and 4 nm (prior 1-σ 1 nm); the thickness adds the "
+            f"exit-plane quantisation h/√12 and the potential-strength prior {SYS_POTENTIAL_REL:g} × thickness. "
+            "|error|/σ ≫ 1 means a σ "
             "that claims more than the data support.\n\n"
             + md_table(["case", "parameter", "true", "fitted", "|error|", "σ stat", "σ sys", "σ total",
                         "|error|/σ stat", "|error|/σ total"], rows))
