@@ -369,3 +369,21 @@ def test_hrtem_thickness_sigma_covers_a_weaker_potential(si_waves):
     assert np.isclose(fit.sigma_sys["thickness_nm"], np.hypot(fit0.sigma_sys["thickness_nm"], 0.1 * t))
     assert abs(t - t_true) > 2 * fit0.sigma["thickness_nm"]  # without the prior the σ does not cover it
     assert abs(t - t_true) < 2 * fit.sigma["thickness_nm"]
+
+
+def test_hrtem_defocus_sigma_includes_an_undetermined_thickness(si_waves):
+    """The sample is one exit plane thicker than the searched range (a model thinner than the sample): the
+    thickness ends at the range end (no σ) and the defocus/Cs fitted at that plane are biased; their σ carry the
+    change over one plane, so the errors are within 2 σ (the Jacobian σ alone puts them beyond 3 σ)."""
+    at, ew = si_waves
+    shape = (96, 96)
+    px = (0.017, 0.017)
+    imager = HRTEMImager(ew, shape, px, aperture_mrad=25.0)
+    data = np.random.default_rng(8).poisson(400 * imager.image(9, 8.0, 15.0, 3.0, 0.006, (0.3, -0.2))).astype(float)
+    fit = fit_hrtem(imager, data, np.ones(shape, bool), defocus_range_nm=(-20, 20), defocus_step_nm=2.0,
+                    cs_um=[15.0], planes=np.arange(1, 9))
+    v, s, st = fit.values, fit.sigma, fit.sigma_stat
+    assert s["thickness_nm"] is None and any("upper end" in n for n in fit.notes)
+    assert abs(v["defocus_nm"] - 8.0) > 3 * st["defocus_nm"]
+    assert abs(v["defocus_nm"] - 8.0) < 2 * s["defocus_nm"]
+    assert abs(v["cs_um"] - 15.0) < 2 * s["cs_um"]

@@ -292,8 +292,40 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
         sigma["thickness_nm"] = float(np.hypot(stat["thickness_nm"], sys_["thickness_nm"]))
         notes.append(f"thickness sigma includes the projected potential's prior relative 1-sigma "
                      f"{potential_rel_sigma:g} (phase ∝ V·t)")
+    _propagate_thickness(values, sigma, stat, sys_, cand, ib, th[planes], notes)
     return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
                      {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3}, stat, sys_)
+
+
+def _propagate_thickness(values, sigma, stat, sys_, cand, ib, th, notes,
+                         keys=("defocus_nm", "cs_um")) -> None:
+    """Propagate the thickness uncertainty into the parameters fitted at the best exit plane.
+
+    Defocus and Cs are refined at the discrete plane ``ib`` only; their correlation with the thickness is not in
+    their Jacobian σ.  The slope dθ/dt from the refits at the neighbouring planes (``cand``: plane index ->
+    (values, σ, cost), ``th``: thickness per index, nm) times the thickness σ is added to σ_sys.  When the
+    thickness is not determined (end of the searched range), the change of θ over one plane is added instead
+    (the least the thickness is uncertain by).
+    """
+    nb = [i for i in (ib - 1, ib + 1) if i in cand]
+    if not nb:
+        return
+    t_sig = sigma.get("thickness_nm")
+    names = ["defocus_nm", "cs_um", "blur_nm", "shift_x_px", "shift_y_px"]
+    for k in keys:
+        if sigma.get(k) is None:
+            continue
+        j = names.index(k)
+        if len(nb) == 2:
+            slope = (cand[nb[1]][0][j] - cand[nb[0]][0][j]) / (th[nb[1]] - th[nb[0]])
+        else:
+            slope = (cand[nb[0]][0][j] - cand[ib][0][j]) / (th[nb[0]] - th[ib])
+        d = abs(slope) * (t_sig if t_sig is not None else abs(th[nb[0]] - th[ib]))
+        sys_[k] = float(np.hypot(sys_.get(k, 0.0), d))
+        sigma[k] = float(np.hypot(stat[k], sys_[k]))
+    notes.append("defocus and Cs sigma include the thickness uncertainty propagated by their slope over the "
+                 "neighbouring exit planes" + ("" if t_sig is not None else
+                                               " (thickness not determined: the change over one plane)"))
 
 
 def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, numbers: np.ndarray, *,
