@@ -555,7 +555,9 @@ def main() -> None:
                             "correlation (thickness: parabola curvature); σ sys is from refits at focal spread "
                             f"3 ∓ {SYS_FOCAL_SPREAD_NM:g} nm (the stage's default prior, systematic.focal_spread_nm) "
                             "and, for the thickness, the exit-plane quantisation h/√12 and the potential-strength "
-                            f"prior {SYS_POTENTIAL_REL:g} × thickness (systematic.potential_rel). |error|/σ is the "
+                            f"prior {SYS_POTENTIAL_REL:g} × thickness (systematic.potential_rel); defocus and Cs "
+                            "add the thickness σ propagated by their slope over the neighbouring exit planes (one "
+                            "plane's change where the thickness is not determined). |error|/σ is the "
                             "coverage "
                             "(≤ 1 for ~68 % of honest 1-σ values, ≤ 2 for ~95 %).\n\n"
                             + md_table(head, rows)
