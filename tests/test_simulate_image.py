@@ -345,3 +345,45 @@ def test_stage_hrtem_end_to_end_with_systematic_sigma(tmp_path):
     k = list(fit["parameter"]).index("defocus_nm")
     assert fit["sigma_sys"][k] > 0 and np.isclose(fit["sigma"][k], np.hypot(fit["sigma_stat"][k], fit["sigma_sys"][k]))
     assert abs(fit["value"][k] - 6.0) < 3 * fit["sigma"][k]
+
+
+def test_hrtem_thickness_sigma_covers_a_weaker_potential(si_waves):
+    """The image is made from exit waves whose phase is 0.85 × the multislice one (a projected potential 15 %
+    weaker, as a thin phase object: ψ' = |ψ| exp(0.85 i arg ψ)) and fitted with the true potential: the thickness
+    comes out too small (phase ∝ V·t); the potential prior (δ = 0.1, term δ·t) makes the total σ cover it."""
+    from dataclasses import replace
+
+    at, ew = si_waves
+    shape = (96, 96)
+    px = (0.017, 0.017)
+    imager = HRTEMImager(ew, shape, px, aperture_mrad=25.0)
+    weak = replace(ew, waves=(np.abs(ew.waves) * np.exp(0.85j * np.angle(ew.waves))).astype(np.complex64))
+    clean = HRTEMImager(weak, shape, px, aperture_mrad=25.0).image(7, 8.0, 15.0, 3.0, 0.006, (0.3, -0.2))
+    data = np.random.default_rng(7).poisson(400 * clean).astype(float)
+    kw = dict(defocus_range_nm=(-20, 20), defocus_step_nm=2.0, cs_um=[15.0], planes=np.arange(1, len(ew.thickness_nm)))
+    fit0 = fit_hrtem(imager, data, np.ones(shape, bool), **kw)
+    fit = fit_hrtem(imager, data, np.ones(shape, bool), potential_rel_sigma=0.1, **kw)
+    t_true = ew.thickness_nm[7]
+    t = fit.values["thickness_nm"]
+    assert t < t_true  # a weaker potential reads as a thinner sample
+    assert np.isclose(fit.sigma_sys["thickness_nm"], np.hypot(fit0.sigma_sys["thickness_nm"], 0.1 * t))
+    assert abs(t - t_true) > 2 * fit0.sigma["thickness_nm"]  # without the prior the σ does not cover it
+    assert abs(t - t_true) < 2 * fit.sigma["thickness_nm"]
+
+
+def test_hrtem_defocus_sigma_includes_an_undetermined_thickness(si_waves):
+    """The sample is one exit plane thicker than the searched range (a model thinner than the sample): the
+    thickness ends at the range end (no σ) and the defocus/Cs fitted at that plane are biased; their σ carry the
+    change over one plane, so the errors are within 2 σ (the Jacobian σ alone puts them beyond 3 σ)."""
+    at, ew = si_waves
+    shape = (96, 96)
+    px = (0.017, 0.017)
+    imager = HRTEMImager(ew, shape, px, aperture_mrad=25.0)
+    data = np.random.default_rng(8).poisson(400 * imager.image(9, 8.0, 15.0, 3.0, 0.006, (0.3, -0.2))).astype(float)
+    fit = fit_hrtem(imager, data, np.ones(shape, bool), defocus_range_nm=(-20, 20), defocus_step_nm=2.0,
+                    cs_um=[15.0], planes=np.arange(1, 9))
+    v, s, st = fit.values, fit.sigma, fit.sigma_stat
+    assert s["thickness_nm"] is None and any("upper end" in n for n in fit.notes)
+    assert abs(v["defocus_nm"] - 8.0) > 3 * st["defocus_nm"]
+    assert abs(v["defocus_nm"] - 8.0) < 2 * s["defocus_nm"]
+    assert abs(v["cs_um"] - 15.0) < 2 * s["cs_um"]

@@ -144,7 +144,8 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
               defocus_step_nm: float = 1.0, cs_um=(-15.0, 0.0, 15.0, 30.0), fit_cs: bool = True,
               focal_spread_nm: float = 3.0,
               blur_nm: float = 0.005, fit_blur: bool = True, planes: np.ndarray | None = None,
-              corr_window_px: int = 8, focal_spread_sigma_nm: float = 0.0, log=None) -> FitResult:
+              corr_window_px: int = 8, focal_spread_sigma_nm: float = 0.0, potential_rel_sigma: float = 0.0,
+              log=None) -> FitResult:
     """Fit defocus (nm, +underfocus), thickness (exit plane), Cs (µm), blur (nm), shift (px) and a, b.
 
     Coarse: every exit plane in ``planes`` × a defocus grid × the start values ``cs_um`` (µm, a number or a
@@ -152,6 +153,10 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
     Fine: least squares over (defocus, Cs, blur, dx, dy) on the best plane and its two neighbours.
     ``ambiguous`` is set when a distinct coarse optimum (defocus > 3 steps away or thickness > 2 planes
     away) scores within 1 % of the best NCC after refinement.
+    ``potential_rel_sigma``: prior relative 1-σ of the projected potential's strength (static-lattice neutral-atom
+    potential: no Debye–Waller damping, no bonding).  With a free intensity scale the thickness is read from the
+    phase the specimen imparts, ∝ V·t to first order, so a relative error δ of V maps to δ·t of the thickness:
+    σ_sys(thickness) gets the term δ·t.
     """
     th = imager.thickness_nm
     planes = np.arange(len(th)) if planes is None else np.asarray(planes, int)
@@ -282,8 +287,45 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
         sys_["thickness_nm"] = float(np.hypot(sys_.get("thickness_nm", 0.0), h / np.sqrt(12.0)))
         sigma["thickness_nm"] = float(np.hypot(stat["thickness_nm"], sys_["thickness_nm"]))
         notes.append(f"thickness sigma includes the exit-plane quantisation {h:.3g}/sqrt(12) nm")
+    if sigma.get("thickness_nm") is not None and potential_rel_sigma > 0:
+        sys_["thickness_nm"] = float(np.hypot(sys_.get("thickness_nm", 0.0), potential_rel_sigma * t))
+        sigma["thickness_nm"] = float(np.hypot(stat["thickness_nm"], sys_["thickness_nm"]))
+        notes.append(f"thickness sigma includes the projected potential's prior relative 1-sigma "
+                     f"{potential_rel_sigma:g} (phase ∝ V·t)")
+    _propagate_thickness(values, sigma, stat, sys_, cand, ib, th[planes], notes)
     return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
                      {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3}, stat, sys_)
+
+
+def _propagate_thickness(values, sigma, stat, sys_, cand, ib, th, notes,
+                         keys=("defocus_nm", "cs_um")) -> None:
+    """Propagate the thickness uncertainty into the parameters fitted at the best exit plane.
+
+    Defocus and Cs are refined at the discrete plane ``ib`` only; their correlation with the thickness is not in
+    their Jacobian σ.  The slope dθ/dt from the refits at the neighbouring planes (``cand``: plane index ->
+    (values, σ, cost), ``th``: thickness per index, nm) times the thickness σ is added to σ_sys.  When the
+    thickness is not determined (end of the searched range), the change of θ over one plane is added instead
+    (the least the thickness is uncertain by).
+    """
+    nb = [i for i in (ib - 1, ib + 1) if i in cand]
+    if not nb:
+        return
+    t_sig = sigma.get("thickness_nm")
+    names = ["defocus_nm", "cs_um", "blur_nm", "shift_x_px", "shift_y_px"]
+    for k in keys:
+        if sigma.get(k) is None:
+            continue
+        j = names.index(k)
+        if len(nb) == 2:
+            slope = (cand[nb[1]][0][j] - cand[nb[0]][0][j]) / (th[nb[1]] - th[nb[0]])
+        else:
+            slope = (cand[nb[0]][0][j] - cand[ib][0][j]) / (th[nb[0]] - th[ib])
+        d = abs(slope) * (t_sig if t_sig is not None else abs(th[nb[0]] - th[ib]))
+        sys_[k] = float(np.hypot(sys_.get(k, 0.0), d))
+        sigma[k] = float(np.hypot(stat[k], sys_[k]))
+    notes.append("defocus and Cs sigma include the thickness uncertainty propagated by their slope over the "
+                 "neighbouring exit planes" + ("" if t_sig is not None else
+                                               " (thickness not determined: the change over one plane)"))
 
 
 def fit_haadf(imager, data: np.ndarray, mask: np.ndarray, xy_nm: np.ndarray, numbers: np.ndarray, *,

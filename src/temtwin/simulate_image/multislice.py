@@ -19,12 +19,29 @@ FFTW_PLANNING = "FFTW_ESTIMATE"
 
 
 def _abtem(device: str = "cpu", threads: int = 1):
-    """abTEM configured for this job: no progress bar, FFTW/MKL limited to ``threads``, CPU or GPU."""
+    """abTEM configured for this job: no progress bar, FFTW/MKL limited to ``threads``, CPU or GPU.
+
+    FFTW's accumulated wisdom is forgotten first: an FFTW_ESTIMATE plan reuses any wisdom of a more rigorous
+    plan made earlier in the process (e.g. an FFTW_MEASURE plan of another caller), which selects another
+    algorithm and changes the exit waves by ~2e-6 (float32 rounding).  Without wisdom the plan is a fixed
+    function of the transform (size, alignment, threads), so a rerun gives bit-identical results
+    whatever ran before it in the process (tests/test_simulate_image_repro.py).
+    """
     import abtem
 
     abtem.config.set({"diagnostics.progress_bar": False, "device": device, "fftw.threads": int(threads),
                       "mkl.threads": int(threads), "fftw.planning_effort": FFTW_PLANNING})
+    forget_fftw_wisdom()
     return abtem
+
+
+def forget_fftw_wisdom() -> None:
+    """Drop FFTW's in-process wisdom (no-op without pyFFTW): plans are then chosen by FFTW_ESTIMATE alone."""
+    try:
+        import pyfftw
+    except ImportError:
+        return
+    pyfftw.forget_wisdom()
 
 
 def _integrator(device: str):
