@@ -124,6 +124,27 @@ def test_hrtem_parameter_recovery(si_waves):
     assert fit.ncc > 0.9
 
 
+def test_hrtem_fit_of_an_image_the_model_does_not_reproduce_determines_no_optics(si_waves):
+    """An image of another crystal (here: the Si image rotated by 90° and shifted, plus noise) fitted with the
+    Si model: the best NCC stays low, so no optical parameter is reported as determined (σ None, a note),
+    while the same data the model does reproduce keep their σ."""
+    at, ew = si_waves
+    shape = (96, 96)
+    px = (0.017, 0.017)
+    imager = HRTEMImager(ew, shape, px, aperture_mrad=25.0)
+    clean = imager.image(7, 8.0, 15.0, 3.0, 0.006, (0.3, -0.2))
+    rng = np.random.default_rng(9)
+    other = np.roll(np.rot90(clean), (17, 5), axis=(0, 1)) + 0.5 * clean.std() * rng.standard_normal(shape)
+    kw = dict(defocus_range_nm=(-20, 20), defocus_step_nm=2.0, cs_um=[15.0],
+              planes=np.arange(1, len(ew.thickness_nm), 2), min_ncc=0.8)
+    bad = fit_hrtem(imager, other, np.ones(shape, bool), **kw)
+    assert bad.ncc < 0.8
+    assert all(v is None for v in bad.sigma.values()), bad.sigma
+    assert any("does not reproduce the image" in n for n in bad.notes)
+    good = fit_hrtem(imager, rng.poisson(400 * clean).astype(float), np.ones(shape, bool), **kw)
+    assert good.ncc > 0.9 and good.sigma["defocus_nm"] is not None
+
+
 def test_hrtem_sigma_covers_a_wrong_fixed_focal_spread(si_waves):
     """The image is made with a focal spread of 4 nm but fitted with it fixed at 3 ± 1 nm: the systematic part
     of σ (refits at 2 and 4 nm) makes the total σ cover the resulting defocus and thickness errors."""

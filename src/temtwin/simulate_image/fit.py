@@ -113,6 +113,18 @@ SIGMA_LIMITS = {"defocus_nm": 50.0, "cs_um": 500.0, "blur_nm": 0.05, "source_nm"
                 "shift_x_px": 2.0, "shift_y_px": 2.0, "thickness_nm": 50.0}
 
 
+def poor_fit(sigma: dict, fit_ncc: float, min_ncc: float, notes: list) -> bool:
+    """When the best fit's NCC is below ``min_ncc`` the model does not reproduce the image: every σ becomes
+    None (not determined), in place, with a note.  Returns whether that happened."""
+    if not (np.isfinite(fit_ncc) and fit_ncc >= min_ncc):
+        notes.append(f"the simulation does not reproduce the image (NCC {fit_ncc:.3f} < {min_ncc:g}): the fitted "
+                     "optics are not determined")
+        for k in sigma:
+            sigma[k] = None
+        return True
+    return False
+
+
 def _determined(sigma: dict, notes: list) -> dict:
     out = {}
     for k, s in sigma.items():
@@ -145,7 +157,7 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
               focal_spread_nm: float = 3.0,
               blur_nm: float = 0.005, fit_blur: bool = True, planes: np.ndarray | None = None,
               corr_window_px: int = 8, focal_spread_sigma_nm: float = 0.0, potential_rel_sigma: float = 0.0,
-              log=None) -> FitResult:
+              min_ncc: float = 0.0, log=None) -> FitResult:
     """Fit defocus (nm, +underfocus), thickness (exit plane), Cs (µm), blur (nm), shift (px) and a, b.
 
     Coarse: every exit plane in ``planes`` × a defocus grid × the start values ``cs_um`` (µm, a number or a
@@ -157,6 +169,8 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
     potential: no Debye–Waller damping, no bonding).  With a free intensity scale the thickness is read from the
     phase the specimen imparts, ∝ V·t to first order, so a relative error δ of V maps to δ·t of the thickness:
     σ_sys(thickness) gets the term δ·t.
+    ``min_ncc``: below this NCC of the best fit the model does not reproduce the image, so no optical
+    parameter is determined by it (every σ None, with a note): its optimum is not a measurement.
     """
     th = imager.thickness_nm
     planes = np.arange(len(th)) if planes is None else np.asarray(planes, int)
@@ -293,6 +307,7 @@ def fit_hrtem(imager: HRTEMImager, data: np.ndarray, mask: np.ndarray, *, defocu
         notes.append(f"thickness sigma includes the projected potential's prior relative 1-sigma "
                      f"{potential_rel_sigma:g} (phase ∝ V·t)")
     _propagate_thickness(values, sigma, stat, sys_, cand, ib, th[planes], notes)
+    poor_fit(sigma, best_ncc, min_ncc, notes)
     return FitResult(values, sigma, cost, best_ncc, a + b * sim, ambiguous, notes,
                      {"planes": planes, "defocus_nm": dfs, "cs_um": css, "ncc": score3}, stat, sys_)
 

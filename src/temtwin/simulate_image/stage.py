@@ -281,7 +281,8 @@ def _run_hrtem(ctx, cfg, img, models, which, cov, energy):
                     fit_cs=bool(cfg["fit_cs"]), focal_spread_nm=float(cfg["focal_spread_nm"]),
                     blur_nm=float(cfg["blur_nm"]), log=ctx.log,
                     focal_spread_sigma_nm=float(cfg["systematic"]["focal_spread_nm"]),
-                    potential_rel_sigma=float(cfg["systematic"]["potential_rel"]))
+                    potential_rel_sigma=float(cfg["systematic"]["potential_rel"]),
+                    min_ncc=float(cfg["min_fit_ncc"]))
     v = fit.values
     plane_t = float(imager.thickness_nm[v["plane"]])
     ctx.log.info("HRTEM fit: defocus %.2f nm, Cs %.1f um, thickness %.2f nm, NCC %.3f", v["defocus_nm"], v["cs_um"],
