@@ -314,12 +314,39 @@ def relative_table(rel: list[dict]) -> Group:
     })
 
 
-def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None):
+def bragg_boxes(labels, entries, pad: int, shape, max_fraction: float = 0.5) -> list:
+    """Per crystal the image box (r0, r1, c0, c1) its Bragg map is computed in: the bounding box of its
+    region grown by ``pad`` px (the filter's reach, :func:`temtwin.phase.bragg.pad_for`), or None (whole
+    image) when there are no labels or the box covers more than ``max_fraction`` of the image."""
+    from scipy import ndimage as ndi
+
+    if labels is None:
+        return [None] * len(entries)
+    objs = ndi.find_objects(np.asarray(labels))
+    rows, cols = shape
+    out = []
+    for lab, _, _ in entries:
+        sl = objs[lab - 1] if 0 < lab <= len(objs) else None
+        if sl is None:
+            out.append(None)
+            continue
+        b = (max(sl[0].start - pad, 0), min(sl[0].stop + pad, rows), max(sl[1].start - pad, 0),
+             min(sl[1].stop + pad, cols))
+        out.append(None if (b[1] - b[0]) * (b[3] - b[2]) > max_fraction * rows * cols else b)
+    return out
+
+
+def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None,
+               progress=None):
     """Normalised Bragg amplitude per identified crystal, crystal map and the crystal table.
 
     Returns (entries, maps, (crystal map, σ_k nm^-1)).  With ``sink`` each crystal's normalised map is
-    handed to ``sink(i, entry, map)`` as soon as it is computed and not kept (``maps`` is then empty),
-    so that memory does not grow with the number of crystals."""
+    handed to ``sink(i, entry, map, box)`` as soon as it is computed and not kept (``maps`` is then
+    empty), so that memory does not grow with the number of crystals.  ``box`` (r0, r1, c0, c1) is the
+    part of the image the map covers when it is computed in its region's bounding box grown by the
+    filter's reach (:func:`bragg_boxes`; the map is 0 outside, it is not computed there), None for the
+    whole image.  Kept maps (no sink) are whole-image arrays.  ``progress(done, total, what)`` is
+    called after each crystal."""
     from .bragg import RunningCrystalMap, bragg_amplitude, normalised_amplitude, pad_for, padded_spectrum, sigma_k_for
 
     entries, gsets = [], []
@@ -344,18 +371,33 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     sk = sigma_k_for(cfg["resolution_nm"], gsets)
     img = np.asarray(image, np.float32)
     pad = pad_for(sk, pixel_size_nm, img.shape)
-    F = padded_spectrum(img, pad, workers)
-    cmap_, norm = RunningCrystalMap(), []
-    for i, ((lab, _, _), g) in enumerate(zip(entries, gsets)):
-        a = bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers)
-        n = normalised_amplitude(a, labels == lab if labels is not None else None)
-        del a
-        cmap_.add(n)
+    boxes = bragg_boxes(labels, entries, pad, img.shape)
+    F = None
+    cmap_, norm = RunningCrystalMap(img.shape), []
+    for i, ((lab, _, _), g, box) in enumerate(zip(entries, gsets, boxes)):
+        if box is None:
+            if F is None:
+                F = padded_spectrum(img, pad, workers)
+            a = bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers)
+            mask = labels == lab if labels is not None else None
+        else:
+            r0, r1, c0, c1 = box
+            a = bragg_amplitude(img[r0:r1, c0:c1], pixel_size_nm, g, sk, pad=pad, workers=workers, fast_len=True)
+            mask = labels[r0:r1, c0:c1] == lab
+        n = normalised_amplitude(a, mask)
+        del a, mask
+        cmap_.add(n, box)
         if sink is None:
+            if box is not None:
+                full = np.zeros(img.shape, np.float32)
+                full[box[0]:box[1], box[2]:box[3]] = n
+                n = full
             norm.append(n)
         else:
-            sink(i, entries[i], n)
+            sink(i, entries[i], n, box)
         del n
+        if progress is not None:
+            progress(i + 1, len(entries), "Bragg maps")
     del F
     return entries, norm, (cmap_.result(cfg["threshold"]), sk)
 
@@ -431,21 +473,45 @@ def phases_result(phases, lib, results: dict, reasons: dict, labels_sorted: list
     return out
 
 
-def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads) -> tuple[list, list, Any]:
+def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads,
+                progress=None) -> tuple[list, list, Any]:
     """Compute the Bragg-filtered maps and stream each into the open phases.h5 ``f`` as it is computed
     (memory independent of the crystal count); returns (entries, thumbnails, extra)."""
     from .plots import thumbnail
 
     thumbs: list = []
 
-    def sink(i, entry, a):
-        label, k, c = entry
-        write_array(f.require_group("bragg"), str(label) if k == 0 else f"{label}_{k + 1}", a, "1",
-                    description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
-        if cfg["figures"] and i < 3:
-            thumbs.append(thumbnail(a))
+    shape = np.shape(image)
 
-    entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink)
+    def sink(i, entry, a, box):
+        label, k, c = entry
+        name = str(label) if k == 0 else f"{label}_{k + 1}"
+        desc = f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})"
+        if box is None:
+            write_array(f.require_group("bragg"), name, a, "1", description=desc)
+            full = a
+        else:
+            # computed in the region's box grown by the filter's reach only: the rest is never written
+            # (HDF5 fill value 0, no storage), so the file and the time scale with the regions' boxes
+            bg = f.require_group("bragg")
+            if name in bg:
+                del bg[name]
+            ds = bg.create_dataset(name, shape=shape, dtype=np.float32, fillvalue=0.0, track_times=False,
+                                   chunks=(min(512, shape[0]), min(512, shape[1])), compression="gzip",
+                                   compression_opts=4, shuffle=True)
+            ds[box[0]:box[1], box[2]:box[3]] = a
+            ds.attrs["units"] = "1"
+            ds.attrs["description"] = desc + "; computed in rows r0:r1, columns c0:c1 (computed_box), 0 outside"
+            ds.attrs["computed_box"] = np.asarray(box, np.int64)
+            full = None
+            if cfg["figures"] and i < 3:
+                full = np.zeros(shape, np.float32)
+                full[box[0]:box[1], box[2]:box[3]] = a
+        if cfg["figures"] and i < 3:
+            thumbs.append(thumbnail(full))
+
+    entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink,
+                                   progress=progress)
     if entries:
         bg = f.require_group("bragg")
         bg.attrs["sigma_k_nm-1"] = float(extra[1])
@@ -531,7 +597,8 @@ def run(ctx) -> None:
     with ctx.h5("h5") as f:
         out.write(f)
         if do_bragg:
-            entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads)
+            entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads,
+                                                   progress=ctx.progress)
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
         summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
                                   "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
