@@ -111,7 +111,7 @@ def startup(tmp: Path, repeats: int = 5) -> dict:
     return res
 
 
-def memory(tmp: Path, n: int, rules=RULES) -> dict:
+def memory(tmp: Path, n: int, rules=RULES, reuse: bool = False) -> dict:
     from temtwin.workflow.snake import MEM_MODEL, mem_mb_for
 
     d = tmp / f"n{n}"
@@ -122,7 +122,8 @@ def memory(tmp: Path, n: int, rules=RULES) -> dict:
     # parent that held the image would inherit its peak
     gen = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); from pathlib import Path; "
            f"from bench_startup import lattice_image, write_tif; write_tif(Path({str(img)!r}), lattice_image({n}))")
-    subprocess.run([sys.executable, "-c", gen], env=ENV, check=True)
+    if not (reuse and img.is_file()):
+        subprocess.run([sys.executable, "-c", gen], env=ENV, check=True)
     gen_s = time.perf_counter() - t0
     cifs = [str(REPO / "resources" / "phases" / f"{p}.cif") for p in ("Si", "Ge", "GaAs", "InP")]
     from temtwin.config import load_config
@@ -159,6 +160,8 @@ def main() -> None:
     ap.add_argument("--keep", help="folder for the generated files (default a temporary folder)")
     ap.add_argument("--rules", nargs="*", default=RULES, help="the first rules of the chain to run (default all)")
     ap.add_argument("--no-startup", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --keep: keep an image (and the earlier rules' files) already there, run --rules only")
     ap.add_argument("--report-only", action="store_true", help="rewrite startup.md from startup.json")
     a = ap.parse_args()
     tmp = Path(a.keep or tempfile.mkdtemp(prefix="temtwin-bench-startup-"))
@@ -172,7 +175,7 @@ def main() -> None:
         old["startup"] = startup(tmp)
         print("startup", old["startup"], flush=True)
     for n in a.sizes:
-        old.setdefault("memory", {}).setdefault(str(n), {}).update(memory(tmp, n, a.rules))
+        old.setdefault("memory", {}).setdefault(str(n), {}).update(memory(tmp, n, a.rules, a.reuse))
     prev.write_text(json.dumps(old, indent=1, default=str))
     write_md(old)
 

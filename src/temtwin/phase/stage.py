@@ -337,7 +337,7 @@ def bragg_boxes(labels, entries, pad: int, shape, max_fraction: float = 0.5) -> 
 
 
 def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None,
-               progress=None):
+               progress=None, log=None):
     """Normalised Bragg amplitude per identified crystal, crystal map and the crystal table.
 
     Returns (entries, maps, (crystal map, σ_k nm^-1)).  With ``sink`` each crystal's normalised map is
@@ -372,6 +372,12 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     img = np.asarray(image, np.float32)
     pad = pad_for(sk, pixel_size_nm, img.shape)
     boxes = bragg_boxes(labels, entries, pad, img.shape)
+    if log is not None:
+        inbox = [b for b in boxes if b is not None]
+        log.info("phase_id: Bragg maps of %d crystals, sigma_k %.4f nm^-1, filter reach %d px; %d in their "
+                 "region's box (mean %.0f x %.0f px), %d on the whole image", len(entries), sk, pad, len(inbox),
+                 np.mean([b[1] - b[0] for b in inbox]) if inbox else 0,
+                 np.mean([b[3] - b[2] for b in inbox]) if inbox else 0, len(entries) - len(inbox))
     F = None
     cmap_, norm = RunningCrystalMap(img.shape), []
     for i, ((lab, _, _), g, box) in enumerate(zip(entries, gsets, boxes)):
@@ -474,7 +480,7 @@ def phases_result(phases, lib, results: dict, reasons: dict, labels_sorted: list
 
 
 def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads,
-                progress=None) -> tuple[list, list, Any]:
+                progress=None, log=None) -> tuple[list, list, Any]:
     """Compute the Bragg-filtered maps and stream each into the open phases.h5 ``f`` as it is computed
     (memory independent of the crystal count); returns (entries, thumbnails, extra)."""
     from .plots import thumbnail
@@ -511,7 +517,7 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
             thumbs.append(thumbnail(full))
 
     entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink,
-                                   progress=progress)
+                                   progress=progress, log=log)
     if entries:
         bg = f.require_group("bragg")
         bg.attrs["sigma_k_nm-1"] = float(extra[1])
@@ -598,7 +604,7 @@ def run(ctx) -> None:
         out.write(f)
         if do_bragg:
             entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads,
-                                                   progress=ctx.progress)
+                                                   progress=ctx.progress, log=ctx.log)
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
         summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
                                   "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
