@@ -25,7 +25,9 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
 
 ``/phases/<name>`` (every identified phase) attrs ``cif``, ``space_group``, ``lattice_abc_nm``,
 ``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
-crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
+crystals) the normalised Bragg amplitude (1 = median in the region; when the region's bounding box
+grown by the filter's reach is at most half the image, computed there only, its attr ``computed_box``
+[r0, r1, c0, c1], 0 outside), ``/bragg/crystal_map`` (index
 into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table; root attr
 ``calibration_scale_factor`` (the image's calibration from its regions, when any; see
 :mod:`temtwin.phase.calibration`), ``calibration_uncertainty``, ``calibration_status``, ``elements``
@@ -537,17 +539,18 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
 
 
 def _figures(figdir: Path, cfg: dict, peaks: dict, labels_sorted: list, spots_of: dict, results: dict, lib,
-             reasons: dict, entries: list, image, px, extra, thumbs: list) -> None:
+             reasons: dict, entries: list, image, px, extra, thumbs: list, progress=None) -> None:
     figdir.mkdir(parents=True, exist_ok=True)
     if cfg["figures"]:
         from .plots import bragg_figure, region_figure
 
-        for label in labels_sorted:
+        for i, label in enumerate(labels_sorted):
             pk = peaks[label]
-            if not len(spots_of[label]) and pk["fft"] is None:
-                continue
-            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
-                          results[label], lib, reasons[label])
+            if len(spots_of[label]) or pk["fft"] is not None:
+                region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
+                              results[label], lib, reasons[label])
+            if progress is not None:
+                progress(i + 1, len(labels_sorted), "region figures")
         if entries:
             names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
             bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
@@ -619,7 +622,7 @@ def run(ctx) -> None:
             annotate_phase(f, summary, overridden)
         set_summary(f, summary)
     _figures(Path(ctx.output["figures"]), cfg, peaks, labels_sorted, spots_of, results, lib, reasons, entries,
-             image, px, extra, thumbs)
+             image, px, extra, thumbs, ctx.progress)
     n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
 
