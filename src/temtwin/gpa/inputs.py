@@ -52,7 +52,7 @@ def read_phases(path) -> dict:
     out: dict = {"regions": {}, "phases": {}}
     if p is None:
         return out
-    ph = Phases.read(p)
+    ph = Phases.read(p, parts=("regions", "phases"))   # not /bragg: one image-sized map per crystal
     for label, r in ph.regions.items():
         a = r.attrs
         out["regions"][label] = {

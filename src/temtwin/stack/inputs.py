@@ -61,7 +61,7 @@ def read_phases(path) -> dict[int, dict]:
     out: dict[int, dict] = {}
     if not _exists(path):
         return out
-    for lab, r in Phases.read(path).regions.items():
+    for lab, r in Phases.read(path, parts=("regions",)).regions.items():   # not the /bragg maps
         a = {k: _s(v) for k, v in r.attrs.items()}
         a["phase"] = str(a.get("phase", "") or "")
         a["identified"] = bool(a.get("identified", bool(a["phase"])))

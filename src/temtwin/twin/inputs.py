@@ -123,7 +123,7 @@ def read_phases(phases_h5: str | Path) -> tuple[dict[int, RegionPhase], dict[str
     p = Path(phases_h5)
     if not p.is_file():
         return regions, cifs
-    ph = Phases.read(p)
+    ph = Phases.read(p, parts=("regions", "phases"))   # not /bragg: one image-sized map per crystal
     for label, r in ph.regions.items():
         a = r.attrs
         M = r.orientation_matrix

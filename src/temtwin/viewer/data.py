@@ -155,7 +155,7 @@ def _read_peaks(path: Path, regions: dict, fft_px: int) -> None:
 
 
 def _read_phases(path: Path, regions: dict, out: dict) -> None:
-    ph = Phases.read(path)
+    ph = Phases.read(path, parts=("regions", "phases"))   # not the /bragg maps (one per crystal)
     out["calibration_scale_factor"] = _s(ph.attrs.get("calibration_scale_factor"))
     for label, pr in ph.regions.items():
         lab = str(label)
