@@ -100,10 +100,52 @@ def test_stage_bragg_maps_streamed_equal_the_kept_ones():
     entries, kept, (cmap_kept, sk) = bragg_maps(img, px, labels, results, {}, cfg)
     got = []
     entries2, none, (cmap_sink, sk2) = bragg_maps(img, px, labels, results, {}, cfg,
-                                                   sink=lambda i, e, a: got.append((i, e[0], a.copy())))
+                                                   sink=lambda i, e, a, b: got.append((i, e[0], a.copy())))
     assert none == [] and [g[:2] for g in got] == [(0, 1), (1, 2)] and sk2 == sk
     assert all(np.array_equal(a, b[2]) for a, b in zip(kept, got)) and np.array_equal(cmap_kept, cmap_sink)
     ref = np.where(np.max(kept, axis=0) >= 0.5, np.argmax(kept, axis=0) + 1, 0)
     assert np.array_equal(cmap_sink, ref)
     inner = (slice(8, n // 2 - 12), slice(8, -8)), (slice(n // 2 + 12, -8), slice(8, -8))
     assert (cmap_sink[inner[0]] == 1).mean() > 0.95 and (cmap_sink[inner[1]] == 2).mean() > 0.95
+
+
+def test_bragg_maps_in_region_boxes_equal_the_whole_image_ones_inside_the_regions():
+    """A region whose bounding box (grown by the filter's reach) is a small part of the image gets its map
+    computed in that box only: inside the region it equals the whole-image map (the filter does not reach
+    across the margin), 0 outside the box; the crystal map is the same in the regions."""
+    from types import SimpleNamespace
+
+    from temtwin.phase.stage import bragg_boxes, bragg_maps
+
+    px, n = 0.05, 320
+    y, x = np.mgrid[:n, :n] * px
+    ga, gb = np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[1.7, 1.0], [-1.0, 1.7]])
+    labels = np.full((n, n), 2, np.int32)
+    labels[20:80, 30:100] = 1                              # a small region of the first lattice
+    img = np.where(labels == 1, sum(np.cos(2 * np.pi * (u * x + v * y)) for u, v in ga),
+                   sum(np.cos(2 * np.pi * (u * x + v * y)) for u, v in gb))
+    img = (img + np.random.default_rng(3).normal(0, 0.3, img.shape)).astype(np.float32)
+
+    def crystal(g):
+        k = g[:, 0] + 1j * g[:, 1]
+        return SimpleNamespace(identified=True, k=np.concatenate([k, -k]), w=np.ones(2 * len(k)))
+
+    results = {1: [crystal(ga)], 2: [crystal(gb)]}
+    cfg = {"max_spots": 6, "resolution_nm": 0.8, "threshold": 0.5}
+    boxes = []
+    entries, kept, (cmap, sk) = bragg_maps(img, px, labels, results, {}, cfg,
+                                           sink=lambda i, e, a, b: boxes.append((b, a.copy())))
+    from temtwin.phase.bragg import pad_for
+    pad = pad_for(sk, px, img.shape)
+    assert boxes[0][0] == (0, 80 + pad, max(30 - pad, 0), 100 + pad) and boxes[1][0] is None
+    assert bragg_boxes(labels, entries, pad, img.shape, max_fraction=1.0)[1] == (0, n, 0, n)
+    # the whole-image reference (no labels -> no boxes), normalised in the same region
+    whole = [bragg_maps(img, px, None, {lab: [c]}, {}, cfg)[1][0] for lab, c in ((1, results[1][0]),)][0]
+    # bragg_maps without labels normalises over the image: compare shapes of the amplitude up to that factor
+    (r0, r1, c0, c1), a1 = boxes[0]
+    inside = labels[r0:r1, c0:c1] == 1
+    ratio = a1[inside] / whole[r0:r1, c0:c1][inside]
+    assert np.std(ratio) / np.mean(ratio) < 1e-2
+    assert abs(np.median(a1[inside]) - 1.0) < 1e-6             # normalised to 1 in its region
+    # crystal map: region 1 (away from its edge) is crystal 1, region 2 away from region 1 is crystal 2
+    assert (cmap[30:70, 40:90] == 1).mean() > 0.95 and (cmap[150:, :] == 2).mean() > 0.95

@@ -39,24 +39,31 @@ def pad_for(sigma_k: float, pixel_size_nm, shape) -> int:
     return int(min(max(shape) // 2, np.ceil(3.0 / (2 * np.pi * sigma_k) / px)))
 
 
-def padded_spectrum(image: np.ndarray, pad: int, workers: int | None = None) -> np.ndarray:
-    """fft2 of the mean-subtracted image zero-padded by ``pad`` px on every side."""
+def padded_spectrum(image: np.ndarray, pad: int, workers: int | None = None, fast_len: bool = False) -> np.ndarray:
+    """fft2 of the mean-subtracted image zero-padded by ``pad`` px on every side; with ``fast_len`` further
+    zeros at the end bring each side to a length that factors well (:func:`scipy.fft.next_fast_len`)."""
     img = np.asarray(image, np.float32)
-    return sfft.fft2(np.pad(img - img.mean(), pad), workers=workers)
+    if not fast_len:
+        return sfft.fft2(np.pad(img - img.mean(), pad), workers=workers)
+    shape = [sfft.next_fast_len(n + 2 * pad, real=False) for n in img.shape]
+    buf = np.zeros(shape, np.float32)
+    buf[pad:pad + img.shape[0], pad:pad + img.shape[1]] = img - img.mean()
+    return sfft.fft2(buf, workers=workers)
 
 
 def bragg_amplitude(image: np.ndarray, pixel_size_nm, g: np.ndarray, sigma_k: float,
                     spectrum: np.ndarray | None = None, pad: int | None = None,
-                    workers: int | None = None) -> np.ndarray:
+                    workers: int | None = None, fast_len: bool = False) -> np.ndarray:
     """Bragg amplitude map (rows, cols), float32, of the reflections ``g`` (n, 2) [kx, ky] nm^-1.
 
-    ``spectrum``: :func:`padded_spectrum` of the image with padding ``pad`` when already computed.
+    ``spectrum``: :func:`padded_spectrum` of the image with padding ``pad`` when already computed;
+    ``fast_len``: when it is computed here, padded to FFT sizes that factor well.
     """
     img = np.asarray(image, np.float32)
     rows, cols = img.shape
     px, py = (pixel_size_nm, pixel_size_nm) if np.isscalar(pixel_size_nm) else pixel_size_nm
     pad = pad_for(sigma_k, (px, py), img.shape) if pad is None else int(pad)
-    F = spectrum if spectrum is not None else padded_spectrum(img, pad, workers)
+    F = spectrum if spectrum is not None else padded_spectrum(img, pad, workers, fast_len)
     R, C = F.shape
     kx = sfft.fftfreq(C, d=px)
     ky = sfft.fftfreq(R, d=py)
@@ -118,20 +125,28 @@ class RunningCrystalMap:
     best value (float32) and its index (int32) per pixel are held: 8 B/px whatever the number of
     crystals.  Ties go to the earlier crystal, as ``np.argmax`` does."""
 
-    def __init__(self) -> None:
+    def __init__(self, shape=None) -> None:
+        self.shape = None if shape is None else tuple(shape)
         self.value: np.ndarray | None = None
         self.index: np.ndarray | None = None
         self.n = 0
 
-    def add(self, norm: np.ndarray) -> None:
-        """Add the next crystal's normalised amplitude map (rows, cols)."""
+    def add(self, norm: np.ndarray, box=None) -> None:
+        """Add the next crystal's normalised amplitude map: (rows, cols), or the part rows r0:r1, columns
+        c0:c1 of the image when ``box`` = (r0, r1, c0, c1) (the crystal counts as 0 elsewhere; needs
+        ``shape``)."""
+        if box is not None and self.value is None:
+            self.value = np.zeros(self.shape, np.float32)
+            self.index = np.zeros(self.shape, np.int32)
         if self.value is None:
             self.value = np.array(norm, np.float32)
             self.index = np.zeros(self.value.shape, np.int32)
         else:
-            upd = norm > self.value
-            self.value[upd] = norm[upd]
-            self.index[upd] = self.n
+            sl = (slice(None), slice(None)) if box is None else (slice(box[0], box[1]), slice(box[2], box[3]))
+            val, idx = self.value[sl], self.index[sl]
+            upd = norm > val
+            val[upd] = norm[upd]
+            idx[upd] = self.n
         self.n += 1
 
     def result(self, threshold: float = 0.5) -> np.ndarray | None:

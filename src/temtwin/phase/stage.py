@@ -25,7 +25,9 @@ Output ``phases.h5`` (layout in docs/DEVELOPING.md), per region ``/regions/<labe
 
 ``/phases/<name>`` (every identified phase) attrs ``cif``, ``space_group``, ``lattice_abc_nm``,
 ``lattice_angles_deg``, ``formula``; ``/bragg/<label>`` (and ``/bragg/<label>_<k>`` for further
-crystals) the normalised Bragg amplitude (1 = median in the region), ``/bragg/crystal_map`` (index
+crystals) the normalised Bragg amplitude (1 = median in the region; when the region's bounding box
+grown by the filter's reach is at most half the image, computed there only, its attr ``computed_box``
+[r0, r1, c0, c1], 0 outside), ``/bragg/crystal_map`` (index
 into the ``/bragg/crystals`` table, 0 = none); ``/relative_orientations`` table; root attr
 ``calibration_scale_factor`` (the image's calibration from its regions, when any; see
 :mod:`temtwin.phase.calibration`), ``calibration_uncertainty``, ``calibration_status``, ``elements``
@@ -316,12 +318,39 @@ def relative_table(rel: list[dict]) -> dict:
     }
 
 
-def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None):
+def bragg_boxes(labels, entries, pad: int, shape, max_fraction: float = 0.5) -> list:
+    """Per crystal the image box (r0, r1, c0, c1) its Bragg map is computed in: the bounding box of its
+    region grown by ``pad`` px (the filter's reach, :func:`temtwin.phase.bragg.pad_for`), or None (whole
+    image) when there are no labels or the box covers more than ``max_fraction`` of the image."""
+    from scipy import ndimage as ndi
+
+    if labels is None:
+        return [None] * len(entries)
+    objs = ndi.find_objects(np.asarray(labels))
+    rows, cols = shape
+    out = []
+    for lab, _, _ in entries:
+        sl = objs[lab - 1] if 0 < lab <= len(objs) else None
+        if sl is None:
+            out.append(None)
+            continue
+        b = (max(sl[0].start - pad, 0), min(sl[0].stop + pad, rows), max(sl[1].start - pad, 0),
+             min(sl[1].stop + pad, cols))
+        out.append(None if (b[1] - b[0]) * (b[3] - b[2]) > max_fraction * rows * cols else b)
+    return out
+
+
+def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, workers=None, sink=None,
+               progress=None, log=None):
     """Normalised Bragg amplitude per identified crystal, crystal map and the crystal table.
 
     Returns (entries, maps, (crystal map, σ_k nm^-1)).  With ``sink`` each crystal's normalised map is
-    handed to ``sink(i, entry, map)`` as soon as it is computed and not kept (``maps`` is then empty),
-    so that memory does not grow with the number of crystals."""
+    handed to ``sink(i, entry, map, box)`` as soon as it is computed and not kept (``maps`` is then
+    empty), so that memory does not grow with the number of crystals.  ``box`` (r0, r1, c0, c1) is the
+    part of the image the map covers when it is computed in its region's bounding box grown by the
+    filter's reach (:func:`bragg_boxes`; the map is 0 outside, it is not computed there), None for the
+    whole image.  Kept maps (no sink) are whole-image arrays.  ``progress(done, total, what)`` is
+    called after each crystal."""
     from .bragg import RunningCrystalMap, bragg_amplitude, normalised_amplitude, pad_for, padded_spectrum, sigma_k_for
 
     entries, gsets = [], []
@@ -346,18 +375,39 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     sk = sigma_k_for(cfg["resolution_nm"], gsets)
     img = np.asarray(image, np.float32)
     pad = pad_for(sk, pixel_size_nm, img.shape)
-    F = padded_spectrum(img, pad, workers)
-    cmap_, norm = RunningCrystalMap(), []
-    for i, ((lab, _, _), g) in enumerate(zip(entries, gsets)):
-        a = bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers)
-        n = normalised_amplitude(a, labels == lab if labels is not None else None)
-        del a
-        cmap_.add(n)
+    boxes = bragg_boxes(labels, entries, pad, img.shape)
+    if log is not None:
+        inbox = [b for b in boxes if b is not None]
+        log.info("phase_id: Bragg maps of %d crystals, sigma_k %.4f nm^-1, filter reach %d px; %d in their "
+                 "region's box (mean %.0f x %.0f px), %d on the whole image", len(entries), sk, pad, len(inbox),
+                 np.mean([b[1] - b[0] for b in inbox]) if inbox else 0,
+                 np.mean([b[3] - b[2] for b in inbox]) if inbox else 0, len(entries) - len(inbox))
+    F = None
+    cmap_, norm = RunningCrystalMap(img.shape), []
+    for i, ((lab, _, _), g, box) in enumerate(zip(entries, gsets, boxes)):
+        if box is None:
+            if F is None:
+                F = padded_spectrum(img, pad, workers)
+            a = bragg_amplitude(img, pixel_size_nm, g, sk, spectrum=F, pad=pad, workers=workers)
+            mask = labels == lab if labels is not None else None
+        else:
+            r0, r1, c0, c1 = box
+            a = bragg_amplitude(img[r0:r1, c0:c1], pixel_size_nm, g, sk, pad=pad, workers=workers, fast_len=True)
+            mask = labels[r0:r1, c0:c1] == lab
+        n = normalised_amplitude(a, mask)
+        del a, mask
+        cmap_.add(n, box)
         if sink is None:
+            if box is not None:
+                full = np.zeros(img.shape, np.float32)
+                full[box[0]:box[1], box[2]:box[3]] = n
+                n = full
             norm.append(n)
         else:
-            sink(i, entries[i], n)
+            sink(i, entries[i], n, box)
         del n
+        if progress is not None:
+            progress(i + 1, len(entries), "Bragg maps")
     del F
     return entries, norm, (cmap_.result(cfg["threshold"]), sk)
 
@@ -432,21 +482,32 @@ def phases_result(phases, lib, results: dict, reasons: dict, labels_sorted: list
     return out
 
 
-def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads) -> tuple[list, list, Any]:
+def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, threads,
+                progress=None, log=None) -> tuple[list, list, Any]:
     """Compute the Bragg-filtered maps and stream each into the open phases.h5 ``f`` as it is computed
     (memory independent of the crystal count); returns (entries, thumbnails, extra)."""
     from .plots import thumbnail
 
     thumbs: list = []
 
-    def sink(i, entry, a):
-        label, k, c = entry
-        Phases.append(f, f"bragg/{label}" if k == 0 else f"bragg/{label}_{k + 1}", a, "1",
-                      description=f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})")
-        if cfg["figures"] and i < 3:
-            thumbs.append(thumbnail(a))
+    shape = np.shape(image)
 
-    entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink)
+    def sink(i, entry, a, box):
+        label, k, c = entry
+        desc = f"normalised Bragg amplitude of {c.phase} {c.uvw.tolist()} (region {label})"
+        if box is not None:   # computed in the region's box grown by the filter's reach only: 0 outside
+            desc += "; computed in rows r0:r1, columns c0:c1 (computed_box), 0 outside"
+        Phases.append(f, f"bragg/{label}" if k == 0 else f"bragg/{label}_{k + 1}", a, "1", box=box, shape=shape,
+                      description=desc)
+        if cfg["figures"] and i < 3:
+            full = a
+            if box is not None:
+                full = np.zeros(shape, np.float32)
+                full[box[0]:box[1], box[2]:box[3]] = a
+            thumbs.append(thumbnail(full))
+
+    entries, _, extra = bragg_maps(image, px, labels, results, spots_of, cfg["bragg"], threads, sink,
+                                   progress=progress, log=log)
     if entries:
         part = Phases()
         part.set_attrs("bragg", **{"sigma_k_nm-1": float(extra[1])})
@@ -466,17 +527,18 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
 
 
 def _figures(figdir: Path, cfg: dict, peaks: dict, labels_sorted: list, spots_of: dict, results: dict, lib,
-             reasons: dict, entries: list, image, px, extra, thumbs: list) -> None:
+             reasons: dict, entries: list, image, px, extra, thumbs: list, progress=None) -> None:
     figdir.mkdir(parents=True, exist_ok=True)
     if cfg["figures"]:
         from .plots import bragg_figure, region_figure
 
-        for label in labels_sorted:
+        for i, label in enumerate(labels_sorted):
             pk = peaks[label]
-            if not len(spots_of[label]) and pk["fft"] is None:
-                continue
-            region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
-                          results[label], lib, reasons[label])
+            if len(spots_of[label]) or pk["fft"] is not None:
+                region_figure(figdir / f"region_{label}.png", label, pk["fft"], pk["extent"], spots_of[label].k,
+                              results[label], lib, reasons[label])
+            if progress is not None:
+                progress(i + 1, len(labels_sorted), "region figures")
         if entries:
             names = [f"{e[2].phase} (region {e[0]}{'' if e[1] == 0 else f'.{e[1] + 1}'})" for e in entries]
             bragg_figure(figdir / "bragg.png", image, px, extra[0], thumbs, names)
@@ -532,7 +594,8 @@ def run(ctx) -> None:
     with ctx.h5("h5") as f:
         out.write(f)
         if do_bragg:
-            entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads)
+            entries, thumbs, extra = write_bragg(f, image, px, labels, results, spots_of, cfg, ctx.threads,
+                                                   progress=ctx.progress, log=ctx.log)
         summary = {"regions": {str(k): _region_summary(v) for k, v in results.items()}}
         summary["calibration"] = {**calib.as_summary(), "shared": bool(shared),
                                   "instrument_uncertainty": cfg["calibration"]["uncertainty"]}
@@ -547,7 +610,7 @@ def run(ctx) -> None:
             annotate_phase(f, summary, overridden)
         set_summary(f, summary)
     _figures(Path(ctx.output["figures"]), cfg, peaks, labels_sorted, spots_of, results, lib, reasons, entries,
-             image, px, extra, thumbs)
+             image, px, extra, thumbs, ctx.progress)
     n_id = sum(bool(cs and cs[0].identified) for cs in results.values())
     ctx.log.info("phase_id: %d/%d regions identified in %.2f s", n_id, len(results), time.perf_counter() - t0)
 

@@ -207,11 +207,28 @@ class TreeResult(Result):
                         **self.dataset_attrs.get(path, {}))
 
     @staticmethod
-    def append(f: h5py.Group, path: str, value, units: str, **attrs) -> None:
+    def append(f: h5py.Group, path: str, value, units: str, box=None, shape=None, **attrs) -> None:
         """Stream one dataset into an open result file (``ctx.h5``) at ``path``, with its units: for parts
-        computed one at a time (Bragg maps), so that no more than one is held in memory."""
+        computed one at a time (Bragg maps), so that no more than one is held in memory.
+
+        ``box`` = (r0, r1, c0, c1) with ``shape`` (rows, cols): ``value`` is the slab [r0:r1, c0:c1] of a
+        full-size float32 dataset whose other elements are the fill value 0 and take no storage (chunked,
+        gzip); the dataset gets the attribute ``computed_box``."""
         parent, _, name = path.strip("/").rpartition("/")
-        write_array(f.require_group(parent) if parent else f, name, value, units, **attrs)
+        g = f.require_group(parent) if parent else f
+        if box is None:
+            write_array(g, name, value, units, **attrs)
+            return
+        if name in g:
+            del g[name]
+        ds = g.create_dataset(name, shape=tuple(shape), dtype=np.float32, fillvalue=0.0, track_times=False,
+                              chunks=(min(512, shape[0]), min(512, shape[1])), compression="gzip",
+                              compression_opts=4, shuffle=True)
+        ds[box[0]:box[1], box[2]:box[3]] = value
+        ds.attrs["units"] = units
+        for k, v in attrs.items():
+            ds.attrs[k] = v
+        ds.attrs["computed_box"] = np.asarray(box, np.int64)
 
     @staticmethod
     def update_attrs(f: h5py.Group, path: str, **attrs) -> None:

@@ -67,7 +67,9 @@ class Phases(TreeResult):
         Entry("/phases/<name>", "group", "", "", "attrs `cif` (CIF text), `space_group`, `lattice_abc_nm`, "
               "`lattice_angles_deg`, `formula`"),
         Entry("/bragg/<label>[_<k>]", "dataset", "float (rows, cols)", "1", "normalised Bragg amplitude of "
-              "each identified crystal of the region (`_<k>` for the k-th crystal of one FFT)"),
+              "each identified crystal of the region (`_<k>` for the k-th crystal of one FFT); when attr "
+              "`computed_box` [r0, r1, c0, c1] is present, computed only in that box (the region grown by the "
+              "filter's reach) and 0 outside"),
         Entry("/bragg/crystal_map", "dataset", "(rows, cols)", "label", "1-based row of `/bragg/crystals` with "
               "the largest normalised amplitude, 0 = none; group attr `sigma_k_nm-1`"),
         Entry("/bragg/crystals", "table", "(n,) per column", "", "`region` (label), `crystal` (1), ..."),

@@ -132,6 +132,7 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
     if use is not None:
         interior &= use
     interior = interior.ravel()
+    qcache: list = []
 
     def clamp(p):
         if bounds is not None:
@@ -152,8 +153,12 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         ok &= interior
         Xg, Yg = X.reshape(rows, cols), Y.reshape(rows, cols)
         w = cv2.remap(F, Xg, Yg, cv2.INTER_CUBIC).ravel()[ok].astype(np.float64)
-        tt, P = t[ok], poly[ok]
-        Q, _ = np.linalg.qr(P)
+        if qcache and np.array_equal(qcache[0], ok):      # same template pixels: same plane basis
+            tt, P, Q = qcache[1:]
+        else:
+            tt, P = t[ok], poly[ok]
+            Q, _ = np.linalg.qr(P)
+            qcache[:] = [ok, tt, P, Q]
         wr = w - Q @ (Q.T @ w)
         tr_ = tt - Q @ (Q.T @ tt)
         nw, nt = float(np.linalg.norm(wr)), float(np.linalg.norm(tr_))
@@ -168,9 +173,16 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         wx = cv2.remap(grads[0], Xg, Yg, cv2.INTER_CUBIC).ravel()[ok].astype(np.float64) / p_l
         wy = cv2.remap(grads[1], Xg, Yg, cv2.INTER_CUBIC).ravel()[ok].astype(np.float64) / p_l
         ddx, ddy = dx[ok], dy[ok]
-        J = np.column_stack([wx, wy, (wx * ddx + wy * ddy) * r_nm, (-wx * ddy + wy * ddx) * r_nm,
-                             -tt / max(float(tt.std()), 1e-12), -P])
-        return ncc, frac, (J, w, Q, tt)
+        G = np.empty((len(w), 4))        # d(warped)/d(similarity params); gain and plane columns: full_jacobian
+        G[:, 0], G[:, 1] = wx, wy
+        G[:, 2] = (wx * ddx + wy * ddy) * r_nm
+        G[:, 3] = (-wx * ddy + wy * ddx) * r_nm
+        return ncc, frac, (G, w, Q, tt, P)
+
+    def full_jacobian(lin):
+        """(J, w): the similarity columns then the gain and plane columns (photometric model)."""
+        G, w, _, tt, P = lin
+        return np.column_stack([G, -tt / max(float(tt.std()), 1e-12), -P]), w
 
     p = clamp(params.astype(np.float64).copy())
     ncc, frac, lin = evaluate(p, iters > 0)
@@ -180,13 +192,13 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
     for _ in range(iters):
         A = g = None
         improved = False
-        ecc = _ecc_step(*lin)
+        ecc = _ecc_step(*lin[:4])
         for _try in range(9):
             if ecc is not None and _try < 3:     # correlation-maximising step, then halved
                 sol = ecc * 0.5 ** _try
             else:                                # fallback: damped least squares with gain and plane
                 if A is None:
-                    J, w = lin[:2]
+                    J, w = full_jacobian(lin)
                     A, g = J.T @ J, J.T @ (-w)
                 sol = np.linalg.solve(A + lam * np.diag(np.diag(A) + 1e-12), g)
                 lam *= 8.0
@@ -209,7 +221,7 @@ def _lk_level(T: np.ndarray, F: np.ndarray, p_l: float, origin_F: np.ndarray, c_
         if moved < 1e-3 * p_l:
             break
     if cov_out is not None and lin is not None:
-        J, w = lin[:2]
+        J, w = full_jacobian(lin)
         A = J.T @ J
         try:
             sol = np.linalg.lstsq(J[:, 4:], -w, rcond=None)[0]     # photometric fit at the result
@@ -230,7 +242,8 @@ def _ecc_step(J: np.ndarray, w: np.ndarray, Q: np.ndarray, t: np.ndarray) -> np.
     of the warped fixed image with the template (the enhanced-correlation-coefficient update of
     Evangelidis & Psarakis 2008), with the plane (columns of Q) projected out of both.
 
-    J: Jacobian whose first four columns are d(warped)/d(params); w: warped fixed image values;
+    J: Jacobian whose first four columns are d(warped)/d(params) (further columns are ignored); w: warped
+    fixed image values;
     t: template values.  Returns the step in J's column units, or None when the correlation is not
     positive (no ascent direction of this form)."""
     G = J[:, :4]
