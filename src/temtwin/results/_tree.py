@@ -164,6 +164,17 @@ class TreeResult(Result):
         p = path.strip("/") + "/"
         return {k[len(p):]: v for k, v in self.data.items() if k.startswith(p) and "/" not in k[len(p):]}
 
+    def labelled(self, path: str) -> list[tuple[int, str]]:
+        """(label, group path) of the children of group ``path`` named by an integer region label (other
+        names skipped), in the order of :meth:`children`."""
+        out = []
+        for name in self.children(path):
+            try:
+                out.append((int(name), f"{path.strip('/')}/{name}"))
+            except ValueError:
+                continue
+        return out
+
     def group_attrs(self, path: str = "") -> dict:
         """The attributes of group ``path`` ("" = root content attributes)."""
         return self.attrs.get(path.strip("/"), {})

@@ -61,12 +61,7 @@ class Peaks(TreeResult):
     def regions(self) -> dict[int, PeakRegion]:
         """label -> :class:`PeakRegion`, in file order (non-integer group names skipped)."""
         out: dict[int, PeakRegion] = {}
-        for name in self.children("regions"):
-            try:
-                label = int(name)
-            except ValueError:
-                continue
-            p = f"regions/{name}"
+        for label, p in self.labelled("regions"):
             a = self.group_attrs(p)
             table = self.table(f"{p}/peaks") if self.has(f"{p}/peaks") else None
             fft = self.get(f"{p}/fft")

@@ -85,12 +85,7 @@ class Phases(TreeResult):
     def regions(self) -> dict[int, PhaseRegion]:
         """label -> :class:`PhaseRegion`, in file order (non-integer group names skipped)."""
         out: dict[int, PhaseRegion] = {}
-        for name in self.children("regions"):
-            try:
-                label = int(name)
-            except ValueError:
-                continue
-            p = f"regions/{name}"
+        for label, p in self.labelled("regions"):
 
             def tab(t: str, p: str = p) -> dict | None:
                 return self.table(f"{p}/{t}") if self.has(f"{p}/{t}") else None
