@@ -12,7 +12,7 @@ import numpy as np
 
 from temtwin.simulate_image import multislice as ms
 from temtwin.simulate_image.hrtem import HRTEMImager
-from temtwin.simulate_image.synthetic import sige110_atoms
+from temtwin.testing.sige_atoms import sige110_atoms
 
 CFG = dict(sampling_A=0.1, fit_size_px=64, edge_margin_nm=0.0, cs_um=[15.0], fit_cs=True,
            defocus_range_nm=[-8.0, 8.0], defocus_step_nm=2.0, max_thickness_factor=1.0)
