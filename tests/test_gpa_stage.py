@@ -230,6 +230,18 @@ def test_amorphous_image_is_not_applicable(tmp_path):
     assert (tmp_path / "figs" / "not_applicable.png").is_file()
 
 
+def test_over_segmented_image_says_so(tmp_path, stack):
+    """A crystal cut into 100 small regions (each 1 % of the image, below gpa.min_area_fraction = 2 %): GPA is
+    not applicable, and the reason names the region size, not a missing crystal."""
+    img = stack.image
+    labels = (np.arange(img.shape[0])[:, None] * 10 // img.shape[0]) * 10 \
+        + np.arange(img.shape[1])[None, :] * 10 // img.shape[1] + 1
+    run(ctx_for(tmp_path, image_h5(tmp_path / "image.h5", img), seg=seg_h5(tmp_path / "seg.h5", labels)))
+    with h5py.File(tmp_path / "gpa.h5") as f:
+        assert not f.attrs["applicable"]
+        assert "min_area_fraction" in f.attrs["reason"] and "over-segmented" in f.attrs["reason"]
+
+
 def test_config_defaults_overrides_and_errors(tmp_path, stack):
     cfg = load_config({}, require_dataset=False)["gpa"]
     assert cfg["reference"] == "auto" and cfg["g_vectors"] is None and cfg["frame"] == "image"

@@ -176,6 +176,10 @@ def analyse(m: Micrograph, labels: np.ndarray, peaks: dict, phases: dict, cfg: d
     min_frac = float(cfg["min_area_fraction"])
     ids, counts = np.unique(labels[labels > 0], return_counts=True)
     big = [int(i) for i, c in zip(ids, counts) if c >= min_frac * labels.size]
+    if len(ids) and not big:
+        raise NotApplicable(f"no region covers gpa.min_area_fraction ({min_frac:g}) of the image (the largest of "
+                            f"{len(ids)} regions covers {counts.max() / labels.size:.2g}): an over-segmented image; "
+                            "lower gpa.min_area_fraction or segment coarser (segment.min_area_nm2)")
     # crystalline regions and their spots: "crystalline" is fft_peaks' decision (peaks.h5), read and
     # never re-decided; GPA uses those of them that show two non-collinear spots (2D strain needs a
     # g pair).  Without a peaks.h5 entry (library use) GPA finds the region's spots itself.
