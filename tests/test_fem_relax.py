@@ -194,7 +194,9 @@ def test_lamella_thickness_from_simulate_image_else_config(tmp_path):
     th = lamella_thickness(cfg, _simulation_h5(tmp_path / "a/simulation.h5", 25.0, 3.0))
     assert (th.value_nm, th.sigma_nm, th.source) == (25.0, 3.0, "simulate_image")
     th = lamella_thickness(cfg, _simulation_h5(tmp_path / "b/simulation.h5", 25.0, np.nan))   # σ not determined
-    assert (th.value_nm, th.sigma_nm, th.source) == (25.0, 5.0, "simulate_image")
+    assert (th.value_nm, th.sigma_nm, th.source) == (40.0, 8.0, "config") and "not determined" in th.note
+    th = lamella_thickness(cfg, _simulation_h5(tmp_path / "e/simulation.h5", 5.0, 0.5))      # smallest plane
+    assert (th.value_nm, th.source) == (40.0, "config") and "upper bound" in th.note
     th = lamella_thickness(cfg, _simulation_h5(tmp_path / "c/simulation.h5", 30.0, 1.0))     # at the scan's end
     assert (th.value_nm, th.source) == (40.0, "config") and "lower bound" in th.note
     th = lamella_thickness(cfg, _simulation_h5(tmp_path / "d/simulation.h5", 0, 0, applicable=False))

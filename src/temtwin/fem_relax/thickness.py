@@ -3,9 +3,10 @@ geometry image and determined it, else the configured ``fem_relax.thickness_nm``
 
 ``simulation.h5`` (simulate_image) holds the table ``/fit`` (parameter, value, sigma; sigma NaN = not
 determined) and, for HRTEM, the scanned exit-wave planes ``/fit_scan/thickness_nm``.  A fitted thickness
-is used only when it is finite, positive and *inside* the scanned range: at the largest scanned plane it
-is a lower bound (the atomic model is thinner than the lamella), not a measurement, and the config value
-is kept with a note.  σ: the fit's when determined, else ``thickness_sigma_nm`` (null = 20 % of t).
+is used only when it is finite, positive, *inside* the scanned range and has a determined σ: at the
+largest scanned plane it is a lower bound (the atomic model is thinner than the lamella), at the smallest an
+upper bound, and without a σ it is not a measurement; then the config value is kept with a note (its σ:
+``thickness_sigma_nm``, null = 20 % of t).
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def read_simulated_thickness(path) -> tuple[float | None, float | None, str]:
     if scanned.size and t >= float(np.max(scanned)) - 1e-6:
         return None, None, (f"simulate_image's thickness {t:.2f} nm is the largest scanned plane (the atomic "
                             "model's thickness): a lower bound, not a measurement")
-    return t, (s if np.isfinite(s) and s > 0 else None), "fitted by simulate_image"
+    if scanned.size and t <= float(np.min(scanned)) + 1e-6:
+        return None, None, (f"simulate_image's thickness {t:.2f} nm is the smallest scanned plane: an upper "
+                            "bound, not a measurement")
+    if not (np.isfinite(s) and s > 0):
+        return None, None, f"simulate_image's thickness {t:.2f} nm is not determined by its fit (no σ)"
+    return t, s, "fitted by simulate_image"
 
 
 def lamella_thickness(cfg: dict, simulation_path=None) -> Thickness:
@@ -71,7 +77,4 @@ def lamella_thickness(cfg: dict, simulation_path=None) -> Thickness:
     t, s, note = read_simulated_thickness(simulation_path)
     if t is None:
         return Thickness(t_cfg, sigma_for(t_cfg), "config", note)
-    if s is None:
-        return Thickness(t, sigma_for(t), "simulate_image", note + "; σ not determined by the fit: "
-                         + ("20 % of t" if s_cfg is None else "fem_relax.thickness_sigma_nm"))
     return Thickness(t, s, "simulate_image", note)
