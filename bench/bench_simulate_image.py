@@ -49,14 +49,11 @@ def _image(case: Path, key: str) -> np.ndarray:
     return np.asarray(read_micrograph(case / key).data, float)
 
 
-def zoo_case(case: Path, fit_px: int):
+def _fit_zoo(case: Path, key: str, o: dict, fit_px: int):
+    """HRTEM fit of a zoo case's image with its true structure (rotated to the image axes, cell squared, two
+    cells along the beam) over the first fit_px² pixels: (data, pixel size, rotation deg, exit waves, fit)."""
     import ase.io
 
-    t, _ = load_truth(case)
-    key = next(iter(t["images"]))
-    o = t["images"][key]
-    if "optics" not in o:
-        return None
     a = ase.io.read(case / "truth.extxyz")
     cell = a.cell[:]
     ang = float(np.degrees(np.arctan2(cell[0, 1], cell[0, 0])))
@@ -68,12 +65,23 @@ def zoo_case(case: Path, fit_px: int):
     b = b.repeat((1, 1, 2))
     data = _image(case, key)
     px = (o["pixel_size_nm"],) * 2
-    t0 = time.perf_counter()
     ew = exit_waves(b, o["optics"]["energy_keV"] * 1e3, 0.05, 2.0, 2, THREADS)
     n = min(fit_px, data.shape[0])
     im = HRTEMImager(ew, (n, n), px, (0, 0), ang, 25.0)
     r = fit_hrtem(im, data[:n, :n], np.ones((n, n), bool), **FIT, focal_spread_sigma_nm=SYS_FOCAL_SPREAD_NM,
                   potential_rel_sigma=SYS_POTENTIAL_REL)
+    return data, px, ang, ew, r
+
+
+def zoo_case(case: Path, fit_px: int):
+
+    t, _ = load_truth(case)
+    key = next(iter(t["images"]))
+    o = t["images"][key]
+    if "optics" not in o:
+        return None
+    t0 = time.perf_counter()
+    data, px, ang, ew, r = _fit_zoo(case, key, o, fit_px)
     dt = time.perf_counter() - t0
     full = HRTEMImager(ew, data.shape, px, (0, 0), ang, 25.0)
     v = r.values
@@ -83,27 +91,11 @@ def zoo_case(case: Path, fit_px: int):
 
 def sigma_case(case: Path, fit_px: int = 128):
     """Error vs quoted σ (statistical, systematic from the focal spread's prior ± 1 nm, total) on a zoo case."""
-    import ase.io
 
     t, _ = load_truth(case)
     key = next(iter(t["images"]))
     o = t["images"][key]
-    a = ase.io.read(case / "truth.extxyz")
-    cell = a.cell[:]
-    ang = float(np.degrees(np.arctan2(cell[0, 1], cell[0, 0])))
-    b = a.copy()
-    b.rotate(-ang, "z", center=(0, 0, 0))
-    lens = np.linalg.norm(cell[:2, :2], axis=1)
-    b.set_cell(np.diag([lens[0], lens[1], cell[2, 2]]))
-    b.wrap()
-    b = b.repeat((1, 1, 2))
-    data = _image(case, key)
-    px = (o["pixel_size_nm"],) * 2
-    ew = exit_waves(b, o["optics"]["energy_keV"] * 1e3, 0.05, 2.0, 2, THREADS)
-    n = min(fit_px, data.shape[0])
-    im = HRTEMImager(ew, (n, n), px, (0, 0), ang, 25.0)
-    r = fit_hrtem(im, data[:n, :n], np.ones((n, n), bool), **FIT, focal_spread_sigma_nm=SYS_FOCAL_SPREAD_NM,
-                  potential_rel_sigma=SYS_POTENTIAL_REL)
+    r = _fit_zoo(case, key, o, fit_px)[-1]
     truth = {"defocus_nm": o["optics"]["defocus_A"] / 10, "thickness_nm": float(t["thickness_nm"]),
              "cs_um": o["optics"]["Cs_A"] / 1e4}
     rows = []
