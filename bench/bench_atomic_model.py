@@ -136,7 +136,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
         atomic_model.run(ctx)
         t_stage = time.perf_counter() - t0
         model = Model.core(out["h5"]).to_atoms()
-        summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
+        summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["atomic_model"]
     truth, tp, treg, p, inside, interior, src, tree = _compare_setup(case, model, labels, px)
     reg = model.arrays["region"]
 
@@ -284,7 +284,7 @@ def round_trip_mismatched(case: Path) -> dict:
             out, {"atomic_model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
         atomic_model.run(ctx)
         model = Model.core(out["h5"]).to_atoms()
-        summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
+        summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["atomic_model"]
     truth, tp, treg, p, inside, interior, src, _ = _compare_setup(case, model, labels, px)
     reg = model.arrays["region"]
     rows = []

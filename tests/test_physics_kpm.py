@@ -194,7 +194,7 @@ def test_stages_chunking_invariant_and_outputs(tmp_path):
         assert f1["states/0/energies"].shape == (2,)
         assert f1["states/0/weight_map"].ndim == 3
     assert missing_units(d1 / "tb.h5") == [] and missing_units(d3 / "moments_0.h5") == []
-    s = read_summary(d1 / "tb.h5")["tight_binding"]
+    s = read_summary(d1 / "tb.h5")["tb_ldos"]
     assert set(s) == {"regions", "n_orbitals", "n_moments", "n_random"}
     assert set(s["regions"]) == {"0", "1"}
     assert s["n_moments"] == 128 and s["n_orbitals"] > 0
@@ -211,7 +211,7 @@ def test_stage_not_applicable_for_other_elements(tmp_path):
         assert not f.attrs["applicable"] and "Si and Ge only" in f.attrs["reason"]
     with h5py.File(d / "tb.h5") as f:
         assert not f.attrs["applicable"]
-    assert read_summary(d / "tb.h5")["tight_binding"]["applicable"] is False
+    assert read_summary(d / "tb.h5")["tb_ldos"]["applicable"] is False
 
 
 def test_band_edges_estimator_on_synthetic_ldos():

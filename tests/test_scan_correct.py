@@ -94,7 +94,7 @@ def test_stage_tem_image_unchanged(tmp_path):
         g = f["scan_correction"]
         assert not g.attrs["applicable"] and "TEM" in g.attrs["reason"] and not g.attrs["changed"]
     s = read_summary(out)
-    assert s["scan_correction"]["applicable"] is False and s["pixel_size_nm"] == list(PX)
+    assert s["scan_correct"]["applicable"] is False and s["pixel_size_nm"] == list(PX)
     assert missing_units(out) == []
 
 
@@ -107,7 +107,7 @@ def test_stage_stem_corrected(tmp_path):
         assert np.allclose(g["drift"][()], [-0.02, 0.02], atol=0.0015)
         assert g["jitter_px"].shape == (256,) and g["jitter_nm"].attrs["units"] == "nm"
         assert not np.array_equal(f["image"][()], c.distorted.astype(np.float32))
-    s = read_summary(out)["scan_correction"]
+    s = read_summary(out)["scan_correct"]
     assert s["method"] == "row jitter + linear drift" and 0.15 < s["jitter_rms_px"] < 0.45
     assert (tmp_path / "fig" / "overview.png").is_file() and (tmp_path / "fig" / "jitter.png").is_file()
     assert missing_units(out) == []

@@ -274,7 +274,7 @@ def test_stage_haadf_end_to_end_with_refinement(tmp_path):
     run(_ctx(tmp_path, edge_margin_nm=0.0, fit_size_px=100, refine={"enabled": True, "iterations": 2}))
     out = tmp_path / "simulation.h5"
     assert missing_units(out) == []
-    s = read_summary(out)["simulation"]
+    s = read_summary(out)["simulate_image"]
     assert s["mode"] == "haadf" and s["ncc"] > 0.9 and 0.7 < s["rms_noise"] < 1.5
     with h5py.File(out) as f:
         assert f["refine/history/residual_rms"].shape == (3,)
@@ -304,7 +304,7 @@ def test_stage_abf_by_multislice_recovers_blur_and_shift(tmp_path):
     run(_ctx(tmp_path, stem={"size_nm": 16 * px[0], "margin_nm": 0.35, "sampling_A": 0.1}))
     out = tmp_path / "simulation.h5"
     assert missing_units(out) == []
-    s = read_summary(out)["simulation"]
+    s = read_summary(out)["simulate_image"]
     assert s["mode"] == "abf" and s["ncc"] > 0.95 and 0.7 < s["rms_noise"] < 1.4
     ms = s["multislice"]
     assert ms["box_px"] == list(box) and ms["detector_mrad"] == [12.5, 25.0] and ms["detector_source"] == "default"
@@ -333,7 +333,7 @@ def test_stage_haadf_multislice_crop_uses_metadata_angles(tmp_path):
              stem={"simulator": "multislice", "size_nm": 12 * px[0], "margin_nm": 0.35, "sampling_A": 0.1}))
     out = tmp_path / "simulation.h5"
     assert missing_units(out) == []
-    s = read_summary(out)["simulation"]
+    s = read_summary(out)["simulate_image"]
     ms = s["multislice"]
     assert s["mode"] == "haadf" and s["ncc"] > 0.9
     assert ms["detector_mrad"] == [40.0, 65.0] and ms["detector_source"] == "metadata"
@@ -360,7 +360,7 @@ def test_stage_hrtem_end_to_end_with_systematic_sigma(tmp_path):
              defocus_range_nm=[-10.0, 10.0], defocus_step_nm=2.0, max_thickness_factor=1.0))
     out = tmp_path / "simulation.h5"
     assert missing_units(out) == []
-    s = read_summary(out)["simulation"]
+    s = read_summary(out)["simulate_image"]
     assert s["mode"] == "hrtem" and s["ncc"] > 0.9
     fit = Simulation.read(out).table("fit")
     k = list(fit["parameter"]).index("defocus_nm")

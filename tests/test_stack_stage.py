@@ -98,14 +98,14 @@ def test_stack_h5_layout_and_summary(stage_run):
         assert pm.shape == (224, 224) and names[0] == ""
         reg = {k: dict(v.attrs) for k, v in f["regions"].items()}
     s = read_summary(out["h5"])
-    assert s["stack"]["overview"] == "overview"
+    assert s["register_stack"]["overview"] == "overview"
     pl = s["images"]["mag1"]["placement"]
     assert set(pl) >= {"parent", "offset_nm", "scale", "rotation_deg", "confidence"}
     assert s["images"]["wrong"]["placement"]["accepted"] is False
     assert s["images"]["wrong"]["placement"]["offset_nm"] is None
     # the overview regions under the 5x image received the phases identified in it
     lab_ov = st.labels("overview")
-    covered = {k: v for k, v in s["stack"]["regions"].items() if v["sources"]}
+    covered = {k: v for k, v in s["register_stack"]["regions"].items() if v["sources"]}
     assert covered, "no overview region received a phase"
     for k, v in covered.items():
         assert v["phase"] == PHASES[int(k)]          # the truth segmentations agree
@@ -132,9 +132,9 @@ def test_single_image_sample(tmp_path):
     out = {"h5": str(tmp_path / "stack.h5"), "figures": str(tmp_path / "figs")}
     run(StageContext.create("register_stack", paths, out, wildcards={"sample": "s"}))
     s = read_summary(out["h5"])
-    assert s["stack"]["n_images"] == 1 and s["images"]["overview"]["placement"]["scale"] == 1.0
+    assert s["register_stack"]["n_images"] == 1 and s["images"]["overview"]["placement"]["scale"] == 1.0
     lab = st.labels("overview")
-    for k, v in s["stack"]["regions"].items():
+    for k, v in s["register_stack"]["regions"].items():
         assert v["phase"] == PHASES.get(int(k), "")
         assert (int(k) in PHASES) == bool(v["sources"])
     assert int((lab > 0).sum()) == lab.size
@@ -150,7 +150,7 @@ def test_missing_upstream_results_are_tolerated(tmp_path):
     run(StageContext.create("register_stack", paths, out, wildcards={"sample": "s"}))
     s = read_summary(out["h5"])
     assert set(s["images"]) == {"overview", "mag1"}
-    assert all(v["phase"] == "" for v in s["stack"]["regions"].values())
+    assert all(v["phase"] == "" for v in s["register_stack"]["regions"].values())
 
 
 def test_config_section_defaults_and_validation():

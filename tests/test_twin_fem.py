@@ -111,7 +111,7 @@ def test_fem_stage_outputs(tmp_path):
     from temtwin.stages import fem_geometry
 
     fem_geometry.run(ctx)
-    s = read_summary(out["h5"])["fem"]
+    s = read_summary(out["h5"])["fem_geometry"]
     assert s["n_regions"] == 3 and s["mesh"]["n_nodes"] > 50 and s["mesh"]["n_elements"] > 50
     assert set(s["files"]) == {"h5", "gds", "mesh", "regions"}
     assert missing_units(out["h5"]) == []

@@ -36,7 +36,7 @@ def test_layered_round_trip_positions_counts_and_outputs(tmp_path):
     sc, paths = write_layered_inputs(tmp_path / "s" / "im", shape=(200, 200), thickness_nm=2.0)
     out = _run(tmp_path, paths, {"atomic_model": {"thickness_nm": 2.0, "periodic_along_beam": True}})
     atoms = Model.core(out["h5"]).to_atoms()
-    s = read_summary(out["h5"])["model"]
+    s = read_summary(out["h5"])["atomic_model"]
     # in-plane: every model column sits on a true column (projection removes the z gauge)
     p = atoms.positions / 10.0
     tree = cKDTree(sc.positions_nm[:, :2])
@@ -97,7 +97,7 @@ def test_composition_from_eels_maps_and_determinism(tmp_path):
     cfg = {"atomic_model": {"thickness_nm": 1.5}}
     out = _run(tmp_path, paths, cfg, eels=[tmp_path / "eels" / "Ge.hspy"], settings=[sy])
     a = Model.core(out["h5"]).to_atoms()
-    s = read_summary(out["h5"])["model"]
+    s = read_summary(out["h5"])["atomic_model"]
     assert s["composition"]["applied"] and s["composition"]["offset_source"] == "given"
     Z = a.numbers
     reg = a.arrays["region"]
@@ -132,7 +132,7 @@ def test_mismatched_region_gets_its_own_cell(tmp_path):
     paths = write_image_results(tmp_path / "s" / "im", np.random.default_rng(0).random(shape), (px, px), lab,
                                 regions, displacement=np.zeros((2, *shape)), g_vectors=g, reference_label=1)
     out = _run(tmp_path, paths, {"atomic_model": {"thickness_nm": 1.5, "origin": "zero"}})
-    s = read_summary(out["h5"])["model"]
+    s = read_summary(out["h5"])["atomic_model"]
     assert s["regions"]["1"]["kind"] == "reference" and s["regions"]["2"]["kind"] == "mismatched"
     q = s["quality"]["regions"]
     assert q["1"]["ideal_nn_nm"] == pytest.approx(0.58687 * np.sqrt(3) / 4, rel=1e-6)
@@ -153,7 +153,7 @@ def test_not_applicable_without_crystalline_regions(tmp_path):
     import ase.io
 
     assert len(ase.io.read(out["extxyz"])) == 0
-    assert read_summary(out["h5"])["model"]["n_atoms"] == 0
+    assert read_summary(out["h5"])["atomic_model"]["n_atoms"] == 0
 
 
 def test_config_defaults_and_errors(tmp_path):

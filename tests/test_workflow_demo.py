@@ -109,7 +109,7 @@ def test_stack_never_uses_an_unreliable_placement(demo_run):
     p = demo_run["summary"]["images"]["hrtem"]["placement"]
     ov = demo_run["summary"]["images"]["overview"]["placement"]
     assert ov["accepted"] and ov["offset_nm"] == [0.0, 0.0] and ov["scale"] == 1.0
-    stack = demo_run["summary"]["stack"]
+    stack = demo_run["summary"]["register_stack"]
     if p["accepted"]:
         fov = 512 * 0.025
         assert np.hypot(*(np.subtract(p["offset_nm"], TRUTH["hrtem"]["offset_nm"]))) < 0.01 * fov
@@ -122,7 +122,7 @@ def test_stack_never_uses_an_unreliable_placement(demo_run):
 
 def test_model_composition_and_relaxed_bonds(demo_run):
     s = demo_run["summary"]
-    regions = s["model"]["regions"]
+    regions = s["atomic_model"]["regions"]
     fractions = {k: r["species"].get("Ge", 0) / r["n_atoms"] for k, r in regions.items()}
     assert sorted(fractions.values())[0] == pytest.approx(0.7, abs=0.03)     # Si0.3Ge0.7 buffer
     assert max(fractions.values()) > 0.9                                     # the Ge well
@@ -140,8 +140,8 @@ def test_phonon_and_electronic_ldos(demo_run):
     sp = s["phonons"]["species"]
     assert any(55 < p < 64 for p in sp["Si"]["peak_meV"])                    # Si-Si optical mode
     assert any(32 < p < 38 for p in sp["Ge"]["peak_meV"])                    # Ge-Ge optical mode
-    tb = s["tight_binding"]["regions"]
-    frac = {k: r["species"].get("Ge", 0) / r["n_atoms"] for k, r in s["model"]["regions"].items()}
+    tb = s["tb_ldos"]["regions"]
+    frac = {k: r["species"].get("Ge", 0) / r["n_atoms"] for k, r in s["atomic_model"]["regions"].items()}
     well = max(frac, key=frac.get)
     others = [k for k in tb if k != well]
     # holes are confined in the Ge well: its valence-band edge is above the buffer's and cap's
@@ -166,6 +166,28 @@ def test_every_file_has_units_and_provenance(demo_run):
     assert len(rows) == 1 + n_regions
     figures = list((demo_run["results"] / "sige_qw_device").rglob("*.png"))
     assert len(figures) >= 12
+
+
+#: summary.json keys that describe data rather than name a stage (every other key is a rule's name)
+DESCRIPTIVE_KEYS = {"sample", "temtwin_version", "images", "pixel_size_nm", "shape", "mode", "source_file",
+                    "field_of_view_nm", "regions", "calibration", "elements", "relative_orientations", "placement"}
+#: the stages' former names (config sections and summary keys before issue 15)
+FORMER_NAMES = {"segmentation", "peaks", "phases", "stack", "fem", "model", "tight_binding", "simulation",
+                "scan_correction", "tb", "relax"}
+
+
+def test_summary_keys_are_rule_names(demo_run):
+    from temtwin.workflow.stages import BY_RULE
+
+    s = demo_run["summary"]
+    levels = {"sample": set(s), **{f"images.{im}": set(e) for im, e in s["images"].items()}}
+    for where, keys in levels.items():
+        stage_keys = keys - DESCRIPTIVE_KEYS
+        assert stage_keys <= set(BY_RULE), (where, stage_keys - set(BY_RULE))
+    assert {"register_stack", "fem_geometry", "fem_relax", "atomic_model", "keating", "phonons", "tb_ldos"} <= set(s)
+    assert "gpa" in s["images"]["hrtem"] and "scan_correct" in s["images"]["hrtem"]
+    region_keys = {k for e in s["images"].values() for r in e["regions"].values() for k in r}
+    assert not region_keys & FORMER_NAMES, region_keys & FORMER_NAMES
 
 
 @pytest.mark.slurm

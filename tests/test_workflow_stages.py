@@ -1,6 +1,7 @@
 """The stage registry is the one list of stages: rules, scripts, config sections and docs follow it."""
 
 import importlib
+import inspect
 import re
 
 from conftest import REPO
@@ -45,3 +46,14 @@ def test_developing_page_shows_the_current_registry():
     page = (REPO / "docs" / "DEVELOPING.md").read_text()
     block = page.split("<!-- STAGES-REGISTRY:BEGIN -->\n")[1].split("<!-- STAGES-REGISTRY:END -->")[0]
     assert block.strip() == markdown_table().strip(), "run: python docs/config_reference.py"
+
+
+def test_every_stage_run_reads_calls_and_writes_in_at_most_80_lines():
+    """A stage's run(ctx) only wires files to the science: reads inputs, calls the science, writes results."""
+    long = {}
+    for s in STAGES:
+        run = importlib.import_module(f"temtwin.stages.{s.rule}").run
+        n = len(inspect.getsource(run).splitlines())
+        if n > 80:
+            long[s.rule] = n
+    assert not long, f"stage run functions over 80 lines: {long}"

@@ -1,8 +1,10 @@
 """Stages ``summarize`` (per sample: summary.json) and ``summary_table`` (across samples: summary.tsv).
 
 Each result file carries a JSON fragment (``temtwin.io.h5.set_summary``).  Per-image fragments
-(image, segmentation, peaks, phases, gpa) are merged into ``images.<image>``; per-sample fragments
-(stack, fem, model, keating, phonons, tb) into the sample's top level.  ``summary.tsv`` has one row per
+(image, segmentation, peaks, phases, gpa, simulation) are merged into ``images.<image>``; per-sample fragments
+(stack, fem, relax, spin_orbit, model, keating, phonons, tb) into the sample's top level.  A stage's own key in
+a fragment is its rule's name (``register_stack``, ``fem_geometry``, ``atomic_model``, ``tb_ldos``, ...).
+``summary.tsv`` has one row per
 sample/image/region with the region's scalar fields flattened to dotted column names (short numeric
 lists such as centroids are written as comma-separated values); a sample whose jobs failed has one row
 with its one-line reason in column ``error`` (written also by the Snakefile's ``onerror`` handler, so a

@@ -55,7 +55,7 @@ def _not_applicable(ctx, reason: str, image: str = "") -> None:
     atoms = atoms_from_arrays(np.zeros((0, 3)), np.zeros(0, int), info={})
     m = Model.not_applicable(reason)
     m.attrs[""] = {"image": image}
-    m.summary = {"model": {"applicable": False, "reason": reason, "n_atoms": 0}}
+    m.summary = {"atomic_model": {"applicable": False, "reason": reason, "n_atoms": 0}}
     with ctx.h5("h5") as f:
         m.write(f)
     with ctx.file("extxyz") as p:
@@ -130,7 +130,7 @@ def run(ctx) -> None:
     summary = _summary(res, plans, pinfo, q, comp_info, files, img, reg_info)
     model = Model.from_atoms(atoms)
     _model_extras(model, res, plans, pinfo, q, comp_info, reg_info)
-    model.summary = {"model": summary}
+    model.summary = {"atomic_model": summary}
     with ctx.h5("h5") as f:
         model.write(f)
     with ctx.file("extxyz") as p:

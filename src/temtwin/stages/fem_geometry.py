@@ -177,7 +177,7 @@ def run(ctx) -> None:
         write_json(p, doc)
     files = {k: str(ctx.output[k]) for k in ("h5", "gds", "mesh", "regions")}
     geo = fem_result(bnd, doc, mstats, arrays, tol, img)
-    geo.summary = {"fem": {
+    geo.summary = {"fem_geometry": {
         "files": files, "image": img.name, "n_regions": len(bnd.regions),
         "mesh": {"n_nodes": mstats["n_nodes"], "n_elements": mstats["n_elements"],
                  "mesh_size_nm": mesh_size, "min_quality": mstats.get("min_quality")},

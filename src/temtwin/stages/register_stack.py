@@ -135,7 +135,7 @@ def stack_result(overview: str, ov, mics, placements, fps, regions, phase_map, p
             "sources": json.dumps(to_jsonable(rp.sources)), "strain": json.dumps(to_jsonable(rp.strain))}
     out.summary = {
         "images": {m.name: {"placement": _placement_summary(placements[m.name])} for m in mics},
-        "stack": {"overview": overview, "n_images": len(mics), "n_placed": n_acc,
+        "register_stack": {"overview": overview, "n_images": len(mics), "n_placed": n_acc,
                   "regions": {str(lab): {"phase": rp.phase, "covered_fraction": rp.covered_fraction,
                                          "sources": [{k: s[k] for k in ("image", "region", "phase", "covered_fraction")}
                                                      for s in rp.sources]}

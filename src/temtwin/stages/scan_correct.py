@@ -92,7 +92,7 @@ def run(ctx) -> None:
     with ctx.h5("h5") as f:
         img.write(f)
         summ = read_summary(ctx.input["raw"])       # ingest's fragment (pixel size, shape, mode, ...)
-        summ["scan_correction"] = frag
+        summ["scan_correct"] = frag
         set_summary(f, summ)
     out = ctx.output.get("figures")
     if out:
@@ -155,7 +155,7 @@ def _run_pair(ctx, cfg, m, partner_path) -> None:
     with ctx.h5("h5") as f:
         img.write(f)
         summ = read_summary(ctx.input["raw"])
-        summ["scan_correction"] = frag
+        summ["scan_correct"] = frag
         set_summary(f, summ)
     out = ctx.output.get("figures")
     if out:

@@ -50,7 +50,7 @@ def _not_applicable(ctx, reason: str, mode: str = "") -> None:
     Path(ctx.output["figures"]).mkdir(parents=True, exist_ok=True)
     with ctx.h5("h5") as f:
         Simulation(applicable=False, reason=reason, attrs={"": {"mode": mode}}).write(f)
-        set_summary(f, {"simulation": {"applicable": False, "reason": reason}})
+        set_summary(f, {"simulate_image": {"applicable": False, "reason": reason}})
 
 
 def simulation_result(res: dict, which: str, mode: str, fit, noise, sim, data, valid, ssim_map, units: str,
@@ -434,7 +434,7 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
             c = float(cov[rm].mean())
             mm = metrics(data, sim, rm & valid, noise, ssim_map)
             mm["coverage"] = c
-            regions[str(int(lab))] = {"simulation": mm}
+            regions[str(int(lab))] = {"simulate_image": mm}
             rows.append((int(lab), c, mm.get("ncc", np.nan), mm.get("ssim", np.nan),
                          mm.get("rms_noise", np.nan) if mm.get("rms_noise") is not None else np.nan))
     fit = res["fit"]
@@ -457,7 +457,7 @@ def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
         if res.get("multislice"):
             out.graft("multislice", multislice_group(res["multislice"], data, sim, noise, units, summ))
         out.write(f)
-        set_summary(f, {"simulation": summ, "regions": regions})
+        set_summary(f, {"simulate_image": summ, "regions": regions})
     comparison_figure(data, sim, px, ctx.output["figures"] / "comparison.png" if isinstance(ctx.output["figures"], Path)
                       else Path(ctx.output["figures"]) / "comparison.png",
                       title=f"{img.name}: {mode}, {which} model, NCC {m_img.get('ncc', float('nan')):.3f}",

@@ -77,7 +77,7 @@ def run(ctx) -> None:
     figdir = Path(ctx.output["figures"])
     figdir.mkdir(parents=True, exist_ok=True)
     if not g["applicable"]:
-        ctx.not_applicable(g["reason"], "tight_binding")
+        ctx.not_applicable(g["reason"], "tb_ldos")
         return
     at = g["attrs"]
     a, b, N = float(at["a_eV"]), float(at["b_eV"]), int(at["n_moments"])
@@ -108,7 +108,7 @@ def run(ctx) -> None:
     out = ldos_result(g, E, total, results, states_out, window, q)
     regions = {lab: {"valence_band_edge_eV": r["ev"], "conduction_band_edge_eV": r["ec"]}
                for (fam, lab), r in results.items() if fam == "region"}
-    out.summary = {"tight_binding": {"regions": regions, "n_orbitals": n_so, "n_moments": N, "n_random": n_random}}
+    out.summary = {"tb_ldos": {"regions": regions, "n_orbitals": n_so, "n_moments": N, "n_random": n_random}}
     with ctx.h5("h5") as f:
         out.write(f)
     _figures(figdir, E, total, results, window, states_out)

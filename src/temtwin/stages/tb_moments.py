@@ -95,6 +95,17 @@ def _partitions(atoms, host_index: np.ndarray, cfg) -> dict:
     return out
 
 
+def _rows_of(parts: dict, site_of_row: np.ndarray) -> dict:
+    """(family, label) -> the Hamiltonian rows (orbitals) of that partition's atoms (``site_of_row``: host
+    site of every row)."""
+    rows_of = {}
+    for fam, (labels, lab_site, _) in parts.items():
+        lab_row = lab_site[site_of_row]
+        for lab in labels:
+            rows_of[(fam, lab)] = np.nonzero(lab_row == lab)[0]
+    return rows_of
+
+
 def _tasks(parts: dict, n_vec: int) -> list[tuple[str, str, int]]:
     tasks = [(fam, lab, v) for fam, (labels, _, _) in parts.items() for lab in labels
              for v in range(n_vec)]
@@ -106,10 +117,6 @@ def _label_key(label: str):
         return (0, float(label), label)
     except ValueError:
         return (1, 0.0, label)
-
-
-def _write_not_applicable(ctx, reason: str, summary: bool) -> None:
-    ctx.not_applicable(reason, "tight_binding" if summary else None)
 
 
 def _model_setup(ctx, cfg, build_matrix: bool = True):
@@ -229,7 +236,7 @@ def run(ctx, comm=None) -> None:
         atoms, source, params, st, ham = _model_setup(ctx, cfg, build_matrix=comm is None)
     except NotApplicable as err:
         if rank0:
-            _write_not_applicable(ctx, str(err), summary=False)
+            ctx.not_applicable(str(err), None)     # tb_ldos reports it in the summary
         return
     if comm is not None:
         op, bounds, orbital_site, info = _mpi_operator(ctx, cfg, comm, st, params, sample)
@@ -251,12 +258,7 @@ def run(ctx, comm=None) -> None:
     ctx.log.info("spectral bounds %.2f..%.2f eV, %d moments (resolution ~%.3f eV), %d of %d vectors, "
                  "backend %s", bounds[0], bounds[1], N, kpm.jackson_sigma_eV(a, N), len(mine),
                  len(tasks), op.backend)
-    site_of_row = st.parent[orbital_site]
-    rows_of = {}
-    for fam, (labels, lab_site, _) in parts.items():
-        lab_row = lab_site[site_of_row]
-        for lab in labels:
-            rows_of[(fam, lab)] = np.nonzero(lab_row == lab)[0]
+    rows_of = _rows_of(parts, st.parent[orbital_site])
     row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
     rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
     ckpt = _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op)

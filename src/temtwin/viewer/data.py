@@ -32,9 +32,9 @@ from . import encode
 log = logging.getLogger("temtwin")
 
 STRAIN = ("exx", "eyy", "exy")
-SAMPLE_FIGURE_STAGES = ("register_stack", "fem_geometry", "atomic_model", "keating", "phonons", "tb_ldos",
-                        "tight_binding", "scan_correct", "simulation")
-IMAGE_FIGURE_STAGES = ("phase_id", "scan_correct", "simulation", "calibration")
+#: figure folders (``figures/<rule>/``) shown as images on the page; the other stages are shown as maps
+SAMPLE_FIGURE_STAGES = ("register_stack", "fem_geometry", "atomic_model", "keating", "phonons", "tb_ldos")
+IMAGE_FIGURE_STAGES = ("phase_id", "scan_correct", "simulate_image")
 
 
 def _s(v) -> Any:
