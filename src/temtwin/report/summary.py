@@ -1,14 +1,14 @@
-"""Stages ``summarize`` (per sample: summary.json) and ``summary_table`` (across samples: summary.tsv).
+"""The summaries: per sample ``summary.json`` (:func:`sample_summary`, run by the stage ``summarize``) and across
+samples ``summary.tsv`` (:func:`write_table`, run by the stage ``summary_table``).
 
 Each result file carries a JSON fragment (``temtwin.io.h5.set_summary``).  Per-image fragments
 (image, segmentation, peaks, phases, gpa, simulation) are merged into ``images.<image>``; per-sample fragments
 (stack, fem, relax, spin_orbit, model, keating, phonons, tb) into the sample's top level.  A stage's own key in
 a fragment is its rule's name (``register_stack``, ``fem_geometry``, ``atomic_model``, ``tb_ldos``, ...).
-``summary.tsv`` has one row per
-sample/image/region with the region's scalar fields flattened to dotted column names (short numeric
-lists such as centroids are written as comma-separated values); a sample whose jobs failed has one row
-with its one-line reason in column ``error`` (written also by the Snakefile's ``onerror`` handler, so a
-``--keep-going`` run with one bad sample still tabulates the others).
+``summary.tsv`` has one row per sample/image/region with the region's scalar fields flattened to dotted column
+names (short numeric lists such as centroids are written as comma-separated values); a sample whose jobs
+failed has one row with its one-line reason in column ``error`` (written also by the Snakefile's ``onerror``
+handler, so a ``--keep-going`` run with one bad sample still tabulates the others).
 """
 
 from __future__ import annotations
