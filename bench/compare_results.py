@@ -1,7 +1,9 @@
 """Compare two results folders of the workflow (a refactor must not change a result): every HDF5 dataset
 (values bit for bit, dtype, units and other attributes), every group attribute and each sample's
 summary.json. Provenance attributes (temtwin_version, rule, config_digest, input_digests) and timing keys
-are excepted. Usage: python bench/compare_results.py BEFORE AFTER (exit status 1 when anything differs).
+are excepted. Usage: python bench/compare_results.py BEFORE AFTER [--rename OLD=NEW ...] (exit status 1 when
+anything differs). ``--rename`` renames a JSON key (summary.json and the files' summary attributes) on both
+sides before comparing, at any depth: a rename of summary keys (issue 15) then shows as no difference.
 """
 import json
 import sys
@@ -13,6 +15,8 @@ import numpy as np
 SKIP_ATTRS = {"temtwin_version", "rule", "config_digest", "input_digests"}
 #: the two results folders; a path under either is compared relative to it (summary ``files`` entries)
 ROOTS: list[str] = []
+#: JSON keys renamed on both sides before comparing (``--rename OLD=NEW``)
+RENAME: dict[str, str] = {}
 
 
 def unroot(o):
@@ -45,7 +49,7 @@ def norm(v):
 
 def strip(o):
     if isinstance(o, dict):
-        return {k: strip(v) for k, v in o.items() if not timing(k)}
+        return {RENAME.get(k, k): strip(v) for k, v in o.items() if not timing(k)}
     if isinstance(o, list):
         return [strip(v) for v in o]
     return o
@@ -126,4 +130,10 @@ def main(A, B):
 
 
 if __name__ == "__main__":
-    sys.exit(1 if main(*sys.argv[1:3]) else 0)
+    args = sys.argv[1:]
+    while "--rename" in args:
+        i = args.index("--rename")
+        old, new = args[i + 1].split("=")
+        RENAME[old] = new
+        del args[i:i + 2]
+    sys.exit(1 if main(*args[:2]) else 0)
