@@ -70,7 +70,8 @@ def write_model(path):
     from temtwin.twin.model_io import atoms_from_arrays
 
     pos, z = model_arrays()
-    atoms = atoms_from_arrays(pos / 10.0, z, region=(pos[:, 2] > 80).astype(int), info={"image": "t"})
+    atoms = atoms_from_arrays(pos / 10.0, z, region=(pos[:, 2] > 80).astype(int),
+                              info={"image": "t", "growth_direction": [0.0, 0.0, 1.0]})
     with atomic_h5(path) as f:
         Model.from_atoms(atoms).write(f)
     return atoms
@@ -138,3 +139,35 @@ def test_domain_preparation_two_ranks_bit_identical(tmp_path):
         assert g["n_local"] <= g["own"] + 3 * 9 * 4                        # own sites + one bond shell
         assert g["n_env"] == g["n_local"] and g["n_bonds"] <= 4 * g["own"]
         assert 0 < g["n_ghost"] < g["n_own_rows"] / 3
+
+
+@pytest.mark.skipif(bool(REASON), reason=REASON or "mpi")
+def test_stage_two_ranks_per_domain_equals_one_process(tmp_path, monkeypatch):
+    """The ``tb_moments`` stage with ``mpi_ranks: 2`` prepares per domain and writes what one process
+    writes: the moments bit for bit, the partitions (regions and slabs) and the chunk-0 structure."""
+    import h5py
+
+    from temtwin.physics import tb_stage
+    from temtwin.workflow.context import StageContext
+
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    write_model(tmp_path / "model.h5")
+    out = {}
+    for ranks in (1, 2):
+        cfg = {"tb_moments": {"n_chunks": 1, "n_moments": 32, "vectors_per_region": 1, "lanczos_steps": 30,
+                               "structure": "as_built", "partitions": "both", "slab_thickness_nm": 4.0,
+                               "mpi_ranks": ranks, "mpi_launcher": "mpirun", "checkpoint_every_moments": 16}}
+        out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
+        ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
+                                  config=cfg, wildcards={"sample": "s1", "chunk": "0"})
+        tb_stage.run_moments(ctx)
+    with h5py.File(out[1]) as a, h5py.File(out[2]) as b:
+        assert b["parameters"].attrs["per_domain"] and b["parameters"].attrs["mpi_ranks"] == 2
+        np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])
+        np.testing.assert_array_equal(a["moments"][()], b["moments"][()])
+        for name in ("partitions/region", "partitions/slab", "tasks", "structure"):
+            for key in a[name]:
+                np.testing.assert_array_equal(a[name][key][()], b[name][key][()], err_msg=f"{name}/{key}")
+        assert len(b["partitions/slab/label"]) >= 4                     # slabs along the bar
+    assert not list((tmp_path / "r2").glob("*.ckpt*"))

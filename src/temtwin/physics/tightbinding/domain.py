@@ -185,7 +185,7 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
     """This rank's :class:`DomainStructure` (collective over ``comm``; see the module doc).
 
     Raises :class:`DomainFallback` (on every rank alike) where the per-domain path does not apply, and
-    ``ValueError`` (every rank) when the model holds atoms other than Si and Ge.
+    :class:`temtwin.errors.NotApplicable` (every rank) when the model holds atoms other than Si and Ge.
     """
     import h5py
     from mpi4py import MPI
@@ -206,6 +206,8 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
         cell_arg = cell if np.linalg.matrix_rank(cell) == 3 else None
         dpos, dnum = f["positions"], f["numbers"]
         n = int(dpos.shape[0])
+        if n < 2 * size:
+            raise DomainFallback(f"{n} atoms for {size} ranks")
 
         # ---------------------------------------------------------------- pass 1: prune and number
         A = _split(n, size)
@@ -215,7 +217,12 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
         bad = sorted(set(np.asarray(dnum[a0:a1])[(spec < 0) | (spec > 1)].tolist()))
         bad = sorted(set().union(*comm.allgather(set(bad))))
         if bad:
-            raise ValueError(f"tight binding needs Si and Ge only; found atomic numbers {bad}")
+            from ase.data import chemical_symbols
+
+            from ...errors import NotApplicable
+
+            raise NotApplicable("sp3d5s* parameters exist for Si and Ge only; model contains "
+                                + ", ".join(chemical_symbols[k] for k in bad))
         d_est = comm.allreduce(_nn_estimate(own_pos), op=MPI.MAX)
         halo = 3.0 * d_est
         for _attempt in range(2):
@@ -262,7 +269,9 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
         first = int(first or 0) if rank else 0
         n_host = int(comm.allreduce(k_own))
         if n_host == 0:
-            raise DomainFallback("no atom kept")
+            from ...errors import NotApplicable
+
+            raise NotApplicable("no Si/Ge atom left after removing under-coordinated atoms")
         gsite1 = np.full(n_own1, -1, np.int64)
         gsite1[keep1] = first + np.arange(k_own)
         kept_idx1 = a0 + np.nonzero(keep1)[0]
