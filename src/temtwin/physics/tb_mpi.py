@@ -121,6 +121,8 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
     from .tightbinding.domain import DomainFallback, prepare_domain
 
     rank0 = comm.Get_rank() == 0
+    if os.environ.get("TEMTWIN_TB_MPI_WHOLE"):           # for comparisons (bench): the whole-structure path
+        return False
     if cfg["structure"] == "relaxed" and ctx.paths("relaxed"):
         ctx.log.info("tb: the relaxed structure is read whole; every rank prepares the whole structure")
         return False
@@ -132,7 +134,7 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
         if not meta.applicable or not meta.info.get("applicable", True):
             raise NotApplicable(f"atomic model not applicable: {meta.reason or meta.info.get('reason', '')}")
         params = load_parameters(valence_band_offset=bool(cfg["valence_band_offset"]))
-        ctx.log.info("tb setup: model read (per domain)")
+        ctx.log.info("tb setup: model read (per domain; peak RSS %.0f MB before reading)", _peak_mb())
         dom = prepare_domain(comm, path, params, cfg["passivation"], int(cfg["min_coordination"]), log=ctx.log)
     except DomainFallback as err:
         ctx.log.info("tb: per-domain preparation not used (%s); every rank prepares the whole structure", err)
@@ -142,8 +144,8 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
             ctx.not_applicable(str(err), None)
         return True
     ctx.log.info("tb setup: structure prepared (rank 0: %d own sites + %d neighbours of %d sites, %d atoms "
-                 "read of %d)", dom.own1 - dom.own0, dom.structure.n_sites - (dom.own1 - dom.own0),
-                 dom.n_host_total, dom.n_read, dom.n_input)
+                 "read of %d; peak RSS %.0f MB)", dom.own1 - dom.own0, dom.structure.n_sites - (dom.own1 - dom.own0),
+                 dom.n_host_total, dom.n_read, dom.n_input, _peak_mb())
     mk = dict(strain=bool(cfg["strain"]), spin_orbit=bool(cfg["spin_orbit"]),
               sp3_shift_eV=float(cfg["sp3_shift_eV"]),
               dtype=np.float32 if cfg["precision"] == "single" else np.float64)
@@ -160,9 +162,9 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
             "passivation": cfg["passivation"], "mpi_ranks": op.size, "nnz": int(comm.allreduce(len(op.data))),
             "per_domain": True}
     ctx.log.info("tight binding (MPI, %d ranks, per-domain structure): %d atoms (%d removed, %d dangling "
-                 "bonds), %d spin-orbitals, nnz %d; rank 0 holds %d rows + %d ghost rows, %.2f GB matrix",
-                 op.size, dom.n_host_total, dom.n_removed_total, dom.n_dangling_total, 2 * op.n_rows,
-                 info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9)
+                 "bonds), %d spin-orbitals, nnz %d; rank 0 holds %d rows + %d ghost rows, %.2f GB matrix "
+                 "(peak RSS %.0f MB)", op.size, dom.n_host_total, dom.n_removed_total, dom.n_dangling_total,
+                 2 * op.n_rows, info["nnz"], op.n_own, op.n_low + op.n_high, op.memory_bytes() / 1e9, _peak_mb())
     parts, rows_of = domain_partitions(comm, dom, op, cfg, meta.info)
     n_vec = int(cfg["vectors_per_region"])
     tasks = S._tasks(parts, n_vec)
@@ -182,6 +184,11 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
         checkpoint=ckpt)
     ctx.log.info("tb moments done: %d vectors", len(mine))
     S._log_mpi(ctx, op)
+    peaks = comm.gather(_peak_mb(), root=0)
+    reads = comm.gather(dom.n_read, root=0)
+    if rank0:
+        ctx.log.info("MPI per-domain: peak RSS per rank %s MB; atoms read per rank %s of %d",
+                     ", ".join(f"{p:.0f}" for p in peaks), ", ".join(str(r) for r in reads), dom.n_input)
     keep = comm.gather(dom.pass1_keep, root=0) if chunk == 0 else None
     if not rank0:
         comm.Barrier()                                   # rank 0 has written the output
@@ -199,6 +206,12 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
     if ckpt is not None:
         ckpt.clear()
     return True
+
+
+def _peak_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _kept_structure(path, meta, keep):
