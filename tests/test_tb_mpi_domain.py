@@ -51,8 +51,9 @@ WORKER = textwrap.dedent("""
 
 
 def model_arrays():
-    """A 2304-atom Si/Ge bar along z (positions jittered, 6 % vacancies so that atoms across the domain
-    boundary are pruned and bonds dangle), atoms ordered by z as the atomic-model stage writes them (Å)."""
+    """A 2157-atom Si/Ge bar along z (3 × 3 × 32 cells, positions jittered, 6 % vacancies so that atoms
+    across the domain boundary are pruned and bonds dangle), atoms ordered by z as the atomic-model stage
+    writes them (Å)."""
     from temtwin.physics.tightbinding import diamond_cubic
 
     rng = np.random.default_rng(11)

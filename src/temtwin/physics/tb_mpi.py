@@ -215,19 +215,45 @@ def _peak_mb() -> float:
 
 
 def _kept_structure(path, meta, keep):
-    """(atoms, structure-like) for the chunk-0 record of the structure: the model's positions and numbers
-    (read whole, on rank 0 only) and the input index of each kept atom."""
+    """(atoms-like, structure-like) for the chunk-0 record of the structure (``moments_result`` reads
+    ``atoms.get_positions()[st.atom_index]``, ``atoms.numbers[…]``, ``atoms.cell``, ``atoms.pbc``,
+    ``atoms.info``): the kept atoms' rows are streamed from the model on rank 0, never the whole model."""
     from types import SimpleNamespace
 
-    import h5py
     import numpy as np
 
-    from ..twin.model_io import atoms_from_arrays
+    atom_index = np.nonzero(keep)[0]
+    atoms = SimpleNamespace(get_positions=lambda: _KeptRows(path, "positions", 10.0),
+                            numbers=_KeptRows(path, "numbers", None), cell=np.asarray(meta.data["cell"]) * 10.0,
+                            pbc=np.asarray(meta.data["pbc"], bool), info=meta.info)
+    return atoms, SimpleNamespace(atom_index=atom_index)
 
-    with h5py.File(path, "r") as f:
-        atoms = atoms_from_arrays(f["positions"][()], f["numbers"][()], meta.data["cell"],
-                                  tuple(bool(x) for x in meta.data["pbc"]), info=meta.info)
-    return atoms, SimpleNamespace(atom_index=np.nonzero(keep)[0])
+
+class _KeptRows:
+    """``rows[index]`` of a per-atom model.h5 dataset (sorted ``index``), read in slabs; × ``scale`` (nm → Å)
+    applied before the selection as :meth:`Model.to_atoms` does."""
+
+    def __init__(self, path, name: str, scale):
+        self.path, self.name, self.scale = path, name, scale
+
+    def __getitem__(self, index):
+        import h5py
+        import numpy as np
+
+        from .tightbinding.domain import READ_CHUNK
+
+        index = np.asarray(index, np.int64)
+        out = []
+        with h5py.File(self.path, "r") as f:
+            d = f[self.name]
+            empty = np.zeros((0,) + tuple(d.shape[1:]), d.dtype)
+            for c0 in range(0, int(d.shape[0]), READ_CHUNK):
+                c1 = min(int(d.shape[0]), c0 + READ_CHUNK)
+                sel = index[(index >= c0) & (index < c1)] - c0
+                if len(sel):
+                    v = np.asarray(d[c0:c1])
+                    out.append((v * self.scale if self.scale is not None else v)[sel])
+        return np.concatenate(out) if out else empty
 
 
 def domain_partitions(comm, dom, op, cfg: dict, model_info: dict):
