@@ -38,6 +38,7 @@ from .operator import ROW_BLOCK, real_kernel, sq_norm_partials, vdot_partials
 from .slater_koster import spin_orbit_matrix
 
 DRAW_CHUNK = 1 << 20
+RELABEL_CHUNK = 1 << 20        # CSR entries relabelled per slab
 
 
 def split_rows(n_rows: int, size: int) -> np.ndarray:
@@ -80,20 +81,36 @@ class DistributedOperator:
         self._mpi_real = MPI.FLOAT if rdtype == np.float32 else MPI.DOUBLE
         t0 = time.perf_counter()
         if domain is not None:
-            H, so = self._domain_rows(domain, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype)
+            H, so, gcols = self._domain_rows(domain, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype)
         else:
             H, so = self._whole_rows(structure, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype)
+            gcols = None
         r0, r1 = self.r0, self.r1
-        cols = H.indices.astype(np.int64)
-        lo = np.unique(cols[cols < r0])
-        hi = np.unique(cols[cols >= r1])
+        # global columns -> [ghosts below | own | ghosts above], in slabs of entries: no nnz-sized int64
+        # temporaries (they were 5-6x the matrix slice at the peak)
+        nnz = len(H.indices)
+
+        def cols_of(ind, s):
+            c = ind[s:s + RELABEL_CHUNK].astype(np.int64)
+            return gcols(c) if gcols is not None else c
+
+        lo, hi = [], []
+        for s in range(0, nnz, RELABEL_CHUNK):
+            c = cols_of(H.indices, s)
+            lo.append(np.unique(c[c < r0]))
+            hi.append(np.unique(c[c >= r1]))
+        lo = np.unique(np.concatenate(lo)) if lo else np.zeros(0, np.int64)
+        hi = np.unique(np.concatenate(hi)) if hi else np.zeros(0, np.int64)
         self.n_low, self.n_own, self.n_high = len(lo), r1 - r0, len(hi)
         self.row0 = self.n_low
-        local = self._to_local(cols, lo, hi)
+        itype = np.int32 if self.n_local < 2**31 - 1 else np.int64
+        # in place where the dtype allows: each slab is read before it is overwritten
+        self.indices = H.indices if H.indices.dtype == itype else np.empty(nnz, itype)
+        for s in range(0, nnz, RELABEL_CHUNK):
+            self.indices[s:s + RELABEL_CHUNK] = self._to_local(cols_of(H.indices, s), lo, hi)
         self.indptr = H.indptr.astype(np.int64)
-        self.indices = local.astype(np.int32 if self.n_local < 2**31 - 1 else np.int64)
-        self.data = np.ascontiguousarray(H.data)
-        del H, cols, local
+        self.data = H.data
+        del H
         # spin–orbit per own row (base row in local numbering)
         M = spin_orbit_matrix().astype(self.cdtype)
         self._Mr, self._Mi = np.ascontiguousarray(M.real), np.ascontiguousarray(M.imag)
@@ -134,8 +151,7 @@ class DistributedOperator:
         s0 = int(np.searchsorted(site_start, r0, side="right") - 1) if r1 > r0 else 0
         s1 = int(np.searchsorted(site_start, r1, side="left")) if r1 > r0 else 0
         H, _ = assemble_rows(st, params, site_start, s0, s1, strain, sp3_shift_eV, dtype)
-        off = r0 - int(site_start[s0])
-        H = H[off:off + (r1 - r0)]
+        H = _row_slice(H, r0 - int(site_start[s0]), r1 - r0)
         lam_site = params.lambda_so[st.species[:st.n_host]] if spin_orbit else np.zeros(st.n_host)
         rows = np.arange(r0, r1)
         site = np.searchsorted(site_start, rows, side="right") - 1
@@ -158,10 +174,11 @@ class DistributedOperator:
         self.r0, self.r1 = r0, r1
         loc_start = ORB * np.arange(st.n_sites + 1, dtype=np.int64)
         H, _ = assemble_rows(st, params, loc_start, dom.own0, dom.own1, strain, sp3_shift_eV, dtype)
-        off = r0 - ORB * dom.s0
-        H = H[off:off + (r1 - r0)]
-        c = H.indices.astype(np.int64)                      # local columns -> global (order kept)
-        H.indices = (ORB * dom.global_site[c // ORB] + c % ORB).astype(np.int64)
+        H = _row_slice(H, r0 - ORB * dom.s0, r1 - r0)
+        gs = dom.global_site
+
+        def gcols(c):                                       # local columns -> global (order kept)
+            return ORB * gs[c // ORB] + c % ORB
         rows = np.arange(r0, r1)
         g = rows // ORB
         comp = rows % ORB - 1
@@ -169,7 +186,7 @@ class DistributedOperator:
         sp = st.species[np.clip(dom.own0 + g - dom.s0, 0, max(st.n_sites - 1, 0))] if st.n_sites else \
             np.zeros(len(rows), np.int64)
         lam = params.lambda_so[sp] if spin_orbit else np.zeros(len(rows))
-        return H, (lam, comp, ORB * g + 1, is_p)
+        return H, (lam, comp, ORB * g + 1, is_p), gcols
 
     def _to_local(self, g, lo, hi):
         """Local row numbers of global rows ``g`` (own or ghost)."""
@@ -279,6 +296,15 @@ class DistributedOperator:
         _, ns, m = x.shape
         loc = vdot_partials(x[s:s + self.n_own].reshape(-1), y[s:s + self.n_own].reshape(-1), ROW_BLOCK * ns * m)
         return complex(np.concatenate(self.comm.allgather(loc)).sum())
+
+
+def _row_slice(H, off: int, n: int):
+    """Rows ``off … off + n − 1`` of CSR ``H`` as (indptr from 0, indices, data) views — no copy (scipy's
+    row slicing copies the slice: one more matrix at the build's peak)."""
+    from types import SimpleNamespace
+
+    a, b = int(H.indptr[off]), int(H.indptr[off + n])
+    return SimpleNamespace(indptr=H.indptr[off:off + n + 1] - a, indices=H.indices[a:b], data=H.data[a:b])
 
 
 def _skip_doubles(g: np.random.Generator, n: int) -> None:
