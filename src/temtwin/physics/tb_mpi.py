@@ -190,13 +190,15 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
         ctx.log.info("MPI per-domain: peak RSS per rank %s MB; atoms read per rank %s of %d",
                      ", ".join(f"{p:.0f}" for p in peaks), ", ".join(str(r) for r in reads), dom.n_input)
     keep = comm.gather(dom.pass1_keep, root=0) if chunk == 0 else None
+    backend = op.backend
+    del op, dom                                          # the chunk-0 record below is read after freeing them
     if not rank0:
         comm.Barrier()                                   # rank 0 has written the output
         if ckpt is not None:
             ckpt.clear()
         return True
     atoms, st = _kept_structure(path, meta, np.concatenate(keep)) if chunk == 0 else (None, None)
-    out = S.moments_result(cfg, sample=sample, chunk=chunk, seed=ctx.seed, bounds=bounds, backend=op.backend,
+    out = S.moments_result(cfg, sample=sample, chunk=chunk, seed=ctx.seed, bounds=bounds, backend=backend,
                            source="as_built", tasks=tasks, mine=mine, row_sets=row_sets, mu=mu, parts=parts,
                            rows_of=rows_of, params=params, info=info, atoms=atoms, st=st,
                            n_saved=ckpt.n_saved if ckpt is not None else 0)
