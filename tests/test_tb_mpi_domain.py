@@ -148,7 +148,7 @@ def test_stage_two_ranks_per_domain_equals_one_process(tmp_path, monkeypatch):
     writes: the moments bit for bit, the partitions (regions and slabs) and the chunk-0 structure."""
     import h5py
 
-    from temtwin.physics import tb_stage
+    from temtwin.stages import tb_moments
     from temtwin.workflow.context import StageContext
 
     monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
@@ -162,7 +162,7 @@ def test_stage_two_ranks_per_domain_equals_one_process(tmp_path, monkeypatch):
         out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
                                   config=cfg, wildcards={"sample": "s1", "chunk": "0"})
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
     with h5py.File(out[1]) as a, h5py.File(out[2]) as b:
         assert b["parameters"].attrs["per_domain"] and b["parameters"].attrs["mpi_ranks"] == 2
         np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])

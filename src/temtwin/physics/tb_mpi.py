@@ -104,7 +104,7 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
 
     Each rank reads its domain of ``model.h5`` plus a halo, prepares and assembles its rows; partitions
     and random vectors are known per rank (:class:`.tightbinding.domain.DomainRows`).  Rank 0 writes the
-    output as :func:`.tb_stage.run_moments` does (for chunk 0 it reads the kept atoms' positions to store
+    output as :func:`temtwin.stages.tb_moments.run` does (for chunk 0 it reads the kept atoms' positions to store
     the structure).  Returns False, having read nothing large, where the per-domain path does not apply
     (relaxed structure, periodic model, explicit H, tiny model): the caller then prepares the whole
     structure on every rank.
@@ -115,7 +115,7 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
     from ..results.model import Model
     from ..workflow.seeds import rng
     from . import kpm
-    from . import tb_stage as S
+    from ..stages import tb_moments as S
     from .tightbinding import load_parameters
     from .tightbinding.distributed import DistributedOperator
     from .tightbinding.domain import DomainFallback, prepare_domain
@@ -259,8 +259,8 @@ class _KeptRows:
 
 
 def domain_partitions(comm, dom, op, cfg: dict, model_info: dict):
-    """Partitions as :func:`.tb_stage._partitions` (labels, per-label atom counts in ``extra["n_atoms"]``)
-    and, per (family, label), this rank's :class:`.tightbinding.domain.DomainRows` of the label's rows."""
+    """Partitions as :func:`temtwin.stages.tb_moments._partitions` (labels, per-label atom counts in
+    ``extra["n_atoms"]``) and, per (family, label), this rank's :class:`.tightbinding.domain.DomainRows`."""
     from types import SimpleNamespace
 
     import numpy as np

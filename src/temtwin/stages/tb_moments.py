@@ -226,7 +226,7 @@ def run(ctx, comm=None) -> None:
         return
     rank0 = comm is None or comm.Get_rank() == 0
     if comm is not None:                        # each rank prepares its domain only, where that applies
-        from .tb_mpi import run_domain
+        from ..physics.tb_mpi import run_domain
 
         if run_domain(ctx, cfg, comm, sample, chunk):
             return
