@@ -33,10 +33,10 @@ WORKER = textwrap.dedent("""
         dom = prepare_domain(comm, sys.argv[1], P)
         op = DistributedOperator(comm, None, P, domain=dom)
         bounds = kpm.spectral_bounds(DistributedOperator(comm, None, P, domain=dom,
-                                                         complex_dtype=np.complex128), n_steps=40, seed=5)
+                                                         complex_dtype=np.complex128), n_steps=20, seed=5)
         row_sets, rngs = domain_row_sets(comm, dom, op)
         a, b = kpm.rescaling((-16.0, 42.0))
-        mu = kpm.stochastic_moments(op, row_sets, rngs, a, b, 96, block_size=2)
+        mu = kpm.stochastic_moments(op, row_sets, rngs, a, b, 48, block_size=2)
     except BaseException:
         import traceback
         traceback.print_exc()
@@ -121,10 +121,10 @@ def test_domain_preparation_two_ranks_bit_identical(tmp_path):
     row_sets = [np.nonzero(top)[0], np.nonzero(~top)[0], np.arange(len(top))]
     rngs = [np.random.default_rng([7, k]) for k in range(3)]
     a, b = kpm.rescaling((-16.0, 42.0))
-    ref = kpm.stochastic_moments(TBOperator(ham, backend="numba"), row_sets, rngs, a, b, 96, block_size=2)
+    ref = kpm.stochastic_moments(TBOperator(ham, backend="numba"), row_sets, rngs, a, b, 48, block_size=2)
     np.testing.assert_array_equal(got[0]["mu"], ref)                      # bit for bit
     np.testing.assert_array_equal(got[1]["mu"], ref)
-    bounds = kpm.spectral_bounds(TBOperator(ham, complex_dtype=np.complex128), n_steps=40, seed=5)
+    bounds = kpm.spectral_bounds(TBOperator(ham, complex_dtype=np.complex128), n_steps=20, seed=5)
     assert tuple(got[0]["bounds"]) == bounds
 
     # the same structure: counts, and together the ranks' own sites are every kept atom once
