@@ -172,3 +172,31 @@ def test_stage_two_ranks_per_domain_equals_one_process(tmp_path, monkeypatch):
                 np.testing.assert_array_equal(a[name][key][()], b[name][key][()], err_msg=f"{name}/{key}")
         assert len(b["partitions/slab/label"]) >= 4                     # slabs along the bar
     assert not list((tmp_path / "r2").glob("*.ckpt*"))
+
+
+@pytest.mark.skipif(bool(REASON), reason=REASON or "mpi")
+def test_stage_two_ranks_explicit_h_falls_back_to_whole_structure(tmp_path, monkeypatch):
+    """``explicit_h`` numbers H sites after all hosts: the ranks prepare the whole structure (as before the
+    per-domain path) and still write the one-process moments."""
+    import h5py
+
+    from temtwin.stages import tb_moments
+    from temtwin.workflow.context import StageContext
+
+    from test_tb_checkpoint import _write_model
+
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT", "1")
+    monkeypatch.setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+    _write_model(tmp_path / "model.h5")
+    out = {}
+    for ranks in (1, 2):
+        cfg = {"tb_moments": {"n_chunks": 1, "n_moments": 32, "vectors_per_region": 1, "lanczos_steps": 20,
+                               "structure": "as_built", "partitions": "regions", "passivation": "explicit_h",
+                               "mpi_ranks": ranks, "mpi_launcher": "mpirun", "checkpoint_every_moments": 0}}
+        out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
+        ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
+                                  config=cfg, wildcards={"sample": "s1", "chunk": "0"})
+        tb_moments.run(ctx)
+    with h5py.File(out[1]) as a, h5py.File(out[2]) as b:
+        assert b["parameters"].attrs["mpi_ranks"] == 2 and "per_domain" not in b["parameters"].attrs
+        np.testing.assert_array_equal(a["moments"][()], b["moments"][()])
