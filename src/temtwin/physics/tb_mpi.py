@@ -135,7 +135,8 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
             raise NotApplicable(f"atomic model not applicable: {meta.reason or meta.info.get('reason', '')}")
         params = load_parameters(valence_band_offset=bool(cfg["valence_band_offset"]))
         ctx.log.info("tb setup: model read (per domain; peak RSS %.0f MB before reading)", _peak_mb())
-        dom = prepare_domain(comm, path, params, cfg["passivation"], int(cfg["min_coordination"]), log=ctx.log)
+        dom = prepare_domain(comm, path, params, cfg["passivation"], int(cfg["min_coordination"]), log=ctx.log,
+                             progress=ctx.progress)
     except DomainFallback as err:
         ctx.log.info("tb: per-domain preparation not used (%s); every rank prepares the whole structure", err)
         return False

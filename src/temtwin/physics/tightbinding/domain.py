@@ -137,7 +137,7 @@ def _displs(counts: np.ndarray) -> np.ndarray:
     return d
 
 
-def _region(dpos, dnum, n: int, a0: int, a1: int, own_pos: np.ndarray, halo_A: float):
+def _region(dpos, dnum, n: int, a0: int, a1: int, own_pos: np.ndarray, halo_A: float, progress=None):
     """(indices, positions Å, atomic numbers) of atoms ``a0 ≤ k < a1`` and of every atom within ``halo_A``
     of one of them, sorted by index; the model's datasets are streamed in slabs of :data:`READ_CHUNK`."""
     if len(own_pos) == 0:
@@ -158,6 +158,8 @@ def _region(dpos, dnum, n: int, a0: int, a1: int, own_pos: np.ndarray, halo_A: f
         idx.append(g[sel])
         pos.append(p[sel])
         num.append(np.asarray(dnum[c0:c1], np.int64)[sel] if len(sel) else np.zeros(0, np.int64))
+        if progress is not None:
+            progress(c1, n)
     return np.concatenate(idx), np.concatenate(pos), np.concatenate(num)
 
 
@@ -181,8 +183,10 @@ def _nn_estimate(pos: np.ndarray) -> float:
 
 
 def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "sp3_shift",
-                   min_coordination: int = 2, log=None) -> DomainStructure:
+                   min_coordination: int = 2, log=None, progress=None) -> DomainStructure:
     """This rank's :class:`DomainStructure` (collective over ``comm``; see the module doc).
+
+    ``progress(i, n, what)`` is called while the model is streamed (atoms scanned of ``n``).
 
     Raises :class:`DomainFallback` (on every rank alike) where the per-domain path does not apply, and
     :class:`temtwin.errors.NotApplicable` (every rank) when the model holds atoms other than Si and Ge.
@@ -226,7 +230,8 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
         d_est = comm.allreduce(_nn_estimate(own_pos), op=MPI.MAX)
         halo = 3.0 * d_est
         for _attempt in range(2):
-            idx1, pos1, _ = _region(dpos, dnum, n, a0, a1, own_pos, halo)
+            idx1, pos1, _ = _region(dpos, dnum, n, a0, a1, own_pos, halo, progress and (
+                lambda i, m: progress(i, m, "tb domain: atoms scanned for the halo (pass 1)")))
             o0 = int(np.searchsorted(idx1, a0))
             sub = np.linspace(0, n - 1, min(n, _SUBSAMPLE)).astype(np.int64)
             mine = sub[(sub >= a0) & (sub < a1)]
@@ -298,7 +303,8 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
 
         # ---------------------------------------------------------------- pass 2: own sites + halo
         own2 = np.asarray(dpos[c0:c1], float) * 10.0
-        idx2, pos2, num2 = _region(dpos, dnum, n, c0, c1, own2, halo)
+        idx2, pos2, num2 = _region(dpos, dnum, n, c0, c1, own2, halo, progress and (
+            lambda i, m: progress(i, m, "tb domain: atoms scanned for the halo (pass 2)")))
         del own2
         gs2 = _Plan(comm, A, idx2).exchange(gsite1)          # global site, −1 = removed
         p0 = int(np.searchsorted(idx2, c0))
