@@ -187,9 +187,12 @@ def welch_power(image: np.ndarray, tile: int = 512, max_tiles: int = 16) -> np.n
 
 def radial_median(values: np.ndarray, rings: np.ndarray, n_rings: int | None = None) -> np.ndarray:
     """Median of ``values`` over each ring (integer labels ``rings`` ≥ 0, same shape), (n_rings,);
-    NaN for an empty ring (the mean of the two middle values for an even count, as :func:`np.median`)."""
+    NaN for an empty ring (the mean of the two middle values for an even count, as :func:`np.median`;
+    in the floating dtype of ``values``)."""
     r = np.asarray(rings, np.int64).ravel()
-    v = np.asarray(values, float).ravel()
+    v = np.asarray(values).ravel()
+    if not np.issubdtype(v.dtype, np.floating):
+        v = v.astype(float)
     n = int(r.max()) + 1 if n_rings is None else int(n_rings)
     order = np.lexsort((v, r))
     vs = v[order]
