@@ -1,17 +1,24 @@
-"""One spots type and finder: Bragg spots of a micrograph's power spectrum.
+"""One spots type and one spot finder: Bragg spots of a micrograph's power spectrum.
 
 * :class:`Spots` — position (kx, ky nm⁻¹), spacing d (nm), angle, significance and strength of each
   Friedel pair; built from fft_peaks' ``peaks.h5`` tables (:meth:`Spots.from_peaks_table`) or found
   in an image.
-* :func:`fft_spots` / :func:`region_spots` — Welch power spectrum, local maxima at least ``min_snr``
-  times the radial median power at the same |k|, sub-pixel by parabolic fits.  GPA's fallback when a
-  region has no fft_peaks entry (library use without the workflow).
-* :func:`isolated_spots` — the same radial-median test on one Hann-windowed crop with an isolation
-  ring (interfaces give streaks, not spots) and a power share: the stack's lattice-fringe test before
-  registering atomic-resolution images against mass-thickness images.
+* :func:`find_spots` — THE finder of spots in an image, one pipeline whose steps are options
+  (:class:`SpotOptions`): power spectrum (:func:`welch_power`: Hann-windowed tiles averaged, Welch;
+  one central window is the 1-tile case) → background (:func:`radial_median`: the median per ring
+  of |k| of the (smoothed, log or linear) power) → local maxima of power / background above a
+  threshold, optionally isolated (a spot exceeds every value on a ring around it: interfaces give
+  streaks, not spots) and carrying a share of the power → sub-pixel parabolic refinement (optional)
+  → Friedel merge (:func:`merge_friedel`).
+* Its two presets: :data:`WELCH_SPOTS` = :func:`fft_spots` / :func:`region_spots` (GPA's spots when a
+  region has no fft_peaks entry, library use without the workflow) and :data:`ISOLATED_SPOTS` =
+  :func:`isolated_spots` (the stack's lattice-fringe test before registering atomic-resolution
+  images against mass-thickness images, :mod:`temtwin.stack.lattice`).
 
 fft_peaks (:mod:`.combine`) is the stage that decides a region's spots and whether it is
-crystalline; downstream code reads its table instead of finding spots again.
+crystalline; downstream code reads its table instead of finding spots again.  Its detectors work on
+a standardised spectrum (:mod:`.fftprep`: fixed grid, Gamma noise model, U-Net) and share
+:func:`radial_median` for the ring statistics, as does :func:`temtwin.scan_correct.lattice.find_peaks`.
 """
 
 from __future__ import annotations
