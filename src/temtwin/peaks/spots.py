@@ -215,7 +215,8 @@ def radial_median(values: np.ndarray, rings: np.ndarray, n_rings: int | None = N
 def merge_friedel(k: np.ndarray, strength: np.ndarray, tol: float | np.ndarray,
                   max_spots: int | None = None) -> np.ndarray:
     """Indices (strongest first) of the spots kept when Friedel mates ±k, and spots closer than ``tol``
-    (nm⁻¹; scalar or per spot) after :func:`canonical`, are merged; the stronger of each group is kept."""
+    (nm⁻¹; scalar or per spot) after :func:`canonical`, are merged; the stronger of each group is kept
+    (ties: the earlier).  The one Friedel merge of :func:`find_spots` and :func:`spots_from_table`."""
     k = canonical(k)
     order = np.argsort(-np.asarray(strength, float), kind="stable")
     tol = np.broadcast_to(np.asarray(tol, float), (len(k),))
@@ -310,13 +311,7 @@ def spots_from_table(kx, ky, strength, snr=None) -> Spots:
     k = canonical(np.column_stack([np.ravel(kx), np.ravel(ky)]))
     s = np.asarray(strength, float).ravel()
     q = s.copy() if snr is None else np.asarray(snr, float).ravel()
-    order = np.argsort(-s)
-    k, s, q = k[order], s[order], q[order]
-    keep: list[int] = []
-    for i in range(len(k)):
-        tol = 0.03 * max(np.hypot(*k[i]), 1e-9)
-        if all(np.hypot(*(k[i] - k[j])) > tol for j in keep):
-            keep.append(i)
+    keep = merge_friedel(k, s, 0.03 * np.maximum(np.hypot(k[:, 0], k[:, 1]), 1e-9))   # within 3 % of |k|
     return Spots(k[keep, 0], k[keep, 1], q[keep], s[keep])
 
 
