@@ -6,7 +6,10 @@ runs ``fft_spots`` (default and min_snr 5 / tile 128), ``isolated_spots``, ``Spo
 on fft_peaks' tables and ``scan_correct.lattice.find_peaks`` from BASE (checked out with
 ``git archive`` into a temporary folder) and from the working tree, and prints per function: cases
 with the same spot count, the largest position difference (nm⁻¹) and the largest relative snr and
-strength differences.
+strength differences.  Then, for the record, the largest lattice period that segment's own finder
+(``temtwin.segment.scale.find_lattice``, not routed through the core) and the two presets report on
+crystal_scene images (why it is left: its criteria give another d_max, so routing it would change
+the segmentation's smoothing scale).
 
 Usage: python bench/compare_spots.py BASE_COMMIT   (about 1 min on 2 cores)
 """
@@ -110,7 +113,27 @@ def main(base: str) -> None:
                 print(f"|   {name}: {na} -> {nb} spots | | | | | |")
 
 
+def segment_section() -> None:
+    from temtwin.peaks.spots import ISOLATED_SPOTS, WELCH_SPOTS, find_spots
+    from temtwin.segment.scale import find_lattice
+    from temtwin.testing.synth import crystal_scene
+
+    print("\n| image | px (nm) | segment find_lattice d_max (nm) | ISOLATED_SPOTS d_max | WELCH_SPOTS d_max |")
+    print("|---|---|---|---|---|")
+    for el, z, sd in [("Si", (1, 1, 0), 3), ("GaAs", (1, 1, 0), 4), ("Si", (0, 0, 1), 5), ("Ge", (1, 1, 2), 6),
+                      ("Si", (1, 1, 2), 7)]:
+        for px in (0.02, 0.05):
+            img = crystal_scene(el, z, 10.0, shape=(512, 512), pixel_size_nm=(px, px), dose=300, seed=sd).image
+            lat = find_lattice(img, (px, px))
+            d = [f"{lat.periods_nm.max():.3f}" if lat.found else "-"]
+            for opt in (ISOLATED_SPOTS, WELCH_SPOTS):
+                sp = find_spots(img, px, opt, k_min_nm=0.5)
+                d.append(f"{1 / sp.g.min():.3f}" if len(sp) else "-")
+            print(f"| {el}{list(z)} | {px} | " + " | ".join(d) + " |")
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python bench/compare_spots.py BASE_COMMIT")
     main(sys.argv[1])
+    segment_section()
