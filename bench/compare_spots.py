@@ -79,7 +79,7 @@ def main(base: str) -> None:
         old_lat = _load("old_lattice", Path(tmp) / "src/temtwin/scan_correct/lattice.py",
                         ("from ..gpa.core import", "from temtwin.gpa.core import"))
     from temtwin.peaks import spots as new
-    from temtwin.peaks.stage import analyse_region
+    from temtwin.peaks.analysis import analyse_region
     from temtwin.scan_correct import lattice as new_lat
 
     rows: dict[str, list] = {}
