@@ -217,6 +217,9 @@ class ProjectionMeasure:
         self._buf = np.zeros((self.chunk, self.proj.shape[1]))
         self._first = 1
 
+    def resume(self, mu) -> None:
+        raise ValueError("the projection (phonon) recursion has no checkpoints to resume from")
+
     def record(self, k: int, d) -> None:
         row = k - self._first
         self._buf[row] = d

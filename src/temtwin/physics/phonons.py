@@ -16,6 +16,11 @@
   Gaussian-broadened LDOS of :func:`exact_ldos` as the number of moments grows.
 * :func:`exact_ldos` — the same quantity by dense diagonalisation (small cells, tests).
 
+The spectral bounds, the Chebyshev recursion and the reconstruction are the one KPM engine's
+(:func:`.kpm.lanczos_extremes`, :func:`.kpm.chebyshev_recursion` with a :class:`.kpm.ProjectionMeasure`,
+:func:`.kpm.reconstruct`); this module supplies the operators and their fused product + per-atom
+projection kernels (the recursion's ``step``, :class:`_ProjectedSteps`).
+
 The LDOS of a group is normalised per degree of freedom: it integrates to 1 over energy
 (units ``1/meV``); multiply by 3 for states per atom.
 """
