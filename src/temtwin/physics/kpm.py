@@ -1,7 +1,7 @@
 """Kernel polynomial method (KPM): Chebyshev moments, Jackson kernel, stochastic (local) DOS.
 
-The one KPM engine of temtwin for electrons (tight binding, :mod:`.tb_stage`) and phonons
-(:mod:`.phonons`).  Shared here: the spectral bounds (one Lanczos, :func:`lanczos_extremes` /
+The one KPM engine of temtwin for electrons (tight binding, :mod:`temtwin.stages.tb_moments`) and
+phonons (:mod:`.phonons`).  Shared here: the spectral bounds (one Lanczos, :func:`lanczos_extremes` /
 :func:`spectral_bounds`, with an exact-diagonalisation option for small matrices), the rescaling
 (:func:`rescaling`), the one Chebyshev recursion driver (:func:`chebyshev_recursion`: the loop over
 products, the moment bookkeeping, progress and checkpoint hooks), the damping kernel
