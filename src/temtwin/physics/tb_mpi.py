@@ -240,14 +240,14 @@ class _KeptRows:
         self.path, self.name, self.scale = path, name, scale
 
     def __getitem__(self, index):
-        import h5py
         import numpy as np
 
+        from ..results.model import Model
         from .tightbinding.domain import READ_CHUNK
 
         index = np.asarray(index, np.int64)
         out = []
-        with h5py.File(self.path, "r") as f:
+        with Model.slabs(self.path) as f:
             d = f[self.name]
             empty = np.zeros((0,) + tuple(d.shape[1:]), d.dtype)
             for c0 in range(0, int(d.shape[0]), READ_CHUNK):

@@ -191,9 +191,9 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
     Raises :class:`DomainFallback` (on every rank alike) where the per-domain path does not apply, and
     :class:`temtwin.errors.NotApplicable` (every rank) when the model holds atoms other than Si and Ge.
     """
-    import h5py
     from mpi4py import MPI
 
+    from ...results.model import Model
     from .distributed import split_rows
 
     rank, size = comm.Get_rank(), comm.Get_size()
@@ -201,7 +201,7 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
         raise DomainFallback(f"passivation {passivation!r} numbers H sites after all hosts")
     if any(int(params.n_orb[k]) != ORB for k in (0, 1)):
         raise DomainFallback("Si/Ge sites without 10 orbitals")
-    with h5py.File(model_path, "r") as f:
+    with Model.slabs(model_path) as f:
         pbc = np.asarray(f["pbc"][()], bool)
         cell = np.asarray(f["cell"][()], float) * 10.0
         if pbc.any():
