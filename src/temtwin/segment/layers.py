@@ -347,8 +347,16 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
             X = _step_basis(u, q[:-1], q[-1])
             coef, *_ = np.linalg.lstsq(X, y, rcond=None)
             return y - X @ coef
-        lb = np.concatenate([np.maximum(p0 - 2.0, lo), [0.3]])
-        ub = np.concatenate([np.minimum(p0 + 2.0, hi), [6.0]])
+        # each position within ±2 px and short of the midpoints to its neighbours (less 0.75 px):
+        # the fit keeps the order and a 1.5 px separation (two opposite steps of a thin layer
+        # would otherwise collapse onto one position)
+        srt = np.sort(p0)
+        mid = 0.5 * (srt[1:] + srt[:-1])
+        rank = np.searchsorted(srt, p0)
+        lo_k = np.concatenate([[-np.inf], mid + 0.75])[rank]
+        hi_k = np.concatenate([mid - 0.75, [np.inf]])[rank]
+        lb = np.concatenate([np.maximum(np.maximum(p0 - 2.0, lo), np.minimum(lo_k, p0)), [0.3]])
+        ub = np.concatenate([np.minimum(np.minimum(p0 + 2.0, hi), np.maximum(hi_k, p0)), [6.0]])
         x0 = np.clip(np.concatenate([p0, [s0]]), lb + 1e-6, ub - 1e-6)
         q = least_squares(res, x0, bounds=(lb, ub), x_scale=1.0, max_nfev=60).x
         return q[:-1], float(q[-1])
@@ -437,6 +445,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         kn = int(np.nonzero(cur)[0][0])
         q, sg_new = refit(trial, sig)
         ok_new = np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn)
+        log.debug("  trial %s -> refit %s sigma %.2f ok %s", np.round(trial, 1), np.round(q, 1), sg_new, ok_new)
         if not ok_new:
             if new_flag is not None:
                 rejected.append(new_flag[2])
