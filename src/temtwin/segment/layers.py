@@ -690,7 +690,9 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     if n0:
         sel = comp0 > 0
         cmed = np.zeros(n0 + 1)
-        cmed[1:] = np.asarray(ndi.median(dev3[sel], comp0[sel], np.arange(1, n0 + 1)))
+        # the contrast on the image the outline is drawn on (σ = 1 px; the layer-smoothed one
+        # underestimates it on a small inclusion, and the outline would grow out into its blur)
+        cmed[1:] = np.asarray(ndi.median(np.maximum(dev, dev3)[sel], comp0[sel], np.arange(1, n0 + 1)))
         half = np.zeros(n0 + 1)
         half[1:] = 0.5 * cmed[1:]
         # geodesic growth of each core into the pixels above half its contrast (and above the
