@@ -456,19 +456,29 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         p_fit, sig = q, sg_new
         orig = ~is_new
         added += 1
-    if not added:
-        return np.asarray(pos)[order], np.asarray(steps)[order], np.asarray(tst)[order]
     coef, _ = _fit_steps(u, y, p_fit, sig)
     st = np.asarray(coef[1:], float)
     t_old = dict(zip(np.round(pos_a, 6), np.asarray(tst)[order]))
-    # keep the derivative-based positions of the original interfaces (the fit only adds)
-    # except next to an added one (a staircase's single maximum lies between its two steps)
+    # keep the derivative-based positions of the original interfaces (the fit only adds), except
+    # where another interface lies within 3 edge widths + 2 px: there the derivative maxima of the
+    # two overlap (a staircase's single maximum lies between its steps; the maxima of a thin layer's
+    # two opposite steps are pushed apart) and the step fit, which models both, places them
     out_p = np.where(orig, np.nan, p_fit)
     out_p[orig] = pos_a
-    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1) <= 3 * sig + 2)
-    out_p[near_new] = p_fit[near_new]
+    d_other = np.abs(p_fit[:, None] - p_fit[None, :]) + np.diag(np.full(len(p_fit), np.inf))
+    crowded = orig & (np.min(d_other, axis=1, initial=np.inf) <= 3 * sig + 2)
+    out_p[crowded] = p_fit[crowded]
+    # the step of an original interface stays its derivative-based height (what the snapping
+    # compares the local derivative with; next to an opposite step it is less than the level
+    # difference the fit gives), except beside an added one
+    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1, initial=np.inf) <= 3 * sig + 2)
+    keep = orig & ~near_new
+    st_o = np.asarray(steps, float)[order]
+    st[keep] = st_o[keep[orig]]
     o = np.argsort(out_p)
     tt = np.array([t_old.get(round(p, 6), float(c["min_z"])) for p in out_p])
+    if not added:
+        return out_p[o], st[o], tt[o]
     log.info("segment (layers): %d interface(s) added by the step fit (edge width %.2f px)", added, sig)
     return out_p[o], st[o], tt[o]
 
@@ -519,7 +529,7 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
     cols = np.arange(nv)
     for k in range(K):               # loop over interfaces; each is vectorised over the columns
         sg = float(np.sign(steps[k]))
-        half = 0.5 * min(gaps[k], gaps[k + 1]) - 0.5
+        half = max(0.5 * min(gaps[k], gaps[k + 1]) - 0.5, 1.0)
         r1 = int(np.floor(min(float(c["max_roughness_px"]), half)))
         coarse = np.full(nv, pos[k])
         # two steps of the same sign closer than 6 px (a staircase) share one derivative maximum:
@@ -539,6 +549,11 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
             loc, best = _argmax_window(D, coarse, r2, sg)
             loc = np.where(best >= 0.3 * peak, loc, coarse)
             coarse = ndi.median_filter(loc, size=int(2 * round(2 * sv) + 1), mode="nearest")
+        if min(gaps[k], gaps[k + 1]) < 6.0:
+            # an interface of a thin layer: the derivative maxima of its neighbour's step pull the
+            # snapped positions off by a constant; the snapping keeps the local wobble, the step fit
+            # the mean position
+            coarse = coarse + (pos[k] - float(np.median(coarse)))
         out[k] = coarse
     for k in range(1, K):            # keep the order of the interfaces (at least 1 px apart)
         out[k] = np.maximum(out[k], out[k - 1] + 1.0)
