@@ -790,6 +790,8 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     # steepest gradient within ±2 px of each pixel (an outline at half contrast may sit a pixel or
     # two off the steepest point of a blurred edge)
     grad = ndi.maximum_filter(ndi.gaussian_gradient_magnitude(img64, 1.0), size=5)
+    grad_t = ndi.maximum_filter(np.abs(ndi.gaussian_filter(img64, 1.0, order=(0, 1)) * t[0]
+                                       + ndi.gaussian_filter(img64, 1.0, order=(1, 0)) * t[1]), size=5)
     band9 = (ndi.maximum_filter(lab, 9) != ndi.minimum_filter(lab, 9))      # its reach off the interfaces
     comp, ncomp = ndi.label(inc)
     out = lab.copy()
@@ -820,10 +822,18 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             width = 2.0 * float(ndi.distance_transform_edt(np.pad(mk, 1)).max())
             # and its outline (away from the interfaces) is steep: the contrast is crossed within
             # ``inclusion_edge_px`` (a bend contour fades over tens of pixels)
-            line = mk & ~ndi.binary_erosion(mk) & ~band9[r0:r1, c0:c1]
+            edge_ = mk & ~ndi.binary_erosion(mk)
+            line = edge_ & ~band9[r0:r1, c0:c1]
             g_out = float(np.median(grad[r0:r1, c0:c1][line])) if line.sum() >= 8 else 0.0
+            if line.sum() < 8 and edge_.sum() >= 8:
+                # an inclusion within thin layers (a fin or trench through them) has its whole
+                # outline near interfaces: there only the gradient along the layers counts (the
+                # side walls cross the layers; an interface's own step is across them)
+                g_out = float(np.median(grad_t[r0:r1, c0:c1][edge_]))
             ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
                   and g_out * float(c["inclusion_edge_px"]) >= inner)
+            log.debug("  inclusion at (%d, %d) %d px: outer %.3g inner %.3g width %.1f edge %.3g ok %s",
+                      r0, c0, int(mk.sum()), outer, inner, width, g_out, ok)
             if not ok:
                 continue
             # the work below stays inside the inclusion's box
