@@ -803,7 +803,7 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
         for k in range(1, ncomp + 1):   # loop over inclusions (a few), each vectorised on its box
             if sizes[k] < min_px:
                 continue
-            r0, r1, c0, c1 = _box(objs[k - 1], comp.shape, 8)
+            r0, r1, c0, c1 = _box(objs[k - 1], comp.shape, 16)
             mk = comp[r0:r1, c0:c1] == k
             # an inclusion has a sharp edge: 2-4 px outside its outline (beside it in the layer(s) it
             # sits in) the intensity is back at the level of the layer, 2-4 px inside it departs by
@@ -839,6 +839,16 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             # the work below stays inside the inclusion's box
             bs = (slice(r0, r1), slice(c0, c1))
             m = mk
+            # across the layers it crosses: within its extent along the layers (1 px in from its
+            # sides), pixels closer to its level than to their layer's join it (the foot of a fin in
+            # a layer of nearly its level, where the growth at half contrast stopped)
+            yy_, xx_ = np.mgrid[r0:r1, c0:c1]
+            vv_ = xx_ * t[0] + yy_ * t[1]
+            vlo, vhi = np.percentile(vv_[m], [2, 98])
+            lvl = float(np.median(s1[bs][m]))
+            sx = s1[bs]
+            cand_ = (np.abs(sx - lvl) < np.abs(sx - level[lab[bs]])) & (vv_ >= vlo + 1) & (vv_ <= vhi - 1)
+            m = ndi.binary_propagation(m, mask=cand_ | m)
             # two levels (core/shell): tested on the interior (2 px in from the outline: the blurred
             # edge of a uniform inclusion is not a second level); Otsu's separability η (between-class
             # over total variance) is 2/π ≈ 0.64 for one Gaussian level and reaches SPLIT_ETA only
