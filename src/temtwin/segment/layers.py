@@ -23,17 +23,25 @@ noise is √(number of columns) times lower.  The method:
    levels by least squares) adds, greedily, the steps the derivative maxima miss: two steps of the
    same sign a few pixels apart (a thin layer in a staircase of levels: one maximum) and a weak step
    in the flank of a strong one; each must lower the residual significantly, agree in sign and size
-   across the bands, and be ≥ 1.5 px from the others (:func:`add_hidden_steps`).
+   across the bands, and be ≥ 1.5 px from the others (:func:`add_hidden_steps`).  A step inside a
+   thin layer (two interfaces < 10 px apart) is tried once more with the interfaces beside it free
+   (their fit without it took part of it up) and kept on a sign test of the bands.  Interfaces
+   closer than 3 edge widths + 2 px to another take the positions of the step fit (their derivative
+   maxima overlap: pushed apart, or merged in a staircase).
 5. Edge snapping: each interface is followed column by column to the derivative maximum of the same
    sign within ± min(``max_roughness_px``, half the distance to its neighbours), on the image
    smoothed by σ = ``lateral_sigma_px`` along the layers; positions are median-filtered along v and
    fall back to the profile position where the local step is weak (an inclusion interrupts it).
+   The interfaces of thin layers (runs < 6 px apart) are then refined column by column by a fit of
+   blurred steps between the run's levels (:func:`_refine_thin`), keeping the step fit's mean position.
 6. Inclusions: pixels whose smoothed intensity departs from their layer's level by more than
    ``inclusion_z`` times the layer's robust spread (MAD) and the smoothed noise; opened by a 3×3
    square (slivers < 3 px along misplaced interfaces vanish), components smaller than the minimum
-   area dropped; each remaining component is split in two intensity levels (Otsu) when the levels
-   differ by more than ``inclusion_z`` smoothed noise and both parts are large enough (core/shell
-   nanowires).
+   area dropped; an accepted inclusion extends, within its extent along the layers, over the pixels
+   closer to its level than to their layer's (a fin or trench crossing a layer of nearly its level);
+   each is split in two intensity levels (Otsu) when its interior (2 px in from the outline) is
+   bimodal (separability ≥ ``SPLIT_ETA``), the levels differ by more than ``inclusion_z`` smoothed
+   noise and both parts are large enough (core/shell nanowires).
 7. Regions: one per layer (a layer cut by an inclusion keeps one label) and one per inclusion part;
    pieces smaller than the minimum area join the neighbour they border most.
 
