@@ -69,6 +69,9 @@ HIDDEN_MIN_REL = 0.15
 THIN_DROP_PX = 1.5
 #: an inclusion is split in two levels (core/shell) when Otsu's separability of its interior is at least
 SPLIT_ETA = 0.8
+#: a crowded interface takes the step fit's position when the fitted model's derivative maximum lies
+#: within this (px) of the observed one (95 % of the generated family's thin layers do)
+CONSISTENT_PX = 0.5
 #: edge width (px) of an interface within one column of the frame (the optical blur; the roughness
 #: broadens only the profiles averaged along the layers)
 THIN_EDGE_PX = 1.0
@@ -548,11 +551,27 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
     out_p[orig] = pos_a
     d_other = np.abs(p_fit[:, None] - p_fit[None, :]) + np.diag(np.full(len(p_fit), np.inf))
     crowded = orig & (np.min(d_other, axis=1, initial=np.inf) <= 3 * sig + 2)
-    out_p[crowded] = p_fit[crowded]
+    # ... where the model explains the derivative maxima: the maxima of the fitted model's own
+    # derivative (same derivative scale) lie within CONSISTENT_PX of the observed ones; an edge of
+    # another shape (a Fresnel fringe, a graded interface) misplaces the fitted positions instead
+    h_fit = np.asarray(coef[1:], float)
+    se = float(np.hypot(sig, float(c.get("profile_sigma_px", 1.0))))
+    fits = np.zeros(len(p_fit), bool)
+    for k in np.nonzero(crowded)[0]:             # loop over crowded interfaces (a few)
+        uf = p_fit[k] + np.arange(-2.5, 2.5001, 0.05)
+        dm = np.sum(h_fit[None, :] * np.exp(-0.5 * ((uf[:, None] - p_fit[None, :]) / se) ** 2), axis=1)
+        pred = uf[int(np.argmax(np.sign(h_fit[k]) * dm))]
+        obs = pos_a[int(np.cumsum(orig)[k]) - 1]
+        fits[k] = abs(pred - obs) <= CONSISTENT_PX
+        log.debug("crowded %.1f: derivative max observed %.1f, model %.1f", p_fit[k], obs, pred)
+    # next to an added interface the fit's positions always (a staircase's single maximum lies
+    # between its two steps: the derivative position is not one of them)
+    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1, initial=np.inf) <= 3 * sig + 2)
+    use_fit = (crowded & fits) | near_new
+    out_p[use_fit] = p_fit[use_fit]
     # the step of an original interface stays its derivative-based height (what the snapping
     # compares the local derivative with; next to an opposite step it is less than the level
     # difference the fit gives), except beside an added one
-    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1, initial=np.inf) <= 3 * sig + 2)
     keep = orig & ~near_new
     st_o = np.asarray(steps, float)[order]
     st[keep] = st_o[keep[orig]]
