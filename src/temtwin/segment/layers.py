@@ -410,9 +410,10 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
             # inside a thin layer the band fits are ill-conditioned (the rough interfaces beside the
             # step trade height with it): their spread says little, their signs still do — a sign
             # test (binomial, two-sided p <= THIN_SIGN_P) replaces the t test
-            from scipy.stats import binom
+            from math import comb
 
-            consistent = 2.0 * float(binom.sf(agree - 1, hb.size, 0.5)) <= THIN_SIGN_P
+            tail = sum(comb(int(hb.size), j) for j in range(agree, int(hb.size) + 1)) / 2.0 ** hb.size
+            consistent = 2.0 * tail <= THIN_SIGN_P
         else:
             consistent = t_b >= float(c["min_z"])
         return bool(agree / hb.size >= float(c["min_sign_fraction"]) and consistent
@@ -524,7 +525,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         if added >= max_add:     # loop over thin layers (a few), each a few small fits
             break
         best = (0.0, None)
-        for x in np.arange(a_ + 1.5, b_ - 1.5 + 1e-9, 0.5):
+        for x in np.arange(a_ + 1.5, b_ - 1.5 + 1e-9, 1.0):    # the fit moves it by up to ±2 px
             best = max(best, _local_gain(p_fit, sig, float(x), rss0), key=lambda z: z[0])
         log.debug("thin-layer step: gap %.1f-%.1f gain %.3g thr %.3g", a_, b_, best[0], thr)
         if best[1] is None or best[0] < thr:
