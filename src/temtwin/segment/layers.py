@@ -931,8 +931,12 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             if line.sum() < 8 and edge_.sum() >= 8:
                 # an inclusion within thin layers (a fin or trench through them) has its whole
                 # outline near interfaces: there only the gradient along the layers counts (the
-                # side walls cross the layers; an interface's own step is across them)
-                g_out = float(np.median(grad_t[r0:r1, c0:c1][edge_]))
+                # side walls cross the layers; an interface's own step is across them), and it is
+                # at least half as tall (along the normal) as it is wide (a sliver along a
+                # misplaced interface is long and flat)
+                yk, xk = np.nonzero(mk)
+                tall = np.ptp(xk * n[0] + yk * n[1]) >= 0.5 * np.ptp(xk * t[0] + yk * t[1])
+                g_out = float(np.median(grad_t[r0:r1, c0:c1][edge_])) if tall else 0.0
             ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
                   and g_out * float(c["inclusion_edge_px"]) >= inner)
             log.debug("  inclusion at (%d, %d) %d px: outer %.3g inner %.3g width %.1f edge %.3g ok %s",
