@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -192,8 +193,9 @@ def chain(tmp: Path, n: int) -> dict:
     out["generate_s"] = time.perf_counter() - t0
     import subprocess
 
-    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                   cwd=Path(__file__).resolve().parent).stdout.strip()
+    out["commit"] = os.environ.get("TEMTWIN_BENCH_COMMIT") or subprocess.run(   # set when run from an export
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parent).stdout.strip()
     cfg = load_config({"ingest": {"max_pixels": 10 ** 9}}, require_dataset=False)
     jobs = []
     for im in ("overview", "medium"):
