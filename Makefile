@@ -11,9 +11,11 @@ PYTEST_ARGS ?=
 .PHONY: venv demo test bench lint report clean-results
 
 $(STAMP): pyproject.toml
+	@free_kb=$$(df -Pk . | awk 'NR==2 {print $$4}'); if [ -n "$$free_kb" ] && [ "$$free_kb" -lt 8000000 ] && [ ! -d $(VENV)/lib ]; then \
+	  echo "WARNING: $$((free_kb / 1048576)) GB free on $(CURDIR); the venv needs about 7.5 GB (torch's CUDA wheels come with the pinned torch==2.14.1): free some disk if pip fails with 'No space left on device'" >&2; fi
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test,lint]'
+	$(BIN)/python -m pip install -q --no-cache-dir -e '.[test,lint]'
 	@touch $(STAMP)
 
 venv: $(STAMP)

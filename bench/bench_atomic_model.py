@@ -97,7 +97,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
     from pymatgen.core import Structure
 
     from temtwin.io.ingest import read_micrograph
-    from temtwin.twin import model_stage
+    from temtwin.stages import atomic_model
     from temtwin.results.model import Model
     from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
@@ -133,7 +133,7 @@ def round_trip(case: Path, register_maps: bool) -> dict:
             "eels": [str(case / "eels" / "Ge.hspy"), str(case / "eels" / "Si.hspy")], "settings": settings},
             out, {"atomic_model": {"thickness_nm": thickness}}, wildcards={"sample": "qw_dev"})
         t0 = time.perf_counter()
-        model_stage.run(ctx)
+        atomic_model.run(ctx)
         t_stage = time.perf_counter() - t0
         model = Model.core(out["h5"]).to_atoms()
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
@@ -254,7 +254,7 @@ def round_trip_mismatched(case: Path) -> dict:
     from scipy.spatial import cKDTree
 
     from temtwin.io.ingest import read_micrograph
-    from temtwin.twin import model_stage
+    from temtwin.stages import atomic_model
     from temtwin.results.model import Model
     from temtwin.testing.twin_inputs import reciprocal_g, write_image_results
     from temtwin.workflow.context import StageContext
@@ -282,7 +282,7 @@ def round_trip_mismatched(case: Path) -> dict:
             "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
             "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [], "settings": []},
             out, {"atomic_model": {"thickness_nm": t}}, wildcards={"sample": "insb_inp_dev"})
-        model_stage.run(ctx)
+        atomic_model.run(ctx)
         model = Model.core(out["h5"]).to_atoms()
         summary = json.loads(__import__("h5py").File(out["h5"]).attrs["summary"])["model"]
     truth, tp, treg, p, inside, interior, src, _ = _compare_setup(case, model, labels, px)

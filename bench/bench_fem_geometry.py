@@ -2,7 +2,7 @@
 
 Cases: the label maps of the validation set (stack overview with 11 materials, the SiGe quantum well)
 when present, and synthetic Voronoi label maps of growing size (timing).  Each case runs the whole
-``fem_geometry`` stage (temtwin.twin.fem_stage.run) on upstream files written from the label map,
+``fem_geometry`` stage (temtwin.stages.fem_geometry.run) on upstream files written from the label map,
 then checks the outputs: mesh region areas vs label-map areas, GDS read back vs the polygons.
 
 Run: ``.venv/bin/python bench/bench_fem_geometry.py`` → bench/results/fem_geometry.md
@@ -49,10 +49,10 @@ def run_case(name: str, labels: np.ndarray, px: float, image=None, cfg=None) -> 
                                                    "segmentations": [paths["segmentation"]],
                                                    "phases": [paths["phases"]], "gpas": [paths["gpa"]]},
                                   out, {"fem_geometry": cfg or {}}, wildcards={"sample": "s"})
-        from temtwin.twin import fem_stage
+        from temtwin.stages import fem_geometry
 
         t0 = time.perf_counter()
-        fem_stage.run(ctx)
+        fem_geometry.run(ctx)
         t = time.perf_counter() - t0
         doc = json.loads(out["regions"].read_text())
         regs = doc["regions"]

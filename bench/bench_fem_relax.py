@@ -366,7 +366,7 @@ def fit_calibration_rows(n_seeds: int = 40):
     """The stage's GPA fit on generated measurements (validation.gpa_fit_case, known eigenstrains, correlated
     noise of known σ): χ²_red and pulls of the fitted eigenstrains, with and without referencing the model
     to GPA's reference area."""
-    from temtwin.fem_relax import stage
+    from temtwin.stages import fem_relax as stage
     from temtwin.fem_relax.validation import gpa_fit_case, noisy_gpa_measurement
 
     model, ig, doc = gpa_fit_case()
@@ -394,7 +394,7 @@ def demo_fit_rows(results: str):
     (every layer pseudomorphic to the buffer, uniform: exx = exy = 0, eyy = 0.0231 in the well), the
     compositions of the maps and of the truth, thickness 1.44 nm (simulate_image) and 2.0 nm (truth),
     lamella and device models, all pixels or those more than ~5.5 nm from the trench (x < 4 nm)."""
-    from temtwin.fem_relax import stage as S
+    from temtwin.stages import fem_relax as S
     from temtwin.fem_relax.materials import MaterialTable
     from temtwin.fem_relax.model import RelaxModel, build_regions
     from temtwin.results.fem import FemGeometry, read_regions_json

@@ -43,7 +43,7 @@ from temtwin.peaks.metrics import counts, prf  # noqa: E402
 from temtwin.peaks.profile import detect_profile  # noqa: E402
 from temtwin.testing.fft_spectra import (available_phases, lattice_points_px, render_amorphous,  # noqa: E402
                                     render_region, simulate_spectrum, truth_with_clean_peaks)
-from temtwin.peaks.stage import default_settings  # noqa: E402
+from temtwin.peaks.analysis import default_settings  # noqa: E402
 from temtwin.peaks.unet import detect_unet, load_model  # noqa: E402
 from temtwin.peaks.window import region_window  # noqa: E402
 from temtwin.workflow.seeds import rng as seeded  # noqa: E402

@@ -39,8 +39,8 @@ from bench_startup import ENV, RUNNER, write_tif  # noqa: E402,F401
 from common import RESULTS_DIR, machine, md_table, write_section  # noqa: E402
 
 SEED = 0
-STAGES = {"ingest": "temtwin.io.ingest:run", "segment": "temtwin.segment.stage:run",
-          "fft_peaks": "temtwin.peaks.stage:run", "register_stack": "temtwin.stack.stage:run"}
+STAGES = {"ingest": "temtwin.stages.ingest:run", "segment": "temtwin.stages.segment:run",
+          "fft_peaks": "temtwin.stages.fft_peaks:run", "register_stack": "temtwin.stages.register_stack:run"}
 
 
 def device_model(n: int, seed: int = SEED) -> dict:

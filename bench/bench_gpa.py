@@ -14,7 +14,7 @@ Measures
 * wall time of the analysis (automatic choices + GPA + statistics) and of the GPA core on a
   4096 x 4096 image, 2 threads (target 5 s), and of the whole stage (incl. gpa.h5 + figures).
 
-The validation images are analysed by the stage's own analysis (temtwin.gpa.stage.analyse) with
+The validation images are analysed by the stage's own analysis (temtwin.stages.gpa.analyse) with
 the default configuration, the truth label map as segmentation (to isolate GPA from segmentation
 errors) and no peaks.h5/phases.h5 (GPA finds its own Bragg spots).  Truth statistics are taken over
 exactly the pixels used for the measured ones.
@@ -44,7 +44,7 @@ from scipy import ndimage  # noqa: E402
 
 from temtwin.config import load_config  # noqa: E402
 from temtwin.gpa.core import gpa  # noqa: E402
-from temtwin.gpa.stage import analyse  # noqa: E402
+from temtwin.stages.gpa import analyse  # noqa: E402
 from temtwin.testing.gpa_textbook import textbook_gpa  # noqa: E402
 from temtwin.io.image import Micrograph  # noqa: E402
 from temtwin.io.ingest import read_micrograph  # noqa: E402
@@ -83,7 +83,7 @@ def rms_error(maps: dict, truth: dict, sel: np.ndarray) -> float:
 
 def interior(an, label: int, px: float) -> np.ndarray:
     """The pixels the stage's region statistics use (eroded region, edge margin, valid)."""
-    from temtwin.gpa.stage import _erode_to
+    from temtwin.stages.gpa import _erode_to
 
     r_px = int(round(an.result.resolution_nm / px))
     return _erode_to(an.labels == label, r_px) & inner_mask(an.labels.shape, r_px) & an.result.mask
@@ -297,7 +297,7 @@ def timing():
     t_core = best_time(lambda: gpa(img, (px, px), [g1, g2], 1.0, workers=THREADS), repeat=3)
     t_an = best_time(lambda: analyse(m, labels, {}, {}, CFG, threads=THREADS), repeat=2)
     # whole stage: image.h5 in, gpa.h5 + figures out
-    from temtwin.gpa.stage import run
+    from temtwin.stages.gpa import run
     from temtwin.io.h5 import atomic_h5
     from temtwin.io.ingest import write_image_h5
     from temtwin.workflow.context import StageContext
@@ -322,7 +322,7 @@ def main() -> None:
     root = validation_root()
     parts = [f"Machine: {machine()}; {THREADS} threads. Timings under load from other jobs are inflated: "
              "rerun `python bench/bench_gpa.py` on a quiet machine for reference figures.\n"]
-    parts.append("Validation images: `temtwin.gpa.stage.analyse` with the default config, the truth label map "
+    parts.append("Validation images: `temtwin.stages.gpa.analyse` with the default config, the truth label map "
                  "as segmentation, no peaks.h5/phases.h5 (GPA's own spot finding). Means over the pixels the "
                  "stage's region statistics use (region eroded by the resolution, 1 resolution from the image "
                  "edges, valid); truth means over the same pixels.\n")

@@ -9,7 +9,7 @@ in-plane rotation in 0-90°, a thickness in 3-20 nm, a defocus in -10..+20 nm (S
 a dose in 100-1000 e/px (log-uniform; the first case of each system has dose 100, the second
 1000).
 
-Each image is analysed by the stage's own analysis (:func:`temtwin.gpa.stage.analyse`, default
+Each image is analysed by the stage's own analysis (:func:`temtwin.stages.gpa.analyse`, default
 config, truth labels as segmentation, no peaks/phases: GPA finds its own spots), once with the
 default ``separate_g: auto`` and once with ``separate_g: always`` (each crystal its own g vectors);
 then with a fixed 1.5 nm resolution and with ``target_sigma: null`` (the automatic resolution of
@@ -45,7 +45,7 @@ from common import machine, md_table, write_section  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
 from temtwin.config import load_config  # noqa: E402
-from temtwin.gpa.stage import analyse  # noqa: E402
+from temtwin.stages.gpa import analyse  # noqa: E402
 from temtwin.io.image import Micrograph  # noqa: E402
 from temtwin.testing.synth import add_noise  # noqa: E402
 from temtwin.testing.heterostructure import SYSTEMS, heterostructure  # noqa: E402
@@ -232,7 +232,7 @@ def main() -> None:
              f"thickness 3.5-18 "
              "nm; `abtem_image` in the bench) (structure and artefact model: "
              "`temtwin.testing.heterostructure`; cases: `bench/bench_gpa_hetero.py`, seeds 17 and 1717), analysed by "
-             "`temtwin.gpa.stage.analyse` with the default config (automatic resolution raised for a median σ "
+             "`temtwin.stages.gpa.analyse` with the default config (automatic resolution raised for a median σ "
              "of 0.1 % in the reference, target_sigma, capped at 2.5 resolution cells across the narrowest "
              "crystalline region, min_cells_across), truth labels, no peaks/phases. "
              "Strain of the layer relative to the substrate (image axes), in %.\n"]

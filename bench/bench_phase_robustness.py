@@ -172,7 +172,7 @@ def observe(c: Case, clean: np.ndarray) -> np.ndarray:
 
 def peaks_of(c: Case, db) -> dict:
     """Cached peak list of the case (stated pixel size = true x (1 + e))."""
-    from temtwin.peaks.stage import analyse_region
+    from temtwin.peaks.analysis import analyse_region
 
     WORK.mkdir(parents=True, exist_ok=True)
     f = WORK / f"{c.name}_{c.seed}.npz"

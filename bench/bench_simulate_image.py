@@ -35,7 +35,7 @@ from temtwin.simulate_image.linear import LinearHAADF, z_weights  # noqa: E402
 from temtwin.simulate_image.multislice import exit_waves  # noqa: E402
 from temtwin.simulate_image.refine import (composition_from_weight, find_columns, refine_columns,  # noqa: E402
                                            weight_from_composition)
-from temtwin.simulate_image.stage import _crop_atoms  # noqa: E402
+from temtwin.stages.simulate_image import _crop_atoms  # noqa: E402
 from temtwin.testing.sige_atoms import sige110_atoms  # noqa: E402
 
 THREADS = 2

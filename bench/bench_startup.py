@@ -31,9 +31,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, RESULTS_DIR, machine  # noqa: E402
 
 RULES = ["ingest", "segment", "fft_peaks", "phase_id", "gpa"]
-STAGE = {"ingest": "temtwin.io.ingest:run", "segment": "temtwin.segment.stage:run",
-         "fft_peaks": "temtwin.peaks.stage:run", "phase_id": "temtwin.phase.stage:run",
-         "gpa": "temtwin.gpa.stage:run"}
+STAGE = {"ingest": "temtwin.stages.ingest:run", "segment": "temtwin.stages.segment:run",
+         "fft_peaks": "temtwin.stages.fft_peaks:run", "phase_id": "temtwin.stages.phase_id:run",
+         "gpa": "temtwin.stages.gpa:run"}
 ENV = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
        "OMP_NUM_THREADS": "1"}
 
@@ -215,7 +215,7 @@ def write_md(res: dict) -> None:
               "shared-calibration pass) at a peak of 6.7 GB (VmHWM) against 14 900 MB declared, and gpa was not "
               "reached (7.8 GB measured in issue 22, 14 700 MB declared). "
               "Round 3 (wave 3): phase_id computes each region's Bragg maps in the region's bounding box grown by "
-              "the filter's reach (temtwin.phase.stage.bragg_boxes; whole image when that box is over half the "
+              "the filter's reach (temtwin.stages.phase_id.bragg_boxes; whole image when that box is over half the "
               "image) and logs progress per crystal and per region figure: on the same 12 000² files (300 "
               "regions, 293 crystals, mean box 921 x 928 px) it ran in 254 s wall (102 s CPU; identification "
               "12 s, reading + set-up 68 s, Bragg maps 96 s, region figures 78 s) at 2.7 GB peak "

@@ -32,7 +32,8 @@ from common import best_time, machine, md_table, peak_rss_mb, write_section  # n
 
 warnings.filterwarnings("ignore")
 
-from temtwin.physics import kpm, tb_stage  # noqa: E402
+from temtwin.physics import kpm  # noqa: E402
+from temtwin.stages import tb_ldos, tb_moments  # noqa: E402
 from temtwin.physics.tightbinding import (  # noqa: E402
     TBOperator, bands, build_hamiltonian, diamond_cubic, diamond_primitive, k_path, load_parameters,
     prepare_structure,
@@ -328,10 +329,10 @@ def qw_profile(n_moments, vectors, nx):
     t = time.perf_counter()
     ctx = StageContext.create("tb_moments", {"model": d / "model.h5"}, {"h5": d / "m0.h5"}, config=cfg,
                               wildcards={"sample": "qw", "chunk": "0"})
-    tb_stage.run_moments(ctx)
+    tb_moments.run(ctx)
     ctx = StageContext.create("tb_ldos", {"model": d / "model.h5", "moments": [d / "m0.h5"]},
                               {"h5": d / "tb.h5", "figures": d / "fig"}, config=cfg, wildcards={"sample": "qw"})
-    tb_stage.run_ldos(ctx)
+    tb_ldos.run(ctx)
     wall = time.perf_counter() - t
     with h5py.File(d / "tb.h5") as f:
         sl = {k: f["band_edges_slab"][k][()] for k in f["band_edges_slab"]}
@@ -374,7 +375,7 @@ def qw_profile(n_moments, vectors, nx):
         f"{meas:+.3f} eV.  Expected band offset (bulk VBM of Ge strained to "
         f"a_par minus VBM of relaxed Si0.3Ge0.7 random-alloy 64-atom cells, exact): {expected:+.3f} eV "
         f"(strained Ge VBM {vbm_ge:.3f}, buffer {vbm_buf:.3f} eV).  Band edges: LDOS integrated outward "
-        f"from its gap minimum reaches 0.002 states/atom (tb_stage docstring); absolute edges carry "
+        f"from its gap minimum reaches 0.002 states/atom (temtwin.physics.band_edges docstring); absolute edges carry "
         f"a bias of the order of the broadening, offsets much less.\n")
     return slab_offset, meas, expected
 

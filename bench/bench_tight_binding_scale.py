@@ -102,7 +102,7 @@ class PhaseLog(logging.Handler):
 
 
 def child_stage(d: Path, rule: str, backend: str, moments: int, ranks: int = 1, lanczos: int = 100) -> dict:
-    from temtwin.physics import tb_stage
+    from temtwin.stages import tb_ldos, tb_moments
     from temtwin.workflow.context import StageContext
 
     cfg = {"tb_moments": {"n_chunks": 1, "n_moments": moments, "vectors_per_region": 1,
@@ -118,12 +118,12 @@ def child_stage(d: Path, rule: str, backend: str, moments: int, ranks: int = 1, 
     if rule == "tb_moments":
         ctx = StageContext.create(rule, {"model": d / "model.h5"}, {"h5": out}, config=cfg,
                                   wildcards={"sample": "b", "chunk": "0"}, log=log)
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
     else:
         ctx = StageContext.create(rule, {"model": d / "model.h5", "moments": [out]},
                                   {"h5": out.parent / "tb.h5", "figures": out.parent / "fig"},
                                   config=cfg, wildcards={"sample": "b"}, log=log)
-        tb_stage.run_ldos(ctx)
+        tb_ldos.run(ctx)
     return {"total_s": time.perf_counter() - h.t0, "peak_mb": rss_mb(), "log": h.rows}
 
 

@@ -27,8 +27,8 @@ from temtwin.io.h5 import atomic_h5, set_summary, write_array, write_table
 from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.report.summary import region_rows, sample_summary, write_tsv
-from temtwin.segment.stage import write_segmentation
-from temtwin.viewer.stage import build_index, build_sample_page
+from temtwin.stages.segment import write_segmentation
+from temtwin.viewer.pages import build_index, build_sample_page
 from temtwin.workflow.seeds import rng
 
 N, PX, NREG = 2048, 0.02, 12

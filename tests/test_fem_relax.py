@@ -82,10 +82,10 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
     import meshio
 
     from temtwin.io.h5 import missing_units, read_summary
-    from temtwin.twin import fem_stage
+    from temtwin.stages import fem_geometry
     from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
-    from temtwin.fem_relax import stage
+    from temtwin.stages import fem_relax as stage
 
     sc, p = write_layered_inputs(tmp_path / "s" / "im", shape=(120, 120), pixel_size_nm=0.04)
     d = tmp_path / "s"
@@ -93,7 +93,7 @@ def test_stage_fits_eigenstrain_to_gpa_and_exports(tmp_path):
            "regions": d / "fem/regions.json", "figures": d / "figures/fem_geometry"}
     inputs = {"stack": "", "images": [p["image"]], "segmentations": [p["segmentation"]], "phases": [p["phases"]],
               "gpas": [p["gpa"]]}
-    fem_stage.run(StageContext.create("fem_geometry", inputs, out, {"fem_geometry": {"mesh_size_nm": 0.4}},
+    fem_geometry.run(StageContext.create("fem_geometry", inputs, out, {"fem_geometry": {"mesh_size_nm": 0.4}},
                                       wildcards={"sample": "s"}))
     ro = {"h5": d / "fem/relax.h5", "vtu": d / "fem/device.vtu", "figures": d / "figures/fem_relax"}
     cfg = {"fem_relax": {"thickness_nm": 40.0, "n_layers": 3, "composition": {"1": "Si0.3Ge0.7", "3": "Si0.3Ge0.7"}}}
@@ -210,7 +210,7 @@ def test_geometry_image_defaults_to_the_largest_image_with_identified_phases():
     """Demo case: the overview (large, no lattice fringes) has no identified phase, the HRTEM has: fem_geometry
     meshes the HRTEM so fem_relax has materials; with no phase anywhere the largest image stays (fem_relax
     then reports not applicable); a configured image always wins."""
-    from temtwin.twin.fem_stage import choose_image
+    from temtwin.stages.fem_geometry import choose_image
     from temtwin.twin.inputs import ImageInputs, RegionPhase
 
     ov = ImageInputs("overview", (1.0, 1.0), (1000, 1000), regions={1: RegionPhase(1)})

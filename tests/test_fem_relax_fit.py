@@ -5,7 +5,7 @@ GPA references the measurement."""
 import numpy as np
 import pytest
 
-from temtwin.fem_relax import stage
+from temtwin.stages import fem_relax as stage
 from temtwin.fem_relax.validation import gpa_fit_case, noisy_gpa_measurement
 
 

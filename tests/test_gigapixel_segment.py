@@ -91,7 +91,7 @@ def test_segment_stage_takes_the_tiled_path_above_the_size_limit(tmp_path, devic
     from temtwin.io.h5 import atomic_h5, missing_units
     from temtwin.io.image import Micrograph
     from temtwin.io.ingest import write_image_h5
-    from temtwin.segment.stage import run
+    from temtwin.stages.segment import run
     from temtwin.workflow.context import StageContext
 
     img, truth = device

@@ -8,7 +8,7 @@ import pytest
 
 from temtwin.config import load_config
 from temtwin.gpa.choices import Spots, corresponding_pair, match_spot
-from temtwin.gpa.stage import _summary, analyse
+from temtwin.stages.gpa import _summary, analyse
 from temtwin.io.image import Micrograph
 from temtwin.testing.heterostructure import heterostructure
 

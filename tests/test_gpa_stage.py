@@ -12,7 +12,7 @@ import pytest
 
 from temtwin.config import load_config
 from temtwin.errors import UserError
-from temtwin.gpa.stage import run
+from temtwin.stages.gpa import run
 from temtwin.io.h5 import atomic_h5, missing_units, read_summary, read_table, write_array, write_table
 from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5

@@ -12,7 +12,7 @@ from test_gpa_stage import image_h5, seg_h5
 from temtwin.config import load_config
 from temtwin.gpa.choices import fft_spots, pick_g_pair
 from temtwin.gpa.core import gpa
-from temtwin.gpa.stage import analyse, run
+from temtwin.stages.gpa import analyse, run
 from temtwin.io.h5 import read_summary, read_table
 from temtwin.io.image import Micrograph
 from temtwin.testing.synth import add_noise, layered_scene

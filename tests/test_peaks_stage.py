@@ -12,7 +12,7 @@ from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.peaks import analyse_image, analyse_region
 from temtwin.testing.fft_spectra import render_amorphous, render_region
-from temtwin.peaks.stage import run
+from temtwin.stages.fft_peaks import run
 from temtwin.testing.synth import layered_scene, lowmag_device
 from temtwin.workflow.context import StageContext
 from temtwin.workflow.seeds import rng as seeded

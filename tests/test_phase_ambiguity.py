@@ -18,7 +18,7 @@ from temtwin.phase.layers import is_two_dimensional
 from temtwin.phase.library import build_library
 from temtwin.phase.matching import MatchSettings, Spots, identify
 from temtwin.testing.phase_spots import simulate_spots
-from temtwin.phase.stage import run
+from temtwin.stages.phase_id import run
 from temtwin.phase.zones import same_zone
 from temtwin.workflow.context import StageContext
 from temtwin.workflow.discovery import element_names

@@ -82,7 +82,7 @@ def test_stage_bragg_maps_streamed_equal_the_kept_ones():
     kept, and the crystal map is the stacked argmax of the two crystals' normalised amplitudes."""
     from types import SimpleNamespace
 
-    from temtwin.phase.stage import bragg_maps
+    from temtwin.stages.phase_id import bragg_maps
 
     px, n = 0.05, 128
     y, x = np.mgrid[:n, :n] * px
@@ -115,7 +115,7 @@ def test_bragg_maps_in_region_boxes_equal_the_whole_image_ones_inside_the_region
     across the margin), 0 outside the box; the crystal map is the same in the regions."""
     from types import SimpleNamespace
 
-    from temtwin.phase.stage import bragg_boxes, bragg_maps
+    from temtwin.stages.phase_id import bragg_boxes, bragg_maps
 
     px, n = 0.05, 320
     y, x = np.mgrid[:n, :n] * px

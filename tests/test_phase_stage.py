@@ -17,7 +17,7 @@ from temtwin.io.ingest import write_image_h5
 from temtwin.phase.database import builtin_phase_files, load_builtin
 from temtwin.phase.orientation import misorientation
 from temtwin.testing.phase_spots import simulate_spots
-from temtwin.phase.stage import run
+from temtwin.stages.phase_id import run
 from temtwin.phase.zones import same_zone
 from temtwin.testing.synth.crystal import load_structure, orientation_matrix, oriented_atoms
 from temtwin.testing.synth.render import add_noise, render_atoms
@@ -193,8 +193,8 @@ def test_empty_candidate_list_is_a_clear_user_error(scene, tmp_path):
 
 def test_with_the_fft_peak_finder(tmp_path):
     """Integration: a simulated HAADF GaAs [001] crystal through rule fft_peaks, then phase_id."""
-    pytest.importorskip("temtwin.peaks.stage")
-    from temtwin.peaks.stage import run as run_peaks
+    pytest.importorskip("temtwin.stages.fft_peaks")
+    from temtwin.stages.fft_peaks import run as run_peaks
     from temtwin.testing.synth import crystal_scene
 
     s = crystal_scene("GaAs", (0, 0, 1), 23.0, shape=(256, 256), pixel_size_nm=(0.02, 0.02), dose=800, seed=2)

@@ -172,7 +172,7 @@ def keating_ctx(tmp_path, config=None):
 def test_keating_stage_screens_artefacts_and_relaxes(tmp_path):
     import ase.io
 
-    from temtwin.physics import keating_stage
+    from temtwin.stages import keating as keating_stage
 
     at, region, art = device_model()
     at.pbc = (True, False, True)
@@ -205,7 +205,7 @@ def test_keating_stage_screens_artefacts_and_relaxes(tmp_path):
 
 
 def test_keating_stage_not_applicable_for_inp(tmp_path):
-    from temtwin.physics import keating_stage
+    from temtwin.stages import keating as keating_stage
 
     at = bulk("InP", "zincblende", 5.87, cubic=True).repeat(2)
     write_model(tmp_path / "model.h5", at, np.zeros(len(at), int), (True, True, True))

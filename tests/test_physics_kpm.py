@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from temtwin.io.h5 import atomic_h5, missing_units, read_summary
-from temtwin.physics import kpm, tb_stage, tb_states
+from temtwin.physics import kpm, tb_states
+from temtwin.physics.band_edges import band_edges
+from temtwin.stages import tb_ldos, tb_moments
 from temtwin.physics.tightbinding import (
     TBOperator, build_hamiltonian, diamond_cubic, load_parameters, prepare_structure,
 )
@@ -162,12 +164,12 @@ def _run(tmp, n_chunks, ldos=None):
         out = tmp / f"n{n_chunks}" / f"moments_{c}.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp / "model.h5"}, {"h5": out}, config=cfg,
                                   wildcards={"sample": "s1", "chunk": str(c)})
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
         files.append(out)
     ctx = StageContext.create("tb_ldos", {"model": tmp / "model.h5", "moments": files},
                               {"h5": tmp / f"n{n_chunks}" / "tb.h5", "figures": tmp / f"n{n_chunks}" / "fig"},
                               config=cfg, wildcards={"sample": "s1"})
-    tb_stage.run_ldos(ctx)
+    tb_ldos.run(ctx)
     return tmp / f"n{n_chunks}"
 
 
@@ -219,11 +221,11 @@ def test_band_edges_estimator_on_synthetic_ldos():
     rho = C * (np.sqrt(np.clip(-E, 0, None)) + np.sqrt(np.clip(E - 1.1, 0, None)))
     q = 0.002
     d = (1.5 * q / C) ** (2 / 3)
-    ev, ec, mid = tb_stage.band_edges(E, rho, (-0.5, 2.0), states=q)
+    ev, ec, mid = band_edges(E, rho, (-0.5, 2.0), states=q)
     assert ev == pytest.approx(-d, abs=2e-4) and ec == pytest.approx(1.1 + d, abs=2e-4)
     assert 0.0 <= mid <= 1.1
     # a rigid shift of the LDOS shifts the edges by the same amount
-    ev2, ec2, _ = tb_stage.band_edges(E, np.interp(E - 0.2, E, rho), (-0.5, 2.0), states=q)
+    ev2, ec2, _ = band_edges(E, np.interp(E - 0.2, E, rho), (-0.5, 2.0), states=q)
     assert ev2 - ev == pytest.approx(0.2, abs=2e-4) and ec2 - ec == pytest.approx(0.2, abs=2e-4)
 
 

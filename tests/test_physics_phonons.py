@@ -112,19 +112,19 @@ def test_alloy_shows_three_optical_bands():
 
 
 def test_phonons_stage_writes_ldos_per_region_and_slab(tmp_path):
-    from temtwin.physics import keating_stage, phonons_stage
+    from temtwin.stages import keating, phonons
     from test_physics_keating import device_model, keating_ctx, write_model
 
     at, region, _ = device_model(seed=3)
     write_model(tmp_path / "model.h5", at, region, (True, False, True))
-    keating_stage.run(keating_ctx(tmp_path))
+    keating.run(keating_ctx(tmp_path))
     ctx = StageContext.create(
         "phonons", {"model": tmp_path / "model.h5", "keating": tmp_path / "keating.h5",
                     "relaxed": tmp_path / "relaxed.extxyz"},
         {"h5": tmp_path / "phonons.h5", "figures": tmp_path / "figures" / "phonons"},
         config={"phonons": {"n_moments": 512, "n_vectors": 4, "operator": "matrix_free"}},
         wildcards={"sample": "s"})
-    phonons_stage.run(ctx)
+    phonons.run(ctx)
     assert missing_units(tmp_path / "phonons.h5") == []
     s = read_summary(tmp_path / "phonons.h5")["phonons"]
     assert s["method"]["name"] == "kpm" and set(s["regions"]) == {"1", "2"}

@@ -34,7 +34,7 @@ from temtwin.workflow.context import run_stage
 smk = SimpleNamespace(rule="ingest", input=N({{"image": {str(tif)!r}, "settings": []}}),
                       output=N({{"h5": {str(out)!r}}}), params=N({{}}), config={{}},
                       wildcards=N({{"sample": "s", "image": "a"}}), threads=2, log=[{str(tmp_path / 'l.log')!r}])
-run_stage(smk, "temtwin.io.ingest:run")
+run_stage(smk, "temtwin.stages.ingest:run")
 print(sorted(m for m in ("torch", "numba") if m in sys.modules))
 """
     r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
@@ -86,7 +86,7 @@ def test_reruns_store_no_clock_values(tmp_path, monkeypatch):
     """GDS files carry a fixed timestamp, and the atomic model's summary no wall-clock timings."""
     from temtwin.twin.boundaries import region_boundaries
     from temtwin.twin.fem import write_gds
-    from temtwin.twin.model_stage import run
+    from temtwin.stages.atomic_model import run
     from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
     from temtwin.io.h5 import read_summary
@@ -230,7 +230,7 @@ def test_huge_intensities_are_normalised_and_an_empty_segmentation_fails(tmp_pat
     from temtwin.io.h5 import atomic_h5
     from temtwin.io.image import Micrograph
     from temtwin.io.ingest import read_micrograph, write_image_h5
-    from temtwin.segment import stage as seg
+    from temtwin.stages import segment as seg
     from temtwin.workflow.context import StageContext
 
     base = lattice_image.astype(np.int64)
@@ -328,8 +328,8 @@ def test_speckle_rings_are_not_crystals_and_get_no_strain_maps(tmp_path):
     import h5py
     from test_gpa_stage import image_h5, peaks_h5, phases_h5, seg_h5
 
-    from temtwin.gpa.stage import run as gpa_run
-    from temtwin.peaks.stage import analyse_region
+    from temtwin.stages.gpa import run as gpa_run
+    from temtwin.peaks.analysis import analyse_region
     from temtwin.testing.synth import crystal_scene
     from temtwin.workflow.context import StageContext
 
@@ -360,7 +360,7 @@ def test_size_guard_scaled_memory_and_region_cap(tmp_path, caplog, tiny_dataset)
     from conftest import write_hspy
     from temtwin.errors import UserError
     from temtwin.io.ingest import check_size, image_pixels
-    from temtwin.segment.stage import cap_regions
+    from temtwin.stages.segment import cap_regions
     from temtwin.workflow.snake import Workflow, mem_mb_for
 
     # the pixel count comes from the header (all frames), without reading the data

@@ -81,7 +81,7 @@ def _stage(tmp_path, img, mode):
         write_image_h5(f, m)
     ctx = StageContext.create("scan_correct", {"raw": str(tmp_path / "raw.h5")},
                               {"h5": str(tmp_path / "image.h5"), "figures": str(tmp_path / "fig")})
-    from temtwin.scan_correct.stage import run
+    from temtwin.stages.scan_correct import run
     run(ctx)
     return tmp_path / "image.h5"
 
@@ -138,7 +138,7 @@ def test_stage_scan_pair(tmp_path):
         paths[name] = tmp_path / f"{name}_raw.h5"
         with atomic_h5(paths[name]) as f:
             write_image_h5(f, m)
-    from temtwin.scan_correct.stage import run
+    from temtwin.stages.scan_correct import run
     for me, other in (("a", "b"), ("b", "a")):
         ctx = StageContext.create("scan_correct", {"raw": str(paths[me]), "pair": [str(paths[other])],
                                                    "settings": [str(tmp_path / "sample.yaml")]},

@@ -11,7 +11,7 @@ def test_tb_slabs_use_the_shared_growth_binning():
     host atoms' coordinate along growth (nm), the same binning the keating and phonons profiles use."""
     from ase import Atoms
 
-    from temtwin.physics.tb_stage import _partitions
+    from temtwin.stages.tb_moments import _partitions
 
     rng = np.random.default_rng(0)
     pos = rng.uniform(0, 30, (200, 3))                      # Å
@@ -84,13 +84,13 @@ def test_one_spots_type_gpa_takes_the_regions_spots_from_fft_peaks(monkeypatch):
     lattice reflection of Si; with a peaks.h5 entry GPA never finds spots again."""
     import pytest
 
-    import temtwin.gpa.stage as gpa_stage
+    import temtwin.stages.gpa as gpa_stage
     from temtwin.config import load_config
     from temtwin.errors import NotApplicable
     from temtwin.gpa.choices import pick_g_pair
     from temtwin.io.image import Micrograph
     from temtwin.peaks.spots import Spots, fft_spots
-    from temtwin.peaks.stage import analyse_region
+    from temtwin.peaks.analysis import analyse_region
     from temtwin.testing.synth import crystal_scene
 
     px = (0.02, 0.02)

@@ -8,7 +8,7 @@ from scipy import ndimage as ndi
 
 from temtwin.segment.metrics import matched_iou
 from temtwin.segment.smallmerge import merge_smallest, region_adjacency
-from temtwin.segment.stage import cap_regions
+from temtwin.stages.segment import cap_regions
 
 
 def _tiles():
@@ -90,7 +90,7 @@ def test_merge_smallest_with_a_minimum_area_and_isolated_regions():
 def test_stage_merges_over_the_cap_with_a_message(tmp_path, caplog):
     import h5py
 
-    from temtwin.segment.stage import run
+    from temtwin.stages.segment import run
     from temtwin.testing.synth import device_overview
     from test_segment_stage import _ctx, _image_h5
 

@@ -103,7 +103,7 @@ def test_checkpoint_of_the_wrong_type_is_a_user_error(tmp_path):
 
 def test_stage_dispatches_to_sam_with_the_configured_settings():
     from temtwin.io.image import Micrograph
-    from temtwin.segment.stage import segment_image
+    from temtwin.stages.segment import segment_image
 
     s = particles_scene(shape=(160, 160), mode="haadf", seed=1)
     m = Micrograph(s.image, s.pixel_size_nm)

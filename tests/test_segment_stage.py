@@ -15,7 +15,7 @@ from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.segment.metrics import matched_iou
 from temtwin.segment.regions import polygon_area
-from temtwin.segment.stage import run
+from temtwin.stages.segment import run
 from temtwin.testing.synth import layered_scene
 from temtwin.workflow.context import StageContext
 

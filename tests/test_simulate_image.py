@@ -240,7 +240,7 @@ def _ctx(tmp_path, **cfg):
 
 
 def test_stage_error_when_model_does_not_cover_image(tmp_path):
-    from temtwin.simulate_image.stage import run
+    from temtwin.stages.simulate_image import run
 
     at = sige110_atoms((0.8, 0.8), 1.0, 0.3, np.random.default_rng(0))
     _write_inputs(tmp_path, at, (400, 400), (0.02, 0.02))  # 8 x 8 nm image, 0.8 x 0.8 nm model
@@ -251,7 +251,7 @@ def test_stage_error_when_model_does_not_cover_image(tmp_path):
 
 def test_stage_needs_a_beam_energy(tmp_path):
     """A file without a voltage (NaN in image.h5) needs simulate_image.energy_keV: one clear line."""
-    from temtwin.simulate_image.stage import run
+    from temtwin.stages.simulate_image import run
 
     at = sige110_atoms((2.0, 2.0), 1.0, 0.3, np.random.default_rng(0))
     _write_inputs(tmp_path, at, (100, 100), (at.cell[0, 0] / 1000, at.cell[1, 1] / 1000), kv=float("nan"))
@@ -261,7 +261,7 @@ def test_stage_needs_a_beam_energy(tmp_path):
 
 def test_stage_haadf_end_to_end_with_refinement(tmp_path):
     from temtwin.io.h5 import missing_units, read_summary
-    from temtwin.simulate_image.stage import run
+    from temtwin.stages.simulate_image import run
 
     rng = np.random.default_rng(4)
     at = sige110_atoms((2.0, 2.0), 2.0, 0.3, rng, column_fraction_sd=0.1)
@@ -286,7 +286,7 @@ def test_stage_abf_by_multislice_recovers_blur_and_shift(tmp_path):
     shift are recovered from a noisy image made by the same multislice (known truth)."""
     from temtwin.io.h5 import missing_units, read_summary
     from temtwin.simulate_image.coverage import check_coverage
-    from temtwin.simulate_image.stage import best_box, run
+    from temtwin.stages.simulate_image import best_box, run
     from temtwin.simulate_image.stem import render, simulate_stem_crop
 
     at = sige110_atoms((1.6, 1.6), 1.2, 0.0, np.random.default_rng(0))
@@ -318,7 +318,7 @@ def test_stage_haadf_multislice_crop_uses_metadata_angles(tmp_path):
     """HAADF with stem.simulator = multislice: the linear model stays the main simulation, an abTEM crop is
     added with the detector and convergence angles of the image metadata, and the linear model agrees with it."""
     from temtwin.io.h5 import missing_units, read_summary
-    from temtwin.simulate_image.stage import run
+    from temtwin.stages.simulate_image import run
 
     rng = np.random.default_rng(4)
     at = sige110_atoms((1.6, 1.6), 1.2, 0.3, rng, column_fraction_sd=0.1)
@@ -347,7 +347,7 @@ def test_stage_hrtem_end_to_end_with_systematic_sigma(tmp_path):
     sigma = sigma_stat ⊕ sigma_sys (focal spread prior) and the defocus error is within 3 sigma."""
     from temtwin.io.h5 import missing_units, read_summary
     from temtwin.results.simulation import Simulation
-    from temtwin.simulate_image.stage import run
+    from temtwin.stages.simulate_image import run
 
     at = sige110_atoms((1.6, 1.7), 2.0, 0.0, np.random.default_rng(0))
     shape = (80, 80)

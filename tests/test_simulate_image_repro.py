@@ -52,7 +52,7 @@ def _case(tmp_path):
 def _run(d, tmp_path, threads):
     from test_simulate_image import _ctx
 
-    from temtwin.simulate_image.stage import run
+    from temtwin.stages.simulate_image import run
 
     ctx = _ctx(tmp_path, **CFG)
     ctx.output["h5"] = str(d / "simulation.h5")

@@ -112,10 +112,10 @@ def test_signed_alpha_flips_with_the_shear_gradient_and_with_k():
 def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path):
     import h5py
 
-    from temtwin.fem_relax import stage as relax_stage
+    from temtwin.stages import fem_relax as relax_stage
     from temtwin.io.h5 import missing_units, read_summary
-    from temtwin.spin_orbit import stage
-    from temtwin.twin import fem_stage
+    from temtwin.stages import spin_orbit as stage
+    from temtwin.stages import fem_geometry
     from temtwin.testing.twin_inputs import write_layered_inputs
     from temtwin.workflow.context import StageContext
 
@@ -127,7 +127,7 @@ def test_stage_zero_for_uniform_layers_and_finite_for_a_shear_gradient(tmp_path)
           "regions": d / "fem/regions.json", "figures": d / "figures/fem_geometry"}
     inputs = {"stack": "", "images": [p["image"]], "segmentations": [p["segmentation"]], "phases": [p["phases"]],
               "gpas": [p["gpa"]]}
-    fem_stage.run(StageContext.create("fem_geometry", inputs, fo, {"fem_geometry": {"mesh_size_nm": 1.0}},
+    fem_geometry.run(StageContext.create("fem_geometry", inputs, fo, {"fem_geometry": {"mesh_size_nm": 1.0}},
                                       wildcards={"sample": "s"}))
     ro = {"h5": d / "fem/relax.h5", "vtu": d / "fem/device.vtu", "figures": d / "figures/fem_relax"}
     comp = {"1": "Si0.3Ge0.7", "3": "Si0.3Ge0.7"}

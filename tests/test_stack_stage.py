@@ -14,7 +14,7 @@ import pytest
 from temtwin.config import load_config
 from temtwin.io.h5 import atomic_h5, missing_units, read_summary, write_array
 from temtwin.io.ingest import write_image_h5
-from temtwin.stack.stage import run
+from temtwin.stages.register_stack import run
 from temtwin.testing.synth.stack import device_stack
 from temtwin.workflow.context import StageContext
 

@@ -6,7 +6,9 @@ import json
 import numpy as np
 
 from temtwin.io.h5 import atomic_h5, set_summary, write_array
-from temtwin.report.summary import deep_merge, run, run_table, write_table
+from temtwin.report.summary import deep_merge, write_table
+from temtwin.stages.summarize import run
+from temtwin.stages.summary_table import run as run_table
 from temtwin.workflow.context import StageContext
 
 

@@ -60,7 +60,7 @@ def test_matrix_free_matches_dense_hamiltonian(cluster):
 def test_stage_matrix_free_backend_same_moments(tmp_path):
     import h5py
 
-    from temtwin.physics import tb_stage
+    from temtwin.stages import tb_moments
     from temtwin.workflow.context import StageContext
 
     from test_tb_checkpoint import _write_model
@@ -74,7 +74,7 @@ def test_stage_matrix_free_backend_same_moments(tmp_path):
         out[backend] = tmp_path / backend / "moments_0.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[backend]},
                                   config=cfg, wildcards={"sample": "s1", "chunk": "0"})
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
     with h5py.File(out["numba"]) as a, h5py.File(out["matrix_free"]) as b:
         assert b.attrs["backend"] == "matrix_free"
         np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])   # Lanczos too

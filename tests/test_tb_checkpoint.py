@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from temtwin.io.h5 import atomic_h5
-from temtwin.physics import kpm, tb_stage
+from temtwin.physics import kpm
+from temtwin.stages import tb_moments
 from temtwin.physics.tightbinding import TBOperator, diamond_cubic
 from temtwin.twin.model_io import atoms_from_arrays
 from temtwin.results.model import Model
@@ -55,7 +56,7 @@ def _count_steps(monkeypatch):
 def test_killed_job_resumes_bit_identical(tmp_path, monkeypatch):
     _write_model(tmp_path / "model.h5")
     ref = tmp_path / "ref" / "moments_0.h5"
-    tb_stage.run_moments(_ctx(tmp_path, ref, {"checkpoint_every_moments": 0}))
+    tb_moments.run(_ctx(tmp_path, ref, {"checkpoint_every_moments": 0}))
     calls = _count_steps(monkeypatch)
 
     out = tmp_path / "run" / "moments_0.h5"
@@ -70,13 +71,13 @@ def test_killed_job_resumes_bit_identical(tmp_path, monkeypatch):
 
     ctx.progress = progress
     with pytest.raises(Killed):
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
     assert not out.exists()                           # nothing half-written
-    ck = tb_stage.checkpoint_path(out)
+    ck = tb_moments.checkpoint_path(out)
     assert np.load(ck)["k"] == 32 and np.load(ck)["block"] == 4   # last multiple of 8 products
     n_before = calls["n"]
 
-    tb_stage.run_moments(_ctx(tmp_path, out))       # the rerun
+    tb_moments.run(_ctx(tmp_path, out))       # the rerun
     resumed_steps = calls["n"] - n_before
     assert resumed_steps == 48 - 32                  # only the rest of the 2nd block
     assert not Path(ck).exists()                      # removed after success

@@ -100,7 +100,7 @@ def test_stage_with_two_ranks_writes_same_moments(tmp_path, monkeypatch):
     fake srun on PATH that execs mpirun; the 2-rank moments equal the one-process moments."""
     import h5py
 
-    from temtwin.physics import tb_stage
+    from temtwin.stages import tb_moments
     from temtwin.workflow.context import StageContext
 
     from test_tb_checkpoint import _write_model
@@ -123,7 +123,7 @@ def test_stage_with_two_ranks_writes_same_moments(tmp_path, monkeypatch):
         out[ranks] = tmp_path / f"r{ranks}" / "moments_0.h5"
         ctx = StageContext.create("tb_moments", {"model": tmp_path / "model.h5"}, {"h5": out[ranks]},
                                   config=cfg, wildcards={"sample": "s1", "chunk": "0"})
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
     with h5py.File(out[1]) as a, h5py.File(out[2]) as b:
         assert b["parameters"].attrs["mpi_ranks"] == 2
         np.testing.assert_array_equal(a.attrs["bounds_eV"], b.attrs["bounds_eV"])
@@ -146,7 +146,7 @@ def test_launcher_uses_srun_inside_slurm(monkeypatch):
 
 def test_mpi_ranks_without_mpi_is_one_clear_error(tmp_path, monkeypatch):
     from temtwin.errors import UserError
-    from temtwin.physics import tb_stage
+    from temtwin.stages import tb_moments
     from temtwin.physics.tightbinding import distributed
     from temtwin.workflow.context import StageContext
 
@@ -155,5 +155,5 @@ def test_mpi_ranks_without_mpi_is_one_clear_error(tmp_path, monkeypatch):
                               config={"tb_moments": {"n_chunks": 1, "mpi_ranks": 2}},
                               wildcards={"sample": "s", "chunk": "0"})
     with pytest.raises(UserError, match="mpi_ranks"):
-        tb_stage.run_moments(ctx)
+        tb_moments.run(ctx)
     assert not (tmp_path / "m.h5").exists()

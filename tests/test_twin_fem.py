@@ -108,9 +108,9 @@ def test_fem_stage_outputs(tmp_path):
                                                "segmentations": [p["segmentation"]],
                                                "phases": [p["phases"]], "gpas": [p["gpa"]]}, out,
                               {"fem_geometry": {"mesh_size_nm": 0.5}}, wildcards={"sample": "s"})
-    from temtwin.twin import fem_stage
+    from temtwin.stages import fem_geometry
 
-    fem_stage.run(ctx)
+    fem_geometry.run(ctx)
     s = read_summary(out["h5"])["fem"]
     assert s["n_regions"] == 3 and s["mesh"]["n_nodes"] > 50 and s["mesh"]["n_elements"] > 50
     assert set(s["files"]) == {"h5", "gds", "mesh", "regions"}
@@ -130,7 +130,7 @@ def test_fem_stage_outputs(tmp_path):
 
 def test_mean_strain_from_a_registered_high_resolution_image():
     """Strain measured in a rotated high-resolution image lands in the right overview region, rotated."""
-    from temtwin.twin.fem_stage import mean_strains
+    from temtwin.stages.fem_geometry import mean_strains
     from temtwin.twin.inputs import Gpa, ImageInputs
 
     ov_labels = np.ones((100, 100), np.int32)

@@ -11,7 +11,7 @@ from temtwin.config import load_config
 from temtwin.errors import UserError
 from temtwin.io.h5 import missing_units, read_summary
 from temtwin.testing.synth.crystal import load_structure, orientation_matrix
-from temtwin.twin import model_stage
+from temtwin.stages import atomic_model
 from temtwin.results.model import Model
 from temtwin.testing.twin_inputs import write_image_results, write_layered_inputs
 from temtwin.workflow.context import StageContext
@@ -27,7 +27,7 @@ def _run(tmp_path, paths, config=None, eels=(), settings=()):
         "stack": "", "images": [paths["image"]], "segmentations": [paths["segmentation"]],
         "phases": [paths["phases"]], "gpas": [paths["gpa"]], "eels": [str(e) for e in eels],
         "settings": [str(s) for s in settings]}, out, config or {}, wildcards={"sample": "s"})
-    model_stage.run(ctx)
+    atomic_model.run(ctx)
     return out
 
 

@@ -21,7 +21,7 @@ from temtwin.io.image import Micrograph
 from temtwin.io.ingest import write_image_h5
 from temtwin.phase.database import builtin_phase_files, load_builtin
 from temtwin.testing.phase_spots import simulate_spots
-from temtwin.phase.stage import run as run_phase
+from temtwin.stages.phase_id import run as run_phase
 from temtwin.testing.synth.crystal import load_structure, orientation_matrix
 from temtwin.workflow.context import StageContext
 from temtwin.workflow.overrides import apply_segment, read_overrides, stage_actions
@@ -150,7 +150,7 @@ def test_phase_id_honours_pick_and_amorphous(peaks_scene, tmp_path):
 def test_segment_stage_honours_exclude_and_merge(tmp_path):
     """Rule segment with a hand-drawn label map (4 horizontal bands) and overrides: band 4 excluded,
     band 3 merged into band 2; the other labels keep their numbers."""
-    from temtwin.segment.stage import run as run_segment
+    from temtwin.stages.segment import run as run_segment
 
     img = np.random.default_rng(0).normal(100, 5, (64, 48)).astype(np.float32)
     m = Micrograph(img, (0.05, 0.05), name="img", sample="s",

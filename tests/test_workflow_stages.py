@@ -1,5 +1,6 @@
 """The stage registry is the one list of stages: rules, scripts, config sections and docs follow it."""
 
+import importlib
 import re
 
 from conftest import REPO
@@ -33,8 +34,11 @@ def test_every_rule_is_a_registry_stage_with_its_section_and_script():
             assert f'category=category("{s.rule}")' in text, s.rule
         script = REPO / "scripts" / f"{s.rule}.py"
         assert f'"../scripts/{s.rule}.py"' in text and "run_stage(snakemake)" in script.read_text(), s.rule
-        module, func = s.entry.split(":")
-        assert callable(getattr(__import__(module, fromlist=[func]), func)), s.entry
+        # the stage module is named as the rule: temtwin.stages.<rule>, function run
+        assert s.entry == f"temtwin.stages.{s.rule}:run"
+        assert callable(importlib.import_module(f"temtwin.stages.{s.rule}").run), s.rule
+    modules = {p.stem for p in (REPO / "src" / "temtwin" / "stages").glob("*.py")} - {"__init__"}
+    assert modules == {s.rule for s in STAGES}, "one module per rule in src/temtwin/stages/, nothing else"
 
 
 def test_developing_page_shows_the_current_registry():

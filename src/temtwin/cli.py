@@ -170,7 +170,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_view(args: argparse.Namespace) -> int:
-    from .viewer.stage import view
+    from .viewer.pages import view
 
     cfg = {}
     if args.config:

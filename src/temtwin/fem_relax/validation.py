@@ -171,7 +171,7 @@ def gpa_fit_case(thickness_nm: float = 10.0, n_layers: int = 3):
     lateral edges (so the substrate under the layer is strained: GPA's reference area is not stress free)."""
     from .materials import MaterialTable
     from .model import RelaxModel, build_regions
-    from .stage import ImageGrid
+    from ..stages.fem_relax import ImageGrid
 
     m = MeshTri.init_tensor(np.linspace(0, 20, 41), np.linspace(-16, 0, 33))
     nodes, tri = m.p.T, m.t.T
@@ -186,7 +186,7 @@ def gpa_fit_case(thickness_nm: float = 10.0, n_layers: int = 3):
 
 
 def noisy_gpa_measurement(model, ig, delta_true, seed: int, sigma: float = GPA_CASE_SIGMA) -> dict:
-    """GPA-like maps (the dict of :func:`temtwin.fem_relax.stage.read_gpa_maps`, image axes) of the case of
+    """GPA-like maps (the dict of :func:`temtwin.stages.fem_relax.read_gpa_maps`, image axes) of the case of
     :func:`gpa_fit_case`: the lamella strain at ``delta_true`` minus its mean over GPA's reference area
     (substrate rows below 11 nm; GPA references to the lattice *as it is* there), plus correlated Gaussian
     noise of per-pixel σ ``sigma`` (white noise smoothed by a Gaussian of GPA_CASE_S_PX px); NaN within

@@ -5,7 +5,7 @@
 * :mod:`.choices`: automatic choices (reference region, g vectors, mask resolution, mask centres);
 * :mod:`.absolute`: local lattice parameters and strain relative to each region's relaxed lattice,
   rotation of the tensor into the crystal or interface frame;
-* :mod:`.stage`: ``run(ctx)`` of rule ``gpa``.
+* :mod:`temtwin.stages.gpa`: ``run(ctx)`` of rule ``gpa``.
 """
 
 from .core import GpaResult, gpa, resolution_to_sigma, sigma_to_resolution  # noqa: F401

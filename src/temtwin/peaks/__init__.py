@@ -10,11 +10,11 @@
   profile scanning merged against cross artefacts);
 * :mod:`.combine`: merging, Friedel pairs, lattice completion, sub-pixel refinement, SNR, the
   amorphous / crystalline decision;
-* :mod:`.metrics`: precision / recall against truth; :mod:`.stage`: the stage function and
-  :func:`~temtwin.peaks.stage.analyse_image` for library use.
+* :mod:`.metrics`: precision / recall against truth; :mod:`.analysis`: :func:`~temtwin.peaks.analysis.analyse_image`
+  for library use (the stage function: :mod:`temtwin.stages.fft_peaks`).
 """
 
 from .combine import PeakSet, find_peaks  # noqa: F401
 from .fftprep import Spectrum, region_spectrum  # noqa: F401
-from .stage import analyse_image, analyse_region  # noqa: F401
+from .analysis import analyse_image, analyse_region  # noqa: F401
 from .window import region_window  # noqa: F401

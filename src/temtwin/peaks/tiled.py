@@ -1,6 +1,6 @@
 """``fft_peaks`` on very large images (gigapixel overviews): every region analysed in its bounding box.
 
-:func:`temtwin.peaks.stage.analyse_image` builds a full-size mask per region; on a 16 384² overview
+:func:`temtwin.peaks.analysis.analyse_image` builds a full-size mask per region; on a 16 384² overview
 that is 268 MB per region and a full-image scan (plus the coordinates of every region pixel) each time.
 Above :data:`LARGE_PX` pixels the regions' bounding boxes are found in one pass
 (``scipy.ndimage.find_objects``) and each region is analysed on its box: the mask, the window choice
@@ -24,7 +24,7 @@ LARGE_PX = 8192 * 8192
 def analyse_large(image: np.ndarray, pixel_size_nm, labels: np.ndarray, cfg: dict, net=None, progress=None,
                   workers: int | None = None) -> dict:
     """{label: RegionResult} for every label > 0, each region analysed on its bounding box."""
-    from .stage import analyse_region
+    from .analysis import analyse_region
 
     objs = ndi.find_objects(labels)
     ids = [i + 1 for i, sl in enumerate(objs) if sl is not None]

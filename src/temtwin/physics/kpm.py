@@ -1,7 +1,7 @@
 """Kernel polynomial method (KPM): Chebyshev moments, Jackson kernel, stochastic (local) DOS.
 
 The one KPM engine of temtwin above the operators' kernels: the electronic LDOS (tight binding,
-:mod:`.tb_stage`) and the phonon LDOS (:mod:`.phonons`) take their rescaling (:func:`rescaling`),
+:mod:`temtwin.stages.tb_moments`) and the phonon LDOS (:mod:`.phonons`) take their rescaling (:func:`rescaling`),
 damping kernel (:func:`jackson_kernel`, :func:`damped`) and density reconstruction
 (:func:`density` for point densities, :func:`smooth_coefficients` + :func:`reconstruct` for
 Gaussian-broadened ones) from here; only the matrix–vector recursions differ (complex spin-orbital

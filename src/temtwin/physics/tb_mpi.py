@@ -1,11 +1,11 @@
 """MPI launch of ``tb_moments``: ``python -m temtwin.physics.tb_mpi <spec.json>`` on every rank.
 
-:func:`launch` (called by :func:`.tb_stage.run_moments` when ``tb_moments.mpi_ranks`` > 1)
+:func:`launch` (called by :func:`temtwin.stages.tb_moments.run` when ``tb_moments.mpi_ranks`` > 1)
 writes the job's inputs, outputs, configuration and wildcards to a JSON file beside the output,
 starts ``mpi_ranks`` processes with ``srun`` (inside a SLURM allocation: the rule requests
 ``tasks = mpi_ranks``) or ``mpirun -n`` (locally), forwards rank 0's log lines into the job's log,
 and turns a failure into one error line.  Each rank rebuilds the stage context and runs
-:func:`.tb_stage.run_moments` with ``MPI.COMM_WORLD``; rank 0 writes the output atomically.
+:func:`temtwin.stages.tb_moments.run` with ``MPI.COMM_WORLD``; rank 0 writes the output atomically.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def main(argv=None) -> int:
     from mpi4py import MPI
 
     from ..workflow.context import StageContext
-    from .tb_stage import run_moments
+    from ..stages.tb_moments import run as run_moments
 
     argv = sys.argv[1:] if argv is None else argv
     spec = json.loads(Path(argv[0]).read_text())

@@ -12,7 +12,6 @@ with its one-line reason in column ``error`` (written also by the Snakefile's ``
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -136,19 +135,3 @@ def write_table(results: Path, samples: list[str], path: Path) -> tuple[int, lis
     rows += [{"sample": s, "image": "", "region": "", "error": failure_reason(results, s)} for s in failed]
     write_tsv(rows, path)
     return len(rows), failed
-
-
-def run(ctx) -> None:
-    """Stage ``summarize``: results/<sample>/summary.json of one sample."""
-    results = Path(ctx.config["results"])
-    sample = ctx.wildcards["sample"]
-    summ = sample_summary(results, sample, list(ctx.params["images"]))
-    with atomic_path(ctx.output["json"]) as tmp:
-        tmp.write_text(json.dumps(summ, indent=1, sort_keys=False) + "\n")
-    ctx.log.info("summary.json of %s: %d image(s)", sample, len(summ["images"]))
-
-
-def run_table(ctx) -> None:
-    """Stage ``summary_table``: results/summary.tsv across samples."""
-    n, failed = write_table(Path(ctx.config["results"]), list(ctx.params["samples"]), Path(ctx.output["tsv"]))
-    ctx.log.info("summary.tsv: %d rows%s", n, f"; failed samples: {', '.join(failed)}" if failed else "")

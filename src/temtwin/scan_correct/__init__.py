@@ -2,7 +2,7 @@
 
 Modules: :mod:`.lattice` (FFT lattice peaks, periodic reference, refined g vectors), :mod:`.jitter`
 (row-by-row fast-scan offsets), :mod:`.drift` (linear drift from the lattice metric), :mod:`.core`
-(the whole correction and the resampling), :mod:`.stage` (the Snakemake stage), :mod:`.figures`.
+(the whole correction and the resampling), :mod:`temtwin.stages.scan_correct` (the Snakemake stage), :mod:`.figures`.
 """
 
 from .core import ScanCorrection, correct_scan, resample_scan

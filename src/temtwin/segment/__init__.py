@@ -10,5 +10,5 @@
 * :func:`~temtwin.segment.regions.region_table`, :func:`~temtwin.segment.regions.region_contours`:
   region properties and contour polygons in nm;
 * :func:`~temtwin.segment.metrics.matched_iou`: accuracy against truth labels;
-* :func:`~temtwin.segment.stage.run`: the stage function.
+* :func:`~temtwin.stages.segment.run`: the stage function.
 """

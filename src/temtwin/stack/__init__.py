@@ -6,5 +6,5 @@ propagation of phases, orientations and strain statistics to the overview's regi
 * :mod:`.inputs`: readers of the per-image results (segmentation, phases, GPA);
 * :mod:`.chain`: ordering by pixel size, parent choice, composition of transforms into the overview;
 * :mod:`.propagate`: per overview region, the phases/strain of the images that fall inside it;
-* :mod:`.stage`: the ``register_stack`` workflow stage.
+* :mod:`temtwin.stages.register_stack`: the ``register_stack`` workflow stage.
 """

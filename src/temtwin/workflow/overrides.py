@@ -126,7 +126,7 @@ def apply_phase(actions: dict, results: dict, reasons: dict, spots_of: dict, lib
     """Honour picks and amorphous marks in the phase_id results (in place); returns per-label records.
 
     ``results`` label -> list of Crystal (best first), ``reasons`` label -> text, ``spots_of`` label ->
-    Spots, as in :func:`temtwin.phase.stage.run`.  A pick re-runs the region's search and takes the
+    Spots, as in :func:`temtwin.stages.phase_id.run`.  A pick re-runs the region's search and takes the
     picked candidate's refined solution (orientation, indexed spots, scale) from it, so everything
     downstream (GPA, twin) uses a self-consistent crystal; it is marked identified (a human decided),
     its score and confidence stay the automatic ones.  UserError when the picked phase / zone axis is

@@ -22,14 +22,14 @@ import numpy as np
 from ..errors import UserError
 from ..results.model import Model
 from ..workflow.seeds import rng as seeded_rng
-from .builder import ModelResult, ModelTooLarge, build_model, growth_direction, plan_regions
-from .displace import DisplacementField
-from .extxyz import write_extxyz
-from .inputs import ImageInputs, all_images, named_image
-from .lammps import write_lammps_data
-from .model_io import atoms_from_arrays
-from .quality import screen
-from .register import lattice_origin
+from ..twin.builder import ModelResult, ModelTooLarge, build_model, growth_direction, plan_regions
+from ..twin.displace import DisplacementField
+from ..twin.extxyz import write_extxyz
+from ..twin.inputs import ImageInputs, all_images, named_image
+from ..twin.lammps import write_lammps_data
+from ..twin.model_io import atoms_from_arrays
+from ..twin.quality import screen
+from ..twin.register import lattice_origin
 
 
 def choose_image(images: list[ImageInputs], name: str | None) -> ImageInputs | None:
@@ -138,7 +138,7 @@ def run(ctx) -> None:
     with ctx.file("lammps") as p:
         write_lammps_data(p, atoms, f"temtwin atomic model of {sample}/{img.name}")
     res.info["timing"]["write_s"] = time.perf_counter() - t_w
-    from .model_figures import model_figures
+    from ..twin.model_figures import model_figures
 
     model_figures(ctx.output["figures"], res, q, img)
     ctx.log.info("atomic model: %d atoms in %.2f s (%s)", len(res), time.perf_counter() - t_start,
@@ -158,7 +158,7 @@ def _register(image: np.ndarray, img: ImageInputs, plan, contrast: str) -> tuple
 
 
 def _composition(ctx, cfg, settings, img, res: ModelResult, sample: str) -> dict:
-    from .composition import read_element_maps, register_maps
+    from ..twin.composition import read_element_maps, register_maps
 
     paths = ctx.paths("eels")
     if not cfg["composition"] or not paths or len(res) == 0:
@@ -190,7 +190,7 @@ def _composition(ctx, cfg, settings, img, res: ModelResult, sample: str) -> dict
 
 def _assign(res: ModelResult, maps, offset, gen, subs):
     """Species drawn on every sublattice; sublattices are the distinct host species of the sites."""
-    from .composition import assign_species
+    from ..twin.composition import assign_species
 
     hosts = sorted(set(int(z) for z in np.unique(res.host)))
     sub = np.searchsorted(hosts, res.host)

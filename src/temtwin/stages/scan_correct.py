@@ -18,7 +18,7 @@ from ..io.h5 import set_summary
 from ..results import TreeResult, read_summary
 from ..results.image import Image
 from ..io.image import read_image
-from .core import correct_scan, valid_region
+from ..scan_correct.core import correct_scan, valid_region
 
 
 def _summary(applicable: bool, reason: str, method: str, res, px: float, rows: int) -> dict:
@@ -96,14 +96,14 @@ def run(ctx) -> None:
         set_summary(f, summ)
     out = ctx.output.get("figures")
     if out:
-        from .figures import scan_correction_figures
+        from ..scan_correct.figures import scan_correction_figures
         scan_correction_figures(read_image(ctx.input["raw"]).data, m, frag, res, out)
 
 
 def _run_pair(ctx, cfg, m, partner_path) -> None:
     """The two-scan correction of a declared scan pair (:mod:`temtwin.scan_correct.pair`)."""
     from ..errors import UserError
-    from .pair import correct_pair, scan_partner
+    from ..scan_correct.pair import correct_pair, scan_partner
 
     settings = ctx.sample_settings()
     partner, role = scan_partner(settings, m.name) or ("", "a")
@@ -159,5 +159,5 @@ def _run_pair(ctx, cfg, m, partner_path) -> None:
         set_summary(f, summ)
     out = ctx.output.get("figures")
     if out:
-        from .figures import scan_correction_figures
+        from ..scan_correct.figures import scan_correction_figures
         scan_correction_figures(raw, m, frag, None, out)

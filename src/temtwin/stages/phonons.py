@@ -28,9 +28,9 @@ from ..results.keating import Keating
 from ..results.phonons import Phonons
 from ..results.model import Model
 from ..workflow.seeds import rng as seeded_rng
-from .growth import bin_index, growth_coordinate_nm, growth_direction
-from .keating import KeatingModel, default_parameters
-from .phonons import KeatingDynamicalOperator, dynamical_matrix, find_peaks_meV, kpm_ldos
+from ..physics.growth import bin_index, growth_coordinate_nm, growth_direction
+from ..physics.keating import KeatingModel, default_parameters
+from ..physics.phonons import KeatingDynamicalOperator, dynamical_matrix, find_peaks_meV, kpm_ldos
 
 
 def _not_applicable(ctx, reason: str) -> None:

@@ -32,9 +32,9 @@ from ..io.h5 import to_jsonable
 from ..io.image import read_image
 from ..plotting import new_figure, save_figure
 from ..results.stack import Stack
-from .chain import StackPlacement, choose_overview, place_stack
-from .inputs import read_image_results
-from .propagate import footprints, propagate
+from ..stack.chain import StackPlacement, choose_overview, place_stack
+from ..stack.inputs import read_image_results
+from ..stack.propagate import footprints, propagate
 
 FRAME = ("overview frame: x right, y down, nm; origin at the centre of overview pixel (0, 0); overview "
          "pixel (col, row) is the point (col * px, row * py)")

@@ -42,7 +42,7 @@ import numpy as np
 from ..results.fem_relax import FemRelax
 from ..results.spin_orbit import SpinOrbit
 from ..workflow.seeds import rng as seeded_rng
-from .kp import Profile, alloy_parameters, crystal_strain, linear_soi, section_rotation
+from ..spin_orbit.kp import Profile, alloy_parameters, crystal_strain, linear_soi, section_rotation
 
 
 def ge_fraction(phase: str) -> float | None:
@@ -212,7 +212,7 @@ def run(ctx) -> None:
     out = spin_orbit_result(cfg, arr, smap, src, note, well_labels, phases)
     with ctx.h5("h5") as f:
         out.write(f)
-    from .figures import spin_orbit_figure
+    from ..spin_orbit.figures import spin_orbit_figure
 
     spin_orbit_figure(ctx.output["figures"], arr, smap, eps, well, px)
     ctx.log.info("spin_orbit: %d positions, mean 1/l_so %.3g um^-1", len(arr),

@@ -28,9 +28,9 @@ from ..errors import UserError
 from ..io.h5 import set_summary
 from ..results.simulation import Simulation
 from ..io.image import read_image
-from .compare import metrics, noise_sigma, ssim_full
-from .coverage import check_coverage
-from .fit import ncc
+from ..simulate_image.compare import metrics, noise_sigma, ssim_full
+from ..simulate_image.coverage import check_coverage
+from ..simulate_image.fit import ncc
 
 PARAM_UNITS = {"defocus_nm": "nm", "cs_um": "um", "blur_nm": "nm", "source_nm": "nm", "exponent": "1",
                "shift_x_px": "px", "shift_y_px": "px", "thickness_nm": "nm", "focal_spread_nm": "nm",
@@ -219,7 +219,7 @@ def run(ctx) -> None:
     if not np.isfinite(energy) or energy <= 0:
         raise UserError("no beam energy: image.h5 has no voltage_kV; set simulate_image.energy_keV",
                         str(ctx.input["image"]))
-    from .multislice import gpu_available
+    from ..simulate_image.multislice import gpu_available
 
     if cfg["device"] != "cpu":
         has_gpu = gpu_available()
@@ -244,8 +244,8 @@ def run(ctx) -> None:
 
 
 def _hrtem_imager(atoms, box_nm, shape, px, energy, cfg, ctx, thickness_A=None, every=None, extend=1.0):
-    from .hrtem import HRTEMImager
-    from .multislice import exit_waves
+    from ..simulate_image.hrtem import HRTEMImager
+    from ..simulate_image.multislice import exit_waves
 
     sub = _crop_atoms(atoms, box_nm, thickness_A)
     if extend > 1.0:
@@ -262,7 +262,7 @@ def _hrtem_imager(atoms, box_nm, shape, px, energy, cfg, ctx, thickness_A=None, 
 
 
 def _run_hrtem(ctx, cfg, img, models, which, cov, energy):
-    from .fit import fit_hrtem, linear_intensity
+    from ..simulate_image.fit import fit_hrtem, linear_intensity
 
     px = tuple(float(v) for v in img.pixel_size_nm)
     data = np.asarray(img.data, float)
@@ -305,9 +305,9 @@ def _run_hrtem(ctx, cfg, img, models, which, cov, energy):
 
 
 def _run_haadf(ctx, cfg, img, models, which, cov, energy):
-    from .fit import fit_haadf, linear_intensity
-    from .linear import LinearHAADF, z_weights
-    from .refine import composition_from_weight, find_columns, refine_columns
+    from ..simulate_image.fit import fit_haadf, linear_intensity
+    from ..simulate_image.linear import LinearHAADF, z_weights
+    from ..simulate_image.refine import composition_from_weight, find_columns, refine_columns
 
     h = cfg["haadf"]
     px = tuple(float(v) for v in img.pixel_size_nm)
@@ -367,7 +367,7 @@ def _stem_conv(cfg, img) -> float:
 
 def _stem_crop(ctx, cfg, img, atoms, cov, energy, mode, start):
     """abTEM multislice of the best-covered crop (``stem.size_nm``) and the fit of blur, shift, a, b."""
-    from .stem import detector_angles, fit_stem, simulate_stem_crop
+    from ..simulate_image.stem import detector_angles, fit_stem, simulate_stem_crop
 
     sc = cfg["stem"]
     px = tuple(float(v) for v in img.pixel_size_nm)
@@ -414,7 +414,7 @@ def _run_stem_multislice(ctx, cfg, img, models, which, cov, energy, mode):
 
 
 def _write(ctx, cfg, img, mode, which, res, cov, noise) -> None:
-    from .figures import comparison_figure
+    from ..simulate_image.figures import comparison_figure
 
     data = np.asarray(img.data, float)
     px = tuple(float(v) for v in img.pixel_size_nm)

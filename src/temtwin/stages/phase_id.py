@@ -56,12 +56,12 @@ from ..io.h5 import set_summary
 from ..results import TreeResult
 from ..results.image import Image
 from ..results.phases import Phases
-from .database import load_phases, select_phases
-from .library import PatternLibrary, build_library
-from .calibration import (assumed_calibration, changed, image_calibration, instrument_settings,
+from ..phase.database import load_phases, select_phases
+from ..phase.library import PatternLibrary, build_library
+from ..phase.calibration import (assumed_calibration, changed, image_calibration, instrument_settings,
                           shared_settings)
-from .matching import Crystal, MatchSettings, Spots, identify
-from .orientation import misorientation
+from ..phase.matching import Crystal, MatchSettings, Spots, identify
+from ..phase.orientation import misorientation
 
 
 def _crystal_name(label, k: int) -> str:
@@ -351,7 +351,8 @@ def bragg_maps(image, pixel_size_nm, labels, results, spots_of, cfg: dict, worke
     filter's reach (:func:`bragg_boxes`; the map is 0 outside, it is not computed there), None for the
     whole image.  Kept maps (no sink) are whole-image arrays.  ``progress(done, total, what)`` is
     called after each crystal."""
-    from .bragg import RunningCrystalMap, bragg_amplitude, normalised_amplitude, pad_for, padded_spectrum, sigma_k_for
+    from ..phase.bragg import (RunningCrystalMap, bragg_amplitude, normalised_amplitude, pad_for, padded_spectrum,
+                               sigma_k_for)
 
     entries, gsets = [], []
     for label, crystals in sorted(results.items()):
@@ -486,7 +487,7 @@ def write_bragg(f, image, px, labels, results: dict, spots_of: dict, cfg: dict, 
                 progress=None, log=None) -> tuple[list, list, Any]:
     """Compute the Bragg-filtered maps and stream each into the open phases.h5 ``f`` as it is computed
     (memory independent of the crystal count); returns (entries, thumbnails, extra)."""
-    from .plots import thumbnail
+    from ..phase.plots import thumbnail
 
     thumbs: list = []
 
@@ -530,7 +531,7 @@ def _figures(figdir: Path, cfg: dict, peaks: dict, labels_sorted: list, spots_of
              reasons: dict, entries: list, image, px, extra, thumbs: list, progress=None) -> None:
     figdir.mkdir(parents=True, exist_ok=True)
     if cfg["figures"]:
-        from .plots import bragg_figure, region_figure
+        from ..phase.plots import bragg_figure, region_figure
 
         for i, label in enumerate(labels_sorted):
             pk = peaks[label]
@@ -682,7 +683,7 @@ def identify_peaks(kx, ky, snr=None, phases=None, sampling: float = 0.0, config:
     ``config``: a partial ``phase_id`` config section.
     """
     from ..config import load_config
-    from .database import load_builtin
+    from ..phase.database import load_builtin
 
     cfg = load_config({"phase_id": dict(config or {})}, require_dataset=False)["phase_id"]
     phases = phases if phases is not None else load_builtin()

@@ -66,13 +66,13 @@ from ..io.h5 import set_summary
 from ..io.image import Micrograph, read_image
 from ..peaks.spots import Spots, region_spots
 from ..results.gpa import Gpa as GpaFile
-from . import absolute as ab
-from .choices import (auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
+from ..gpa import absolute as ab
+from ..gpa.choices import (auto_resolution, choose_reference, corresponding_pair, mask_centres, match_spot,
                       pick_g_pair)
-from .core import GpaResult, gpa
-from .figures import (choices_figure, displacement_figure, message_figure, rotation_figure, strain_figure,
+from ..gpa.core import GpaResult, gpa
+from ..gpa.figures import (choices_figure, displacement_figure, message_figure, rotation_figure, strain_figure,
                       strain_sigma_figure)
-from .inputs import read_labels, read_peaks, read_phases
+from ..gpa.inputs import read_labels, read_peaks, read_phases
 
 COMPONENTS = ("exx", "eyy", "exy", "rotation")
 

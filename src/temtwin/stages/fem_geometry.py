@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
-from .boundaries import EXTERIOR, region_boundaries
-from .fem import region_sidecar, write_gds, write_json
+from ..twin.boundaries import EXTERIOR, region_boundaries
+from ..twin.fem import region_sidecar, write_gds, write_json
 from ..results.fem import FemGeometry
 from ..results.stack import Stack
-from .inputs import ImageInputs, all_images, named_image
-from .mesh import mesh_regions
+from ..twin.inputs import ImageInputs, all_images, named_image
+from ..twin.mesh import mesh_regions
 
 
 def choose_image(images: list[ImageInputs], name: str | None, prefer_phased: bool = False) -> ImageInputs:
@@ -186,7 +186,7 @@ def run(ctx) -> None:
     }}
     with ctx.h5("h5") as f:
         geo.write(f)
-    from .fem_figures import fem_figures
+    from ..twin.fem_figures import fem_figures
 
     fem_figures(ctx.output["figures"], img, bnd, arrays, phases)
     ctx.log.info("fem geometry: %d regions, mesh %d nodes / %d triangles, in %.2f s (gds %s)",

@@ -30,9 +30,9 @@ import numpy as np
 from ..plotting import new_figure, save_figure
 from ..results.keating import Keating
 from ..results.model import Model
-from .growth import bin_index, growth_coordinate_nm, growth_direction
-from .keating import KeatingModel, default_parameters
-from .relax import relax
+from ..physics.growth import bin_index, growth_coordinate_nm, growth_direction
+from ..physics.keating import KeatingModel, default_parameters
+from ..physics.relax import relax
 
 
 def _not_applicable(ctx, atoms, reason: str) -> None:

@@ -29,9 +29,9 @@ from ..errors import UserError
 from ..io.h5 import set_summary
 from ..io.image import Micrograph, read_image
 from ..results.segmentation import Segmentation
-from .figures import overlay_figure
-from .override import read_label_override
-from .regions import region_contours, region_table
+from ..segment.figures import overlay_figure
+from ..segment.override import read_label_override
+from ..segment.regions import region_contours, region_table
 
 
 def _override_path(value) -> str | None:
@@ -61,7 +61,7 @@ def cap_regions(labels: np.ndarray, max_regions: int, image: np.ndarray | None =
     without any neighbour (surrounded by unassigned pixels) cannot merge: if the cap is still
     exceeded, the smallest of them become unassigned (0).  Labels are renumbered 1..n in their
     previous order.  Returns (labels, number of regions merged or dropped)."""
-    from .smallmerge import merge_smallest
+    from ..segment.smallmerge import merge_smallest
 
     counts = np.bincount(labels.ravel()) if labels.size else np.zeros(1, np.int64)   # no sorted copy
     ids = np.flatnonzero(counts[1:]) + 1
@@ -87,12 +87,12 @@ def segment_image(m: Micrograph, cfg: dict, override: str | None = None, model=N
         return labels, {"method": "override", "source": "override", "override_file": str(override),
                         "override_values": values}
     if cfg.get("method", "auto") == "sam":
-        from .sam import segment_sam
+        from ..segment.sam import segment_sam
 
         labels, info = segment_sam(m.data, m.pixel_size_nm, cfg.get("sam") or {}, model=model,
                                    min_area_nm2=float(cfg.get("min_area_nm2", 1.0)))
         return labels, {"method": "sam", "source": "automatic", **info}
-    from .tiled import segment_large   # segment_auto; tiled above segment.tiled.above_px pixels
+    from ..segment.tiled import segment_large   # segment_auto; tiled above segment.tiled.above_px pixels
 
     res = segment_large(m.data, m.pixel_size_nm, cfg, progress=progress)
     return res.labels, {"method": "canny", "source": "automatic", **res.info}   # info may set method: layers

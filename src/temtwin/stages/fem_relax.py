@@ -41,8 +41,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..results.fem_relax import FemRelax
-from .materials import MaterialTable
-from .model import RelaxModel, build_regions, fit_deltas
+from ..fem_relax.materials import MaterialTable
+from ..fem_relax.model import RelaxModel, build_regions, fit_deltas
 
 COMPS = ("exx", "eyy", "ezz", "eyz", "exz", "exy")
 
@@ -207,7 +207,7 @@ def run(ctx) -> None:
 
     _write(ctx, model, strains, dev_sigma, grid, summary_regions, fit, d_table, d_fit, model.fitted_labels, ref,
            th, notes, t_solve, px, fit_source, float(cfg["max_chi2_red"]))
-    from .figures import relax_figures
+    from ..fem_relax.figures import relax_figures
 
     relax_figures(ctx.output["figures"], grid, px, summary_regions, th.value_nm, model, strains)
     ctx.log.info("fem_relax done in %.1f s", time.perf_counter() - t0)
@@ -251,7 +251,7 @@ def region_materials(ctx, cfg, doc, seg_labels, px, img_name, ref):
 
 def geometry_thickness(ctx, cfg, img_name):
     """Lamella thickness (:mod:`.thickness`) from the geometry image's simulation.h5, else the config."""
-    from .thickness import lamella_thickness
+    from ..fem_relax.thickness import lamella_thickness
 
     sims = [q for q in (ctx.paths("simulations") if "simulations" in ctx.input else [])
             if Path(q).parent.name == img_name]
@@ -364,7 +364,7 @@ def add_thickness_uncertainty(fit, do_fit, model, cfg, th, notes) -> None:
     the outer product of the shift of the deltas."""
     if fit is None or not fit.fitted.any() or th.sigma_nm <= 0:
         return
-    from .solver import solve_lamella
+    from ..fem_relax.solver import solve_lamella
 
     st = th.sigma_nm
     lam2 = solve_lamella(model.nodes, model.tri, model.stiffness(), model.load_cases(), th.value_nm + st,

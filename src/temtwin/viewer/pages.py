@@ -1,4 +1,5 @@
-"""Rules ``viewer_assets``, ``viewer`` and ``viewer_index``, and ``temtwin view RESULTS``.
+"""The viewer pages, as built by the stages ``viewer_assets``, ``viewer`` and ``viewer_index``
+(:mod:`temtwin.stages`), and ``temtwin view RESULTS``.
 
 * ``results/viewer_assets/plotly.min.js``: plotly.js from the installed plotly package, once;
 * ``results/<sample>/viewer.html``: the sample page (:mod:`temtwin.viewer.data`, :mod:`.page`);
@@ -9,7 +10,6 @@ The pages read result files only; nothing is recomputed.  They are written atomi
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from ..config import load_config
@@ -46,31 +46,6 @@ def build_index(results: Path, cfg: dict | None = None, out: Path | None = None)
     out = Path(out or results / "index.html")
     _write(out, index_page(index_payload(results / "summary.tsv", pages)))
     return out
-
-
-def run_assets(ctx) -> None:
-    """Rule ``viewer_assets``."""
-    with ctx.file("js") as tmp:
-        write_plotly(tmp)
-
-
-def run(ctx) -> None:
-    """Rule ``viewer``: one sample's page."""
-    t0 = time.perf_counter()
-    out = Path(ctx.output["html"])
-    results = out.parent.parent
-    sample = ctx.wildcards["sample"]
-    ov = ctx.paths("overrides")
-    build_sample_page(results, sample, list(ctx.params["images"]), ctx.section("viewer"), out,
-                      str(ctx.params.get("sample_dir", "")), ov[0] if ov else None, ctx.progress)
-    ctx.log.info("viewer: %s (%.2f MB) in %.2f s", out, out.stat().st_size / 1e6, time.perf_counter() - t0)
-
-
-def run_index(ctx) -> None:
-    """Rule ``viewer_index``."""
-    out = Path(ctx.output["html"])
-    build_index(out.parent, ctx.section("viewer"), out)
-    ctx.log.info("viewer_index: %s", out)
 
 
 def view(results: str | Path, config: dict | None = None) -> list[Path]:
