@@ -371,8 +371,21 @@ def write_md(res: dict) -> None:
               "kept 4096² files (`--sizes 4096 --keep DIR --register-only`): 107 s and 124 s CPU (132 s and 195 s "
               "wall, two runs under different load) against 156.8 s above, transforms identical (max difference "
               "0.0). The 16 384² chain was not rerun in that round."
+            + "\n\nRound 4 (wave 4): the round-3 refusal at 16 384² (\"stage-guided: confidence 0.07\") came from "
+              "inputs of an earlier scene in which the 1024 nm member lay inside the round wire (919 nm across at "
+              "that size): content with rotational symmetry, whose correlation at the parent's 1 nm pixel (0.45) "
+              "was mostly the two images' independent noise and texture (0.97 at the 21 nm coarse level).  Two "
+              "general faults of the stage-guided placement were behind it and are fixed: its confidence was judged"
+              " only at the parent's pixel size (now also on the coarse level, the larger counts, "
+              "`confidence_pixel_nm` says which), and a rotation the content does not fix (rotational symmetry: the"
+              " content alone drifted to the 4.3° search bound with a Gauss-Newton error of 0.001°) was trusted "
+              "(now tested: a rotation moving the corners by a quarter footprint must decorrelate, else the "
+              "rotation follows the stage prior, `rotation_from_content`); "
+              "tests/test_stack_prior.py::test_round_wire_rotation_follows_the_stage.  Segmentation: layers thinner"
+              " than the refinement band ((2 band + 1) x binning = 20 px at 16 384²) are painted from full-"
+              "resolution strips (segment.tiled.thin_layers; table above)."
             + "\n\nReproduce: `flock /tmp/bigmem.lock python bench/bench_gigapixel_segment.py --sizes 16384` "
-              "(and `--sizes 4096 8192`).\n")
+              "(and `--sizes 4096`, `--sizes 20000`; the thin-layer table: `--thin`).\n")
     write_section("gigapixel_segment", "Gigapixel overviews: the per-image chain", body)
 
 
