@@ -602,13 +602,17 @@ def _argmax_window(D: np.ndarray, center: np.ndarray, r: int, sign: float):
     return rows[j, ar] + np.clip(frac, -0.5, 0.5), best
 
 
-def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict) -> np.ndarray:
+def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict,
+                    refine_thin: bool = True) -> np.ndarray:
     """Per-column interface positions (K, nv) in frame rows, coarse to fine: (1) in each lateral band
     the derivative maximum of the interface's sign within ± min(``max_roughness_px``, half the gaps
     to its neighbours) of the profile position, median-filtered over 3 bands and interpolated to the
     columns (follows bowing and long undulations); (2) in each column the maximum within ±3 px of
     that, median-filtered along the layers, where the local step is detectable (expected derivative
-    peak ≥ 4 × the derivative noise), else the band position."""
+    peak ≥ 4 × the derivative noise), else the band position; (3) with ``refine_thin``, the
+    interfaces of thin layers refitted column by column (:func:`_refine_thin`; chosen on the 512²
+    overview family: the tiled path's full-resolution strips do better without it, see
+    :func:`temtwin.segment.tiled.recover_thin_layers`)."""
     K = len(pos)
     nu, nv = fr.shape
     if K == 0:
@@ -656,7 +660,8 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
             # the mean position
             coarse = coarse + (pos[k] - float(np.median(coarse)))
         out[k] = coarse
-    out = _refine_thin(filled, out, pos, sv)
+    if refine_thin:
+        out = _refine_thin(filled, out, pos, sv)
     for k in range(1, K):            # keep the order of the interfaces (at least 1 px apart)
         out[k] = np.maximum(out[k], out[k - 1] + 1.0)
     return out

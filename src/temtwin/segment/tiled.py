@@ -255,7 +255,9 @@ def recover_thin_layers(image: np.ndarray, labels: np.ndarray, layout: np.ndarra
     (``strip_px`` wide) and each strip is analysed at full resolution by the same method's steps: the
     layer frame at the layout's normal ``theta_deg``, band profiles, interfaces and hidden steps
     (:func:`temtwin.segment.layers.find_interfaces`, ``add_hidden_steps``), interfaces snapped column
-    by column (:func:`temtwin.segment.layers.snap_interfaces`).  Every layer between two consecutive
+    by column (:func:`temtwin.segment.layers.snap_interfaces`, without its per-column refit of thin
+    layers: on the strips of the thin-layer test scene it lowered the 3-px layer's IoU from 0.84 to
+    0.82 untilted and from 0.81 to 0.75 at 3° tilt).  Every layer between two consecutive
     interfaces whose median width is below the band width is a thin layer; thin layers of the strips
     whose centres agree within ``max_roughness_px`` are one layer when at least half of the strips
     that reach it find it (an inclusion may hide it in a few).  Each kept layer gets a new label,
@@ -288,7 +290,8 @@ def recover_thin_layers(image: np.ndarray, labels: np.ndarray, layout: np.ndarra
         order = np.argsort(pos)
         pos, steps = np.asarray(pos)[order], np.asarray(steps)[order]
         shift = geo[2] + c0 * nvec[0] + r0 * nvec[1]           # frame row -> global u
-        bpos = snap_interfaces(fr, pos, steps, c) if len(pos) > 1 else np.zeros((len(pos), fr.shape[1]))
+        bpos = (snap_interfaces(fr, pos, steps, c, refine_thin=False) if len(pos) > 1
+                else np.zeros((len(pos), fr.shape[1])))
         widths = np.median(np.diff(bpos, axis=0), axis=1) if len(pos) > 1 else np.zeros(0)
         for i in np.nonzero(widths < thin_px)[0]:
             found.append((k, float(0.5 * (pos[i] + pos[i + 1]) + shift), int(i), float(widths[i])))
