@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 import time
@@ -192,8 +193,9 @@ def chain(tmp: Path, n: int) -> dict:
     out["generate_s"] = time.perf_counter() - t0
     import subprocess
 
-    out["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                   cwd=Path(__file__).resolve().parent).stdout.strip()
+    out["commit"] = os.environ.get("TEMTWIN_BENCH_COMMIT") or subprocess.run(   # set when run from an export
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parent).stdout.strip()
     cfg = load_config({"ingest": {"max_pixels": 10 ** 9}}, require_dataset=False)
     jobs = []
     for im in ("overview", "medium"):
@@ -242,6 +244,39 @@ def streamed_iou(truth: np.ndarray, pred: np.ndarray, names: list[str], rows: in
     return mean, {names[int(t) - 1]: round(per.get(names[int(t) - 1], 0.0), 3) for t in tid}
 
 
+#: the thin-layer family: (name, thickness nm (fractions of the height below 1), transmission); thin
+#: layers of 3 to 16 px between thick ones, alternately brighter and darker than their neighbours
+THIN_LAYERS = [("vacuum", 0.1, 0.95), ("L1", 0.12, 0.5), ("t3", 3.0, 0.8), ("L2", 0.12, 0.55), ("t4", 4.0, 0.3),
+               ("L3", 0.12, 0.6), ("t6", 6.0, 0.85), ("L4", 0.12, 0.45), ("t8", 8.0, 0.7), ("L5", 0.12, 0.62),
+               ("t12", 12.0, 0.35), ("L6", 0.1, 0.58), ("t16", 16.0, 0.8), ("sub", 1e12, 0.5)]
+
+
+def thin_family(height: int, width: int = 2048, strips: bool = True, seed: int = SEED) -> dict:
+    """Per-layer IoU of a device strip ``height`` x ``width`` px (1 nm/px) with layers of 3-16 px (the
+    artefact model of :func:`render`: rough interfaces of 1.5 nm, 5 % texture, 0.7 nm blur, Poisson
+    noise at 200 e⁻/px, no wire) segmented as the segment stage does an overview of ``height`` px per
+    side: the tiled path with the default layout size (binning ceil(height / 4096)), with or without
+    the full-resolution strips (``segment.tiled.thin_layers``).  Returns the IoU per layer, the
+    binning, CPU seconds of the segmentation (this process)."""
+    from temtwin.segment.tiled import segment_large
+
+    H = float(height)
+    names = [n for n, _, _ in THIN_LAYERS]
+    th = [t * H if t < 1 else t for _, t, _ in THIN_LAYERS]
+    rng = np.random.default_rng(seed)
+    model = {"n": width, "bounds": np.cumsum(th), "trans": np.array([t for _, _, t in THIN_LAYERS], np.float32),
+             "rough": ndi.gaussian_filter1d(rng.normal(0, 1, width), 8) * 1.5,
+             "wire": (-1e9, -1e9, 0.0), "names": names + ["wire"]}
+    img, truth = render(model, (0.0, 0.0), (height, width), 1.0, seed)
+    cfg = {"tiled": {"above_px": 1 if height > 4096 else 10 ** 12, "thin_layers": strips}}
+    t0 = time.process_time()
+    res = segment_large(img, (1.0, 1.0), cfg)
+    cpu = time.process_time() - t0
+    mean, per = streamed_iou(truth, res.labels.astype(np.int32), model["names"])
+    return {"iou_per_layer": per, "mean_iou": mean, "binning": int(res.info.get("layout_binning", 1)),
+            "cpu_s": cpu, "method": res.info.get("method", ""), "strips": strips}
+
+
 def register_only(tmp: Path, n: int) -> dict:
     """Run the register_stack job again on the files a kept chain (``--keep``) left in ``tmp/n<n>``; the
     earlier stack.h5 is kept as stack_before.h5 and the placements are compared (max |difference| of the
@@ -273,7 +308,7 @@ def register_only(tmp: Path, n: int) -> dict:
 
 def write_md(res: dict) -> None:
     rows = []
-    for n, r in sorted(res.items(), key=lambda kv: int(kv[0])):
+    for n, r in sorted(((k, v) for k, v in res.items() if k.isdigit()), key=lambda kv: int(kv[0])):
         for key in ("ingest overview", "segment overview", "fft_peaks overview", "ingest medium", "segment medium",
                     "register_stack"):
             x = r.get(key)
@@ -296,24 +331,62 @@ def write_md(res: dict) -> None:
             cpu = x.get("cpu_s", float("nan"))
             ok = "yes" if (cpu <= 180 and x["rss_mb"] <= 8192) else "**no**"
             rows.append([f"{n}²", key, f"{x['process_s']:.1f}", f"{cpu:.1f}", f"{x['rss_mb'] / 1024:.2f}", ok, note])
+    sizes = sorted((n for n in res if n.isdigit()), key=int)
+    layer_names = next((list(res[n]["iou_per_layer"]) for n in sizes if res[n].get("iou_per_layer")), [])
+    per_layer = ""
+    if layer_names:
+        per_layer = ("\n\nIoU per truth layer of the overview's segmentation (thickness at 16 384²: SiO2 66 px, "
+                     "HfO2 164 px, TiN 328 px; at 4096² a quarter of that):\n\n"
+                     + md_table(["overview"] + layer_names,
+                                [[f"{n}²"] + [res[n]["iou_per_layer"].get(k, "-") for k in layer_names]
+                                 for n in sizes if res[n].get("iou_per_layer")]))
+    thin = res.get("thin") or {}
+    if thin:
+        tn = [k for k in next(iter(thin.values()))["iou_per_layer"] if k.startswith("t")]
+        per_layer += (
+            "\n\nThin layers through the tiled path (:func:`thin_family`: a device strip of height² overview "
+            "geometry, 2048 px wide, layers of 3-16 px between 12 %-of-height layers, interfaces rough by 1.5 nm; "
+            "segmented as an overview of that height: the 4096 px one at full resolution, the 16 384 px one on "
+            "the 4x-binned layout, with and without the full-resolution strips of segment.tiled.thin_layers). "
+            "IoU of each thin layer (named by its width in px):\n\n"
+            + md_table(["height", "layout binning", "strips", "mean IoU (all layers)"] + tn + ["CPU (s)"],
+                       [[k.split("_")[0], v["binning"], "yes" if v["strips"] else "no", round(v["mean_iou"], 3)]
+                        + [v["iou_per_layer"].get(x, "-") for x in tn] + [round(v["cpu_s"], 1)]
+                        for k, v in sorted(thin.items(), key=lambda kv: (int(kv[0].split("_")[0]), kv[0]))]))
     body = (__doc__.split("\n\n", 1)[1].rsplit("\n\nRun", 1)[0].strip()
             + f"\n\nMachine: {machine()}; 2 threads per job, on a machine shared with other jobs (the 2-core "
               "limit: times are wall times under that load).\n\n"
             + md_table(["overview", "job", "wall (s, whole process)", "CPU (s, user+sys)", "peak RSS (GB)",
                         "CPU ≤ 180 s and ≤ 8 GB", "outcome"], rows)
+            + per_layer
             + "\n\nThe time target is judged on the CPU time (user + system) of the job: on a machine shared "
               "with other jobs the wall time measures the load; a job alone on 2 cores takes at most its CPU "
-              "time (less where both threads work)."
+              "time (less where both threads work).  The 3-minute target is the issue's for 16 384²; at 20 000² (the "
+              "issue's upper size) only the 8 GB limit applies."
             + "\n\nCode measured (git commit) per size: "
             + ", ".join(f"{n}²: {r.get('commit', 'not recorded')}"
-                        for n, r in sorted(res.items(), key=lambda kv: int(kv[0])))
+                        for n, r in sorted(((k, v) for k, v in res.items() if k.isdigit()),
+                                           key=lambda kv: int(kv[0])))
             + ".\n\nRound 3 (wave 3): the refinement of register_stack builds only the similarity columns of its "
               "Jacobian per step and reuses the plane basis while the template pixels are the same; rerun on the "
               "kept 4096² files (`--sizes 4096 --keep DIR --register-only`): 107 s and 124 s CPU (132 s and 195 s "
               "wall, two runs under different load) against 156.8 s above, transforms identical (max difference "
               "0.0). The 16 384² chain was not rerun in that round."
+            + "\n\nRound 4 (wave 4): the round-3 refusal at 16 384² (\"stage-guided: confidence 0.07\") came from "
+              "inputs of an earlier scene in which the 1024 nm member lay inside the round wire (919 nm across at "
+              "that size): content with rotational symmetry, whose correlation at the parent's 1 nm pixel (0.45) "
+              "was mostly the two images' independent noise and texture (0.97 at the 21 nm coarse level).  Two "
+              "general faults of the stage-guided placement were behind it and are fixed: its confidence was judged"
+              " only at the parent's pixel size (now also on the coarse level, the larger counts, "
+              "`confidence_pixel_nm` says which), and a rotation the content does not fix (rotational symmetry: the"
+              " content alone drifted to the 4.3° search bound with a Gauss-Newton error of 0.001°) was trusted "
+              "(now tested: a rotation moving the corners by a quarter footprint must decorrelate, else the "
+              "rotation follows the stage prior, `rotation_from_content`); "
+              "tests/test_stack_prior.py::test_round_wire_rotation_follows_the_stage.  Segmentation: layers thinner"
+              " than the refinement band ((2 band + 1) x binning = 20 px at 16 384²) are painted from full-"
+              "resolution strips (segment.tiled.thin_layers; table above)."
             + "\n\nReproduce: `flock /tmp/bigmem.lock python bench/bench_gigapixel_segment.py --sizes 16384` "
-              "(and `--sizes 4096 8192`).\n")
+              "(and `--sizes 4096`, `--sizes 20000`; the thin-layer table: `--thin`).\n")
     write_section("gigapixel_segment", "Gigapixel overviews: the per-image chain", body)
 
 
@@ -322,6 +395,8 @@ def main(argv=None) -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[4096])
     ap.add_argument("--keep", help="folder for the generated files (default a temporary folder)")
     ap.add_argument("--report-only", action="store_true")
+    ap.add_argument("--thin", type=int, nargs="*", metavar="HEIGHT",
+                    help="run the thin-layer family at these heights (default 4096 16384) instead of the chain")
     ap.add_argument("--register-only", action="store_true",
                     help="with --keep: run register_stack again on the kept chain's files (placement compared)")
     a = ap.parse_args(argv)
@@ -331,7 +406,17 @@ def main(argv=None) -> None:
         return
     js = RESULTS_DIR / "gigapixel_segment.json"
     res = json.loads(js.read_text()) if js.is_file() else {}
-    if not a.report_only:
+    if a.thin is not None:
+        out = {}
+        for h in a.thin or [4096, 16384]:
+            for strips in ((True, False) if h > 4096 else (True,)):
+                r = thin_family(h, strips=strips)
+                print(h, strips, r, flush=True)
+                out[f"{h}_{'strips' if strips else 'layout'}"] = r
+        res = json.loads(js.read_text()) if js.is_file() else {}
+        res["thin"] = out
+        js.write_text(json.dumps(res, indent=1))
+    elif not a.report_only:
         tmp = Path(a.keep or tempfile.mkdtemp(prefix="temtwin-bench-giga-"))
         for n in a.sizes:
             r = chain(tmp, n)

@@ -30,6 +30,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -290,7 +291,7 @@ def _rss_now_mb() -> float:
     return 0.0
 
 
-def part_mpi(d: Path, n_atoms: float, moments: int):
+def part_mpi(d: Path, n_atoms: float, moments: int, lanczos: int = 100):
     from temtwin.physics.tightbinding.distributed import mpi_available
 
     reason = mpi_available()
@@ -300,18 +301,44 @@ def part_mpi(d: Path, n_atoms: float, moments: int):
     nat = write_model(d / "model_mpi.h5", n_atoms)
     (d / "mpi").mkdir(exist_ok=True)
     os.replace(d / "model_mpi.h5", d / "mpi" / "model.h5")
-    r1 = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "1"])
-    r2 = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "2"],
+    r1 = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "1", str(lanczos)])
+    r2 = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "2", str(lanczos)],
                    env={"NUMBA_NUM_THREADS": "1"})
-    mpi_line = [m for _, _, m in r2["log"] if "MPI: communication" in m]
-    say(f"### MPI, 2 ranks on this machine ({nat} atoms, {moments} moments)\n")
-    say(md_table(["run", "time (s)", "peak RSS launcher/process (GB)", "detail"],
-                 [["1 process, 2 threads", f"{r1['total_s']:.0f}", f"{r1['peak_mb'] / 1024:.2f}", phases(r1["log"])],
-                  ["mpirun -n 2, 1 thread each", f"{r2['total_s']:.0f}", f"{r2['peak_mb'] / 1024:.2f}",
-                   mpi_line[0].split("] ")[-1] if mpi_line else ""]]))
+    rw = run_child(["stage", str(d / "mpi"), "tb_moments", "numba", str(moments), "2", str(lanczos)],
+                   env={"NUMBA_NUM_THREADS": "1", "TEMTWIN_TB_MPI_WHOLE": "1"})
+
+    def grab(r, key):
+        lines = [m for _, _, m in r["log"] if key in m]
+        return lines[0].split("] ", 1)[-1] if lines else ""
+
+    def comm_share(r):
+        m = re.search(r"\(([\d.]+) % communication\)", grab(r, "MPI: communication"))
+        return float(m.group(1)) if m else float("nan")
+
+    m = re.search(r"peak RSS per rank ([\d, ]+) MB", grab(r2, "peak RSS per rank"))
+    per_rank = [float(x) for x in m.group(1).split(",")] if m else []
+    whole0 = re.search(r"peak RSS rank 0 (\d+) MB", grab(rw, "MPI: communication"))
+    say(f"### MPI, 2 ranks on this machine ({nat} atoms, {moments} moments, {lanczos} Lanczos steps)\n")
+    say(md_table(["run", "time (s)", "peak RSS per process (GB)", "communication share", "detail"],
+                 [["1 process, 2 threads", f"{r1['total_s']:.0f}", f"{r1['peak_mb'] / 1024:.2f}", "",
+                   phases(r1["log"])],
+                  ["mpirun -n 2, per-domain structure", f"{r2['total_s']:.0f}",
+                   " / ".join(f"{p / 1024:.2f}" for p in per_rank), f"{comm_share(r2):.0f} %",
+                   grab(r2, "tb setup: structure prepared") + "; " + grab(r2, "atoms read per rank")],
+                  ["mpirun -n 2, whole structure on every rank (before)", f"{rw['total_s']:.0f}",
+                   f"{int(whole0.group(1)) / 1024:.2f} (rank 0)" if whole0 else "", f"{comm_share(rw):.0f} %",
+                   grab(rw, "MPI: communication")]]))
+    base = re.search(r"peak RSS (\d+) MB before reading", grab(r2, "tb setup: model read"))
+    if per_rank and base:
+        bpa = (max(per_rank) - float(base.group(1))) / (nat / 2) * 2**20
+        one = [mb for _, mb, msg in r1["log"] if msg.startswith("tb setup: model read")]
+        bpa1 = (r1["peak_mb"] - one[0]) * 2**20 / nat if one else float("nan")
+        say(f"\nGrowth of the peak resident set per atom (peak minus the process before reading the model, "
+            f"divided by the atoms per rank): **{bpa:.0f} B per atom** per rank at 2 ranks, "
+            f"{bpa1:.0f} B per atom in one process (the process itself: {float(base.group(1)) / 1024:.2f} GB).")
     say("\nThe communication share is the halo exchange (Alltoallv) plus the allgather of the "
-        "partial dot products per Chebyshev step, from rank 0's timers.  The moments equal the "
-        "one-process moments bit for bit (tests/test_tb_mpi.py).\n")
+        "partial dot products per Chebyshev step, from rank 0's timers, on two shared cores.  The moments "
+        "equal the one-process moments bit for bit (tests/test_tb_mpi.py, tests/test_tb_mpi_domain.py).\n")
 
 
 def part_roofline(n_atoms: float):
@@ -537,7 +564,7 @@ def main(argv=None):
         if "stage" in parts:
             part_stage(d, args.atoms, args.moments, args.lanczos_steps, tuple(args.backends.split(",")))
         if "mpi" in parts:
-            part_mpi(d, args.mpi_atoms, args.moments)
+            part_mpi(d, args.mpi_atoms, args.moments, args.lanczos_steps)
         if "kwant" in parts and args.kwant_python:
             part_kwant(args.kwant_atoms, args.kwant_python, d)
         else:
@@ -545,6 +572,7 @@ def main(argv=None):
     titles = {"tight_binding_scale": "Tight binding at scale (stage memory end to end, MPI)",
               "tight_binding_kernels": "Tight-binding kernels (footprint, roofline, kwant side by side)",
               "tight_binding_1e6": "Tight binding: stages end to end at 10^6 atoms",
+              "tight_binding_mpi": "Tight binding under MPI: per-domain structure, memory per rank",
               "tight_binding_4e6": "Tight binding: matrix-free products at 4·10^6 atoms on the 24 GB machine"}
     write_section(args.section, titles.get(args.section, args.section), "\n".join(LINES))
 

@@ -11,7 +11,9 @@ from temtwin.workflow.stages import STAGES
 
 TAIL = ["startup", "workflow"]
 BELONGS_TO = {"gigapixel_segment": "segment", "phase_robustness": "phase_id", "stage_placement": "register_stack",
-              "tight_binding": "tb_moments", "tight_binding_kernels": "tb_moments", "tight_binding_scale": "tb_moments"}
+              "tight_binding": "tb_moments", "tight_binding_kernels": "tb_moments", "tight_binding_scale": "tb_moments",
+              "tight_binding_1e6": "tb_moments", "tight_binding_4e6": "tb_moments", "tight_binding_mpi": "tb_moments",
+              "kpm_engine": "tb_moments"}
 
 
 def _key(stem: str) -> tuple[int, int, str]:

@@ -42,6 +42,22 @@ def test_trench_and_fin_are_their_own_regions():
     assert np.mean(list(iou.values())) >= 0.8, iou
 
 
+@pytest.mark.parametrize("seed", [24, 28])
+def test_thin_layers_and_a_fin_through_them_are_their_own_regions(seed):
+    """2-, 3- and 5-px layers (seed 28: rough interfaces, rms 1.3 px, at 129 counts) with a fin rising
+    from the substrate through the lowest layers: every layer of 3 px and more is its own region
+    (IoU >= 0.5; the thin-layer steps and their per-column positions come from the step fits) and the
+    fin, which crosses layers of nearly its own level, is one region (IoU >= 0.8)."""
+    sc = device_overview(shape=(320, 320), seed=seed, contrast="bf", inclusions=("fin",),
+                         widths_px=(2, 3, 5, 8, 12, 20))
+    r = segment_auto(sc.image, sc.pixel_size_nm)
+    iou = _per_layer(sc, r.labels)
+    assert min(v for k, v in iou.items() if k in ("w3", "w5", "w8", "w12", "w20")) >= 0.6, iou
+    assert iou[sc.truth["names"][-1]] >= 0.8, iou                    # the fin
+    assert np.mean(list(iou.values())) >= 0.85, iou
+    assert r.labels.max() == len(sc.truth["names"]), iou            # no fragments, none merged
+
+
 @pytest.mark.parametrize("tilt", [-7.0, 3.5])
 def test_tilted_layer_normal_is_measured(tilt):
     sc = device_overview(shape=(320, 320), seed=2, tilt_deg=tilt, inclusions=(), widths_px=(8, 20, 40))
@@ -84,6 +100,9 @@ def test_large_overview_is_analysed_block_averaged_and_labelled_at_full_resoluti
     assert "block-averaged" in r.info["method_reason"]
     assert r.labels.shape == sc.image.shape and np.all(r.labels > 0)
     iou = _per_layer(sc, r.labels)
+    wire = sc.truth["names"][-1]
+    # the wire is 8 px across on the 3x3 block-averaged copy, 2 px above a layer of its own level
+    assert iou.pop(wire) >= 0.6 and r.labels.max() == len(sc.truth["names"]), iou
     assert min(iou.values()) >= 0.75 and np.mean(list(iou.values())) >= 0.9, iou
 
 

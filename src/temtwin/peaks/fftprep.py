@@ -38,6 +38,8 @@ import numpy as np
 import scipy.fft
 from scipy import ndimage, special
 
+from .spots import radial_median
+
 #: radius (grid pixels) of the central zone excluded around the zero frequency
 DC_RADIUS_PX = 3
 
@@ -236,12 +238,10 @@ def ring_statistics(values: np.ndarray, ring: np.ndarray, use: np.ndarray, n_rin
     Returns (median, robust std = 1.4826 MAD, clipped mean, clipped std, count), each (n_rings,);
     the clipped moments come from ``rounds`` of rejecting values above mean + clip * std (reflections).
     """
-    lab = np.where(use, ring + 1, 0)
-    idx = np.arange(1, n_rings + 1)
-    med = np.asarray(ndimage.median(values, lab, idx), float)
-    med = np.nan_to_num(med)
+    ru = ring[use]                     # the one radial median (temtwin.peaks.spots); empty rings 0
+    med = np.nan_to_num(radial_median(values[use], ru, n_rings))
     dev = np.abs(values - med[np.clip(ring, 0, n_rings - 1)])
-    mad = np.nan_to_num(np.asarray(ndimage.median(dev, lab, idx), float)) * 1.4826
+    mad = np.nan_to_num(radial_median(dev[use], ru, n_rings)) * 1.4826
     r = np.clip(ring, 0, n_rings - 1)[use]
     v = values[use].astype(np.float64)
     keep = np.ones(v.shape, bool)

@@ -1,17 +1,30 @@
 """Kernel polynomial method (KPM): Chebyshev moments, Jackson kernel, stochastic (local) DOS.
 
-The one KPM engine of temtwin above the operators' kernels: the electronic LDOS (tight binding,
-:mod:`temtwin.stages.tb_moments`) and the phonon LDOS (:mod:`.phonons`) take their rescaling (:func:`rescaling`),
-damping kernel (:func:`jackson_kernel`, :func:`damped`) and density reconstruction
-(:func:`density` for point densities, :func:`smooth_coefficients` + :func:`reconstruct` for
-Gaussian-broadened ones) from here; only the matrix–vector recursions differ (complex spin-orbital
-blocks for electrons, fused real 3N-dof products with per-atom projections for phonons).
+The one KPM engine of temtwin for electrons (tight binding, :mod:`temtwin.stages.tb_moments`) and
+phonons (:mod:`.phonons`).  Shared here: the spectral bounds (one Lanczos, :func:`lanczos_extremes` /
+:func:`spectral_bounds`, with an exact-diagonalisation option for small matrices), the rescaling
+(:func:`rescaling`), the one Chebyshev recursion driver (:func:`chebyshev_recursion`: the loop over
+products, the moment bookkeeping, progress and checkpoint hooks), the damping kernel
+(:func:`jackson_kernel`, :func:`damped`) and the density reconstruction (:func:`density` for point
+densities, :func:`smooth_coefficients` + :func:`reconstruct` for Gaussian-broadened ones).
+
+An operator supplies only its fused product ``op.step(cur, prev, scale, shift, mode) -> (next, d)``
+(complex spin-orbital blocks for electrons, real 3N-dof blocks for phonons) and, for Lanczos,
+``matmat`` (and optionally ``vdot``, ``to_backend``); what is measured per product is a small
+strategy passed to the driver:
+
+* :class:`DoublingMeasure` (electrons) — ``d`` = (m, 2) ``[<y|y>, Re<y|x>]``: two moments per product,
+  ``<x|T_n|x>`` of every column (:func:`chebyshev_moments`);
+* :class:`ProjectionMeasure` (phonons) — ``d`` = a per-atom local projection ``<v0|T_n|v0>`` summed over
+  each atom's dofs and the columns (computed inside the operator's fused kernel), one moment per
+  product, gathered into atom groups by a sparse projector.
 
 Conventions
 -----------
 * The Hamiltonian is rescaled as ``H̃ = (H − b)/a`` so its spectrum lies inside (−1, 1):
   ``a = (E_max − E_min)/(2 − ε)``, ``b = (E_max + E_min)/2`` (eV) from spectral bounds computed by
-  Lanczos (:func:`spectral_bounds`).
+  Lanczos (:func:`spectral_bounds`).  The driver passes ``scale = 1/a`` and ``shift = b`` to ``op.step``;
+  mode 1: ``y = scale (H − shift) x``; mode 2: ``y = 2 scale (H − shift) x − x_prev``.
 * Moments ``μ_n = Σ_v <v|T_n(H̃)|v>`` over random-phase vectors ``v`` whose entries are
   ``exp(2πi φ)`` on the spin-orbitals of one region and zero elsewhere, so ``E[μ_n] = Tr(P_r T_n(H̃))``
   with ``P_r`` the projector on the region (``μ_0`` = number of spin-orbitals of the region).  Two
@@ -53,21 +66,36 @@ def _vdot_plain(x, y) -> complex:
     return complex((x.conj() * y).sum())
 
 
-def lanczos_extremes(op, n_steps: int = 100, seed: int = 0) -> tuple[float, float, float, float]:
+def lanczos_extremes(op, n_steps: int = 100, seed: int = 0, start=None, exact_max: int = 0,
+                     breakdown: float = 1e-10) -> tuple[float, float, float, float]:
     """Lowest and highest Ritz values of ``op`` after ``n_steps`` Lanczos steps, with residuals.
 
-    Returns ``(θ_min, θ_max, r_min, r_max)`` (eV): Ritz extremes lie inside the spectrum and
-    each is within its residual ``r`` of an eigenvalue, so once the extremes have converged the
-    spectrum lies inside ``[θ_min − r_min, θ_max + r_max]``.
+    Returns ``(θ_min, θ_max, r_min, r_max)`` (operator units, eV for electrons): Ritz extremes lie
+    inside the spectrum and each is within its residual ``r`` of an eigenvalue, so once the extremes
+    have converged the spectrum lies inside ``[θ_min − r_min, θ_max + r_max]``.
+
+    ``op`` needs ``matmat(v)``; optional ``vdot(x, y)`` (default: plain conjugated sum; distributed
+    operators sum over ranks), ``to_backend`` (default: identity) and ``local_random_vector(rng)``.
+    ``start``: the start vector (any shape ``matmat`` takes; default a random-phase block
+    ``(n_rows, n_spin, 1)`` from ``seed``).  ``exact_max``: operators with ``op.shape[0] <= exact_max``
+    and a ``toarray()`` get their exact extreme eigenvalues (dense ``eigvalsh``, residuals 0) instead.
+    ``breakdown``: stop when the next Lanczos β falls below it (invariant subspace found).
     """
-    rng = np.random.default_rng(seed)
+    n_dim = getattr(op, "shape", (None,))[0]
+    if exact_max and n_dim is not None and n_dim <= exact_max and hasattr(op, "toarray"):
+        lam = np.linalg.eigvalsh(op.toarray())
+        return float(lam[0]), float(lam[-1]), 0.0, 0.0
     _vdot = getattr(op, "vdot", _vdot_plain)          # distributed operators sum over ranks
-    if hasattr(op, "local_random_vector"):
-        v = op.local_random_vector(rng)
+    if start is not None:
+        v = np.asarray(start)
     else:
-        v = np.exp(2j * np.pi * rng.random((op.n_rows, op.n_spin, 1)))
+        rng = np.random.default_rng(seed)
+        if hasattr(op, "local_random_vector"):
+            v = op.local_random_vector(rng)
+        else:
+            v = np.exp(2j * np.pi * rng.random((op.n_rows, op.n_spin, 1)))
     v = v / np.sqrt(_vdot(v, v).real)
-    v = op.to_backend(v)
+    v = op.to_backend(v) if hasattr(op, "to_backend") else v
     v_old = None
     alphas, betas = [], []
     beta = 0.0
@@ -79,7 +107,7 @@ def lanczos_extremes(op, n_steps: int = 100, seed: int = 0) -> tuple[float, floa
             w = w - beta * v_old
         alphas.append(alpha)
         beta = float(np.sqrt(max(_vdot(w, w).real, 0.0)))
-        if beta < 1e-10:
+        if beta < breakdown:
             break
         betas.append(beta)
         v_old, v = v, w / beta
@@ -91,13 +119,14 @@ def lanczos_extremes(op, n_steps: int = 100, seed: int = 0) -> tuple[float, floa
 
 
 def spectral_bounds(op, n_steps: int = 100, seed: int = 0, margin: float = 0.02,
-                    round_eV: float = 0.05) -> tuple[float, float]:
+                    round_eV: float = 0.05, exact_max: int = 0) -> tuple[float, float]:
     """Spectral bounds (eV) for KPM rescaling, padded and rounded outward.
 
     Lanczos extremes widened by ``max(residual, margin × width)`` and rounded outward to multiples
-    of ``round_eV``, so that independent jobs (chunks) get identical bounds.
+    of ``round_eV``, so that independent jobs (chunks) get identical bounds.  ``exact_max``: see
+    :func:`lanczos_extremes`.
     """
-    lo, hi, rlo, rhi = lanczos_extremes(op, n_steps, seed)
+    lo, hi, rlo, rhi = lanczos_extremes(op, n_steps, seed, exact_max=exact_max)
     pad = margin * (hi - lo)
     lo -= max(rlo, pad)
     hi += max(rhi, pad)
@@ -127,6 +156,125 @@ def _sq_norms(op, X) -> np.ndarray:
     return (x0.real.astype(np.float64) ** 2 + x0.imag.astype(np.float64) ** 2).sum(axis=(0, 1))
 
 
+class DoublingMeasure:
+    """Per-product measurement of the electron recursion: two moments per product.
+
+    ``op.step`` returns ``d`` (m, 2) = ``[<y|y>, Re<y|x>]`` per column; the moments
+    ``<x_t|T_n(H̃)|x_t>`` (m, N) follow from ``μ_2k = 2<α_k|α_k> − μ_0``, ``μ_2k−1 = 2<α_k|α_k−1> − μ_1``.
+    """
+
+    def __init__(self, n_moments: int):
+        self.n_moments = int(n_moments)
+        self.n_products = (self.n_moments + 1) // 2
+        self.mu = None
+
+    def start(self, op, X) -> None:
+        self.mu = np.zeros((X.shape[2], 2 * self.n_products + 2))
+        self.mu[:, 0] = _sq_norms(op, X)
+
+    def resume(self, mu: np.ndarray) -> None:
+        self.mu = np.array(mu, copy=True)
+
+    def record(self, k: int, d) -> None:
+        mu = self.mu
+        if k == 1:
+            mu[:, 1] = d[:, 1]
+            mu[:, 2] = 2 * d[:, 0] - mu[:, 0]
+        else:
+            mu[:, 2 * k - 1] = 2 * d[:, 1] - mu[:, 1]
+            mu[:, 2 * k] = 2 * d[:, 0] - mu[:, 0]
+
+    @property
+    def state(self) -> np.ndarray:
+        """What a checkpoint saves (and :meth:`resume` takes): the moments so far."""
+        return self.mu
+
+    def result(self) -> np.ndarray:
+        return self.mu[:, :self.n_moments]
+
+
+class ProjectionMeasure:
+    """Per-product measurement of the phonon recursion: one moment per product, local projections.
+
+    ``op.step`` returns ``d`` (n_atoms,) = ``Σ_{dofs of atom i, columns} v0 · T_n(D̃) v0`` (the
+    operator's fused kernel computes it in the same pass as the product); the moments of the atom
+    groups are ``proj @ d`` (G, N) with ``proj`` a sparse (G, n_atoms) group indicator.  ``norm`` (G,)
+    are the zeroth moments ``<v0|v0>`` of the groups.  Projections are gathered ``chunk`` products
+    at a time (one sparse product per chunk).
+    """
+
+    def __init__(self, proj, norm: np.ndarray, n_moments: int, chunk: int = 64):
+        self.proj = proj
+        self.norm = np.asarray(norm, float)
+        self.n_moments = int(n_moments)
+        self.n_products = self.n_moments - 1
+        self.chunk = int(chunk)
+        self.mu = None
+
+    def start(self, op, X) -> None:
+        self.mu = np.zeros((self.proj.shape[0], self.n_moments))
+        self.mu[:, 0] = self.norm
+        self._buf = np.zeros((self.chunk, self.proj.shape[1]))
+        self._first = 1
+
+    def resume(self, mu) -> None:
+        raise ValueError("the projection (phonon) recursion has no checkpoints to resume from")
+
+    def record(self, k: int, d) -> None:
+        row = k - self._first
+        self._buf[row] = d
+        if row == self.chunk - 1 or k == self.n_products:
+            self.mu[:, self._first:k + 1] = self.proj @ self._buf[:row + 1].T
+            self._first = k + 1
+
+    @property
+    def state(self) -> np.ndarray:
+        return self.mu
+
+    def result(self) -> np.ndarray:
+        return self.mu
+
+
+def chebyshev_recursion(op, X, a: float, b: float, measure,
+                        progress: Callable[[int, int], None] | None = None,
+                        state: dict | None = None,
+                        on_step: Callable[[int, np.ndarray, object, object], None] | None = None):
+    """The one Chebyshev recursion of temtwin: ``α_1 = H̃ x``, ``α_k = 2 H̃ α_{k−1} − α_{k−2}``.
+
+    ``op.step(cur, prev, 1/a, b, mode)`` does each product (mode 1 first, then mode 2) and returns
+    ``(next, d)``; ``measure`` (:class:`DoublingMeasure`, :class:`ProjectionMeasure`) turns each ``d``
+    into moments and gives the result (``measure.result()``).  ``progress(k, K)`` is called after each
+    product k ≥ 2 of ``K = measure.n_products``.  ``on_step(k, mu, cur, prev)`` (checkpointing) is
+    called after product k with the recursion state; ``state`` = a dict with ``k``, ``mu``, ``cur``,
+    ``prev`` resumes from it (``X`` is then unused), giving bit-identical moments since every product
+    is deterministic.
+    """
+    K = int(measure.n_products)
+    scale = 1.0 / a
+    if state is None:
+        measure.start(op, X)
+        k0 = 1
+        if K >= 1:
+            cur, d = op.step(X, None, scale, b, mode=1)
+            measure.record(1, d)
+            prev = X
+            k0 = 2
+            if on_step is not None:
+                on_step(1, measure.state, cur, prev)
+    else:
+        measure.resume(state["mu"])
+        cur, prev, k0 = state["cur"], state["prev"], int(state["k"]) + 1
+    for k in range(k0, K + 1):
+        nxt, d = op.step(cur, prev, scale, b, mode=2)
+        measure.record(k, d)
+        prev, cur = cur, nxt
+        if on_step is not None:
+            on_step(k, measure.state, cur, prev)
+        if progress is not None:
+            progress(k, K)
+    return measure.result()
+
+
 def chebyshev_moments(op, X, a: float, b: float, n_moments: int,
                       progress: Callable[[int, int], None] | None = None,
                       state: dict | None = None,
@@ -134,37 +282,13 @@ def chebyshev_moments(op, X, a: float, b: float, n_moments: int,
                       ) -> np.ndarray:
     """Moments ``<x_t|T_n(H̃)|x_t>`` (m, N) float64 of the columns of block ``X`` (backend array).
 
+    :func:`chebyshev_recursion` with a :class:`DoublingMeasure` (two moments per product).
     ``progress(k, K)`` is called after each of the K = N/2 products.  ``on_step(k, mu, cur, prev)``
     (checkpointing) is called after product k with the recursion state; ``state`` = a dict with
     ``k``, ``mu``, ``cur``, ``prev`` (backend arrays) resumes from it (``X`` is then unused), giving
     bit-identical moments since every product is deterministic.
     """
-    N = int(n_moments)
-    K = (N + 1) // 2
-    scale = 1.0 / a
-    if state is None:
-        m = X.shape[2]
-        mu = np.zeros((m, 2 * K + 2))
-        mu[:, 0] = _sq_norms(op, X)
-        cur, d = op.step(X, None, scale, b, mode=1)
-        mu[:, 1] = d[:, 1]
-        mu[:, 2] = 2 * d[:, 0] - mu[:, 0]
-        prev = X
-        k0 = 2
-        if on_step is not None:
-            on_step(1, mu, cur, prev)
-    else:
-        mu, cur, prev, k0 = state["mu"].copy(), state["cur"], state["prev"], int(state["k"]) + 1
-    for k in range(k0, K + 1):
-        nxt, d = op.step(cur, prev, scale, b, mode=2)
-        mu[:, 2 * k - 1] = 2 * d[:, 1] - mu[:, 1]
-        mu[:, 2 * k] = 2 * d[:, 0] - mu[:, 0]
-        prev, cur = cur, nxt
-        if on_step is not None:
-            on_step(k, mu, cur, prev)
-        if progress is not None:
-            progress(k, K)
-    return mu[:, :N]
+    return chebyshev_recursion(op, X, a, b, DoublingMeasure(n_moments), progress, state, on_step)
 
 
 class MomentCheckpoint:

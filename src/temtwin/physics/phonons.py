@@ -16,6 +16,11 @@
   Gaussian-broadened LDOS of :func:`exact_ldos` as the number of moments grows.
 * :func:`exact_ldos` — the same quantity by dense diagonalisation (small cells, tests).
 
+The spectral bounds, the Chebyshev recursion and the reconstruction are the one KPM engine's
+(:func:`.kpm.lanczos_extremes`, :func:`.kpm.chebyshev_recursion` with a :class:`.kpm.ProjectionMeasure`,
+:func:`.kpm.reconstruct`); this module supplies the operators and their fused product + per-atom
+projection kernels (the recursion's ``step``, :class:`_ProjectedSteps`).
+
 The LDOS of a group is normalised per degree of freedom: it integrates to 1 over energy
 (units ``1/meV``); multiply by 3 for states per atom.
 """
@@ -211,7 +216,47 @@ def _mf_gather(y, nbr, rev, w, x, x_prev, a, b, c, out, v0, w_atom):  # pragma: 
             w_atom[i] = acc
 
 
-class KeatingDynamicalOperator:
+class _KPMInterface:
+    """What the one KPM engine (:mod:`.kpm`) needs of a dynamical-matrix operator, on top of ``apply``
+    (the fused product + per-atom projection) and ``matvec``: ``matmat``/``vdot`` for
+    :func:`.kpm.lanczos_extremes`.  The recursion's ``step`` is :class:`_ProjectedSteps`."""
+
+    def matmat(self, x):
+        return self.matvec(x)
+
+    @staticmethod
+    def vdot(x, y) -> float:
+        return float(np.dot(np.ravel(x), np.ravel(y)))
+
+
+class _ProjectedSteps:
+    """``op.step`` for :func:`.kpm.chebyshev_recursion` on real (3N, m) blocks of a phonon operator.
+
+    Each step is one call of the operator's fused kernel ``apply`` (product, recursion and the per-atom
+    projection ``Σ v0 · y`` at once); it returns ``(y, w_atom)`` for a :class:`.kpm.ProjectionMeasure`.
+    Outputs rotate through three blocks (the recursion's start block, which must not be ``v0``, and two
+    more), so the recursion holds four blocks in all, ``v0`` included.
+    """
+
+    def __init__(self, op, v0: np.ndarray):
+        self.op = op
+        self.v0 = v0
+        self.w_atom = np.empty(op.n_atoms)
+        self._pool: list = []
+
+    def step(self, cur, prev, scale, shift, mode):
+        if mode == 1:
+            self._pool = [cur if cur is not self.v0 else np.empty_like(cur), np.empty_like(cur),
+                          np.empty_like(cur)]
+            out = self._pool[1]
+            self.op.apply(cur, cur, scale, -shift * scale, 0.0, out, self.v0, self.w_atom)
+        else:
+            out = next(b for b in self._pool if b is not cur and b is not prev)
+            self.op.apply(cur, prev, 2.0 * scale, -2.0 * shift * scale, -1.0, out, self.v0, self.w_atom)
+        return out, self.w_atom
+
+
+class KeatingDynamicalOperator(_KPMInterface):
     """Matrix-free mass-weighted dynamical matrix of a Keating model (eV/(Å^2 amu)).
 
     ``D x = M^-1/2 H M^-1/2 x`` applied from the per-atom bond-space Hessians (N, K, K, 3, 3):
@@ -252,7 +297,7 @@ class KeatingDynamicalOperator:
         return self.matvec(np.eye(self.shape[0]))
 
 
-class _BSROperator:
+class _BSROperator(_KPMInterface):
     """A sparse dynamical matrix (any scipy format) as a 3x3-block operator with the same interface."""
 
     def __init__(self, d, precision: str = "double"):
@@ -282,31 +327,14 @@ def as_operator(d, precision: str = "double"):
 
 
 def spectral_bounds(d, rng: np.random.Generator, n_iter: int = 60) -> tuple[float, float]:
-    """Estimated (lambda_min, lambda_max): exact for small matrices, else Lanczos extreme Ritz values."""
+    """Estimated (lambda_min, lambda_max) by :func:`.kpm.lanczos_extremes` (the one Lanczos): exact
+    (dense eigvalsh) for matrices up to ``_EXACT_BOUNDS_MAX``, else the extreme Ritz values after
+    ``n_iter`` steps from a standard-normal start vector drawn from ``rng``."""
     d = as_operator(d)
     n = d.shape[0]
-    if n <= _EXACT_BOUNDS_MAX:
-        lam = np.linalg.eigvalsh(d.toarray())
-        lo, hi = float(lam[0]), float(lam[-1])
-    else:
-        v = rng.standard_normal(n)
-        v /= np.linalg.norm(v)
-        v_prev = np.zeros(n)
-        a, b = [], []
-        beta = 0.0
-        for _ in range(min(n_iter, n)):
-            w = d.matvec(v) - beta * v_prev
-            alpha = float(v @ w)
-            w -= alpha * v
-            a.append(alpha)
-            beta = float(np.linalg.norm(w))
-            if beta < 1e-12:
-                break
-            b.append(beta)
-            v_prev, v = v, w / beta
-        t = np.diag(a) + np.diag(b[:len(a) - 1], 1) + np.diag(b[:len(a) - 1], -1)
-        ritz = np.linalg.eigvalsh(t)
-        lo, hi = float(ritz[0]), float(ritz[-1])
+    start = None if n <= _EXACT_BOUNDS_MAX else rng.standard_normal(n)
+    lo, hi, _, _ = kpm.lanczos_extremes(d, min(n_iter, n), start=start, exact_max=_EXACT_BOUNDS_MAX,
+                                        breakdown=1e-12)
     return lo, hi
 
 
@@ -360,27 +388,11 @@ def _kpm_moments(d, partitions, lo, hi, n_moments, n_vectors, rng, probe, precis
     proj = sp.csr_matrix((np.ones(sum(len(c) for c in cols_l)),
                           (np.concatenate(rows_l), np.concatenate(cols_l))), shape=(offsets[-1], n_atoms))
     norm = proj @ (v0 * v0).sum(axis=1).reshape(n_atoms, 3).sum(axis=1)
-    mom = np.zeros((offsets[-1], n_moments))
-    mom[:, 0] = norm
-    op = as_operator(d, precision)
-    chunk = 64
-    buf = np.zeros((chunk, n_atoms))
-    x_prev = v0.copy()
-    x = np.empty_like(v0)
-    out = np.empty_like(v0)
-    # T_1 = (D - shift)/scale v0 ; T_{n+1} = 2 (D - shift)/scale T_n - T_{n-1}
-    op.apply(v0, v0, 1.0 / scale, -shift / scale, 0.0, x, v0, buf[0])
-    mom[:, 1] = proj @ buf[0]
-    start = 2
-    for i in range(2, n_moments):
-        row = (i - start) % chunk
-        op.apply(x, x_prev, 2.0 / scale, -2.0 * shift / scale, -1.0, out, v0, buf[row])
-        x_prev, x, out = x, out, x_prev
-        if row == chunk - 1 or i == n_moments - 1:
-            first = i - row
-            mom[:, first:i + 1] = (proj @ buf[:row + 1].T)
-        if progress is not None:
-            progress(i + 1, n_moments)
+    # T_1 = (D - shift)/scale v0 ; T_{n+1} = 2 (D - shift)/scale T_n - T_{n-1}: the one KPM driver,
+    # per-atom projections from the operator's fused kernel, gathered into groups by proj
+    measure = kpm.ProjectionMeasure(proj, norm, n_moments)
+    mom = kpm.chebyshev_recursion(_ProjectedSteps(as_operator(d, precision), v0), v0.copy(), scale, shift,
+                                  measure, progress)
     mom = [mom[offsets[q]:offsets[q + 1]] / np.maximum(norm[offsets[q]:offsets[q + 1]], 1e-300)[:, None]
            for q in range(len(partitions))]
     return mom

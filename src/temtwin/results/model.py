@@ -9,11 +9,13 @@ Positions in nm in the image frame: x right, y down (image rows), z along the be
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, ClassVar
 
 import numpy as np
 
-from .base import Entry
+from .base import Entry, open_result
 from ._tree import TreeResult
 
 #: the per-atom core of the model (read by the physics stages)
@@ -53,6 +55,16 @@ class Model(TreeResult):
     def core(cls, path: str | os.PathLike) -> "Model":
         """Only the per-atom core (positions, numbers, region, displacement, source_pixel, cell, pbc)."""
         return cls.read(path, only=CORE)
+
+    @classmethod
+    @contextmanager
+    def slabs(cls, path: str | os.PathLike) -> Iterator[Any]:
+        """``model.h5`` opened for reading by slabs, nothing loaded: ``f["positions"][a0:a1]`` (nm),
+        ``f["numbers"][a0:a1]``, ``f["cell"]``, ``f["pbc"]`` as in the layout.  For jobs that hold one domain
+        of a model bigger than their memory (tight binding under MPI); the missing/corrupt-file errors are
+        those of every result file."""
+        with open_result(path, cls) as f:
+            yield f
 
     @property
     def n_atoms(self) -> int:

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..gpa.core import periodic_component
+from ..peaks.spots import radial_median
 
 
 @dataclass
@@ -51,8 +52,7 @@ def find_peaks(image: np.ndarray, threshold: float = 25.0, dc_bins: float = 3.0,
     yy, xx = np.mgrid[0:rows, 0:cols]
     rb = np.hypot((yy - cy) * cols / rows, xx - cx)        # radius in x-bins, isotropic in k
     rbin = np.minimum(rb.astype(int), int(rb.max()))
-    idx = np.arange(rbin.max() + 1)
-    bg = np.asarray(ndimage.median(Ps, labels=rbin, index=idx))
+    bg = radial_median(Ps, rbin)                            # the one radial median (temtwin.peaks.spots)
     bg = np.maximum(bg, 1e-12 * max(float(Ps.max()), 1e-30))
     ratio = Ps / bg[rbin]
     locmax = (Ps == ndimage.maximum_filter(Ps, size=5, mode="wrap")) & (ratio > threshold) & (rb > dc_bins + 1)

@@ -23,17 +23,25 @@ noise is √(number of columns) times lower.  The method:
    levels by least squares) adds, greedily, the steps the derivative maxima miss: two steps of the
    same sign a few pixels apart (a thin layer in a staircase of levels: one maximum) and a weak step
    in the flank of a strong one; each must lower the residual significantly, agree in sign and size
-   across the bands, and be ≥ 1.5 px from the others (:func:`add_hidden_steps`).
+   across the bands, and be ≥ 1.5 px from the others (:func:`add_hidden_steps`).  A step inside a
+   thin layer (two interfaces < 10 px apart) is tried once more with the interfaces beside it free
+   (their fit without it took part of it up) and kept on a sign test of the bands.  Interfaces
+   closer than 3 edge widths + 2 px to another take the positions of the step fit (their derivative
+   maxima overlap: pushed apart, or merged in a staircase).
 5. Edge snapping: each interface is followed column by column to the derivative maximum of the same
    sign within ± min(``max_roughness_px``, half the distance to its neighbours), on the image
    smoothed by σ = ``lateral_sigma_px`` along the layers; positions are median-filtered along v and
    fall back to the profile position where the local step is weak (an inclusion interrupts it).
+   The interfaces of thin layers (runs < 6 px apart) are then refined column by column by a fit of
+   blurred steps between the run's levels (:func:`_refine_thin`), keeping the step fit's mean position.
 6. Inclusions: pixels whose smoothed intensity departs from their layer's level by more than
    ``inclusion_z`` times the layer's robust spread (MAD) and the smoothed noise; opened by a 3×3
    square (slivers < 3 px along misplaced interfaces vanish), components smaller than the minimum
-   area dropped; each remaining component is split in two intensity levels (Otsu) when the levels
-   differ by more than ``inclusion_z`` smoothed noise and both parts are large enough (core/shell
-   nanowires).
+   area dropped; an accepted inclusion extends, within its extent along the layers, over the pixels
+   closer to its level than to their layer's (a fin or trench crossing a layer of nearly its level);
+   each is split in two intensity levels (Otsu) when its interior (2 px in from the outline) is
+   bimodal (separability ≥ ``SPLIT_ETA``), the levels differ by more than ``inclusion_z`` smoothed
+   noise and both parts are large enough (core/shell nanowires).
 7. Regions: one per layer (a layer cut by an inclusion keeps one label) and one per inclusion part;
    pieces smaller than the minimum area join the neighbour they border most.
 
@@ -59,6 +67,18 @@ HIDDEN_Z = 4.0
 HIDDEN_MIN_REL = 0.15
 #: a layer whose median width (px) is below this is not a region (a sliver between misplaced interfaces)
 THIN_DROP_PX = 1.5
+#: an inclusion is split in two levels (core/shell) when Otsu's separability of its interior is at least
+SPLIT_ETA = 0.8
+#: a crowded interface takes the step fit's position when the fitted model's derivative maximum lies
+#: within this (px) of the observed one (95 % of the generated family's thin layers do)
+CONSISTENT_PX = 0.5
+#: edge width (px) of an interface within one column of the frame (the optical blur; the roughness
+#: broadens only the profiles averaged along the layers)
+THIN_EDGE_PX = 1.0
+#: two steps of the same sign closer than this (px) share one derivative maximum (a staircase)
+STAIR_PX = 6.0
+#: a step inside a thin layer must have the same sign in the bands with this binomial p-value
+THIN_SIGN_P = 1e-3
 
 DEFAULTS: dict[str, Any] = {
     "min_coherence": 0.2,
@@ -347,8 +367,16 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
             X = _step_basis(u, q[:-1], q[-1])
             coef, *_ = np.linalg.lstsq(X, y, rcond=None)
             return y - X @ coef
-        lb = np.concatenate([np.maximum(p0 - 2.0, lo), [0.3]])
-        ub = np.concatenate([np.minimum(p0 + 2.0, hi), [6.0]])
+        # each position within ±2 px and short of the midpoints to its neighbours (less 0.75 px):
+        # the fit keeps the order and a 1.5 px separation (two opposite steps of a thin layer
+        # would otherwise collapse onto one position)
+        srt = np.sort(p0)
+        mid = 0.5 * (srt[1:] + srt[:-1])
+        rank = np.searchsorted(srt, p0)
+        lo_k = np.concatenate([[-np.inf], mid + 0.75])[rank]
+        hi_k = np.concatenate([mid - 0.75, [np.inf]])[rank]
+        lb = np.concatenate([np.maximum(np.maximum(p0 - 2.0, lo), np.minimum(lo_k, p0)), [0.3]])
+        ub = np.concatenate([np.minimum(np.minimum(p0 + 2.0, hi), np.maximum(hi_k, p0)), [6.0]])
         x0 = np.clip(np.concatenate([p0, [s0]]), lb + 1e-6, ub - 1e-6)
         q = least_squares(res, x0, bounds=(lb, ub), x_scale=1.0, max_nfev=60).x
         return q[:-1], float(q[-1])
@@ -360,7 +388,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
     noise_pix = float(c.get("_noise", 0.0))
     added = 0
     grid = np.arange(lo + 1.0, hi - 1.0, 0.25)
-    def _new_step_ok(q, sq, kn) -> bool:
+    def _new_step_ok(q, sq, kn, thin: bool = False) -> bool:
         """The tests (b)-(d) of the step ``kn`` of the model with positions ``q`` and edge width ``sq``:
         band consistency (band profiles fitted at the same positions), height."""
         Xq = _step_basis(u, q, sq)
@@ -377,10 +405,47 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
             return False
         t_b = abs(np.median(hb)) / (1.858 * np.median(np.abs(hb - np.median(hb))) / np.sqrt(hb.size) + 1e-30)
         log.debug("  new %.1f h %.3g nbrs %s t %.1f", q[kn], h, nbrs, t_b)
-        return bool(np.mean(np.sign(hb) == np.sign(h)) >= float(c["min_sign_fraction"])
-                    and t_b >= float(c["min_z"])
+        agree = int(np.sum(np.sign(hb) == np.sign(h)))
+        if thin:
+            # inside a thin layer the band fits are ill-conditioned (the rough interfaces beside the
+            # step trade height with it): their spread says little, their signs still do — a sign
+            # test (binomial, two-sided p <= THIN_SIGN_P) replaces the t test
+            from math import comb
+
+            tail = sum(comb(int(hb.size), j) for j in range(agree, int(hb.size) + 1)) / 2.0 ** hb.size
+            consistent = 2.0 * tail <= THIN_SIGN_P
+        else:
+            consistent = t_b >= float(c["min_z"])
+        return bool(agree / hb.size >= float(c["min_sign_fraction"]) and consistent
                     and abs(h) >= float(c["min_step_noise"]) * noise_pix
                     and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
+
+    def _local_gain(pf, sg, x, rss0):
+        """(decrease of the residual sum of squares, positions) when a step at ``x`` is added and the
+        interfaces within 6 px of it move (±2 px, order and 1.5 px separation kept; edge width
+        fixed); the new position last."""
+        free = np.nonzero(np.abs(pf - x) <= 6.0)[0]
+        p0 = np.concatenate([pf[free], [x]])
+        allp = np.concatenate([pf, [x]])
+        srt = np.sort(allp)
+        mid = 0.5 * (srt[1:] + srt[:-1])
+        rank = np.searchsorted(srt, p0)
+        lo_k = np.concatenate([[-np.inf], mid + 0.75])[rank]
+        hi_k = np.concatenate([mid - 0.75, [np.inf]])[rank]
+        lb = np.maximum(np.maximum(p0 - 2.0, lo), np.minimum(lo_k, p0)) - 1e-9
+        ub = np.minimum(np.minimum(p0 + 2.0, hi), np.maximum(hi_k, p0)) + 1e-9
+
+        def res(q):
+            pp = pf.copy()
+            pp[free] = q[:-1]
+            X = _step_basis(u, np.concatenate([pp, [q[-1]]]), sg)
+            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+            return y - X @ coef
+        q = least_squares(res, np.clip(p0, lb + 1e-9, ub - 1e-9), bounds=(lb, ub), max_nfev=30).x
+        r_ = res(q)
+        pp = pf.copy()
+        pp[free] = q[:-1]
+        return rss0 - float(r_ @ r_), np.concatenate([pp, [q[-1]]])
 
     tries = 0
     rejected: list[float] = []       # interfaces whose split failed the tests
@@ -437,6 +502,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         kn = int(np.nonzero(cur)[0][0])
         q, sg_new = refit(trial, sig)
         ok_new = np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn)
+        log.debug("  trial %s -> refit %s sigma %.2f ok %s", np.round(trial, 1), np.round(q, 1), sg_new, ok_new)
         if not ok_new:
             if new_flag is not None:
                 rejected.append(new_flag[2])
@@ -445,19 +511,75 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         p_fit, sig = q, sg_new
         orig = ~is_new
         added += 1
-    if not added:
-        return np.asarray(pos)[order], np.asarray(steps)[order], np.asarray(tst)[order]
+    # a step inside a thin layer (two interfaces < 10 px apart): at fixed positions its gain is
+    # masked (the two interfaces, fitted without it, took part of it up), so each such gap is tried
+    # once more with the interfaces within 6 px free; the same tests
+    X = _step_basis(u, p_fit, sig)
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    r = y - X @ coef
+    rss0 = float(r @ r)
+    far = np.min(np.abs(u[:, None] - p_fit[None, :]), axis=1) > 3 * sig + 1
+    s2 = (1.4826 * np.median(np.abs(r[far] - np.median(r[far])))) ** 2 if far.sum() > 8 else rss0 / len(r)
+    thr = HIDDEN_Z ** 2 * max(s2, 1e-30) * (2.0 * sig + 1.0)
+    for a_, b_ in [(p_fit[k], p_fit[k + 1]) for k in range(len(p_fit) - 1) if p_fit[k + 1] - p_fit[k] < 10.0]:
+        if added >= max_add:     # loop over thin layers (a few), each a few small fits
+            break
+        best = (0.0, None)
+        for x in np.arange(a_ + 1.5, b_ - 1.5 + 1e-9, 1.0):    # the fit moves it by up to ±2 px
+            best = max(best, _local_gain(p_fit, sig, float(x), rss0), key=lambda z: z[0])
+        log.debug("thin-layer step: gap %.1f-%.1f gain %.3g thr %.3g", a_, b_, best[0], thr)
+        if best[1] is None or best[0] < thr:
+            continue
+        trial = best[1]
+        srt = np.argsort(trial)
+        is_new = np.concatenate([~orig, [True]])[srt]
+        kn = int(np.nonzero(srt == len(trial) - 1)[0][0])
+        q, sg_new = refit(trial[srt], sig)
+        if np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn, thin=True):
+            p_fit, sig, orig = q, sg_new, ~is_new
+            added += 1
+            X = _step_basis(u, p_fit, sig)
+            coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+            rss0 = float(np.sum((y - X @ coef) ** 2))
     coef, _ = _fit_steps(u, y, p_fit, sig)
     st = np.asarray(coef[1:], float)
     t_old = dict(zip(np.round(pos_a, 6), np.asarray(tst)[order]))
-    # keep the derivative-based positions of the original interfaces (the fit only adds)
-    # except next to an added one (a staircase's single maximum lies between its two steps)
+    # keep the derivative-based positions of the original interfaces (the fit only adds), except
+    # where another interface lies within 3 edge widths + 2 px: there the derivative maxima of the
+    # two overlap (a staircase's single maximum lies between its steps; the maxima of a thin layer's
+    # two opposite steps are pushed apart) and the step fit, which models both, places them
     out_p = np.where(orig, np.nan, p_fit)
     out_p[orig] = pos_a
-    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1) <= 3 * sig + 2)
-    out_p[near_new] = p_fit[near_new]
+    d_other = np.abs(p_fit[:, None] - p_fit[None, :]) + np.diag(np.full(len(p_fit), np.inf))
+    crowded = orig & (np.min(d_other, axis=1, initial=np.inf) <= 3 * sig + 2)
+    # ... where the model explains the derivative maxima: the maxima of the fitted model's own
+    # derivative (same derivative scale) lie within CONSISTENT_PX of the observed ones; an edge of
+    # another shape (a Fresnel fringe, a graded interface) misplaces the fitted positions instead
+    h_fit = np.asarray(coef[1:], float)
+    se = float(np.hypot(sig, float(c.get("profile_sigma_px", 1.0))))
+    fits = np.zeros(len(p_fit), bool)
+    for k in np.nonzero(crowded)[0]:             # loop over crowded interfaces (a few)
+        uf = p_fit[k] + np.arange(-2.5, 2.5001, 0.05)
+        dm = np.sum(h_fit[None, :] * np.exp(-0.5 * ((uf[:, None] - p_fit[None, :]) / se) ** 2), axis=1)
+        pred = uf[int(np.argmax(np.sign(h_fit[k]) * dm))]
+        obs = pos_a[int(np.cumsum(orig)[k]) - 1]
+        fits[k] = abs(pred - obs) <= CONSISTENT_PX
+        log.debug("crowded %.1f: derivative max observed %.1f, model %.1f", p_fit[k], obs, pred)
+    # next to an added interface the fit's positions always (a staircase's single maximum lies
+    # between its two steps: the derivative position is not one of them)
+    near_new = orig & (np.min(np.abs(p_fit[:, None] - p_fit[None, ~orig]), axis=1, initial=np.inf) <= 3 * sig + 2)
+    use_fit = (crowded & fits) | near_new
+    out_p[use_fit] = p_fit[use_fit]
+    # the step of an original interface stays its derivative-based height (what the snapping
+    # compares the local derivative with; next to an opposite step it is less than the level
+    # difference the fit gives), except beside an added one
+    keep = orig & ~near_new
+    st_o = np.asarray(steps, float)[order]
+    st[keep] = st_o[keep[orig]]
     o = np.argsort(out_p)
     tt = np.array([t_old.get(round(p, 6), float(c["min_z"])) for p in out_p])
+    if not added:
+        return out_p[o], st[o], tt[o]
     log.info("segment (layers): %d interface(s) added by the step fit (edge width %.2f px)", added, sig)
     return out_p[o], st[o], tt[o]
 
@@ -480,13 +602,17 @@ def _argmax_window(D: np.ndarray, center: np.ndarray, r: int, sign: float):
     return rows[j, ar] + np.clip(frac, -0.5, 0.5), best
 
 
-def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict) -> np.ndarray:
+def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict,
+                    refine_thin: bool = True) -> np.ndarray:
     """Per-column interface positions (K, nv) in frame rows, coarse to fine: (1) in each lateral band
     the derivative maximum of the interface's sign within ± min(``max_roughness_px``, half the gaps
     to its neighbours) of the profile position, median-filtered over 3 bands and interpolated to the
     columns (follows bowing and long undulations); (2) in each column the maximum within ±3 px of
     that, median-filtered along the layers, where the local step is detectable (expected derivative
-    peak ≥ 4 × the derivative noise), else the band position."""
+    peak ≥ 4 × the derivative noise), else the band position; (3) with ``refine_thin``, the
+    interfaces of thin layers refitted column by column (:func:`_refine_thin`; chosen on the 512²
+    overview family: the tiled path's full-resolution strips do better without it, see
+    :func:`temtwin.segment.tiled.recover_thin_layers`)."""
     K = len(pos)
     nu, nv = fr.shape
     if K == 0:
@@ -508,12 +634,12 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
     cols = np.arange(nv)
     for k in range(K):               # loop over interfaces; each is vectorised over the columns
         sg = float(np.sign(steps[k]))
-        half = 0.5 * min(gaps[k], gaps[k + 1]) - 0.5
+        half = max(0.5 * min(gaps[k], gaps[k + 1]) - 0.5, 1.0)
         r1 = int(np.floor(min(float(c["max_roughness_px"]), half)))
         coarse = np.full(nv, pos[k])
         # two steps of the same sign closer than 6 px (a staircase) share one derivative maximum:
         # their positions are those of the step fit, not snapped
-        if any(0 <= i < K and np.sign(steps[i]) == sg and abs(pos[i] - pos[k]) < 6.0 for i in (k - 1, k + 1)):
+        if any(0 <= i < K and np.sign(steps[i]) == sg and abs(pos[i] - pos[k]) < STAIR_PX for i in (k - 1, k + 1)):
             out[k] = coarse
             continue
         if r1 >= 1:
@@ -528,10 +654,86 @@ def snap_interfaces(fr: np.ndarray, pos: np.ndarray, steps: np.ndarray, c: dict)
             loc, best = _argmax_window(D, coarse, r2, sg)
             loc = np.where(best >= 0.3 * peak, loc, coarse)
             coarse = ndi.median_filter(loc, size=int(2 * round(2 * sv) + 1), mode="nearest")
+        if min(gaps[k], gaps[k + 1]) < 6.0:
+            # an interface of a thin layer: the derivative maxima of its neighbour's step pull the
+            # snapped positions off by a constant; the snapping keeps the local wobble, the step fit
+            # the mean position
+            coarse = coarse + (pos[k] - float(np.median(coarse)))
         out[k] = coarse
+    if refine_thin:
+        out = _refine_thin(filled, out, pos, sv)
     for k in range(1, K):            # keep the order of the interfaces (at least 1 px apart)
         out[k] = np.maximum(out[k], out[k - 1] + 1.0)
     return out
+
+
+def _sse_steps(Y: np.ndarray, u: np.ndarray, coef: np.ndarray, P: np.ndarray, edge_px: float) -> np.ndarray:
+    """Per column: residual sum of squares of ``Y`` (rows u × columns) against a constant plus blurred
+    unit steps of heights ``coef[1:]`` at the per-column positions ``P`` (steps × columns)."""
+    from scipy.special import ndtr
+
+    M = coef[0] + sum(coef[i + 1] * ndtr((u[:, None] - P[i][None, :]) / edge_px) for i in range(len(P)))
+    return np.sum((Y - M) ** 2, axis=0)
+
+
+def _refine_thin(filled: np.ndarray, out: np.ndarray, pos: np.ndarray, sv: float,
+                 edge_px: float = THIN_EDGE_PX, reach: float = 2.0) -> np.ndarray:
+    """Per-column positions of the interfaces of thin layers (runs of interfaces < 6 px apart)
+    refined by a model fit: each column of the frame (smoothed along the layers by ``sv``) is
+    compared, within the run ± 4 px, with blurred unit steps (edge width ``edge_px``) between the
+    run's levels (from the mean profile at the fitted positions ``pos``), each interface moved in
+    turn over ±``reach`` px (0.25 px steps; two sweeps, order and 1 px separation kept); then
+    median-filtered along the layers and shifted back to the mean position ``pos`` (the wobble is
+    the column's, the mean the fit's).  Vectorised over the columns."""
+    from scipy.special import ndtr
+
+    K = len(pos)
+    runs, cur = [], [0]
+    for k in range(1, K):
+        if pos[k] - pos[k - 1] < 6.0:
+            cur.append(k)
+        else:
+            runs.append(cur)
+            cur = [k]
+    runs.append(cur)
+    runs = [r for r in runs if len(r) >= 2]
+    if not runs:
+        return out
+    nu, nv = filled.shape
+    sm = ndi.gaussian_filter1d(filled.astype(np.float64), sv, axis=1)
+    mean_p = np.mean(sm, axis=1)
+    uu = np.arange(nu, dtype=float)
+    res = out.copy()
+    offs = np.arange(-reach, reach + 1e-9, 0.25)
+    for run in runs:                 # loop over thin-layer runs (a few)
+        a = int(max(np.floor(pos[run[0]]) - 4, 0))
+        b = int(min(np.ceil(pos[run[-1]]) + 5, nu))
+        if b - a < 4:
+            continue
+        u = uu[a:b]
+        # levels of the run's layers: least squares of the mean profile on the window
+        X = np.column_stack([np.ones_like(u)] + [ndtr((u - pos[k]) / edge_px) for k in run])
+        coef = np.linalg.lstsq(X, mean_p[a:b], rcond=None)[0]
+        Y = sm[a:b]                                            # (window, columns)
+        P = res[run].copy()                                    # (len(run), columns)
+
+        for _ in range(2):           # coordinate descent sweeps
+            for i in range(len(run)):
+                best = _sse_steps(Y, u, coef, P, edge_px)
+                keep = P[i].copy()
+                for d in offs:       # loop over offsets (17), vectorised over the columns
+                    trial = P.copy()
+                    trial[i] = np.clip(pos[run[i]] + d, (P[i - 1] + 1.0) if i else -np.inf,
+                                       (P[i + 1] - 1.0) if i + 1 < len(run) else np.inf)
+                    e = _sse_steps(Y, u, coef, trial, edge_px)
+                    better = e < best
+                    keep = np.where(better, trial[i], keep)
+                    best = np.where(better, e, best)
+                P[i] = keep
+        for i, k in enumerate(run):
+            q = ndi.median_filter(P[i], size=5, mode="nearest")
+            res[k] = q + (pos[k] - float(np.median(q)))
+    return res
 
 
 def _box(sl, shape, pad: int):
@@ -679,7 +881,9 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     if n0:
         sel = comp0 > 0
         cmed = np.zeros(n0 + 1)
-        cmed[1:] = np.asarray(ndi.median(dev3[sel], comp0[sel], np.arange(1, n0 + 1)))
+        # the contrast on the image the outline is drawn on (σ = 1 px; the layer-smoothed one
+        # underestimates it on a small inclusion, and the outline would grow out into its blur)
+        cmed[1:] = np.asarray(ndi.median(np.maximum(dev, dev3)[sel], comp0[sel], np.arange(1, n0 + 1)))
         half = np.zeros(n0 + 1)
         half[1:] = 0.5 * cmed[1:]
         # geodesic growth of each core into the pixels above half its contrast (and above the
@@ -694,6 +898,8 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
     # steepest gradient within ±2 px of each pixel (an outline at half contrast may sit a pixel or
     # two off the steepest point of a blurred edge)
     grad = ndi.maximum_filter(ndi.gaussian_gradient_magnitude(img64, 1.0), size=5)
+    grad_t = ndi.maximum_filter(np.abs(ndi.gaussian_filter(img64, 1.0, order=(0, 1)) * t[0]
+                                       + ndi.gaussian_filter(img64, 1.0, order=(1, 0)) * t[1]), size=5)
     band9 = (ndi.maximum_filter(lab, 9) != ndi.minimum_filter(lab, 9))      # its reach off the interfaces
     comp, ncomp = ndi.label(inc)
     out = lab.copy()
@@ -705,7 +911,7 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
         for k in range(1, ncomp + 1):   # loop over inclusions (a few), each vectorised on its box
             if sizes[k] < min_px:
                 continue
-            r0, r1, c0, c1 = _box(objs[k - 1], comp.shape, 8)
+            r0, r1, c0, c1 = _box(objs[k - 1], comp.shape, 16)
             mk = comp[r0:r1, c0:c1] == k
             # an inclusion has a sharp edge: 2-4 px outside its outline (beside it in the layer(s) it
             # sits in) the intensity is back at the level of the layer, 2-4 px inside it departs by
@@ -724,24 +930,54 @@ def segment_layers(image: np.ndarray, pixel_size_nm, cfg: dict | None = None, mo
             width = 2.0 * float(ndi.distance_transform_edt(np.pad(mk, 1)).max())
             # and its outline (away from the interfaces) is steep: the contrast is crossed within
             # ``inclusion_edge_px`` (a bend contour fades over tens of pixels)
-            line = mk & ~ndi.binary_erosion(mk) & ~band9[r0:r1, c0:c1]
+            edge_ = mk & ~ndi.binary_erosion(mk)
+            line = edge_ & ~band9[r0:r1, c0:c1]
             g_out = float(np.median(grad[r0:r1, c0:c1][line])) if line.sum() >= 8 else 0.0
+            if line.sum() < 8 and edge_.sum() >= 8:
+                # an inclusion within thin layers (a fin or trench through them) has its whole
+                # outline near interfaces: there only the gradient along the layers counts (the
+                # side walls cross the layers; an interface's own step is across them), and it is
+                # at least half as tall (along the normal) as it is wide (a sliver along a
+                # misplaced interface is long and flat)
+                yk, xk = np.nonzero(mk)
+                tall = np.ptp(xk * n[0] + yk * n[1]) >= 0.5 * np.ptp(xk * t[0] + yk * t[1])
+                g_out = float(np.median(grad_t[r0:r1, c0:c1][edge_])) if tall else 0.0
             ok = (outer < float(c["inclusion_edge_ratio"]) * inner and width >= 2.0 * float(c["min_width_px"])
                   and g_out * float(c["inclusion_edge_px"]) >= inner)
+            log.debug("  inclusion at (%d, %d) %d px: outer %.3g inner %.3g width %.1f edge %.3g ok %s",
+                      r0, c0, int(mk.sum()), outer, inner, width, g_out, ok)
             if not ok:
                 continue
             # the work below stays inside the inclusion's box
             bs = (slice(r0, r1), slice(c0, c1))
             m = mk
-            vals = s1[bs][m]
+            # across the layers it crosses: within its extent along the layers (1 px in from its
+            # sides), pixels closer to its level than to their layer's join it (the foot of a fin in
+            # a layer of nearly its level, where the growth at half contrast stopped)
+            yy_, xx_ = np.mgrid[r0:r1, c0:c1]
+            vv_ = xx_ * t[0] + yy_ * t[1]
+            vlo, vhi = np.percentile(vv_[m], [2, 98])
+            lvl = float(np.median(s1[bs][m]))
+            sx = s1[bs]
+            cand_ = (np.abs(sx - lvl) < np.abs(sx - level[lab[bs]])) & (vv_ >= vlo + 1) & (vv_ <= vhi - 1)
+            m = ndi.binary_propagation(m, mask=cand_ | m)
+            # two levels (core/shell): tested on the interior (2 px in from the outline: the blurred
+            # edge of a uniform inclusion is not a second level); Otsu's separability η (between-class
+            # over total variance) is 2/π ≈ 0.64 for one Gaussian level and reaches SPLIT_ETA only
+            # for two levels ≳ 4 within-level σ apart
+            inner_m = ndi.binary_erosion(m, iterations=2)
+            vals = s1[bs][inner_m]
             split = False
             if vals.size >= 2 * min_px:
                 th = _otsu(vals)
                 lo_, hi_ = vals[vals <= th], vals[vals > th]
-                if (lo_.size >= min_px and hi_.size >= min_px
+                eta = lo_.size * hi_.size / vals.size ** 2 * (hi_.mean() - lo_.mean()) ** 2 / max(vals.var(), 1e-30)
+                if (lo_.size >= min_px and hi_.size >= min_px and eta >= SPLIT_ETA
                         and hi_.mean() - lo_.mean() > float(c["inclusion_z"]) * max(noise_s, 1e-12)
                         and hi_.mean() - lo_.mean() > 0.25 * float(np.median(dev[bs][m]))):
                     split = True
+                log.debug("  inclusion split test: diff %.3g noise_s %.3g eta %.3f n %d split %s",
+                          hi_.mean() - lo_.mean(), noise_s, eta, vals.size, split)
             ob = out[bs]
             if split:
                 ob[m] = nxt

@@ -11,8 +11,9 @@ from .sampling import as_xy
 
 def lattice_spots(img: np.ndarray, px, d_max_nm: float = 1.0, ratio: float = 30.0,
                   size: int = 512) -> Spots:
-    """Bragg spots of the lattice fringes visible in ``img`` (the one finder,
-    :func:`temtwin.peaks.spots.isolated_spots`: isolated maxima of the power spectrum, one per
+    """Bragg spots of the lattice fringes visible in ``img`` (the one finder
+    :func:`temtwin.peaks.spots.find_spots` with its preset ``ISOLATED_SPOTS``, via
+    :func:`~temtwin.peaks.spots.isolated_spots`: isolated maxima of the power spectrum, one per
     Friedel pair, strongest first; empty when it shows no lattice)."""
     return isolated_spots(img, as_xy(px), d_max_nm, ratio, size)
 

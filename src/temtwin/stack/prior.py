@@ -21,7 +21,15 @@ fix (along a straight interface) stays at the stage prior.  The result reports i
 
 Confidence: for ``content`` / ``content+stage``, correlation x distinctness against the placement
 shifted by a quarter of the footprint along the direction the content fixes best (as in
-:func:`temtwin.stack.register.confidence`); for ``stage``, the configured ``stage_confidence``.
+:func:`temtwin.stack.register.confidence`), the larger of its values at the parent's pixel size and on
+the coarse level (footprint ``coarse_px`` pixels; ``info["confidence_pixel_nm"]`` says which): when
+the shared structure is much larger than a pixel and the images' noise and fine texture are
+independent, the parent-resolution correlation is mostly that noise (a 1024 nm member in a 16 384²
+overview: 0.45 at 1 nm/px, 0.97 at 21 nm/px) and says nothing about the place; for ``stage``, the
+configured ``stage_confidence``.  Rotation: content that does not notice a rotation moving its
+corners by a quarter of the footprint (rotational symmetry: the inside of a round wire) leaves the
+rotation to the stage prior (``info["rotation_from_content"]`` False) instead of trusting its
+Gauss-Newton error.
 Precision: ``precision_pct`` is the posterior standard error at the corners along the content-fixed
 direction (% of the image's field of view) and decides acceptance (``max_error_pct``);
 ``stage_limited_error_pct`` is the worst direction (what the stage uncertainty leaves).  A content
@@ -60,6 +68,45 @@ def stage_prior(child_stage, parent_stage, parent_fov_nm) -> np.ndarray:
 
 
 _UNFIXED_NM2 = 1.0e4      # variance (nm²) of a direction the content does not fix: uninformative next to the prior
+_UNFIXED_ROT_RAD2 = 1.0   # variance (rad²) of a rotation the content does not fix
+
+
+def _ncc_probe(prep: _Prep, x: np.ndarray, probes, lowpass_nm: float, p_l: float) -> list[float]:
+    """Correlations (no refinement) of the placements ``probes`` (params (cFx, cFy, a, b), near ``x``)
+    on the level of pixel size ``p_l`` nm (both images low-passed to its common resolution); -1 where
+    less than half of the image lands in the parent."""
+    sig = _level_sigma(p_l, lowpass_nm)
+    T = features(prep.moving, prep.pm, p_l, sig, 0.0, prep.log_m)
+    s = float(np.hypot(x[2], x[3]))
+    reach = max(float(np.hypot(*(np.asarray(q)[:2] - x[:2]))) for q in probes)
+    half = 0.5 * s * math.hypot(*prep.fov_m) * 1.05 + reach + 8 * p_l
+    x0, y0 = max(0.0, x[0] - half), max(0.0, x[1] - half)
+    x1, y1 = min(prep.fov_f[0], x[0] + half), min(prep.fov_f[1], x[1] + half)
+    if x1 - x0 < 4 * p_l or y1 - y0 < 4 * p_l:
+        return [-1.0] * len(probes)
+    size = (int((y1 - y0) / p_l) + 1, int((x1 - x0) / p_l) + 1)
+    F = features(prep.fixed, prep.pf, p_l, sig, 0.0, prep.log_f, origin_nm=(x0, y0), size=size)
+    margin = int(math.ceil(2.5 * sig / p_l))
+    return [_lk_level(T, F, p_l, np.array([x0, y0]), prep.c_M, np.asarray(q, np.float64), 0, margin=margin)[1]
+            for q in probes]
+
+
+def _rotation_fixed(prep: _Prep, x: np.ndarray, lowpass_nm: float, p_l: float, min_distinct: float = 0.25) -> bool:
+    """Whether the content fixes the rotation: the placement rotated about its centre by the angle that
+    moves its corners by a quarter of the footprint must lose at least ``min_distinct`` of the
+    decorrelation ((ncc - ncc_rot) / (1 - ncc_rot), as for a shift in :func:`_translation_cov`),
+    judged on the level ``p_l`` (the coarse level: pixel noise averaged out).  Content with rotational
+    symmetry (the inside of a round wire, a particle) does not fix it: its Gauss-Newton rotation error is
+    then meaningless and the rotation is left to the stage prior."""
+    s = float(np.hypot(x[2], x[3]))
+    th = math.atan2(x[3], x[2])
+    d = 0.5 * min(prep.fov_m) / math.hypot(*prep.fov_m)        # corner moves by a quarter footprint
+    probes = [x] + [np.array([x[0], x[1], s * math.cos(th + sg * d), s * math.sin(th + sg * d)]) for sg in (1, -1)]
+    v = _ncc_probe(prep, x, probes, lowpass_nm, p_l)
+    if v[0] <= 0.05:
+        return False
+    n_rot = max(v[1:])
+    return (v[0] - n_rot) / max(1.0 - n_rot, 1e-9) >= min_distinct
 
 
 def _translation_cov(prep: _Prep, x: np.ndarray, lowpass_nm: float,
@@ -190,9 +237,10 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
     C_p[2:, 2:] = Rt @ C_p[2:, 2:] @ Rt.T
 
     x_c, C_c, ncc_c = None, None, -1.0
+    rot_fixed = True
     start = prior.copy()
+    p_c = max(p_fine, min(fov_m) / coarse_px)       # the coarse level (pixel noise averaged out)
     if foot_px >= min_footprint_px and np.std(moving) > 0 and np.std(fixed) > 0:
-        p_c = max(p_fine, min(fov_m) / coarse_px)
         cov: dict = {}
         x_try, ncc_c, _ = _refine(prep, start, p_c, lowpass_nm, bounds=bounds, cov_out=cov)
         if ncc_c < min_content_ncc:
@@ -219,6 +267,10 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
                 C_c[:2, :] = 0.0
                 C_c[:, :2] = 0.0
                 C_c[:2, :2] = mismatch_factor * C_t
+                rot_fixed = _rotation_fixed(prep, x_try, lowpass_nm, p_c)
+                if not rot_fixed:     # rotation-symmetric content: the rotation follows the stage
+                    u = np.array([-x_try[3], x_try[2]]) / max(float(np.hypot(x_try[2], x_try[3])), 1e-12)
+                    C_c[2:, 2:] += _UNFIXED_ROT_RAD2 * np.outer(u, u)
                 x_c = x_try
     if x_c is not None:
         try:
@@ -273,13 +325,23 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
         prec = worst
     else:
         conf = confidence(ncc_x, [sh]) if ncc_x > -1 else 0.0
+    conf_level, ncc_fine = p_fine, ncc_x
+    if basis != "stage" and p_c > 1.5 * p_fine:
+        # the same test on the coarse level: where the shared structure is large and the pixel noise of
+        # the images is uncorrelated, the parent-resolution correlation measures mostly that noise
+        shift = np.r_[0.25 * s * min(fov_m) * V[:, 0], 0.0, 0.0]
+        v = _ncc_probe(prep, x, [x, x + shift, x - shift], lowpass_nm, p_c)
+        conf_c = confidence(v[0], [max(v[1:])]) if v[0] > -1 else 0.0
+        if conf_c > conf:
+            conf, conf_level, ncc_x, sh = conf_c, p_c, v[0], max(v[1:])
     reason = ""
     if contradiction > 3.0:
         reason = (f"the content places the image {contradiction:.1f} stage sigmas from its stage position "
                   "(a wrong stage position, or the image is not where the stage says): not placed")
     elif basis != "stage" and conf < min_confidence:
         reason = (f"stage-guided: confidence {conf:.2f} below min_confidence {min_confidence:g} "
-                  f"(correlation {ncc_x:.3f}; {sh:.3f} when shifted by a quarter field of view)")
+                  f"(correlation {ncc_x:.3f}; {sh:.3f} when shifted by a quarter field of view, "
+                  f"at {conf_level:.3g} nm/px)")
     elif basis == "stage" and conf < min_confidence:
         reason = f"stage position only (content adds nothing); stage_confidence {conf:.2f} < min_confidence"
     elif worst > max_stage_error_pct:
@@ -300,6 +362,7 @@ def register_with_prior(moving: np.ndarray, px_moving, fixed: np.ndarray, px_fix
             "stage_limited_error_pct": float(worst), "stage_sigma_nm": float(sigma_pos_nm),
             "stage_sigma_rotation_deg": float(sigma_rot_deg), "content_ncc": float(ncc_c),
             "shifted_ncc": float(sh), "contradiction_sigma": float(contradiction),
+            "confidence_pixel_nm": float(conf_level), "rotation_from_content": bool(rot_fixed and x_c is not None),
             "lowpass_nm": float(lowpass_nm), **_uncertainty(P, fov_m)}
-    return Placement(Mx, scale, s, float(math.degrees(math.atan2(b, a))), float(ncc_x), float("nan"),
+    return Placement(Mx, scale, s, float(math.degrees(math.atan2(b, a))), float(ncc_fine), float("nan"),
                      float(conf), bool(accepted), reason, foot_px, info)

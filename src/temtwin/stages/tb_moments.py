@@ -232,6 +232,11 @@ def run(ctx, comm=None) -> None:
         launch(ctx, int(cfg["mpi_ranks"]), cfg.get("mpi_launcher", "auto"))
         return
     rank0 = comm is None or comm.Get_rank() == 0
+    if comm is not None:                        # each rank prepares its domain only, where that applies
+        from ..physics.tb_mpi import run_domain
+
+        if run_domain(ctx, cfg, comm, sample, chunk):
+            return
     try:
         atoms, source, params, st, ham = _model_setup(ctx, cfg, build_matrix=comm is None)
     except NotApplicable as err:
@@ -313,7 +318,8 @@ def moments_result(cfg: dict, *, sample, chunk, seed, bounds, backend, source, t
             sel = [k for k, t in enumerate(mine) if t[0] == fam and t[1] == lab]
             out.put(f"sums/{fam}/{lab}", mu[sel].sum(axis=0) if sel else np.zeros(N), "1", n_vectors=len(sel))
     for fam, (labels, lab_site, extra) in parts.items():
-        counts = np.array([int(np.sum(lab_site == lab)) for lab in labels])
+        counts = np.array([extra["n_atoms"][lab] if "n_atoms" in extra else int(np.sum(lab_site == lab))
+                           for lab in labels])
         n_so = np.array([2 * len(rows_of[(fam, lab)]) for lab in labels])
         cols = {"label": (np.array(labels, dtype=object), "label"), "n_atoms": (counts, "1"),
                 "n_spin_orbitals": (n_so, "1")}

@@ -38,6 +38,7 @@ from .operator import ROW_BLOCK, real_kernel, sq_norm_partials, vdot_partials
 from .slater_koster import spin_orbit_matrix
 
 DRAW_CHUNK = 1 << 20
+RELABEL_CHUNK = 1 << 20        # CSR entries relabelled per slab
 
 
 def split_rows(n_rows: int, size: int) -> np.ndarray:
@@ -61,6 +62,8 @@ class DistributedOperator:
     structure, params, strain, spin_orbit, sp3_shift_eV, dtype: as
         :func:`..hamiltonian.build_hamiltonian`.
     complex_dtype: complex64 or complex128 vectors.
+    domain: a :class:`.domain.DomainStructure` (this rank's share of the structure; ``structure`` is then
+        ignored), or None: ``structure`` is the whole prepared structure.
     """
 
     backend = "numba_mpi"
@@ -68,7 +71,7 @@ class DistributedOperator:
     is_torch = False
 
     def __init__(self, comm, structure, params, strain=True, spin_orbit=True, sp3_shift_eV=10.0,
-                 dtype=np.float32, complex_dtype=np.complex64):
+                 dtype=np.float32, complex_dtype=np.complex64, domain=None):
         from mpi4py import MPI
 
         self.comm = comm
@@ -76,43 +79,44 @@ class DistributedOperator:
         self.cdtype = np.dtype(complex_dtype)
         rdtype = np.float32 if self.cdtype == np.complex64 else np.float64
         self._mpi_real = MPI.FLOAT if rdtype == np.float32 else MPI.DOUBLE
-        st = structure
-        norb = np.asarray(params.n_orb, np.int64)[st.species]
-        site_start = np.zeros(st.n_sites + 1, np.int64)
-        np.cumsum(norb, out=site_start[1:])
-        self.site_start = site_start
-        self.n_rows = int(site_start[-1])                     # global spatial orbitals
-        self.bounds = split_rows(self.n_rows, self.size)
-        r0, r1 = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
-        self.r0, self.r1 = r0, r1
         t0 = time.perf_counter()
-        # sites overlapping [r0, r1): build their rows, keep [r0, r1)
-        s0 = int(np.searchsorted(site_start, r0, side="right") - 1) if r1 > r0 else 0
-        s1 = int(np.searchsorted(site_start, r1, side="left")) if r1 > r0 else 0
-        H, _ = assemble_rows(st, params, site_start, s0, s1, strain, sp3_shift_eV, dtype)
-        off = r0 - int(site_start[s0])
-        H = H[off:off + (r1 - r0)]
-        cols = H.indices.astype(np.int64)
-        lo = np.unique(cols[cols < r0])
-        hi = np.unique(cols[cols >= r1])
+        if domain is not None:
+            H, so, gcols = self._domain_rows(domain, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype)
+        else:
+            H, so = self._whole_rows(structure, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype)
+            gcols = None
+        r0, r1 = self.r0, self.r1
+        # global columns -> [ghosts below | own | ghosts above], in slabs of entries: no nnz-sized int64
+        # temporaries (they were 5-6x the matrix slice at the peak)
+        nnz = len(H.indices)
+
+        def cols_of(ind, s):
+            c = ind[s:s + RELABEL_CHUNK].astype(np.int64)
+            return gcols(c) if gcols is not None else c
+
+        lo, hi = [], []
+        for s in range(0, nnz, RELABEL_CHUNK):
+            c = cols_of(H.indices, s)
+            lo.append(np.unique(c[c < r0]))
+            hi.append(np.unique(c[c >= r1]))
+        lo = np.unique(np.concatenate(lo)) if lo else np.zeros(0, np.int64)
+        hi = np.unique(np.concatenate(hi)) if hi else np.zeros(0, np.int64)
         self.n_low, self.n_own, self.n_high = len(lo), r1 - r0, len(hi)
         self.row0 = self.n_low
-        local = self._to_local(cols, lo, hi)
+        itype = np.int32 if self.n_local < 2**31 - 1 else np.int64
+        # in place where the dtype allows: each slab is read before it is overwritten
+        self.indices = H.indices if H.indices.dtype == itype else np.empty(nnz, itype)
+        for s in range(0, nnz, RELABEL_CHUNK):
+            self.indices[s:s + RELABEL_CHUNK] = self._to_local(cols_of(H.indices, s), lo, hi)
         self.indptr = H.indptr.astype(np.int64)
-        self.indices = local.astype(np.int32 if self.n_local < 2**31 - 1 else np.int64)
-        self.data = np.ascontiguousarray(H.data)
-        del H, cols, local
+        self.data = H.data
+        del H
         # spin–orbit per own row (base row in local numbering)
         M = spin_orbit_matrix().astype(self.cdtype)
         self._Mr, self._Mi = np.ascontiguousarray(M.real), np.ascontiguousarray(M.imag)
-        lam_site = params.lambda_so[st.species[:st.n_host]] if spin_orbit else np.zeros(st.n_host)
-        rows = np.arange(r0, r1)
-        site = np.searchsorted(site_start, rows, side="right") - 1
-        comp = rows - site_start[np.minimum(site, st.n_sites - 1)] - 1
-        is_p = (site < st.n_host) & (comp >= 0) & (comp < 3)
-        self._so_lam = np.where(is_p, lam_site[np.minimum(site, max(st.n_host - 1, 0))], 0.0).astype(rdtype)
+        lam, comp, base_global, is_p = so
+        self._so_lam = np.where(is_p, lam, 0.0).astype(rdtype)
         self._so_comp = np.where(is_p, comp, 0).astype(np.int64)
-        base_global = site_start[np.minimum(site, st.n_sites - 1)] + 1
         self._so_base = np.where(is_p, self._to_local(base_global, lo, hi), 0).astype(np.int64)
         # halo plan: ask the owners for our ghosts
         ghosts = np.concatenate([lo, hi])
@@ -133,6 +137,57 @@ class DistributedOperator:
         self.comm_s = 0.0
         self.step_s = 0.0
 
+    def _whole_rows(self, st, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype):
+        """Own rows (global columns) and spin–orbit terms from the whole prepared structure."""
+        norb = np.asarray(params.n_orb, np.int64)[st.species]
+        site_start = np.zeros(st.n_sites + 1, np.int64)
+        np.cumsum(norb, out=site_start[1:])
+        self.site_start = site_start
+        self.n_rows = int(site_start[-1])                     # global spatial orbitals
+        self.bounds = split_rows(self.n_rows, self.size)
+        r0, r1 = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
+        self.r0, self.r1 = r0, r1
+        # sites overlapping [r0, r1): build their rows, keep [r0, r1)
+        s0 = int(np.searchsorted(site_start, r0, side="right") - 1) if r1 > r0 else 0
+        s1 = int(np.searchsorted(site_start, r1, side="left")) if r1 > r0 else 0
+        H, _ = assemble_rows(st, params, site_start, s0, s1, strain, sp3_shift_eV, dtype)
+        H = _row_slice(H, r0 - int(site_start[s0]), r1 - r0)
+        lam_site = params.lambda_so[st.species[:st.n_host]] if spin_orbit else np.zeros(st.n_host)
+        rows = np.arange(r0, r1)
+        site = np.searchsorted(site_start, rows, side="right") - 1
+        comp = rows - site_start[np.minimum(site, st.n_sites - 1)] - 1
+        is_p = (site < st.n_host) & (comp >= 0) & (comp < 3)
+        lam = lam_site[np.minimum(site, max(st.n_host - 1, 0))] if st.n_host else np.zeros(len(rows))
+        base_global = site_start[np.minimum(site, st.n_sites - 1)] + 1
+        return H, (lam, comp, base_global, is_p)
+
+    def _domain_rows(self, dom, params, strain, spin_orbit, sp3_shift_eV, dtype, rdtype):
+        """Own rows (global columns) and spin–orbit terms from this rank's :class:`.domain.DomainStructure`
+        (Si/Ge sites only, 10 orbitals each: site ``g`` owns global rows ``10 g … 10 g + 9``)."""
+        from .domain import ORB
+
+        st = dom.structure
+        self.site_start = None                               # not held: no rank knows every site
+        self.n_rows = ORB * dom.n_host_total
+        self.bounds = np.asarray(dom.row_bounds)
+        r0, r1 = int(self.bounds[self.rank]), int(self.bounds[self.rank + 1])
+        self.r0, self.r1 = r0, r1
+        loc_start = ORB * np.arange(st.n_sites + 1, dtype=np.int64)
+        H, _ = assemble_rows(st, params, loc_start, dom.own0, dom.own1, strain, sp3_shift_eV, dtype)
+        H = _row_slice(H, r0 - ORB * dom.s0, r1 - r0)
+        gs = dom.global_site
+
+        def gcols(c):                                       # local columns -> global (order kept)
+            return ORB * gs[c // ORB] + c % ORB
+        rows = np.arange(r0, r1)
+        g = rows // ORB
+        comp = rows % ORB - 1
+        is_p = (comp >= 0) & (comp < 3)
+        sp = st.species[np.clip(dom.own0 + g - dom.s0, 0, max(st.n_sites - 1, 0))] if st.n_sites else \
+            np.zeros(len(rows), np.int64)
+        lam = params.lambda_so[sp] if spin_orbit else np.zeros(len(rows))
+        return H, (lam, comp, ORB * g + 1, is_p), gcols
+
     def _to_local(self, g, lo, hi):
         """Local row numbers of global rows ``g`` (own or ghost)."""
         g = np.asarray(g, np.int64)
@@ -150,9 +205,17 @@ class DistributedOperator:
 
     # ----------------------------------------------------------------- vectors
     def local_phase_block(self, row_sets: Sequence[np.ndarray], rngs: Sequence[np.random.Generator]):
-        """This rank's rows of :func:`..kpm.random_phase_block` (same phases, streamed draws)."""
+        """This rank's rows of :func:`..kpm.random_phase_block` (same phases, streamed draws).  A row set may
+        be a :class:`.domain.DomainRows` (this rank's rows of the set and how many lie below them)."""
+        from .domain import DomainRows
+
         X = np.zeros((self.n_local, 2, len(row_sets)), self.cdtype)
         for t, (rows, g) in enumerate(zip(row_sets, rngs)):
+            if isinstance(rows, DomainRows):            # only this rank's rows known: skip the draws below
+                _skip_doubles(g, 2 * rows.n_before)
+                ph = np.exp(2j * np.pi * g.random((len(rows.own), 2)))
+                X[self.row0 + rows.own - self.r0, :, t] = ph
+                continue
             rows = np.asarray(rows)
             for s in range(0, len(rows), DRAW_CHUNK):
                 r = rows[s:s + DRAW_CHUNK]
@@ -233,6 +296,24 @@ class DistributedOperator:
         _, ns, m = x.shape
         loc = vdot_partials(x[s:s + self.n_own].reshape(-1), y[s:s + self.n_own].reshape(-1), ROW_BLOCK * ns * m)
         return complex(np.concatenate(self.comm.allgather(loc)).sum())
+
+
+def _row_slice(H, off: int, n: int):
+    """Rows ``off … off + n − 1`` of CSR ``H`` as (indptr from 0, indices, data) views — no copy (scipy's
+    row slicing copies the slice: one more matrix at the build's peak)."""
+    from types import SimpleNamespace
+
+    a, b = int(H.indptr[off]), int(H.indptr[off + n])
+    return SimpleNamespace(indptr=H.indptr[off:off + n + 1] - a, indices=H.indices[a:b], data=H.data[a:b])
+
+
+def _skip_doubles(g: np.random.Generator, n: int) -> None:
+    """Advance ``g`` past ``n`` ``random()`` doubles (one 64-bit output each for PCG64)."""
+    if isinstance(g.bit_generator, np.random.PCG64):
+        g.bit_generator.advance(int(n))
+        return
+    for s in range(0, int(n), DRAW_CHUNK):
+        g.random(min(DRAW_CHUNK, int(n) - s))
 
 
 def _displs(counts: np.ndarray) -> np.ndarray:

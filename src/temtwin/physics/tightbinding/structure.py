@@ -143,7 +143,9 @@ def prepare_structure(positions_A, numbers, params: TBParameters, cell_A=None,
     new[atom_index] = np.arange(len(atom_index))
     n_host = len(atom_index)
     bi, bj, vec, dist = new[bi[ok]], new[bj[ok]], b.vec_A[ok], b.dist_A[ok]
-    order = np.argsort(bi, kind="stable")
+    # by (i, j): an order that does not depend on how the KD-tree broke distance ties, so that a domain
+    # prepared on its own (:mod:`.domain`) sums every environment in the same order
+    order = np.lexsort((bj, bi))
     bi, bj, vec, dist = bi[order], bj[order], vec[order], dist[order]
     hs = spec[atom_index]
     coord = np.bincount(bi, minlength=n_host)
