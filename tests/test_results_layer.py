@@ -315,7 +315,7 @@ def _example(cls) -> TreeResult:
                                 "phase": (np.array(["Ge", "Si"], object), "1"),
                                 "origin_nm": (g.random((2, 3)), "nm")})
         r.attrs[""] = {"image": "hrtem", "thickness_nm": 2.0, "growth_direction": np.array([0.0, -1.0, 0.0])}
-        r.summary = {"model": {"n_atoms": n}}
+        r.summary = {"atomic_model": {"n_atoms": n}}
     else:
         # a generic layout: per-item arrays, a table, nested groups with attributes
         r.attrs[""] = {"method": "kpm", "n_moments": 64, "bounds_eV": np.array([-13.0, 45.0])}
