@@ -113,8 +113,6 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
 
     from ..errors import NotApplicable
     from ..results.model import Model
-    from ..workflow.seeds import rng
-    from . import kpm
     from ..stages import tb_moments as S
     from .tightbinding import load_parameters
     from .tightbinding.distributed import DistributedOperator
@@ -170,20 +168,7 @@ def run_domain(ctx, cfg: dict, comm, sample: str, chunk: int) -> bool:
     n_vec = int(cfg["vectors_per_region"])
     tasks = S._tasks(parts, n_vec)
     mine = tasks[chunk::int(cfg["n_chunks"])]
-    a, b = kpm.rescaling(bounds)
-    N = int(cfg["n_moments"])
-    ctx.log.info("spectral bounds %.2f..%.2f eV, %d moments (resolution ~%.3f eV), %d of %d vectors, "
-                 "backend %s", bounds[0], bounds[1], N, kpm.jackson_sigma_eV(a, N), len(mine), len(tasks),
-                 op.backend)
-    row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
-    rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
-    ckpt = S._checkpoint(ctx, cfg, sample, chunk, mine, bounds, op)
-    mu = kpm.stochastic_moments(
-        op, row_sets, rngs, a, b, N, block_size=int(cfg["block_size"]),
-        progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
-        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
-        checkpoint=ckpt)
-    ctx.log.info("tb moments done: %d vectors", len(mine))
+    mu, row_sets, ckpt = S.chunk_moments(ctx, cfg, sample, chunk, mine, len(tasks), bounds, op, rows_of)
     S._log_mpi(ctx, op)
     peaks = comm.gather(_peak_mb(), root=0)
     reads = comm.gather(dom.n_read, root=0)

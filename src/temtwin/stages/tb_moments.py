@@ -258,21 +258,8 @@ def run(ctx, comm=None) -> None:
     if comm is None:
         op = _operator(ham, cfg)
         bounds = _bounds(ctx, cfg, ham, sample)
-    a, b = kpm.rescaling(bounds)
-    N = int(cfg["n_moments"])
-    ctx.log.info("spectral bounds %.2f..%.2f eV, %d moments (resolution ~%.3f eV), %d of %d vectors, "
-                 "backend %s", bounds[0], bounds[1], N, kpm.jackson_sigma_eV(a, N), len(mine),
-                 len(tasks), op.backend)
     rows_of = _rows_of(parts, st.parent[orbital_site])
-    row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
-    rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
-    ckpt = _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op)
-    mu = kpm.stochastic_moments(
-        op, row_sets, rngs, a, b, N, block_size=int(cfg["block_size"]),
-        progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
-        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
-        checkpoint=ckpt)
-    ctx.log.info("tb moments done: %d vectors", len(mine))
+    mu, row_sets, ckpt = chunk_moments(ctx, cfg, sample, chunk, mine, len(tasks), bounds, op, rows_of)
     if comm is not None:
         _log_mpi(ctx, op)
         if not rank0:
@@ -291,6 +278,27 @@ def run(ctx, comm=None) -> None:
         comm.Barrier()
     if ckpt is not None:
         ckpt.clear()
+
+
+def chunk_moments(ctx, cfg: dict, sample: str, chunk: int, mine, n_tasks: int, bounds, op, rows_of):
+    """KPM moments of this chunk's random vectors ``mine`` ((family, label, vector) tasks; their rows
+    from ``rows_of``) on operator ``op`` within spectral ``bounds`` (eV), with the moment checkpoint
+    (one process or every MPI rank alike).  Returns (mu, row_sets, checkpoint or None)."""
+    a, b = kpm.rescaling(bounds)
+    N = int(cfg["n_moments"])
+    ctx.log.info("spectral bounds %.2f..%.2f eV, %d moments (resolution ~%.3f eV), %d of %d vectors, "
+                 "backend %s", bounds[0], bounds[1], N, kpm.jackson_sigma_eV(a, N), len(mine), n_tasks,
+                 op.backend)
+    row_sets = [rows_of[(f, lab)] for f, lab, _ in mine]
+    rngs = [rng(ctx.seed, "tb", sample, f"{f}:{lab}", v) for f, lab, v in mine]
+    ckpt = _checkpoint(ctx, cfg, sample, chunk, mine, bounds, op)
+    mu = kpm.stochastic_moments(
+        op, row_sets, rngs, a, b, N, block_size=int(cfg["block_size"]),
+        progress=lambda i, n: ctx.progress(i, n, "tb random vectors"),
+        step_progress=lambda k, K: ctx.progress(k, K, "tb Chebyshev products (block)"),
+        checkpoint=ckpt)
+    ctx.log.info("tb moments done: %d vectors", len(mine))
+    return mu, row_sets, ckpt
 
 
 def moments_result(cfg: dict, *, sample, chunk, seed, bounds, backend, source, tasks, mine, row_sets, mu, parts,

@@ -45,8 +45,7 @@ from scipy.spatial import cKDTree
 
 from ..neighbors import _SUBSAMPLE, bond_list
 from .parameters import TBParameters
-from .slater_koster import environment_sums
-from .structure import TBStructure, dangling_directions
+from .structure import TBStructure, bond_environment
 
 READ_CHUNK = 1 << 20           # atoms per HDF5 slab read
 ORB = 10                       # spatial orbitals of a Si/Ge site (sp3d5s*)
@@ -317,16 +316,9 @@ def prepare_domain(comm, model_path, params: TBParameters, passivation: str = "s
     sites = np.union1d(own_kept, bj)                       # region indices, = global order
     loc = -np.ones(len(idx2), np.int64)
     loc[sites] = np.arange(len(sites))
-    bi, bj = loc[bi], loc[bj]
-    order = np.lexsort((bj, bi))                           # as prepare_structure: by (i, j)
-    bi, bj, vec, dist = bi[order], bj[order], vec[order], dist[order]
     n_loc = len(sites)
     hs = params.species_index(num2[sites]).astype(np.int64)
-    coord = np.bincount(bi, minlength=n_loc)
-    unit = vec / dist[:, None]
-    datom, ddir = dangling_directions(bi, unit, coord)
-    d0 = params.d0[hs[bi], hs[bj]]
-    env = environment_sums(n_loc, bi, unit, (dist - d0) / d0, datom, ddir)
+    bi, bj, vec, env, datom, ddir = bond_environment(n_loc, loc[bi], loc[bj], vec, dist, hs, params)
     gsite = gs2[sites]
     own0 = int(np.searchsorted(gsite, s0))
     own1 = int(np.searchsorted(gsite, s1))

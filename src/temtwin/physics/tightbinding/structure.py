@@ -112,6 +112,24 @@ def dangling_directions(bond_i: np.ndarray, unit_vec: np.ndarray, coordination: 
     return np.concatenate(atoms).astype(np.int64), np.concatenate(dirs)
 
 
+def bond_environment(n_sites: int, bi, bj, vec, dist, species, params: TBParameters):
+    """Bonds sorted by (i, j) and what each site's Hamiltonian needs from its own bonds: environment
+    sums (:func:`.slater_koster.environment_sums`) and dangling-bond directions.  ``bi``/``bj`` site
+    indices (< ``n_sites``), ``vec`` (Å) from i to j, ``dist`` (Å), ``species`` per site.  The (i, j)
+    order does not depend on how the KD-tree broke distance ties, so that a domain prepared on its own
+    (:mod:`.domain`) sums every environment in the same order as the whole structure.
+
+    Returns (bi, bj, vec, env, dangling_atom, dangling_dir)."""
+    order = np.lexsort((bj, bi))
+    bi, bj, vec, dist = bi[order], bj[order], vec[order], dist[order]
+    coord = np.bincount(bi, minlength=n_sites)
+    unit = vec / dist[:, None]
+    datom, ddir = dangling_directions(bi, unit, coord)
+    d0 = params.d0[species[bi], species[bj]]
+    env = environment_sums(n_sites, bi, unit, (dist - d0) / d0, datom, ddir)
+    return bi, bj, vec, env, datom, ddir
+
+
 def prepare_structure(positions_A, numbers, params: TBParameters, cell_A=None,
                       pbc=(False, False, False), passivation: str = "sp3_shift",
                       min_coordination: int = 2, max_bond_A: float | None = None) -> TBStructure:
@@ -142,17 +160,9 @@ def prepare_structure(positions_A, numbers, params: TBParameters, cell_A=None,
     atom_index = np.nonzero(keep)[0]
     new[atom_index] = np.arange(len(atom_index))
     n_host = len(atom_index)
-    bi, bj, vec, dist = new[bi[ok]], new[bj[ok]], b.vec_A[ok], b.dist_A[ok]
-    # by (i, j): an order that does not depend on how the KD-tree broke distance ties, so that a domain
-    # prepared on its own (:mod:`.domain`) sums every environment in the same order
-    order = np.lexsort((bj, bi))
-    bi, bj, vec, dist = bi[order], bj[order], vec[order], dist[order]
     hs = spec[atom_index]
-    coord = np.bincount(bi, minlength=n_host)
-    unit = vec / dist[:, None]
-    datom, ddir = dangling_directions(bi, unit, coord)
-    d0 = params.d0[hs[bi], hs[bj]]
-    env = environment_sums(n_host, bi, unit, (dist - d0) / d0, datom, ddir)
+    bi, bj, vec, env, datom, ddir = bond_environment(n_host, new[bi[ok]], new[bj[ok]], b.vec_A[ok],
+                                                     b.dist_A[ok], hs, params)
 
     hpos = pos[atom_index]
     species = hs.copy()
