@@ -79,6 +79,11 @@ THIN_EDGE_PX = 1.0
 STAIR_PX = 6.0
 #: a step inside a thin layer must have the same sign in the bands with this binomial p-value
 THIN_SIGN_P = 1e-3
+#: inside a thin layer (two interfaces < 10 px apart) the added step's residual decrease need only reach
+#: this many noise σ (instead of ``HIDDEN_Z``): the band sign test (``THIN_SIGN_P``) is independent
+#: evidence on top of it, and the two rough interfaces beside the step take up part of its gain
+#: (chosen on seeds 0-11 of the generated family: 4 -> 2.5 resolves a same-sign staircase; held out unchanged)
+THIN_Z = 2.5
 
 DEFAULTS: dict[str, Any] = {
     "min_coherence": 0.2,
@@ -513,7 +518,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         added += 1
     # a step inside a thin layer (two interfaces < 10 px apart): at fixed positions its gain is
     # masked (the two interfaces, fitted without it, took part of it up), so each such gap is tried
-    # once more with the interfaces within 6 px free; the same tests
+    # once more with the interfaces within 6 px free; the same tests, the gain at THIN_Z σ
     X = _step_basis(u, p_fit, sig)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     r = y - X @ coef
@@ -528,7 +533,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         for x in np.arange(a_ + 1.5, b_ - 1.5 + 1e-9, 1.0):    # the fit moves it by up to ±2 px
             best = max(best, _local_gain(p_fit, sig, float(x), rss0), key=lambda z: z[0])
         log.debug("thin-layer step: gap %.1f-%.1f gain %.3g thr %.3g", a_, b_, best[0], thr)
-        if best[1] is None or best[0] < thr:
+        if best[1] is None or best[0] < thr * (THIN_Z / HIDDEN_Z) ** 2:
             continue
         trial = best[1]
         srt = np.argsort(trial)
