@@ -393,7 +393,7 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
     noise_pix = float(c.get("_noise", 0.0))
     added = 0
     grid = np.arange(lo + 1.0, hi - 1.0, 0.25)
-    def _new_step_ok(q, sq, kn, thin: bool = False) -> bool:
+    def _new_step_ok(q, sq, kn, thin: bool = False, height_only: bool = False) -> bool:
         """The tests (b)-(d) of the step ``kn`` of the model with positions ``q`` and edge width ``sq``:
         band consistency (band profiles fitted at the same positions), height."""
         Xq = _step_basis(u, q, sq)
@@ -406,6 +406,9 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         coef_q, _ = _fit_steps(u, y, q, sq)
         h = float(coef_q[kn + 1])
         nbrs = [abs(coef_q[i + 1]) for i in (kn - 1, kn + 1) if 0 <= i < len(q)]
+        if height_only:
+            return bool(abs(h) >= float(c["min_step_noise"]) * noise_pix
+                        and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
         if hb.size < 3:
             return False
         t_b = abs(np.median(hb)) / (1.858 * np.median(np.abs(hb - np.median(hb))) / np.sqrt(hb.size) + 1e-30)
@@ -424,6 +427,78 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         return bool(agree / hb.size >= float(c["min_sign_fraction"]) and consistent
                     and abs(h) >= float(c["min_step_noise"]) * noise_pix
                     and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
+
+    def _band_select(q, sq, kn) -> bool:
+        """Model selection on the band profiles for the step ``kn`` of a staircase (another interface
+        within ``STAIR_PX``), where the bands' heights at common positions scatter (each band sees the
+        rough interfaces elsewhere): in a window of ±10 px, each band is fitted with and without the
+        step, the positions within 6 px free per band (±2 px) and the edge width ``sq`` fixed; the sum
+        over bands of the residual decreases, in units of each band's plateau variance, must exceed
+        its expectation under no step (2 per band: a height and a position) by ``HIDDEN_Z`` standard
+        deviations (√(4 n_bands)), the bands' heights agree in sign (fraction ≥ ``min_sign_fraction``)
+        and the model places the observed derivative maxima within ``CONSISTENT_PX``."""
+        win = np.abs(u - q[kn]) <= 10.0
+        inw = np.nonzero(np.abs(q - q[kn]) <= 10.0 + 3.0 * sq)[0]
+        free = inw[np.abs(q[inw] - q[kn]) <= 6.0]
+        X_all = _step_basis(u, q, sq)
+        far_q = np.min(np.abs(u[:, None] - q[None, :]), axis=1) > 3 * sq + 1
+        stat, nb, signs = 0.0, 0, []
+        for b in range(Pb.shape[0]):      # loop over bands (≤ 48), two small nonlinear fits each
+            m = wb[b]
+            if m.sum() <= max(len(q) + 4, 0.5 * len(u)) or (m & win).sum() < 12:
+                continue
+            cb = np.linalg.lstsq(X_all[m], Pb[b, m], rcond=None)[0]
+            rb = Pb[b, m] - X_all[m] @ cb
+            fq = far_q[m]
+            if fq.sum() < 8:
+                continue
+            s2b = (1.4826 * np.median(np.abs(rb[fq] - np.median(rb[fq])))) ** 2
+            uw, yw = u[m & win], Pb[b, m & win]
+            rss = []
+            for with_k in (False, True):
+                idx = inw if with_k else inw[inw != kn]
+                fr_ = np.isin(idx, free)
+                p0 = q[idx].astype(float)
+
+                def res(z, fr_=fr_, p0=p0, uw=uw, yw=yw):
+                    pp = p0.copy()
+                    pp[fr_] = z
+                    Xw = _step_basis(uw, pp, sq)
+                    return yw - Xw @ np.linalg.lstsq(Xw, yw, rcond=None)[0]
+                if fr_.any():
+                    z = least_squares(res, p0[fr_], bounds=(p0[fr_] - 2.0, p0[fr_] + 2.0), max_nfev=30).x
+                else:
+                    z = p0[fr_]
+                r_ = res(z)
+                rss.append(float(r_ @ r_))
+                if with_k:
+                    pp = p0.copy()
+                    pp[fr_] = z
+                    Xw = _step_basis(uw, pp, sq)
+                    signs.append(np.sign(np.linalg.lstsq(Xw, yw, rcond=None)[0][1 + int(np.nonzero(idx == kn)[0][0])]))
+            # per band variance: the plateaus' or the window's residual with the step, the larger
+            # (the rough interfaces' misfit counts as noise)
+            stat += (rss[0] - rss[1]) / max(s2b, rss[1] / max(len(uw) - 2 * len(free) - 2, 1), 1e-30)
+            nb += 1
+        if nb < 3:
+            return False
+        coef_q, _ = _fit_steps(u, y, q, sq)
+        # the model with the step explains the observed derivative maxima nearby (within
+        # CONSISTENT_PX, as for crowded interfaces): an edge of another shape (a graded or non-Gaussian
+        # edge, a fringe) is fitted better by two steps too, but their derivative maximum lies elsewhere
+        se = float(np.hypot(sq, float(c.get("profile_sigma_px", 1.0))))
+        for obs in pos_a[np.abs(pos_a - q[kn]) <= 3 * sq + 2]:
+            k0 = int(np.argmin(np.abs(q - obs)))
+            uf = obs + np.arange(-2.5, 2.5001, 0.05)
+            dm = np.sum(coef_q[None, 1:] * np.exp(-0.5 * ((uf[:, None] - q[None, :]) / se) ** 2), axis=1)
+            pred = uf[int(np.argmax(np.sign(coef_q[k0 + 1]) * dm))]
+            log.debug("  band selection: derivative max observed %.1f, model %.1f", obs, pred)
+            if abs(pred - obs) > CONSISTENT_PX:
+                return False
+        agree = float(np.mean(np.asarray(signs) == np.sign(coef_q[kn + 1])))
+        z = (stat - 2.0 * nb) / np.sqrt(4.0 * nb)
+        log.debug("  band selection: %d bands, z %.1f, sign agreement %.2f", nb, z, agree)
+        return bool(z >= HIDDEN_Z and agree >= float(c["min_sign_fraction"]))
 
     def _local_gain(pf, sg, x, rss0):
         """(decrease of the residual sum of squares, positions) when a step at ``x`` is added and the
@@ -507,6 +582,12 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         kn = int(np.nonzero(cur)[0][0])
         q, sg_new = refit(trial, sig)
         ok_new = np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn)
+        # a staircase step whose band heights scatter (rough interfaces beside it): model selection
+        # on the band profiles with the nearby positions free per band
+        if (not ok_new and np.min(np.diff(q)) >= 1.5
+                and float(np.min(np.abs(np.delete(q, kn) - q[kn]))) < STAIR_PX
+                and _new_step_ok(q, sg_new, kn, height_only=True)):
+            ok_new = _band_select(q, sg_new, kn)
         log.debug("  trial %s -> refit %s sigma %.2f ok %s", np.round(trial, 1), np.round(q, 1), sg_new, ok_new)
         if not ok_new:
             if new_flag is not None:
