@@ -599,7 +599,9 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         added += 1
     # a step inside a thin layer (two interfaces < 10 px apart): at fixed positions its gain is
     # masked (the two interfaces, fitted without it, took part of it up), so each such gap is tried
-    # once more with the interfaces within 6 px free; the same tests, the gain at THIN_Z σ
+    # once more with the interfaces within 6 px free; the same tests, the gain at THIN_Z σ; a step that
+    # fails the gain or the sign test (the bands' heights scatter beside rough interfaces) may still
+    # pass the model selection on the band profiles (_band_select)
     X = _step_basis(u, p_fit, sig)
     coef, *_ = np.linalg.lstsq(X, y, rcond=None)
     r = y - X @ coef
@@ -614,14 +616,17 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
         for x in np.arange(a_ + 1.5, b_ - 1.5 + 1e-9, 1.0):    # the fit moves it by up to ±2 px
             best = max(best, _local_gain(p_fit, sig, float(x), rss0), key=lambda z: z[0])
         log.debug("thin-layer step: gap %.1f-%.1f gain %.3g thr %.3g", a_, b_, best[0], thr)
-        if best[1] is None or best[0] < thr * (THIN_Z / HIDDEN_Z) ** 2:
+        weak = best[1] is not None and best[0] < thr * (THIN_Z / HIDDEN_Z) ** 2
+        if best[1] is None:
             continue
         trial = best[1]
         srt = np.argsort(trial)
         is_new = np.concatenate([~orig, [True]])[srt]
         kn = int(np.nonzero(srt == len(trial) - 1)[0][0])
         q, sg_new = refit(trial[srt], sig)
-        if np.min(np.diff(q)) >= 1.5 and _new_step_ok(q, sg_new, kn, thin=True):
+        if np.min(np.diff(q)) >= 1.5 and ((not weak and _new_step_ok(q, sg_new, kn, thin=True))
+                                          or (_new_step_ok(q, sg_new, kn, height_only=True)
+                                              and _band_select(q, sg_new, kn))):
             p_fit, sig, orig = q, sg_new, ~is_new
             added += 1
             X = _step_basis(u, p_fit, sig)
