@@ -428,15 +428,25 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
                     and abs(h) >= float(c["min_step_noise"]) * noise_pix
                     and abs(h) >= HIDDEN_MIN_REL * max(nbrs + [0.0]))
 
+    band_rejected: list[float] = []      # positions (±0.5 px) whose band model selection failed: not refitted
+
     def _band_select(q, sq, kn) -> bool:
-        """Model selection on the band profiles for the step ``kn`` of a staircase (another interface
-        within ``STAIR_PX``), where the bands' heights at common positions scatter (each band sees the
+        """Model selection on the band profiles for the step ``kn`` beside another interface (within
+        ``STAIR_PX``: a staircase or a thin layer), where the bands' heights at common positions scatter (each band sees the
         rough interfaces elsewhere): in a window of ±10 px, each band is fitted with and without the
         step, the positions within 6 px free per band (±2 px) and the edge width ``sq`` fixed; the sum
         over bands of the residual decreases, in units of each band's plateau variance, must exceed
         its expectation under no step (2 per band: a height and a position) by ``HIDDEN_Z`` standard
         deviations (√(4 n_bands)), the bands' heights agree in sign (fraction ≥ ``min_sign_fraction``)
         and the model places the observed derivative maxima within ``CONSISTENT_PX``."""
+        if any(abs(q[kn] - x) <= 0.5 for x in band_rejected):
+            return False
+        ok = _band_select_new(q, sq, kn)
+        if not ok:
+            band_rejected.append(float(q[kn]))
+        return ok
+
+    def _band_select_new(q, sq, kn) -> bool:
         win = np.abs(u - q[kn]) <= 10.0
         inw = np.nonzero(np.abs(q - q[kn]) <= 10.0 + 3.0 * sq)[0]
         free = inw[np.abs(q[inw] - q[kn]) <= 6.0]
