@@ -433,8 +433,8 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
     def _band_select(q, sq, kn) -> bool:
         """Model selection on the band profiles for the step ``kn`` beside another interface (within
         ``STAIR_PX``: a staircase or a thin layer), where the bands' heights at common positions
-        scatter (each band sees the rough interfaces elsewhere): in a window of ±10 px, each band is fitted with and without the
-        step, the positions within 6 px free per band (±2 px) and the edge width ``sq`` fixed; the sum
+        scatter (each band sees the rough interfaces elsewhere): in a window of ±10 px, each band is
+        fitted with and without the step, the positions within 6 px free per band (±2 px) and the edge width ``sq`` fixed; the sum
         over bands of the residual decreases, in units of each band's plateau variance, must exceed
         its expectation under no step (2 per band: a height and a position) by ``HIDDEN_Z`` standard
         deviations (√(4 n_bands)), the bands' heights agree in sign (fraction ≥ ``min_sign_fraction``)
