@@ -433,12 +433,14 @@ def add_hidden_steps(prof: np.ndarray, counts: np.ndarray, pos, steps, tst, c: d
     def _band_select(q, sq, kn) -> bool:
         """Model selection on the band profiles for the step ``kn`` beside another interface (within
         ``STAIR_PX``: a staircase or a thin layer), where the bands' heights at common positions
-        scatter (each band sees the rough interfaces elsewhere): in a window of ±10 px, each band is
-        fitted with and without the step, the positions within 6 px free per band (±2 px) and the edge width ``sq`` fixed; the sum
-        over bands of the residual decreases, in units of each band's plateau variance, must exceed
-        its expectation under no step (2 per band: a height and a position) by ``HIDDEN_Z`` standard
-        deviations (√(4 n_bands)), the bands' heights agree in sign (fraction ≥ ``min_sign_fraction``)
-        and the model places the observed derivative maxima within ``CONSISTENT_PX``."""
+        scatter (each band sees the rough interfaces elsewhere).  In a window of ±10 px each band is
+        fitted with and without the step, the positions within 6 px free per band (±2 px), the edge
+        width ``sq`` fixed.  Accepted when the sum over bands of the residual decreases, each in
+        units of the band's variance (its plateaus' or the window residual's, the larger), exceeds
+        its expectation under no step (2 per band: a height and a position) by ``HIDDEN_Z``
+        standard deviations (√(4 n_bands)), the bands' heights agree in sign (fraction ≥
+        ``min_sign_fraction``) and the model places the observed derivative maxima nearby within
+        ``CONSISTENT_PX``."""
         if any(abs(q[kn] - x) <= 0.5 for x in band_rejected):
             return False
         ok = _band_select_new(q, sq, kn)
