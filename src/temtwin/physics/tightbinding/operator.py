@@ -135,6 +135,32 @@ def finish_row_real(acc, X, Xprev, Y, r, w, m, mode, scale, shift, pyy, pyx):
         pyx[v] += yr * xr + yi * xi
 
 
+@numba.njit(inline="always", cache=True)
+def _real_rows(acc, width, ib, block, n, row0, indptr, indices, data, X, Xprev, Y, scale, shift, mode,
+               so_lam, so_base, so_comp, Mr, Mi, partial, w, m):
+    """Rows of row block ``ib`` of the real-CSR product, accumulated in ``acc`` (``width`` reals), and
+    the block's partial dot products: the one row loop of :func:`_kernel_real` and of the
+    compiled-width kernels (:func:`real_kernel`, where ``width`` is a compile-time constant)."""
+    pyy = np.zeros(m)
+    pyx = np.zeros(m)
+    for i in range(ib * block, min(n, (ib + 1) * block)):
+        r = row0 + i
+        for q in range(width):
+            acc[q] = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            c = indices[k]
+            h = data[k]
+            for q in range(width):
+                acc[q] += h * X[c, q]
+        lam = so_lam[i]
+        if lam != 0.0:
+            add_spin_orbit_real(acc, X, lam, so_comp[i], so_base[i], Mr, Mi, m)
+        finish_row_real(acc, X, Xprev, Y, r, w, m, mode, scale, shift, pyy, pyx)
+    for v in range(m):
+        partial[ib, v, 0] = pyy[v]
+        partial[ib, v, 1] = pyx[v]
+
+
 @numba.njit(parallel=True, cache=True)
 def _kernel_real(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam, so_base, so_comp,
                  Mr, Mi, partial, block, m, row0):
@@ -150,25 +176,8 @@ def _kernel_real(indptr, indices, data, X, Xprev, Y, scale, shift, mode, so_lam,
     nblk = (n + block - 1) // block
     for ib in numba.prange(nblk):
         acc = np.empty(w2, dtype=X.dtype)
-        pyy = np.zeros(m)
-        pyx = np.zeros(m)
-        r1 = min(n, (ib + 1) * block)
-        for i in range(ib * block, r1):
-            r = row0 + i
-            for q in range(w2):
-                acc[q] = 0.0
-            for k in range(indptr[i], indptr[i + 1]):
-                c = indices[k]
-                h = data[k]
-                for q in range(w2):
-                    acc[q] += h * X[c, q]
-            lam = so_lam[i]
-            if lam != 0.0:
-                add_spin_orbit_real(acc, X, lam, so_comp[i], so_base[i], Mr, Mi, m)
-            finish_row_real(acc, X, Xprev, Y, r, w, m, mode, scale, shift, pyy, pyx)
-        for v in range(m):
-            partial[ib, v, 0] = pyy[v]
-            partial[ib, v, 1] = pyx[v]
+        _real_rows(acc, w2, ib, block, n, row0, indptr, indices, data, X, Xprev, Y, scale, shift, mode,
+                   so_lam, so_base, so_comp, Mr, Mi, partial, w, m)
 
 
 @intrinsic
@@ -216,25 +225,8 @@ def _make_real_kernel(W: int):
         nblk = (n + block - 1) // block
         for ib in numba.prange(nblk):
             acc = numba.carray(_stack_buffer(W, X.dtype), W)
-            pyy = np.zeros(m)
-            pyx = np.zeros(m)
-            r1 = min(n, (ib + 1) * block)
-            for i in range(ib * block, r1):
-                r = row0 + i
-                for q in range(W):
-                    acc[q] = 0.0
-                for k in range(indptr[i], indptr[i + 1]):
-                    c = indices[k]
-                    h = data[k]
-                    for q in range(W):
-                        acc[q] += h * X[c, q]
-                lam = so_lam[i]
-                if lam != 0.0:
-                    add_spin_orbit_real(acc, X, lam, so_comp[i], so_base[i], Mr, Mi, m)
-                finish_row_real(acc, X, Xprev, Y, r, w, m, mode, scale, shift, pyy, pyx)
-            for v in range(m):
-                partial[ib, v, 0] = pyy[v]
-                partial[ib, v, 1] = pyx[v]
+            _real_rows(acc, W, ib, block, n, row0, indptr, indices, data, X, Xprev, Y, scale, shift, mode,
+                       so_lam, so_base, so_comp, Mr, Mi, partial, w, m)
 
     return kernel
 
